@@ -1,0 +1,1 @@
+//! `ebpf-events`: see ARCHITECTURE.md.

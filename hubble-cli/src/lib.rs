@@ -1,0 +1,1 @@
+//! `hubble-cli`: see ARCHITECTURE.md.

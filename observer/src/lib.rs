@@ -1,0 +1,1 @@
+//! `observer`: see ARCHITECTURE.md.

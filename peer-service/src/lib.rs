@@ -1,0 +1,1 @@
+//! `peer-service`: see ARCHITECTURE.md.

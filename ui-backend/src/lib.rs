@@ -1,0 +1,1 @@
+//! `ui-backend`: see ARCHITECTURE.md.
