@@ -1,0 +1,41 @@
+//! Compiles the API in `api/` with protox (pure Rust, no protoc needed), then generates
+//! prost messages, tonic clients and servers, and pbjson serde impls.
+
+use std::path::PathBuf;
+
+#[path = "build/json_gen.rs"]
+mod json_gen;
+
+const PROTOS: &[&str] = &[
+    "api/flow/flow.proto",
+    "api/relay/relay.proto",
+    "api/observer/observer.proto",
+    "api/peer/peer.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptors = protox::compile(PROTOS, ["api"])?;
+    let descriptor_bytes = prost::Message::encode_to_vec(&descriptors);
+    std::fs::write(out_dir.join("hubble_descriptor.bin"), &descriptor_bytes)?;
+
+    let json = json_gen::generate(&descriptors, &["flow", "observer", "peer", "relay"]);
+    std::fs::write(out_dir.join("hubble_json.rs"), json)?;
+    println!("cargo:rerun-if-changed=build/json_gen.rs");
+
+    tonic_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_fds(descriptors.clone())?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .preserve_proto_field_names()
+        .build(&[".flow", ".observer", ".peer", ".relay"])?;
+    Ok(())
+}

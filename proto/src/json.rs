@@ -1,0 +1,269 @@
+//! JSON output exactly as upstream `hubble` prints it.
+//!
+//! Upstream marshals messages with protojson (proto field names, declaration order,
+//! zero values omitted, enums by name, 64-bit integers as strings) and then passes the
+//! result through Go's `encoding/json`, which compacts it and escapes `<`, `>` and `&`
+//! as `\u003c`, `\u003e` and `\u0026` (and U+2028/U+2029). This module reproduces both
+//! steps in one pass over the pbjson serde impls.
+
+use std::io::{self, Write};
+
+/// A message that prints itself in upstream's JSON form. Implemented for every message
+/// of the API by code generated from the `.proto` files.
+pub trait ToJson {
+    /// Appends `self` as a JSON object.
+    fn write_json(&self, w: &mut Writer);
+}
+
+include!(concat!(env!("OUT_DIR"), "/hubble_json.rs"));
+
+/// Returns `value` as compact JSON, exactly as upstream prints it.
+pub fn to_string<T: ToJson + ?Sized>(value: &T) -> String {
+    let mut w = Writer::with_capacity(512);
+    value.write_json(&mut w);
+    w.into_string()
+}
+
+/// Writes `value` followed by a newline to `out`, reusing `w`'s buffer.
+pub fn write_line<T: ToJson + ?Sized, O: Write>(
+    w: &mut Writer,
+    value: &T,
+    out: &mut O,
+) -> io::Result<()> {
+    w.clear();
+    value.write_json(w);
+    w.buf.push('\n');
+    out.write_all(w.buf.as_bytes())
+}
+
+/// An append-only JSON writer with Go's `encoding/json` string escaping.
+#[derive(Debug, Default)]
+pub struct Writer {
+    buf: String,
+    /// One entry per open object or array: whether it already holds an element.
+    nonempty: Vec<bool>,
+}
+
+impl Writer {
+    /// Creates a writer with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            buf: String::with_capacity(capacity),
+            nonempty: Vec::with_capacity(8),
+        }
+    }
+
+    /// Empties the buffer, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.nonempty.clear();
+    }
+
+    /// The JSON written so far.
+    pub fn as_str(&self) -> &str {
+        &self.buf
+    }
+
+    /// Consumes the writer and returns its JSON.
+    pub fn into_string(self) -> String {
+        self.buf
+    }
+
+    pub fn begin_object(&mut self) {
+        self.buf.push('{');
+        self.nonempty.push(false);
+    }
+
+    pub fn end_object(&mut self) {
+        self.buf.push('}');
+        self.nonempty.pop();
+    }
+
+    pub fn begin_array(&mut self) {
+        self.buf.push('[');
+        self.nonempty.push(false);
+    }
+
+    pub fn end_array(&mut self) {
+        self.buf.push(']');
+        self.nonempty.pop();
+    }
+
+    /// Writes the separator before the next element of the innermost object or array.
+    pub fn comma(&mut self) {
+        if let Some(nonempty) = self.nonempty.last_mut() {
+            if *nonempty {
+                self.buf.push(',');
+            }
+            *nonempty = true;
+        }
+    }
+
+    /// Writes `"name":` (names are proto field names and need no escaping).
+    pub fn key(&mut self, name: &str) {
+        self.comma();
+        self.buf.push('"');
+        self.buf.push_str(name);
+        self.buf.push_str("\":");
+    }
+
+    pub fn raw(&mut self, text: &str) {
+        self.buf.push_str(text);
+    }
+
+    pub fn integer(&mut self, value: i64) {
+        let _ = std::fmt::Write::write_fmt(&mut self.buf, format_args!("{value}"));
+    }
+
+    pub fn quoted_integer(&mut self, value: i128) {
+        let _ = std::fmt::Write::write_fmt(&mut self.buf, format_args!("\"{value}\""));
+    }
+
+    pub fn float(&mut self, value: f64) {
+        if value.is_nan() {
+            self.buf.push_str("\"NaN\"");
+        } else if value.is_infinite() {
+            self.buf.push_str(if value > 0.0 {
+                "\"Infinity\""
+            } else {
+                "\"-Infinity\""
+            });
+        } else {
+            let _ = std::fmt::Write::write_fmt(&mut self.buf, format_args!("{value}"));
+        }
+    }
+
+    /// An enum by name, or by number when the number is not a known value.
+    pub fn enumeration(&mut self, name: Option<&str>, value: i32) {
+        match name {
+            Some(name) => {
+                self.buf.push('"');
+                self.buf.push_str(name);
+                self.buf.push('"');
+            }
+            None => self.integer(value.into()),
+        }
+    }
+
+    /// A JSON string with Go's HTML-safe escaping (`<` as `\u003c`, ...).
+    pub fn string(&mut self, value: &str) {
+        self.buf.push('"');
+        escape_into(&mut self.buf, value);
+        self.buf.push('"');
+    }
+
+    pub fn bytes(&mut self, value: &[u8]) {
+        self.buf.push('"');
+        base64_into(&mut self.buf, value);
+        self.buf.push('"');
+    }
+
+    /// A timestamp in RFC 3339, UTC, with 0, 3, 6 or 9 fractional digits.
+    pub fn timestamp(&mut self, ts: &pbjson_types::Timestamp) {
+        self.buf.push('"');
+        format_timestamp(&mut self.buf, ts.seconds, ts.nanos);
+        self.buf.push('"');
+    }
+
+    pub fn field_mask(&mut self, mask: &pbjson_types::FieldMask) {
+        let joined: Vec<String> = mask.paths.iter().map(|p| lower_camel(p)).collect();
+        self.string(&joined.join(","));
+    }
+
+    pub fn any(&mut self, any: &pbjson_types::Any) {
+        self.begin_object();
+        self.key("@type");
+        self.string(&any.type_url);
+        self.end_object();
+    }
+}
+
+/// Formats a protobuf timestamp as protojson does.
+pub fn format_timestamp(out: &mut String, seconds: i64, nanos: i32) {
+    use std::fmt::Write as _;
+    let Some(time) = chrono::DateTime::from_timestamp(seconds, 0) else {
+        let _ = write!(out, "{seconds}");
+        return;
+    };
+    let _ = write!(out, "{}", time.format("%Y-%m-%dT%H:%M:%S"));
+    let nanos = nanos.max(0);
+    if nanos != 0 {
+        if nanos % 1_000_000 == 0 {
+            let _ = write!(out, ".{:03}", nanos / 1_000_000);
+        } else if nanos % 1_000 == 0 {
+            let _ = write!(out, ".{:06}", nanos / 1_000);
+        } else {
+            let _ = write!(out, ".{nanos:09}");
+        }
+    }
+    out.push('Z');
+}
+
+fn lower_camel(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        let escape: Option<&str> = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            '<' => Some("\\u003c"),
+            '>' => Some("\\u003e"),
+            '&' => Some("\\u0026"),
+            '\u{2028}' => Some("\\u2028"),
+            '\u{2029}' => Some("\\u2029"),
+            c if (c as u32) < 0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&value[start..i]);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(std::str::from_utf8(&bytes[start..]).unwrap_or_default());
+}
+
+fn base64_into(out: &mut String, data: &[u8]) {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
