@@ -1,1 +1,10 @@
-//! `agent`: see ARCHITECTURE.md.
+//! `agent`: the control plane of a hubble-rs node (see ARCHITECTURE.md).
+//!
+//! Endpoints come from YAML files in a watched directory ([`endpoints`]),
+//! get security identities from their labels ([`identity`], [`labels`]),
+//! and CiliumNetworkPolicy documents ([`policy`]) are compiled into policy map
+//! entries for the datapath. The [`admin`] module serves and prints the
+//! `hubble-agent endpoint|policy|identity` commands over a Unix socket.
+
+pub mod identity;
+pub mod labels;
