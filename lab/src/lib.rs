@@ -1,1 +1,27 @@
-//! `lab`: see ARCHITECTURE.md.
+//! `lab`: the Star Wars demo topology on one machine, in network namespaces.
+//!
+//! [`up::up`] creates a bridge, one namespace per node and per pod, veth pairs, routes,
+//! endpoint files for the agent, the pods' workloads (the deathstar HTTP service and a
+//! DNS responder), and optionally the agents and the relay; [`traffic::traffic`] sends
+//! the demo's requests from inside the pods; [`down::down`] removes exactly what the
+//! state file lists. See ARCHITECTURE.md ("Lab topology", "Endpoint files").
+
+pub mod command;
+pub mod deathstar;
+pub mod dns;
+pub mod dns_server;
+pub mod down;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod network;
+pub mod paths;
+pub mod process;
+pub mod request;
+pub mod state;
+pub mod status;
+pub mod topology;
+pub mod traffic;
+pub mod up;
+
+pub use error::{LabError, Result};

@@ -1,0 +1,148 @@
+//! The DNS responder of the `coredns` pod: answers A/AAAA queries from a fixed table.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+use crate::dns::{self, DnsError, Rcode, CLASS_IN, TYPE_A, TYPE_AAAA};
+use crate::error::{LabError, Result};
+
+/// TTL of every answer, in seconds.
+pub const ANSWER_TTL: u32 = 30;
+
+/// Largest datagram read; queries with EDNS may exceed 512 bytes.
+pub const MAX_DATAGRAM: usize = 4096;
+
+/// Names and their addresses; names are lowercase without the trailing dot.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    entries: BTreeMap<String, Vec<IpAddr>>,
+}
+
+impl Records {
+    /// Adds an address for `name`.
+    pub fn insert(&mut self, name: &str, address: IpAddr) {
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        self.entries.entry(key).or_default().push(address);
+    }
+
+    /// Parses `NAME=ADDRESS`.
+    pub fn insert_spec(&mut self, spec: &str) -> Result<()> {
+        let invalid = |reason: &str| LabError::InvalidConfig {
+            what: "DNS record",
+            value: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let (name, address) = spec.split_once('=').ok_or_else(|| invalid("expected NAME=ADDRESS"))?;
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| invalid("the address is not an IP address"))?;
+        if name.is_empty() {
+            return Err(invalid("the name is empty"));
+        }
+        self.insert(name, address);
+        Ok(())
+    }
+
+    /// Builds the response to a query message, or an error if it is malformed.
+    pub fn answer(&self, message: &[u8]) -> Result<Vec<u8>, DnsError> {
+        let query = dns::parse_query(message)?;
+        if query.opcode() != 0 {
+            return Ok(dns::encode_response(&query, Rcode::NotImplemented, &[], 0));
+        }
+        if query.qclass != CLASS_IN {
+            return Ok(dns::encode_response(&query, Rcode::Refused, &[], 0));
+        }
+        let Some(addresses) = self.entries.get(&query.name) else {
+            return Ok(dns::encode_response(&query, Rcode::NameError, &[], ANSWER_TTL));
+        };
+        let matching: Vec<IpAddr> = addresses
+            .iter()
+            .copied()
+            .filter(|address| match query.qtype {
+                TYPE_A => address.is_ipv4(),
+                TYPE_AAAA => address.is_ipv6(),
+                _ => false,
+            })
+            .collect();
+        Ok(dns::encode_response(&query, Rcode::NoError, &matching, ANSWER_TTL))
+    }
+}
+
+/// Serves `records` on UDP `listen` until the process is stopped. Malformed queries
+/// get no answer; they are counted and logged.
+pub fn serve(listen: SocketAddr, records: &Records) -> Result<()> {
+    let socket = UdpSocket::bind(listen).map_err(|error| LabError::Io {
+        action: "listening on",
+        path: listen.to_string().into(),
+        source: error,
+    })?;
+    println!("dns listening on {listen} with {} names", records.entries.len());
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut malformed: u64 = 0;
+    loop {
+        let (length, peer) = match socket.recv_from(&mut buffer) {
+            Ok(received) => received,
+            Err(error) => {
+                eprintln!("receive failed: {error}");
+                continue;
+            }
+        };
+        match records.answer(&buffer[..length]) {
+            Ok(response) => {
+                if let Err(error) = socket.send_to(&response, peer) {
+                    eprintln!("reply to {peer} failed: {error}");
+                }
+            }
+            Err(error) => {
+                malformed += 1;
+                eprintln!("ignored malformed query from {peer} ({malformed} so far): {error}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Records {
+        let mut records = Records::default();
+        records
+            .insert_spec("deathstar.default.svc.cluster.local=10.200.1.10")
+            .expect("record");
+        records
+    }
+
+    #[test]
+    fn answers_known_names_and_nxdomain_otherwise() {
+        let records = records();
+        let query = dns::encode_query(5, "DEATHSTAR.default.svc.cluster.local.", TYPE_A).expect("query");
+        let response = dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        assert_eq!(response.rcode, 0);
+        assert_eq!(response.addresses, vec!["10.200.1.10".parse::<IpAddr>().expect("ip")]);
+
+        let query = dns::encode_query(6, "deathstar.default.svc.cluster.local", TYPE_AAAA).expect("query");
+        let response = dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        assert_eq!((response.rcode, response.addresses.len()), (0, 0));
+
+        let query = dns::encode_query(7, "xwing.default.svc.cluster.local", TYPE_A).expect("query");
+        let response = dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        assert_eq!(response.rcode, 3);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_an_answer() {
+        let records = records();
+        assert!(records.answer(b"").is_err());
+        assert!(records.answer(b"hello, deathstar! this is not dns").is_err());
+    }
+
+    #[test]
+    fn bad_record_specs_name_the_value() {
+        let mut records = Records::default();
+        let error = records.insert_spec("deathstar=not-an-ip").expect_err("bad ip");
+        assert!(error.to_string().contains("deathstar=not-an-ip"), "{error}");
+        assert!(records.insert_spec("no-equals").is_err());
+        assert!(records.insert_spec("=10.0.0.1").is_err());
+    }
+}

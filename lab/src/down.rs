@@ -1,0 +1,115 @@
+//! `hubble-lab down`: removes exactly what the state file lists, in reverse order.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use crate::command;
+use crate::error::{LabError, Result};
+use crate::paths::RunLayout;
+use crate::process;
+use crate::state::{ProcessKind, StateFile};
+use crate::up::ensure_root;
+
+/// What `down` did.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    /// Steps that failed; the state file is kept when this is not empty.
+    pub failures: Vec<String>,
+    /// True if there was a lab to remove.
+    pub found: bool,
+}
+
+/// Removes the lab under `run_dir`: stops its processes (relay, agents, workloads),
+/// deletes its files, namespaces, links and directories. Idempotent: without a state
+/// file there is nothing to do. Progress goes to `out`.
+pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
+    ensure_root()?;
+    let layout = RunLayout::new(run_dir);
+    let Some(state_file) = StateFile::load(&layout.state_file())? else {
+        let _ = writeln!(
+            out,
+            "hubble-lab: no lab under {} (no state file); nothing to do",
+            run_dir.display()
+        );
+        return Ok(DownReport::default());
+    };
+    let state = &state_file.state;
+    let mut report = DownReport {
+        found: true,
+        ..DownReport::default()
+    };
+
+    let mut processes = state.processes.clone();
+    processes.sort_by_key(|record| match record.kind {
+        ProcessKind::Relay => 0,
+        ProcessKind::Agent => 1,
+        ProcessKind::Workload => 2,
+    });
+    for line in process::stop_all(&processes) {
+        let _ = writeln!(out, "  {line}");
+    }
+    let survivors: Vec<String> = processes
+        .iter()
+        .filter(|record| process::is_alive(record))
+        .map(|record| format!("{} (pid {}) is still running", record.role, record.pid))
+        .collect();
+    report.failures.extend(survivors);
+
+    for file in state.files.iter().rev() {
+        match fs::remove_file(file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => report
+                .failures
+                .push(format!("removing {}: {error}", file.display())),
+        }
+    }
+    for netns in state.namespaces.iter().rev() {
+        if command::netns_exists(netns) {
+            match command::ip(&["netns", "del", netns]) {
+                Ok(()) => {
+                    let _ = writeln!(out, "  deleted network namespace {netns}");
+                }
+                Err(error) => report.failures.push(error.to_string()),
+            }
+        }
+    }
+    for link in state.links.iter().rev() {
+        // Deleting a node namespace already removed its veth pair.
+        if command::root_link_exists(link) {
+            match command::ip(&["link", "del", link]) {
+                Ok(()) => {
+                    let _ = writeln!(out, "  deleted link {link}");
+                }
+                Err(error) => report.failures.push(error.to_string()),
+            }
+        }
+    }
+
+    if !report.failures.is_empty() {
+        return Ok(report);
+    }
+    state_file.remove()?;
+    for dir in state.dirs.iter().rev() {
+        match fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                let _ = writeln!(out, "  kept {} ({error})", dir.display());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Turns a report with failures into an error for the command line.
+pub fn into_result(report: DownReport, state_file: &Path) -> Result<DownReport> {
+    if report.failures.is_empty() {
+        return Ok(report);
+    }
+    Err(LabError::DownIncomplete {
+        path: state_file.to_path_buf(),
+        failures: report.failures,
+    })
+}

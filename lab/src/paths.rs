@@ -1,0 +1,91 @@
+//! Where the lab keeps its files, all under one run directory.
+//!
+//! ```text
+//! <run>/lab/state.json                      what the lab created (read by `down`)
+//! <run>/lab/<pod>.log                       output of a pod's workload
+//! <run>/node<N>/endpoints/<ns>_<pod>.yaml   endpoint files watched by the agent
+//! <run>/node<N>/hubble.sock                 the agent's Hubble API socket
+//! <run>/node<N>/agent.sock                  the agent's admin socket
+//! <run>/node<N>/agent.log                   the agent's output
+//! <run>/nodes.yaml                          static node list for the peer service
+//! <run>/relay.log                           the relay's output
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Default run directory, shared with the agent's defaults.
+pub const DEFAULT_RUN_DIR: &str = "/var/run/hubble-rs";
+
+/// The file layout under a run directory.
+#[derive(Debug, Clone)]
+pub struct RunLayout {
+    root: PathBuf,
+}
+
+impl RunLayout {
+    /// Creates the layout rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunLayout { root: root.into() }
+    }
+
+    /// The run directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of the lab's own files.
+    pub fn lab_dir(&self) -> PathBuf {
+        self.root.join("lab")
+    }
+
+    /// The state file that `down` reads.
+    pub fn state_file(&self) -> PathBuf {
+        self.lab_dir().join("state.json")
+    }
+
+    /// Log file of a pod's workload.
+    pub fn workload_log(&self, pod: &str) -> PathBuf {
+        self.lab_dir().join(format!("{pod}.log"))
+    }
+
+    /// Directory of node `index`.
+    pub fn node_dir(&self, index: u8) -> PathBuf {
+        self.root.join(format!("node{index}"))
+    }
+
+    /// Endpoints directory the agent of node `index` watches.
+    pub fn endpoints_dir(&self, index: u8) -> PathBuf {
+        self.node_dir(index).join("endpoints")
+    }
+
+    /// Endpoint file of one pod on node `index`.
+    pub fn endpoint_file(&self, index: u8, namespace: &str, pod: &str) -> PathBuf {
+        self.endpoints_dir(index)
+            .join(format!("{namespace}_{pod}.yaml"))
+    }
+
+    /// Hubble API Unix socket of the agent on node `index`.
+    pub fn hubble_socket(&self, index: u8) -> PathBuf {
+        self.node_dir(index).join("hubble.sock")
+    }
+
+    /// Admin Unix socket of the agent on node `index`.
+    pub fn admin_socket(&self, index: u8) -> PathBuf {
+        self.node_dir(index).join("agent.sock")
+    }
+
+    /// Log file of the agent on node `index`.
+    pub fn agent_log(&self, index: u8) -> PathBuf {
+        self.node_dir(index).join("agent.log")
+    }
+
+    /// Static node list read by the agents' peer service.
+    pub fn nodes_file(&self) -> PathBuf {
+        self.root.join("nodes.yaml")
+    }
+
+    /// Log file of the relay.
+    pub fn relay_log(&self) -> PathBuf {
+        self.root.join("relay.log")
+    }
+}

@@ -1,0 +1,353 @@
+//! `hubble-lab up`: builds the topology, starts the workloads, agents and relay.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::command;
+use crate::error::{LabError, Result};
+use crate::files::{nodes_yaml, EndpointFile};
+use crate::network;
+use crate::paths::RunLayout;
+use crate::process::{self, Launch};
+use crate::state::{write_atomically, LabState, ProcessKind, StateFile, STATE_VERSION};
+use crate::topology::{Topology, TopologyConfig, Workload, DEATHSTAR_SERVICE_NAME};
+
+/// How long to wait for an agent's Unix socket.
+pub const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long to wait for a workload's listening socket.
+pub const WORKLOAD_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Port the deathstar serves HTTP on.
+pub const DEATHSTAR_PORT: u16 = 80;
+/// Port the DNS responder serves on.
+pub const DNS_PORT: u16 = 53;
+
+/// Everything `up` needs to know.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    pub topology: TopologyConfig,
+    pub cluster_name: String,
+    pub run_dir: PathBuf,
+    /// `hubble-agent` to start; `None` means next to the lab binary, if it exists.
+    pub agent_bin: Option<PathBuf>,
+    /// `hubble-relay` to start; `None` means next to the lab binary, if it exists.
+    pub relay_bin: Option<PathBuf>,
+    pub no_agents: bool,
+    /// This program, re-executed inside namespaces for workloads and sysctls.
+    pub self_exe: PathBuf,
+}
+
+/// Fails with [`LabError::NotRoot`] unless the effective user is root.
+pub fn ensure_root() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(LabError::NotRoot)
+    }
+}
+
+/// Builds the lab. Progress and warnings go to `out`. On error, what was created so far
+/// is in the state file and `down` removes it.
+pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
+    ensure_root()?;
+    let layout = RunLayout::new(&config.run_dir);
+    let topology = Topology::plan(&config.topology)?;
+    if layout.state_file().exists() {
+        return Err(LabError::AlreadyUp(layout.state_file()));
+    }
+    check_names_are_free(&topology)?;
+    let agent_bin = if config.no_agents {
+        None
+    } else {
+        pick_binary("hubble-agent", config.agent_bin.as_deref(), &config.self_exe, out)?
+    };
+    let relay_bin = if agent_bin.is_none() {
+        None
+    } else {
+        pick_binary("hubble-relay", config.relay_bin.as_deref(), &config.self_exe, out)?
+    };
+
+    let mut created_dirs = Vec::new();
+    for dir in [layout.root().to_path_buf(), layout.lab_dir()] {
+        create_dir(&dir, &mut created_dirs)?;
+    }
+    let mut state = StateFile::new(
+        layout.state_file(),
+        LabState {
+            version: STATE_VERSION,
+            cluster_name: config.cluster_name.clone(),
+            run_dir: config.run_dir.clone(),
+            topology: topology.clone(),
+            namespaces: Vec::new(),
+            links: Vec::new(),
+            processes: Vec::new(),
+            files: Vec::new(),
+            dirs: created_dirs,
+            complete: false,
+        },
+    );
+    state.save()?;
+
+    build_network(config, &topology, &mut state)?;
+    write_endpoint_files(&layout, &topology, &mut state)?;
+    start_workloads(config, &layout, &topology, &mut state)?;
+    let nodes_file = layout.nodes_file();
+    record_file(&mut state, &nodes_file)?;
+    write_atomically(&nodes_file, nodes_yaml(&topology)?.as_bytes())?;
+    if let Some(agent_bin) = agent_bin {
+        start_agents(config, &layout, &topology, &agent_bin, &mut state)?;
+        if let Some(relay_bin) = relay_bin {
+            start_relay(&layout, &relay_bin, &mut state)?;
+        }
+    }
+    state.record(|state| state.complete = true)?;
+    Ok(state)
+}
+
+fn check_names_are_free(topology: &Topology) -> Result<()> {
+    let namespaces = topology
+        .nodes
+        .iter()
+        .map(|node| &node.netns)
+        .chain(topology.pods.iter().map(|pod| &pod.netns));
+    for name in namespaces {
+        if command::netns_exists(name) {
+            return Err(LabError::NameTaken {
+                kind: "network namespace",
+                name: name.clone(),
+            });
+        }
+    }
+    let links = std::iter::once(&topology.bridge)
+        .chain(topology.nodes.iter().map(|node| &node.root_link));
+    for name in links {
+        if command::root_link_exists(name) {
+            return Err(LabError::NameTaken {
+                kind: "link",
+                name: name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a binary: an explicit path must exist; the default (next to the lab
+/// binary) may be missing, which is reported and skipped.
+fn pick_binary(
+    name: &'static str,
+    explicit: Option<&Path>,
+    self_exe: &Path,
+    out: &mut dyn Write,
+) -> Result<Option<PathBuf>> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            return Err(LabError::MissingBinary {
+                what: name,
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(Some(path.to_path_buf()));
+    }
+    let default = self_exe.with_file_name(name);
+    if default.is_file() {
+        return Ok(Some(default));
+    }
+    let _ = writeln!(
+        out,
+        "hubble-lab: {name} not found at {}; continuing without it",
+        default.display()
+    );
+    Ok(None)
+}
+
+fn create_dir(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut current = Some(dir);
+    while let Some(path) = current {
+        if path.exists() {
+            break;
+        }
+        missing.push(path.to_path_buf());
+        current = path.parent();
+    }
+    fs::create_dir_all(dir).map_err(|error| LabError::io("creating directory", dir, error))?;
+    created.extend(missing.into_iter().rev());
+    Ok(())
+}
+
+fn record_dir(state: &mut StateFile, dir: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    create_dir(dir, &mut created)?;
+    state.record(|state| state.dirs.extend(created))
+}
+
+fn record_file(state: &mut StateFile, file: &Path) -> Result<()> {
+    let file = file.to_path_buf();
+    state.record(|state| {
+        if !state.files.contains(&file) {
+            state.files.push(file)
+        }
+    })
+}
+
+fn build_network(config: &UpConfig, topology: &Topology, state: &mut StateFile) -> Result<()> {
+    let self_exe = config.self_exe.as_path();
+    state.record(|state| state.links.push(topology.bridge.clone()))?;
+    network::create_bridge(topology)?;
+    for node in &topology.nodes {
+        state.record(|state| state.namespaces.push(node.netns.clone()))?;
+        network::create_namespace(self_exe, &node.netns)?;
+        state.record(|state| state.links.push(node.root_link.clone()))?;
+        network::connect_node(self_exe, topology, node)?;
+    }
+    network::route_between_nodes(topology)?;
+    for pod in &topology.pods {
+        let node = topology.node(pod.node).ok_or_else(|| LabError::InvalidConfig {
+            what: "pod placement",
+            value: format!("{} on node{}", pod.name, pod.node),
+            reason: "no such node".to_string(),
+        })?;
+        state.record(|state| state.namespaces.push(pod.netns.clone()))?;
+        network::create_namespace(self_exe, &pod.netns)?;
+        network::connect_pod(self_exe, node, pod)?;
+    }
+    Ok(())
+}
+
+fn write_endpoint_files(layout: &RunLayout, topology: &Topology, state: &mut StateFile) -> Result<()> {
+    for node in &topology.nodes {
+        record_dir(state, &layout.endpoints_dir(node.index))?;
+    }
+    for pod in &topology.pods {
+        let path = layout.endpoint_file(pod.node, &pod.namespace, &pod.name);
+        record_file(state, &path)?;
+        write_atomically(&path, EndpointFile::for_pod(pod).to_yaml()?.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn start_workloads(
+    config: &UpConfig,
+    layout: &RunLayout,
+    topology: &Topology,
+    state: &mut StateFile,
+) -> Result<()> {
+    let mut dns_args = vec![
+        "serve".to_string(),
+        "dns".to_string(),
+        "--listen".to_string(),
+        format!("0.0.0.0:{DNS_PORT}"),
+    ];
+    if let Some(deathstar) = topology.pod("deathstar-1") {
+        for address in [deathstar.ipv4.to_string(), deathstar.ipv6.to_string()] {
+            dns_args.push("--record".to_string());
+            dns_args.push(format!("{DEATHSTAR_SERVICE_NAME}={address}"));
+        }
+    }
+    for pod in &topology.pods {
+        let (args, table, port) = match pod.workload {
+            Workload::Client => continue,
+            Workload::Deathstar => (
+                vec![
+                    "serve".to_string(),
+                    "deathstar".to_string(),
+                    "--listen".to_string(),
+                    format!("0.0.0.0:{DEATHSTAR_PORT}"),
+                ],
+                "tcp",
+                DEATHSTAR_PORT,
+            ),
+            Workload::Dns => (dns_args.clone(), "udp", DNS_PORT),
+        };
+        let log = layout.workload_log(&pod.name);
+        record_file(state, &log)?;
+        let record = process::spawn_detached(Launch {
+            role: pod.name.clone(),
+            kind: ProcessKind::Workload,
+            netns: Some(&pod.netns),
+            program: &config.self_exe,
+            args,
+            log: &log,
+        })?;
+        state.record(|state| state.processes.push(record.clone()))?;
+        let waiting_for = format!("{table} port {port} in {}", pod.netns);
+        process::wait_ready(&record, WORKLOAD_READY_TIMEOUT, &waiting_for, || {
+            process::has_socket(record.pid, table, port)
+        })?;
+    }
+    Ok(())
+}
+
+fn start_agents(
+    config: &UpConfig,
+    layout: &RunLayout,
+    topology: &Topology,
+    agent_bin: &Path,
+    state: &mut StateFile,
+) -> Result<()> {
+    let mut started = Vec::new();
+    for node in &topology.nodes {
+        let socket = layout.hubble_socket(node.index);
+        let admin = layout.admin_socket(node.index);
+        let log = layout.agent_log(node.index);
+        for file in [&socket, &admin, &log] {
+            record_file(state, file)?;
+        }
+        let path = |path: PathBuf| path.display().to_string();
+        let args = vec![
+            "--node-name".to_string(),
+            node.name.clone(),
+            "--cluster-name".to_string(),
+            config.cluster_name.clone(),
+            "--endpoints-dir".to_string(),
+            path(layout.endpoints_dir(node.index)),
+            "--unix-socket".to_string(),
+            path(socket.clone()),
+            "--admin-socket".to_string(),
+            path(admin),
+            "--listen-address".to_string(),
+            format!("0.0.0.0:{}", crate::topology::AGENT_PORT),
+            "--metrics-address".to_string(),
+            "0.0.0.0:9965".to_string(),
+            "--peers-file".to_string(),
+            path(layout.nodes_file()),
+        ];
+        let record = process::spawn_detached(Launch {
+            role: format!("agent {}", node.name),
+            kind: ProcessKind::Agent,
+            netns: Some(&node.netns),
+            program: agent_bin,
+            args,
+            log: &log,
+        })?;
+        state.record(|state| state.processes.push(record.clone()))?;
+        started.push((record, socket));
+    }
+    for (record, socket) in &started {
+        let waiting_for = format!("socket {}", socket.display());
+        process::wait_ready(record, AGENT_READY_TIMEOUT, &waiting_for, || socket.exists())?;
+    }
+    Ok(())
+}
+
+fn start_relay(layout: &RunLayout, relay_bin: &Path, state: &mut StateFile) -> Result<()> {
+    let log = layout.relay_log();
+    record_file(state, &log)?;
+    let peer = format!("unix://{}", layout.hubble_socket(1).display());
+    let record = process::spawn_detached(Launch {
+        role: "relay".to_string(),
+        kind: ProcessKind::Relay,
+        netns: None,
+        program: relay_bin,
+        args: vec![
+            "--peer-service".to_string(),
+            peer,
+            "--listen-address".to_string(),
+            "127.0.0.1:4245".to_string(),
+        ],
+        log: &log,
+    })?;
+    state.record(|state| state.processes.push(record))
+}
