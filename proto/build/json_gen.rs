@@ -63,7 +63,7 @@ fn generate_message(out: &mut String, scope: &str, message: &DescriptorProto) {
     writeln!(out, "impl crate::json::ToJson for {path} {{").ok();
     writeln!(
         out,
-        "    #[allow(deprecated, unused_variables)]\n    fn write_json(&self, w: &mut crate::json::Writer) {{\n        w.begin_object();"
+        "    #[allow(deprecated, unused_variables, clippy::unnecessary_cast)]\n    fn write_json(&self, w: &mut crate::json::Writer) {{\n        w.begin_object();"
     )
     .ok();
     for field in &message.field {

@@ -35,6 +35,7 @@ pub mod peer {
     include!(concat!(env!("OUT_DIR"), "/peer.serde.rs"));
 }
 
+pub mod filter;
 pub mod json;
 
 /// Encoded `FileDescriptorSet` of the whole API, for gRPC server reflection.

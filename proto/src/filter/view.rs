@@ -1,0 +1,198 @@
+//! The read-only view of a flow that filters evaluate.
+//!
+//! Filters never need a whole `Flow`: they read a handful of fields. Abstracting those
+//! reads lets a store that keeps flows in a compact form (the observer's ring) filter
+//! them without rebuilding a `Flow`; `Flow` itself implements the view too.
+
+use std::net::IpAddr;
+
+use crate::flow::{self, layer4, layer7, Flow};
+
+/// The L4 protocol of a flow, as far as filters care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4Protocol {
+    Tcp,
+    Udp,
+    Icmpv4,
+    Icmpv6,
+    Sctp,
+    Vrrp,
+    Igmp,
+}
+
+/// TCP flags as a bit set, in `TCPFlags` field order (FIN = bit 0 ... NS = bit 8).
+pub type TcpFlagBits = u16;
+
+/// Converts `TCPFlags` into bits.
+pub fn tcp_flag_bits(flags: &flow::TcpFlags) -> TcpFlagBits {
+    [
+        flags.fin, flags.syn, flags.rst, flags.psh, flags.ack, flags.urg, flags.ece, flags.cwr,
+        flags.ns,
+    ]
+    .iter()
+    .enumerate()
+    .fold(0, |bits, (i, set)| bits | (u16::from(*set) << i))
+}
+
+/// Everything a FlowFilter can look at.
+pub trait FlowView {
+    fn uuid(&self) -> &str;
+    fn source_ip(&self) -> Option<IpAddr>;
+    fn source_ip_xlated(&self) -> Option<IpAddr>;
+    fn destination_ip(&self) -> Option<IpAddr>;
+    fn ip_version(&self) -> i32;
+    fn encrypted(&self) -> bool;
+    fn source(&self) -> Option<&flow::Endpoint>;
+    fn destination(&self) -> Option<&flow::Endpoint>;
+    fn source_names(&self) -> &[String];
+    fn destination_names(&self) -> &[String];
+    fn source_service(&self) -> Option<&flow::Service>;
+    fn destination_service(&self) -> Option<&flow::Service>;
+    fn verdict(&self) -> i32;
+    fn drop_reason_desc(&self) -> i32;
+    /// `(type, sub_type)` of the originating Cilium event.
+    fn event_type(&self) -> Option<(i32, i32)>;
+    fn l4_protocol(&self) -> Option<L4Protocol>;
+    /// Source and destination port of TCP, UDP and SCTP flows.
+    fn ports(&self) -> Option<(u16, u16)>;
+    fn tcp_flags(&self) -> Option<TcpFlagBits>;
+    fn http(&self) -> Option<&flow::Http>;
+    fn dns(&self) -> Option<&flow::Dns>;
+    fn is_kafka(&self) -> bool;
+    fn traffic_direction(&self) -> i32;
+    fn is_reply(&self) -> Option<bool>;
+    fn node_name(&self) -> &str;
+    fn node_labels(&self) -> &[String];
+    fn trace_id(&self) -> &str;
+    fn ip_trace_id(&self) -> u64;
+    fn interface(&self) -> Option<&flow::NetworkInterface>;
+}
+
+// === impl FlowView for Flow ===
+
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    if text.is_empty() {
+        None
+    } else {
+        text.parse().ok()
+    }
+}
+
+impl Flow {
+    fn l7_record(&self) -> Option<&layer7::Record> {
+        self.l7.as_ref().and_then(|l7| l7.record.as_ref())
+    }
+}
+
+impl FlowView for Flow {
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.ip.as_ref().and_then(|ip| parse_ip(&ip.source))
+    }
+    fn source_ip_xlated(&self) -> Option<IpAddr> {
+        self.ip.as_ref().and_then(|ip| parse_ip(&ip.source_xlated))
+    }
+    fn destination_ip(&self) -> Option<IpAddr> {
+        self.ip.as_ref().and_then(|ip| parse_ip(&ip.destination))
+    }
+    fn ip_version(&self) -> i32 {
+        self.ip.as_ref().map_or(0, |ip| ip.ip_version)
+    }
+    fn encrypted(&self) -> bool {
+        self.ip.as_ref().is_some_and(|ip| ip.encrypted)
+    }
+    fn source(&self) -> Option<&flow::Endpoint> {
+        self.source.as_ref()
+    }
+    fn destination(&self) -> Option<&flow::Endpoint> {
+        self.destination.as_ref()
+    }
+    fn source_names(&self) -> &[String] {
+        &self.source_names
+    }
+    fn destination_names(&self) -> &[String] {
+        &self.destination_names
+    }
+    fn source_service(&self) -> Option<&flow::Service> {
+        self.source_service.as_ref()
+    }
+    fn destination_service(&self) -> Option<&flow::Service> {
+        self.destination_service.as_ref()
+    }
+    fn verdict(&self) -> i32 {
+        self.verdict
+    }
+    fn drop_reason_desc(&self) -> i32 {
+        self.drop_reason_desc
+    }
+    fn event_type(&self) -> Option<(i32, i32)> {
+        self.event_type.as_ref().map(|e| (e.r#type, e.sub_type))
+    }
+    fn l4_protocol(&self) -> Option<L4Protocol> {
+        Some(match self.l4.as_ref()?.protocol.as_ref()? {
+            layer4::Protocol::Tcp(_) => L4Protocol::Tcp,
+            layer4::Protocol::Udp(_) => L4Protocol::Udp,
+            layer4::Protocol::IcmPv4(_) => L4Protocol::Icmpv4,
+            layer4::Protocol::IcmPv6(_) => L4Protocol::Icmpv6,
+            layer4::Protocol::Sctp(_) => L4Protocol::Sctp,
+            layer4::Protocol::Vrrp(_) => L4Protocol::Vrrp,
+            layer4::Protocol::Igmp(_) => L4Protocol::Igmp,
+        })
+    }
+    fn ports(&self) -> Option<(u16, u16)> {
+        let (src, dst) = match self.l4.as_ref()?.protocol.as_ref()? {
+            layer4::Protocol::Tcp(p) => (p.source_port, p.destination_port),
+            layer4::Protocol::Udp(p) => (p.source_port, p.destination_port),
+            layer4::Protocol::Sctp(p) => (p.source_port, p.destination_port),
+            _ => return None,
+        };
+        Some((src as u16, dst as u16))
+    }
+    fn tcp_flags(&self) -> Option<TcpFlagBits> {
+        match self.l4.as_ref()?.protocol.as_ref()? {
+            layer4::Protocol::Tcp(tcp) => tcp.flags.as_ref().map(tcp_flag_bits),
+            _ => None,
+        }
+    }
+    fn http(&self) -> Option<&flow::Http> {
+        match self.l7_record()? {
+            layer7::Record::Http(http) => Some(http),
+            _ => None,
+        }
+    }
+    fn dns(&self) -> Option<&flow::Dns> {
+        match self.l7_record()? {
+            layer7::Record::Dns(dns) => Some(dns),
+            _ => None,
+        }
+    }
+    fn is_kafka(&self) -> bool {
+        matches!(self.l7_record(), Some(layer7::Record::Kafka(_)))
+    }
+    fn traffic_direction(&self) -> i32 {
+        self.traffic_direction
+    }
+    fn is_reply(&self) -> Option<bool> {
+        self.is_reply.as_ref().map(|r| r.value)
+    }
+    fn node_name(&self) -> &str {
+        &self.node_name
+    }
+    fn node_labels(&self) -> &[String] {
+        &self.node_labels
+    }
+    fn trace_id(&self) -> &str {
+        self.trace_context
+            .as_ref()
+            .and_then(|t| t.parent.as_ref())
+            .map_or("", |p| p.trace_id.as_str())
+    }
+    fn ip_trace_id(&self) -> u64 {
+        self.ip_trace_id.as_ref().map_or(0, |t| t.trace_id)
+    }
+    fn interface(&self) -> Option<&flow::NetworkInterface> {
+        self.interface.as_ref()
+    }
+}
