@@ -1,0 +1,801 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * tc programs for the host side of each endpoint's veth pair.
+ *
+ *   from_container: attached to the host veth's INGRESS hook, so it sees
+ *                   every packet the endpoint sends (its egress).
+ *   to_container:   attached to the host veth's EGRESS hook, so it sees
+ *                   every packet delivered into the endpoint (its ingress).
+ *
+ * Both parse the packet with bpf_skb_load_bytes (non-linear skbs work),
+ * resolve identities through IPCACHE, track connections per endpoint and
+ * direction in CT, enforce POLICY for new connections and report trace,
+ * drop and policy verdict records through the EVENTS ring buffer.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "events.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define IDENTITY_WORLD 2
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+
+#define NSEC_PER_SEC 1000000000ULL
+#define CT_TIMEOUT_TCP_ESTABLISHED (21600ULL * NSEC_PER_SEC)
+#define CT_TIMEOUT_TCP_OPENING (60ULL * NSEC_PER_SEC)
+#define CT_TIMEOUT_NON_TCP (60ULL * NSEC_PER_SEC)
+#define CT_TIMEOUT_CLOSING (10ULL * NSEC_PER_SEC)
+
+/* Most IPv6 extension headers skipped before giving up. */
+#define MAX_IPV6_EXT_HEADERS 6
+
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PKT_TOOBIG 2
+#define ICMPV6_TIME_EXCEED 3
+#define ICMPV6_PARAMPROB 4
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+#define ICMPV6_ND_FIRST 133 /* router solicitation */
+#define ICMPV6_ND_LAST 137  /* redirect */
+
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_DEST 60
+
+/* ---------------------------------------------------------------- maps */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} IPCACHE SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct endpoint_info);
+} ENDPOINTS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+} POLICY SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+} CT SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} EVENTS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} LOST SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct datapath_config);
+} CONFIG SEC(".maps");
+
+/* ------------------------------------------------------------- parsing */
+
+/* What parse_packet learned; addresses and ports as they appear on the
+ * wire, so they go into CT keys unchanged. */
+struct packet_info {
+	__u8 family;
+	__u8 protocol;
+	__u8 tcp_flags;
+	__u8 non_first_fragment;
+	__u8 has_related; /* ICMP error quoting a packet: related_* is set */
+	__u8 related_protocol;
+	__u16 policy_dport; /* host order: L4 port or ICMP type */
+	__u16 sport_be;
+	__u16 dport_be;
+	__u16 related_sport_be;
+	__u16 related_dport_be;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u8 related_saddr[16];
+	__u8 related_daddr[16];
+};
+
+/* parse_packet results besides 0 (parsed) and a positive drop reason. */
+#define PARSE_PASS_UNTOUCHED (-1)
+
+struct l4_ports {
+	__be16 source;
+	__be16 dest;
+};
+
+struct icmp_head {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__be16 id;
+	__be16 seq;
+};
+
+/* Reads the ports (or the ICMP echo id) of a packet quoted inside an ICMP
+ * error, so the error can be matched to the connection it belongs to. */
+static __always_inline int parse_quoted_l4(struct __sk_buff *skb, __u32 off,
+					   __u8 protocol, __u8 echo_request,
+					   __u8 echo_reply, struct packet_info *p)
+{
+	if (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
+		struct l4_ports ports;
+
+		if (bpf_skb_load_bytes(skb, off, &ports, sizeof(ports)) < 0)
+			return -1;
+		p->related_sport_be = ports.source;
+		p->related_dport_be = ports.dest;
+	} else if (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) {
+		struct icmp_head icmp;
+
+		if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
+			return -1;
+		if (icmp.type == echo_request) {
+			p->related_sport_be = icmp.id;
+			p->related_dport_be = 0;
+		} else if (icmp.type == echo_reply) {
+			p->related_sport_be = 0;
+			p->related_dport_be = icmp.id;
+		} else {
+			return -1;
+		}
+	} else {
+		return -1;
+	}
+	p->related_protocol = protocol;
+	p->has_related = 1;
+	return 0;
+}
+
+static __always_inline void parse_quoted_ipv4(struct __sk_buff *skb, __u32 off,
+					      struct packet_info *p)
+{
+	struct iphdr inner;
+
+	if (bpf_skb_load_bytes(skb, off, &inner, sizeof(inner)) < 0)
+		return;
+	if (inner.version != 4 || inner.ihl < 5)
+		return;
+	__builtin_memcpy(p->related_saddr, &inner.saddr, 4);
+	__builtin_memcpy(p->related_daddr, &inner.daddr, 4);
+	parse_quoted_l4(skb, off + inner.ihl * 4, inner.protocol, ICMP_ECHO,
+			ICMP_ECHOREPLY, p);
+}
+
+static __always_inline void parse_quoted_ipv6(struct __sk_buff *skb, __u32 off,
+					      struct packet_info *p)
+{
+	struct ipv6hdr inner;
+
+	if (bpf_skb_load_bytes(skb, off, &inner, sizeof(inner)) < 0)
+		return;
+	__builtin_memcpy(p->related_saddr, &inner.saddr, 16);
+	__builtin_memcpy(p->related_daddr, &inner.daddr, 16);
+	parse_quoted_l4(skb, off + sizeof(inner), inner.nexthdr,
+			ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY, p);
+}
+
+static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
+				    struct packet_info *p)
+{
+	if (p->non_first_fragment)
+		return 0;
+
+	if (p->protocol == IPPROTO_TCP) {
+		__u8 head[14];
+
+		/* The fixed TCP header must be present in full. */
+		if (off + 20 > skb->len)
+			return DROP_CT_INVALID_HEADER;
+		if (bpf_skb_load_bytes(skb, off, head, sizeof(head)) < 0)
+			return DROP_CT_INVALID_HEADER;
+		__builtin_memcpy(&p->sport_be, &head[0], 2);
+		__builtin_memcpy(&p->dport_be, &head[2], 2);
+		p->tcp_flags = head[13];
+		p->policy_dport = bpf_ntohs(p->dport_be);
+	} else if (p->protocol == IPPROTO_UDP) {
+		struct l4_ports ports;
+
+		if (off + 8 > skb->len)
+			return DROP_CT_INVALID_HEADER;
+		if (bpf_skb_load_bytes(skb, off, &ports, sizeof(ports)) < 0)
+			return DROP_CT_INVALID_HEADER;
+		p->sport_be = ports.source;
+		p->dport_be = ports.dest;
+		p->policy_dport = bpf_ntohs(ports.dest);
+	} else if (p->protocol == IPPROTO_ICMP && p->family == IPCACHE_FAMILY_IPV4) {
+		struct icmp_head icmp;
+
+		if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
+			return DROP_CT_INVALID_HEADER;
+		p->policy_dport = icmp.type;
+		if (icmp.type == ICMP_ECHO) {
+			p->sport_be = icmp.id;
+		} else if (icmp.type == ICMP_ECHOREPLY) {
+			p->dport_be = icmp.id;
+		} else if (icmp.type == ICMP_DEST_UNREACH ||
+			   icmp.type == ICMP_TIME_EXCEEDED ||
+			   icmp.type == ICMP_PARAMETERPROB) {
+			parse_quoted_ipv4(skb, off + sizeof(icmp), p);
+		}
+	} else if (p->protocol == IPPROTO_ICMPV6 && p->family == IPCACHE_FAMILY_IPV6) {
+		struct icmp_head icmp;
+
+		if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
+			return DROP_CT_INVALID_HEADER;
+		/* Neighbour discovery is link plumbing, like ARP. */
+		if (icmp.type >= ICMPV6_ND_FIRST && icmp.type <= ICMPV6_ND_LAST)
+			return PARSE_PASS_UNTOUCHED;
+		p->policy_dport = icmp.type;
+		if (icmp.type == ICMPV6_ECHO_REQUEST) {
+			p->sport_be = icmp.id;
+		} else if (icmp.type == ICMPV6_ECHO_REPLY) {
+			p->dport_be = icmp.id;
+		} else if (icmp.type >= ICMPV6_DEST_UNREACH &&
+			   icmp.type <= ICMPV6_PARAMPROB) {
+			parse_quoted_ipv6(skb, off + sizeof(icmp), p);
+		}
+	}
+	/* Other protocols carry no ports: policy can still match L3-only or
+	 * wildcard entries. */
+	return 0;
+}
+
+static __always_inline int parse_ipv4(struct __sk_buff *skb,
+				      struct packet_info *p)
+{
+	struct iphdr ip;
+	__u32 hdr_len;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+		return DROP_INVALID_PACKET;
+	if (ip.version != 4 || ip.ihl < 5)
+		return DROP_INVALID_PACKET;
+	hdr_len = ip.ihl * 4;
+	if (bpf_ntohs(ip.tot_len) < hdr_len ||
+	    ETH_HLEN + bpf_ntohs(ip.tot_len) > skb->len)
+		return DROP_INVALID_PACKET;
+
+	p->family = IPCACHE_FAMILY_IPV4;
+	p->protocol = ip.protocol;
+	p->non_first_fragment = (bpf_ntohs(ip.frag_off) & 0x1fff) != 0;
+	__builtin_memcpy(p->saddr, &ip.saddr, 4);
+	__builtin_memcpy(p->daddr, &ip.daddr, 4);
+	return parse_l4(skb, ETH_HLEN + hdr_len, p);
+}
+
+struct ipv6_ext_head {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__be16 frag_off; /* only meaningful for the fragment header */
+};
+
+static __always_inline int parse_ipv6(struct __sk_buff *skb,
+				      struct packet_info *p)
+{
+	struct ipv6hdr ip;
+	__u32 off = ETH_HLEN + sizeof(ip);
+	__u8 nexthdr;
+	int i;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+		return DROP_INVALID_PACKET;
+	if (ip.version != 6)
+		return DROP_INVALID_PACKET;
+	if (off + bpf_ntohs(ip.payload_len) > skb->len)
+		return DROP_INVALID_PACKET;
+
+	p->family = IPCACHE_FAMILY_IPV6;
+	__builtin_memcpy(p->saddr, &ip.saddr, 16);
+	__builtin_memcpy(p->daddr, &ip.daddr, 16);
+
+	nexthdr = ip.nexthdr;
+	for (i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+		struct ipv6_ext_head ext;
+
+		if (nexthdr != NEXTHDR_HOP && nexthdr != NEXTHDR_ROUTING &&
+		    nexthdr != NEXTHDR_FRAGMENT && nexthdr != NEXTHDR_AUTH &&
+		    nexthdr != NEXTHDR_DEST)
+			break;
+		if (bpf_skb_load_bytes(skb, off, &ext, sizeof(ext)) < 0)
+			return DROP_INVALID_IPV6_EXTENSION_HEADER;
+		if (nexthdr == NEXTHDR_FRAGMENT) {
+			if (bpf_ntohs(ext.frag_off) & 0xfff8)
+				p->non_first_fragment = 1;
+			off += 8;
+		} else if (nexthdr == NEXTHDR_AUTH) {
+			off += ((__u32)ext.hdrlen + 2) * 4;
+		} else {
+			off += ((__u32)ext.hdrlen + 1) * 8;
+		}
+		nexthdr = ext.nexthdr;
+	}
+	if (nexthdr == NEXTHDR_HOP || nexthdr == NEXTHDR_ROUTING ||
+	    nexthdr == NEXTHDR_FRAGMENT || nexthdr == NEXTHDR_AUTH ||
+	    nexthdr == NEXTHDR_DEST)
+		return DROP_INVALID_IPV6_EXTENSION_HEADER;
+
+	p->protocol = nexthdr;
+	return parse_l4(skb, off, p);
+}
+
+/* Returns 0 when parsed, PARSE_PASS_UNTOUCHED for traffic the datapath
+ * leaves alone (ARP, other non-IP frames, neighbour discovery), or a drop
+ * reason for a malformed packet. */
+static __always_inline int parse_packet(struct __sk_buff *skb,
+					struct packet_info *p)
+{
+	__be16 proto;
+
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
+		return DROP_INVALID_PACKET;
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(skb, p);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(skb, p);
+	return PARSE_PASS_UNTOUCHED;
+}
+
+/* -------------------------------------------------------------- events */
+
+/* Everything an event header needs besides the skb. */
+struct event_meta {
+	__u16 source;
+	__u16 dst_endpoint;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u8 reason;
+	__u8 flags;
+};
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&LOST, &zero);
+
+	if (lost)
+		*lost += 1;
+}
+
+static __always_inline void fill_header(struct event_header *h,
+					struct __sk_buff *skb, __u8 type,
+					__u8 subtype,
+					const struct event_meta *m)
+{
+	h->type = type;
+	h->subtype = subtype;
+	h->source = m->source;
+	h->ifindex = skb->ifindex;
+	h->ktime_ns = bpf_ktime_get_ns();
+	h->orig_len = skb->len;
+	h->cap_len = 0;
+	h->dst_endpoint = m->dst_endpoint;
+	h->src_identity = m->src_identity;
+	h->dst_identity = m->dst_identity;
+	h->reason = m->reason;
+	h->flags = m->flags;
+	h->version = EVENT_ABI_VERSION;
+	h->pad0 = 0;
+	h->cpu = bpf_get_smp_processor_id();
+}
+
+/* Copies the first bytes of the frame; returns how many were copied. */
+static __always_inline __u16 copy_packet(struct __sk_buff *skb, __u8 *dst)
+{
+	__u32 len = skb->len;
+
+	if (len > EVENT_PACKET_CAP)
+		len = EVENT_PACKET_CAP;
+	if (len == 0)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 0, dst, len) < 0)
+		return 0;
+	return len;
+}
+
+/* Commits a record, waking the reader only once the backlog reaches the
+ * configured size: one wake-up per batch instead of one per event. */
+static __always_inline void submit_event(void *event,
+					 const struct datapath_config *cfg)
+{
+	__u64 backlog = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
+
+	if (backlog >= cfg->wakeup_bytes)
+		bpf_ringbuf_submit(event, BPF_RB_FORCE_WAKEUP);
+	else
+		bpf_ringbuf_submit(event, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void emit_trace(struct __sk_buff *skb,
+				       const struct datapath_config *cfg,
+				       __u8 point, const struct event_meta *m)
+{
+	struct trace_event *e;
+
+	e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	fill_header(&e->hdr, skb, MSG_TYPE_TRACE, point, m);
+	e->hdr.cap_len = copy_packet(skb, e->packet);
+	submit_event(e, cfg);
+}
+
+static __always_inline void emit_drop(struct __sk_buff *skb,
+				      const struct datapath_config *cfg,
+				      __u8 reason, const struct event_meta *m)
+{
+	struct drop_event *e;
+
+	e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	fill_header(&e->hdr, skb, MSG_TYPE_DROP, reason, m);
+	e->hdr.cap_len = copy_packet(skb, e->packet);
+	submit_event(e, cfg);
+}
+
+static __always_inline void emit_verdict(struct __sk_buff *skb,
+					 const struct datapath_config *cfg,
+					 const struct event_meta *m,
+					 const struct policy_verdict_info *v)
+{
+	struct policy_verdict_event *e;
+
+	e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	fill_header(&e->hdr, skb, MSG_TYPE_POLICY_VERDICT, 0, m);
+	e->verdict = *v;
+	e->hdr.cap_len = copy_packet(skb, e->packet);
+	submit_event(e, cfg);
+}
+
+/* --------------------------------------------------------- conntrack */
+
+static __always_inline void ct_fill_key(struct ct_key *k, const __u8 *saddr,
+					const __u8 *daddr, __u16 sport_be,
+					__u16 dport_be, __u8 protocol,
+					__u8 direction, __u8 family,
+					__u32 ifindex)
+{
+	__builtin_memcpy(k->saddr, saddr, 16);
+	__builtin_memcpy(k->daddr, daddr, 16);
+	k->sport_be = sport_be;
+	k->dport_be = dport_be;
+	k->protocol = protocol;
+	k->direction = direction;
+	k->family = family;
+	k->pad0 = 0;
+	k->ifindex = ifindex;
+}
+
+static __always_inline __u64 ct_timeout(const struct packet_info *p,
+					__u32 flags)
+{
+	if (flags & CT_F_CLOSING)
+		return CT_TIMEOUT_CLOSING;
+	if (p->protocol != IPPROTO_TCP)
+		return CT_TIMEOUT_NON_TCP;
+	if (flags & CT_F_SEEN_REPLY)
+		return CT_TIMEOUT_TCP_ESTABLISHED;
+	return CT_TIMEOUT_TCP_OPENING;
+}
+
+/* Finds a live entry, refreshing its lifetime; expired entries count as
+ * absent and are removed. */
+static __always_inline struct ct_entry *
+ct_lookup(const struct ct_key *k, const struct packet_info *p, __u64 now,
+	  __u32 add_flags)
+{
+	struct ct_entry *e = bpf_map_lookup_elem(&CT, k);
+	__u32 flags;
+
+	if (!e)
+		return 0;
+	if (e->expires_ns < now) {
+		bpf_map_delete_elem(&CT, k);
+		return 0;
+	}
+	flags = e->flags | add_flags;
+	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+		flags |= CT_F_CLOSING;
+	if (flags != e->flags)
+		e->flags = flags;
+	e->expires_ns = now + ct_timeout(p, flags);
+	return e;
+}
+
+/* Classifies the packet as new, established, reply or related for the
+ * endpoint on `ifindex` in direction `dir`. */
+static __always_inline __u8 ct_classify(const struct packet_info *p,
+					__u8 dir, __u32 ifindex, __u64 now,
+					struct ct_key *k)
+{
+	__u8 reverse = dir == DIR_INGRESS ? DIR_EGRESS : DIR_INGRESS;
+
+	ct_fill_key(k, p->saddr, p->daddr, p->sport_be, p->dport_be,
+		    p->protocol, dir, p->family, ifindex);
+	if (ct_lookup(k, p, now, 0))
+		return CT_STATE_ESTABLISHED;
+
+	ct_fill_key(k, p->daddr, p->saddr, p->dport_be, p->sport_be,
+		    p->protocol, reverse, p->family, ifindex);
+	if (ct_lookup(k, p, now, CT_F_SEEN_REPLY))
+		return CT_STATE_REPLY;
+
+	if (p->has_related) {
+		ct_fill_key(k, p->related_saddr, p->related_daddr,
+			    p->related_sport_be, p->related_dport_be,
+			    p->related_protocol, reverse, p->family, ifindex);
+		if (bpf_map_lookup_elem(&CT, k))
+			return CT_STATE_RELATED;
+	}
+	return CT_STATE_NEW;
+}
+
+static __always_inline void ct_create(const struct packet_info *p, __u8 dir,
+				      __u32 ifindex, __u64 now,
+				      __u32 remote_identity, struct ct_key *k)
+{
+	struct ct_entry entry = {};
+
+	ct_fill_key(k, p->saddr, p->daddr, p->sport_be, p->dport_be,
+		    p->protocol, dir, p->family, ifindex);
+	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+		entry.flags = CT_F_CLOSING;
+	entry.expires_ns = now + ct_timeout(p, entry.flags);
+	entry.remote_identity = remote_identity;
+	bpf_map_update_elem(&CT, k, &entry, BPF_ANY);
+}
+
+/* ------------------------------------------------------------ policy */
+
+struct policy_result {
+	__u8 match_type; /* POLICY_MATCH_NONE when nothing matched */
+	__u8 deny;
+	__u32 cookie;
+};
+
+static __always_inline int policy_consider(struct policy_key *k, __u8 match,
+					   struct policy_result *r)
+{
+	struct policy_value *v = bpf_map_lookup_elem(&POLICY, k);
+
+	if (!v)
+		return 0;
+	if (v->deny) {
+		r->match_type = match;
+		r->deny = 1;
+		r->cookie = v->cookie;
+		return 1; /* a deny ends the search */
+	}
+	if (r->match_type == POLICY_MATCH_NONE) {
+		r->match_type = match;
+		r->cookie = v->cookie;
+	}
+	return 0;
+}
+
+/* Looks the four match kinds up from most to least specific. The first
+ * allow is remembered, but a deny entry at any of the four wins. */
+static __always_inline void policy_lookup(__u32 local, __u32 remote,
+					  __u16 dport, __u8 protocol, __u8 dir,
+					  struct policy_result *r)
+{
+	struct policy_key k = {
+		.local_identity = local,
+		.remote_identity = remote,
+		.dport = dport,
+		.protocol = protocol,
+		.direction = dir,
+	};
+
+	if (policy_consider(&k, POLICY_MATCH_L3_L4, r))
+		return;
+	k.dport = 0;
+	k.protocol = 0;
+	if (policy_consider(&k, POLICY_MATCH_L3_ONLY, r))
+		return;
+	k.remote_identity = 0;
+	k.dport = dport;
+	k.protocol = protocol;
+	if (policy_consider(&k, POLICY_MATCH_L4_ONLY, r))
+		return;
+	k.dport = 0;
+	k.protocol = 0;
+	policy_consider(&k, POLICY_MATCH_ALL, r);
+}
+
+/* ----------------------------------------------------------- programs */
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	struct datapath_config defaults = { .events_enabled = 1 };
+	struct packet_info p = {};
+	struct event_meta meta = {};
+	struct policy_verdict_info verdict = {};
+	struct ipcache_key ck = {};
+	struct ct_key k;
+	const struct datapath_config *cfg;
+	struct endpoint_info *ep;
+	struct ipcache_value *remote;
+	__u32 ifindex = skb->ifindex;
+	__u32 zero = 0;
+	__u32 remote_identity = IDENTITY_WORLD;
+	__u8 enforce, audit, state, events, trace;
+	__u64 now;
+	int ret;
+
+	ep = bpf_map_lookup_elem(&ENDPOINTS, &ifindex);
+	if (!ep)
+		return TC_ACT_OK;
+	cfg = bpf_map_lookup_elem(&CONFIG, &zero);
+	if (!cfg)
+		cfg = &defaults;
+	events = cfg->events_enabled != 0;
+
+	meta.source = ep->endpoint_id;
+	if (dir == DIR_INGRESS) {
+		meta.flags |= EVENT_FLAG_TO_ENDPOINT;
+		meta.dst_endpoint = ep->endpoint_id;
+		meta.dst_identity = ep->identity;
+	} else {
+		meta.src_identity = ep->identity;
+	}
+
+	ret = parse_packet(skb, &p);
+	if (ret == PARSE_PASS_UNTOUCHED)
+		return TC_ACT_OK;
+	if (p.family == IPCACHE_FAMILY_IPV6)
+		meta.flags |= EVENT_FLAG_IPV6;
+	if (ret > 0) {
+		if (events)
+			emit_drop(skb, cfg, ret, &meta);
+		return TC_ACT_SHOT;
+	}
+
+	/* The remote side: destination when leaving, source when arriving. */
+	ck.prefixlen = IPCACHE_PREFIX_OFFSET_BITS +
+		       (p.family == IPCACHE_FAMILY_IPV4 ? 32 : 128);
+	ck.family = p.family;
+	__builtin_memcpy(ck.addr, dir == DIR_EGRESS ? p.daddr : p.saddr, 16);
+	remote = bpf_map_lookup_elem(&IPCACHE, &ck);
+	if (remote) {
+		remote_identity = remote->identity;
+		if (dir == DIR_EGRESS &&
+		    (remote->flags & IPCACHE_FLAG_LOCAL_ENDPOINT))
+			meta.dst_endpoint = remote->endpoint_id;
+	}
+	if (dir == DIR_EGRESS)
+		meta.dst_identity = remote_identity;
+	else
+		meta.src_identity = remote_identity;
+
+	enforce = ep->flags & (dir == DIR_INGRESS ? ENDPOINT_F_INGRESS_ENFORCE
+						  : ENDPOINT_F_EGRESS_ENFORCE);
+	audit = ep->flags & ENDPOINT_F_AUDIT;
+
+	if (p.non_first_fragment) {
+		/* No ports to decide L4 policy on: refuse at enforcing
+		 * endpoints, otherwise let them through untracked. */
+		if (enforce && !audit) {
+			if (events)
+				emit_drop(skb, cfg, DROP_FRAG_NOT_SUPPORTED, &meta);
+			return TC_ACT_SHOT;
+		}
+		state = CT_STATE_UNKNOWN;
+		goto trace;
+	}
+
+	now = bpf_ktime_get_ns();
+	state = ct_classify(&p, dir, ifindex, now, &k);
+	meta.reason = state;
+	if (state == CT_STATE_REPLY)
+		meta.flags |= EVENT_FLAG_IS_REPLY;
+
+	if (state == CT_STATE_NEW) {
+		if (enforce) {
+			struct policy_result r = {};
+
+			policy_lookup(ep->identity, remote_identity,
+				      p.policy_dport, p.protocol, dir, &r);
+			verdict.remote_identity = remote_identity;
+			verdict.cookie = r.cookie;
+			verdict.dport = p.policy_dport;
+			verdict.protocol = p.protocol;
+			verdict.direction = dir;
+			verdict.match_type = r.match_type;
+			if (r.match_type != POLICY_MATCH_NONE && !r.deny)
+				verdict.action = POLICY_ACTION_ALLOWED;
+			else if (audit)
+				verdict.action = POLICY_ACTION_AUDIT;
+			else
+				verdict.action = POLICY_ACTION_DENIED;
+			if (events)
+				emit_verdict(skb, cfg, &meta, &verdict);
+			if (verdict.action == POLICY_ACTION_DENIED) {
+				if (events)
+					emit_drop(skb, cfg, DROP_POLICY_DENIED,
+						  &meta);
+				return TC_ACT_SHOT;
+			}
+		}
+		ct_create(&p, dir, ifindex, now, remote_identity, &k);
+	}
+
+trace:
+	if (!events)
+		return TC_ACT_OK;
+	trace = 1;
+	if (cfg->monitor_aggregation >= MONITOR_AGGREGATION_MEDIUM)
+		trace = state == CT_STATE_NEW ||
+			(p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST));
+	if (trace) {
+		__u8 point;
+
+		if (dir == DIR_INGRESS)
+			point = TRACE_TO_LXC;
+		else if (meta.dst_endpoint)
+			point = TRACE_FROM_LXC;
+		else
+			point = TRACE_TO_STACK;
+		emit_trace(skb, cfg, point, &meta);
+	}
+	return TC_ACT_OK;
+}
+
+/* Host veth ingress: packets the endpoint sends. */
+SEC("classifier")
+int from_container(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_EGRESS);
+}
+
+/* Host veth egress: packets delivered into the endpoint. */
+SEC("classifier")
+int to_container(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_INGRESS);
+}
