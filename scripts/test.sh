@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test of hubble-rs: unit, golden, property, in-process gRPC and the
+# end-to-end tests that need root (network namespaces, eBPF, etcd, Prometheus,
+# Chromium, tmux). Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+export CARGO_TERM_COLOR=never
+cargo build --workspace --all-targets --features ebpf-events/loader
+# End-to-end tests create network namespaces and load BPF programs: one at a time.
+cargo test --workspace --features ebpf-events/loader --no-fail-fast -- --test-threads=2
