@@ -83,6 +83,7 @@ fn handle(mut stream: TcpStream) -> Result<(), HttpError> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let peer = stream.peer_addr()?;
+    let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let (head, rest) = http::read_head(&mut stream)?;
     let request = match http::parse_request_head(&head) {
         Ok(request) => request,
@@ -114,7 +115,10 @@ mod tests {
 
     #[test]
     fn routes_like_the_demo() {
-        assert_eq!(route("POST", "/v1/request-landing"), (200, "OK", LANDED_BODY));
+        assert_eq!(
+            route("POST", "/v1/request-landing"),
+            (200, "OK", LANDED_BODY)
+        );
         let (status, _, body) = route("PUT", "/v1/exhaust-port");
         assert_eq!(status, 500);
         assert!(body.starts_with("Panic: deathstar exploded\n"));
@@ -134,14 +138,19 @@ mod tests {
         });
         let url = format!("http://{address}");
         let timeout = Duration::from_secs(2);
-        let landed = http::send("POST", &format!("{url}/v1/request-landing"), timeout, timeout)
-            .expect("landing");
+        let landed = http::send(
+            "POST",
+            &format!("{url}/v1/request-landing"),
+            timeout,
+            timeout,
+        )
+        .expect("landing");
         assert_eq!((landed.status, landed.body.as_str()), (200, LANDED_BODY));
         let panic = http::send("PUT", &format!("{url}/v1/exhaust-port"), timeout, timeout)
             .expect("exhaust port");
         assert_eq!((panic.status, panic.body.as_str()), (500, PANIC_BODY));
-        let missing = http::send("GET", &format!("{url}/nowhere"), timeout, timeout)
-            .expect("missing");
+        let missing =
+            http::send("GET", &format!("{url}/nowhere"), timeout, timeout).expect("missing");
         assert_eq!(missing.status, 404);
     }
 }

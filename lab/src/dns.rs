@@ -135,7 +135,8 @@ pub fn encode_response(query: &Query, rcode: Rcode, addresses: &[IpAddr], ttl: u
         | (query.flags & FLAG_RECURSION_DESIRED)
         | rcode as u16;
     let answers = u16::try_from(addresses.len()).unwrap_or(u16::MAX);
-    let mut message = Vec::with_capacity(HEADER_LEN + query.question_wire.len() + 28 * addresses.len());
+    let mut message =
+        Vec::with_capacity(HEADER_LEN + query.question_wire.len() + 28 * addresses.len());
     push_header(&mut message, query.id, flags, [1, answers, 0, 0]);
     message.extend_from_slice(&query.question_wire);
     for address in addresses.iter().take(usize::from(answers)) {

@@ -32,7 +32,9 @@ impl Records {
             value: spec.to_string(),
             reason: reason.to_string(),
         };
-        let (name, address) = spec.split_once('=').ok_or_else(|| invalid("expected NAME=ADDRESS"))?;
+        let (name, address) = spec
+            .split_once('=')
+            .ok_or_else(|| invalid("expected NAME=ADDRESS"))?;
         let address: IpAddr = address
             .parse()
             .map_err(|_| invalid("the address is not an IP address"))?;
@@ -53,7 +55,12 @@ impl Records {
             return Ok(dns::encode_response(&query, Rcode::Refused, &[], 0));
         }
         let Some(addresses) = self.entries.get(&query.name) else {
-            return Ok(dns::encode_response(&query, Rcode::NameError, &[], ANSWER_TTL));
+            return Ok(dns::encode_response(
+                &query,
+                Rcode::NameError,
+                &[],
+                ANSWER_TTL,
+            ));
         };
         let matching: Vec<IpAddr> = addresses
             .iter()
@@ -64,7 +71,12 @@ impl Records {
                 _ => false,
             })
             .collect();
-        Ok(dns::encode_response(&query, Rcode::NoError, &matching, ANSWER_TTL))
+        Ok(dns::encode_response(
+            &query,
+            Rcode::NoError,
+            &matching,
+            ANSWER_TTL,
+        ))
     }
 }
 
@@ -76,7 +88,10 @@ pub fn serve(listen: SocketAddr, records: &Records) -> Result<()> {
         path: listen.to_string().into(),
         source: error,
     })?;
-    println!("dns listening on {listen} with {} names", records.entries.len());
+    println!(
+        "dns listening on {listen} with {} names",
+        records.entries.len()
+    );
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     let mut malformed: u64 = 0;
     loop {
@@ -116,17 +131,25 @@ mod tests {
     #[test]
     fn answers_known_names_and_nxdomain_otherwise() {
         let records = records();
-        let query = dns::encode_query(5, "DEATHSTAR.default.svc.cluster.local.", TYPE_A).expect("query");
-        let response = dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        let query =
+            dns::encode_query(5, "DEATHSTAR.default.svc.cluster.local.", TYPE_A).expect("query");
+        let response =
+            dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
         assert_eq!(response.rcode, 0);
-        assert_eq!(response.addresses, vec!["10.200.1.10".parse::<IpAddr>().expect("ip")]);
+        assert_eq!(
+            response.addresses,
+            vec!["10.200.1.10".parse::<IpAddr>().expect("ip")]
+        );
 
-        let query = dns::encode_query(6, "deathstar.default.svc.cluster.local", TYPE_AAAA).expect("query");
-        let response = dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        let query =
+            dns::encode_query(6, "deathstar.default.svc.cluster.local", TYPE_AAAA).expect("query");
+        let response =
+            dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
         assert_eq!((response.rcode, response.addresses.len()), (0, 0));
 
         let query = dns::encode_query(7, "xwing.default.svc.cluster.local", TYPE_A).expect("query");
-        let response = dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        let response =
+            dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
         assert_eq!(response.rcode, 3);
     }
 
@@ -134,13 +157,17 @@ mod tests {
     fn garbage_is_an_error_not_an_answer() {
         let records = records();
         assert!(records.answer(b"").is_err());
-        assert!(records.answer(b"hello, deathstar! this is not dns").is_err());
+        assert!(records
+            .answer(b"hello, deathstar! this is not dns")
+            .is_err());
     }
 
     #[test]
     fn bad_record_specs_name_the_value() {
         let mut records = Records::default();
-        let error = records.insert_spec("deathstar=not-an-ip").expect_err("bad ip");
+        let error = records
+            .insert_spec("deathstar=not-an-ip")
+            .expect_err("bad ip");
         assert!(error.to_string().contains("deathstar=not-an-ip"), "{error}");
         assert!(records.insert_spec("no-equals").is_err());
         assert!(records.insert_spec("=10.0.0.1").is_err());

@@ -65,28 +65,31 @@ pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
                 .push(format!("removing {}: {error}", file.display())),
         }
     }
+    // Links first: deleting a root-side veth removes its pair at once, while a
+    // namespace's links disappear asynchronously after the namespace is deleted.
+    for link in state.links.iter().rev() {
+        if command::root_link_exists(link) {
+            match command::ip(&["link", "del", link]) {
+                Ok(()) => {
+                    let _ = writeln!(out, "  deleted link {link}");
+                }
+                // It may have vanished in between (its peer's namespace went away).
+                Err(_) if !command::root_link_exists(link) => {}
+                Err(error) => report.failures.push(error.to_string()),
+            }
+        }
+    }
     for netns in state.namespaces.iter().rev() {
         if command::netns_exists(netns) {
             match command::ip(&["netns", "del", netns]) {
                 Ok(()) => {
                     let _ = writeln!(out, "  deleted network namespace {netns}");
                 }
+                Err(_) if !command::netns_exists(netns) => {}
                 Err(error) => report.failures.push(error.to_string()),
             }
         }
     }
-    for link in state.links.iter().rev() {
-        // Deleting a node namespace already removed its veth pair.
-        if command::root_link_exists(link) {
-            match command::ip(&["link", "del", link]) {
-                Ok(()) => {
-                    let _ = writeln!(out, "  deleted link {link}");
-                }
-                Err(error) => report.failures.push(error.to_string()),
-            }
-        }
-    }
-
     if !report.failures.is_empty() {
         return Ok(report);
     }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// The process is not root, so it cannot create namespaces and links.
-    #[error("hubble-lab: creating the demo needs root (network namespaces, veths); run it as root")]
+    #[error(
+        "hubble-lab: creating the demo needs root (network namespaces, veths); run it as root"
+    )]
     NotRoot,
 
     /// A lab already exists under the run directory.

@@ -221,7 +221,10 @@ pub fn split_url(url: &str) -> Result<(String, String), HttpError> {
     if authority.is_empty() {
         return Err(HttpError::BadUrl(url.to_string()));
     }
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+    {
         authority.to_string()
     } else {
         format!("{authority}:80")
@@ -280,7 +283,9 @@ pub fn send(
         }
         other => other,
     };
-    stream.write_all(request.as_bytes()).map_err(|error| timed_out(error.into()))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|error| timed_out(error.into()))?;
     let (head, rest) = read_head(&mut stream).map_err(timed_out)?;
     let response = parse_response_head(&head)?;
     let body = match header(&response.headers, "content-length") {

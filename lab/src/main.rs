@@ -29,7 +29,13 @@ struct Global {
     #[arg(long, global = true, hide = true, alias = "state-dir", env = "HUBBLE_LAB_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
     /// Prefix of namespace and root-namespace link names.
-    #[arg(long, global = true, hide = true, env = "HUBBLE_LAB_PREFIX", default_value = "hl-")]
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        env = "HUBBLE_LAB_PREFIX",
+        default_value = "hl-"
+    )]
     prefix: String,
 }
 
@@ -183,12 +189,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status => {
             let exists = status::status(&global.run_dir, &mut stdout)?;
-            Ok(if exists { ExitCode::SUCCESS } else { ExitCode::from(3) })
+            Ok(if exists {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         Command::Down => {
             let report = down::down(&global.run_dir, &mut stdout)?;
             let found = report.found;
-            down::into_result(report, &lab::paths::RunLayout::new(&global.run_dir).state_file())?;
+            down::into_result(
+                report,
+                &lab::paths::RunLayout::new(&global.run_dir).state_file(),
+            )?;
             if found {
                 println!("hubble-lab: lab removed");
             }
@@ -241,7 +254,10 @@ fn run_request(command: RequestCommand) -> anyhow::Result<ExitCode> {
             request::dns_request(server, &name, qtype, Duration::from_millis(timeout_ms))
         }
     };
-    println!("{}", serde_json::to_string(&outcome).context("encoding the outcome")?);
+    println!(
+        "{}",
+        serde_json::to_string(&outcome).context("encoding the outcome")?
+    );
     Ok(match outcome {
         request::Outcome::Failed { exit_code, .. } => {
             ExitCode::from(u8::try_from(exit_code).unwrap_or(1))
@@ -265,7 +281,10 @@ fn print_summary(state: &lab::state::StateFile) {
         layout.state_file().display()
     );
     for node in &topology.nodes {
-        println!("  {:<8} netns {:<14} {}", node.name, node.netns, node.address);
+        println!(
+            "  {:<8} netns {:<14} {}",
+            node.name, node.netns, node.address
+        );
     }
     for pod in &topology.pods {
         println!(
@@ -278,7 +297,12 @@ fn print_summary(state: &lab::state::StateFile) {
     }
     for record in &state.processes {
         if record.kind != lab::state::ProcessKind::Workload {
-            println!("  {:<24} pid {} log {}", record.role, record.pid, record.log.display());
+            println!(
+                "  {:<24} pid {} log {}",
+                record.role,
+                record.pid,
+                record.log.display()
+            );
         }
     }
     println!("next:");
@@ -293,7 +317,11 @@ fn print_summary(state: &lab::state::StateFile) {
             layout.hubble_socket(1).display()
         );
     }
-    if state.processes.iter().any(|record| record.kind == lab::state::ProcessKind::Relay) {
+    if state
+        .processes
+        .iter()
+        .any(|record| record.kind == lab::state::ProcessKind::Relay)
+    {
         println!("  hubble observe --server localhost:4245 -f");
     }
     println!("  hubble-lab status");

@@ -16,7 +16,13 @@ pub const HOST_LINK_LOCAL: &str = "fe80::1";
 pub fn create_bridge(topology: &Topology) -> Result<()> {
     let bridge = topology.bridge.as_str();
     ip(&["link", "add", "name", bridge, "type", "bridge"])?;
-    ip(&["addr", "add", &topology.bridge_address.to_string(), "dev", bridge])?;
+    ip(&[
+        "addr",
+        "add",
+        &topology.bridge_address.to_string(),
+        "dev",
+        bridge,
+    ])?;
     ip(&["link", "set", bridge, "up"])
 }
 
@@ -42,18 +48,23 @@ pub fn connect_node(self_exe: &Path, topology: &Topology, node: &NodePlan) -> Re
     let netns = node.netns.as_str();
     let root_link = node.root_link.as_str();
     ip(&[
-        "link", "add", "name", root_link, "type", "veth", "peer", "name", "eth0", "netns",
-        netns,
+        "link", "add", "name", root_link, "type", "veth", "peer", "name", "eth0", "netns", netns,
     ])?;
     ip(&["link", "set", root_link, "master", &topology.bridge, "up"])?;
     let address = format!("{}/{}", node.address, topology.bridge_address.prefix_len());
     ip_in(netns, &["addr", "add", &address, "dev", "eth0"])?;
     let address6 = format!("{}/64", node.address6);
-    ip_in(netns, &["-6", "addr", "add", &address6, "dev", "eth0", "nodad"])?;
+    ip_in(
+        netns,
+        &["-6", "addr", "add", &address6, "dev", "eth0", "nodad"],
+    )?;
     ip_in(netns, &["link", "set", "eth0", "up"])?;
     // The pods' default gateway is a local address of the node, so the node answers
     // ARP for it on every host-side veth.
-    ip_in(netns, &["addr", "add", &format!("{}/32", node.gateway), "dev", "lo"])?;
+    ip_in(
+        netns,
+        &["addr", "add", &format!("{}/32", node.gateway), "dev", "lo"],
+    )?;
     set_sysctls(
         self_exe,
         netns,
@@ -64,11 +75,23 @@ pub fn connect_node(self_exe: &Path, topology: &Topology, node: &NodePlan) -> Re
 /// Adds, in every node, routes to the other nodes' pod CIDRs via their bridge address.
 pub fn route_between_nodes(topology: &Topology) -> Result<()> {
     for node in &topology.nodes {
-        for other in topology.nodes.iter().filter(|other| other.index != node.index) {
+        for other in topology
+            .nodes
+            .iter()
+            .filter(|other| other.index != node.index)
+        {
             let via = other.address.to_string();
             ip_in(
                 &node.netns,
-                &["route", "add", &other.pod_cidr.to_string(), "via", &via, "dev", "eth0"],
+                &[
+                    "route",
+                    "add",
+                    &other.pod_cidr.to_string(),
+                    "via",
+                    &via,
+                    "dev",
+                    "eth0",
+                ],
             )?;
             let cidr6 = other.pod_cidr6.to_string();
             let via6 = other.address6.to_string();
@@ -93,24 +116,61 @@ pub fn connect_pod(self_exe: &Path, node: &NodePlan, pod: &PodPlan) -> Result<()
     ])?;
 
     ip_in(node_ns, &["link", "set", host, "up"])?;
-    set_sysctls(self_exe, node_ns, &[&format!("net.ipv4.conf.{host}.proxy_arp=1")])?;
+    set_sysctls(
+        self_exe,
+        node_ns,
+        &[&format!("net.ipv4.conf.{host}.proxy_arp=1")],
+    )?;
     let link_local = format!("{HOST_LINK_LOCAL}/64");
-    ip_in(node_ns, &["-6", "addr", "add", &link_local, "dev", host, "nodad"])?;
-    ip_in(node_ns, &["route", "add", &format!("{}/32", pod.ipv4), "dev", host])?;
-    ip_in(node_ns, &["-6", "route", "add", &format!("{}/128", pod.ipv6), "dev", host])?;
+    ip_in(
+        node_ns,
+        &["-6", "addr", "add", &link_local, "dev", host, "nodad"],
+    )?;
+    ip_in(
+        node_ns,
+        &["route", "add", &format!("{}/32", pod.ipv4), "dev", host],
+    )?;
+    ip_in(
+        node_ns,
+        &[
+            "-6",
+            "route",
+            "add",
+            &format!("{}/128", pod.ipv6),
+            "dev",
+            host,
+        ],
+    )?;
 
-    ip_in(pod_ns, &["addr", "add", &format!("{}/32", pod.ipv4), "dev", "eth0"])?;
+    ip_in(
+        pod_ns,
+        &["addr", "add", &format!("{}/32", pod.ipv4), "dev", "eth0"],
+    )?;
     let address6 = format!("{}/128", pod.ipv6);
-    ip_in(pod_ns, &["-6", "addr", "add", &address6, "dev", "eth0", "nodad"])?;
+    ip_in(
+        pod_ns,
+        &["-6", "addr", "add", &address6, "dev", "eth0", "nodad"],
+    )?;
     ip_in(pod_ns, &["link", "set", "eth0", "up"])?;
     let gateway = node.gateway.to_string();
     ip_in(
         pod_ns,
-        &["route", "add", "default", "via", &gateway, "dev", "eth0", "onlink"],
+        &[
+            "route", "add", "default", "via", &gateway, "dev", "eth0", "onlink",
+        ],
     )?;
     ip_in(
         pod_ns,
-        &["-6", "route", "add", "default", "via", HOST_LINK_LOCAL, "dev", "eth0"],
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            HOST_LINK_LOCAL,
+            "dev",
+            "eth0",
+        ],
     )
 }
 

@@ -128,7 +128,10 @@ pub fn stop_all(records: &[ProcessRecord]) -> Vec<String> {
     let mut running = Vec::new();
     for record in records {
         if !is_alive(record) {
-            report.push(format!("{} (pid {}) was not running", record.role, record.pid));
+            report.push(format!(
+                "{} (pid {}) was not running",
+                record.role, record.pid
+            ));
             continue;
         }
         match kill(Pid::from_raw(record.pid), Signal::SIGTERM) {
@@ -187,9 +190,16 @@ pub fn wait_ready(
     }
 }
 
-/// True if the network namespace of `pid` has a socket in `/proc/<pid>/net/<table>`
-/// bound to `port` (TCP: in LISTEN state).
-pub fn has_socket(pid: i32, table: &str, port: u16) -> bool {
+/// True if the network namespace of `pid` has a `protocol` ("tcp" or "udp") socket
+/// of either family bound to `port` (TCP: in LISTEN state), as listed in
+/// `/proc/<pid>/net/{tcp,tcp6,udp,udp6}`.
+pub fn has_socket(pid: i32, protocol: &str, port: u16) -> bool {
+    [protocol.to_string(), format!("{protocol}6")]
+        .iter()
+        .any(|table| table_has_port(pid, table, port))
+}
+
+fn table_has_port(pid: i32, table: &str, port: u16) -> bool {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
         return false;
     };

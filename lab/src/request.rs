@@ -108,7 +108,9 @@ pub fn dns_request(server: SocketAddr, name: &str, qtype: u16, timeout: Duration
                     addresses: response.addresses,
                 }
             }
-            Err(error) => return failed(DIG_BAD_REPLY, format!("bad reply from {server}: {error}")),
+            Err(error) => {
+                return failed(DIG_BAD_REPLY, format!("bad reply from {server}: {error}"))
+            }
         }
     }
 }
@@ -143,7 +145,10 @@ mod tests {
         ];
         for outcome in outcomes {
             let json = serde_json::to_string(&outcome).expect("json");
-            assert_eq!(serde_json::from_str::<Outcome>(&json).expect("parse"), outcome);
+            assert_eq!(
+                serde_json::from_str::<Outcome>(&json).expect("parse"),
+                outcome
+            );
         }
     }
 
@@ -160,14 +165,25 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
         );
-        assert!(matches!(outcome, Outcome::Failed { exit_code: 7, .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, Outcome::Failed { exit_code: 7, .. }),
+            "{outcome:?}"
+        );
     }
 
     #[test]
     fn dns_query_without_server_times_out() {
         let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let server = silent.local_addr().expect("address");
-        let outcome = dns_request(server, "deathstar.default.svc.cluster.local", dns::TYPE_A, Duration::from_millis(200));
-        assert!(matches!(outcome, Outcome::Failed { exit_code: 9, .. }), "{outcome:?}");
+        let outcome = dns_request(
+            server,
+            "deathstar.default.svc.cluster.local",
+            dns::TYPE_A,
+            Duration::from_millis(200),
+        );
+        assert!(
+            matches!(outcome, Outcome::Failed { exit_code: 9, .. }),
+            "{outcome:?}"
+        );
     }
 }

@@ -116,12 +116,11 @@ impl StateFile {
 
     /// Writes the state atomically (temporary file, fsync, rename).
     pub fn save(&self) -> Result<()> {
-        let text = serde_json::to_string_pretty(&self.state).map_err(|error| {
-            LabError::BadState {
+        let text =
+            serde_json::to_string_pretty(&self.state).map_err(|error| LabError::BadState {
                 path: self.path.clone(),
                 reason: error.to_string(),
-            }
-        })?;
+            })?;
         write_atomically(&self.path, text.as_bytes())
     }
 
@@ -144,8 +143,8 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temporary = path.with_file_name(format!(".{file_name}.tmp"));
-    let mut file =
-        fs::File::create(&temporary).map_err(|error| LabError::io("creating", &temporary, error))?;
+    let mut file = fs::File::create(&temporary)
+        .map_err(|error| LabError::io("creating", &temporary, error))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(|error| LabError::io("writing", &temporary, error))?;

@@ -13,20 +13,38 @@ use crate::state::StateFile;
 pub fn status(run_dir: &Path, out: &mut dyn Write) -> Result<bool> {
     let layout = RunLayout::new(run_dir);
     let Some(state_file) = StateFile::load(&layout.state_file())? else {
-        let _ = writeln!(out, "no lab under {} (run `hubble-lab up`)", run_dir.display());
+        let _ = writeln!(
+            out,
+            "no lab under {} (run `hubble-lab up`)",
+            run_dir.display()
+        );
         return Ok(false);
     };
     let state = &state_file.state;
     let topology = &state.topology;
-    let present = |netns: &str| if command::netns_exists(netns) { "present" } else { "MISSING" };
+    let present = |netns: &str| {
+        if command::netns_exists(netns) {
+            "present"
+        } else {
+            "MISSING"
+        }
+    };
     let _ = writeln!(
         out,
         "lab in {} (cluster {}, {}):",
         run_dir.display(),
         state.cluster_name,
-        if state.complete { "complete" } else { "INCOMPLETE: `up` did not finish" }
+        if state.complete {
+            "complete"
+        } else {
+            "INCOMPLETE: `up` did not finish"
+        }
     );
-    let _ = writeln!(out, "bridge {} {}", topology.bridge, topology.bridge_address);
+    let _ = writeln!(
+        out,
+        "bridge {} {}",
+        topology.bridge, topology.bridge_address
+    );
     let _ = writeln!(out, "\nNODES");
     for node in &topology.nodes {
         let _ = writeln!(
@@ -58,7 +76,11 @@ pub fn status(run_dir: &Path, out: &mut dyn Write) -> Result<bool> {
         let _ = writeln!(out, "(none)");
     }
     for record in &state.processes {
-        let alive = if process::is_alive(record) { "alive" } else { "DEAD" };
+        let alive = if process::is_alive(record) {
+            "alive"
+        } else {
+            "DEAD"
+        };
         let _ = writeln!(
             out,
             "{:<14} pid {:<8} {:<6} log {}",

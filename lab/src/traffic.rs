@@ -70,11 +70,36 @@ pub fn traffic(
         let to_dns = format!("{} ({}:{DNS_PORT})", coredns.name, coredns.ipv4);
         let dns_server = format!("{}:{DNS_PORT}", coredns.ipv4);
         let steps = [
-            (tiefighter, &to_http, "POST /v1/request-landing".to_string(), http_args("POST", &url("/v1/request-landing"))),
-            (xwing, &to_http, "POST /v1/request-landing".to_string(), http_args("POST", &url("/v1/request-landing"))),
-            (tiefighter, &to_http, "PUT /v1/exhaust-port".to_string(), http_args("PUT", &url("/v1/exhaust-port"))),
-            (tiefighter, &to_dns, format!("DNS A {DEATHSTAR_SERVICE_NAME}"), dns_args(&dns_server, DEATHSTAR_SERVICE_NAME)),
-            (xwing, &to_dns, format!("DNS A {UNKNOWN_NAME}"), dns_args(&dns_server, UNKNOWN_NAME)),
+            (
+                tiefighter,
+                &to_http,
+                "POST /v1/request-landing".to_string(),
+                http_args("POST", &url("/v1/request-landing")),
+            ),
+            (
+                xwing,
+                &to_http,
+                "POST /v1/request-landing".to_string(),
+                http_args("POST", &url("/v1/request-landing")),
+            ),
+            (
+                tiefighter,
+                &to_http,
+                "PUT /v1/exhaust-port".to_string(),
+                http_args("PUT", &url("/v1/exhaust-port")),
+            ),
+            (
+                tiefighter,
+                &to_dns,
+                format!("DNS A {DEATHSTAR_SERVICE_NAME}"),
+                dns_args(&dns_server, DEATHSTAR_SERVICE_NAME),
+            ),
+            (
+                xwing,
+                &to_dns,
+                format!("DNS A {UNKNOWN_NAME}"),
+                dns_args(&dns_server, UNKNOWN_NAME),
+            ),
         ];
         for (from, to, request, args) in steps {
             let result = runner.request(from, &args)?;
@@ -181,8 +206,14 @@ pub fn describe(outcome: &Outcome) -> String {
                 format!("HTTP {status}: {first_line}")
             }
         }
-        Outcome::Dns { rcode: 0, addresses } if addresses.is_empty() => "no records".to_string(),
-        Outcome::Dns { rcode: 0, addresses } => addresses
+        Outcome::Dns {
+            rcode: 0,
+            addresses,
+        } if addresses.is_empty() => "no records".to_string(),
+        Outcome::Dns {
+            rcode: 0,
+            addresses,
+        } => addresses
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()

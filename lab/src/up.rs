@@ -19,7 +19,8 @@ pub const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to wait for a workload's listening socket.
 pub const WORKLOAD_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Port the deathstar serves HTTP on.
+/// Port the deathstar serves HTTP on. Workloads listen on `[::]`, which on Linux
+/// also accepts IPv4 (IPv4-mapped addresses), so pods answer on both families.
 pub const DEATHSTAR_PORT: u16 = 80;
 /// Port the DNS responder serves on.
 pub const DNS_PORT: u16 = 53;
@@ -61,12 +62,22 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
     let agent_bin = if config.no_agents {
         None
     } else {
-        pick_binary("hubble-agent", config.agent_bin.as_deref(), &config.self_exe, out)?
+        pick_binary(
+            "hubble-agent",
+            config.agent_bin.as_deref(),
+            &config.self_exe,
+            out,
+        )?
     };
     let relay_bin = if agent_bin.is_none() {
         None
     } else {
-        pick_binary("hubble-relay", config.relay_bin.as_deref(), &config.self_exe, out)?
+        pick_binary(
+            "hubble-relay",
+            config.relay_bin.as_deref(),
+            &config.self_exe,
+            out,
+        )?
     };
 
     let mut created_dirs = Vec::new();
@@ -120,8 +131,8 @@ fn check_names_are_free(topology: &Topology) -> Result<()> {
             });
         }
     }
-    let links = std::iter::once(&topology.bridge)
-        .chain(topology.nodes.iter().map(|node| &node.root_link));
+    let links =
+        std::iter::once(&topology.bridge).chain(topology.nodes.iter().map(|node| &node.root_link));
     for name in links {
         if command::root_link_exists(name) {
             return Err(LabError::NameTaken {
@@ -204,11 +215,13 @@ fn build_network(config: &UpConfig, topology: &Topology, state: &mut StateFile) 
     }
     network::route_between_nodes(topology)?;
     for pod in &topology.pods {
-        let node = topology.node(pod.node).ok_or_else(|| LabError::InvalidConfig {
-            what: "pod placement",
-            value: format!("{} on node{}", pod.name, pod.node),
-            reason: "no such node".to_string(),
-        })?;
+        let node = topology
+            .node(pod.node)
+            .ok_or_else(|| LabError::InvalidConfig {
+                what: "pod placement",
+                value: format!("{} on node{}", pod.name, pod.node),
+                reason: "no such node".to_string(),
+            })?;
         state.record(|state| state.namespaces.push(pod.netns.clone()))?;
         network::create_namespace(self_exe, &pod.netns)?;
         network::connect_pod(self_exe, node, pod)?;
@@ -216,7 +229,11 @@ fn build_network(config: &UpConfig, topology: &Topology, state: &mut StateFile) 
     Ok(())
 }
 
-fn write_endpoint_files(layout: &RunLayout, topology: &Topology, state: &mut StateFile) -> Result<()> {
+fn write_endpoint_files(
+    layout: &RunLayout,
+    topology: &Topology,
+    state: &mut StateFile,
+) -> Result<()> {
     for node in &topology.nodes {
         record_dir(state, &layout.endpoints_dir(node.index))?;
     }
@@ -238,7 +255,7 @@ fn start_workloads(
         "serve".to_string(),
         "dns".to_string(),
         "--listen".to_string(),
-        format!("0.0.0.0:{DNS_PORT}"),
+        format!("[::]:{DNS_PORT}"),
     ];
     if let Some(deathstar) = topology.pod("deathstar-1") {
         for address in [deathstar.ipv4.to_string(), deathstar.ipv6.to_string()] {
@@ -254,7 +271,7 @@ fn start_workloads(
                     "serve".to_string(),
                     "deathstar".to_string(),
                     "--listen".to_string(),
-                    format!("0.0.0.0:{DEATHSTAR_PORT}"),
+                    format!("[::]:{DEATHSTAR_PORT}"),
                 ],
                 "tcp",
                 DEATHSTAR_PORT,
@@ -327,7 +344,9 @@ fn start_agents(
     }
     for (record, socket) in &started {
         let waiting_for = format!("socket {}", socket.display());
-        process::wait_ready(record, AGENT_READY_TIMEOUT, &waiting_for, || socket.exists())?;
+        process::wait_ready(record, AGENT_READY_TIMEOUT, &waiting_for, || {
+            socket.exists()
+        })?;
     }
     Ok(())
 }

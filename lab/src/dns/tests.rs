@@ -4,7 +4,8 @@ const DEATHSTAR: &str = "deathstar.default.svc.cluster.local";
 
 #[test]
 fn query_round_trips() {
-    let wire = encode_query(0x1234, "Deathstar.Default.svc.cluster.local.", TYPE_A).expect("encode");
+    let wire =
+        encode_query(0x1234, "Deathstar.Default.svc.cluster.local.", TYPE_A).expect("encode");
     let query = parse_query(&wire).expect("parse");
     assert_eq!(query.id, 0x1234);
     assert_eq!(query.name, DEATHSTAR);
@@ -30,8 +31,10 @@ fn response_carries_the_answer() {
 
 #[test]
 fn nxdomain_has_no_answers() {
-    let query = parse_query(&encode_query(9, "nowhere.example", TYPE_A).expect("encode")).expect("parse");
-    let response = parse_response(&encode_response(&query, Rcode::NameError, &[], 30)).expect("parse");
+    let query =
+        parse_query(&encode_query(9, "nowhere.example", TYPE_A).expect("encode")).expect("parse");
+    let response =
+        parse_response(&encode_response(&query, Rcode::NameError, &[], 30)).expect("parse");
     assert_eq!(response.rcode, 3);
     assert!(response.addresses.is_empty());
 }
@@ -62,15 +65,24 @@ fn malformed_queries_are_errors() {
     // Label length running past the end.
     let mut long_label = good[..12].to_vec();
     long_label.extend_from_slice(&[63, b'a', b'b']);
-    assert!(matches!(parse_query(&long_label), Err(DnsError::Truncated { .. })));
+    assert!(matches!(
+        parse_query(&long_label),
+        Err(DnsError::Truncated { .. })
+    ));
     // A pointer to itself.
     let mut self_pointer = good[..12].to_vec();
     self_pointer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-    assert!(matches!(parse_query(&self_pointer), Err(DnsError::BadPointer { .. })));
+    assert!(matches!(
+        parse_query(&self_pointer),
+        Err(DnsError::BadPointer { .. })
+    ));
     // Reserved label type.
     let mut reserved = good[..12].to_vec();
     reserved.extend_from_slice(&[0x40, 0, 0, 1, 0, 1]);
-    assert!(matches!(parse_query(&reserved), Err(DnsError::BadLabelType { .. })));
+    assert!(matches!(
+        parse_query(&reserved),
+        Err(DnsError::BadLabelType { .. })
+    ));
 }
 
 #[test]

@@ -41,7 +41,10 @@ fn content_length_is_validated() {
     let headers = vec![("content-length".to_string(), "abc".to_string())];
     assert!(matches!(content_length(&headers), Err(HttpError::BadContentLength(v)) if v == "abc"));
     let headers = vec![("content-length".to_string(), "99999999".to_string())];
-    assert!(matches!(content_length(&headers), Err(HttpError::BodyTooLarge(99_999_999))));
+    assert!(matches!(
+        content_length(&headers),
+        Err(HttpError::BodyTooLarge(99_999_999))
+    ));
 }
 
 #[test]
@@ -64,14 +67,21 @@ fn rejects_malformed_status_lines() {
         b"HTTP/1.1 42 Too Small\r\n\r\n",
         b"ICY 200 OK\r\n\r\n",
     ] {
-        assert!(parse_response_head(raw).is_err(), "{:?}", String::from_utf8_lossy(raw));
+        assert!(
+            parse_response_head(raw).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(raw)
+        );
     }
 }
 
 #[test]
 fn read_head_limits_size_and_detects_early_close() {
     let endless = vec![b'a'; MAX_HEAD_BYTES + 2048];
-    assert!(matches!(read_head(&mut endless.as_slice()), Err(HttpError::HeadTooLarge)));
+    assert!(matches!(
+        read_head(&mut endless.as_slice()),
+        Err(HttpError::HeadTooLarge)
+    ));
     assert!(matches!(
         read_head(&mut &b"GET / HTTP/1.1\r\n"[..]),
         Err(HttpError::IncompleteHead)
@@ -85,7 +95,10 @@ fn read_head_limits_size_and_detects_early_close() {
 fn splits_urls() {
     assert_eq!(
         split_url("http://10.200.1.10/v1/request-landing").expect("url"),
-        ("10.200.1.10:80".to_string(), "/v1/request-landing".to_string())
+        (
+            "10.200.1.10:80".to_string(),
+            "/v1/request-landing".to_string()
+        )
     );
     assert_eq!(
         split_url("http://127.0.0.1:8080").expect("url"),

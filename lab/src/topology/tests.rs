@@ -44,7 +44,10 @@ fn host_links_are_short_and_distinct() {
     let topology = Topology::plan(&config(3, "hl-")).expect("plan");
     let mut names: Vec<&str> = topology.pods.iter().map(|p| p.host_link.as_str()).collect();
     for name in &names {
-        assert!(name.len() <= MAX_LINK_NAME && name.starts_with("lxc"), "{name}");
+        assert!(
+            name.len() <= MAX_LINK_NAME && name.starts_with("lxc"),
+            "{name}"
+        );
         assert_eq!(name.len(), 11);
     }
     names.sort_unstable();
