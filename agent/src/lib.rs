@@ -8,3 +8,4 @@
 
 pub mod identity;
 pub mod labels;
+pub mod policy;

@@ -1,0 +1,82 @@
+//! CiliumNetworkPolicy: parsing, the policy repository, and compilation into
+//! policy map entries.
+//!
+//! - [`parse_policy`] reads YAML or JSON documents into normalized [`Rule`]s,
+//!   rejecting the whole text on the first bad field (path and line named).
+//! - [`PolicyRepository`] holds the imported rules with Cilium's revision
+//!   numbering and prints them as `cilium policy get` does.
+//! - [`compile`] turns the rules, the local endpoints and the known
+//!   identities into per-identity enforcement flags and [`PolicyEntry`]s.
+
+mod api;
+mod compile;
+mod document;
+mod peers;
+mod ports;
+mod repository;
+mod selector;
+
+pub use api::{
+    DefaultDeny, EgressDenyRule, EgressRule, EgressRuleOf, IngressDenyRule, IngressRule,
+    IngressRuleOf, Peers, Rule, RuleLabels, Section,
+};
+pub use compile::{
+    cidr_prefixes, compile, CompileInput, CompiledPolicy, Direction, Enforcement, PolicyEntry,
+};
+pub use document::{
+    parse_policy, ParsedPolicy, DEFAULT_NAMESPACE, POLICY_DERIVED_FROM_KEY, POLICY_NAMESPACE_KEY,
+    POLICY_NAME_KEY, POLICY_UID_KEY,
+};
+pub use peers::{Cidr, CidrRule, Entity, Unsupported};
+pub use ports::{
+    proto, DnsRule, HttpRule, IcmpFamily, IcmpField, IcmpRule, IcmpType, L7Rules, Port,
+    PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,
+};
+pub use repository::{DeleteSelector, ImportOutcome, PolicyRepository};
+pub use selector::{split_key, EndpointSelector, Operator, Requirement};
+
+/// Errors of policy import and deletion.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The text is not a valid policy. The message names the field path and,
+    /// when known, the line and column.
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong, where.
+        message: String,
+        /// The 1-based line of the bad field, when known.
+        line: Option<usize>,
+    },
+    /// No rule matched a delete request.
+    #[error("no policy rule matches {0}")]
+    NotFound(String),
+}
+
+impl PolicyError {
+    /// An error without a known line.
+    pub(crate) fn invalid(message: String) -> Self {
+        PolicyError::Invalid { message, line: None }
+    }
+
+    /// Converts a YAML/JSON error, keeping its path and line.
+    pub(crate) fn from_yaml(error: serde_yaml::Error) -> Self {
+        let line = error.location().map(|l| l.line());
+        let mut message = error.to_string();
+        // A path that starts at a top-level list reads `.[0]...`; drop the dot.
+        if message.starts_with(".[") {
+            message.remove(0);
+        }
+        PolicyError::Invalid { message, line }
+    }
+
+    /// The line of the bad field, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            PolicyError::Invalid { line, .. } => *line,
+            PolicyError::NotFound(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! Reading policy documents: CiliumNetworkPolicy and
+//! CiliumClusterwideNetworkPolicy objects (YAML or JSON, one or more
+//! `---`-separated documents) and bare rule lists as `cilium policy import`
+//! takes them.
+//!
+//! Rules come out normalized the way Cilium stores them: selector keys carry
+//! a source (`any:` by default), namespaced policies select and peer within
+//! their namespace, Kubernetes policies carry their name labels, and
+//! `enableDefaultDeny` is filled in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::api::Rule;
+use super::ports::{PortRule, PortSpec};
+use super::selector::EndpointSelector;
+use super::PolicyError;
+use crate::labels::{Label, SOURCE_K8S};
+
+/// Label key naming the policy a rule came from.
+pub const POLICY_NAME_KEY: &str = "io.cilium.k8s.policy.name";
+/// Label key naming the namespace of the policy a rule came from.
+pub const POLICY_NAMESPACE_KEY: &str = "io.cilium.k8s.policy.namespace";
+/// Label key naming the kind of object a rule came from.
+pub const POLICY_DERIVED_FROM_KEY: &str = "io.cilium.k8s.policy.derived-from";
+/// Label key carrying the object's UID.
+pub const POLICY_UID_KEY: &str = "io.cilium.k8s.policy.uid";
+/// Namespace of a CiliumNetworkPolicy that names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The rules of a document, ready to import, and warnings for the user.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedPolicy {
+    /// Normalized rules, in document order.
+    pub rules: Vec<Rule>,
+    /// Things accepted but not enforced (L7 rules).
+    pub warnings: Vec<String>,
+}
+
+/// Parses policy text (YAML or JSON). Nothing is returned unless every
+/// document in the text is valid.
+pub fn parse_policy(text: &str) -> Result<ParsedPolicy, PolicyError> {
+    let mut parsed = ParsedPolicy::default();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        match Document::deserialize(document).map_err(PolicyError::from_yaml)? {
+            Document::Empty => {}
+            Document::Rules(rules) => {
+                for (i, rule) in rules.into_iter().enumerate() {
+                    let path = format!("[{i}]");
+                    parsed.push(normalize(rule, &Scope::Bare, &path)?);
+                }
+            }
+            Document::Kubernetes(object) => {
+                let scope = object.scope();
+                match (object.spec, object.specs) {
+                    (Some(rule), None) => parsed.push(normalize(rule, &scope, "spec")?),
+                    (None, Some(rules)) if !rules.is_empty() => {
+                        for (i, rule) in rules.into_iter().enumerate() {
+                            parsed.push(normalize(rule, &scope, &format!("specs[{i}]"))?);
+                        }
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(PolicyError::invalid(format!(
+                            "{} {}: has both spec and specs; use one",
+                            object.kind, object.metadata.name
+                        )))
+                    }
+                    _ => {
+                        return Err(PolicyError::invalid(format!(
+                            "{} {}: has neither spec nor specs",
+                            object.kind, object.metadata.name
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    if parsed.rules.is_empty() {
+        return Err(PolicyError::invalid("the policy document holds no rules".to_string()));
+    }
+    Ok(parsed)
+}
+
+impl ParsedPolicy {
+    fn push(&mut self, (rule, warnings): (Rule, Vec<String>)) {
+        self.rules.push(rule);
+        self.warnings.extend(warnings);
+    }
+}
+
+/// One YAML/JSON document: a rule list, a Kubernetes object, or nothing.
+enum Document {
+    Empty,
+    Rules(Vec<Rule>),
+    Kubernetes(Box<KubernetesObject>),
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DocumentVisitor;
+
+        impl<'de> Visitor<'de> for DocumentVisitor {
+            type Value = Document;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a CiliumNetworkPolicy object or a list of rules")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Document, A::Error> {
+                Vec::<Rule>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Document::Rules)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Document, A::Error> {
+                KubernetesObject::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|object| Document::Kubernetes(Box::new(object)))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Document, E> {
+                Ok(Document::Empty)
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Document, E> {
+                Ok(Document::Empty)
+            }
+        }
+
+        deserializer.deserialize_any(DocumentVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KubernetesObject {
+    #[allow(dead_code)]
+    api_version: ApiVersion,
+    kind: Kind,
+    metadata: Metadata,
+    #[serde(default)]
+    spec: Option<Rule>,
+    #[serde(default)]
+    specs: Option<Vec<Rule>>,
+    /// Old examples put a description at the top; Kubernetes drops it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    /// Status written back by a cluster; ignored.
+    #[serde(default)]
+    #[allow(dead_code)]
+    status: Option<serde_yaml::Value>,
+}
+
+#[derive(Deserialize)]
+enum ApiVersion {
+    #[serde(rename = "cilium.io/v2")]
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+enum Kind {
+    CiliumNetworkPolicy,
+    CiliumClusterwideNetworkPolicy,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Kubernetes object metadata; fields other than name, namespace and uid
+/// are accepted and ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Metadata {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    resource_version: Option<serde_yaml::Value>,
+    #[serde(default)]
+    generation: Option<serde_yaml::Value>,
+    #[serde(default)]
+    creation_timestamp: Option<serde_yaml::Value>,
+    #[serde(default)]
+    self_link: Option<serde_yaml::Value>,
+    #[serde(default)]
+    managed_fields: Option<serde_yaml::Value>,
+    #[serde(default)]
+    finalizers: Option<serde_yaml::Value>,
+    #[serde(default)]
+    owner_references: Option<serde_yaml::Value>,
+    #[serde(default)]
+    cluster_name: Option<serde_yaml::Value>,
+}
+
+/// Where a rule came from, which decides its selector scoping and labels.
+enum Scope {
+    /// A bare rule list: taken as written.
+    Bare,
+    /// A CiliumNetworkPolicy in a namespace.
+    Namespaced { name: String, namespace: String, uid: Option<String> },
+    /// A CiliumClusterwideNetworkPolicy.
+    Clusterwide { name: String, uid: Option<String> },
+}
+
+impl KubernetesObject {
+    fn scope(&self) -> Scope {
+        let name = self.metadata.name.clone();
+        let uid = self.metadata.uid.clone();
+        match self.kind {
+            Kind::CiliumNetworkPolicy => Scope::Namespaced {
+                name,
+                namespace: self
+                    .metadata
+                    .namespace
+                    .clone()
+                    .filter(|ns| !ns.is_empty())
+                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+                uid,
+            },
+            Kind::CiliumClusterwideNetworkPolicy => Scope::Clusterwide { name, uid },
+        }
+    }
+}
+
+/// Normalizes one rule; `path` names it in warnings and errors.
+fn normalize(mut rule: Rule, scope: &Scope, path: &str) -> Result<(Rule, Vec<String>), PolicyError> {
+    let mut warnings = Vec::new();
+
+    rule.endpoint_selector.add_sources();
+    if let Scope::Namespaced { namespace, .. } = scope {
+        if !selects_reserved(&rule.endpoint_selector) {
+            rule.endpoint_selector.force_namespace(namespace);
+        }
+    }
+
+    let scope_peer = |selector: &mut EndpointSelector| {
+        selector.add_sources();
+        match scope {
+            Scope::Bare => {}
+            Scope::Namespaced { namespace, .. } => selector.scope_peer_to_namespace(namespace),
+            Scope::Clusterwide { .. } => selector.scope_peer_to_pods(),
+        }
+    };
+    for (i, section) in rule.ingress.iter_mut().flatten().enumerate() {
+        section.from_endpoints.iter_mut().flatten().for_each(&scope_peer);
+        warn_l7(section.to_ports.as_deref(), &format!("{path}.ingress[{i}]"), &mut warnings);
+    }
+    for section in rule.ingress_deny.iter_mut().flatten() {
+        section.from_endpoints.iter_mut().flatten().for_each(&scope_peer);
+    }
+    for (i, section) in rule.egress.iter_mut().flatten().enumerate() {
+        section.to_endpoints.iter_mut().flatten().for_each(&scope_peer);
+        warn_l7(section.to_ports.as_deref(), &format!("{path}.egress[{i}]"), &mut warnings);
+    }
+    for section in rule.egress_deny.iter_mut().flatten() {
+        section.to_endpoints.iter_mut().flatten().for_each(&scope_peer);
+    }
+
+    add_policy_labels(&mut rule, scope);
+
+    let has_ingress = has_sections(&rule.ingress) || has_sections(&rule.ingress_deny);
+    let has_egress = has_sections(&rule.egress) || has_sections(&rule.egress_deny);
+    rule.enable_default_deny.ingress.get_or_insert(has_ingress);
+    rule.enable_default_deny.egress.get_or_insert(has_egress);
+
+    Ok((rule, warnings))
+}
+
+fn has_sections<T>(sections: &Option<Vec<T>>) -> bool {
+    sections.as_ref().is_some_and(|s| !s.is_empty())
+}
+
+fn selects_reserved(selector: &EndpointSelector) -> bool {
+    selector
+        .match_labels
+        .keys()
+        .chain(selector.match_expressions.iter().map(|r| &r.key))
+        .any(|key| key.starts_with("reserved:"))
+}
+
+fn add_policy_labels(rule: &mut Rule, scope: &Scope) {
+    let (kind, name, namespace, uid) = match scope {
+        Scope::Bare => return,
+        Scope::Namespaced { name, namespace, uid } => ("CiliumNetworkPolicy", name, Some(namespace), uid),
+        Scope::Clusterwide { name, uid } => ("CiliumClusterwideNetworkPolicy", name, None, uid),
+    };
+    let labels = &mut rule.labels.0;
+    labels.insert(Label::new(SOURCE_K8S, POLICY_DERIVED_FROM_KEY, kind));
+    labels.insert(Label::new(SOURCE_K8S, POLICY_NAME_KEY, name.as_str()));
+    if let Some(namespace) = namespace {
+        labels.insert(Label::new(SOURCE_K8S, POLICY_NAMESPACE_KEY, namespace.as_str()));
+    }
+    if let Some(uid) = uid {
+        labels.insert(Label::new(SOURCE_K8S, POLICY_UID_KEY, uid.as_str()));
+    }
+}
+
+fn warn_l7(port_rules: Option<&[PortRule]>, path: &str, warnings: &mut Vec<String>) {
+    for (i, port_rule) in port_rules.unwrap_or_default().iter().enumerate() {
+        if port_rule.l7().is_some() {
+            let ports: Vec<String> = port_rule
+                .ports()
+                .iter()
+                .map(|p| {
+                    let port = p.port.map_or(0, |p| p.0);
+                    match p.end_port {
+                        Some(end) => format!("{port}-{end}/{}", p.protocol.name()),
+                        None => format!("{port}/{}", p.protocol.name()),
+                    }
+                })
+                .collect();
+            warnings.push(format!(
+                "{path}.toPorts[{i}].rules: L7 rules are not enforced; {} allowed at L4",
+                if ports.is_empty() { "all ports".to_string() } else { ports.join(", ") }
+            ));
+        }
+    }
+}
