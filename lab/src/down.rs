@@ -24,7 +24,7 @@ pub struct DownReport {
 /// deletes its files, namespaces, links and directories. Idempotent: without a state
 /// file there is nothing to do. Progress goes to `out`.
 pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
-    ensure_root()?;
+    ensure_root("removing the demo")?;
     let layout = RunLayout::new(run_dir);
     let Some(state_file) = StateFile::load(&layout.state_file())? else {
         let _ = writeln!(

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 /// Everything that can go wrong while building, using or removing the lab.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    /// The process is not root, so it cannot create namespaces and links.
-    #[error(
-        "hubble-lab: creating the demo needs root (network namespaces, veths); run it as root"
-    )]
-    NotRoot,
+    /// The process is not root, so it cannot create, use or remove namespaces and links.
+    /// The field says what needed root, e.g. "creating the demo".
+    #[error("hubble-lab: {0} needs root (network namespaces, veths); run it as root")]
+    NotRoot(&'static str),
 
     /// A lab already exists under the run directory.
     #[error("a lab already exists (state file {0}); run `hubble-lab down` first")]

@@ -31,6 +31,8 @@ pub enum HttpError {
     ConnectTimeout(Duration),
     #[error("connection refused")]
     ConnectionRefused,
+    #[error("failed to connect: {0}")]
+    ConnectFailed(std::io::Error),
     #[error("no reply within {} s", .0.as_secs())]
     ReplyTimeout(Duration),
     #[error("{0}")]
@@ -259,7 +261,7 @@ pub fn send(
                 HttpError::ConnectTimeout(connect_timeout)
             }
             std::io::ErrorKind::ConnectionRefused => HttpError::ConnectionRefused,
-            _ => HttpError::Io(error),
+            _ => HttpError::ConnectFailed(error),
         }
     })?;
     let remaining = total_timeout

@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            if matches!(error.downcast_ref::<LabError>(), Some(LabError::NotRoot)) {
+            if matches!(error.downcast_ref::<LabError>(), Some(LabError::NotRoot(_))) {
                 eprintln!("{error}");
             } else {
                 eprintln!("hubble-lab: {error:#}");
@@ -168,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     print_summary(&state);
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(error @ (LabError::NotRoot | LabError::AlreadyUp(_))) => Err(error.into()),
+                Err(error @ (LabError::NotRoot(_) | LabError::AlreadyUp(_))) => Err(error.into()),
                 Err(error) => {
                     let state_file = lab::paths::RunLayout::new(&global.run_dir).state_file();
                     let hint = if state_file.exists() {

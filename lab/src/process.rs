@@ -16,6 +16,9 @@ use crate::state::{ProcessKind, ProcessRecord};
 /// How long `down` waits after SIGTERM before sending SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(5);
 
+/// How long to wait for a process to disappear after SIGKILL.
+pub const KILL_WAIT: Duration = Duration::from_secs(2);
+
 /// How often waiting loops look again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -146,16 +149,31 @@ pub fn stop_all(records: &[ProcessRecord]) -> Vec<String> {
     while running.iter().any(|record| is_alive(record)) && Instant::now() < deadline {
         thread::sleep(POLL_INTERVAL);
     }
+    let mut killed = Vec::new();
     for record in running {
-        if is_alive(record) {
-            let outcome = match kill(Pid::from_raw(record.pid), Signal::SIGKILL) {
-                Ok(()) => "killed (SIGKILL)".to_string(),
-                Err(error) => format!("SIGKILL failed: {error}"),
-            };
-            report.push(format!("{} (pid {}) {outcome}", record.role, record.pid));
-        } else {
+        if !is_alive(record) {
             report.push(format!("{} (pid {}) stopped", record.role, record.pid));
+            continue;
         }
+        match kill(Pid::from_raw(record.pid), Signal::SIGKILL) {
+            Ok(()) => killed.push(record),
+            Err(error) => report.push(format!(
+                "{} (pid {}): SIGKILL failed: {error}",
+                record.role, record.pid
+            )),
+        }
+    }
+    let deadline = Instant::now() + KILL_WAIT;
+    while killed.iter().any(|record| is_alive(record)) && Instant::now() < deadline {
+        thread::sleep(POLL_INTERVAL);
+    }
+    for record in killed {
+        let outcome = if is_alive(record) {
+            "did not exit after SIGKILL"
+        } else {
+            "killed (SIGKILL after the grace period)"
+        };
+        report.push(format!("{} (pid {}) {outcome}", record.role, record.pid));
     }
     report
 }

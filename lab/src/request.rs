@@ -45,7 +45,7 @@ fn curl_exit_code(error: &HttpError) -> i32 {
     match error {
         HttpError::BadUrl(_) => 3,
         HttpError::Resolve { .. } => 6,
-        HttpError::ConnectionRefused => 7,
+        HttpError::ConnectionRefused | HttpError::ConnectFailed(_) => 7,
         HttpError::Malformed { .. } | HttpError::HeadTooLarge => 8,
         HttpError::ConnectTimeout(_) | HttpError::ReplyTimeout(_) => 28,
         HttpError::IncompleteHead => 52,

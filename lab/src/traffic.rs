@@ -47,7 +47,7 @@ pub fn traffic(
     count: u32,
     out: &mut dyn Write,
 ) -> Result<Vec<TrafficLine>> {
-    ensure_root()?;
+    ensure_root("sending traffic from the pods")?;
     let state_path = RunLayout::new(run_dir).state_file();
     let state = StateFile::load(&state_path)?.ok_or(LabError::NotUp(state_path))?;
     let topology = &state.state.topology;

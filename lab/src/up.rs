@@ -40,19 +40,20 @@ pub struct UpConfig {
     pub self_exe: PathBuf,
 }
 
-/// Fails with [`LabError::NotRoot`] unless the effective user is root.
-pub fn ensure_root() -> Result<()> {
+/// Fails with [`LabError::NotRoot`] unless the effective user is root; `action` names
+/// what needs it, e.g. "creating the demo".
+pub fn ensure_root(action: &'static str) -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
-        Err(LabError::NotRoot)
+        Err(LabError::NotRoot(action))
     }
 }
 
 /// Builds the lab. Progress and warnings go to `out`. On error, what was created so far
 /// is in the state file and `down` removes it.
 pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
-    ensure_root()?;
+    ensure_root("creating the demo")?;
     let layout = RunLayout::new(&config.run_dir);
     let topology = Topology::plan(&config.topology)?;
     if layout.state_file().exists() {
