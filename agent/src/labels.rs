@@ -242,6 +242,20 @@ impl fmt::Display for LabelSet {
     }
 }
 
+impl Serialize for LabelSet {
+    /// A set serializes as a list of printed labels.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.labels.iter().map(Label::to_string))
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        LabelSet::parse(texts.iter().map(String::as_str)).map_err(serde::de::Error::custom)
+    }
+}
+
 impl<'a> IntoIterator for &'a LabelSet {
     type Item = &'a Label;
     type IntoIter = std::slice::Iter<'a, Label>;

@@ -9,3 +9,4 @@
 pub mod identity;
 pub mod labels;
 pub mod policy;
+pub mod endpoints;

@@ -1,0 +1,178 @@
+//! Endpoints: the pods of this node, read from YAML files.
+//!
+//! The lab (or an operator) writes one file per endpoint into the endpoints
+//! directory (see ARCHITECTURE.md, "Endpoint files"). [`watch_endpoints`]
+//! turns the directory into add/update/remove events; [`EndpointTable`]
+//! holds the endpoints with their identities.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Identity;
+use crate::labels::LabelSet;
+
+mod ids;
+mod table;
+mod watcher;
+
+pub use ids::{EndpointIds, MAX_ENDPOINT_ID};
+pub use table::EndpointTable;
+pub use watcher::{
+    watch_endpoints, EndpointEvent, EndpointWatcher, WatchedEndpoint, WatcherConfig,
+    ENDPOINT_EVENTS_CAPACITY,
+};
+
+/// Default directory of endpoint files.
+pub const DEFAULT_ENDPOINTS_DIR: &str = "/var/run/hubble-rs/endpoints";
+
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+const MAX_INTERFACE_NAME: usize = 15;
+
+/// The content of an endpoint file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Pod name.
+    pub name: String,
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Pod labels, without source.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// IPv6 address, if any.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+    /// Host-side interface name, in the agent's network namespace.
+    pub interface: String,
+}
+
+/// Errors reading an endpoint file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The file is not a valid endpoint description.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with the field and line when known.
+        message: String,
+        /// 1-based line of the bad field, when known.
+        line: Option<usize>,
+    },
+    /// Another file already describes the same pod.
+    #[error("{path}: endpoint {namespace}/{name} is already described by {other}")]
+    Duplicate {
+        /// The file.
+        path: String,
+        /// Namespace of the pod.
+        namespace: String,
+        /// Name of the pod.
+        name: String,
+        /// The file that describes it first.
+        other: String,
+    },
+    /// The file or the directory could not be read or watched.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The system error.
+        message: String,
+    },
+    /// No endpoint id is left.
+    #[error("no free endpoint id left (1..={MAX_ENDPOINT_ID})")]
+    IdsExhausted,
+}
+
+impl EndpointError {
+    /// The line of the bad field, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            EndpointError::Invalid { line, .. } => *line,
+            _ => None,
+        }
+    }
+}
+
+/// Parses and checks an endpoint file's text; `path` names it in errors.
+pub fn parse_endpoint_file(path: &Path, text: &str) -> Result<EndpointSpec, EndpointError> {
+    let invalid = |message: String, line: Option<usize>| EndpointError::Invalid {
+        path: path.display().to_string(),
+        message,
+        line,
+    };
+    let spec: EndpointSpec = serde_yaml::from_str(text)
+        .map_err(|e| invalid(e.to_string(), e.location().map(|l| l.line())))?;
+    if spec.name.is_empty() {
+        return Err(invalid("name: must not be empty".to_string(), None));
+    }
+    if spec.namespace.is_empty() {
+        return Err(invalid("namespace: must not be empty".to_string(), None));
+    }
+    if spec.interface.is_empty() || spec.interface.len() > MAX_INTERFACE_NAME || spec.interface.contains('/') {
+        return Err(invalid(
+            format!(
+                "interface: {:?} is not an interface name (1 to {MAX_INTERFACE_NAME} characters, no '/')",
+                spec.interface
+            ),
+            None,
+        ));
+    }
+    if let Some(key) = spec.labels.keys().find(|k| k.is_empty() || k.contains(':')) {
+        return Err(invalid(
+            format!("labels: {key:?} is not a label key (non-empty, no ':')"),
+            None,
+        ));
+    }
+    Ok(spec)
+}
+
+/// The lifecycle state of an endpoint, printed as Cilium prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointStatus {
+    /// The identity is being allocated.
+    WaitingForIdentity,
+    /// Identity and policy are in place.
+    Ready,
+}
+
+impl fmt::Display for EndpointStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointStatus::WaitingForIdentity => "waiting-for-identity",
+            EndpointStatus::Ready => "ready",
+        })
+    }
+}
+
+/// An endpoint of this node with its security identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Endpoint id, unique on this node.
+    pub id: u16,
+    /// The file that describes it.
+    pub path: PathBuf,
+    /// What the file says.
+    pub spec: EndpointSpec,
+    /// Security labels (pod labels, namespace, cluster).
+    pub labels: LabelSet,
+    /// Security identity.
+    pub identity: Identity,
+    /// Lifecycle state.
+    pub status: EndpointStatus,
+}
+
+/// The security labels of an endpoint described by `spec`.
+pub fn security_labels(spec: &EndpointSpec, cluster: &str) -> LabelSet {
+    LabelSet::for_pod(&spec.labels, &spec.namespace, cluster)
+}
+
+#[cfg(test)]
+mod tests;
