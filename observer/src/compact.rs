@@ -1,0 +1,584 @@
+//! The compact form in which the ring stores flows.
+//!
+//! A stored flow is a fixed [`Record`] of 14 words (112 bytes) plus, for the few flows
+//! that need it, a shared [`Extra`]:
+//!
+//! - the fields every L3/L4 flow has (time, UUID, IPs, MACs, ports, TCP flags, verdict,
+//!   drop reason, event type, observation point, direction, reply flags, ...) are
+//!   packed into the record's bits;
+//! - endpoints and the per-node "context" (node name and labels, emitter, interface,
+//!   services, policies, summary) repeat across flows and are interned in [`Tables`];
+//!   the record holds their numbers;
+//! - rare or large parts (L7, DNS names, tunnel, trace context, ...) go into an
+//!   [`Extra::Rare`] flow that holds only those fields;
+//! - a flow with a value the record cannot hold exactly (an unknown enum beyond 255, a
+//!   non-canonical IP text, a full table, ...) is kept whole as [`Extra::Full`].
+//!
+//! Converting back gives a `Flow` equal to the original in every case, deprecated
+//! fields included.
+
+#![allow(deprecated)]
+
+pub mod table;
+pub mod text;
+mod view;
+
+use std::sync::Arc;
+
+use proto::flow::{self, layer4, Endpoint, Flow, LostEvent};
+
+use self::table::{Interner, Ref, Table};
+pub use self::view::StoredFlow;
+
+/// Words in a record.
+pub const WORDS: usize = 14;
+
+/// The fixed part of a stored event.
+pub type Record = [u64; WORDS];
+
+/// The shared, rarely present part of a stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extra {
+    /// The rare fields of a compact flow, in an otherwise empty `Flow`.
+    Rare(Flow),
+    /// A flow that the record cannot hold exactly, whole.
+    Full(Flow),
+    /// A lost-events notice.
+    Lost(LostEvent),
+}
+
+/// A stored event as the writer hands it to the ring.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    /// The fixed part.
+    pub record: Record,
+    /// The rare part, if any.
+    pub extra: Option<Arc<Extra>>,
+}
+
+// === record layout ===
+
+pub(crate) const W_SECS: usize = 0;
+pub(crate) const W_UUID: usize = 1; // and 2
+pub(crate) const W_SRC_IP: usize = 3; // and 4
+pub(crate) const W_DST_IP: usize = 5; // and 6
+/// Source MAC (bits 0..48) and proxy port (48..64).
+pub(crate) const W_MAC_SRC: usize = 7;
+/// Destination MAC (0..48), policy match type (48..56), deprecated drop reason (56..64).
+pub(crate) const W_MAC_DST: usize = 8;
+/// L4 kind (0..4), TCP flags present (4), flags (5..14), ports or ICMP type/code
+/// (16..32, 32..48), IP version (48..50), source/destination IP kinds (50..52,
+/// 52..54), encrypted (54).
+pub(crate) const W_L4: usize = 9;
+/// Source endpoint (0..32) and destination endpoint (32..64) numbers.
+pub(crate) const W_EP: usize = 10;
+/// Context number (0..32) and timestamp nanoseconds (32..64).
+pub(crate) const W_CTX: usize = 11;
+/// Verdict (0..8), drop reason (8..16), event type (16..24) and sub type (24..32),
+/// observation point (32..40), trace reason (40..48), direction (48..50), is_reply
+/// (50..52: none, false, true), deprecated reply (52), flow type (53..55), auth (55..57).
+pub(crate) const W_ENUMS: usize = 12;
+/// Kind (0..2) and presence flags.
+pub(crate) const W_FLAGS: usize = 13;
+
+pub(crate) const KIND_COMPACT: u64 = 0;
+pub(crate) const KIND_FULL: u64 = 1;
+pub(crate) const KIND_LOST: u64 = 2;
+pub(crate) const F_EXTRA: u64 = 1 << 2;
+pub(crate) const F_TIME: u64 = 1 << 3;
+pub(crate) const F_EVENT_TYPE: u64 = 1 << 4;
+pub(crate) const F_IP: u64 = 1 << 5;
+pub(crate) const F_ETHERNET: u64 = 1 << 6;
+/// UUID kind at bits 7..9: empty, packed, in the extra.
+pub(crate) const UUID_SHIFT: u32 = 7;
+pub(crate) const UUID_EMPTY: u64 = 0;
+pub(crate) const UUID_PACKED: u64 = 1;
+pub(crate) const UUID_EXTRA: u64 = 2;
+
+pub(crate) const L4_NONE: u64 = 0;
+pub(crate) const L4_EMPTY: u64 = 1;
+pub(crate) const L4_TCP: u64 = 2;
+pub(crate) const L4_UDP: u64 = 3;
+pub(crate) const L4_ICMPV4: u64 = 4;
+pub(crate) const L4_ICMPV6: u64 = 5;
+pub(crate) const L4_SCTP: u64 = 6;
+pub(crate) const L4_EXTRA: u64 = 7;
+
+#[inline]
+pub(crate) fn bits(word: u64, shift: u32, width: u32) -> u64 {
+    (word >> shift) & ((1u64 << width) - 1)
+}
+
+/// `value` if it fits in `width` bits and is not negative.
+fn small(value: i64, width: u32) -> Option<u64> {
+    u64::try_from(value).ok().filter(|v| *v < (1u64 << width))
+}
+
+/// The record's kind.
+#[inline]
+pub fn kind(record: &Record) -> u64 {
+    record[W_FLAGS] & 3
+}
+
+/// The event's timestamp.
+#[inline]
+pub fn time(record: &Record) -> Option<pbjson_types::Timestamp> {
+    (record[W_FLAGS] & F_TIME != 0).then(|| pbjson_types::Timestamp {
+        seconds: record[W_SECS] as i64,
+        nanos: (record[W_CTX] >> 32) as u32 as i32,
+    })
+}
+
+fn set_time(record: &mut Record, time: Option<&pbjson_types::Timestamp>) {
+    if let Some(t) = time {
+        record[W_SECS] = t.seconds as u64;
+        record[W_CTX] |= u64::from(t.nanos as u32) << 32;
+        record[W_FLAGS] |= F_TIME;
+    }
+}
+
+// === tables ===
+
+/// Values shared by many flows, readable by every reader without locks.
+#[derive(Default)]
+pub struct Tables {
+    /// Interned endpoints.
+    pub endpoints: Table<Endpoint>,
+    /// Interned node contexts, each a `Flow` holding only context fields.
+    pub contexts: Table<Flow>,
+}
+
+/// Moves the context fields of `from` into a new flow (or clones them).
+fn context_of(from: &Flow) -> Flow {
+    Flow {
+        node_name: from.node_name.clone(),
+        node_labels: from.node_labels.clone(),
+        emitter: from.emitter.clone(),
+        interface: from.interface.clone(),
+        source_service: from.source_service.clone(),
+        destination_service: from.destination_service.clone(),
+        summary: from.summary.clone(),
+        egress_allowed_by: from.egress_allowed_by.clone(),
+        ingress_allowed_by: from.ingress_allowed_by.clone(),
+        egress_denied_by: from.egress_denied_by.clone(),
+        ingress_denied_by: from.ingress_denied_by.clone(),
+        policy_log: from.policy_log.clone(),
+        sock_xlate_point: from.sock_xlate_point,
+        debug_capture_point: from.debug_capture_point,
+        ..Flow::default()
+    }
+}
+
+/// Copies the context fields of `ctx` into `to`.
+fn apply_context(ctx: &Flow, to: &mut Flow) {
+    to.node_name.clone_from(&ctx.node_name);
+    to.node_labels.clone_from(&ctx.node_labels);
+    to.emitter.clone_from(&ctx.emitter);
+    to.interface.clone_from(&ctx.interface);
+    to.source_service.clone_from(&ctx.source_service);
+    to.destination_service.clone_from(&ctx.destination_service);
+    to.summary.clone_from(&ctx.summary);
+    to.egress_allowed_by.clone_from(&ctx.egress_allowed_by);
+    to.ingress_allowed_by.clone_from(&ctx.ingress_allowed_by);
+    to.egress_denied_by.clone_from(&ctx.egress_denied_by);
+    to.ingress_denied_by.clone_from(&ctx.ingress_denied_by);
+    to.policy_log.clone_from(&ctx.policy_log);
+    to.sock_xlate_point = ctx.sock_xlate_point;
+    to.debug_capture_point = ctx.debug_capture_point;
+}
+
+/// Writes the context fields of `flow` as interning key bytes.
+fn context_key(flow: &Flow, buf: &mut Vec<u8>) {
+    use prost::encoding::{int32, message, string};
+    string::encode(11, &flow.node_name, buf);
+    string::encode_repeated(37, &flow.node_labels, buf);
+    if let Some(e) = &flow.emitter {
+        message::encode(41, e, buf);
+    }
+    if let Some(i) = &flow.interface {
+        message::encode(28, i, buf);
+    }
+    if let Some(s) = &flow.source_service {
+        message::encode(20, s, buf);
+    }
+    if let Some(s) = &flow.destination_service {
+        message::encode(21, s, buf);
+    }
+    string::encode(100_000, &flow.summary, buf);
+    message::encode_repeated(21_001, &flow.egress_allowed_by, buf);
+    message::encode_repeated(21_002, &flow.ingress_allowed_by, buf);
+    message::encode_repeated(21_004, &flow.egress_denied_by, buf);
+    message::encode_repeated(21_005, &flow.ingress_denied_by, buf);
+    string::encode_repeated(21_006, &flow.policy_log, buf);
+    int32::encode(31, &flow.sock_xlate_point, buf);
+    int32::encode(27, &flow.debug_capture_point, buf);
+}
+
+fn context_is_empty(flow: &Flow) -> bool {
+    flow.node_name.is_empty()
+        && flow.node_labels.is_empty()
+        && flow.emitter.is_none()
+        && flow.interface.is_none()
+        && flow.source_service.is_none()
+        && flow.destination_service.is_none()
+        && flow.summary.is_empty()
+        && flow.egress_allowed_by.is_empty()
+        && flow.ingress_allowed_by.is_empty()
+        && flow.egress_denied_by.is_empty()
+        && flow.ingress_denied_by.is_empty()
+        && flow.policy_log.is_empty()
+        && flow.sock_xlate_point == 0
+        && flow.debug_capture_point == 0
+}
+
+// === encoding ===
+
+/// The writer's side of the compact form: packs flows and interns shared values.
+pub struct Encoder {
+    tables: Arc<Tables>,
+    endpoints: Interner,
+    contexts: Interner,
+    scratch: Vec<u8>,
+    full_fallbacks: u64,
+}
+
+impl Encoder {
+    /// Creates an encoder filling `tables`.
+    pub fn new(tables: Arc<Tables>) -> Self {
+        Self {
+            tables,
+            endpoints: Interner::default(),
+            contexts: Interner::default(),
+            scratch: Vec::with_capacity(512),
+            full_fallbacks: 0,
+        }
+    }
+
+    /// The tables this encoder fills.
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
+    }
+
+    /// Flows stored whole because the record could not hold them exactly.
+    pub fn full_fallbacks(&self) -> u64 {
+        self.full_fallbacks
+    }
+
+    /// Number of distinct endpoints interned so far.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Encodes a lost-events notice observed at `time`.
+    pub fn encode_lost(&self, lost: LostEvent, time: pbjson_types::Timestamp) -> Encoded {
+        let mut record = [0; WORDS];
+        record[W_FLAGS] = KIND_LOST | F_EXTRA;
+        set_time(&mut record, Some(&time));
+        Encoded {
+            record,
+            extra: Some(Arc::new(Extra::Lost(lost))),
+        }
+    }
+
+    /// Encodes a flow. `on_new_endpoint` sees each endpoint the first time it is
+    /// interned (the observer tracks namespaces with it).
+    pub fn encode(&mut self, mut flow: Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) -> Encoded {
+        let Some(mut record) = pack_fixed(&flow) else {
+            return self.full(flow);
+        };
+        let Some(src) = self.intern_endpoint(flow.source.as_ref(), on_new_endpoint) else {
+            return self.full(flow);
+        };
+        let Some(dst) = self.intern_endpoint(flow.destination.as_ref(), on_new_endpoint) else {
+            return self.full(flow);
+        };
+        let Some(ctx) = self.intern_context(&flow) else {
+            return self.full(flow);
+        };
+        record[W_EP] = u64::from(src) | u64::from(dst) << 32;
+        record[W_CTX] |= u64::from(ctx);
+        let rare = take_rare(&mut flow, &record);
+        let extra = (rare != Flow::default()).then(|| {
+            record[W_FLAGS] |= F_EXTRA;
+            Arc::new(Extra::Rare(rare))
+        });
+        Encoded { record, extra }
+    }
+
+    fn full(&mut self, flow: Flow) -> Encoded {
+        self.full_fallbacks += 1;
+        let mut record = [0; WORDS];
+        record[W_FLAGS] = KIND_FULL | F_EXTRA;
+        set_time(&mut record, flow.time.as_ref());
+        Encoded {
+            record,
+            extra: Some(Arc::new(Extra::Full(flow))),
+        }
+    }
+
+    fn intern_endpoint(
+        &mut self,
+        endpoint: Option<&Endpoint>,
+        on_new: &mut dyn FnMut(&Endpoint),
+    ) -> Option<Ref> {
+        let Some(endpoint) = endpoint else {
+            return Some(0);
+        };
+        self.scratch.clear();
+        prost::Message::encode_raw(endpoint, &mut self.scratch);
+        let mut added = false;
+        let r = self.endpoints.intern(&self.tables.endpoints, &self.scratch, || {
+            added = true;
+            endpoint.clone()
+        })?;
+        if added {
+            on_new(endpoint);
+        }
+        Some(r)
+    }
+
+    fn intern_context(&mut self, flow: &Flow) -> Option<Ref> {
+        if context_is_empty(flow) {
+            return Some(0);
+        }
+        self.scratch.clear();
+        context_key(flow, &mut self.scratch);
+        self.contexts
+            .intern(&self.tables.contexts, &self.scratch, || context_of(flow))
+    }
+}
+
+/// Packs the fixed fields, or `None` if one does not fit exactly.
+fn pack_fixed(flow: &Flow) -> Option<Record> {
+    let mut r = [0u64; WORDS];
+    set_time(&mut r, flow.time.as_ref());
+
+    let uuid_kind = if flow.uuid.is_empty() {
+        UUID_EMPTY
+    } else if let Some((hi, lo)) = text::pack_uuid(&flow.uuid) {
+        r[W_UUID] = hi;
+        r[W_UUID + 1] = lo;
+        UUID_PACKED
+    } else {
+        UUID_EXTRA
+    };
+    r[W_FLAGS] |= uuid_kind << UUID_SHIFT;
+
+    if let Some(ip) = &flow.ip {
+        let packed = (ip.source_xlated.is_empty())
+            .then(|| Some((text::pack_ip(&ip.source)?, text::pack_ip(&ip.destination)?)))
+            .flatten();
+        let version = small(i64::from(ip.ip_version), 2);
+        if let (Some(((sk, sh, sl), (dk, dh, dl))), Some(version)) = (packed, version) {
+            r[W_SRC_IP] = sh;
+            r[W_SRC_IP + 1] = sl;
+            r[W_DST_IP] = dh;
+            r[W_DST_IP + 1] = dl;
+            r[W_L4] |= version << 48 | sk << 50 | dk << 52 | u64::from(ip.encrypted) << 54;
+            r[W_FLAGS] |= F_IP;
+        }
+    }
+
+    if let Some(eth) = &flow.ethernet {
+        if let (Some(s), Some(d)) = (text::pack_mac(&eth.source), text::pack_mac(&eth.destination)) {
+            r[W_MAC_SRC] = s;
+            r[W_MAC_DST] = d;
+            r[W_FLAGS] |= F_ETHERNET;
+        }
+    }
+    r[W_MAC_SRC] |= small(i64::from(flow.proxy_port), 16)? << 48;
+    r[W_MAC_DST] |= small(i64::from(flow.policy_match_type), 8)? << 48
+        | small(i64::from(flow.drop_reason), 8)? << 56;
+
+    r[W_L4] |= pack_l4(flow.l4.as_ref());
+
+    let mut enums = small(flow.verdict.into(), 8)?
+        | small(flow.drop_reason_desc.into(), 8)? << 8
+        | small(flow.trace_observation_point.into(), 8)? << 32
+        | small(flow.trace_reason.into(), 8)? << 40
+        | small(flow.traffic_direction.into(), 2)? << 48
+        | flow.is_reply.as_ref().map_or(0, |v| 1 + u64::from(v.value)) << 50
+        | u64::from(flow.reply) << 52
+        | small(flow.r#type.into(), 2)? << 53
+        | small(flow.auth_type.into(), 2)? << 55;
+    if let Some(et) = &flow.event_type {
+        enums |= small(et.r#type.into(), 8)? << 16 | small(et.sub_type.into(), 8)? << 24;
+        r[W_FLAGS] |= F_EVENT_TYPE;
+    }
+    r[W_ENUMS] = enums;
+    r[W_FLAGS] |= KIND_COMPACT;
+    Some(r)
+}
+
+/// Packs the L4 part into its bits of `W_L4`.
+fn pack_l4(l4: Option<&flow::Layer4>) -> u64 {
+    let Some(l4) = l4 else { return L4_NONE };
+    let pair = |kind: u64, a: u32, b: u32| match (small(a.into(), 16), small(b.into(), 16)) {
+        (Some(a), Some(b)) => kind | a << 16 | b << 32,
+        _ => L4_EXTRA,
+    };
+    match &l4.protocol {
+        None => L4_EMPTY,
+        Some(layer4::Protocol::Tcp(tcp)) => {
+            let packed = pair(L4_TCP, tcp.source_port, tcp.destination_port);
+            match (&tcp.flags, packed) {
+                (_, L4_EXTRA) => L4_EXTRA,
+                (None, p) => p,
+                (Some(f), p) => p | 1 << 4 | u64::from(proto_flag_bits(f)) << 5,
+            }
+        }
+        Some(layer4::Protocol::Udp(udp)) => pair(L4_UDP, udp.source_port, udp.destination_port),
+        Some(layer4::Protocol::Sctp(s)) => pair(L4_SCTP, s.source_port, s.destination_port),
+        Some(layer4::Protocol::IcmPv4(i)) => pair(L4_ICMPV4, i.r#type, i.code),
+        Some(layer4::Protocol::IcmPv6(i)) => pair(L4_ICMPV6, i.r#type, i.code),
+        Some(layer4::Protocol::Vrrp(_) | layer4::Protocol::Igmp(_)) => L4_EXTRA,
+    }
+}
+
+pub(crate) fn proto_flag_bits(f: &flow::TcpFlags) -> u16 {
+    [f.fin, f.syn, f.rst, f.psh, f.ack, f.urg, f.ece, f.cwr, f.ns]
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, set)| acc | u16::from(*set) << i)
+}
+
+fn flags_from_bits(b: u64) -> flow::TcpFlags {
+    let bit = |i: u32| b >> i & 1 == 1;
+    flow::TcpFlags {
+        fin: bit(0),
+        syn: bit(1),
+        rst: bit(2),
+        psh: bit(3),
+        ack: bit(4),
+        urg: bit(5),
+        ece: bit(6),
+        cwr: bit(7),
+        ns: bit(8),
+    }
+}
+
+/// Moves everything the record and tables do not hold into a new flow.
+fn take_rare(flow: &mut Flow, r: &Record) -> Flow {
+    let flags = r[W_FLAGS];
+    let mut rare = Flow {
+        l7: flow.l7.take(),
+        source_names: std::mem::take(&mut flow.source_names),
+        destination_names: std::mem::take(&mut flow.destination_names),
+        tunnel: flow.tunnel.take(),
+        trace_context: flow.trace_context.take(),
+        file: flow.file.take(),
+        ip_trace_id: flow.ip_trace_id.take(),
+        socket_cookie: flow.socket_cookie,
+        cgroup_id: flow.cgroup_id,
+        extensions: flow.extensions.take(),
+        aggregate: flow.aggregate.take(),
+        ..Flow::default()
+    };
+    if bits(flags, UUID_SHIFT, 2) == UUID_EXTRA {
+        rare.uuid = std::mem::take(&mut flow.uuid);
+    }
+    if flags & F_IP == 0 {
+        rare.ip = flow.ip.take();
+    }
+    if flags & F_ETHERNET == 0 {
+        rare.ethernet = flow.ethernet.take();
+    }
+    if bits(r[W_L4], 0, 4) == L4_EXTRA {
+        rare.l4 = flow.l4.take();
+    }
+    rare
+}
+
+// === decoding ===
+
+/// Rebuilds the flow of a stored record, or `None` for a lost-events notice.
+pub fn to_flow(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flow> {
+    let mut flow = match (kind(r), extra) {
+        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.clone(),
+        (KIND_COMPACT, None) => Flow::default(),
+        (KIND_FULL, Some(Extra::Full(full))) => return Some(full.clone()),
+        _ => return None,
+    };
+    let flags = r[W_FLAGS];
+    flow.time = time(r);
+    if bits(flags, UUID_SHIFT, 2) == UUID_PACKED {
+        flow.uuid = text::uuid_text(r[W_UUID], r[W_UUID + 1]);
+    }
+    let l4w = r[W_L4];
+    if flags & F_IP != 0 {
+        flow.ip = Some(flow::Ip {
+            source: text::ip_text(bits(l4w, 50, 2), r[W_SRC_IP], r[W_SRC_IP + 1]),
+            destination: text::ip_text(bits(l4w, 52, 2), r[W_DST_IP], r[W_DST_IP + 1]),
+            ip_version: bits(l4w, 48, 2) as i32,
+            encrypted: bits(l4w, 54, 1) == 1,
+            source_xlated: String::new(),
+        });
+    }
+    if flags & F_ETHERNET != 0 {
+        flow.ethernet = Some(flow::Ethernet {
+            source: text::mac_text(bits(r[W_MAC_SRC], 0, 48)),
+            destination: text::mac_text(bits(r[W_MAC_DST], 0, 48)),
+        });
+    }
+    flow.proxy_port = bits(r[W_MAC_SRC], 48, 16) as u32;
+    flow.policy_match_type = bits(r[W_MAC_DST], 48, 8) as u32;
+    flow.drop_reason = bits(r[W_MAC_DST], 56, 8) as u32;
+    if let Some(l4) = unpack_l4(l4w) {
+        flow.l4 = l4;
+    }
+    let e = r[W_ENUMS];
+    flow.verdict = bits(e, 0, 8) as i32;
+    flow.drop_reason_desc = bits(e, 8, 8) as i32;
+    if flags & F_EVENT_TYPE != 0 {
+        flow.event_type = Some(flow::CiliumEventType {
+            r#type: bits(e, 16, 8) as i32,
+            sub_type: bits(e, 24, 8) as i32,
+        });
+    }
+    flow.trace_observation_point = bits(e, 32, 8) as i32;
+    flow.trace_reason = bits(e, 40, 8) as i32;
+    flow.traffic_direction = bits(e, 48, 2) as i32;
+    flow.is_reply = match bits(e, 50, 2) {
+        0 => None,
+        v => Some(pbjson_types::BoolValue { value: v == 2 }),
+    };
+    flow.reply = bits(e, 52, 1) == 1;
+    flow.r#type = bits(e, 53, 2) as i32;
+    flow.auth_type = bits(e, 55, 2) as i32;
+    let ep = r[W_EP];
+    flow.source = tables.endpoints.get(ep as u32).cloned();
+    flow.destination = tables.endpoints.get((ep >> 32) as u32).cloned();
+    if let Some(ctx) = tables.contexts.get(r[W_CTX] as u32) {
+        apply_context(ctx, &mut flow);
+    }
+    Some(flow)
+}
+
+/// The L4 message of packed bits; `None` when it is kept in the extra.
+fn unpack_l4(w: u64) -> Option<Option<flow::Layer4>> {
+    let (a, b) = (bits(w, 16, 16) as u32, bits(w, 32, 16) as u32);
+    let protocol = match bits(w, 0, 4) {
+        L4_NONE => return Some(None),
+        L4_EMPTY => None,
+        L4_TCP => Some(layer4::Protocol::Tcp(flow::Tcp {
+            source_port: a,
+            destination_port: b,
+            flags: (bits(w, 4, 1) == 1).then(|| flags_from_bits(bits(w, 5, 9))),
+        })),
+        L4_UDP => Some(layer4::Protocol::Udp(flow::Udp {
+            source_port: a,
+            destination_port: b,
+        })),
+        L4_SCTP => Some(layer4::Protocol::Sctp(flow::Sctp {
+            source_port: a,
+            destination_port: b,
+        })),
+        L4_ICMPV4 => Some(layer4::Protocol::IcmPv4(flow::IcmPv4 { r#type: a, code: b })),
+        L4_ICMPV6 => Some(layer4::Protocol::IcmPv6(flow::IcmPv6 { r#type: a, code: b })),
+        _ => return None,
+    };
+    Some(Some(flow::Layer4 { protocol }))
+}
+
+#[cfg(test)]
+mod tests;

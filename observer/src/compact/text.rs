@@ -1,0 +1,186 @@
+//! Exact, allocation-free packing of the text fields that have a binary form: IP
+//! addresses, MAC addresses and UUIDs. A text is packed only when formatting it back
+//! gives the very same string; anything else is kept as text.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// How an address text was packed.
+pub const IP_EMPTY: u64 = 0;
+pub const IP_V4: u64 = 1;
+pub const IP_V6: u64 = 2;
+
+/// A small stack buffer implementing `fmt::Write`.
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl StackText {
+    fn new() -> Self {
+        Self {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Packs an address text into `(kind, two words)` if it round-trips exactly.
+pub fn pack_ip(text: &str) -> Option<(u64, u64, u64)> {
+    if text.is_empty() {
+        return Some((IP_EMPTY, 0, 0));
+    }
+    let addr: IpAddr = text.parse().ok()?;
+    let mut out = StackText::new();
+    write!(out, "{addr}").ok()?;
+    if out.as_bytes() != text.as_bytes() {
+        return None;
+    }
+    Some(match addr {
+        IpAddr::V4(v4) => (IP_V4, u64::from(u32::from(v4)), 0),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            (IP_V6, (bits >> 64) as u64, bits as u64)
+        }
+    })
+}
+
+/// The address packed by [`pack_ip`].
+#[inline]
+pub fn unpack_ip(kind: u64, hi: u64, lo: u64) -> Option<IpAddr> {
+    match kind {
+        IP_V4 => Some(IpAddr::V4((hi as u32).into())),
+        IP_V6 => Some(IpAddr::V6((u128::from(hi) << 64 | u128::from(lo)).into())),
+        _ => None,
+    }
+}
+
+/// The text of an address packed by [`pack_ip`].
+pub fn ip_text(kind: u64, hi: u64, lo: u64) -> String {
+    unpack_ip(kind, hi, lo).map_or_else(String::new, |a| a.to_string())
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Packs `aa:bb:cc:dd:ee:ff` (lowercase, as upstream prints MACs) into 48 bits.
+pub fn pack_mac(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 17 {
+        return None;
+    }
+    let mut value = 0u64;
+    for i in 0..6 {
+        let at = i * 3;
+        if i > 0 && b[at - 1] != b':' {
+            return None;
+        }
+        value = value << 8 | u64::from(hex_digit(b[at])? << 4 | hex_digit(b[at + 1])?);
+    }
+    Some(value)
+}
+
+/// The text of a MAC packed by [`pack_mac`].
+pub fn mac_text(value: u64) -> String {
+    let mut out = String::with_capacity(17);
+    for i in (0..6).rev() {
+        let byte = (value >> (i * 8)) as u8;
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 15)] as char);
+        if i > 0 {
+            out.push(':');
+        }
+    }
+    out
+}
+
+/// Dash positions of a canonical UUID text.
+const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
+
+/// Packs a lowercase canonical UUID (8-4-4-4-12) into two words.
+pub fn pack_uuid(text: &str) -> Option<(u64, u64)> {
+    let b = text.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut bits = 0u128;
+    for (i, &c) in b.iter().enumerate() {
+        if UUID_DASHES.contains(&i) {
+            if c != b'-' {
+                return None;
+            }
+        } else {
+            bits = bits << 4 | u128::from(hex_digit(c)?);
+        }
+    }
+    Some(((bits >> 64) as u64, bits as u64))
+}
+
+/// Writes the UUID packed by [`pack_uuid`] into `out`.
+pub fn uuid_bytes(hi: u64, lo: u64) -> [u8; 36] {
+    let bits = u128::from(hi) << 64 | u128::from(lo);
+    let mut out = [b'-'; 36];
+    let mut nibble = 0;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if UUID_DASHES.contains(&i) {
+            continue;
+        }
+        let shift = 124 - 4 * nibble;
+        *slot = HEX[((bits >> shift) & 15) as usize];
+        nibble += 1;
+    }
+    out
+}
+
+/// The text of a UUID packed by [`pack_uuid`].
+pub fn uuid_text(hi: u64, lo: u64) -> String {
+    uuid_bytes(hi, lo).iter().map(|&b| b as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_round_trip_or_are_refused() {
+        for ip in ["10.0.0.1", "fd00::1", "::", "2001:db8::8:800:200c:417a", ""] {
+            let (kind, hi, lo) = pack_ip(ip).unwrap_or_else(|| panic!("{ip}"));
+            assert_eq!(ip_text(kind, hi, lo), ip);
+        }
+        for bad in ["010.0.0.1", "FD00::1", "fd00:0::1", "1.2.3.4 ", "x"] {
+            assert_eq!(pack_ip(bad), None, "{bad}");
+        }
+        let mac = "0a:1b:2c:3d:4e:5f";
+        assert_eq!(pack_mac(mac).map(mac_text).as_deref(), Some(mac));
+        assert_eq!(pack_mac("0A:1b:2c:3d:4e:5f"), None);
+        assert_eq!(pack_mac("0a-1b-2c-3d-4e-5f"), None);
+        let uuid = "8d0c4d7a-2a46-4a8f-9f0e-0123456789ab";
+        let (hi, lo) = pack_uuid(uuid).unwrap_or_default();
+        assert_eq!(uuid_text(hi, lo), uuid);
+        assert_eq!(pack_uuid("8D0C4D7A-2a46-4a8f-9f0e-0123456789ab"), None);
+        assert_eq!(pack_uuid("8d0c4d7a2a464a8f9f0e0123456789ab"), None);
+    }
+}

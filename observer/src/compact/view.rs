@@ -1,0 +1,335 @@
+//! Filtering stored flows in place: [`StoredFlow`] reads the fields a filter asks
+//! for straight from the record, the interned tables and the extra, without building
+//! a `Flow`.
+
+use std::cell::OnceCell;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use proto::filter::{FlowView, L4Protocol, TcpFlagBits};
+use proto::flow::{self, Flow};
+
+use super::{
+    bits, kind, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE, F_IP, KIND_COMPACT,
+    KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED,
+    UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
+};
+
+/// A stored flow as a reader copied it out of the ring.
+pub struct StoredFlow<'a> {
+    tables: &'a Tables,
+    record: Record,
+    extra: Option<Arc<Extra>>,
+    uuid: OnceCell<[u8; 36]>,
+}
+
+static EMPTY: Flow = Flow {
+    time: None,
+    uuid: String::new(),
+    emitter: None,
+    verdict: 0,
+    drop_reason: 0,
+    auth_type: 0,
+    ethernet: None,
+    ip: None,
+    l4: None,
+    tunnel: None,
+    source: None,
+    destination: None,
+    r#type: 0,
+    node_name: String::new(),
+    node_labels: Vec::new(),
+    source_names: Vec::new(),
+    destination_names: Vec::new(),
+    l7: None,
+    reply: false,
+    event_type: None,
+    source_service: None,
+    destination_service: None,
+    traffic_direction: 0,
+    policy_match_type: 0,
+    trace_observation_point: 0,
+    trace_reason: 0,
+    file: None,
+    ip_trace_id: None,
+    drop_reason_desc: 0,
+    is_reply: None,
+    debug_capture_point: 0,
+    interface: None,
+    proxy_port: 0,
+    trace_context: None,
+    sock_xlate_point: 0,
+    socket_cookie: 0,
+    cgroup_id: 0,
+    summary: String::new(),
+    extensions: None,
+    egress_allowed_by: Vec::new(),
+    ingress_allowed_by: Vec::new(),
+    egress_denied_by: Vec::new(),
+    ingress_denied_by: Vec::new(),
+    policy_log: Vec::new(),
+    aggregate: None,
+};
+
+impl<'a> StoredFlow<'a> {
+    /// Wraps a copied record. Returns `None` for a record that is not a flow.
+    pub fn new(tables: &'a Tables, record: Record, extra: Option<Arc<Extra>>) -> Option<Self> {
+        match kind(&record) {
+            KIND_COMPACT | KIND_FULL => Some(Self {
+                tables,
+                record,
+                extra,
+                uuid: OnceCell::new(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The record.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// Rebuilds the whole flow.
+    pub fn to_flow(&self) -> Flow {
+        to_flow(self.tables, &self.record, self.extra.as_deref()).unwrap_or_default()
+    }
+
+    /// The flow stored whole, when the record could not hold it.
+    #[inline]
+    fn full(&self) -> Option<&Flow> {
+        match self.extra.as_deref() {
+            Some(Extra::Full(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The flow holding the rare fields (an empty one if there are none).
+    #[inline]
+    fn rare(&self) -> &Flow {
+        match self.extra.as_deref() {
+            Some(Extra::Rare(f) | Extra::Full(f)) => f,
+            _ => &EMPTY,
+        }
+    }
+
+    /// The interned context (an empty one if there is none).
+    #[inline]
+    fn ctx(&self) -> &'a Flow {
+        self.tables
+            .contexts
+            .get(self.record[W_CTX] as u32)
+            .unwrap_or(&EMPTY)
+    }
+
+    #[inline]
+    fn l4_kind(&self) -> u64 {
+        bits(self.record[W_L4], 0, 4)
+    }
+}
+
+impl FlowView for StoredFlow<'_> {
+    fn uuid(&self) -> &str {
+        if let Some(f) = self.full() {
+            return &f.uuid;
+        }
+        if bits(self.record[W_FLAGS], UUID_SHIFT, 2) != UUID_PACKED {
+            return &self.rare().uuid;
+        }
+        let bytes = self
+            .uuid
+            .get_or_init(|| text::uuid_bytes(self.record[W_UUID], self.record[W_UUID + 1]));
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+            return self.rare().source_ip();
+        }
+        let w = self.record[W_L4];
+        text::unpack_ip(bits(w, 50, 2), self.record[W_SRC_IP], self.record[W_SRC_IP + 1])
+    }
+
+    fn source_ip_xlated(&self) -> Option<IpAddr> {
+        self.rare().source_ip_xlated()
+    }
+
+    fn destination_ip(&self) -> Option<IpAddr> {
+        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+            return self.rare().destination_ip();
+        }
+        let w = self.record[W_L4];
+        text::unpack_ip(bits(w, 52, 2), self.record[W_DST_IP], self.record[W_DST_IP + 1])
+    }
+
+    fn ip_version(&self) -> i32 {
+        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+            return self.rare().ip_version();
+        }
+        bits(self.record[W_L4], 48, 2) as i32
+    }
+
+    fn encrypted(&self) -> bool {
+        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+            return self.rare().encrypted();
+        }
+        bits(self.record[W_L4], 54, 1) == 1
+    }
+
+    fn source(&self) -> Option<&flow::Endpoint> {
+        match self.full() {
+            Some(f) => f.source.as_ref(),
+            None => self.tables.endpoints.get(self.record[W_EP] as u32),
+        }
+    }
+
+    fn destination(&self) -> Option<&flow::Endpoint> {
+        match self.full() {
+            Some(f) => f.destination.as_ref(),
+            None => self.tables.endpoints.get((self.record[W_EP] >> 32) as u32),
+        }
+    }
+
+    fn source_names(&self) -> &[String] {
+        &self.rare().source_names
+    }
+
+    fn destination_names(&self) -> &[String] {
+        &self.rare().destination_names
+    }
+
+    fn source_service(&self) -> Option<&flow::Service> {
+        match self.full() {
+            Some(f) => f.source_service.as_ref(),
+            None => self.ctx().source_service.as_ref(),
+        }
+    }
+
+    fn destination_service(&self) -> Option<&flow::Service> {
+        match self.full() {
+            Some(f) => f.destination_service.as_ref(),
+            None => self.ctx().destination_service.as_ref(),
+        }
+    }
+
+    fn verdict(&self) -> i32 {
+        match self.full() {
+            Some(f) => f.verdict,
+            None => bits(self.record[W_ENUMS], 0, 8) as i32,
+        }
+    }
+
+    fn drop_reason_desc(&self) -> i32 {
+        match self.full() {
+            Some(f) => f.drop_reason_desc,
+            None => bits(self.record[W_ENUMS], 8, 8) as i32,
+        }
+    }
+
+    fn event_type(&self) -> Option<(i32, i32)> {
+        if let Some(f) = self.full() {
+            return f.event_type();
+        }
+        let e = self.record[W_ENUMS];
+        (self.record[W_FLAGS] & F_EVENT_TYPE != 0)
+            .then(|| (bits(e, 16, 8) as i32, bits(e, 24, 8) as i32))
+    }
+
+    fn l4_protocol(&self) -> Option<L4Protocol> {
+        if self.full().is_some() {
+            return self.rare().l4_protocol();
+        }
+        match self.l4_kind() {
+            L4_TCP => Some(L4Protocol::Tcp),
+            L4_UDP => Some(L4Protocol::Udp),
+            L4_SCTP => Some(L4Protocol::Sctp),
+            L4_ICMPV4 => Some(L4Protocol::Icmpv4),
+            L4_ICMPV6 => Some(L4Protocol::Icmpv6),
+            L4_EXTRA => self.rare().l4_protocol(),
+            _ => None,
+        }
+    }
+
+    fn ports(&self) -> Option<(u16, u16)> {
+        if self.full().is_some() {
+            return self.rare().ports();
+        }
+        let w = self.record[W_L4];
+        match self.l4_kind() {
+            L4_TCP | L4_UDP | L4_SCTP => Some((bits(w, 16, 16) as u16, bits(w, 32, 16) as u16)),
+            L4_EXTRA => self.rare().ports(),
+            _ => None,
+        }
+    }
+
+    fn tcp_flags(&self) -> Option<TcpFlagBits> {
+        if self.full().is_some() {
+            return self.rare().tcp_flags();
+        }
+        let w = self.record[W_L4];
+        match self.l4_kind() {
+            L4_TCP => (bits(w, 4, 1) == 1).then(|| bits(w, 5, 9) as u16),
+            L4_EXTRA => self.rare().tcp_flags(),
+            L4_NONE => None,
+            _ => None,
+        }
+    }
+
+    fn http(&self) -> Option<&flow::Http> {
+        self.rare().http()
+    }
+
+    fn dns(&self) -> Option<&flow::Dns> {
+        self.rare().dns()
+    }
+
+    fn is_kafka(&self) -> bool {
+        self.rare().is_kafka()
+    }
+
+    fn traffic_direction(&self) -> i32 {
+        match self.full() {
+            Some(f) => f.traffic_direction,
+            None => bits(self.record[W_ENUMS], 48, 2) as i32,
+        }
+    }
+
+    fn is_reply(&self) -> Option<bool> {
+        if let Some(f) = self.full() {
+            return f.is_reply();
+        }
+        match bits(self.record[W_ENUMS], 50, 2) {
+            0 => None,
+            v => Some(v == 2),
+        }
+    }
+
+    fn node_name(&self) -> &str {
+        match self.full() {
+            Some(f) => &f.node_name,
+            None => &self.ctx().node_name,
+        }
+    }
+
+    fn node_labels(&self) -> &[String] {
+        match self.full() {
+            Some(f) => &f.node_labels,
+            None => &self.ctx().node_labels,
+        }
+    }
+
+    fn trace_id(&self) -> &str {
+        self.rare().trace_id()
+    }
+
+    fn ip_trace_id(&self) -> u64 {
+        self.rare().ip_trace_id()
+    }
+
+    fn interface(&self) -> Option<&flow::NetworkInterface> {
+        match self.full() {
+            Some(f) => f.interface.as_ref(),
+            None => self.ctx().interface.as_ref(),
+        }
+    }
+}

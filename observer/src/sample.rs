@@ -1,0 +1,148 @@
+//! Flows shaped like the Star Wars demo's traffic (TCP, UDP and ICMP between a handful
+//! of pods on one node), for benchmarks, tests and trying the server without a
+//! datapath. Values are derived from a counter, so runs are reproducible.
+
+#![allow(deprecated)]
+
+use proto::flow::{self, layer4, Endpoint, Flow};
+
+/// The demo's pods: `(pod, identity, ip, labels)`.
+const PODS: &[(&str, u32, &str, &[&str])] = &[
+    (
+        "deathstar-6c94dcc57b-7xkjw",
+        1001,
+        "10.200.1.10",
+        &["k8s:class=deathstar", "k8s:org=empire", "k8s:io.kubernetes.pod.namespace=default"],
+    ),
+    (
+        "deathstar-6c94dcc57b-qv5mz",
+        1001,
+        "10.200.1.11",
+        &["k8s:class=deathstar", "k8s:org=empire", "k8s:io.kubernetes.pod.namespace=default"],
+    ),
+    (
+        "tiefighter",
+        1002,
+        "10.200.1.13",
+        &["k8s:class=tiefighter", "k8s:org=empire", "k8s:io.kubernetes.pod.namespace=default"],
+    ),
+    (
+        "xwing",
+        1003,
+        "10.200.1.12",
+        &["k8s:class=xwing", "k8s:org=alliance", "k8s:io.kubernetes.pod.namespace=default"],
+    ),
+];
+
+/// Builds the endpoint of demo pod `i`.
+pub fn endpoint(i: usize) -> Endpoint {
+    let (pod, identity, _, labels) = PODS[i % PODS.len()];
+    let workload = pod.split('-').next().unwrap_or(pod).to_string();
+    Endpoint {
+        id: 100 + i as u32,
+        identity,
+        cluster_name: "default".to_string(),
+        namespace: "default".to_string(),
+        labels: labels.iter().map(|l| (*l).to_string()).collect(),
+        pod_name: pod.to_string(),
+        workloads: vec![flow::Workload {
+            name: workload,
+            kind: "Deployment".to_string(),
+        }],
+    }
+}
+
+/// The `n`-th flow of a demo-like mix: mostly TCP to the deathstars on port 80
+/// (xwing's dropped by policy), some DNS-port UDP and some ICMP.
+pub fn flow(n: u64) -> Flow {
+    let src = match n % 4 {
+        0 | 1 => 2,
+        2 => 3,
+        _ => (n / 4 % 2) as usize * 2 + 1,
+    };
+    let dst = (n / 3 % 2) as usize;
+    let dropped = src == 3 && n % 5 != 0;
+    let (sec, nanos) = (1_700_000_000 + (n / 1000) as i64, (n % 1000) as i32 * 1_000_000);
+    let uuid = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        n as u32,
+        (n >> 32) as u16,
+        n % 0xfff,
+        n % 0x7ff,
+        n.wrapping_mul(0x9e37_79b9) & 0xffff_ffff_ffff
+    );
+    let l4 = match n % 10 {
+        0..=6 => layer4::Protocol::Tcp(flow::Tcp {
+            source_port: 30_000 + (n % 20_000) as u32,
+            destination_port: 80,
+            flags: Some(flow::TcpFlags {
+                syn: n % 7 == 0,
+                ack: n % 7 != 0,
+                psh: n % 7 == 3,
+                fin: n % 7 == 6,
+                ..Default::default()
+            }),
+        }),
+        7 | 8 => layer4::Protocol::Udp(flow::Udp {
+            source_port: 40_000 + (n % 10_000) as u32,
+            destination_port: 53,
+        }),
+        _ => layer4::Protocol::IcmPv4(flow::IcmPv4 {
+            r#type: if n % 2 == 0 { 8 } else { 0 },
+            code: 0,
+        }),
+    };
+    Flow {
+        time: Some(pbjson_types::Timestamp {
+            seconds: sec,
+            nanos,
+        }),
+        uuid,
+        verdict: if dropped {
+            flow::Verdict::Dropped as i32
+        } else {
+            flow::Verdict::Forwarded as i32
+        },
+        drop_reason: if dropped { 133 } else { 0 },
+        drop_reason_desc: if dropped {
+            flow::DropReason::PolicyDenied as i32
+        } else {
+            0
+        },
+        ethernet: Some(flow::Ethernet {
+            source: format!("0a:58:0a:c8:01:{:02x}", 10 + src),
+            destination: format!("0a:58:0a:c8:01:{:02x}", 10 + dst),
+        }),
+        ip: Some(flow::Ip {
+            source: PODS[src].2.to_string(),
+            destination: PODS[dst].2.to_string(),
+            ip_version: flow::IpVersion::IPv4 as i32,
+            ..Default::default()
+        }),
+        l4: Some(flow::Layer4 { protocol: Some(l4) }),
+        source: Some(endpoint(src)),
+        destination: Some(endpoint(dst)),
+        r#type: flow::FlowType::L3L4 as i32,
+        node_name: "kind-worker".to_string(),
+        node_labels: vec![
+            "kubernetes.io/hostname=kind-worker".to_string(),
+            "kubernetes.io/os=linux".to_string(),
+        ],
+        event_type: Some(flow::CiliumEventType {
+            r#type: if dropped { 1 } else { 4 },
+            sub_type: if dropped { 133 } else { 0 },
+        }),
+        traffic_direction: flow::TrafficDirection::Ingress as i32,
+        trace_observation_point: if dropped {
+            0
+        } else {
+            flow::TraceObservationPoint::ToEndpoint as i32
+        },
+        is_reply: Some(pbjson_types::BoolValue { value: n % 7 > 3 }),
+        interface: Some(flow::NetworkInterface {
+            index: 10 + dst as u32,
+            name: format!("lxc{dst:02x}a1c2d"),
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,153 @@
+//! The flow ring: a [`Ring`] of compact records plus the interning tables they refer
+//! to. [`FlowStoreWriter`] is the single writer; [`FlowStore`] is the shared read side.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use proto::flow::{Endpoint, Flow, LostEvent};
+
+use crate::compact::{self, Encoded, Encoder, Extra, Record, StoredFlow, Tables, WORDS};
+use crate::ring::{CapacityError, Ring, RingReader, RingWriter, SlotData};
+
+/// A ring slot: the record as atomics and the optional extra behind a lock that is held
+/// only to swap or clone an `Arc`.
+pub struct FlowSlot {
+    words: [AtomicU64; WORDS],
+    extra: Mutex<Option<Arc<Extra>>>,
+}
+
+impl Default for FlowSlot {
+    fn default() -> Self {
+        Self {
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            extra: Mutex::new(None),
+        }
+    }
+}
+
+/// What a reader copies out of a slot.
+pub type RawEvent = (Record, Option<Arc<Extra>>);
+
+impl SlotData for FlowSlot {
+    type Value = Encoded;
+    type Raw = RawEvent;
+
+    fn store(&self, value: Encoded) {
+        let had_extra = self.words[compact::W_FLAGS].load(Ordering::Relaxed) & compact::F_EXTRA != 0;
+        for (word, v) in self.words.iter().zip(value.record) {
+            word.store(v, Ordering::Relaxed);
+        }
+        if had_extra || value.extra.is_some() {
+            let old = {
+                let mut guard = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::replace(&mut *guard, value.extra)
+            };
+            drop(old);
+        }
+    }
+
+    fn load(&self) -> RawEvent {
+        let record: Record = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+        let extra = if record[compact::W_FLAGS] & compact::F_EXTRA != 0 {
+            self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        } else {
+            None
+        };
+        (record, extra)
+    }
+}
+
+/// The shared read side of the flow ring.
+#[derive(Clone)]
+pub struct FlowStore {
+    ring: Arc<Ring<FlowSlot>>,
+    tables: Arc<Tables>,
+}
+
+/// The single writer of the flow ring.
+pub struct FlowStoreWriter {
+    writer: RingWriter<FlowSlot>,
+    encoder: Encoder,
+}
+
+/// An event read from the flow ring.
+pub enum StoredEvent<'a> {
+    /// A flow, filterable in place.
+    Flow(StoredFlow<'a>),
+    /// A lost-events notice and when it was written.
+    Lost {
+        time: Option<pbjson_types::Timestamp>,
+        event: LostEvent,
+    },
+}
+
+impl FlowStore {
+    /// Creates a flow ring of `capacity` (2^n - 1) entries and its writer.
+    pub fn new(capacity: u64) -> Result<(FlowStoreWriter, FlowStore), CapacityError> {
+        let (writer, ring) = Ring::with_capacity(capacity)?;
+        let tables = Arc::new(Tables::default());
+        let encoder = Encoder::new(Arc::clone(&tables));
+        Ok((FlowStoreWriter { writer, encoder }, FlowStore { ring, tables }))
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &Arc<Ring<FlowSlot>> {
+        &self.ring
+    }
+
+    /// The interning tables.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// A forward reader from `pos`.
+    pub fn reader(&self, pos: u64) -> RingReader<FlowSlot> {
+        self.ring.reader(pos)
+    }
+
+    /// Interprets a copied slot.
+    pub fn event(&self, raw: RawEvent) -> StoredEvent<'_> {
+        let (record, extra) = raw;
+        if compact::kind(&record) == compact::KIND_LOST {
+            let event = match extra.as_deref() {
+                Some(Extra::Lost(lost)) => lost.clone(),
+                _ => LostEvent::default(),
+            };
+            return StoredEvent::Lost {
+                time: compact::time(&record),
+                event,
+            };
+        }
+        match StoredFlow::new(&self.tables, record, extra) {
+            Some(flow) => StoredEvent::Flow(flow),
+            None => StoredEvent::Lost {
+                time: compact::time(&record),
+                event: LostEvent::default(),
+            },
+        }
+    }
+}
+
+impl FlowStoreWriter {
+    /// Stores a flow. `on_new_endpoint` sees endpoints the first time they are stored.
+    pub fn push_flow(&mut self, flow: Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) {
+        let encoded = self.encoder.encode(flow, on_new_endpoint);
+        self.writer.push(encoded);
+    }
+
+    /// Stores a lost-events notice observed at `time`.
+    pub fn push_lost(&mut self, lost: LostEvent, time: pbjson_types::Timestamp) {
+        let encoded = self.encoder.encode_lost(lost, time);
+        self.writer.push(encoded);
+    }
+
+    /// Flows that were stored whole because the compact record could not hold them.
+    pub fn full_fallbacks(&self) -> u64 {
+        self.encoder.full_fallbacks()
+    }
+
+    /// The ring being written.
+    pub fn ring(&self) -> &Arc<Ring<FlowSlot>> {
+        self.writer.ring()
+    }
+}
