@@ -115,7 +115,10 @@ pub fn parse_endpoint_file(path: &Path, text: &str) -> Result<EndpointSpec, Endp
     if spec.namespace.is_empty() {
         return Err(invalid("namespace: must not be empty".to_string(), None));
     }
-    if spec.interface.is_empty() || spec.interface.len() > MAX_INTERFACE_NAME || spec.interface.contains('/') {
+    if spec.interface.is_empty()
+        || spec.interface.len() > MAX_INTERFACE_NAME
+        || spec.interface.contains('/')
+    {
         return Err(invalid(
             format!(
                 "interface: {:?} is not an interface name (1 to {MAX_INTERFACE_NAME} characters, no '/')",

@@ -47,7 +47,10 @@ impl Identity {
 
     /// The reserved identity with this number, if it is one.
     pub fn reserved(self) -> Option<ReservedIdentity> {
-        ReservedIdentity::ALL.iter().copied().find(|r| r.id() == self)
+        ReservedIdentity::ALL
+            .iter()
+            .copied()
+            .find(|r| r.id() == self)
     }
 
     /// True for node-local CIDR identities.
@@ -60,7 +63,9 @@ impl Identity {
     pub fn is_world(self) -> bool {
         matches!(
             self.reserved(),
-            Some(ReservedIdentity::World | ReservedIdentity::WorldIpv4 | ReservedIdentity::WorldIpv6)
+            Some(
+                ReservedIdentity::World | ReservedIdentity::WorldIpv4 | ReservedIdentity::WorldIpv6
+            )
         ) || self.is_cidr()
     }
 }
@@ -191,7 +196,8 @@ pub enum IdentityError {
 }
 
 /// A boxed future as returned by [`IdentityAllocator`] methods.
-pub type AllocatorFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, IdentityError>> + Send + 'a>>;
+pub type AllocatorFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, IdentityError>> + Send + 'a>>;
 
 /// Hands out one identity per distinct label set, reference-counted: the
 /// number of a label set stays the same while anyone holds a reference.

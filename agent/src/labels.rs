@@ -58,7 +58,11 @@ pub struct Label {
 
 impl Label {
     /// Builds a label from its three parts.
-    pub fn new(source: impl Into<String>, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn new(
+        source: impl Into<String>,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
         Label {
             source: source.into(),
             key: key.into(),

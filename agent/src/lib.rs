@@ -6,7 +6,9 @@
 //! entries for the datapath. The [`admin`] module serves and prints the
 //! `hubble-agent endpoint|policy|identity` commands over a Unix socket.
 
+pub mod admin;
+pub mod endpoints;
 pub mod identity;
 pub mod labels;
 pub mod policy;
-pub mod endpoints;
+pub mod state;

@@ -21,7 +21,8 @@ pub use api::{
     IngressRuleOf, Peers, Rule, RuleLabels, Section,
 };
 pub use compile::{
-    cidr_prefixes, compile, CompileInput, CompiledPolicy, Direction, Enforcement, PolicyEntry,
+    cidr_prefixes, compile, enforcement_for, CompileInput, CompiledPolicy, Direction, Enforcement,
+    PolicyEntry,
 };
 pub use document::{
     parse_policy, ParsedPolicy, DEFAULT_NAMESPACE, POLICY_DERIVED_FROM_KEY, POLICY_NAMESPACE_KEY,
@@ -55,7 +56,10 @@ pub enum PolicyError {
 impl PolicyError {
     /// An error without a known line.
     pub(crate) fn invalid(message: String) -> Self {
-        PolicyError::Invalid { message, line: None }
+        PolicyError::Invalid {
+            message,
+            line: None,
+        }
     }
 
     /// Converts a YAML/JSON error, keeping its path and line.

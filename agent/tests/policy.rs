@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use agent::identity::{CidrIdentities, Identity, IdentityAllocator, LocalIdentityAllocator};
 use agent::labels::{LabelSet, DEFAULT_CLUSTER_NAME};
-use agent::policy::{compile, CompileInput, CompiledPolicy, Direction, Enforcement, PolicyEntry, PolicyRepository};
+use agent::policy::{
+    compile, CompileInput, CompiledPolicy, Direction, Enforcement, PolicyEntry, PolicyRepository,
+};
 
 const RULE1_YAML: &str = include_str!("fixtures/rule1.yaml");
 const RULE1_L7_YAML: &str = include_str!("fixtures/rule1-l7.yaml");
@@ -59,7 +61,9 @@ impl Demo {
     }
 
     fn compile(&mut self, repo: &PolicyRepository) -> CompiledPolicy {
-        self.cidrs.sync(&repo.cidr_prefixes()).expect("room for CIDR identities");
+        self.cidrs
+            .sync(&repo.cidr_prefixes())
+            .expect("room for CIDR identities");
         let identities = self.allocator.list();
         compile(&CompileInput {
             rules: repo.rules(),
@@ -71,7 +75,14 @@ impl Demo {
     }
 }
 
-fn entry(local: u32, remote: u32, dport: u16, protocol: u8, direction: Direction, deny: bool) -> PolicyEntry {
+fn entry(
+    local: u32,
+    remote: u32,
+    dport: u16,
+    protocol: u8,
+    direction: Direction,
+    deny: bool,
+) -> PolicyEntry {
     PolicyEntry {
         local_identity: local,
         remote_identity: remote,
@@ -97,15 +108,24 @@ fn compiled(text: &str) -> CompiledPolicy {
 fn assert_rule1(policy: &CompiledPolicy) {
     assert_eq!(
         policy.entries,
-        [ingress(DEATHSTAR, DEATHSTAR, 80, 6), ingress(DEATHSTAR, TIEFIGHTER, 80, 6)]
+        [
+            ingress(DEATHSTAR, DEATHSTAR, 80, 6),
+            ingress(DEATHSTAR, TIEFIGHTER, 80, 6)
+        ]
     );
     assert!(!policy.entries.iter().any(|e| e.remote_identity == XWING));
     assert_eq!(
         policy.enforcement_of(Identity(DEATHSTAR)),
-        Enforcement { ingress: true, egress: false }
+        Enforcement {
+            ingress: true,
+            egress: false
+        }
     );
     for other in [TIEFIGHTER, XWING, PROD_EMPIRE] {
-        assert_eq!(policy.enforcement_of(Identity(other)), Enforcement::default());
+        assert_eq!(
+            policy.enforcement_of(Identity(other)),
+            Enforcement::default()
+        );
     }
 }
 
@@ -159,8 +179,14 @@ fn older_policy_get_output_imports_and_gains_default_deny() {
     let mut repo = PolicyRepository::new();
     repo.import(POLICY_GET_ISTIO).expect("valid rules");
     let printed: serde_json::Value = serde_json::from_str(&repo.rules_json()).expect("our JSON");
-    assert_eq!(printed[0]["endpointSelector"], serde_json::json!({"matchLabels": {"reserved:init": ""}}));
-    assert_eq!(printed[0]["enableDefaultDeny"], serde_json::json!({"ingress": true, "egress": true}));
+    assert_eq!(
+        printed[0]["endpointSelector"],
+        serde_json::json!({"matchLabels": {"reserved:init": ""}})
+    );
+    assert_eq!(
+        printed[0]["enableDefaultDeny"],
+        serde_json::json!({"ingress": true, "egress": true})
+    );
     let policy = Demo::new().compile(&repo);
     assert_rule1(&policy);
 }
@@ -172,7 +198,10 @@ fn namespace_scoping() {
     let text = RULE1_YAML.replace("  name: \"rule1\"", "  name: \"rule1\"\n  namespace: prod");
     let policy = compiled(&text);
     assert_eq!(policy.entries, [ingress(PROD_EMPIRE, PROD_EMPIRE, 80, 6)]);
-    assert_eq!(policy.enforcement_of(Identity(DEATHSTAR)), Enforcement::default());
+    assert_eq!(
+        policy.enforcement_of(Identity(DEATHSTAR)),
+        Enforcement::default()
+    );
 
     // Naming the namespace in the peer selector reaches across.
     let text = text.replace(
@@ -182,7 +211,10 @@ fn namespace_scoping() {
     let policy = compiled(&text);
     assert_eq!(
         policy.entries,
-        [ingress(PROD_EMPIRE, DEATHSTAR, 80, 6), ingress(PROD_EMPIRE, TIEFIGHTER, 80, 6)]
+        [
+            ingress(PROD_EMPIRE, DEATHSTAR, 80, 6),
+            ingress(PROD_EMPIRE, TIEFIGHTER, 80, 6)
+        ]
     );
 }
 
@@ -197,27 +229,81 @@ fn entities() {
     let policy = compiled(&format!("{XWING_EGRESS}  egress:\n  - toEntities: [host, remote-node]\n  - toEntities: [world]\n    toPorts: [{{ports: [{{port: '443', protocol: TCP}}]}}]\n"));
     assert_eq!(
         policy.entries,
-        [egress(1, 0, 0), egress(2, 443, 6), egress(6, 0, 0), egress(9, 443, 6), egress(10, 443, 6)]
+        [
+            egress(1, 0, 0),
+            egress(2, 443, 6),
+            egress(6, 0, 0),
+            egress(9, 443, 6),
+            egress(10, 443, 6)
+        ]
     );
-    assert_eq!(policy.enforcement_of(Identity(XWING)), Enforcement { ingress: false, egress: true });
+    assert_eq!(
+        policy.enforcement_of(Identity(XWING)),
+        Enforcement {
+            ingress: false,
+            egress: true
+        }
+    );
 
     let policy = compiled(&format!("{XWING_EGRESS}  egress:\n  - toEntities: [all]\n"));
     assert_eq!(policy.entries, [egress(0, 0, 0)]);
 
-    let policy = compiled(&format!("{XWING_EGRESS}  egress:\n  - toEntities: [cluster]\n"));
+    let policy = compiled(&format!(
+        "{XWING_EGRESS}  egress:\n  - toEntities: [cluster]\n"
+    ));
     let remotes: Vec<u32> = policy.entries.iter().map(|e| e.remote_identity).collect();
-    assert_eq!(remotes, [1, 3, 4, 5, 6, 7, 8, DEATHSTAR, TIEFIGHTER, XWING, PROD_EMPIRE]);
+    assert_eq!(
+        remotes,
+        [
+            1,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            DEATHSTAR,
+            TIEFIGHTER,
+            XWING,
+            PROD_EMPIRE
+        ]
+    );
 }
 
 #[test]
 fn empty_endpoint_selector_means_cluster_not_world() {
     let bare = r#"[{"endpointSelector": {"matchLabels": {"k8s:class": "xwing"}}, "egress": [{"toEndpoints": [{}]}]}]"#;
-    let remotes: Vec<u32> = compiled(bare).entries.iter().map(|e| e.remote_identity).collect();
-    assert_eq!(remotes, [1, 3, 4, 5, 6, 7, 8, DEATHSTAR, TIEFIGHTER, XWING, PROD_EMPIRE]);
+    let remotes: Vec<u32> = compiled(bare)
+        .entries
+        .iter()
+        .map(|e| e.remote_identity)
+        .collect();
+    assert_eq!(
+        remotes,
+        [
+            1,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            DEATHSTAR,
+            TIEFIGHTER,
+            XWING,
+            PROD_EMPIRE
+        ]
+    );
 
     // In a namespaced policy `{}` is every endpoint of the namespace.
-    let namespaced = compiled(&format!("{XWING_EGRESS}  egress:\n  - toEndpoints: [{{}}]\n"));
-    let remotes: Vec<u32> = namespaced.entries.iter().map(|e| e.remote_identity).collect();
+    let namespaced = compiled(&format!(
+        "{XWING_EGRESS}  egress:\n  - toEndpoints: [{{}}]\n"
+    ));
+    let remotes: Vec<u32> = namespaced
+        .entries
+        .iter()
+        .map(|e| e.remote_identity)
+        .collect();
     assert_eq!(remotes, [DEATHSTAR, TIEFIGHTER, XWING]);
 }
 
@@ -232,11 +318,20 @@ fn deny_rules_and_default_deny_off() {
             entry(DEATHSTAR, XWING, 0, 0, Direction::Ingress, true),
         ]
     );
-    assert_eq!(policy.enforcement_of(Identity(DEATHSTAR)), Enforcement { ingress: true, egress: false });
+    assert_eq!(
+        policy.enforcement_of(Identity(DEATHSTAR)),
+        Enforcement {
+            ingress: true,
+            egress: false
+        }
+    );
 
     // With default deny (the default), the deny rule alone allows nothing.
     let policy = compiled(&text.replace("  enableDefaultDeny:\n    ingress: false\n", ""));
-    assert_eq!(policy.entries, [entry(DEATHSTAR, XWING, 0, 0, Direction::Ingress, true)]);
+    assert_eq!(
+        policy.entries,
+        [entry(DEATHSTAR, XWING, 0, 0, Direction::Ingress, true)]
+    );
 }
 
 #[test]
@@ -280,8 +375,10 @@ fn cidr_sets_with_exceptions() {
     assert_eq!(policy.entries, [egress(ten, 0, 0), egress(host, 0, 0)]);
 
     // The world entity covers CIDR identities too.
-    repo.import(&format!("{XWING_EGRESS}  egress:\n  - toEntities: [world]\n  - toCIDR: [10.0.0.0/8]\n"))
-        .expect("valid policy");
+    repo.import(&format!(
+        "{XWING_EGRESS}  egress:\n  - toEntities: [world]\n  - toCIDR: [10.0.0.0/8]\n"
+    ))
+    .expect("valid policy");
     let policy = demo.compile(&repo);
     let remotes: Vec<u32> = policy.entries.iter().map(|e| e.remote_identity).collect();
     assert_eq!(remotes, [2, 9, 10, ten]);
@@ -293,7 +390,13 @@ fn l4_only_and_empty_sections() {
         "{XWING_EGRESS}  egress:\n  - toPorts: [{{ports: [{{port: '53', protocol: UDP}}]}}]\n  ingress:\n  - {{}}\n"
     ));
     assert_eq!(policy.entries, [egress(0, 53, 17)]);
-    assert_eq!(policy.enforcement_of(Identity(XWING)), Enforcement { ingress: true, egress: true });
+    assert_eq!(
+        policy.enforcement_of(Identity(XWING)),
+        Enforcement {
+            ingress: true,
+            egress: true
+        }
+    );
 }
 
 #[test]
@@ -306,8 +409,7 @@ fn icmp_rules() {
 
 #[test]
 fn output_is_sorted_and_deduplicated() {
-    let text = format!(
-        "{XWING_EGRESS}  egress:\n  - toEntities: [host, host]\n  - toEntities: [host]\n"
-    );
+    let text =
+        format!("{XWING_EGRESS}  egress:\n  - toEntities: [host, host]\n  - toEntities: [host]\n");
     assert_eq!(compiled(&text).entries, [egress(1, 0, 0)]);
 }

@@ -32,7 +32,8 @@ fn parses_the_architecture_example() {
 #[test]
 fn bad_fields_name_path_line_and_field() {
     let bad_ip = XWING.replace("10.200.1.12", "10.200.1.300");
-    let error = parse_endpoint_file(Path::new("/eps/default_xwing.yaml"), &bad_ip).expect_err("bad ip");
+    let error =
+        parse_endpoint_file(Path::new("/eps/default_xwing.yaml"), &bad_ip).expect_err("bad ip");
     assert_eq!(
         error.to_string(),
         "/eps/default_xwing.yaml: ipv4: invalid IPv4 address syntax at line 4 column 7"
@@ -41,12 +42,20 @@ fn bad_fields_name_path_line_and_field() {
 
     let unknown = format!("{XWING}color: red\n");
     let error = parse_endpoint_file(Path::new("x.yaml"), &unknown).expect_err("unknown field");
-    assert!(error.to_string().starts_with("x.yaml: unknown field `color`"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("x.yaml: unknown field `color`"),
+        "{error}"
+    );
     assert_eq!(error.line(), Some(7));
 
     let missing = XWING.replace("interface: lxc8f3a1c2d", "");
     let error = parse_endpoint_file(Path::new("x.yaml"), &missing).expect_err("missing field");
-    assert!(error.to_string().contains("missing field `interface`"), "{error}");
+    assert!(
+        error.to_string().contains("missing field `interface`"),
+        "{error}"
+    );
 
     let long = XWING.replace("lxc8f3a1c2d", "lxc0123456789abcdef");
     let error = parse_endpoint_file(Path::new("x.yaml"), &long).expect_err("long name");
@@ -79,15 +88,25 @@ fn scanner_reports_adds_updates_removes_and_keeps_working_endpoints() {
     assert!(scanner.scan().is_empty(), "nothing changed");
 
     // A quick in-place edit of the same size is seen.
-    std::fs::write(dir.path().join("default_xwing.yaml"), XWING.replace("10.200.1.12", "10.200.1.21"))
-        .expect("write");
+    std::fs::write(
+        dir.path().join("default_xwing.yaml"),
+        XWING.replace("10.200.1.12", "10.200.1.21"),
+    )
+    .expect("write");
     let events = scanner.scan();
-    assert!(matches!(events.as_slice(), [EndpointEvent::Updated { .. }]), "{events:?}");
+    assert!(
+        matches!(events.as_slice(), [EndpointEvent::Updated { .. }]),
+        "{events:?}"
+    );
     write(dir.path(), "default_xwing.yaml", XWING);
     assert_eq!(scanner.scan().len(), 1);
 
     // A broken edit is reported once and the endpoint stays.
-    write(dir.path(), "default_xwing.yaml", &XWING.replace("10.200.1.12", "ten"));
+    write(
+        dir.path(),
+        "default_xwing.yaml",
+        &XWING.replace("10.200.1.12", "ten"),
+    );
     let events = scanner.scan();
     let [EndpointEvent::Rejected { error, .. }] = events.as_slice() else {
         panic!("expected a rejection, got {events:?}");
@@ -96,7 +115,11 @@ fn scanner_reports_adds_updates_removes_and_keeps_working_endpoints() {
     assert!(scanner.scan().is_empty(), "the same error is reported once");
 
     // A good edit updates the endpoint, keeping its id.
-    write(dir.path(), "default_xwing.yaml", &XWING.replace("10.200.1.12", "10.200.1.13"));
+    write(
+        dir.path(),
+        "default_xwing.yaml",
+        &XWING.replace("10.200.1.12", "10.200.1.13"),
+    );
     let events = scanner.scan();
     let [EndpointEvent::Updated { previous, current }] = events.as_slice() else {
         panic!("expected an update, got {events:?}");
@@ -109,7 +132,13 @@ fn scanner_reports_adds_updates_removes_and_keeps_working_endpoints() {
     write(dir.path(), "copy.yaml", XWING);
     let events = scanner.scan();
     assert!(
-        matches!(events.as_slice(), [EndpointEvent::Rejected { error: EndpointError::Duplicate { .. }, .. }]),
+        matches!(
+            events.as_slice(),
+            [EndpointEvent::Rejected {
+                error: EndpointError::Duplicate { .. },
+                ..
+            }]
+        ),
         "{events:?}"
     );
 
@@ -120,8 +149,14 @@ fn scanner_reports_adds_updates_removes_and_keeps_working_endpoints() {
     std::fs::remove_file(dir.path().join("default_xwing.yaml")).expect("remove");
     let events = scanner.scan();
     // The xwing file is gone, and the copy now takes its place.
-    assert!(matches!(events.first(), Some(EndpointEvent::Removed(e)) if e.id == id), "{events:?}");
-    assert!(matches!(events.get(1), Some(EndpointEvent::Added(e)) if e.spec.name == "xwing"), "{events:?}");
+    assert!(
+        matches!(events.first(), Some(EndpointEvent::Removed(e)) if e.id == id),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events.get(1), Some(EndpointEvent::Added(e)) if e.spec.name == "xwing"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -136,18 +171,32 @@ async fn watcher_emits_events_for_existing_and_new_files() {
     let first = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .expect("initial scan in time");
-    assert!(matches!(first, Some(EndpointEvent::Added(ref e)) if e.spec.name == "xwing"), "{first:?}");
+    assert!(
+        matches!(first, Some(EndpointEvent::Added(ref e)) if e.spec.name == "xwing"),
+        "{first:?}"
+    );
 
     write(
         dir.path(),
         "default_tiefighter.yaml",
-        &XWING.replace("xwing", "tiefighter").replace("alliance", "empire"),
+        &XWING
+            .replace("xwing", "tiefighter")
+            .replace("alliance", "empire"),
     );
     let second = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .expect("notification in time");
-    assert!(matches!(second, Some(EndpointEvent::Added(ref e)) if e.spec.name == "tiefighter"), "{second:?}");
-    assert!(watcher.stats().rescans.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(
+        matches!(second, Some(EndpointEvent::Added(ref e)) if e.spec.name == "tiefighter"),
+        "{second:?}"
+    );
+    assert!(
+        watcher
+            .stats()
+            .rescans
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
 }
 
 #[tokio::test]
@@ -156,7 +205,8 @@ async fn periodic_rescan_finds_changes_without_notifications() {
     let mut scanner_dir_config = WatcherConfig::new(dir.path().join("eps"));
     scanner_dir_config.rescan_interval = Duration::from_millis(50);
     scanner_dir_config.notifications = false;
-    let (_watcher, mut events) = watch_endpoints(scanner_dir_config).expect("watch creates the directory");
+    let (_watcher, mut events) =
+        watch_endpoints(scanner_dir_config).expect("watch creates the directory");
     write(&dir.path().join("eps"), "a.yaml", XWING);
     let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await

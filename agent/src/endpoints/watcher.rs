@@ -256,8 +256,8 @@ impl Scanner {
         // The file may vanish between listing and reading; the next scan
         // sees it gone.
         let text = std::fs::read_to_string(path).ok()?;
-        let result = parse_endpoint_file(path, &text).and_then(|spec| {
-            match self.owner_of(&spec, path) {
+        let result =
+            parse_endpoint_file(path, &text).and_then(|spec| match self.owner_of(&spec, path) {
                 Some(other) => Err(EndpointError::Duplicate {
                     path: path.display().to_string(),
                     namespace: spec.namespace,
@@ -265,8 +265,7 @@ impl Scanner {
                     other: other.display().to_string(),
                 }),
                 None => Ok(spec),
-            }
-        });
+            });
         let key = id_key(path);
         let state = self.files.entry(path.to_path_buf()).or_default();
         match result {
@@ -276,7 +275,10 @@ impl Scanner {
                     Some(previous) if previous.spec == spec => None,
                     Some(previous) => {
                         let previous = previous.clone();
-                        let current = WatchedEndpoint { spec, ..previous.clone() };
+                        let current = WatchedEndpoint {
+                            spec,
+                            ..previous.clone()
+                        };
                         state.endpoint = Some(current.clone());
                         Some(EndpointEvent::Updated { previous, current })
                     }
@@ -302,7 +304,9 @@ impl Scanner {
     fn owner_of(&self, spec: &EndpointSpec, path: &Path) -> Option<PathBuf> {
         self.files.iter().find_map(|(other, state)| {
             let endpoint = state.endpoint.as_ref()?;
-            (other != path && endpoint.spec.namespace == spec.namespace && endpoint.spec.name == spec.name)
+            (other != path
+                && endpoint.spec.namespace == spec.namespace
+                && endpoint.spec.name == spec.name)
                 .then(|| other.clone())
         })
     }

@@ -62,7 +62,9 @@ impl LocalIdentityAllocator {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps inconsistent
         // (each update is a single insert/remove pair), so keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Synchronous allocation, shared by the trait method.
@@ -79,7 +81,11 @@ impl LocalIdentityAllocator {
             }
         }
         let id = self.free_number(&state)?;
-        state.next = if id.0 >= self.last { self.first } else { id.0 + 1 };
+        state.next = if id.0 >= self.last {
+            self.first
+        } else {
+            id.0 + 1
+        };
         state.by_labels.insert(labels.clone(), id);
         state.by_id.insert(
             id,

@@ -86,20 +86,34 @@ async fn reserved_label_sets_map_to_reserved_identities() {
 #[tokio::test]
 async fn exhaustion_is_an_error_and_freed_numbers_come_back() {
     let allocator = LocalIdentityAllocator::with_range(300, 301);
-    let one = allocator.allocate(&labels(&["k8s:n=1"])).await.expect("free");
-    allocator.allocate(&labels(&["k8s:n=2"])).await.expect("free");
+    let one = allocator
+        .allocate(&labels(&["k8s:n=1"]))
+        .await
+        .expect("free");
+    allocator
+        .allocate(&labels(&["k8s:n=2"]))
+        .await
+        .expect("free");
     assert_eq!(
-        allocator.allocate(&labels(&["k8s:n=3"])).await.map_err(|e| e.to_string()),
+        allocator
+            .allocate(&labels(&["k8s:n=3"]))
+            .await
+            .map_err(|e| e.to_string()),
         Err("no free identity left in 300..=301".to_string())
     );
     allocator.release(one).await.expect("known identity");
-    assert_eq!(allocator.allocate(&labels(&["k8s:n=3"])).await, Ok(Identity(300)));
+    assert_eq!(
+        allocator.allocate(&labels(&["k8s:n=3"])).await,
+        Ok(Identity(300))
+    );
 }
 
 #[test]
 fn list_holds_reserved_then_allocated() {
     let allocator = LocalIdentityAllocator::new();
-    allocator.allocate_now(&labels(&["k8s:a=b"])).expect("allocates");
+    allocator
+        .allocate_now(&labels(&["k8s:a=b"]))
+        .expect("allocates");
     let ids: Vec<u32> = allocator.list().iter().map(|(id, _)| id.0).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 256]);
 }
@@ -107,7 +121,8 @@ fn list_holds_reserved_then_allocated() {
 #[test]
 fn cidr_identities_start_at_1_shl_24_and_stay_stable() {
     let mut table = CidrIdentities::new();
-    let first: BTreeSet<IpNet> = [net("10.0.0.0/8"), net("192.168.1.7/24"), net("0.0.0.0/0")].into();
+    let first: BTreeSet<IpNet> =
+        [net("10.0.0.0/8"), net("192.168.1.7/24"), net("0.0.0.0/0")].into();
     table.sync(&first).expect("room");
     assert_eq!(
         table.entries(),
@@ -118,7 +133,10 @@ fn cidr_identities_start_at_1_shl_24_and_stay_stable() {
     );
     let second: BTreeSet<IpNet> = [net("192.168.1.0/24"), net("fd00::/8")].into();
     table.sync(&second).expect("room");
-    assert_eq!(table.get(&net("192.168.1.0/24")), Some(Identity(16_777_217)));
+    assert_eq!(
+        table.get(&net("192.168.1.0/24")),
+        Some(Identity(16_777_217))
+    );
     assert_eq!(table.get(&net("10.0.0.0/8")), None);
     assert_eq!(table.get(&net("fd00::/8")), Some(Identity(16_777_218)));
     assert!(Identity(16_777_218).is_cidr());
@@ -141,5 +159,8 @@ fn cidr_identities_start_at_1_shl_24_and_stay_stable() {
 fn ipv6_cidr_labels_replace_colons() {
     assert_eq!(cidr_label(&net("::1/128")).to_string(), "cidr:0--1/128");
     assert_eq!(cidr_label(&net("f00d::/64")).to_string(), "cidr:f00d--0/64");
-    assert_eq!(cidr_label(&net("2001:db8::1/32")).to_string(), "cidr:2001-db8--0/32");
+    assert_eq!(
+        cidr_label(&net("2001:db8::1/32")).to_string(),
+        "cidr:2001-db8--0/32"
+    );
 }

@@ -52,7 +52,10 @@ fn insert_replaces_same_source_and_key() {
     set.insert(Label::new("container", "org", "x"));
     assert_eq!(set.to_strings(), ["container:org=x", "k8s:org=alliance"]);
     assert!(set.has(SOURCE_ANY, "org"));
-    assert_eq!(set.get(SOURCE_K8S, "org").map(|l| l.value.as_str()), Some("alliance"));
+    assert_eq!(
+        set.get(SOURCE_K8S, "org").map(|l| l.value.as_str()),
+        Some("alliance")
+    );
 }
 
 #[test]
@@ -84,5 +87,8 @@ fn equal_sets_are_equal_whatever_the_insert_order() {
 fn label_json_matches_cilium_field_order() {
     let json = serde_json::to_string(&Label::k8s("io.cilium.k8s.policy.name", "rule1"))
         .expect("serializable");
-    assert_eq!(json, r#"{"key":"io.cilium.k8s.policy.name","value":"rule1","source":"k8s"}"#);
+    assert_eq!(
+        json,
+        r#"{"key":"io.cilium.k8s.policy.name","value":"rule1","source":"k8s"}"#
+    );
 }

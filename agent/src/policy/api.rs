@@ -80,7 +80,11 @@ pub struct IngressRuleOf<P> {
     #[serde(default, rename = "fromCIDR", skip_serializing_if = "Option::is_none")]
     pub from_cidr: Option<Vec<Cidr>>,
     /// Peer prefixes with exceptions.
-    #[serde(default, rename = "fromCIDRSet", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "fromCIDRSet",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub from_cidr_set: Option<Vec<CidrRule>>,
     /// Peer entities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,7 +274,11 @@ impl<'de> Deserialize<'de> for RuleLabels {
                     if key.is_empty() {
                         return Err(de::Error::custom("a rule label has an empty key"));
                     }
-                    Label::new(source.unwrap_or_else(|| SOURCE_UNSPEC.to_string()), key, value)
+                    Label::new(
+                        source.unwrap_or_else(|| SOURCE_UNSPEC.to_string()),
+                        key,
+                        value,
+                    )
                 }
             };
             set.insert(label);

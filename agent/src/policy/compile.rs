@@ -112,11 +112,40 @@ pub fn cidr_prefixes(rules: &[Rule]) -> BTreeSet<IpNet> {
     };
     for rule in rules {
         rule.ingress.iter().flatten().for_each(|s| add(s.peers()));
-        rule.ingress_deny.iter().flatten().for_each(|s| add(s.peers()));
+        rule.ingress_deny
+            .iter()
+            .flatten()
+            .for_each(|s| add(s.peers()));
         rule.egress.iter().flatten().for_each(|s| add(s.peers()));
-        rule.egress_deny.iter().flatten().for_each(|s| add(s.peers()));
+        rule.egress_deny
+            .iter()
+            .flatten()
+            .for_each(|s| add(s.peers()));
     }
     prefixes
+}
+
+/// The enforcement of an endpoint with these labels: a direction is
+/// enforced when a rule selecting it has sections for that direction.
+pub fn enforcement_for(rules: &[Rule], labels: &LabelSet) -> Enforcement {
+    let mut enforcement = Enforcement::default();
+    for rule in rules.iter().filter(|r| r.endpoint_selector.matches(labels)) {
+        let (ingress, egress) = has_sections(rule);
+        enforcement.ingress |= ingress;
+        enforcement.egress |= egress;
+    }
+    enforcement
+}
+
+/// Whether a rule has (ingress, egress) sections, allow or deny.
+fn has_sections(rule: &Rule) -> (bool, bool) {
+    let present = |n: Option<usize>| n.is_some_and(|n| n > 0);
+    (
+        present(rule.ingress.as_ref().map(Vec::len))
+            || present(rule.ingress_deny.as_ref().map(Vec::len)),
+        present(rule.egress.as_ref().map(Vec::len))
+            || present(rule.egress_deny.as_ref().map(Vec::len)),
+    )
 }
 
 /// Compiles the rules for the local identities.
@@ -124,12 +153,17 @@ pub fn compile(input: &CompileInput<'_>) -> CompiledPolicy {
     let resolver = Resolver::new(input);
     let mut entries = BTreeSet::new();
     let mut enforcement = BTreeMap::new();
-    let locals: BTreeMap<Identity, &LabelSet> = input.local.iter().map(|(id, l)| (*id, l)).collect();
+    let locals: BTreeMap<Identity, &LabelSet> =
+        input.local.iter().map(|(id, l)| (*id, l)).collect();
 
     for (&local, labels) in &locals {
         let mut flags = Enforcement::default();
         let mut default_deny = Enforcement::default();
-        for rule in input.rules.iter().filter(|r| r.endpoint_selector.matches(labels)) {
+        for rule in input
+            .rules
+            .iter()
+            .filter(|r| r.endpoint_selector.matches(labels))
+        {
             let ingress = rule.ingress.as_deref().unwrap_or_default();
             let ingress_deny = rule.ingress_deny.as_deref().unwrap_or_default();
             let egress = rule.egress.as_deref().unwrap_or_default();
@@ -146,11 +180,12 @@ pub fn compile(input: &CompileInput<'_>) -> CompiledPolicy {
             for section in egress_deny {
                 resolver.section_entries(local.0, section, Direction::Egress, true, &mut entries);
             }
-            if !ingress.is_empty() || !ingress_deny.is_empty() {
+            let (has_ingress, has_egress) = has_sections(rule);
+            if has_ingress {
                 flags.ingress = true;
                 default_deny.ingress |= rule.enable_default_deny.ingress != Some(false);
             }
-            if !egress.is_empty() || !egress_deny.is_empty() {
+            if has_egress {
                 flags.egress = true;
                 default_deny.egress |= rule.enable_default_deny.egress != Some(false);
             }
@@ -259,7 +294,10 @@ impl<'a> Resolver<'a> {
             ids.extend(self.entity(*entity));
         }
         for cidr in peers.cidrs.unwrap_or_default() {
-            ids.extend(self.cidr(&CidrRule { cidr: *cidr, except: Vec::new() }));
+            ids.extend(self.cidr(&CidrRule {
+                cidr: *cidr,
+                except: Vec::new(),
+            }));
         }
         for set in peers.cidr_sets.unwrap_or_default() {
             ids.extend(self.cidr(set));
@@ -297,7 +335,15 @@ impl<'a> Resolver<'a> {
                 Entity::WorldIpv6 => reserved(&[R::WorldIpv6], labels),
                 Entity::Cluster => {
                     reserved(
-                        &[R::Host, R::RemoteNode, R::Init, R::Health, R::Unmanaged, R::KubeApiServer, R::Ingress],
+                        &[
+                            R::Host,
+                            R::RemoteNode,
+                            R::Init,
+                            R::Health,
+                            R::Unmanaged,
+                            R::KubeApiServer,
+                            R::Ingress,
+                        ],
                         labels,
                     ) || labels.iter().any(|l| *l == self.cluster_label)
                 }
@@ -326,7 +372,9 @@ impl<'a> Resolver<'a> {
             .cidrs
             .entries()
             .into_iter()
-            .filter(|(prefix, _)| outer.contains(prefix) && !excepts.iter().any(|e| e.contains(prefix)))
+            .filter(|(prefix, _)| {
+                outer.contains(prefix) && !excepts.iter().any(|e| e.contains(prefix))
+            })
             .map(|(_, id)| id.0)
             .collect();
         if outer.prefix_len() == 0 {

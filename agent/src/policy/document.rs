@@ -79,7 +79,9 @@ pub fn parse_policy(text: &str) -> Result<ParsedPolicy, PolicyError> {
         }
     }
     if parsed.rules.is_empty() {
-        return Err(PolicyError::invalid("the policy document holds no rules".to_string()));
+        return Err(PolicyError::invalid(
+            "the policy document holds no rules".to_string(),
+        ));
     }
     Ok(parsed)
 }
@@ -110,7 +112,8 @@ impl<'de> Deserialize<'de> for Document {
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Document, A::Error> {
-                Vec::<Rule>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Document::Rules)
+                Vec::<Rule>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(Document::Rules)
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Document, A::Error> {
@@ -208,7 +211,11 @@ enum Scope {
     /// A bare rule list: taken as written.
     Bare,
     /// A CiliumNetworkPolicy in a namespace.
-    Namespaced { name: String, namespace: String, uid: Option<String> },
+    Namespaced {
+        name: String,
+        namespace: String,
+        uid: Option<String>,
+    },
     /// A CiliumClusterwideNetworkPolicy.
     Clusterwide { name: String, uid: Option<String> },
 }
@@ -234,7 +241,11 @@ impl KubernetesObject {
 }
 
 /// Normalizes one rule; `path` names it in warnings and errors.
-fn normalize(mut rule: Rule, scope: &Scope, path: &str) -> Result<(Rule, Vec<String>), PolicyError> {
+fn normalize(
+    mut rule: Rule,
+    scope: &Scope,
+    path: &str,
+) -> Result<(Rule, Vec<String>), PolicyError> {
     let mut warnings = Vec::new();
 
     rule.endpoint_selector.add_sources();
@@ -253,18 +264,42 @@ fn normalize(mut rule: Rule, scope: &Scope, path: &str) -> Result<(Rule, Vec<Str
         }
     };
     for (i, section) in rule.ingress.iter_mut().flatten().enumerate() {
-        section.from_endpoints.iter_mut().flatten().for_each(&scope_peer);
-        warn_l7(section.to_ports.as_deref(), &format!("{path}.ingress[{i}]"), &mut warnings);
+        section
+            .from_endpoints
+            .iter_mut()
+            .flatten()
+            .for_each(&scope_peer);
+        warn_l7(
+            section.to_ports.as_deref(),
+            &format!("{path}.ingress[{i}]"),
+            &mut warnings,
+        );
     }
     for section in rule.ingress_deny.iter_mut().flatten() {
-        section.from_endpoints.iter_mut().flatten().for_each(&scope_peer);
+        section
+            .from_endpoints
+            .iter_mut()
+            .flatten()
+            .for_each(&scope_peer);
     }
     for (i, section) in rule.egress.iter_mut().flatten().enumerate() {
-        section.to_endpoints.iter_mut().flatten().for_each(&scope_peer);
-        warn_l7(section.to_ports.as_deref(), &format!("{path}.egress[{i}]"), &mut warnings);
+        section
+            .to_endpoints
+            .iter_mut()
+            .flatten()
+            .for_each(&scope_peer);
+        warn_l7(
+            section.to_ports.as_deref(),
+            &format!("{path}.egress[{i}]"),
+            &mut warnings,
+        );
     }
     for section in rule.egress_deny.iter_mut().flatten() {
-        section.to_endpoints.iter_mut().flatten().for_each(&scope_peer);
+        section
+            .to_endpoints
+            .iter_mut()
+            .flatten()
+            .for_each(&scope_peer);
     }
 
     add_policy_labels(&mut rule, scope);
@@ -292,14 +327,22 @@ fn selects_reserved(selector: &EndpointSelector) -> bool {
 fn add_policy_labels(rule: &mut Rule, scope: &Scope) {
     let (kind, name, namespace, uid) = match scope {
         Scope::Bare => return,
-        Scope::Namespaced { name, namespace, uid } => ("CiliumNetworkPolicy", name, Some(namespace), uid),
+        Scope::Namespaced {
+            name,
+            namespace,
+            uid,
+        } => ("CiliumNetworkPolicy", name, Some(namespace), uid),
         Scope::Clusterwide { name, uid } => ("CiliumClusterwideNetworkPolicy", name, None, uid),
     };
     let labels = &mut rule.labels.0;
     labels.insert(Label::new(SOURCE_K8S, POLICY_DERIVED_FROM_KEY, kind));
     labels.insert(Label::new(SOURCE_K8S, POLICY_NAME_KEY, name.as_str()));
     if let Some(namespace) = namespace {
-        labels.insert(Label::new(SOURCE_K8S, POLICY_NAMESPACE_KEY, namespace.as_str()));
+        labels.insert(Label::new(
+            SOURCE_K8S,
+            POLICY_NAMESPACE_KEY,
+            namespace.as_str(),
+        ));
     }
     if let Some(uid) = uid {
         labels.insert(Label::new(SOURCE_K8S, POLICY_UID_KEY, uid.as_str()));
@@ -322,7 +365,11 @@ fn warn_l7(port_rules: Option<&[PortRule]>, path: &str, warnings: &mut Vec<Strin
                 .collect();
             warnings.push(format!(
                 "{path}.toPorts[{i}].rules: L7 rules are not enforced; {} allowed at L4",
-                if ports.is_empty() { "all ports".to_string() } else { ports.join(", ") }
+                if ports.is_empty() {
+                    "all ports".to_string()
+                } else {
+                    ports.join(", ")
+                }
             ));
         }
     }

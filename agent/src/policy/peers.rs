@@ -166,7 +166,8 @@ impl<'de> Deserialize<'de> for Unsupported {
 /// the field it was written for.
 struct Refuse;
 
-const UNSUPPORTED: &str = "this field is not supported by hubble-agent (only L3/L4 policy is enforced)";
+const UNSUPPORTED: &str =
+    "this field is not supported by hubble-agent (only L3/L4 policy is enforced)";
 
 impl<'de> de::Visitor<'de> for Refuse {
     type Value = Unsupported;

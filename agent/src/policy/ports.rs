@@ -95,7 +95,9 @@ impl<'de> Deserialize<'de> for Protocol {
         deserializer.deserialize_str(ParseStr {
             parse: |text| {
                 Protocol::parse(text).ok_or_else(|| {
-                    format!("{text:?} is not a protocol (expected TCP, UDP, SCTP, ICMP, ICMPv6 or ANY)")
+                    format!(
+                        "{text:?} is not a protocol (expected TCP, UDP, SCTP, ICMP, ICMPv6 or ANY)"
+                    )
                 })
             },
             expecting: "a protocol name",

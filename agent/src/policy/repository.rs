@@ -53,8 +53,14 @@ impl fmt::Display for DeleteSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeleteSelector::All => f.write_str("--all"),
-            DeleteSelector::Name { name, namespace: Some(ns) } => write!(f, "{ns}/{name}"),
-            DeleteSelector::Name { name, namespace: None } => write!(f, "{name}"),
+            DeleteSelector::Name {
+                name,
+                namespace: Some(ns),
+            } => write!(f, "{ns}/{name}"),
+            DeleteSelector::Name {
+                name,
+                namespace: None,
+            } => write!(f, "{name}"),
             DeleteSelector::Labels(labels) => write!(f, "labels {labels}"),
         }
     }
@@ -74,7 +80,11 @@ impl DeleteSelector {
                         .is_none_or(|ns| has_value(labels, SOURCE_K8S, POLICY_NAMESPACE_KEY, ns))
             }
             DeleteSelector::Labels(wanted) => wanted.iter().all(|w| {
-                let source = if w.source == SOURCE_UNSPEC { SOURCE_ANY } else { w.source.as_str() };
+                let source = if w.source == SOURCE_UNSPEC {
+                    SOURCE_ANY
+                } else {
+                    w.source.as_str()
+                };
                 has_value(labels, source, &w.key, &w.value)
             }),
         }

@@ -110,9 +110,9 @@ impl EndpointSelector {
     pub fn matches(&self, labels: &LabelSet) -> bool {
         let labels_hold = self.match_labels.iter().all(|(key, value)| {
             let (source, name) = split_key(key);
-            labels
-                .iter()
-                .any(|l| l.key == name && (source == SOURCE_ANY || l.source == source) && &l.value == value)
+            labels.iter().any(|l| {
+                l.key == name && (source == SOURCE_ANY || l.source == source) && &l.value == value
+            })
         });
         labels_hold
             && self.match_expressions.iter().all(|requirement| {
@@ -122,8 +122,12 @@ impl EndpointSelector {
                     .find(|l| l.key == name && (source == SOURCE_ANY || l.source == source))
                     .map(|l| l.value.as_str());
                 match requirement.operator {
-                    Operator::In => value.is_some_and(|v| requirement.values.iter().any(|x| x == v)),
-                    Operator::NotIn => !value.is_some_and(|v| requirement.values.iter().any(|x| x == v)),
+                    Operator::In => {
+                        value.is_some_and(|v| requirement.values.iter().any(|x| x == v))
+                    }
+                    Operator::NotIn => {
+                        !value.is_some_and(|v| requirement.values.iter().any(|x| x == v))
+                    }
                     Operator::Exists => value.is_some(),
                     Operator::DoesNotExist => value.is_none(),
                 }
@@ -166,8 +170,10 @@ impl EndpointSelector {
             let (source, name) = split_key(k);
             !(name == POD_NAMESPACE_KEY && (source == SOURCE_K8S || source == SOURCE_ANY))
         });
-        self.match_labels
-            .insert(format!("{SOURCE_K8S}:{POD_NAMESPACE_KEY}"), namespace.to_string());
+        self.match_labels.insert(
+            format!("{SOURCE_K8S}:{POD_NAMESPACE_KEY}"),
+            namespace.to_string(),
+        );
     }
 
     /// Scopes a peer selector of a namespaced policy to the policy's
@@ -175,12 +181,16 @@ impl EndpointSelector {
     /// identities, which have none).
     pub fn scope_peer_to_namespace(&mut self, namespace: &str) {
         if self.names_reserved()
-            || self.names_key(|name| name == POD_NAMESPACE_KEY || name.starts_with(NAMESPACE_LABELS_PREFIX))
+            || self.names_key(|name| {
+                name == POD_NAMESPACE_KEY || name.starts_with(NAMESPACE_LABELS_PREFIX)
+            })
         {
             return;
         }
-        self.match_labels
-            .insert(format!("{SOURCE_K8S}:{POD_NAMESPACE_KEY}"), namespace.to_string());
+        self.match_labels.insert(
+            format!("{SOURCE_K8S}:{POD_NAMESPACE_KEY}"),
+            namespace.to_string(),
+        );
     }
 
     /// Scopes a peer selector of a cluster-wide policy to pods (endpoints

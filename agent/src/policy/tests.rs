@@ -44,11 +44,15 @@ fn port_out_of_range_and_bad_protocol() {
 
 #[test]
 fn unknown_field_names_field_and_line() {
-    let text = format!("{HEADER}spec:\n  endpointSelector: {{}}\n  ingress:\n  - fromEndpoint:\n    - {{}}\n");
+    let text = format!(
+        "{HEADER}spec:\n  endpointSelector: {{}}\n  ingress:\n  - fromEndpoint:\n    - {{}}\n"
+    );
     let error = error_of(&text);
     let message = error.to_string();
     assert!(
-        message.starts_with("spec.ingress[0]: unknown field `fromEndpoint`, expected one of `fromEndpoints`"),
+        message.starts_with(
+            "spec.ingress[0]: unknown field `fromEndpoint`, expected one of `fromEndpoints`"
+        ),
         "{message}"
     );
     assert!(message.ends_with("at line 8 column 5"), "{message}");
@@ -80,7 +84,9 @@ fn operator_values_are_checked() {
 
 #[test]
 fn bad_cidr_and_except_outside_are_rejected() {
-    let text = format!("{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - toCIDR:\n    - 10.0.0.0/33\n");
+    let text = format!(
+        "{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - toCIDR:\n    - 10.0.0.0/33\n"
+    );
     assert_eq!(
         error_of(&text).to_string(),
         "spec.egress[0].toCIDR[0]: \"10.0.0.0/33\" is not a CIDR (expected a prefix such as 10.0.0.0/8 or fd00::/8, or an address) at line 9 column 7"
@@ -90,16 +96,22 @@ fn bad_cidr_and_except_outside_are_rejected() {
     );
     let message = error_of(&text).to_string();
     assert!(
-        message.starts_with("spec.egress[0].toCIDRSet: except 192.168.0.0/16 is not inside cidr 10.0.0.0/8"),
+        message.starts_with(
+            "spec.egress[0].toCIDRSet: except 192.168.0.0/16 is not inside cidr 10.0.0.0/8"
+        ),
         "{message}"
     );
 }
 
 #[test]
 fn port_ranges_are_checked() {
-    let base = format!("{HEADER}spec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports:\n");
+    let base = format!(
+        "{HEADER}spec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports:\n"
+    );
     let below = format!("{base}      - port: 80\n        endPort: 79\n");
-    assert!(error_of(&below).to_string().contains("endPort 79 is below port 80"));
+    assert!(error_of(&below)
+        .to_string()
+        .contains("endPort 79 is below port 80"));
     let too_wide = format!("{base}      - port: 1000\n        endPort: 5096\n");
     assert!(error_of(&too_wide)
         .to_string()
@@ -128,19 +140,31 @@ fn wrong_api_version_and_kind() {
         "apiVersion: unknown variant `networking.k8s.io/v1`, expected `cilium.io/v2` at line 1 column 13"
     );
     let text = "apiVersion: cilium.io/v2\nkind: CiliumEndpoint\nmetadata:\n  name: p\n";
-    assert!(error_of(text).to_string().starts_with("kind: unknown variant `CiliumEndpoint`"));
+    assert!(error_of(text)
+        .to_string()
+        .starts_with("kind: unknown variant `CiliumEndpoint`"));
 }
 
 #[test]
 fn missing_spec_and_empty_text() {
-    assert_eq!(error_of(HEADER).to_string(), "CiliumNetworkPolicy p: has neither spec nor specs");
-    assert_eq!(error_of("").to_string(), "the policy document holds no rules");
-    assert_eq!(error_of("[]").to_string(), "the policy document holds no rules");
+    assert_eq!(
+        error_of(HEADER).to_string(),
+        "CiliumNetworkPolicy p: has neither spec nor specs"
+    );
+    assert_eq!(
+        error_of("").to_string(),
+        "the policy document holds no rules"
+    );
+    assert_eq!(
+        error_of("[]").to_string(),
+        "the policy document holds no rules"
+    );
 }
 
 #[test]
 fn bare_rule_list_errors_start_at_the_index() {
-    let text = r#"[{"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": "x"}]}]}]}]"#;
+    let text =
+        r#"[{"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": "x"}]}]}]}]"#;
     assert_eq!(
         error_of(text).to_string(),
         "[0].ingress[0].toPorts[0].ports[0].port: \"x\" is not a port number at line 1 column 72"
@@ -227,12 +251,17 @@ fn entities_and_icmp_parse() {
         "{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - toEntities: [world, cluster, kube-apiserver]\n  - icmps:\n    - fields:\n      - {{type: 8, family: IPv4}}\n      - {{type: EchoRequest, family: IPv6}}\n"
     );
     parse_policy(&text).expect("valid policy");
-    let text = format!("{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - toEntities: [wrld]\n");
-    assert!(error_of(&text).to_string().starts_with("spec.egress[0].toEntities[0]: unknown variant `wrld`"));
+    let text =
+        format!("{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - toEntities: [wrld]\n");
+    assert!(error_of(&text)
+        .to_string()
+        .starts_with("spec.egress[0].toEntities[0]: unknown variant `wrld`"));
     let text = format!(
         "{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - icmps:\n    - fields:\n      - {{type: Ping}}\n"
     );
-    assert!(error_of(&text).to_string().contains("\"Ping\" is not an ICMP type name of IPv4"));
+    assert!(error_of(&text)
+        .to_string()
+        .contains("\"Ping\" is not an ICMP type name of IPv4"));
 }
 
 #[test]
@@ -255,14 +284,21 @@ fn repository_revisions_and_replacement() {
     assert_eq!(repo.import(bare).map(|o| o.revision), Ok(4));
     assert_eq!(repo.rules().len(), 3);
 
-    let by_label = DeleteSelector::Labels(crate::labels::LabelSet::parse(["team=a"]).expect("label"));
+    let by_label =
+        DeleteSelector::Labels(crate::labels::LabelSet::parse(["team=a"]).expect("label"));
     assert_eq!(repo.delete(&by_label), Ok(5));
-    let missing = DeleteSelector::Name { name: "nope".into(), namespace: Some("default".into()) };
+    let missing = DeleteSelector::Name {
+        name: "nope".into(),
+        namespace: Some("default".into()),
+    };
     assert_eq!(
         repo.delete(&missing).map_err(|e| e.to_string()),
         Err("no policy rule matches default/nope".to_string())
     );
-    let by_name = DeleteSelector::Name { name: "p".into(), namespace: None };
+    let by_name = DeleteSelector::Name {
+        name: "p".into(),
+        namespace: None,
+    };
     assert_eq!(repo.delete(&by_name), Ok(6));
     assert_eq!(repo.delete(&DeleteSelector::All), Ok(7));
     assert_eq!(repo.delete(&DeleteSelector::All), Ok(7));

@@ -1,0 +1,167 @@
+//! The `hubble-agent endpoint|policy|identity` subcommands.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use super::client::request;
+use super::print::{
+    format_endpoint_list, format_identity_list, format_policy_get, format_revision,
+};
+use super::protocol::{AdminRequest, AdminResponse, DeleteRequest};
+use super::AdminError;
+
+/// Commands that talk to a running agent over its admin socket.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum AdminCommand {
+    /// Manage endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Manage security policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Manage security identities.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+/// `endpoint` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum EndpointCommand {
+    /// List all endpoints.
+    #[command(alias = "ls")]
+    List,
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum PolicyCommand {
+    /// Import a CiliumNetworkPolicy (YAML or JSON) or a JSON rule list; `-` reads stdin.
+    Import {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print the rules in force and the revision.
+    Get,
+    /// Delete rules: all of them, a policy by name, or rules by labels.
+    Delete {
+        /// Delete every rule.
+        #[arg(long, conflicts_with_all = ["target", "namespace"])]
+        all: bool,
+        /// Namespace of the named policy (any namespace when omitted).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// A policy name, or labels (`source:key=value`) the rules must all carry.
+        #[arg(required_unless_present = "all")]
+        target: Vec<String>,
+    },
+}
+
+/// `identity` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum IdentityCommand {
+    /// List identities.
+    #[command(alias = "ls")]
+    List,
+}
+
+/// What a command prints: its output and warnings for stderr.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Text for stdout.
+    pub stdout: String,
+    /// Lines for stderr.
+    pub warnings: Vec<String>,
+}
+
+/// Runs a command against the agent at `socket` and prints its output.
+pub async fn run_admin_command(command: AdminCommand, socket: &Path) -> anyhow::Result<()> {
+    let output = execute_admin_command(&command, socket).await?;
+    for warning in &output.warnings {
+        eprintln!("Warning: {warning}");
+    }
+    print!("{}", output.stdout);
+    Ok(())
+}
+
+/// Runs a command against the agent at `socket` and returns what it prints.
+pub async fn execute_admin_command(
+    command: &AdminCommand,
+    socket: &Path,
+) -> Result<CommandOutput, AdminError> {
+    let admin_request = to_request(command)?;
+    let response = request(socket, &admin_request).await?;
+    let output = |stdout: String| CommandOutput {
+        stdout,
+        warnings: Vec::new(),
+    };
+    Ok(match response {
+        AdminResponse::Endpoints { endpoints } => output(format_endpoint_list(&endpoints)),
+        AdminResponse::Identities { identities } => output(format_identity_list(&identities)),
+        AdminResponse::Policy {
+            rules_json,
+            revision,
+        } => output(format_policy_get(&rules_json, revision)),
+        AdminResponse::Imported { revision, warnings } => CommandOutput {
+            stdout: format_revision(revision),
+            warnings,
+        },
+        AdminResponse::Deleted { revision } => output(format_revision(revision)),
+        AdminResponse::Error { message } => return Err(AdminError::Agent(message)),
+    })
+}
+
+fn to_request(command: &AdminCommand) -> Result<AdminRequest, AdminError> {
+    Ok(match command {
+        AdminCommand::Endpoint(EndpointCommand::List) => AdminRequest::EndpointList,
+        AdminCommand::Identity(IdentityCommand::List) => AdminRequest::IdentityList,
+        AdminCommand::Policy(PolicyCommand::Get) => AdminRequest::PolicyGet,
+        AdminCommand::Policy(PolicyCommand::Import { file }) => AdminRequest::PolicyImport {
+            text: read_policy_file(file)?,
+        },
+        AdminCommand::Policy(PolicyCommand::Delete {
+            all,
+            namespace,
+            target,
+        }) => AdminRequest::PolicyDelete {
+            selector: delete_request(*all, namespace.clone(), target)?,
+        },
+    })
+}
+
+fn delete_request(
+    all: bool,
+    namespace: Option<String>,
+    target: &[String],
+) -> Result<DeleteRequest, AdminError> {
+    if all {
+        return Ok(DeleteRequest::All);
+    }
+    match target {
+        [name] if !name.contains('=') && !name.contains(':') => Ok(DeleteRequest::Name {
+            name: name.clone(),
+            namespace,
+        }),
+        labels if labels.iter().all(|l| l.contains('=') || l.contains(':')) && namespace.is_none() => {
+            Ok(DeleteRequest::Labels(labels.to_vec()))
+        }
+        _ => Err(AdminError::Usage(
+            "policy delete takes --all, one policy name (with -n NAMESPACE), or labels like k8s:app=web".to_string(),
+        )),
+    }
+}
+
+fn read_policy_file(file: &Path) -> Result<String, AdminError> {
+    let io = |e: std::io::Error| AdminError::Io {
+        path: file.display().to_string(),
+        message: e.to_string(),
+    };
+    if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(io)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).map_err(io)
+    }
+}

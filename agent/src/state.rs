@@ -1,0 +1,209 @@
+//! The control-plane state shared by the agent's tasks and the admin server.
+//!
+//! Locks are `std` locks held only for short, synchronous sections; identity
+//! allocation (which may wait on a cluster store) happens outside them.
+//! Every change that affects the datapath bumps a generation number on a
+//! `watch` channel: the agent's sync task waits on it, recompiles with
+//! [`AgentState::compile`] and pushes the result to the datapath. A `watch`
+//! keeps only the latest value, so bursts of changes coalesce into one
+//! recompilation and nothing queues up.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::watch;
+
+use crate::endpoints::{
+    security_labels, Endpoint, EndpointEvent, EndpointStatus, EndpointTable, WatchedEndpoint,
+};
+use crate::identity::{CidrIdentities, Identity, IdentityAllocator, IdentityError};
+use crate::labels::LabelSet;
+use crate::policy::{
+    compile, enforcement_for, CompileInput, CompiledPolicy, DeleteSelector, Enforcement,
+    ImportOutcome, PolicyError, PolicyRepository,
+};
+
+/// Shared state of the control plane.
+pub struct AgentState {
+    cluster: String,
+    allocator: Arc<dyn IdentityAllocator>,
+    repository: RwLock<PolicyRepository>,
+    endpoints: RwLock<EndpointTable>,
+    cidrs: Mutex<CidrIdentities>,
+    changes: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentState")
+            .field("cluster", &self.cluster)
+            .field("revision", &self.policy_revision())
+            .finish_non_exhaustive()
+    }
+}
+
+// A poisoned lock only means another task panicked mid-update of plain
+// data; the data is still usable, so keep serving.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AgentState {
+    /// A state with no endpoints and no policy, for the named cluster.
+    pub fn new(allocator: Arc<dyn IdentityAllocator>, cluster: impl Into<String>) -> Arc<Self> {
+        let (changes, _) = watch::channel(0);
+        Arc::new(AgentState {
+            cluster: cluster.into(),
+            allocator,
+            repository: RwLock::new(PolicyRepository::new()),
+            endpoints: RwLock::new(EndpointTable::new()),
+            cidrs: Mutex::new(CidrIdentities::new()),
+            changes,
+        })
+    }
+
+    /// The cluster name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The identity allocator.
+    pub fn allocator(&self) -> &Arc<dyn IdentityAllocator> {
+        &self.allocator
+    }
+
+    /// A receiver that changes whenever the datapath needs a recompile.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Asks for a recompile (policy or endpoints changed, or identities
+    /// known cluster-wide changed).
+    pub fn request_sync(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// The current policy revision.
+    pub fn policy_revision(&self) -> u64 {
+        read(&self.repository).revision()
+    }
+
+    /// Imports policy text; on error nothing changes.
+    pub fn import_policy(&self, text: &str) -> Result<ImportOutcome, PolicyError> {
+        let outcome = write(&self.repository).import(text)?;
+        self.request_sync();
+        Ok(outcome)
+    }
+
+    /// Deletes rules; returns the new revision.
+    pub fn delete_policy(&self, selector: &DeleteSelector) -> Result<u64, PolicyError> {
+        let repository = &mut write(&self.repository);
+        let before = repository.revision();
+        let revision = repository.delete(selector)?;
+        if revision != before {
+            self.request_sync();
+        }
+        Ok(revision)
+    }
+
+    /// The rules as `cilium policy get` prints them, and the revision.
+    pub fn policy_json(&self) -> (String, u64) {
+        let repository = read(&self.repository);
+        (repository.rules_json(), repository.revision())
+    }
+
+    /// Every endpoint, by id.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        read(&self.endpoints).iter().cloned().collect()
+    }
+
+    /// Every endpoint with its enforcement, by id.
+    pub fn endpoints_with_enforcement(&self) -> Vec<(Endpoint, Enforcement)> {
+        let endpoints = self.endpoints();
+        let repository = read(&self.repository);
+        endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let enforcement = enforcement_for(repository.rules(), &endpoint.labels);
+                (endpoint, enforcement)
+            })
+            .collect()
+    }
+
+    /// Every identity known: reserved, allocated and CIDR, by number.
+    pub fn identities(&self) -> Vec<(Identity, LabelSet)> {
+        let mut all = self.allocator.list();
+        all.extend(lock(&self.cidrs).list());
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// Compiles the policy for the current endpoints, first bringing the
+    /// CIDR identities in line with the rules.
+    pub fn compile(&self) -> Result<CompiledPolicy, IdentityError> {
+        let repository = read(&self.repository);
+        let local = read(&self.endpoints).local_identities();
+        let identities = self.allocator.list();
+        let mut cidrs = lock(&self.cidrs);
+        cidrs.sync(&repository.cidr_prefixes())?;
+        Ok(compile(&CompileInput {
+            rules: repository.rules(),
+            local: &local,
+            identities: &identities,
+            cidrs: &cidrs,
+            cluster: &self.cluster,
+        }))
+    }
+
+    /// Applies a watcher event: allocates or releases identities and
+    /// updates the endpoint table, then asks for a recompile.
+    pub async fn apply_endpoint_event(&self, event: EndpointEvent) -> Result<(), IdentityError> {
+        match event {
+            EndpointEvent::Added(watched) => {
+                let endpoint = self.resolve(watched).await?;
+                let replaced = write(&self.endpoints).insert(endpoint);
+                if let Some(old) = replaced {
+                    self.allocator.release(old.identity).await?;
+                }
+            }
+            EndpointEvent::Updated { current, .. } => {
+                let endpoint = self.resolve(current).await?;
+                let replaced = write(&self.endpoints).insert(endpoint);
+                if let Some(old) = replaced {
+                    // Release after the new allocation so an unchanged label
+                    // set keeps its number.
+                    self.allocator.release(old.identity).await?;
+                }
+            }
+            EndpointEvent::Removed(watched) => {
+                let removed = write(&self.endpoints).remove(watched.id);
+                if let Some(old) = removed {
+                    self.allocator.release(old.identity).await?;
+                }
+            }
+            EndpointEvent::Rejected { .. } => return Ok(()),
+        }
+        self.request_sync();
+        Ok(())
+    }
+
+    async fn resolve(&self, watched: WatchedEndpoint) -> Result<Endpoint, IdentityError> {
+        let labels = security_labels(&watched.spec, &self.cluster);
+        let identity = self.allocator.allocate(&labels).await?;
+        Ok(Endpoint {
+            id: watched.id,
+            path: watched.path,
+            spec: watched.spec,
+            labels,
+            identity,
+            status: EndpointStatus::Ready,
+        })
+    }
+}
