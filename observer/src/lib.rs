@@ -5,8 +5,26 @@
 //!   detect being overtaken.
 //! - [`compact`]: the compact form flows are stored in, filterable in place.
 //! - [`store`]: the flow ring (records + interning tables).
+//! - [`ingest`]: the bounded, never-blocking queue from the agent to the ring writer.
+//! - [`observer`]: a node's observer (rings, counters, configuration).
+//! - [`server`] and [`service`]: `observer.Observer` over gRPC.
+//! - [`serve`]: serving it on the Unix socket and TCP with health and reflection.
+//! - [`replay`]: feeding a captured `hubble observe -o jsonpb` file into the observer.
 
 pub mod compact;
+pub mod error;
+pub mod events;
+pub mod ingest;
+pub mod observer;
 pub mod ring;
-pub mod store;
 pub mod sample;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::ObserverError;
+pub use ingest::IngestHandle;
+pub use observer::{LocalObserver, ObserverConfig};
+pub use server::ObserverService;
+pub mod replay;
+pub mod serve;

@@ -1,0 +1,253 @@
+//! The path from the agent into the rings: a bounded queue that producers never wait
+//! on, and the one thread that drains it and writes the rings.
+//!
+//! A full queue discards the event and counts it; at most once per second the count
+//! becomes a `LostEvent` (source `OBSERVER_EVENTS_QUEUE`) written into the flow ring,
+//! as upstream does. Kernel-side losses reported by the agent go through the same
+//! queue; if the queue is full their counts are kept aside and written as one
+//! `PERF_EVENT_RING_BUFFER` notice, so no loss is ever lost.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use proto::flow::{AgentEvent, DebugEvent, Flow, LostEvent, LostEventSource};
+
+use crate::events::{EventWriter, Timed};
+use crate::store::FlowStoreWriter;
+
+/// Events the queue holds between the agent and the ring writer. The writer stores
+/// millions of flows per second, so the queue only absorbs bursts and moments when
+/// the writer thread is descheduled: 16384 events is ~8 ms at the 2 M/s target and
+/// ~4 MB of boxed flows at most (upstream sizes its monitor queue similarly, in
+/// thousands of events per CPU).
+pub const INGEST_QUEUE_CAPACITY: usize = 16_384;
+
+/// How often queue discards are turned into one lost-events notice.
+pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many queued events the writer drains before checking the clock.
+const DRAIN_BATCH: usize = 1024;
+
+/// What travels through the queue.
+enum IngestEvent {
+    Flow(Box<Flow>),
+    Lost(LostEvent),
+    Agent(Box<AgentEvent>),
+    Debug(Box<DebugEvent>),
+}
+
+/// Counters shared by producers, the writer and the status service.
+#[derive(Default)]
+pub struct IngestStats {
+    /// Flows written into the ring.
+    pub seen_flows: AtomicU64,
+    /// Events discarded because the queue was full, since start.
+    pub queue_discards: AtomicU64,
+    /// Discards not yet reported as a lost-events notice.
+    pending_discards: AtomicU64,
+    /// Unix nanoseconds of the first and last pending discard.
+    first_discard_ns: AtomicU64,
+    last_discard_ns: AtomicU64,
+    /// Kernel-side losses whose notice could not be queued.
+    pending_kernel_lost: AtomicU64,
+}
+
+impl IngestStats {
+    fn note_discard(&self) {
+        let now = unix_nanos();
+        self.queue_discards.fetch_add(1, Ordering::Relaxed);
+        self.pending_discards.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .first_discard_ns
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.last_discard_ns.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Where the agent pushes what it observed. Cheap to clone; pushing never blocks.
+#[derive(Clone)]
+pub struct IngestHandle {
+    tx: SyncSender<IngestEvent>,
+    stats: Arc<IngestStats>,
+}
+
+impl IngestHandle {
+    fn push(&self, event: IngestEvent) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(TrySendError::Full(IngestEvent::Lost(lost))) => {
+                self.stats
+                    .pending_kernel_lost
+                    .fetch_add(lost.num_events_lost, Ordering::Relaxed);
+                false
+            }
+            Err(TrySendError::Full(_)) => {
+                self.stats.note_discard();
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Queues a decoded, enriched flow. Returns `false` if it was discarded (counted,
+    /// and reported as lost events).
+    pub fn push_flow(&self, flow: Flow) -> bool {
+        self.push(IngestEvent::Flow(Box::new(flow)))
+    }
+
+    /// Queues a flow, waiting (asynchronously) while the queue is full instead of
+    /// discarding it. For replaying captures, where nothing should be dropped.
+    pub async fn push_flow_wait(&self, flow: Flow) -> bool {
+        let mut event = IngestEvent::Flow(Box::new(flow));
+        loop {
+            match self.tx.try_send(event) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(back)) => {
+                    event = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+    }
+
+    /// Queues a loss the datapath reported (e.g. `PERF_EVENT_RING_BUFFER` with the
+    /// count and CPU). If the queue is full the count is kept and written later.
+    pub fn push_lost_event(&self, lost: LostEvent) -> bool {
+        self.push(IngestEvent::Lost(lost))
+    }
+
+    /// Queues an agent event (endpoint created, policy updated, ...).
+    pub fn push_agent_event(&self, event: AgentEvent) -> bool {
+        self.push(IngestEvent::Agent(Box::new(event)))
+    }
+
+    /// Queues a datapath debug event.
+    pub fn push_debug_event(&self, event: DebugEvent) -> bool {
+        self.push(IngestEvent::Debug(Box::new(event)))
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> &Arc<IngestStats> {
+        &self.stats
+    }
+}
+
+/// The rings' writers, owned by the ingest thread.
+pub(crate) struct Writers {
+    pub flows: FlowStoreWriter,
+    pub agent: EventWriter<AgentEvent>,
+    pub debug: EventWriter<DebugEvent>,
+}
+
+/// Shared state the writer updates besides the rings.
+pub(crate) struct WriterContext {
+    pub stats: Arc<IngestStats>,
+    pub namespaces: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// Starts the writer thread; it ends when every handle is dropped.
+pub(crate) fn start(
+    writers: Writers,
+    ctx: WriterContext,
+) -> std::io::Result<IngestHandle> {
+    let (tx, rx) = mpsc::sync_channel(INGEST_QUEUE_CAPACITY);
+    let handle = IngestHandle {
+        tx,
+        stats: Arc::clone(&ctx.stats),
+    };
+    std::thread::Builder::new()
+        .name("observer-ingest".into())
+        .spawn(move || run(rx, writers, ctx))?;
+    Ok(handle)
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The current time as a protobuf timestamp.
+pub fn now_timestamp() -> pbjson_types::Timestamp {
+    timestamp_from_nanos(unix_nanos())
+}
+
+fn timestamp_from_nanos(ns: u64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: (ns / 1_000_000_000) as i64,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
+}
+
+fn run(rx: mpsc::Receiver<IngestEvent>, mut writers: Writers, ctx: WriterContext) {
+    let mut last_report = Instant::now();
+    loop {
+        match rx.recv_timeout(LOSS_REPORT_INTERVAL) {
+            Ok(event) => {
+                handle(&mut writers, &ctx, event);
+                for event in rx.try_iter().take(DRAIN_BATCH) {
+                    handle(&mut writers, &ctx, event);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                report_losses(&mut writers, &ctx);
+                return;
+            }
+        }
+        if last_report.elapsed() >= LOSS_REPORT_INTERVAL {
+            report_losses(&mut writers, &ctx);
+            last_report = Instant::now();
+        }
+    }
+}
+
+fn handle(writers: &mut Writers, ctx: &WriterContext, event: IngestEvent) {
+    match event {
+        IngestEvent::Flow(flow) => {
+            let namespaces = &ctx.namespaces;
+            writers.flows.push_flow(*flow, &mut |endpoint| {
+                if !endpoint.namespace.is_empty() {
+                    if let Ok(mut set) = namespaces.lock() {
+                        set.insert(endpoint.namespace.clone());
+                    }
+                }
+            });
+            ctx.stats.seen_flows.fetch_add(1, Ordering::Relaxed);
+        }
+        IngestEvent::Lost(lost) => writers.flows.push_lost(lost, now_timestamp()),
+        IngestEvent::Agent(event) => writers.agent.push(Timed::now(*event)),
+        IngestEvent::Debug(event) => writers.debug.push(Timed::now(*event)),
+    }
+}
+
+/// Writes pending queue discards and kernel losses as lost-events notices.
+fn report_losses(writers: &mut Writers, ctx: &WriterContext) {
+    let stats = &ctx.stats;
+    let discards = stats.pending_discards.swap(0, Ordering::Relaxed);
+    if discards > 0 {
+        let first = stats.first_discard_ns.swap(0, Ordering::Relaxed);
+        let last = stats.last_discard_ns.load(Ordering::Relaxed);
+        let lost = LostEvent {
+            source: LostEventSource::ObserverEventsQueue as i32,
+            num_events_lost: discards,
+            cpu: None,
+            first: (first > 0).then(|| timestamp_from_nanos(first)),
+            last: (last > 0).then(|| timestamp_from_nanos(last.max(first))),
+        };
+        writers.flows.push_lost(lost, now_timestamp());
+    }
+    let kernel = stats.pending_kernel_lost.swap(0, Ordering::Relaxed);
+    if kernel > 0 {
+        let lost = LostEvent {
+            source: LostEventSource::PerfEventRingBuffer as i32,
+            num_events_lost: kernel,
+            ..Default::default()
+        };
+        writers.flows.push_lost(lost, now_timestamp());
+    }
+}

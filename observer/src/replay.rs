@@ -1,0 +1,191 @@
+//! Replaying a capture: a file of JSON lines as `hubble observe -o jsonpb` prints them
+//! (one `GetFlowsResponse` per line) or as `-o json` prints them (one bare `Flow` per
+//! line) is fed into the observer, optionally re-timestamped, paced and looped.
+//!
+//! A line that is not a flow is reported with its number and reason, counted and
+//! skipped. Lines that are valid responses without a flow (lost events, node status)
+//! are skipped silently.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proto::flow::Flow;
+use proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
+
+use crate::ingest::{now_timestamp, IngestHandle};
+
+/// Bad lines reported in full; beyond this only their count grows.
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
+/// How to replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Set each flow's time to the moment it is replayed.
+    pub retimestamp: bool,
+    /// Flows per second (`None` or 0: as fast as the ring takes them).
+    pub rate: Option<f64>,
+    /// Start over at the end of the file, until the future is dropped.
+    pub repeat: bool,
+}
+
+/// One line that could not be replayed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: u64,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read replay file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("replay file {path} holds no flow")]
+    NoFlows { path: PathBuf },
+    #[error("the observer stopped accepting flows")]
+    Closed,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplayStats {
+    /// Flows pushed into the observer.
+    pub flows: u64,
+    /// Lines skipped because they were not valid JSON of a response or flow.
+    pub bad_lines: u64,
+    /// The first bad lines, with reasons.
+    pub errors: Vec<LineError>,
+    /// Times the file was read through.
+    pub passes: u64,
+}
+
+/// Parses one line into a flow. `Ok(None)` for a valid response without a flow.
+pub fn parse_line(line: &str) -> Result<Option<Flow>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(object) = value.as_object() else {
+        return Err("expected a JSON object".to_string());
+    };
+    // A bare Flow never has these keys; a GetFlowsResponse has one of them.
+    let is_response = ["flow", "lost_events", "node_status"]
+        .iter()
+        .any(|k| object.contains_key(*k));
+    if is_response {
+        let resp: GetFlowsResponse =
+            serde_json::from_value(value).map_err(|e| format!("not a GetFlowsResponse: {e}"))?;
+        return Ok(match resp.response_types {
+            Some(ResponseTypes::Flow(flow)) => Some(flow),
+            _ => None,
+        });
+    }
+    serde_json::from_value::<Flow>(value)
+        .map(Some)
+        .map_err(|e| format!("not a Flow: {e}"))
+}
+
+/// Replays `path` into the observer behind `ingest`. Runs until the file is done (or
+/// forever with `repeat`: drop the future to stop it).
+pub async fn replay(
+    path: &Path,
+    options: &ReplayOptions,
+    ingest: &IngestHandle,
+) -> Result<ReplayStats, ReplayError> {
+    let io_err = |source| ReplayError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stats = ReplayStats::default();
+    let rate = options.rate.filter(|r| *r > 0.0 && r.is_finite());
+    let started = Instant::now();
+    loop {
+        let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+        let mut lines = BufReader::new(file).lines();
+        let mut number = 0u64;
+        let flows_before = stats.flows;
+        while let Some(line) = lines.next_line().await.map_err(io_err)? {
+            number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut flow = match parse_line(&line) {
+                Ok(Some(flow)) => flow,
+                Ok(None) => continue,
+                Err(reason) => {
+                    stats.bad_lines += 1;
+                    let error = LineError {
+                        line: number,
+                        reason,
+                    };
+                    tracing::warn!(file = %path.display(), "skipping replay {error}");
+                    if stats.errors.len() < MAX_REPORTED_ERRORS {
+                        stats.errors.push(error);
+                    }
+                    continue;
+                }
+            };
+            if let Some(rate) = rate {
+                let due = started + Duration::from_secs_f64(stats.flows as f64 / rate);
+                tokio::time::sleep_until(due).await;
+            }
+            if options.retimestamp {
+                flow.time = Some(now_timestamp());
+            }
+            if !ingest.push_flow_wait(flow).await {
+                return Err(ReplayError::Closed);
+            }
+            stats.flows += 1;
+        }
+        stats.passes += 1;
+        if stats.flows == flows_before {
+            if stats.flows == 0 {
+                return Err(ReplayError::NoFlows {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(stats);
+        }
+        if !options.repeat {
+            return Ok(stats);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample;
+
+    #[test]
+    fn parses_jsonpb_and_bare_flow_lines() {
+        let flow = sample::flow(5);
+        let resp = GetFlowsResponse {
+            time: flow.time,
+            node_name: flow.node_name.clone(),
+            response_types: Some(ResponseTypes::Flow(flow.clone())),
+        };
+        let jsonpb = proto::json::to_string(&resp);
+        assert_eq!(parse_line(&jsonpb), Ok(Some(flow.clone())));
+        let bare = proto::json::to_string(&flow);
+        assert_eq!(parse_line(&bare), Ok(Some(flow)));
+        let lost = r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"3"},"node_name":"n"}"#;
+        assert_eq!(parse_line(lost), Ok(None));
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        let err = parse_line("{not json").expect_err("garbage");
+        assert!(err.contains("not JSON"), "{err}");
+        let err = parse_line("[1,2]").expect_err("array");
+        assert!(err.contains("object"), "{err}");
+        let err = parse_line(r#"{"flow":{"verdict":"MAYBE"}}"#).expect_err("bad enum");
+        assert!(err.contains("GetFlowsResponse"), "{err}");
+    }
+}
