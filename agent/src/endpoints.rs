@@ -16,6 +16,7 @@ use crate::identity::Identity;
 use crate::labels::LabelSet;
 
 mod ids;
+mod scanner;
 mod table;
 mod watcher;
 

@@ -11,9 +11,13 @@
 mod api;
 mod compile;
 mod document;
+mod icmp;
+mod kubernetes;
+mod l7;
 mod peers;
 mod ports;
 mod repository;
+mod resolve;
 mod selector;
 
 pub use api::{
@@ -28,10 +32,11 @@ pub use document::{
     parse_policy, ParsedPolicy, DEFAULT_NAMESPACE, POLICY_DERIVED_FROM_KEY, POLICY_NAMESPACE_KEY,
     POLICY_NAME_KEY, POLICY_UID_KEY,
 };
+pub use icmp::{IcmpFamily, IcmpField, IcmpRule, IcmpType};
+pub use l7::{DnsRule, HttpRule, L7Rules};
 pub use peers::{Cidr, CidrRule, Entity, Unsupported};
 pub use ports::{
-    proto, DnsRule, HttpRule, IcmpFamily, IcmpField, IcmpRule, IcmpType, L7Rules, Port,
-    PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,
+    proto, Port, PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,
 };
 pub use repository::{DeleteSelector, ImportOutcome, PolicyRepository};
 pub use selector::{split_key, EndpointSelector, Operator, Requirement};

@@ -165,3 +165,80 @@ fn read_policy_file(file: &Path) -> Result<String, AdminError> {
         std::fs::read_to_string(file).map_err(io)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: AdminCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<AdminCommand, String> {
+        Cli::try_parse_from(std::iter::once("hubble-agent").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+            .map_err(|e| e.kind().to_string())
+    }
+
+    #[test]
+    fn parses_the_subcommands() {
+        assert_eq!(
+            parse(&["endpoint", "list"]),
+            Ok(AdminCommand::Endpoint(EndpointCommand::List))
+        );
+        assert_eq!(
+            parse(&["endpoint", "ls"]),
+            Ok(AdminCommand::Endpoint(EndpointCommand::List))
+        );
+        assert_eq!(
+            parse(&["identity", "list"]),
+            Ok(AdminCommand::Identity(IdentityCommand::List))
+        );
+        assert_eq!(
+            parse(&["policy", "get"]),
+            Ok(AdminCommand::Policy(PolicyCommand::Get))
+        );
+        assert_eq!(
+            parse(&["policy", "import", "rule1.yaml"]),
+            Ok(AdminCommand::Policy(PolicyCommand::Import {
+                file: "rule1.yaml".into()
+            }))
+        );
+        assert_eq!(
+            parse(&["policy", "delete", "--all"]),
+            Ok(AdminCommand::Policy(PolicyCommand::Delete {
+                all: true,
+                namespace: None,
+                target: vec![]
+            }))
+        );
+        assert_eq!(
+            parse(&["policy", "delete", "rule1", "-n", "default"]),
+            Ok(AdminCommand::Policy(PolicyCommand::Delete {
+                all: false,
+                namespace: Some("default".into()),
+                target: vec!["rule1".into()],
+            }))
+        );
+        assert!(parse(&["policy", "delete"]).is_err());
+        assert!(parse(&["policy", "delete", "--all", "rule1"]).is_err());
+        assert!(parse(&["policy", "frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn delete_targets() {
+        assert_eq!(delete_request(true, None, &[]), Ok(DeleteRequest::All));
+        assert_eq!(
+            delete_request(false, None, &["k8s:app=web".into(), "team=a".into()]),
+            Ok(DeleteRequest::Labels(vec![
+                "k8s:app=web".into(),
+                "team=a".into()
+            ]))
+        );
+        assert!(delete_request(false, None, &["a".into(), "b".into()]).is_err());
+    }
+}

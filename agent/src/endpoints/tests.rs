@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::watcher::Scanner;
+use super::scanner::Scanner;
 use super::*;
 
 const XWING: &str = "name: xwing                # pod name

@@ -7,8 +7,9 @@
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::icmp::IcmpRule;
 use super::peers::{Cidr, CidrRule, Entity, Unsupported};
-use super::ports::{IcmpRule, PortDenyRule, PortRule};
+use super::ports::{PortDenyRule, PortRule};
 use super::selector::EndpointSelector;
 use crate::labels::{Label, LabelSet, SOURCE_UNSPEC};
 
