@@ -23,7 +23,7 @@ mod watcher;
 pub use ids::{EndpointIds, MAX_ENDPOINT_ID};
 pub use table::EndpointTable;
 pub use watcher::{
-    watch_endpoints, EndpointEvent, EndpointWatcher, WatchedEndpoint, WatcherConfig,
+    watch_endpoints, EndpointEvent, EndpointWatcher, WatchedEndpoint, WatcherConfig, WatcherStats,
     ENDPOINT_EVENTS_CAPACITY,
 };
 
