@@ -1,0 +1,125 @@
+//! `hubble observe agent-events` and `hubble observe debug-events`.
+
+use std::io::{self, Write};
+
+use proto::observer::{observer_client::ObserverClient, GetAgentEventsRequest, GetDebugEventsRequest};
+
+use super::{base_printer_options, new_printer, output_format, request, Context};
+use crate::cli::EventsArgs;
+use crate::conn::{self, rpc_error_for_stream, ConnOptions};
+
+/// Events printed when neither follow mode nor a range is asked for.
+const DEFAULT_EVENT_COUNT: u64 = 20;
+
+struct EventsPlan {
+    number: u64,
+    follow: bool,
+    since: Option<pbjson_types::Timestamp>,
+    until: Option<pbjson_types::Timestamp>,
+}
+
+fn plan(args: &EventsArgs, ctx: &Context) -> anyhow::Result<(EventsPlan, crate::printer::PrinterOptions)> {
+    let selectors = request::parse_selectors(&args.selectors)?;
+    let (output, _) = output_format(&args.formatting.output, selectors.follow)?;
+    let printer = base_printer_options(&args.formatting, output, ctx.debug);
+    // Only the time range is shared with flows; first/last rules differ.
+    let no_first = request::Selectors {
+        first: 0,
+        last: 0,
+        all: false,
+        ..selectors.clone()
+    };
+    let range = request::range(&no_first, true, chrono::Utc::now())?;
+    let mut number = selectors.last;
+    if range.since.is_none() && range.until.is_none() {
+        if selectors.all {
+            number = u64::MAX;
+        } else if selectors.last == 0 {
+            number = DEFAULT_EVENT_COUNT;
+        }
+    }
+    Ok((
+        EventsPlan {
+            number,
+            follow: selectors.follow,
+            since: range.since,
+            until: range.until,
+        },
+        printer,
+    ))
+}
+
+pub async fn run_agent_events(args: &EventsArgs, ctx: &mut Context) -> anyhow::Result<()> {
+    let (plan, opts) = plan(args, ctx)?;
+    let mut printer = new_printer(opts, args.other.silent_errors.unwrap_or(false));
+    let channel = conn::connect(&ConnOptions::from_settings(&ctx.settings)?).await?;
+    let mut client = ObserverClient::new(channel);
+    let req = GetAgentEventsRequest {
+        number: plan.number,
+        first: false,
+        follow: plan.follow,
+        since: plan.since,
+        until: plan.until,
+    };
+    let mut stream = client
+        .get_agent_events(req)
+        .await
+        .map_err(|s| anyhow::anyhow!(rpc_error_for_stream(&s)))?
+        .into_inner();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            message = stream.message() => match message {
+                Ok(Some(res)) => {
+                    printer.write_agent_event(&res)?;
+                    printer.out_mut().flush()?;
+                }
+                Ok(None) => break,
+                Err(s) if s.code() == tonic::Code::Cancelled => break,
+                Err(s) => anyhow::bail!(rpc_error_for_stream(&s)),
+            },
+        }
+    }
+    printer.close()?;
+    Ok(())
+}
+
+pub async fn run_debug_events(args: &EventsArgs, ctx: &mut Context) -> anyhow::Result<()> {
+    let (plan, opts) = plan(args, ctx)?;
+    let mut printer = new_printer(opts, args.other.silent_errors.unwrap_or(false));
+    let channel = conn::connect(&ConnOptions::from_settings(&ctx.settings)?).await?;
+    let mut client = ObserverClient::new(channel);
+    let req = GetDebugEventsRequest {
+        number: plan.number,
+        first: false,
+        follow: plan.follow,
+        since: plan.since,
+        until: plan.until,
+    };
+    let mut stream = client
+        .get_debug_events(req)
+        .await
+        .map_err(|s| anyhow::anyhow!(rpc_error_for_stream(&s)))?
+        .into_inner();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            message = stream.message() => match message {
+                Ok(Some(res)) => {
+                    printer.write_debug_event(&res)?;
+                    printer.out_mut().flush()?;
+                }
+                Ok(None) => break,
+                Err(s) if s.code() == tonic::Code::Cancelled => break,
+                Err(s) => anyhow::bail!(rpc_error_for_stream(&s)),
+            },
+        }
+    }
+    printer.close()?;
+    let _ = io::stdout().flush();
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The `hubble` binary.
+
+fn main() -> std::process::ExitCode {
+    hubble_cli::run()
+}
