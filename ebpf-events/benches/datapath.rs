@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ebpf_events::abi::EventHeader;
-use ebpf_events::constants::{message_type, trace_point};
+use ebpf_events::constants::{message_type, monitor_aggregation, trace_point};
 use ebpf_events::encode::encode_record;
 use ebpf_events::loader::{Datapath, DatapathConfig, ProgramStats, EVENT_CHANNEL_CAPACITY};
 use ebpf_events::{decode, DatapathEvent, EndpointEntry, IpcacheEntry};
@@ -126,6 +126,7 @@ fn main() -> Result<()> {
     let read_before = reader_stats.records_read();
     let discarded_before = reader_stats.records_discarded();
     let decoded_before = decoded.load(Ordering::Relaxed);
+    let wakeups_before = reader_stats.wakeups();
     let started = Instant::now();
     let sent = flood(&topology.pods[0].netns, target, None, FLOOD)?;
     std::thread::sleep(Duration::from_millis(300));
@@ -140,31 +141,41 @@ fn main() -> Result<()> {
         decoded.load(Ordering::Relaxed) - decoded_before,
         datapath.kernel_lost()? - lost_before,
         reader_stats.records_discarded() - discarded_before,
-        reader_stats.wakeups(),
+        reader_stats.wakeups() - wakeups_before,
     );
     sink.store(true, Ordering::Relaxed);
 
-    // Alternate the order (with, without, without, with) so drift of the
-    // machine's speed affects both sides alike.
     let server = topology.pods[1].ipv4.to_string();
     let (client_ns, server_ns) = (&topology.pods[0].netns, &topology.pods[1].netns);
-    let mut with = iperf(client_ns, server_ns, &server)?;
+    let aggregation_medium = DatapathConfig {
+        monitor_aggregation: monitor_aggregation::MEDIUM,
+        ..DatapathConfig::default()
+    };
+    let off = DatapathConfig {
+        events_enabled: false,
+        ..DatapathConfig::default()
+    };
+    println!("iperf3 TCP, {IPERF_SECONDS} s per run, Gbit/s (ratio to no programs):");
     for pod in &topology.pods {
         datapath.detach(&pod.host_veth)?;
     }
-    let mut without = iperf(client_ns, server_ns, &server)?;
-    without += iperf(client_ns, server_ns, &server)?;
+    let without = iperf(client_ns, server_ns, &server)?;
+    println!("  {:44} {:6.2}", "no programs", without / 1e9);
     for pod in &topology.pods {
         datapath.attach(&pod.host_veth)?;
     }
-    with += iperf(client_ns, server_ns, &server)?;
-    println!(
-        "iperf3 TCP, 2 x {IPERF_SECONDS} s each: with programs {:.2} Gbit/s, without {:.2} Gbit/s, \
-         ratio {:.3}",
-        with / 2e9,
-        without / 2e9,
-        with / without
-    );
+    for (name, config) in [
+        (
+            "programs, events for every packet",
+            DatapathConfig::default(),
+        ),
+        ("programs, monitor aggregation medium", aggregation_medium),
+        ("programs, events off", off),
+    ] {
+        datapath.set_config(config)?;
+        let with = iperf(client_ns, server_ns, &server)?;
+        println!("  {name:44} {:6.2} ({:.3})", with / 1e9, with / without);
+    }
     drop(datapath);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
@@ -238,7 +249,7 @@ fn flood(netns: &str, to: SocketAddr, count: Option<u64>, limit: Duration) -> Re
         let deadline = Instant::now() + limit;
         let mut sent = 0u64;
         while count.is_none_or(|c| sent < c) {
-            if sent % 1024 == 0 && Instant::now() > deadline {
+            if sent.is_multiple_of(1024) && Instant::now() > deadline {
                 break;
             }
             if socket.send(&payload).is_ok() {

@@ -541,9 +541,14 @@ ct_lookup(const struct ct_key *k, const struct packet_info *p, __u64 now,
 	flags = e->flags | add_flags;
 	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
 		flags |= CT_F_CLOSING;
-	if (flags != e->flags)
+	if (flags != e->flags) {
 		e->flags = flags;
-	e->expires_ns = now + ct_timeout(p, flags);
+		e->expires_ns = now + ct_timeout(p, flags);
+	} else if (now + ct_timeout(p, flags) - e->expires_ns > NSEC_PER_SEC) {
+		/* Refresh at most once a second: fewer writes to a shared
+		 * cache line on busy connections. */
+		e->expires_ns = now + ct_timeout(p, flags);
+	}
 	return e;
 }
 

@@ -113,3 +113,116 @@ pub mod monitor_aggregation {
     /// Trace records only for new connections and TCP SYN, FIN and RST.
     pub const MEDIUM: u32 = 1;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi;
+
+    /// The `#define`s of the C header, so both sides are checked to agree.
+    fn header_value(name: &str) -> u64 {
+        let header = include_str!("../bpf/events.h");
+        let line = header
+            .lines()
+            .find(|line| line.split_whitespace().take(2).eq(["#define", name]))
+            .unwrap_or_else(|| panic!("events.h has no #define {name}"));
+        let value = line.split_whitespace().nth(2).unwrap_or_default();
+        let value = value.trim_start_matches('(');
+        if let Some(shift) = line.split("<<").nth(1) {
+            let shift: u64 = shift.trim().trim_end_matches(')').parse().expect("shift");
+            return 1 << shift;
+        }
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("#define {name} is not a number: {line}"))
+    }
+
+    #[test]
+    fn rust_constants_match_events_h() {
+        let pairs: &[(&str, u64)] = &[
+            ("EVENT_ABI_VERSION", u64::from(abi::EVENT_ABI_VERSION)),
+            ("EVENT_PACKET_CAP", abi::EVENT_PACKET_CAP as u64),
+            ("MSG_TYPE_DROP", u64::from(message_type::DROP)),
+            ("MSG_TYPE_TRACE", u64::from(message_type::TRACE)),
+            (
+                "MSG_TYPE_POLICY_VERDICT",
+                u64::from(message_type::POLICY_VERDICT),
+            ),
+            ("TRACE_TO_LXC", u64::from(trace_point::TO_LXC)),
+            ("TRACE_TO_STACK", u64::from(trace_point::TO_STACK)),
+            ("TRACE_FROM_LXC", u64::from(trace_point::FROM_LXC)),
+            ("CT_STATE_UNKNOWN", u64::from(trace_reason::UNKNOWN)),
+            ("CT_STATE_NEW", u64::from(trace_reason::NEW)),
+            ("CT_STATE_ESTABLISHED", u64::from(trace_reason::ESTABLISHED)),
+            ("CT_STATE_REPLY", u64::from(trace_reason::REPLY)),
+            ("CT_STATE_RELATED", u64::from(trace_reason::RELATED)),
+            ("DROP_POLICY_DENIED", u64::from(drop_reason::POLICY_DENIED)),
+            (
+                "DROP_INVALID_PACKET",
+                u64::from(drop_reason::INVALID_PACKET),
+            ),
+            (
+                "DROP_CT_INVALID_HEADER",
+                u64::from(drop_reason::CT_TRUNCATED_OR_INVALID_HEADER),
+            ),
+            (
+                "DROP_INVALID_IPV6_EXTENSION_HEADER",
+                u64::from(drop_reason::INVALID_IPV6_EXTENSION_HEADER),
+            ),
+            (
+                "DROP_FRAG_NOT_SUPPORTED",
+                u64::from(drop_reason::IP_FRAGMENTATION_NOT_SUPPORTED),
+            ),
+            ("POLICY_MATCH_NONE", u64::from(policy_match::NONE)),
+            ("POLICY_MATCH_L3_ONLY", u64::from(policy_match::L3_ONLY)),
+            ("POLICY_MATCH_L3_L4", u64::from(policy_match::L3_L4)),
+            ("POLICY_MATCH_L4_ONLY", u64::from(policy_match::L4_ONLY)),
+            ("POLICY_MATCH_ALL", u64::from(policy_match::ALL)),
+            ("POLICY_ACTION_ALLOWED", u64::from(policy_action::ALLOWED)),
+            ("POLICY_ACTION_DENIED", u64::from(policy_action::DENIED)),
+            ("POLICY_ACTION_AUDIT", u64::from(policy_action::AUDIT)),
+            ("DIR_INGRESS", abi::Direction::Ingress as u64),
+            ("DIR_EGRESS", abi::Direction::Egress as u64),
+            ("EVENT_FLAG_IPV6", u64::from(abi::EVENT_FLAG_IPV6)),
+            ("EVENT_FLAG_IS_REPLY", u64::from(abi::EVENT_FLAG_IS_REPLY)),
+            (
+                "EVENT_FLAG_TO_ENDPOINT",
+                u64::from(abi::EVENT_FLAG_TO_ENDPOINT),
+            ),
+            ("IPCACHE_FAMILY_IPV4", u64::from(abi::FAMILY_IPV4)),
+            ("IPCACHE_FAMILY_IPV6", u64::from(abi::FAMILY_IPV6)),
+            (
+                "IPCACHE_PREFIX_OFFSET_BITS",
+                u64::from(abi::IPCACHE_PREFIX_OFFSET_BITS),
+            ),
+            (
+                "IPCACHE_FLAG_LOCAL_ENDPOINT",
+                u64::from(abi::IPCACHE_FLAG_LOCAL_ENDPOINT),
+            ),
+            (
+                "ENDPOINT_F_INGRESS_ENFORCE",
+                u64::from(abi::ENDPOINT_F_INGRESS_ENFORCE),
+            ),
+            (
+                "ENDPOINT_F_EGRESS_ENFORCE",
+                u64::from(abi::ENDPOINT_F_EGRESS_ENFORCE),
+            ),
+            ("ENDPOINT_F_AUDIT", u64::from(abi::ENDPOINT_F_AUDIT)),
+            (
+                "MONITOR_AGGREGATION_NONE",
+                u64::from(monitor_aggregation::NONE),
+            ),
+            (
+                "MONITOR_AGGREGATION_MEDIUM",
+                u64::from(monitor_aggregation::MEDIUM),
+            ),
+        ];
+        for (name, rust) in pairs {
+            assert_eq!(
+                header_value(name),
+                *rust,
+                "{name} differs between events.h and Rust"
+            );
+        }
+    }
+}

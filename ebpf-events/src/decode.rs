@@ -8,7 +8,7 @@ use core::mem::{offset_of, size_of};
 
 use crate::abi::{
     EventHeader, PacketRecord, PolicyVerdictInfo, PolicyVerdictRecord, EVENT_ABI_VERSION,
-    EVENT_FLAG_IPV6, EVENT_FLAG_IS_REPLY, EVENT_FLAG_TO_ENDPOINT,
+    EVENT_FLAG_IPV6, EVENT_FLAG_IS_REPLY, EVENT_FLAG_TO_ENDPOINT, EVENT_PACKET_CAP,
 };
 use crate::constants::message_type;
 
@@ -203,7 +203,9 @@ fn packet_bytes<'a>(
     header: &EventHeader,
     offset: usize,
 ) -> Result<&'a [u8], DecodeError> {
-    let available = record.len().saturating_sub(offset);
+    // The packet area is EVENT_PACKET_CAP bytes even if the record were
+    // longer, so a larger cap_len is corrupt either way.
+    let available = record.len().saturating_sub(offset).min(EVENT_PACKET_CAP);
     if record.len() < offset {
         return Err(DecodeError::Truncated {
             what: "record",
@@ -211,13 +213,15 @@ fn packet_bytes<'a>(
             need: offset,
         });
     }
+    let too_large = DecodeError::CapLenTooLarge {
+        cap_len: header.cap_len,
+        available,
+    };
     let cap_len = usize::from(header.cap_len);
-    record
-        .get(offset..offset + cap_len)
-        .ok_or(DecodeError::CapLenTooLarge {
-            cap_len: header.cap_len,
-            available,
-        })
+    if cap_len > available {
+        return Err(too_large);
+    }
+    record.get(offset..offset + cap_len).ok_or(too_large)
 }
 
 /// A record whose length was checked once, so each field read is in

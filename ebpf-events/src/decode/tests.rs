@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::abi::{EVENT_FLAG_IPV6, EVENT_FLAG_IS_REPLY};
+use crate::abi::{EVENT_FLAG_IPV6, EVENT_FLAG_IS_REPLY, EVENT_PACKET_CAP};
 use crate::constants::{drop_reason, policy_action, policy_match, trace_point};
 use crate::encode::encode_record;
 
@@ -128,6 +128,16 @@ fn errors_name_what_is_wrong() {
             need: 56
         })
     );
+    let mut oversized = good.clone();
+    oversized.extend_from_slice(&[0; 200]);
+    oversized[20..22].copy_from_slice(&200u16.to_ne_bytes());
+    assert_eq!(
+        decode(&oversized),
+        Err(DecodeError::CapLenTooLarge {
+            cap_len: 200,
+            available: 128
+        })
+    );
     assert_eq!(
         DecodeError::CapLenTooLarge {
             cap_len: 64,
@@ -157,9 +167,8 @@ proptest! {
             bytes[flip_at] ^= flip;
         }
         let cut = cut.min(bytes.len());
-        match decode(&bytes[..cut]) {
-            Ok(event) => prop_assert!(event.packet().len() <= 128),
-            Err(_) => {}
+        if let Ok(event) = decode(&bytes[..cut]) {
+            prop_assert!(event.packet().len() <= EVENT_PACKET_CAP);
         }
     }
 }
