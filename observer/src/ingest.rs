@@ -251,3 +251,76 @@ fn report_losses(writers: &mut Writers, ctx: &WriterContext) {
         writers.flows.push_lost(lost, now_timestamp());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Next;
+    use crate::store::{FlowStore, StoredEvent};
+
+    fn writers(capacity: u64) -> (Writers, FlowStore) {
+        let (flows, store) = FlowStore::new(capacity).expect("capacity");
+        let (agent, _) = EventWriter::new(7).expect("capacity");
+        let (debug, _) = EventWriter::new(7).expect("capacity");
+        (Writers { flows, agent, debug }, store)
+    }
+
+    fn lost_events(store: &FlowStore) -> Vec<LostEvent> {
+        let mut reader = store.reader(0);
+        let mut out = Vec::new();
+        while let Next::Value(raw) = reader.next_now() {
+            if let StoredEvent::Lost { event, .. } = store.event(raw) {
+                out.push(event);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn discards_and_kernel_losses_become_one_notice_each() {
+        let (mut w, store) = writers(63);
+        let ctx = WriterContext {
+            stats: Arc::default(),
+            namespaces: Arc::default(),
+        };
+        for _ in 0..3 {
+            ctx.stats.note_discard();
+        }
+        ctx.stats.pending_kernel_lost.fetch_add(40, Ordering::Relaxed);
+        report_losses(&mut w, &ctx);
+        report_losses(&mut w, &ctx); // nothing new: no second notice
+        let lost = lost_events(&store);
+        assert_eq!(lost.len(), 2);
+        assert_eq!(lost[0].source, LostEventSource::ObserverEventsQueue as i32);
+        assert_eq!(lost[0].num_events_lost, 3);
+        assert!(lost[0].first.is_some() && lost[0].last.is_some());
+        assert_eq!(lost[1].source, LostEventSource::PerfEventRingBuffer as i32);
+        assert_eq!(lost[1].num_events_lost, 40);
+        assert_eq!(ctx.stats.queue_discards.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_full_queue_discards_without_blocking_and_counts() {
+        // A queue nobody drains: every push past the capacity is discarded at once.
+        let (tx, _rx) = mpsc::sync_channel(INGEST_QUEUE_CAPACITY);
+        let handle = IngestHandle {
+            tx,
+            stats: Arc::default(),
+        };
+        let extra = 10;
+        let accepted = (0..INGEST_QUEUE_CAPACITY + extra)
+            .filter(|_| handle.push_agent_event(AgentEvent::default()))
+            .count();
+        assert_eq!(accepted, INGEST_QUEUE_CAPACITY);
+        assert_eq!(
+            handle.stats().queue_discards.load(Ordering::Relaxed),
+            extra as u64
+        );
+        let lost = LostEvent {
+            num_events_lost: 5,
+            ..Default::default()
+        };
+        assert!(!handle.push_lost_event(lost));
+        assert_eq!(handle.stats().pending_kernel_lost.load(Ordering::Relaxed), 5);
+    }
+}
