@@ -470,3 +470,13 @@ fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
         other => other,
     }
 }
+
+// The agent moves the datapath and its reader between tasks and threads.
+const _: () = {
+    fn assert_send<T: Send>() {}
+    fn check() {
+        assert_send::<Datapath>();
+        assert_send::<EventReader>();
+    }
+    let _ = check;
+};
