@@ -199,15 +199,15 @@ mod tests {
             },
         ];
         expect_test::expect![[r#"
-            NAME                 STATUS        AGE       FLOWS/S   CURRENT/MAX-FLOWS
-            kind-control-plane   Connected     1h2m3s    10.00     4095/4095 (100.00%)
-            kind-worker          Unavailable   N/A       N/A       N/A
+            NAME                 STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS
+            kind-control-plane   Connected     1h2m3s   10.00     4095/4095 (100.00%)
+            kind-worker          Unavailable   N/A      N/A       N/A
         "#]]
         .assert_eq(&nodes_table(&nodes, false));
         expect_test::expect![[r#"
-            NAME                 STATUS        AGE       FLOWS/S   CURRENT/MAX-FLOWS     VERSION   ADDRESS            TLS
-            kind-control-plane   Connected     1h2m3s    10.00     4095/4095 (100.00%)   1.19.4    10.100.0.11:4244   Enabled
-            kind-worker          Unavailable   N/A       N/A       N/A                   N/A                          N/A
+            NAME                 STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS     VERSION   ADDRESS            TLS
+            kind-control-plane   Connected     1h2m3s   10.00     4095/4095 (100.00%)   1.19.4    10.100.0.11:4244   Enabled
+            kind-worker          Unavailable   N/A      N/A       N/A                   N/A                          N/A
         "#]]
         .assert_eq(&nodes_table(&nodes, true));
         expect_test::expect![[r#"

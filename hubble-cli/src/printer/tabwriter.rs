@@ -128,8 +128,8 @@ mod tests {
             align("a\tb\tc\nlonger\td\ne\tf\tg\n"),
             "a        b   c\nlonger   d\ne        f   g\n"
         );
-        // The minimum width applies to empty cells.
-        assert_eq!(align("\tx\n"), "  x\n");
+        // Empty cells are padded too.
+        assert_eq!(align("\tx\n"), "   x\n");
         assert_eq!(align("é\tx\n"), "é   x\n");
     }
 }
