@@ -1,1 +1,24 @@
-//! `relay`: see ARCHITECTURE.md.
+//! Hubble Relay: one Observer API over every node of a cluster.
+//!
+//! - [`pool`]: follows `peer.Peer/Notify` and keeps one gRPC connection per node, with
+//!   exponential backoff (1 s to 1 min) and reconnection as soon as a request finds a
+//!   node offline.
+//! - [`flows`]: GetFlows fans out to every node and merges by time through a bounded
+//!   sort buffer ([`merge::SortBuffer`]), with `NODE_CONNECTED` / `NODE_UNAVAILABLE` first
+//!   and `NODE_ERROR` events (aggregated by message) when a node fails mid-stream.
+//! - [`status`]: ServerStatus, GetNodes, GetNamespaces aggregation.
+//! - [`Relay`]: the gRPC server (Observer, health, reflection), optionally over TLS.
+
+pub mod address;
+pub mod config;
+pub mod error;
+pub mod flows;
+pub mod merge;
+pub mod pool;
+mod server;
+pub mod status;
+
+pub use address::{Dialer, PeerAddress};
+pub use config::{ClientTlsFiles, RelayConfig, ServerTlsFiles};
+pub use error::RelayError;
+pub use server::{Relay, RelayObserver, OBSERVER_HEALTH_SERVICE_NAME, RELAY_VERSION};

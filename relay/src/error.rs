@@ -1,0 +1,107 @@
+//! The relay's errors, and their mapping to gRPC statuses (in one place).
+
+use std::path::PathBuf;
+
+/// Why the relay could not start or reach something.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A peer or peer-service address cannot be parsed.
+    #[error("invalid address {address:?}: {reason} (expected host:port, ip, or unix:///path)")]
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A listen address cannot be parsed.
+    #[error(
+        "invalid listen address {address:?}: expected [host]:port such as :4245 or 127.0.0.1:4245"
+    )]
+    InvalidListenAddress {
+        /// The address as given.
+        address: String,
+    },
+    /// Listening failed.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A TLS file could not be read.
+    #[error("cannot read {what} {}: {source}", path.display())]
+    TlsFile {
+        /// Which file (certificate, key, CA bundle).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TLS settings are incomplete or inconsistent.
+    #[error("invalid TLS settings: {0}")]
+    TlsSettings(String),
+    /// A gRPC connection could not be made.
+    #[error("cannot connect to {address}: {message}")]
+    Connect {
+        /// The peer's address.
+        address: String,
+        /// The transport's error, with its causes.
+        message: String,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Formats an error with its chain of causes, which transport errors hide otherwise
+/// (a TLS failure is only visible in the source of "transport error").
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// Whether a failed node call means the node (or the connection to it) is gone, as opposed
+/// to the node refusing the request.
+pub fn is_connection_failure(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    !matches!(
+        status.code(),
+        Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented
+            | Code::Unauthenticated
+            | Code::Cancelled
+    )
+}
+
+/// The message shown to clients for a node's failure: the status message, with the
+/// transport's causes when the status carries them.
+pub fn status_message(status: &tonic::Status) -> String {
+    use std::error::Error;
+    let mut message = status.message().to_string();
+    let mut source = status.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
+}

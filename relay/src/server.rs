@@ -1,0 +1,297 @@
+//! The relay's gRPC server: Observer over the pool, gRPC health and reflection.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use proto::observer::observer_server::{Observer, ObserverServer};
+use proto::observer::{
+    GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
+    GetNodesRequest, GetNodesResponse, ServerStatusRequest, ServerStatusResponse,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+
+use crate::address::{Dialer, PeerAddress};
+use crate::config::{parse_listen_address, RelayConfig};
+use crate::error::RelayError;
+use crate::flows::{get_flows, FlowStats, FlowsConfig};
+use crate::pool::PeerManager;
+use crate::status;
+
+/// Service name under which upstream relays report the Observer's health.
+pub const OBSERVER_HEALTH_SERVICE_NAME: &str = "hubble.server.Observer";
+
+/// Version reported in ServerStatus.
+pub const RELAY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long streams may take to finish after shutdown is asked before they are cut.
+pub const SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// The Observer service of the relay.
+pub struct RelayObserver {
+    pool: PeerManager,
+    flows: Arc<FlowsConfig>,
+    stats: Arc<FlowStats>,
+}
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Observer for RelayObserver {
+    type GetFlowsStream = ReceiverStream<Result<GetFlowsResponse, Status>>;
+    type GetAgentEventsStream = EventStream<GetAgentEventsResponse>;
+    type GetDebugEventsStream = EventStream<GetDebugEventsResponse>;
+
+    async fn get_flows(
+        &self,
+        request: Request<GetFlowsRequest>,
+    ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        let receiver = get_flows(
+            self.pool.clone(),
+            self.flows.clone(),
+            self.stats.clone(),
+            request.into_inner(),
+        );
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn get_agent_events(
+        &self,
+        _request: Request<GetAgentEventsRequest>,
+    ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
+        // As upstream's relay: agent events are only served by each node.
+        Err(Status::unimplemented("GetAgentEvents not yet implemented"))
+    }
+
+    async fn get_debug_events(
+        &self,
+        _request: Request<GetDebugEventsRequest>,
+    ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        Err(Status::unimplemented("GetDebugEvents not yet implemented"))
+    }
+
+    async fn get_nodes(
+        &self,
+        _request: Request<GetNodesRequest>,
+    ) -> Result<Response<GetNodesResponse>, Status> {
+        Ok(Response::new(status::get_nodes(&self.pool).await))
+    }
+
+    async fn get_namespaces(
+        &self,
+        _request: Request<GetNamespacesRequest>,
+    ) -> Result<Response<GetNamespacesResponse>, Status> {
+        Ok(Response::new(status::get_namespaces(&self.pool).await))
+    }
+
+    async fn server_status(
+        &self,
+        _request: Request<ServerStatusRequest>,
+    ) -> Result<Response<ServerStatusResponse>, Status> {
+        Ok(Response::new(
+            status::server_status(&self.pool, RELAY_VERSION).await,
+        ))
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    local_addr: SocketAddr,
+    health_addr: Option<SocketAddr>,
+    pool: PeerManager,
+    stats: Arc<FlowStats>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+async fn bind(address: &str) -> Result<TcpListener, RelayError> {
+    let socket_address = parse_listen_address(address)?;
+    TcpListener::bind(socket_address)
+        .await
+        .map_err(|source| RelayError::Listen {
+            address: address.to_owned(),
+            source,
+        })
+}
+
+// === impl Relay ===
+
+impl Relay {
+    /// Loads TLS files, binds the listeners and starts serving.
+    pub async fn start(config: RelayConfig) -> Result<Self, RelayError> {
+        let peer_target = PeerAddress::parse(&config.peer_service)?;
+        let client_tls = config.client_tls.as_ref().map(|f| f.load()).transpose()?;
+        let server_tls = config.server_tls.as_ref().map(|f| f.load()).transpose()?;
+        let dialer = Dialer {
+            dial_timeout: config.dial_timeout,
+            tls: client_tls,
+        };
+        let pool = PeerManager::new(dialer, config.cluster_name.clone());
+        let stats = Arc::new(FlowStats::default());
+        let observer = RelayObserver {
+            pool: pool.clone(),
+            flows: Arc::new(FlowsConfig {
+                sort_buffer_len_max: config.sort_buffer_len_max,
+                sort_buffer_drain_timeout: config.sort_buffer_drain_timeout,
+                error_aggregation_window: config.error_aggregation_window,
+                peer_update_interval: config.peer_update_interval,
+                node_name: config.node_name.clone(),
+            }),
+            stats: stats.clone(),
+        };
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| RelayError::TlsSettings(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| RelayError::TlsSettings(format!("reflection: {e}")))?;
+
+        let listener = bind(&config.listen_address).await?;
+        let local_addr = listener.local_addr().map_err(|source| RelayError::Listen {
+            address: config.listen_address.clone(),
+            source,
+        })?;
+        let health_listener = match &config.health_listen_address {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        let health_addr = health_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
+
+        let (shutdown, shutdown_signal) = watch::channel(false);
+        let mut builder = Server::builder();
+        if let Some(tls) = server_tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let router = builder
+            .add_service(ObserverServer::new(observer))
+            .add_service(health_service.clone())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let mut servers = vec![tokio::spawn(router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            wait_for(shutdown_signal.clone()),
+        ))];
+        if let Some(listener) = health_listener {
+            servers.push(tokio::spawn(
+                Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(listener),
+                        wait_for(shutdown_signal.clone()),
+                    ),
+            ));
+        }
+        let background = vec![
+            tokio::spawn(pool.clone().manage_connections()),
+            tokio::spawn(
+                pool.clone()
+                    .follow_peer_service(peer_target, config.retry_timeout),
+            ),
+            tokio::spawn(report_health(
+                pool.clone(),
+                health_reporter,
+                config.health_check_interval,
+            )),
+        ];
+        tracing::info!(address = %local_addr, peer_service = %config.peer_service, "hubble-relay serving");
+        Ok(Self {
+            local_addr,
+            health_addr,
+            pool,
+            stats,
+            shutdown,
+            servers,
+            background,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the separate health listener, if any.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// The peer pool.
+    pub fn pool(&self) -> &PeerManager {
+        &self.pool
+    }
+
+    /// Counters of the flow merge.
+    pub fn stats(&self) -> &FlowStats {
+        &self.stats
+    }
+
+    /// Stops accepting requests, lets running ones finish for up to
+    /// [`SHUTDOWN_GRACE_PERIOD`], then cuts the rest.
+    pub async fn shutdown(self) -> Result<(), RelayError> {
+        let _ = self.shutdown.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        let mut result = Ok(());
+        for mut server in self.servers {
+            match tokio::time::timeout(SHUTDOWN_GRACE_PERIOD, &mut server).await {
+                Ok(Ok(Err(error))) => result = Err(RelayError::Serve(error)),
+                Ok(_) => {}
+                Err(_) => server.abort(),
+            }
+        }
+        result
+    }
+}
+
+async fn wait_for(mut signal: watch::Receiver<bool>) {
+    let _ = signal.wait_for(|stop| *stop).await;
+}
+
+/// Serving when the peer service is followed and at least one node is connected, as
+/// upstream's relay reports it, for the empty service name and the Observer's.
+async fn report_health(
+    pool: PeerManager,
+    mut reporter: tonic_health::server::HealthReporter,
+    interval: Duration,
+) {
+    let mut changes = pool.subscribe_changes();
+    let mut last = None;
+    loop {
+        let pool_status = pool.status();
+        let serving = if pool_status.peer_service_connected && pool_status.available_peers > 0 {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(serving) {
+            reporter.set_service_status("", serving).await;
+            reporter
+                .set_service_status(OBSERVER_HEALTH_SERVICE_NAME, serving)
+                .await;
+            last = Some(serving);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+}
