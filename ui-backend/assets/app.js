@@ -1,0 +1,484 @@
+// Hubble UI page: the service map and the flow table, fed by /api/events.
+'use strict';
+
+(() => {
+  /** Rows kept in the table; older rows are removed as new ones arrive. */
+  const TABLE_MAX_ROWS = 500;
+  /** Wait after the last keystroke before applying filters. */
+  const FILTER_DEBOUNCE_MS = 250;
+
+  // Map layout, in SVG units.
+  const BOX_W = 184;
+  const BOX_H = 58;
+  const BOX_GAP = 30;
+  const COL_GAP = 150;
+  const REGION_PAD = 22;
+  const REGION_TITLE = 30;
+  const MARGIN = 24;
+
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  const $ = (id) => document.getElementById(id);
+  const form = $('filters');
+  const rows = $('flow-rows');
+  const svg = $('map');
+
+  /** Figures read by the browser tests and the load script. */
+  const stats = {
+    updates: 0,
+    resets: 0,
+    flowsReceived: 0,
+    rowsRendered: 0,
+    renderMs: 0,
+    mapRenders: 0,
+    lastLagMs: 0,
+    maxLagMs: 0,
+    missedFlows: 0,
+    skippedFlows: 0,
+    streamOpen: false,
+    serverConnected: false,
+  };
+  window.hubbleUi = { stats, setFilters, currentQuery: () => query() };
+
+  let source = null;
+  let paused = false;
+  let pausedFlows = [];
+  let selectedRow = null;
+  let selectedMapKey = null;
+  let debounce = null;
+  let lastMap = null;
+
+  // === filters ===
+
+  function query() {
+    const params = new URLSearchParams();
+    for (const [name, value] of new FormData(form)) {
+      if (String(value).trim() !== '') params.append(name, String(value).trim());
+    }
+    return params;
+  }
+
+  /** Replaces every filter with `values` (name -> value) and applies them. */
+  function setFilters(values, mapKey) {
+    for (const el of form.elements) {
+      if (el.name) el.value = values[el.name] ?? '';
+    }
+    selectedMapKey = mapKey ?? null;
+    if (lastMap) renderMap(lastMap);
+    applyFilters();
+  }
+
+  function showFilterError(message) {
+    const box = $('filter-error');
+    box.textContent = message;
+    box.classList.toggle('hidden', !message);
+  }
+
+  async function applyFilters() {
+    const params = query();
+    // Validate first: an EventSource cannot read the 400 answer's message.
+    const check = new URLSearchParams(params);
+    check.set('limit', '1');
+    try {
+      const answer = await fetch('/api/flows?' + check);
+      if (!answer.ok) {
+        const body = await answer.json().catch(() => ({ error: answer.statusText }));
+        showFilterError(body.error || 'invalid filter');
+        return;
+      }
+    } catch (err) {
+      showFilterError('cannot reach hubble-ui: ' + err);
+      return;
+    }
+    showFilterError('');
+    params.set('limit', String(TABLE_MAX_ROWS));
+    openStream(params);
+  }
+
+  form.addEventListener('input', () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      selectedMapKey = null;
+      if (lastMap) renderMap(lastMap);
+      applyFilters();
+    }, FILTER_DEBOUNCE_MS);
+  });
+  form.addEventListener('submit', (ev) => ev.preventDefault());
+  $('clear').addEventListener('click', () => setFilters({}));
+  $('pause').addEventListener('click', () => {
+    paused = !paused;
+    $('pause').textContent = paused ? 'Resume' : 'Pause';
+    $('pause').setAttribute('aria-pressed', String(paused));
+    if (!paused) {
+      addFlows(pausedFlows);
+      pausedFlows = [];
+    }
+  });
+
+  // === live stream ===
+
+  function openStream(params) {
+    if (source) source.close();
+    source = new EventSource('/api/events?' + params);
+    source.addEventListener('update', (ev) => onUpdate(JSON.parse(ev.data)));
+    source.onopen = () => {
+      stats.streamOpen = true;
+    };
+    source.onerror = () => {
+      stats.streamOpen = false;
+      setPill('ui-down', 'hubble-ui unreachable, retrying…');
+    };
+  }
+
+  function onUpdate(message) {
+    stats.updates += 1;
+    if (message.reset) {
+      stats.resets += 1;
+      rows.replaceChildren();
+      pausedFlows = [];
+      closeDetail();
+    }
+    if (message.status) renderStatus(message.status);
+    if (message.map) renderMap(message.map);
+    stats.missedFlows = message.missed_flows;
+    stats.skippedFlows = message.skipped_flows;
+    const missed = message.missed_flows + message.skipped_flows;
+    $('missed').textContent = missed.toLocaleString();
+    $('missed-box').classList.toggle('hidden', missed === 0);
+    if (message.flows.length > 0) {
+      stats.flowsReceived += message.flows.length;
+      const newest = Date.parse(message.flows[message.flows.length - 1].time);
+      if (!Number.isNaN(newest)) {
+        stats.lastLagMs = Date.now() - newest;
+        stats.maxLagMs = Math.max(stats.maxLagMs, stats.lastLagMs);
+      }
+      if (paused) {
+        pausedFlows = pausedFlows.concat(message.flows).slice(-TABLE_MAX_ROWS);
+      } else {
+        addFlows(message.flows);
+      }
+    }
+    updateFoot();
+  }
+
+  // === status header ===
+
+  function setPill(state, text) {
+    const pill = $('connection');
+    pill.dataset.state = state;
+    pill.textContent = text;
+  }
+
+  function renderStatus(s) {
+    stats.serverConnected = s.connected;
+    $('server').textContent = s.server;
+    if (s.connected) {
+      setPill('connected', 'connected');
+    } else {
+      setPill('disconnected', 'disconnected' + (s.last_error ? ': ' + s.last_error : ''));
+    }
+    const nodes = $('nodes');
+    const unavailable = s.unavailable_nodes || [];
+    nodes.textContent = `${s.connected_nodes} connected` +
+      (unavailable.length ? ` · ${unavailable.length} unavailable` : '');
+    nodes.classList.toggle('warn', unavailable.length > 0);
+    nodes.title = Object.entries(s.nodes || {}).map(([n, st]) => `${n}: ${st}`).join('\n') ||
+      'no node reported';
+    $('rate').textContent = s.flows_per_second.toFixed(1);
+    const lost = $('lost');
+    lost.textContent = s.lost_events_total.toLocaleString();
+    lost.classList.toggle('warn', s.lost_events_total > 0);
+    lost.title = Object.entries(s.lost_events || {}).map(([k, v]) => `${k}: ${v}`).join('\n');
+    $('seen').textContent = s.flows_received.toLocaleString();
+  }
+
+  // === flow table ===
+
+  function endpointName(ep) {
+    if (!ep) return '';
+    if (ep.pod_name) return (ep.namespace ? ep.namespace + '/' : '') + ep.pod_name;
+    const reserved = (ep.labels || []).find((l) => l.startsWith('reserved:'));
+    if (reserved) return reserved.slice('reserved:'.length);
+    return ep.identity ? `identity ${ep.identity}` : '';
+  }
+
+  function l4(flow) {
+    const proto = flow.l4 || {};
+    for (const name of ['TCP', 'UDP', 'SCTP']) {
+      if (proto[name]) return { name, src: proto[name].source_port, dst: proto[name].destination_port };
+    }
+    for (const name of ['ICMPv4', 'ICMPv6', 'VRRP', 'IGMP']) {
+      if (proto[name]) return { name };
+    }
+    return null;
+  }
+
+  function l7Info(flow) {
+    const l7 = flow.l7;
+    if (!l7) return '';
+    if (l7.http) {
+      const h = l7.http;
+      return [h.method, h.url, h.code ? String(h.code) : ''].filter(Boolean).join(' ');
+    }
+    if (l7.dns) {
+      const d = l7.dns;
+      return `DNS ${d.qtypes ? d.qtypes.join(',') + ' ' : ''}${d.query || ''}` +
+        (d.ips ? ' → ' + d.ips.join(', ') : '');
+    }
+    return l7.type || '';
+  }
+
+  function formatTime(text) {
+    const t = new Date(text);
+    if (Number.isNaN(t.getTime())) return text || '';
+    const pad = (n, w = 2) => String(n).padStart(w, '0');
+    return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${pad(t.getMilliseconds(), 3)}`;
+  }
+
+  function cell(tr, text, className, title) {
+    const td = document.createElement('td');
+    td.textContent = text;
+    if (className) td.className = className;
+    if (title) td.title = title;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function endpointCell(tr, ep, ip, port) {
+    const td = document.createElement('td');
+    const name = document.createElement('div');
+    name.className = 'ep-name';
+    name.textContent = endpointName(ep) || ip || '';
+    const addr = document.createElement('div');
+    addr.className = 'ep-addr';
+    addr.textContent = ip ? (port ? `${ip}:${port}` : ip) : '';
+    td.append(name, addr);
+    if (ep && ep.labels) td.title = ep.labels.join('\n');
+    tr.appendChild(td);
+  }
+
+  function flowRow(flow) {
+    const tr = document.createElement('tr');
+    const p = l4(flow);
+    const ip = flow.IP || {};
+    cell(tr, formatTime(flow.time), 'time', flow.time);
+    endpointCell(tr, flow.source, ip.source, p && p.src);
+    endpointCell(tr, flow.destination, ip.destination, p && p.dst);
+    cell(tr, p ? (p.dst !== undefined ? `${p.name} ${p.dst}` : p.name) : '', 'port');
+    cell(tr, l7Info(flow), 'l7');
+    const verdict = flow.verdict || 'VERDICT_UNKNOWN';
+    const vd = cell(tr, '', 'verdict');
+    const badge = document.createElement('span');
+    badge.className = 'badge ' + verdict.toLowerCase();
+    badge.textContent = verdict;
+    vd.appendChild(badge);
+    if (flow.drop_reason_desc) vd.title = flow.drop_reason_desc;
+    cell(tr, flow.Summary || '', 'summary');
+    tr.dataset.verdict = verdict;
+    tr.flow = flow;
+    return tr;
+  }
+
+  function addFlows(flows) {
+    if (flows.length === 0) return;
+    const start = performance.now();
+    const shown = flows.slice(-TABLE_MAX_ROWS);
+    const fragment = document.createDocumentFragment();
+    for (let i = shown.length - 1; i >= 0; i--) fragment.appendChild(flowRow(shown[i]));
+    rows.prepend(fragment);
+    while (rows.childElementCount > TABLE_MAX_ROWS) {
+      const last = rows.lastElementChild;
+      if (last === selectedRow) closeDetail();
+      last.remove();
+    }
+    stats.rowsRendered += shown.length;
+    stats.renderMs += performance.now() - start;
+  }
+
+  function updateFoot() {
+    const n = rows.childElementCount;
+    $('table-empty').classList.toggle('hidden', n > 0);
+    const q = query().toString();
+    $('table-foot').textContent = `${n} flow${n === 1 ? '' : 's'} shown, newest first` +
+      (paused ? ` · paused (${pausedFlows.length} waiting)` : '') +
+      (q ? ` · filter: ${decodeURIComponent(q.replaceAll('+', ' ')).replaceAll('&', ', ')}` : '');
+  }
+
+  rows.addEventListener('click', (ev) => {
+    const tr = ev.target.closest('tr');
+    if (!tr || !tr.flow) return;
+    if (selectedRow) selectedRow.classList.remove('selected');
+    selectedRow = tr;
+    tr.classList.add('selected');
+    $('detail-json').textContent = JSON.stringify(tr.flow, null, 2);
+    $('detail').classList.remove('hidden');
+  });
+
+  function closeDetail() {
+    if (selectedRow) selectedRow.classList.remove('selected');
+    selectedRow = null;
+    $('detail').classList.add('hidden');
+  }
+  $('detail-close').addEventListener('click', closeDetail);
+
+  // === service map ===
+
+  function el(name, attrs, parent) {
+    const node = document.createElementNS(SVG_NS, name);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function edgeClass(edge) {
+    const v = edge.verdicts || {};
+    const last = edge.last_verdict;
+    if (last === 'DROPPED' || last === 'ERROR') return 'dropped';
+    if (last === 'AUDIT' || v.DROPPED || v.ERROR || v.AUDIT) return 'mixed';
+    return 'forwarded';
+  }
+
+  /** Deterministic layout: entities outside namespaces first, then one column per namespace. */
+  function layout(map) {
+    const columns = new Map();
+    for (const node of map.nodes) {
+      const key = node.namespace || '';
+      if (!columns.has(key)) columns.set(key, []);
+      columns.get(key).push(node);
+    }
+    const keys = [...columns.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : a.localeCompare(b)));
+    const boxes = new Map();
+    const regions = [];
+    let x = MARGIN;
+    let height = 0;
+    for (const key of keys) {
+      const nodes = columns.get(key).sort((a, b) => a.name.localeCompare(b.name));
+      const regionH = REGION_TITLE + REGION_PAD + nodes.length * (BOX_H + BOX_GAP) - BOX_GAP + REGION_PAD;
+      regions.push({ key, x, y: MARGIN, w: BOX_W + 2 * REGION_PAD, h: regionH });
+      nodes.forEach((node, i) => {
+        boxes.set(node.id, {
+          node,
+          x: x + REGION_PAD,
+          y: MARGIN + REGION_TITLE + REGION_PAD + i * (BOX_H + BOX_GAP),
+          column: regions.length - 1,
+        });
+      });
+      height = Math.max(height, MARGIN + regionH);
+      x += BOX_W + 2 * REGION_PAD + COL_GAP;
+    }
+    return { boxes, regions, width: x - COL_GAP + MARGIN, height: height + MARGIN };
+  }
+
+  function edgePath(a, b, offset) {
+    const ay = a.y + BOX_H / 2 + offset;
+    const by = b.y + BOX_H / 2 + offset;
+    if (a === b) {
+      const x0 = a.x + BOX_W;
+      return { d: `M${x0},${ay - 10} C${x0 + 70},${ay - 50} ${x0 + 70},${ay + 50} ${x0 + 6},${ay + 12}`,
+        lx: x0 + 56, ly: ay };
+    }
+    if (a.column === b.column) {
+      const x0 = a.x + BOX_W;
+      const bend = x0 + 50 + Math.abs(by - ay) * 0.25;
+      return { d: `M${x0},${ay} C${bend},${ay} ${bend},${by} ${x0 + 6},${by}`,
+        lx: bend - 12, ly: (ay + by) / 2 };
+    }
+    const forward = a.column < b.column;
+    const x0 = forward ? a.x + BOX_W : a.x;
+    const x1 = forward ? b.x - 6 : b.x + BOX_W + 6;
+    const dx = (x1 - x0) * 0.5;
+    return { d: `M${x0},${ay} C${x0 + dx},${ay} ${x1 - dx},${by} ${x1},${by}`,
+      lx: (x0 + x1) / 2, ly: (ay + by) / 2 };
+  }
+
+  function nodeFilter(node, side) {
+    if (node.filter_kind === 'pod') return { [side ? side + '_pod' : 'pod']: node.filter_value };
+    return { [side ? side + '_label' : 'label']: node.filter_value };
+  }
+
+  function renderMap(map) {
+    lastMap = map;
+    stats.mapRenders += 1;
+    $('map-empty').classList.toggle('hidden', map.nodes.length > 0);
+    const { boxes, regions, width, height } = layout(map);
+    svg.replaceChildren();
+    svg.setAttribute('width', width);
+    svg.setAttribute('height', height);
+    svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+    const defs = el('defs', {}, svg);
+    for (const kind of ['forwarded', 'dropped', 'mixed']) {
+      const marker = el('marker', { id: 'arrow-' + kind, viewBox: '0 0 10 10', refX: '9', refY: '5',
+        markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' }, defs);
+      el('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow ' + kind }, marker);
+    }
+    for (const r of regions) {
+      const g = el('g', { class: 'region' + (r.key ? '' : ' entities') }, svg);
+      el('rect', { x: r.x, y: r.y, width: r.w, height: r.h, rx: 10 }, g);
+      const title = el('text', { x: r.x + 14, y: r.y + 21, class: 'region-title' }, g);
+      title.textContent = r.key ? r.key : 'outside the cluster';
+    }
+    // Parallel edges between the same pair are spread apart.
+    const pairs = new Map();
+    for (const e of map.edges) {
+      const key = e.source + '\u0000' + e.destination;
+      if (!pairs.has(key)) pairs.set(key, []);
+      pairs.get(key).push(e);
+    }
+    const edgeLayer = el('g', { class: 'edges' }, svg);
+    const labelLayer = el('g', { class: 'edge-labels' }, svg);
+    for (const group of pairs.values()) {
+      group.forEach((e, i) => {
+        const a = boxes.get(e.source);
+        const b = boxes.get(e.destination);
+        if (!a || !b) return;
+        const kind = edgeClass(e);
+        const path = edgePath(a, b, (i - (group.length - 1) / 2) * 12);
+        const key = `edge:${e.source}>${e.destination}:${e.protocol}/${e.port}`;
+        const g = el('g', { class: `edge ${kind}` + (selectedMapKey === key ? ' selected' : ''),
+          'data-source': e.source, 'data-destination': e.destination, 'data-verdict': kind,
+          'data-port': e.port, 'data-protocol': e.protocol }, edgeLayer);
+        el('path', { d: path.d, class: 'hit' }, g);
+        el('path', { d: path.d, class: 'line', 'marker-end': `url(#arrow-${kind})` }, g);
+        const counts = Object.entries(e.verdicts).map(([v, n]) => `${n} ${v.toLowerCase()}`).join(', ');
+        const titleEl = el('title', {}, g);
+        titleEl.textContent = `${e.source} → ${e.destination}\n${e.protocol}/${e.port}: ${counts}\nlast: ${e.last_verdict}`;
+        const label = el('g', { class: `edge-label ${kind}`, transform: `translate(${path.lx},${path.ly + i * 0})` }, labelLayer);
+        const forwarded = (e.verdicts.FORWARDED || 0) + (e.verdicts.REDIRECTED || 0) + (e.verdicts.TRANSLATED || 0) + (e.verdicts.TRACED || 0);
+        const dropped = (e.verdicts.DROPPED || 0) + (e.verdicts.ERROR || 0);
+        const audit = e.verdicts.AUDIT || 0;
+        const text = `${e.port ? e.protocol + '/' + e.port : e.protocol}` +
+          (forwarded ? ` ✓${forwarded}` : '') + (audit ? ` ◐${audit}` : '') + (dropped ? ` ✕${dropped}` : '');
+        const t = el('text', { 'text-anchor': 'middle', dy: '4' }, label);
+        t.textContent = text;
+        const w = text.length * 6.6 + 12;
+        label.insertBefore(el('rect', { x: -w / 2, y: -10, width: w, height: 19, rx: 9.5 }), t);
+        const select = () => setFilters({
+          ...nodeFilter(a.node, 'from'), ...nodeFilter(b.node, 'to'),
+          port: e.port ? String(e.port) : '', protocol: e.protocol === 'unknown' ? '' : e.protocol.toLowerCase(),
+        }, key);
+        g.addEventListener('click', select);
+        label.addEventListener('click', select);
+      });
+    }
+    const nodeLayer = el('g', { class: 'nodes' }, svg);
+    for (const box of boxes.values()) {
+      const n = box.node;
+      const key = 'node:' + n.id;
+      const g = el('g', { class: 'node' + (n.namespace ? '' : ' entity') + (selectedMapKey === key ? ' selected' : ''),
+        transform: `translate(${box.x},${box.y})`, 'data-id': n.id, 'data-name': n.name }, nodeLayer);
+      el('rect', { width: BOX_W, height: BOX_H, rx: 8 }, g);
+      el('rect', { width: 5, height: BOX_H, rx: 2, class: 'accent' }, g);
+      const name = el('text', { x: 16, y: 24, class: 'node-name' }, g);
+      name.textContent = n.name.length > 22 ? n.name.slice(0, 21) + '…' : n.name;
+      const sub = el('text', { x: 16, y: 43, class: 'node-sub' }, g);
+      const labels = (n.labels || []).filter((l) => !l.includes('io.kubernetes') && !l.includes('io.cilium'))
+        .map((l) => l.replace(/^k8s:/, ''));
+      const subText = labels.slice(0, 2).join(' ') || (n.namespace ? n.namespace : 'entity');
+      sub.textContent = subText.length > 28 ? subText.slice(0, 27) + '…' : subText;
+      const title = el('title', {}, g);
+      title.textContent = `${n.id}\n${(n.labels || []).join('\n')}\n${n.flows} flows`;
+      g.addEventListener('click', () => setFilters(nodeFilter(n), key));
+    }
+  }
+
+  applyFilters();
+})();
