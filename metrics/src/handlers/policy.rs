@@ -1,0 +1,76 @@
+//! `policy`: `hubble_policy_verdicts_total{direction,match,action}` counts policy
+//! verdict events and L7 access-log verdicts.
+
+use proto::flow::{layer7, Flow};
+
+use super::{labels_before_context, Handler};
+use crate::context::ContextOptions;
+use crate::family::{CounterVec, LabelledFamily};
+use crate::key::KeyBuf;
+use crate::names::{self, message_type, IDENTITY_HOST};
+
+pub struct PolicyHandler {
+    context: ContextOptions,
+    verdicts: CounterVec,
+}
+
+impl PolicyHandler {
+    pub fn new(context: ContextOptions) -> Self {
+        let labels = labels_before_context(&["direction", "match", "action"], &context);
+        Self {
+            verdicts: CounterVec::new(
+                "hubble_policy_verdicts_total",
+                "Total number of Cilium network policy verdicts",
+                labels,
+            ),
+            context,
+        }
+    }
+}
+
+impl Handler for PolicyHandler {
+    fn process(&mut self, flow: &Flow, key: &mut KeyBuf) {
+        let direction = names::traffic_direction(flow.traffic_direction).to_lowercase();
+        let action = names::verdict(flow.verdict).to_lowercase();
+        match names::event_type(flow) {
+            message_type::POLICY_VERDICT => {
+                // The host may reach every local endpoint; its verdicts are not counted.
+                if flow
+                    .source
+                    .as_ref()
+                    .is_some_and(|s| s.identity == IDENTITY_HOST)
+                {
+                    return;
+                }
+                key.push(&direction);
+                key.push(&names::policy_match_type(flow.policy_match_type).to_lowercase());
+            }
+            message_type::ACCESS_LOG => {
+                let protocol = match flow.l7.as_ref().and_then(|l7| l7.record.as_ref()) {
+                    Some(layer7::Record::Dns(_)) => "dns",
+                    Some(layer7::Record::Http(_)) => "http",
+                    Some(layer7::Record::Kafka(_)) => "kafka",
+                    None => "",
+                };
+                key.push(&direction);
+                key.push_parts(&["l7/", protocol]);
+            }
+            _ => return,
+        }
+        key.push(&action);
+        self.context.push_values(flow, false, key);
+        self.verdicts.inc(key);
+    }
+
+    fn context(&self) -> &ContextOptions {
+        &self.context
+    }
+
+    fn families(&self) -> Vec<&dyn LabelledFamily> {
+        vec![&self.verdicts]
+    }
+
+    fn families_mut(&mut self) -> Vec<&mut dyn LabelledFamily> {
+        vec![&mut self.verdicts]
+    }
+}
