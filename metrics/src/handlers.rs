@@ -24,7 +24,7 @@ mod port_distribution;
 mod tcp;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// One metrics plugin turning flows into series.
 pub trait Handler: Send {

@@ -15,6 +15,9 @@ use crate::error::ExportError;
 
 /// How often the file is re-read even without a notification.
 pub const CONFIG_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// After a notification, wait this long for the writer to finish before reading, so
+/// that a file being rewritten in place is not read half-written.
+const SETTLE_DELAY: Duration = Duration::from_millis(100);
 /// Capacity of the queue of change notifications. Any one notification triggers a
 /// full re-read, so when the queue is full the extra ones carry nothing and are dropped.
 const NOTIFY_QUEUE_CAPACITY: usize = 16;
@@ -41,7 +44,10 @@ where
             reload(&manager, &path, &mut last_hash).await;
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = rx.recv() => {}
+                _ = rx.recv() => {
+                    tokio::time::sleep(SETTLE_DELAY).await;
+                    while rx.try_recv().is_ok() {}
+                }
                 _ = ticker.tick() => {}
             }
         }

@@ -20,10 +20,14 @@ pub(crate) fn endpoint(namespace: &str, pod: &str, identity: u32, labels: &[&str
         namespace: namespace.to_owned(),
         pod_name: pod.to_owned(),
         labels: labels.iter().map(|l| (*l).to_owned()).collect(),
-        workloads: vec![Workload {
-            name: workload.to_owned(),
-            kind: "Deployment".to_owned(),
-        }],
+        workloads: if pod.is_empty() {
+            Vec::new()
+        } else {
+            vec![Workload {
+                name: workload.to_owned(),
+                kind: "Deployment".to_owned(),
+            }]
+        },
         ..Default::default()
     }
 }
