@@ -130,6 +130,13 @@ pub struct ServerTlsFiles {
     pub client_ca_files: Vec<PathBuf>,
 }
 
+impl ServerTlsFiles {
+    /// Whether clients must present a certificate.
+    pub fn requires_client_certificate(&self) -> bool {
+        !self.client_ca_files.is_empty()
+    }
+}
+
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, RelayError> {
     std::fs::read(path).map_err(|source| RelayError::TlsFile {
         what,
@@ -186,10 +193,15 @@ impl ServerTlsFiles {
             read("server key", &self.key_file)?,
         ));
         if !self.client_ca_files.is_empty() {
-            config = config.client_ca_root(Certificate::from_pem(read_bundle(
-                "client CA bundle",
-                &self.client_ca_files,
-            )?));
+            // The handshake accepts a client without a certificate so that the request can
+            // be refused with a status that says why ([`crate::error::require_client_certificate`]);
+            // a certificate that is presented must still be signed by these CAs.
+            config = config
+                .client_ca_root(Certificate::from_pem(read_bundle(
+                    "client CA bundle",
+                    &self.client_ca_files,
+                )?))
+                .client_auth_optional(true);
         }
         Ok(config)
     }

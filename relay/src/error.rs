@@ -105,3 +105,15 @@ pub fn status_message(status: &tonic::Status) -> String {
     }
     message
 }
+
+/// Refuses a request that came without a client certificate when mutual TLS is on.
+pub fn require_client_certificate(
+    request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    match request.peer_certs() {
+        Some(certificates) if !certificates.is_empty() => Ok(request),
+        _ => Err(tonic::Status::unauthenticated(
+            "client certificate required: this relay serves only clients that present a certificate signed by its client CA (see --tls-relay-client-ca-files)",
+        )),
+    }
+}

@@ -132,6 +132,10 @@ impl Relay {
         let peer_target = PeerAddress::parse(&config.peer_service)?;
         let client_tls = config.client_tls.as_ref().map(|f| f.load()).transpose()?;
         let server_tls = config.server_tls.as_ref().map(|f| f.load()).transpose()?;
+        let require_client_certificate = config
+            .server_tls
+            .as_ref()
+            .is_some_and(|files| files.requires_client_certificate());
         let dialer = Dialer {
             dial_timeout: config.dial_timeout,
             tls: client_tls,
@@ -181,6 +185,13 @@ impl Relay {
             builder = builder.tls_config(tls)?;
         }
         let router = builder
+            .layer(tonic::service::interceptor(move |request| {
+                if require_client_certificate {
+                    crate::error::require_client_certificate(request)
+                } else {
+                    Ok(request)
+                }
+            }))
             .add_service(ObserverServer::new(observer))
             .add_service(health_service.clone())
             .add_service(reflection_v1)
