@@ -7,8 +7,10 @@
 //! `hubble-agent endpoint|policy|identity` commands over a Unix socket.
 
 pub mod admin;
+pub mod daemon;
 pub mod endpoints;
 pub mod identity;
 pub mod labels;
+pub mod monitor;
 pub mod policy;
 pub mod state;

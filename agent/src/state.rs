@@ -137,6 +137,11 @@ impl AgentState {
             .collect()
     }
 
+    /// The local endpoint that owns `ip`, if any.
+    pub fn endpoint_by_ip(&self, ip: std::net::IpAddr) -> Option<Endpoint> {
+        read(&self.endpoints).by_ip(ip).cloned()
+    }
+
     /// Every identity known: reserved, allocated and CIDR, by number.
     pub fn identities(&self) -> Vec<(Identity, LabelSet)> {
         let mut all = self.allocator.list();

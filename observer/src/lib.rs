@@ -26,5 +26,6 @@ pub use error::ObserverError;
 pub use ingest::IngestHandle;
 pub use observer::{LocalObserver, ObserverConfig};
 pub use server::ObserverService;
+pub mod parser;
 pub mod replay;
 pub mod serve;

@@ -1,0 +1,206 @@
+//! The `hubble-agent` daemon: wires the control plane, the eBPF datapath, the observer,
+//! the peer service and the metrics of one node together.
+//!
+//! Data flows one way: endpoint files and policies change [`AgentState`]; a sync task
+//! compiles it into the datapath's maps; datapath records are parsed into flows and
+//! pushed into the observer's ring, which the gRPC server reads.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::admin::{bind_admin_socket, serve_admin, AdminStats};
+use crate::endpoints::{watch_endpoints, WatcherConfig};
+use crate::identity::LocalIdentityAllocator;
+use crate::state::AgentState;
+
+mod datapath_sync;
+mod enrich;
+mod events;
+mod pipeline;
+
+pub use datapath_sync::DatapathSync;
+pub use enrich::StateGetters;
+
+/// Everything the daemon is configured with, parsed up front.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub node_name: String,
+    pub cluster_name: String,
+    pub endpoints_dir: PathBuf,
+    pub unix_socket: Option<PathBuf>,
+    pub admin_socket: PathBuf,
+    pub listen_address: Option<String>,
+    /// Prometheus metrics address (`None`: no metrics server).
+    pub metrics_address: Option<String>,
+    pub peers_file: Option<PathBuf>,
+    pub ring_capacity: u64,
+    /// Serve flows from this capture instead of (or besides) the datapath.
+    pub replay: Option<PathBuf>,
+    pub replay_rate: Option<f64>,
+    pub replay_retimestamp: bool,
+    pub replay_repeat: bool,
+    /// Load the eBPF datapath (off for a replay-only agent).
+    pub datapath: bool,
+    pub monitor_aggregation: u32,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: DaemonConfig) -> Result<()> {
+    let (observer, ingest) = observer::LocalObserver::new(observer::ObserverConfig {
+        node_name: config.node_name.clone(),
+        cluster_name: config.cluster_name.clone(),
+        ring_capacity: config.ring_capacity,
+        ..Default::default()
+    })
+    .context("starting the observer")?;
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shutdown = move || {
+        let mut rx = shutdown_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    // Control plane.
+    let allocator = Arc::new(LocalIdentityAllocator::new());
+    let state = AgentState::new(allocator, config.cluster_name.clone());
+    let admin = bind_admin_socket(&config.admin_socket)
+        .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(serve_admin(
+        admin,
+        state.clone(),
+        Arc::new(AdminStats::default()),
+        shutdown(),
+    ));
+
+    std::fs::create_dir_all(&config.endpoints_dir)
+        .with_context(|| format!("creating {}", config.endpoints_dir.display()))?;
+    let (_watcher, endpoint_events) = watch_endpoints(WatcherConfig::new(&config.endpoints_dir))
+        .with_context(|| format!("watching {}", config.endpoints_dir.display()))?;
+    tasks.spawn(events::apply_endpoint_events(
+        state.clone(),
+        endpoint_events,
+        ingest.clone(),
+    ));
+
+    // Datapath: load, keep the maps in step with the state, parse its records.
+    let links = enrich::Links::default();
+    if config.datapath {
+        let datapath = DatapathSync::load(config.monitor_aggregation, local_addresses())
+            .context("loading the eBPF datapath")?;
+        let (datapath, reader) = datapath.with_reader()?;
+        let getters = StateGetters::new(state.clone(), links.clone());
+        let parser = observer::parser::Parser::new(
+            config.node_name.clone(),
+            ebpf_events::KtimeClock::measure().context("measuring the kernel clock")?,
+            getters.into_parser_getters(),
+        );
+        tasks.spawn(pipeline::run(reader, parser, ingest.clone(), shutdown()));
+        tasks.spawn(datapath_sync::run(
+            datapath,
+            state.clone(),
+            links,
+            ingest.clone(),
+            shutdown(),
+        ));
+    }
+
+    if let Some(path) = config.replay.clone() {
+        let options = observer::replay::ReplayOptions {
+            retimestamp: config.replay_retimestamp,
+            rate: config.replay_rate,
+            repeat: config.replay_repeat,
+        };
+        let ingest = ingest.clone();
+        tasks.spawn(async move {
+            match observer::replay::replay(&path, &options, &ingest).await {
+                Ok(stats) => tracing::info!(?stats, path = %path.display(), "replay finished"),
+                Err(e) => tracing::error!("replay of {} failed: {e}", path.display()),
+            }
+        });
+    }
+
+    // The Hubble API with the peer service next to it.
+    let hub = peer_service::NodeHub::new();
+    let _nodes_watcher = config.peers_file.as_ref().map(|path| {
+        peer_service::NodesFileWatcher::spawn(
+            path,
+            hub.clone(),
+            peer_service::DEFAULT_RESCAN_INTERVAL,
+        )
+    });
+    if config.peers_file.is_none() {
+        // A single node announces itself, as an agent without a cluster does.
+        let address = config.listen_address.clone().unwrap_or_default();
+        hub.upsert(peer_service::Node::new(config.node_name.clone(), address));
+    }
+    let routes = tonic::service::Routes::new(peer_service::peer_service(
+        hub,
+        peer_service::PeerServiceConfig::default(),
+    ));
+    let mut serve_config = observer::serve::ServeConfig::default();
+    serve_config.unix_socket = config.unix_socket.clone();
+    serve_config.listen_address = config.listen_address.clone();
+    let server = observer::serve::Server::bind(serve_config)
+        .await
+        .context("binding the Hubble API")?;
+    tracing::info!(
+        node = %config.node_name,
+        unix = ?server.unix_socket(),
+        tcp = ?server.tcp_address(),
+        "serving the Hubble API"
+    );
+    let serving = tokio::spawn(server.run(observer, routes, shutdown()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(8), serving).await {
+        Ok(Ok(Err(e))) => tracing::error!("Hubble API server: {e}"),
+        Err(_) => tracing::warn!("Hubble API server did not stop in time"),
+        _ => {}
+    }
+    tasks.abort_all();
+    let _ = std::fs::remove_file(&config.admin_socket);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The node's own addresses: traffic from them has the `host` identity.
+fn local_addresses() -> Vec<IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| a.address)
+                .filter_map(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+                })
+                .filter(|ip| !ip.is_loopback())
+                .collect()
+        })
+        .unwrap_or_default()
+}

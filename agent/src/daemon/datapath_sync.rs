@@ -1,0 +1,217 @@
+//! Keeps the datapath's maps equal to what the control plane says: endpoints (with
+//! their enforcement flags), the ipcache (pod, node and CIDR addresses -> identity) and
+//! the policy map. Also reports kernel-side record loss to the observer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ebpf_events::abi::{Direction, EndpointEntry, IpcacheEntry, PolicyKey, PolicyValue};
+use ebpf_events::constants::identity::HOST;
+use ebpf_events::loader::{Datapath, DatapathConfig, EventReader};
+use ipnet::IpNet;
+use observer::IngestHandle;
+use proto::flow::{LostEvent, LostEventSource};
+
+use super::enrich::Links;
+use crate::policy::Direction as PolicyDirection;
+use crate::state::AgentState;
+
+/// How often kernel-side loss is checked and reported.
+const LOST_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The datapath and what this agent last wrote into it.
+pub struct DatapathSync {
+    datapath: Datapath,
+    host_addresses: Vec<IpAddr>,
+    /// Interface name -> ifindex of every attached endpoint veth.
+    attached: BTreeMap<String, u32>,
+    ipcache: BTreeMap<IpNet, IpcacheEntry>,
+    kernel_lost: u64,
+}
+
+impl DatapathSync {
+    /// Loads the programs and maps.
+    pub fn load(monitor_aggregation: u32, host_addresses: Vec<IpAddr>) -> Result<Self> {
+        let datapath = Datapath::load(DatapathConfig {
+            monitor_aggregation,
+            ..Default::default()
+        })?;
+        Ok(Self {
+            datapath,
+            host_addresses,
+            attached: BTreeMap::new(),
+            ipcache: BTreeMap::new(),
+            kernel_lost: 0,
+        })
+    }
+
+    /// Takes the ring buffer reader out (once).
+    pub fn with_reader(mut self) -> Result<(Self, EventReader)> {
+        let reader = self
+            .datapath
+            .take_event_reader()
+            .context("opening the datapath's ring buffer")?;
+        Ok((self, reader))
+    }
+
+    /// Brings every map in line with `state`. An endpoint whose interface cannot be
+    /// attached is logged and skipped; the others still get their policy.
+    pub fn sync(&mut self, state: &AgentState, links: &Links) -> Result<()> {
+        let compiled = state.compile().context("compiling policy")?;
+        let endpoints = state.endpoints_with_enforcement();
+
+        let mut wanted_links = BTreeMap::new();
+        let mut ipcache = BTreeMap::new();
+        for ip in &self.host_addresses {
+            ipcache.insert(IpNet::from(*ip), IpcacheEntry::remote(HOST));
+        }
+        for (prefix, identity) in &compiled.cidr_identities {
+            ipcache.insert(*prefix, IpcacheEntry::remote(identity.0));
+        }
+        for (endpoint, enforcement) in &endpoints {
+            let spec = &endpoint.spec;
+            let identity = endpoint.identity.0;
+            let local = IpcacheEntry::local_endpoint(identity, endpoint.id);
+            ipcache.insert(IpNet::from(IpAddr::V4(spec.ipv4)), local);
+            let mut entry = EndpointEntry::new(endpoint.id, identity)
+                .with_ipv4(spec.ipv4)
+                .with_enforcement(enforcement.ingress, enforcement.egress);
+            if let Some(v6) = spec.ipv6 {
+                ipcache.insert(IpNet::from(IpAddr::V6(v6)), local);
+                entry = entry.with_ipv6(v6);
+            }
+            match self.datapath.attach(&spec.interface) {
+                Ok(ifindex) => {
+                    self.datapath.upsert_endpoint(ifindex, entry)?;
+                    wanted_links.insert(spec.interface.clone(), ifindex);
+                }
+                Err(e) => tracing::warn!(
+                    endpoint = %format!("{}/{}", spec.namespace, spec.name),
+                    "cannot attach to {}: {e}",
+                    spec.interface
+                ),
+            }
+        }
+        // Endpoints that went away: forget their entry and detach.
+        for (name, ifindex) in std::mem::take(&mut self.attached) {
+            if wanted_links.get(&name) != Some(&ifindex) {
+                let _ = self.datapath.remove_endpoint(ifindex);
+            }
+            if !wanted_links.contains_key(&name) {
+                if let Err(e) = self.datapath.detach(&name) {
+                    tracing::debug!("detaching {name}: {e}");
+                }
+            }
+        }
+        self.attached = wanted_links;
+        links.replace(self.attached.iter().map(|(n, i)| (*i, n.clone())).collect());
+
+        for (prefix, entry) in &ipcache {
+            if self.ipcache.get(prefix) != Some(entry) {
+                self.datapath.upsert_ipcache(*prefix, *entry)?;
+            }
+        }
+        let stale: BTreeSet<IpNet> = self
+            .ipcache
+            .keys()
+            .filter(|p| !ipcache.contains_key(p))
+            .copied()
+            .collect();
+        for prefix in stale {
+            self.datapath.remove_ipcache(prefix)?;
+        }
+        self.ipcache = ipcache;
+
+        let entries: Vec<(PolicyKey, PolicyValue)> = compiled
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let direction = match e.direction {
+                    PolicyDirection::Ingress => Direction::Ingress,
+                    PolicyDirection::Egress => Direction::Egress,
+                };
+                let key = PolicyKey::new(
+                    e.local_identity,
+                    e.remote_identity,
+                    e.dport,
+                    e.protocol,
+                    direction,
+                );
+                let cookie = i as u32 + 1;
+                let value = if e.deny {
+                    PolicyValue::deny(cookie)
+                } else {
+                    PolicyValue::allow(cookie)
+                };
+                (key, value)
+            })
+            .collect();
+        self.datapath.sync_policy(&entries)?;
+        tracing::info!(
+            endpoints = self.attached.len(),
+            ipcache = self.ipcache.len(),
+            policy_entries = entries.len(),
+            revision = state.policy_revision(),
+            "datapath in sync"
+        );
+        Ok(())
+    }
+
+    /// Records lost in the kernel since the last call.
+    fn new_kernel_loss(&mut self) -> u64 {
+        match self.datapath.kernel_lost() {
+            Ok(total) => {
+                let new = total.saturating_sub(self.kernel_lost);
+                self.kernel_lost = total;
+                new
+            }
+            Err(e) => {
+                tracing::warn!("reading the kernel loss counter: {e}");
+                0
+            }
+        }
+    }
+}
+
+/// Syncs on every state change and reports kernel loss, until `shutdown`.
+pub async fn run(
+    mut sync: DatapathSync,
+    state: Arc<AgentState>,
+    links: Links,
+    ingest: IngestHandle,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut changes = state.subscribe_changes();
+    let mut tick = tokio::time::interval(LOST_CHECK_INTERVAL);
+    tokio::pin!(shutdown);
+    if let Err(e) = sync.sync(&state, &links) {
+        tracing::error!("datapath sync failed: {e:#}");
+    }
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if let Err(e) = sync.sync(&state, &links) {
+                    tracing::error!("datapath sync failed: {e:#}");
+                }
+            }
+            _ = tick.tick() => {
+                let lost = sync.new_kernel_loss();
+                if lost > 0 {
+                    ingest.push_lost_event(LostEvent {
+                        source: LostEventSource::PerfEventRingBuffer as i32,
+                        num_events_lost: lost,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The parser's getters, answered from the control plane's state.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use observer::parser::{EndpointGetter, Getters, IdentityGetter, LinkGetter};
+use proto::flow;
+
+use crate::identity::Identity;
+use crate::state::AgentState;
+
+/// Interface names of the attached endpoint veths, by ifindex.
+#[derive(Clone, Default)]
+pub struct Links(Arc<RwLock<HashMap<u32, String>>>);
+
+impl Links {
+    pub fn replace(&self, names: HashMap<u32, String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = names;
+    }
+}
+
+impl LinkGetter for Links {
+    fn link_name(&self, ifindex: u32) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ifindex)
+            .cloned()
+    }
+}
+
+/// Endpoint and identity lookups over [`AgentState`].
+#[derive(Clone)]
+pub struct StateGetters {
+    state: Arc<AgentState>,
+    links: Links,
+}
+
+impl StateGetters {
+    pub fn new(state: Arc<AgentState>, links: Links) -> Self {
+        Self { state, links }
+    }
+
+    pub fn into_parser_getters(self) -> Getters {
+        let this = Arc::new(self);
+        Getters {
+            endpoints: Some(this.clone()),
+            identities: Some(this.clone()),
+            links: Some(Arc::new(this.links.clone())),
+        }
+    }
+}
+
+impl EndpointGetter for StateGetters {
+    fn endpoint_by_ip(&self, ip: IpAddr) -> Option<flow::Endpoint> {
+        let endpoint = self.state.endpoint_by_ip(ip)?;
+        Some(flow::Endpoint {
+            id: u32::from(endpoint.id),
+            identity: endpoint.identity.0,
+            cluster_name: self.state.cluster().to_string(),
+            namespace: endpoint.spec.namespace.clone(),
+            labels: endpoint.labels.to_strings(),
+            pod_name: endpoint.spec.name.clone(),
+            workloads: Vec::new(),
+        })
+    }
+}
+
+impl IdentityGetter for StateGetters {
+    fn identity_labels(&self, identity: u32) -> Option<Vec<String>> {
+        self.state
+            .allocator()
+            .lookup(Identity(identity))
+            .map(|labels| labels.to_strings())
+            .or_else(|| {
+                self.state
+                    .identities()
+                    .into_iter()
+                    .find(|(id, _)| id.0 == identity)
+                    .map(|(_, labels)| labels.to_strings())
+            })
+    }
+}

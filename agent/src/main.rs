@@ -1,0 +1,195 @@
+//! `hubble-agent`: one node of hubble-rs. Without a subcommand it runs the daemon; the
+//! subcommands talk to a running agent (`endpoint list`, `policy import FILE`, ...).
+
+use std::path::PathBuf;
+
+use agent::admin::{run_admin_command, AdminCommand, DEFAULT_ADMIN_SOCKET};
+use agent::daemon::{run, DaemonConfig};
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hubble-agent",
+    version,
+    about = "hubble-rs node agent: eBPF datapath, policy and the Hubble API"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    #[command(flatten)]
+    Admin(AdminCommand),
+    /// Print the node's datapath events as they happen (like `cilium monitor -v`).
+    Monitor {
+        /// Only events of these types: drop, trace, policy-verdict.
+        #[arg(short = 't', long = "type")]
+        types: Vec<String>,
+        /// The agent's Hubble API socket.
+        #[arg(long, default_value = observer::serve::DEFAULT_UNIX_SOCKET)]
+        unix_socket: PathBuf,
+    },
+    /// Generate a CA and the TLS certificates for agents, the relay and clients.
+    Certs {
+        /// Where to write them.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Node names to issue server certificates for.
+        #[arg(long = "node", default_value = "node1")]
+        nodes: Vec<String>,
+        #[arg(long, default_value = "default")]
+        cluster_name: String,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum Aggregation {
+    /// A trace event for every packet.
+    None,
+    /// Trace events only for new connections and TCP SYN/FIN/RST.
+    Medium,
+}
+
+#[derive(clap::Args, Debug)]
+struct DaemonArgs {
+    /// The admin socket (also used by the subcommands).
+    #[arg(long, global = true, default_value = DEFAULT_ADMIN_SOCKET)]
+    admin_socket: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    #[arg(long, default_value = "default")]
+    cluster_name: String,
+    /// Directory of endpoint YAML files to watch.
+    #[arg(long, default_value = "/var/run/hubble-rs/endpoints")]
+    endpoints_dir: PathBuf,
+    /// Unix socket of the Hubble API ("" to disable).
+    #[arg(long, default_value = observer::serve::DEFAULT_UNIX_SOCKET)]
+    unix_socket: String,
+    /// TCP address of the Hubble API, `host:port` or `:port` ("" to disable).
+    #[arg(long, default_value = observer::serve::DEFAULT_LISTEN_ADDRESS)]
+    listen_address: String,
+    /// Prometheus metrics address ("" to disable).
+    #[arg(long, default_value = ":9965")]
+    metrics_address: String,
+    /// Static nodes file for the peer service.
+    #[arg(long)]
+    peers_file: Option<PathBuf>,
+    /// Flows kept in the ring: 2^n - 1.
+    #[arg(
+        long,
+        visible_alias = "hubble-event-buffer-capacity",
+        default_value_t = 4095
+    )]
+    ring_capacity: u64,
+    /// Serve the flows of a capture (JSON lines as `hubble observe -o jsonpb` prints).
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Replay pace in flows per second (default: as fast as possible).
+    #[arg(long)]
+    replay_rate: Option<f64>,
+    /// Give replayed flows the current time.
+    #[arg(long)]
+    replay_retimestamp: bool,
+    /// Start the capture over when it ends.
+    #[arg(long)]
+    replay_loop: bool,
+    /// Do not load the eBPF datapath (default when replaying).
+    #[arg(long)]
+    no_datapath: bool,
+    /// Load the eBPF datapath even when replaying.
+    #[arg(long, conflicts_with = "no_datapath")]
+    datapath: bool,
+    #[arg(long, value_enum, default_value = "none")]
+    monitor_aggregation: Aggregation,
+}
+
+fn optional(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
+    if args.ring_capacity == 0 || (args.ring_capacity + 1) & args.ring_capacity != 0 {
+        bail!(
+            "invalid --ring-capacity {}: must be 2^n - 1 (e.g. 4095, 65535)",
+            args.ring_capacity
+        );
+    }
+    let node_name = match args.node_name {
+        Some(name) => name,
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|n| n.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+    };
+    Ok(DaemonConfig {
+        node_name,
+        cluster_name: args.cluster_name,
+        endpoints_dir: args.endpoints_dir,
+        unix_socket: optional(&args.unix_socket).map(PathBuf::from),
+        admin_socket: args.admin_socket,
+        listen_address: optional(&args.listen_address),
+        metrics_address: optional(&args.metrics_address),
+        peers_file: args.peers_file,
+        ring_capacity: args.ring_capacity,
+        datapath: args.datapath || (args.replay.is_none() && !args.no_datapath),
+        replay: args.replay,
+        replay_rate: args.replay_rate,
+        replay_retimestamp: args.replay_retimestamp,
+        replay_repeat: args.replay_loop,
+        monitor_aggregation: match args.monitor_aggregation {
+            Aggregation::None => ebpf_events::constants::monitor_aggregation::NONE,
+            Aggregation::Medium => ebpf_events::constants::monitor_aggregation::MEDIUM,
+        },
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Admin(cmd)) => run_admin_command(cmd, &cli.daemon.admin_socket).await,
+        Some(Command::Monitor { types, unix_socket }) => {
+            agent::monitor::run(&unix_socket, &types).await
+        }
+        Some(Command::Certs {
+            dir,
+            nodes,
+            cluster_name,
+        }) => certs(&dir, nodes, &cluster_name),
+        None => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            match daemon_config(cli.daemon) {
+                Ok(config) => run(config).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("hubble-agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn certs(dir: &std::path::Path, nodes: Vec<String>, cluster_name: &str) -> Result<()> {
+    let spec = peer_service::certs::CertsSpec {
+        cluster: cluster_name.to_string(),
+        nodes,
+        ..Default::default()
+    };
+    for path in peer_service::certs::generate(dir, &spec)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

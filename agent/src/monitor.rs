@@ -1,0 +1,204 @@
+//! `hubble-agent monitor`: the node's datapath events as `cilium monitor -v` prints
+//! them, read from the agent's Hubble API on its Unix socket.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use proto::flow::{self, layer4, Flow, FlowFilter};
+use proto::observer::{
+    get_flows_response::ResponseTypes, observer_client::ObserverClient, GetFlowsRequest,
+};
+
+/// Event types `--type` accepts, with Cilium's monitor message numbers.
+const TYPES: &[(&str, i32)] = &[("drop", 1), ("trace", 4), ("policy-verdict", 5)];
+
+/// Follows the datapath events of the agent behind `socket`.
+pub async fn run(socket: &Path, types: &[String]) -> Result<()> {
+    let mut event_type = Vec::new();
+    for name in types {
+        let Some((_, number)) = TYPES.iter().find(|(n, _)| n == name) else {
+            let valid: Vec<&str> = TYPES.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "unknown event type {name:?}: valid types are {}",
+                valid.join(", ")
+            );
+        };
+        event_type.push(flow::EventTypeFilter {
+            r#type: *number,
+            ..Default::default()
+        });
+    }
+    let channel = connect_unix(socket).await?;
+    let mut client = ObserverClient::new(channel);
+    let request = GetFlowsRequest {
+        follow: true,
+        whitelist: vec![FlowFilter {
+            event_type,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut stream = client
+        .get_flows(request)
+        .await
+        .context("GetFlows")?
+        .into_inner();
+    println!("Listening for events on {}", socket.display());
+    while let Some(response) = stream.message().await.context("reading events")? {
+        match response.response_types {
+            Some(ResponseTypes::Flow(flow)) => println!("{}", format_event(&flow)),
+            Some(ResponseTypes::LostEvents(lost)) => {
+                println!(
+                    "CPU {:?}: Lost {} events",
+                    lost.cpu.map(|c| c.value),
+                    lost.num_events_lost
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Connects a gRPC channel to a Unix socket.
+pub async fn connect_unix(socket: &Path) -> Result<tonic::transport::Channel> {
+    let path = socket.to_path_buf();
+    tonic::transport::Endpoint::try_from("http://[::1]:50051")?
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .with_context(|| format!("failed to connect to {}", socket.display()))
+}
+
+fn tuple(f: &Flow) -> String {
+    let ip = f.ip.clone().unwrap_or_default();
+    let (proto, sport, dport, detail) = match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(layer4::Protocol::Tcp(t)) => {
+            let flags = t.flags.clone().unwrap_or_default();
+            let names: Vec<&str> = [
+                (flags.syn, "SYN"),
+                (flags.ack, "ACK"),
+                (flags.fin, "FIN"),
+                (flags.rst, "RST"),
+                (flags.psh, "PSH"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+            ("tcp", t.source_port, t.destination_port, names.join(", "))
+        }
+        Some(layer4::Protocol::Udp(u)) => ("udp", u.source_port, u.destination_port, String::new()),
+        Some(layer4::Protocol::IcmPv4(i)) => {
+            return format!(
+                "{} -> {} icmp type {} code {}",
+                ip.source, ip.destination, i.r#type, i.code
+            )
+        }
+        Some(layer4::Protocol::IcmPv6(i)) => {
+            return format!(
+                "{} -> {} icmpv6 type {} code {}",
+                ip.source, ip.destination, i.r#type, i.code
+            )
+        }
+        _ => return format!("{} -> {}", ip.source, ip.destination),
+    };
+    format!(
+        "{}:{} -> {}:{} {proto} {detail}",
+        ip.source, sport, ip.destination, dport
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// One line per event, in the shape `cilium monitor -v` prints.
+pub fn format_event(f: &Flow) -> String {
+    let src = f.source.clone().unwrap_or_default();
+    let dst = f.destination.clone().unwrap_or_default();
+    let ifname = f
+        .interface
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
+    let (kind, _) = f
+        .event_type
+        .as_ref()
+        .map_or((0, 0), |e| (e.r#type, e.sub_type));
+    match kind {
+        1 => {
+            let reason = flow::DropReason::try_from(f.drop_reason_desc)
+                .map(|r| drop_reason_text(r).to_string())
+                .unwrap_or_else(|_| format!("{}", f.drop_reason_desc));
+            format!(
+                "xx drop ({reason}) to endpoint {}, identity {}->{}: {}",
+                dst.id,
+                src.identity,
+                dst.identity,
+                tuple(f)
+            )
+        }
+        5 => {
+            let direction = if f.traffic_direction == flow::TrafficDirection::Ingress as i32 {
+                "ingress"
+            } else {
+                "egress"
+            };
+            let (local, remote) = if direction == "ingress" {
+                (&dst, src.identity)
+            } else {
+                (&src, dst.identity)
+            };
+            let action = match flow::Verdict::try_from(f.verdict) {
+                Ok(flow::Verdict::Dropped) => "deny",
+                Ok(flow::Verdict::Audit) => "audit",
+                _ => "allow",
+            };
+            let matched = ["none", "L3-Only", "L3-L4", "L4-Only", "all"]
+                .get(f.policy_match_type as usize)
+                .copied()
+                .unwrap_or("none");
+            format!(
+                "Policy verdict log: flow 0x0 local EP ID {}, remote ID {remote}, {direction}, action {action}, match {matched}, {}",
+                local.id,
+                tuple(f)
+            )
+        }
+        _ => {
+            let point = flow::TraceObservationPoint::try_from(f.trace_observation_point)
+                .map(|p| p.as_str_name().to_lowercase().replace('_', "-"))
+                .unwrap_or_default();
+            let state = flow::TraceReason::try_from(f.trace_reason)
+                .map(|r| r.as_str_name().to_lowercase())
+                .unwrap_or_default();
+            let arrow = match point.as_str() {
+                "to-endpoint" => format!("-> endpoint {}", dst.id),
+                "to-stack" => "-> stack".to_string(),
+                _ => format!("-> endpoint {}", dst.id),
+            };
+            format!(
+                "{arrow} flow 0x0 , identity {}->{} state {state} ifindex {ifname}: {}",
+                src.identity,
+                dst.identity,
+                tuple(f)
+            )
+        }
+    }
+}
+
+fn drop_reason_text(reason: flow::DropReason) -> &'static str {
+    match reason {
+        flow::DropReason::PolicyDenied => "Policy denied",
+        flow::DropReason::InvalidPacketDropped => "Invalid packet",
+        flow::DropReason::CtTruncatedOrInvalidHeader => "CT: Truncated or invalid header",
+        flow::DropReason::InvalidIpv6ExtensionHeader => "Invalid IPv6 extension header",
+        flow::DropReason::IpFragmentationNotSupported => "IP fragmentation not supported",
+        flow::DropReason::PolicyDeny => "Policy denied by denylist",
+        _ => "Dropped",
+    }
+}

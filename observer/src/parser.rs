@@ -1,0 +1,237 @@
+//! Turns datapath records into `Flow`s exactly as Hubble's L3/L4 parser fills them.
+//!
+//! The parser sees the rest of the agent only through narrow getters: endpoints by IP
+//! (local pods, and remote pods known from the ipcache), labels by identity, interface
+//! names by index. A missing getter means that enrichment is skipped.
+
+// Hubble still fills the deprecated `summary`, `reply` and `drop_reason` fields.
+#![allow(deprecated)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ebpf_events::clock::KtimeClock;
+use ebpf_events::constants::{message_type, policy_action, trace_point, trace_reason};
+use ebpf_events::decode::{decode, DatapathEvent, DecodeError};
+use proto::flow::{self, Flow};
+
+mod packet;
+
+pub use packet::{decode_packet, DecodedPacket};
+
+/// Looks up endpoints by IP: local endpoints with their id, and remote pods.
+pub trait EndpointGetter: Send + Sync {
+    fn endpoint_by_ip(&self, ip: IpAddr) -> Option<flow::Endpoint>;
+}
+
+/// Resolves a security identity to its labels (`reserved:world`, `k8s:app=x`, ...).
+pub trait IdentityGetter: Send + Sync {
+    fn identity_labels(&self, identity: u32) -> Option<Vec<String>>;
+}
+
+/// Resolves an interface index to its name.
+pub trait LinkGetter: Send + Sync {
+    fn link_name(&self, ifindex: u32) -> Option<String>;
+}
+
+/// The getters a parser enriches flows with; each is optional.
+#[derive(Clone, Default)]
+pub struct Getters {
+    pub endpoints: Option<Arc<dyn EndpointGetter>>,
+    pub identities: Option<Arc<dyn IdentityGetter>>,
+    pub links: Option<Arc<dyn LinkGetter>>,
+}
+
+/// A record that could not become a flow.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("undecodable datapath record: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// The datapath record parser of one node.
+pub struct Parser {
+    node_name: String,
+    clock: KtimeClock,
+    getters: Getters,
+}
+
+impl Parser {
+    pub fn new(node_name: impl Into<String>, clock: KtimeClock, getters: Getters) -> Self {
+        Self {
+            node_name: node_name.into(),
+            clock,
+            getters,
+        }
+    }
+
+    /// Decodes one raw ring-buffer record into a flow.
+    pub fn parse(&self, record: &[u8]) -> Result<Flow, ParseError> {
+        let event = decode(record)?;
+        Ok(self.flow_from_event(&event))
+    }
+
+    /// Builds the flow of an already decoded event.
+    pub fn flow_from_event(&self, event: &DatapathEvent<'_>) -> Flow {
+        let header = *event.header();
+        let packet = decode_packet(event.packet());
+        let mut flow = Flow {
+            time: Some(timestamp(self.clock.to_unix_ns(header.ktime_ns))),
+            uuid: new_uuid(),
+            r#type: flow::FlowType::L3L4 as i32,
+            node_name: self.node_name.clone(),
+            event_type: Some(flow::CiliumEventType {
+                r#type: i32::from(header.msg_type),
+                sub_type: i32::from(header.subtype),
+            }),
+            summary: packet.summary.clone(),
+            ..Default::default()
+        };
+        flow.ethernet = packet.ethernet.clone();
+        flow.ip = packet.ip.clone();
+        flow.l4 = packet.l4.clone();
+
+        // Identities as the datapath saw them; policy verdicts carry only the remote one.
+        let (src_identity, dst_identity) = match event {
+            DatapathEvent::PolicyVerdict(pv) if pv.verdict.direction == 0 => {
+                (pv.verdict.remote_identity, 0)
+            }
+            DatapathEvent::PolicyVerdict(pv) => (0, pv.verdict.remote_identity),
+            _ => (header.src_identity, header.dst_identity),
+        };
+        let source = self.resolve_endpoint(packet.source_ip, src_identity);
+        let destination = self.resolve_endpoint(packet.destination_ip, dst_identity);
+        let source_id = source.id;
+
+        match event {
+            DatapathEvent::Trace(_) => {
+                flow.verdict = flow::Verdict::Forwarded as i32;
+                flow.trace_observation_point = observation_point(header.subtype);
+                flow.trace_reason = i32::from(header.reason & 0x7f);
+                let known = header.reason != trace_reason::UNKNOWN;
+                if known {
+                    let is_reply = header.reason == trace_reason::REPLY;
+                    flow.is_reply = Some(pbjson_types::BoolValue { value: is_reply });
+                    flow.reply = is_reply;
+                    if header.source != 0 {
+                        let from_source = u32::from(header.source) == source_id;
+                        flow.traffic_direction = if from_source != is_reply {
+                            flow::TrafficDirection::Egress as i32
+                        } else {
+                            flow::TrafficDirection::Ingress as i32
+                        };
+                    }
+                }
+                flow.interface = Some(flow::NetworkInterface {
+                    index: header.ifindex,
+                    name: self
+                        .getters
+                        .links
+                        .as_ref()
+                        .and_then(|l| l.link_name(header.ifindex))
+                        .unwrap_or_default(),
+                });
+            }
+            DatapathEvent::Drop(_) => {
+                flow.verdict = flow::Verdict::Dropped as i32;
+                flow.drop_reason = u32::from(header.subtype);
+                flow.drop_reason_desc = i32::from(header.subtype);
+                if header.source != 0 {
+                    flow.traffic_direction = if u32::from(header.source) == source_id {
+                        flow::TrafficDirection::Egress as i32
+                    } else {
+                        flow::TrafficDirection::Ingress as i32
+                    };
+                }
+            }
+            DatapathEvent::PolicyVerdict(pv) => {
+                let info = pv.verdict;
+                flow.verdict = match info.action {
+                    policy_action::DENIED => flow::Verdict::Dropped as i32,
+                    policy_action::AUDIT => flow::Verdict::Audit as i32,
+                    _ => flow::Verdict::Forwarded as i32,
+                };
+                if info.action == policy_action::DENIED {
+                    flow.drop_reason =
+                        u32::from(ebpf_events::constants::drop_reason::POLICY_DENIED);
+                    flow.drop_reason_desc = flow.drop_reason as i32;
+                } else {
+                    flow.is_reply = Some(pbjson_types::BoolValue { value: false });
+                }
+                flow.policy_match_type = u32::from(info.match_type);
+                flow.traffic_direction = if info.direction == 0 {
+                    flow::TrafficDirection::Ingress as i32
+                } else {
+                    flow::TrafficDirection::Egress as i32
+                };
+            }
+        }
+        if header.msg_type == message_type::POLICY_VERDICT {
+            flow.event_type = Some(flow::CiliumEventType {
+                r#type: i32::from(message_type::POLICY_VERDICT),
+                sub_type: 0,
+            });
+        }
+        flow.source = Some(source);
+        flow.destination = Some(destination);
+        flow
+    }
+
+    /// Resolves one side of a flow as Hubble does: a known endpoint (local, or a remote
+    /// pod from the ipcache) with its details, otherwise identity labels only. The
+    /// identity the datapath saw wins over the one userspace knows now.
+    fn resolve_endpoint(&self, ip: Option<IpAddr>, datapath_identity: u32) -> flow::Endpoint {
+        let known = ip.and_then(|ip| self.getters.endpoints.as_ref()?.endpoint_by_ip(ip));
+        if let Some(mut endpoint) = known {
+            if datapath_identity != 0 && datapath_identity != endpoint.identity {
+                endpoint.identity = datapath_identity;
+                if let Some(labels) = self.identity_labels(datapath_identity) {
+                    endpoint.labels = labels;
+                }
+            }
+            return endpoint;
+        }
+        flow::Endpoint {
+            identity: datapath_identity,
+            labels: self.identity_labels(datapath_identity).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    fn identity_labels(&self, identity: u32) -> Option<Vec<String>> {
+        if identity == 0 {
+            return None;
+        }
+        let mut labels = self
+            .getters
+            .identities
+            .as_ref()?
+            .identity_labels(identity)?;
+        labels.sort();
+        Some(labels)
+    }
+}
+
+/// Maps Cilium's trace observation point numbers onto the proto enum (0 is
+/// "to-endpoint" in the datapath but has its own value in the API).
+fn observation_point(subtype: u8) -> i32 {
+    if subtype == trace_point::TO_LXC {
+        flow::TraceObservationPoint::ToEndpoint as i32
+    } else {
+        i32::from(subtype)
+    }
+}
+
+fn timestamp(unix_ns: u64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: (unix_ns / 1_000_000_000) as i64,
+        nanos: (unix_ns % 1_000_000_000) as i32,
+    }
+}
+
+fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests;
