@@ -1,1 +1,109 @@
-//! `tests`: see ARCHITECTURE.md.
+//! Helpers for the end-to-end tests: finding the built binaries, running them with a
+//! deadline, and skipping clearly when not root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Whether the tests run as root; prints the SKIP line the suite expects otherwise.
+pub fn require_root(test: &str) -> bool {
+    let euid = effective_uid();
+    if euid != 0 {
+        println!("SKIP: {test}: needs root (network namespaces, eBPF programs)");
+        return false;
+    }
+    true
+}
+
+fn effective_uid() -> u32 {
+    // Reading /proc avoids unsafe code: the effective uid is the second field of Uid.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// The directory holding the workspace's binaries (`target/debug` for `cargo test`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The path of a workspace binary, failing clearly when it has not been built.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        bail!("{} is not built (run `cargo build --workspace` first)", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs `cmd` to completion within `timeout`, returning its output whatever its status.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(child.wait_with_output()?);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            bail!(
+                "{cmd:?} did not finish within {timeout:?}; stdout: {} stderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `cmd` and returns its stdout, failing with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<String> {
+    let out = run_with_timeout(cmd, timeout)?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed with {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Retries `check` until it returns `Ok(Some(_))` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            match last_err {
+                Some(e) => return Err(e.context(format!("condition not met within {timeout:?}"))),
+                None => bail!("condition not met within {timeout:?}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

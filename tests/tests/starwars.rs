@@ -1,0 +1,177 @@
+//! The Star Wars story of the seeds, on the real kernel datapath: pods in network
+//! namespaces, `hubble-agent` with its eBPF programs, `rule1`, and what `hubble observe`
+//! shows. Needs root; prints a SKIP line otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use tests::{bin, eventually, require_root, run_ok, run_with_timeout};
+
+const T: Duration = Duration::from_secs(60);
+
+/// A lab of our own: removed on drop, even when the test fails.
+struct Lab {
+    run_dir: PathBuf,
+    prefix: String,
+}
+
+impl Lab {
+    fn up(tag: &str, subnet: &str) -> Result<Self> {
+        let run_dir = std::env::temp_dir().join(format!("hubble-rs-e2e-{tag}-{}", std::process::id()));
+        let lab = Lab {
+            run_dir,
+            prefix: format!("e{}{tag}-", std::process::id() % 10000),
+        };
+        run_ok(
+            lab.cmd().args(["up", "--nodes", "1", "--node-subnet", subnet]),
+            Duration::from_secs(90),
+        )?;
+        Ok(lab)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(bin("hubble-lab").unwrap_or_default());
+        cmd.arg("--run-dir").arg(&self.run_dir).arg("--prefix").arg(&self.prefix);
+        cmd
+    }
+
+    fn socket(&self) -> String {
+        format!("unix://{}", self.run_dir.join("node1/hubble.sock").display())
+    }
+
+    fn admin(&self) -> PathBuf {
+        self.run_dir.join("node1/agent.sock")
+    }
+
+    fn traffic(&self) -> Result<String> {
+        run_ok(self.cmd().arg("traffic"), T)
+    }
+
+    fn observe(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(bin("hubble")?);
+        cmd.args(["observe", "--server", &self.socket()]).args(args);
+        run_ok(&mut cmd, T)
+    }
+
+    fn observe_json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        self.observe(&all)?
+            .lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+            .collect()
+    }
+
+    fn agent(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(bin("hubble-agent")?);
+        cmd.args(args).arg("--admin-socket").arg(self.admin());
+        run_ok(&mut cmd, T)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        match run_with_timeout(self.cmd().arg("down"), Duration::from_secs(60)) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("hubble-lab down: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("hubble-lab down: {e}"),
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+fn rule1() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/rule1.yaml")
+}
+
+fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, k| &v[k])
+}
+
+#[test]
+fn star_wars_story_on_the_kernel_datapath() -> Result<()> {
+    if !require_root("star_wars_story_on_the_kernel_datapath") {
+        return Ok(());
+    }
+    let lab = Lab::up("sw", "10.101.0.0/24")?;
+
+    // 1. No policy: both ships land, flows are FORWARDED with trace points.
+    let out = lab.traffic()?;
+    assert_eq!(out.matches("Ship landed").count(), 2, "{out}");
+    let xwing = eventually(Duration::from_secs(10), || {
+        let flows = lab.observe_json(&["--from-pod", "default/xwing", "--to-port", "80", "--last", "50"])?;
+        Ok((!flows.is_empty()).then_some(flows))
+    })?;
+    for v in &xwing {
+        let f = &v["flow"];
+        assert_eq!(f["verdict"], "FORWARDED", "{f}");
+        assert_eq!(field(f, "destination.pod_name").as_str().map(|p| p.starts_with("deathstar")), Some(true));
+    }
+    let points: Vec<&str> = xwing
+        .iter()
+        .filter_map(|v| v["flow"]["trace_observation_point"].as_str())
+        .collect();
+    assert!(points.contains(&"TO_ENDPOINT") && points.contains(&"FROM_ENDPOINT"), "{points:?}");
+
+    // -o json carries what upstream puts there.
+    let f = &xwing[0]["flow"];
+    for key in ["time", "uuid", "IP", "l4", "source", "destination", "Type", "node_name", "event_type",
+        "traffic_direction", "trace_observation_point", "is_reply", "Summary", "interface"] {
+        assert!(!f[key].is_null(), "missing {key} in {f}");
+    }
+    assert_eq!(field(f, "source.pod_name"), "xwing");
+    assert_eq!(field(f, "source.namespace"), "default");
+    assert!(field(f, "source.identity").as_u64().is_some_and(|id| id >= 256));
+    assert!(field(f, "source.labels").to_string().contains("k8s:org=alliance"));
+
+    // 2. rule1: xwing's SYNs are dropped by policy, tiefighter still lands.
+    let out = lab.agent(&["policy", "import", rule1().to_str().unwrap_or_default()])?;
+    assert!(out.contains("Revision: 2"), "{out}");
+    let list = lab.agent(&["endpoint", "list"])?;
+    assert!(list.contains("Enabled"), "{list}");
+    let out = eventually(Duration::from_secs(10), || {
+        let out = lab.traffic()?;
+        Ok((out.contains("Ship landed") && out.contains("timed out")).then_some(out))
+    })?;
+    assert_eq!(out.matches("Ship landed").count(), 1, "{out}");
+
+    let dropped = lab.observe(&["--from-pod", "default/xwing", "--verdict", "DROPPED", "--type", "drop", "--last", "5"])?;
+    assert!(dropped.contains("Policy denied DROPPED (TCP Flags: SYN)"), "{dropped}");
+    assert!(dropped.contains("default/xwing:") && dropped.contains("<> default/deathstar"), "{dropped}");
+    let drops = lab.observe_json(&["--from-pod", "default/xwing", "--verdict", "DROPPED", "--type", "drop", "--last", "1"])?;
+    assert_eq!(drops[0]["flow"]["drop_reason_desc"], "POLICY_DENIED");
+    assert_eq!(drops[0]["flow"]["traffic_direction"], "INGRESS");
+
+    let tiefighter = lab.observe_json(&["--from-pod", "default/tiefighter", "--to-port", "80", "--verdict", "FORWARDED", "--last", "5"])?;
+    assert!(!tiefighter.is_empty());
+
+    // Policy verdicts: L3-L4 allowed for tiefighter, denied for xwing.
+    let verdicts = lab.observe_json(&["--type", "policy-verdict", "--protocol", "tcp", "--last", "50"])?;
+    let allowed = verdicts.iter().find(|v| field(&v["flow"], "source.pod_name") == "tiefighter");
+    let allowed = allowed.context("no policy verdict for tiefighter")?;
+    assert_eq!(allowed["flow"]["policy_match_type"], 2, "{allowed}");
+    assert_eq!(allowed["flow"]["verdict"], "FORWARDED");
+    let denied = verdicts.iter().find(|v| field(&v["flow"], "source.pod_name") == "xwing");
+    assert_eq!(denied.context("no policy verdict for xwing")?["flow"]["verdict"], "DROPPED");
+
+    // Replies of allowed connections pass through conntrack.
+    let replies = lab.observe_json(&["--to-pod", "default/tiefighter", "--from-port", "80", "--last", "20"])?;
+    assert!(replies.iter().any(|v| v["flow"]["is_reply"] == true && v["flow"]["verdict"] == "FORWARDED"));
+
+    // 3. Deleting the policy restores access.
+    lab.agent(&["policy", "delete", "--all"])?;
+    eventually(Duration::from_secs(10), || {
+        let out = lab.traffic()?;
+        Ok((out.matches("Ship landed").count() == 2).then_some(()))
+    })?;
+
+    // 4. ICMP and UDP flows appear.
+    let icmp = lab.observe(&["--protocol", "icmp", "--last", "5"])?;
+    assert!(icmp.contains("ICMPv4 EchoRequest"), "{icmp}");
+    let udp = lab.observe(&["--protocol", "udp", "--to-port", "53", "--last", "5"])?;
+    assert!(udp.contains("kube-system/coredns:53"), "{udp}");
+    Ok(())
+}
