@@ -11,7 +11,8 @@
   const BOX_W = 184;
   const BOX_H = 58;
   const BOX_GAP = 30;
-  const COL_GAP = 150;
+  const COL_GAP = 130;
+  const LAYER_GAP = 150;
   const REGION_PAD = 22;
   const REGION_TITLE = 30;
   const MARGIN = 24;
@@ -337,57 +338,160 @@
     return 'forwarded';
   }
 
-  /** Deterministic layout: entities outside namespaces first, then one column per namespace. */
+  /**
+   * Deterministic layout: one region per namespace (entities outside the cluster first,
+   * then namespaces by name), laid out left to right. Inside a region, workloads sit in
+   * columns by their depth along the namespace's own edges (callers left of callees).
+   */
   function layout(map) {
-    const columns = new Map();
+    const groups = new Map();
     for (const node of map.nodes) {
       const key = node.namespace || '';
-      if (!columns.has(key)) columns.set(key, []);
-      columns.get(key).push(node);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(node);
     }
-    const keys = [...columns.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : a.localeCompare(b)));
+    const keys = [...groups.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : a.localeCompare(b)));
     const boxes = new Map();
     const regions = [];
     let x = MARGIN;
     let height = 0;
+    let column = 0;
     for (const key of keys) {
-      const nodes = columns.get(key).sort((a, b) => a.name.localeCompare(b.name));
-      const regionH = REGION_TITLE + REGION_PAD + nodes.length * (BOX_H + BOX_GAP) - BOX_GAP + REGION_PAD;
-      regions.push({ key, x, y: MARGIN, w: BOX_W + 2 * REGION_PAD, h: regionH });
-      nodes.forEach((node, i) => {
-        boxes.set(node.id, {
-          node,
-          x: x + REGION_PAD,
-          y: MARGIN + REGION_TITLE + REGION_PAD + i * (BOX_H + BOX_GAP),
-          column: regions.length - 1,
+      const nodes = groups.get(key).sort((a, b) => a.name.localeCompare(b.name));
+      const ids = new Set(nodes.map((n) => n.id));
+      const inner = map.edges.filter((e) => e.source !== e.destination && ids.has(e.source) && ids.has(e.destination));
+      const depth = new Map(nodes.map((n) => [n.id, 0]));
+      // Longest path from the region's callers; bounded so that cycles end.
+      for (let round = 0; round < nodes.length; round++) {
+        let changed = false;
+        for (const e of inner) {
+          const d = depth.get(e.source) + 1;
+          if (d > depth.get(e.destination) && d < nodes.length) {
+            depth.set(e.destination, d);
+            changed = true;
+          }
+        }
+        if (!changed) break;
+      }
+      const columns = [];
+      for (const n of nodes) {
+        const d = depth.get(n.id);
+        (columns[d] = columns[d] || []).push(n);
+      }
+      const used = columns.filter(Boolean);
+      // Order each column by where its callers sit, to keep lines short and uncrossed.
+      const row = new Map();
+      used.forEach((col) => {
+        const weight = (n) => {
+          const callers = inner.filter((e) => e.destination === n.id && row.has(e.source)).map((e) => row.get(e.source));
+          return callers.length ? callers.reduce((a, b) => a + b, 0) / callers.length : Infinity;
+        };
+        col.sort((a, b) => (weight(a) - weight(b)) || a.name.localeCompare(b.name));
+        col.forEach((n, i) => row.set(n.id, i));
+      });
+      const tallest = Math.max(...used.map((c) => c.length));
+      const regionH = REGION_TITLE + REGION_PAD + tallest * (BOX_H + BOX_GAP) - BOX_GAP + REGION_PAD;
+      const regionW = used.length * BOX_W + (used.length - 1) * LAYER_GAP + 2 * REGION_PAD;
+      regions.push({ key, x, y: MARGIN, w: regionW, h: regionH });
+      used.forEach((col, c) => {
+        const offset = ((tallest - col.length) * (BOX_H + BOX_GAP)) / 2;
+        col.forEach((node, i) => {
+          boxes.set(node.id, {
+            node,
+            x: x + REGION_PAD + c * (BOX_W + LAYER_GAP),
+            y: MARGIN + REGION_TITLE + REGION_PAD + offset + i * (BOX_H + BOX_GAP),
+            column: column + c,
+          });
         });
       });
+      column += used.length;
       height = Math.max(height, MARGIN + regionH);
-      x += BOX_W + 2 * REGION_PAD + COL_GAP;
+      x += regionW + COL_GAP;
     }
     return { boxes, regions, width: x - COL_GAP + MARGIN, height: height + MARGIN };
   }
 
-  function edgePath(a, b, offset) {
-    const ay = a.y + BOX_H / 2 + offset;
-    const by = b.y + BOX_H / 2 + offset;
+  /** Which side of each box an edge leaves and enters by. */
+  function edgeSides(a, b) {
+    if (a.column < b.column) return ['right', 'left'];
+    if (a.column > b.column) return ['left', 'right'];
+    return ['right', 'right'];
+  }
+
+  /**
+   * Spreads the ends of the edges that meet a box side over its height, ordered by
+   * where the other end sits, so that lines into one box do not pile up in one point.
+   */
+  function edgeAnchors(edges, boxes) {
+    const slots = new Map();
+    const add = (box, side, edge, end, otherY) => {
+      const key = box.node.id + '|' + side;
+      if (!slots.has(key)) slots.set(key, { box, items: [] });
+      slots.get(key).items.push({ edge, end, otherY });
+    };
+    for (const e of edges) {
+      const a = boxes.get(e.source);
+      const b = boxes.get(e.destination);
+      if (!a || !b || a === b) continue;
+      const [out, into] = edgeSides(a, b);
+      add(a, out, e, 'start', b.y);
+      add(b, into, e, 'end', a.y);
+    }
+    const anchors = new Map();
+    for (const { box, items } of slots.values()) {
+      items.sort((p, q) => (p.otherY - q.otherY) || (p.edge.port - q.edge.port));
+      items.forEach((item, i) => {
+        const y = box.y + 10 + ((BOX_H - 20) * (i + 1)) / (items.length + 1);
+        if (!anchors.has(item.edge)) anchors.set(item.edge, {});
+        anchors.get(item.edge)[item.end] = y;
+      });
+    }
+    return anchors;
+  }
+
+  function edgePath(a, b, anchor, obstacles) {
+    const ay = anchor ? anchor.start : a.y + BOX_H / 2;
+    const by = anchor ? anchor.end : b.y + BOX_H / 2;
     if (a === b) {
       const x0 = a.x + BOX_W;
-      return { d: `M${x0},${ay - 10} C${x0 + 70},${ay - 50} ${x0 + 70},${ay + 50} ${x0 + 6},${ay + 12}`,
-        lx: x0 + 56, ly: ay };
+      const y = a.y + BOX_H / 2;
+      return { d: `M${x0},${y - 12} C${x0 + 70},${y - 50} ${x0 + 70},${y + 50} ${x0 + 4},${y + 14}`,
+        lx: x0 + 56, ly: y };
     }
     if (a.column === b.column) {
       const x0 = a.x + BOX_W;
       const bend = x0 + 50 + Math.abs(by - ay) * 0.25;
-      return { d: `M${x0},${ay} C${bend},${ay} ${bend},${by} ${x0 + 6},${by}`,
+      return { d: `M${x0},${ay} C${bend},${ay} ${bend},${by} ${x0 + 4},${by}`,
         lx: bend - 12, ly: (ay + by) / 2 };
     }
     const forward = a.column < b.column;
     const x0 = forward ? a.x + BOX_W : a.x;
-    const x1 = forward ? b.x - 6 : b.x + BOX_W + 6;
+    const x1 = forward ? b.x - 4 : b.x + BOX_W + 4;
     const dx = (x1 - x0) * 0.5;
-    return { d: `M${x0},${ay} C${x0 + dx},${ay} ${x1 - dx},${by} ${x1},${by}`,
+    const direct = { d: `M${x0},${ay} C${x0 + dx},${ay} ${x1 - dx},${by} ${x1},${by}`,
       lx: (x0 + x1) / 2, ly: (ay + by) / 2 };
+    // A line that would pass behind boxes between its ends goes around below them.
+    const lo = Math.min(x0, x1);
+    const hi = Math.max(x0, x1);
+    const between = [...obstacles].filter((o) => o !== a && o !== b && o.x > lo && o.x + BOX_W < hi);
+    const bezier = (t) => {
+      const u = 1 - t;
+      return [u * u * u * x0 + 3 * u * u * t * (x0 + dx) + 3 * u * t * t * (x1 - dx) + t * t * t * x1,
+        u * u * u * ay + 3 * u * u * t * ay + 3 * u * t * t * by + t * t * t * by];
+    };
+    const hits = between.some((o) => {
+      for (let t = 0; t <= 1; t += 0.05) {
+        const [px, py] = bezier(t);
+        if (px > o.x - 6 && px < o.x + BOX_W + 6 && py > o.y - 6 && py < o.y + BOX_H + 6) return true;
+      }
+      return false;
+    });
+    if (!hits) return direct;
+    const below = Math.max(...between.filter((o) => o.x > lo && o.x < hi).map((o) => o.y + BOX_H)) + BOX_GAP / 2;
+    const mx = (x0 + x1) / 2;
+    const q = (mx - x0) * 0.6;
+    return { d: `M${x0},${ay} C${x0 + q},${ay} ${mx - q},${below} ${mx},${below} ` +
+      `C${mx + q},${below} ${x1 - q},${by} ${x1},${by}`, lx: mx, ly: below };
   }
 
   function nodeFilter(node, side) {
@@ -407,7 +511,7 @@
     const defs = el('defs', {}, svg);
     for (const kind of ['forwarded', 'dropped', 'mixed']) {
       const marker = el('marker', { id: 'arrow-' + kind, viewBox: '0 0 10 10', refX: '9', refY: '5',
-        markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' }, defs);
+        markerWidth: '11', markerHeight: '11', markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse' }, defs);
       el('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow ' + kind }, marker);
     }
     for (const r of regions) {
@@ -416,13 +520,14 @@
       const title = el('text', { x: r.x + 14, y: r.y + 21, class: 'region-title' }, g);
       title.textContent = r.key ? r.key : 'outside the cluster';
     }
-    // Parallel edges between the same pair are spread apart.
+    // Parallel edges between the same pair are listed together.
     const pairs = new Map();
     for (const e of map.edges) {
       const key = e.source + '\u0000' + e.destination;
       if (!pairs.has(key)) pairs.set(key, []);
       pairs.get(key).push(e);
     }
+    const anchors = edgeAnchors(map.edges, boxes);
     const edgeLayer = el('g', { class: 'edges' }, svg);
     const labelLayer = el('g', { class: 'edge-labels' }, svg);
     for (const group of pairs.values()) {
@@ -431,7 +536,7 @@
         const b = boxes.get(e.destination);
         if (!a || !b) return;
         const kind = edgeClass(e);
-        const path = edgePath(a, b, (i - (group.length - 1) / 2) * 12);
+        const path = edgePath(a, b, anchors.get(e), boxes.values());
         const key = `edge:${e.source}>${e.destination}:${e.protocol}/${e.port}`;
         const g = el('g', { class: `edge ${kind}` + (selectedMapKey === key ? ' selected' : ''),
           'data-source': e.source, 'data-destination': e.destination, 'data-verdict': kind,
@@ -441,7 +546,7 @@
         const counts = Object.entries(e.verdicts).map(([v, n]) => `${n} ${v.toLowerCase()}`).join(', ');
         const titleEl = el('title', {}, g);
         titleEl.textContent = `${e.source} → ${e.destination}\n${e.protocol}/${e.port}: ${counts}\nlast: ${e.last_verdict}`;
-        const label = el('g', { class: `edge-label ${kind}`, transform: `translate(${path.lx},${path.ly + i * 0})` }, labelLayer);
+        const label = el('g', { class: `edge-label ${kind}`, transform: `translate(${path.lx},${path.ly})` }, labelLayer);
         const forwarded = (e.verdicts.FORWARDED || 0) + (e.verdicts.REDIRECTED || 0) + (e.verdicts.TRANSLATED || 0) + (e.verdicts.TRACED || 0);
         const dropped = (e.verdicts.DROPPED || 0) + (e.verdicts.ERROR || 0);
         const audit = e.verdicts.AUDIT || 0;

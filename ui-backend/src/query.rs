@@ -23,7 +23,7 @@ pub enum QueryError {
     InvalidVerdict(String),
     #[error("invalid limit {0:?}: expected a number from 1 to {MAX_LIMIT}")]
     InvalidLimit(String),
-    #[error("invalid {parameter} value {value:?}: {source}")]
+    #[error("invalid {parameter} filter: {source}")]
     InvalidFilter {
         parameter: String,
         value: String,

@@ -1,0 +1,107 @@
+// Browser test of hubble-ui: node run.mjs <url> <artifact-dir>
+//
+// Prints "STEP ..." lines as it goes and "WAITING_FOR_DROPS" when the page shows the
+// demo before the policy; the Rust test then sends the policy drops. Exits non-zero on
+// the first failed check, with a screenshot of the page at that moment.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch } from './chromium.mjs';
+
+const [url, artifacts] = process.argv.slice(2);
+if (!url || !artifacts) {
+  console.error('usage: node run.mjs <url> <artifact-dir>');
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+const WAIT = 20_000;
+const RED = 'rgb(229, 72, 77)';
+const { page, close } = await launch();
+const errors = [];
+page.on('pageerror', (err) => errors.push(String(err)));
+// The page checks filters with a request that answers 400 for a bad one; that is expected.
+page.on('console', (msg) => {
+  if (msg.type() === 'error' && !msg.text().includes('status of 400')) errors.push(msg.text());
+});
+const shot = (name) => page.screenshot({ path: join(artifacts, name), fullPage: false });
+const step = (text) => console.log('STEP ' + text);
+const edge = (from, to) =>
+  `g.edge[data-source="default/${from}"][data-destination="default/${to}"][data-port="80"]`;
+const rowVerdicts = () => page.$$eval('#flow-rows tr', (rows) => rows.map((r) => r.dataset.verdict));
+
+try {
+  await page.goto(url, { waitUntil: 'domcontentloaded' });
+  for (const name of ['deathstar', 'tiefighter', 'xwing']) {
+    await page.waitForSelector(`g.node[data-name="${name}"]`, { timeout: WAIT });
+  }
+  step('boxes deathstar, tiefighter and xwing are on the map');
+  await page.waitForSelector(`${edge('xwing', 'deathstar')}[data-verdict="forwarded"]`, { timeout: WAIT });
+  await page.waitForSelector(`${edge('tiefighter', 'deathstar')}[data-verdict="forwarded"]`, { timeout: WAIT });
+  await page.waitForFunction(() => document.querySelector('#connection').dataset.state === 'connected',
+    null, { timeout: WAIT });
+  step('xwing -> deathstar is forwarded (green), header says connected');
+  await shot('01-before-policy.png');
+
+  console.log('WAITING_FOR_DROPS');
+  await page.waitForSelector(`${edge('xwing', 'deathstar')}[data-verdict="dropped"]`, { timeout: WAIT });
+  const stroke = await page.$eval(`${edge('xwing', 'deathstar')} path.line`,
+    (p) => getComputedStyle(p).stroke);
+  if (stroke !== RED) throw new Error(`xwing -> deathstar is drawn in ${stroke}, expected red ${RED}`);
+  const tieVerdict = await page.$eval(edge('tiefighter', 'deathstar'), (g) => g.dataset.verdict);
+  if (tieVerdict !== 'forwarded') throw new Error(`tiefighter -> deathstar turned ${tieVerdict}`);
+  step(`xwing -> deathstar turned dropped (stroke ${stroke}); tiefighter -> deathstar still forwarded`);
+  await shot('02-after-policy.png');
+
+  const before = await rowVerdicts();
+  if (!before.includes('FORWARDED') || !before.includes('DROPPED')) {
+    throw new Error(`table should hold both verdicts before filtering: ${before}`);
+  }
+  await page.selectOption('select[name="verdict"]', 'DROPPED');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#flow-rows tr')];
+    return rows.length > 0 && rows.every((r) => r.dataset.verdict === 'DROPPED');
+  }, null, { timeout: WAIT });
+  const after = await rowVerdicts();
+  if (after.length >= before.length) throw new Error(`table did not narrow: ${before.length} -> ${after.length}`);
+  step(`verdict filter DROPPED narrowed the table from ${before.length} to ${after.length} rows`);
+  await shot('03-filter-dropped.png');
+
+  await page.click('#clear');
+  await page.click(`${edge('tiefighter', 'deathstar')} path.hit`, { force: true });
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#flow-rows tr')];
+    return document.querySelector('input[name="from_pod"]').value === 'default/tiefighter' &&
+      rows.length > 0 && rows.every((r) => r.flow.source.pod_name === 'tiefighter');
+  }, null, { timeout: WAIT });
+  step('clicking the tiefighter -> deathstar edge filtered the table to its flows');
+  await page.click('#flow-rows tr:first-child');
+  await page.waitForSelector('#detail:not(.hidden)', { timeout: WAIT });
+  const detail = await page.textContent('#detail-json');
+  if (!detail.includes('"pod_name": "tiefighter"')) throw new Error('detail panel lacks the flow JSON');
+  step('the detail panel shows the selected flow as JSON');
+  await shot('04-edge-and-detail.png');
+
+  await page.click('#clear');
+  await page.click('g.node[data-name="xwing"]');
+  await page.waitForFunction(() => document.querySelector('input[name="pod"]').value === 'default/xwing' &&
+    [...document.querySelectorAll('#flow-rows tr')].every((r) =>
+      r.flow.source.pod_name === 'xwing' || r.flow.destination.pod_name === 'xwing'), null, { timeout: WAIT });
+  step('clicking the xwing box filtered the table to xwing');
+
+  await page.click('#clear');
+  await page.fill('input[name="port"]', 'eighty');
+  await page.waitForSelector('#filter-error:not(.hidden)', { timeout: WAIT });
+  const message = await page.textContent('#filter-error');
+  if (!message.includes('eighty')) throw new Error(`filter error does not name the value: ${message}`);
+  step(`a bad port shows: ${message}`);
+  await shot('05-bad-filter.png');
+
+  if (errors.length) throw new Error('page errors: ' + errors.join('; '));
+  console.log('PASS browser checks');
+  await close();
+  process.exit(0);
+} catch (err) {
+  console.log('FAIL ' + (err && err.message ? err.message : err));
+  await shot('failure.png').catch(() => {});
+  await close();
+  process.exit(1);
+}
