@@ -23,11 +23,13 @@ pub mod table;
 pub mod text;
 mod view;
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use proto::flow::{self, layer4, Endpoint, Flow, LostEvent};
 
-use self::table::{Interner, Ref, Table};
+use self::table::{FastHasher, Interner, Ref, Table};
 pub use self::view::StoredFlow;
 
 /// Words in a record.
@@ -214,6 +216,24 @@ fn context_key(flow: &Flow, buf: &mut Vec<u8>) {
     int32::encode(27, &flow.debug_capture_point, buf);
 }
 
+/// Whether the context fields of `a` and `b` are equal.
+fn context_eq(a: &Flow, b: &Flow) -> bool {
+    a.node_name == b.node_name
+        && a.interface == b.interface
+        && a.node_labels == b.node_labels
+        && a.emitter == b.emitter
+        && a.source_service == b.source_service
+        && a.destination_service == b.destination_service
+        && a.summary == b.summary
+        && a.egress_allowed_by == b.egress_allowed_by
+        && a.ingress_allowed_by == b.ingress_allowed_by
+        && a.egress_denied_by == b.egress_denied_by
+        && a.ingress_denied_by == b.ingress_denied_by
+        && a.policy_log == b.policy_log
+        && a.sock_xlate_point == b.sock_xlate_point
+        && a.debug_capture_point == b.debug_capture_point
+}
+
 fn context_is_empty(flow: &Flow) -> bool {
     flow.node_name.is_empty()
         && flow.node_labels.is_empty()
@@ -240,7 +260,15 @@ pub struct Encoder {
     contexts: Interner,
     scratch: Vec<u8>,
     full_fallbacks: u64,
+    /// Recently used endpoints by `(ID, identity)`, checked for equality before use:
+    /// most flows skip encoding their endpoints to find them.
+    endpoint_cache: HashMap<(u32, u32), Ref, BuildHasherDefault<FastHasher>>,
+    /// Recently used contexts by interface index, checked the same way.
+    context_cache: HashMap<u32, Ref, BuildHasherDefault<FastHasher>>,
 }
+
+/// Entries in each lookup cache before it is cleared (bounds its memory).
+const CACHE_LIMIT: usize = 4096;
 
 impl Encoder {
     /// Creates an encoder filling `tables`.
@@ -251,6 +279,8 @@ impl Encoder {
             contexts: Interner::default(),
             scratch: Vec::with_capacity(512),
             full_fallbacks: 0,
+            endpoint_cache: HashMap::default(),
+            context_cache: HashMap::default(),
         }
     }
 
@@ -282,27 +312,65 @@ impl Encoder {
 
     /// Encodes a flow. `on_new_endpoint` sees each endpoint the first time it is
     /// interned (the observer tracks namespaces with it).
-    pub fn encode(&mut self, mut flow: Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) -> Encoded {
-        let Some(mut record) = pack_fixed(&flow) else {
+    pub fn encode(
+        &mut self,
+        mut flow: Flow,
+        on_new_endpoint: &mut dyn FnMut(&Endpoint),
+    ) -> Encoded {
+        let Some(mut record) = self.pack(&flow, on_new_endpoint) else {
             return self.full(flow);
         };
-        let Some(src) = self.intern_endpoint(flow.source.as_ref(), on_new_endpoint) else {
-            return self.full(flow);
-        };
-        let Some(dst) = self.intern_endpoint(flow.destination.as_ref(), on_new_endpoint) else {
-            return self.full(flow);
-        };
-        let Some(ctx) = self.intern_context(&flow) else {
-            return self.full(flow);
-        };
-        record[W_EP] = u64::from(src) | u64::from(dst) << 32;
-        record[W_CTX] |= u64::from(ctx);
-        let rare = take_rare(&mut flow, &record);
-        let extra = (rare != Flow::default()).then(|| {
+        let extra = has_rare(&flow, &record).then(|| {
             record[W_FLAGS] |= F_EXTRA;
-            Arc::new(Extra::Rare(rare))
+            Arc::new(Extra::Rare(take_rare(&mut flow, &record)))
         });
         Encoded { record, extra }
+    }
+
+    /// Encodes a flow the caller keeps; only its rare parts are copied.
+    pub fn encode_ref(&mut self, flow: &Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) -> Encoded {
+        let Some(mut record) = self.pack(flow, on_new_endpoint) else {
+            return self.full(flow.clone());
+        };
+        let extra = has_rare(flow, &record).then(|| {
+            record[W_FLAGS] |= F_EXTRA;
+            let mut rare = Flow {
+                l7: flow.l7.clone(),
+                source_names: flow.source_names.clone(),
+                destination_names: flow.destination_names.clone(),
+                tunnel: flow.tunnel.clone(),
+                trace_context: flow.trace_context.clone(),
+                file: flow.file.clone(),
+                ip_trace_id: flow.ip_trace_id,
+                extensions: flow.extensions.clone(),
+                aggregate: flow.aggregate,
+                uuid: flow.uuid.clone(),
+                ip: flow.ip.clone(),
+                ethernet: flow.ethernet.clone(),
+                l4: flow.l4.clone(),
+                socket_cookie: flow.socket_cookie,
+                cgroup_id: flow.cgroup_id,
+                ..Flow::default()
+            };
+            // Keep only what `take_rare` would have moved.
+            take_rare(&mut rare, &record)
+        });
+        Encoded {
+            record,
+            extra: extra.map(|rare| Arc::new(Extra::Rare(rare))),
+        }
+    }
+
+    /// Packs the record and interns shared values; `None` if the flow must be stored
+    /// whole.
+    fn pack(&mut self, flow: &Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) -> Option<Record> {
+        let mut record = pack_fixed(flow)?;
+        let src = self.intern_endpoint(flow.source.as_ref(), on_new_endpoint)?;
+        let dst = self.intern_endpoint(flow.destination.as_ref(), on_new_endpoint)?;
+        let ctx = self.intern_context(flow)?;
+        record[W_EP] = u64::from(src) | u64::from(dst) << 32;
+        record[W_CTX] |= u64::from(ctx);
+        Some(record)
     }
 
     fn full(&mut self, flow: Flow) -> Encoded {
@@ -324,16 +392,28 @@ impl Encoder {
         let Some(endpoint) = endpoint else {
             return Some(0);
         };
+        let cache_key = (endpoint.id, endpoint.identity);
+        if let Some(&r) = self.endpoint_cache.get(&cache_key) {
+            if self.tables.endpoints.get(r) == Some(endpoint) {
+                return Some(r);
+            }
+        }
         self.scratch.clear();
         prost::Message::encode_raw(endpoint, &mut self.scratch);
         let mut added = false;
-        let r = self.endpoints.intern(&self.tables.endpoints, &self.scratch, || {
-            added = true;
-            endpoint.clone()
-        })?;
+        let r = self
+            .endpoints
+            .intern(&self.tables.endpoints, &self.scratch, || {
+                added = true;
+                endpoint.clone()
+            })?;
         if added {
             on_new(endpoint);
         }
+        if self.endpoint_cache.len() >= CACHE_LIMIT {
+            self.endpoint_cache.clear();
+        }
+        self.endpoint_cache.insert(cache_key, r);
         Some(r)
     }
 
@@ -341,10 +421,22 @@ impl Encoder {
         if context_is_empty(flow) {
             return Some(0);
         }
+        let cache_key = flow.interface.as_ref().map_or(u32::MAX, |i| i.index);
+        if let Some(&r) = self.context_cache.get(&cache_key) {
+            if self.tables.contexts.get(r).is_some_and(|c| context_eq(c, flow)) {
+                return Some(r);
+            }
+        }
         self.scratch.clear();
         context_key(flow, &mut self.scratch);
-        self.contexts
-            .intern(&self.tables.contexts, &self.scratch, || context_of(flow))
+        let r = self
+            .contexts
+            .intern(&self.tables.contexts, &self.scratch, || context_of(flow))?;
+        if self.context_cache.len() >= CACHE_LIMIT {
+            self.context_cache.clear();
+        }
+        self.context_cache.insert(cache_key, r);
+        Some(r)
     }
 }
 
@@ -380,7 +472,10 @@ fn pack_fixed(flow: &Flow) -> Option<Record> {
     }
 
     if let Some(eth) = &flow.ethernet {
-        if let (Some(s), Some(d)) = (text::pack_mac(&eth.source), text::pack_mac(&eth.destination)) {
+        if let (Some(s), Some(d)) = (
+            text::pack_mac(&eth.source),
+            text::pack_mac(&eth.destination),
+        ) {
             r[W_MAC_SRC] = s;
             r[W_MAC_DST] = d;
             r[W_FLAGS] |= F_ETHERNET;
@@ -455,6 +550,26 @@ fn flags_from_bits(b: u64) -> flow::TcpFlags {
         cwr: bit(7),
         ns: bit(8),
     }
+}
+
+/// Whether `flow` has anything the record and tables do not hold.
+fn has_rare(flow: &Flow, r: &Record) -> bool {
+    let flags = r[W_FLAGS];
+    flow.l7.is_some()
+        || !flow.source_names.is_empty()
+        || !flow.destination_names.is_empty()
+        || flow.tunnel.is_some()
+        || flow.trace_context.is_some()
+        || flow.file.is_some()
+        || flow.ip_trace_id.is_some()
+        || flow.socket_cookie != 0
+        || flow.cgroup_id != 0
+        || flow.extensions.is_some()
+        || flow.aggregate.is_some()
+        || bits(flags, UUID_SHIFT, 2) == UUID_EXTRA
+        || (flags & F_IP == 0 && flow.ip.is_some())
+        || (flags & F_ETHERNET == 0 && flow.ethernet.is_some())
+        || bits(r[W_L4], 0, 4) == L4_EXTRA
 }
 
 /// Moves everything the record and tables do not hold into a new flow.
@@ -573,8 +688,14 @@ fn unpack_l4(w: u64) -> Option<Option<flow::Layer4>> {
             source_port: a,
             destination_port: b,
         })),
-        L4_ICMPV4 => Some(layer4::Protocol::IcmPv4(flow::IcmPv4 { r#type: a, code: b })),
-        L4_ICMPV6 => Some(layer4::Protocol::IcmPv6(flow::IcmPv6 { r#type: a, code: b })),
+        L4_ICMPV4 => Some(layer4::Protocol::IcmPv4(flow::IcmPv4 {
+            r#type: a,
+            code: b,
+        })),
+        L4_ICMPV6 => Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
+            r#type: a,
+            code: b,
+        })),
         _ => return None,
     };
     Some(Some(flow::Layer4 { protocol }))

@@ -60,9 +60,9 @@ impl IngestStats {
         let now = unix_nanos();
         self.queue_discards.fetch_add(1, Ordering::Relaxed);
         self.pending_discards.fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .first_discard_ns
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        let _ =
+            self.first_discard_ns
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
         self.last_discard_ns.store(now, Ordering::Relaxed);
     }
 }
@@ -150,10 +150,7 @@ pub(crate) struct WriterContext {
 }
 
 /// Starts the writer thread; it ends when every handle is dropped.
-pub(crate) fn start(
-    writers: Writers,
-    ctx: WriterContext,
-) -> std::io::Result<IngestHandle> {
+pub(crate) fn start(writers: Writers, ctx: WriterContext) -> std::io::Result<IngestHandle> {
     let (tx, rx) = mpsc::sync_channel(INGEST_QUEUE_CAPACITY);
     let handle = IngestHandle {
         tx,
@@ -262,7 +259,14 @@ mod tests {
         let (flows, store) = FlowStore::new(capacity).expect("capacity");
         let (agent, _) = EventWriter::new(7).expect("capacity");
         let (debug, _) = EventWriter::new(7).expect("capacity");
-        (Writers { flows, agent, debug }, store)
+        (
+            Writers {
+                flows,
+                agent,
+                debug,
+            },
+            store,
+        )
     }
 
     fn lost_events(store: &FlowStore) -> Vec<LostEvent> {
@@ -286,7 +290,9 @@ mod tests {
         for _ in 0..3 {
             ctx.stats.note_discard();
         }
-        ctx.stats.pending_kernel_lost.fetch_add(40, Ordering::Relaxed);
+        ctx.stats
+            .pending_kernel_lost
+            .fetch_add(40, Ordering::Relaxed);
         report_losses(&mut w, &ctx);
         report_losses(&mut w, &ctx); // nothing new: no second notice
         let lost = lost_events(&store);
@@ -321,6 +327,9 @@ mod tests {
             ..Default::default()
         };
         assert!(!handle.push_lost_event(lost));
-        assert_eq!(handle.stats().pending_kernel_lost.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            handle.stats().pending_kernel_lost.load(Ordering::Relaxed),
+            5
+        );
     }
 }

@@ -116,7 +116,11 @@ impl LocalObserver {
 
     /// Namespaces seen in flows, with this node's cluster name, sorted.
     pub fn namespaces(&self) -> Vec<Namespace> {
-        let set = self.namespaces.lock().map(|s| s.clone()).unwrap_or_default();
+        let set = self
+            .namespaces
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         set.into_iter()
             .map(|namespace| Namespace {
                 cluster: self.config.cluster_name.clone(),

@@ -12,25 +12,41 @@ const PODS: &[(&str, u32, &str, &[&str])] = &[
         "deathstar-6c94dcc57b-7xkjw",
         1001,
         "10.200.1.10",
-        &["k8s:class=deathstar", "k8s:org=empire", "k8s:io.kubernetes.pod.namespace=default"],
+        &[
+            "k8s:class=deathstar",
+            "k8s:org=empire",
+            "k8s:io.kubernetes.pod.namespace=default",
+        ],
     ),
     (
         "deathstar-6c94dcc57b-qv5mz",
         1001,
         "10.200.1.11",
-        &["k8s:class=deathstar", "k8s:org=empire", "k8s:io.kubernetes.pod.namespace=default"],
+        &[
+            "k8s:class=deathstar",
+            "k8s:org=empire",
+            "k8s:io.kubernetes.pod.namespace=default",
+        ],
     ),
     (
         "tiefighter",
         1002,
         "10.200.1.13",
-        &["k8s:class=tiefighter", "k8s:org=empire", "k8s:io.kubernetes.pod.namespace=default"],
+        &[
+            "k8s:class=tiefighter",
+            "k8s:org=empire",
+            "k8s:io.kubernetes.pod.namespace=default",
+        ],
     ),
     (
         "xwing",
         1003,
         "10.200.1.12",
-        &["k8s:class=xwing", "k8s:org=alliance", "k8s:io.kubernetes.pod.namespace=default"],
+        &[
+            "k8s:class=xwing",
+            "k8s:org=alliance",
+            "k8s:io.kubernetes.pod.namespace=default",
+        ],
     ),
 ];
 
@@ -62,7 +78,10 @@ pub fn flow(n: u64) -> Flow {
     };
     let dst = (n / 3 % 2) as usize;
     let dropped = src == 3 && n % 5 != 0;
-    let (sec, nanos) = (1_700_000_000 + (n / 1000) as i64, (n % 1000) as i32 * 1_000_000);
+    let (sec, nanos) = (
+        1_700_000_000 + (n / 1000) as i64,
+        (n % 1000) as i32 * 1_000_000,
+    );
     let uuid = format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
         n as u32,

@@ -266,7 +266,10 @@ pub async fn serve(
     extra: Routes,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    Server::bind(config).await?.run(observer, extra, shutdown).await
+    Server::bind(config)
+        .await?
+        .run(observer, extra, shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -280,7 +283,10 @@ mod tests {
             listen_target("127.0.0.1:0").ok().as_deref(),
             Some("127.0.0.1:0")
         );
-        assert_eq!(listen_target("[::1]:4244").ok().as_deref(), Some("[::1]:4244"));
+        assert_eq!(
+            listen_target("[::1]:4244").ok().as_deref(),
+            Some("[::1]:4244")
+        );
         for bad in ["4244", "host:", ":99999", ""] {
             let err = listen_target(bad).expect_err(bad).to_string();
             assert!(err.contains(bad), "{err}");

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{
-    GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
-    GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
-    GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
-    ServerStatusResponse,
+    GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
+    GetNodesRequest, GetNodesResponse, ServerStatusRequest, ServerStatusResponse,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};

@@ -33,7 +33,8 @@ impl SlotData for FlowSlot {
     type Raw = RawEvent;
 
     fn store(&self, value: Encoded) {
-        let had_extra = self.words[compact::W_FLAGS].load(Ordering::Relaxed) & compact::F_EXTRA != 0;
+        let had_extra =
+            self.words[compact::W_FLAGS].load(Ordering::Relaxed) & compact::F_EXTRA != 0;
         for (word, v) in self.words.iter().zip(value.record) {
             word.store(v, Ordering::Relaxed);
         }
@@ -87,7 +88,10 @@ impl FlowStore {
         let (writer, ring) = Ring::with_capacity(capacity)?;
         let tables = Arc::new(Tables::default());
         let encoder = Encoder::new(Arc::clone(&tables));
-        Ok((FlowStoreWriter { writer, encoder }, FlowStore { ring, tables }))
+        Ok((
+            FlowStoreWriter { writer, encoder },
+            FlowStore { ring, tables },
+        ))
     }
 
     /// The ring.
@@ -132,6 +136,12 @@ impl FlowStoreWriter {
     /// Stores a flow. `on_new_endpoint` sees endpoints the first time they are stored.
     pub fn push_flow(&mut self, flow: Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) {
         let encoded = self.encoder.encode(flow, on_new_endpoint);
+        self.writer.push(encoded);
+    }
+
+    /// Stores a flow the caller keeps (only its rare parts are copied).
+    pub fn push_flow_ref(&mut self, flow: &Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) {
+        let encoded = self.encoder.encode_ref(flow, on_new_endpoint);
         self.writer.push(encoded);
     }
 

@@ -17,38 +17,77 @@ async fn bad_requests_are_rejected_with_the_bad_value() -> anyhow::Result<()> {
     let h = Harness::start(4095).await?;
     h.push((0..5).map(sample::flow)).await?;
     for (name, mut client) in h.clients().await? {
-        let req = GetFlowsRequest { first: true, follow: true, ..Default::default() };
+        let req = GetFlowsRequest {
+            first: true,
+            follow: true,
+            ..Default::default()
+        };
         let err = client.get_flows(req).await.expect_err("first+follow");
         assert_eq!(err.code(), Code::InvalidArgument, "{name}");
-        assert!(err.message().contains("first cannot be specified with follow"), "{name}");
+        assert!(
+            err.message()
+                .contains("first cannot be specified with follow"),
+            "{name}"
+        );
 
-        let bad = FlowFilter { source_ip: vec!["not-an-ip".into()], ..Default::default() };
-        let req = GetFlowsRequest { whitelist: vec![bad], ..Default::default() };
+        let bad = FlowFilter {
+            source_ip: vec!["not-an-ip".into()],
+            ..Default::default()
+        };
+        let req = GetFlowsRequest {
+            whitelist: vec![bad],
+            ..Default::default()
+        };
         let err = client.get_flows(req).await.expect_err("bad filter");
         assert_eq!(err.code(), Code::InvalidArgument, "{name}");
-        assert!(err.message().contains("not-an-ip"), "{name}: {}", err.message());
+        assert!(
+            err.message().contains("not-an-ip"),
+            "{name}: {}",
+            err.message()
+        );
 
-        let bad = FlowFilter { destination_port: vec!["99999".into()], ..Default::default() };
-        let req = GetFlowsRequest { blacklist: vec![bad], ..Default::default() };
-        let err = client.get_flows(req).await.expect_err("bad port in denylist");
+        let bad = FlowFilter {
+            destination_port: vec!["99999".into()],
+            ..Default::default()
+        };
+        let req = GetFlowsRequest {
+            blacklist: vec![bad],
+            ..Default::default()
+        };
+        let err = client
+            .get_flows(req)
+            .await
+            .expect_err("bad port in denylist");
         assert!(err.message().contains("99999"), "{name}: {}", err.message());
 
         let req = GetFlowsRequest {
-            field_mask: Some(pbjson_types::FieldMask { paths: vec!["source.bogus".into()] }),
+            field_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["source.bogus".into()],
+            }),
             ..Default::default()
         };
         let err = client.get_flows(req).await.expect_err("bad mask");
         assert_eq!(err.code(), Code::InvalidArgument, "{name}");
-        assert!(err.message().contains("source.bogus"), "{name}: {}", err.message());
+        assert!(
+            err.message().contains("source.bogus"),
+            "{name}: {}",
+            err.message()
+        );
 
         let req = GetFlowsRequest {
-            since: Some(pbjson_types::Timestamp { seconds: 0, nanos: -1 }),
+            since: Some(pbjson_types::Timestamp {
+                seconds: 0,
+                nanos: -1,
+            }),
             ..Default::default()
         };
         let err = client.get_flows(req).await.expect_err("bad since");
         assert_eq!(err.code(), Code::InvalidArgument, "{name}");
 
-        let err = client.get_nodes(GetNodesRequest {}).await.expect_err("GetNodes");
+        let err = client
+            .get_nodes(GetNodesRequest {})
+            .await
+            .expect_err("GetNodes");
         assert_eq!(err.code(), Code::Unimplemented, "{name}");
     }
     h.stop().await
@@ -73,12 +112,24 @@ async fn field_mask_keeps_only_named_paths() -> anyhow::Result<()> {
         let want = sample::flow(n);
         assert_eq!(flow.time, want.time);
         assert_eq!(flow.verdict, want.verdict);
-        let pod = want.source.as_ref().map(|s| s.pod_name.clone()).unwrap_or_default();
-        assert_eq!(flow.source, Some(Endpoint { pod_name: pod, ..Default::default() }));
+        let pod = want
+            .source
+            .as_ref()
+            .map(|s| s.pod_name.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            flow.source,
+            Some(Endpoint {
+                pod_name: pod,
+                ..Default::default()
+            })
+        );
         assert!(flow.uuid.is_empty() && flow.ip.is_none() && flow.node_name.is_empty());
     }
     // As upstream, the response's node name is the masked flow's.
-    assert!(resp.iter().all(|r| r.node_name.is_empty() && r.time.is_some()));
+    assert!(resp
+        .iter()
+        .all(|r| r.node_name.is_empty() && r.time.is_some()));
     h.stop().await
 }
 
@@ -90,17 +141,41 @@ async fn status_and_namespaces() -> anyhow::Result<()> {
     for f in &mut flows {
         f.time = Some(now);
     }
-    flows[99].destination = Some(Endpoint { namespace: "kube-system".into(), pod_name: "coredns".into(), ..Default::default() });
+    flows[99].destination = Some(Endpoint {
+        namespace: "kube-system".into(),
+        pod_name: "coredns".into(),
+        ..Default::default()
+    });
     h.push(flows).await?;
     for (name, mut client) in h.clients().await? {
-        let status = client.server_status(ServerStatusRequest {}).await?.into_inner();
-        assert_eq!((status.num_flows, status.max_flows, status.seen_flows), (63, 63, 100), "{name}");
-        assert!(status.uptime_ns > 0 && status.version.starts_with("hubble-rs"), "{name}");
+        let status = client
+            .server_status(ServerStatusRequest {})
+            .await?
+            .into_inner();
+        assert_eq!(
+            (status.num_flows, status.max_flows, status.seen_flows),
+            (63, 63, 100),
+            "{name}"
+        );
+        assert!(
+            status.uptime_ns > 0 && status.version.starts_with("hubble-rs"),
+            "{name}"
+        );
         // 63 flows within the last minute, all at `now`: the ring does not reach back a
         // minute, so upstream divides by the time since its oldest flow.
-        assert!(status.flows_rate > 0.0, "{name}: rate {}", status.flows_rate);
-        let ns = client.get_namespaces(GetNamespacesRequest {}).await?.into_inner();
-        let want = ["default", "kube-system"].map(|n| Namespace { cluster: "default".into(), namespace: n.into() });
+        assert!(
+            status.flows_rate > 0.0,
+            "{name}: rate {}",
+            status.flows_rate
+        );
+        let ns = client
+            .get_namespaces(GetNamespacesRequest {})
+            .await?
+            .into_inner();
+        let want = ["default", "kube-system"].map(|n| Namespace {
+            cluster: "default".into(),
+            namespace: n.into(),
+        });
         assert_eq!(ns.namespaces, want.to_vec(), "{name}");
     }
     h.stop().await
@@ -109,12 +184,22 @@ async fn status_and_namespaces() -> anyhow::Result<()> {
 #[tokio::test]
 async fn agent_events_have_the_same_window_rules() -> anyhow::Result<()> {
     let h = Harness::start(4095).await?;
-    for kind in [AgentEventType::AgentStarted, AgentEventType::EndpointCreated, AgentEventType::PolicyUpdated] {
-        assert!(h.ingest.push_agent_event(AgentEvent { r#type: kind as i32, notification: None }));
+    for kind in [
+        AgentEventType::AgentStarted,
+        AgentEventType::EndpointCreated,
+        AgentEventType::PolicyUpdated,
+    ] {
+        assert!(h.ingest.push_agent_event(AgentEvent {
+            r#type: kind as i32,
+            notification: None
+        }));
     }
     h.push([sample::flow(0)]).await?; // the queue is FIFO: events before it are stored
     let mut client = h.clients().await?.remove(0).1;
-    let req = GetAgentEventsRequest { number: 2, ..Default::default() };
+    let req = GetAgentEventsRequest {
+        number: 2,
+        ..Default::default()
+    };
     let mut stream = client.get_agent_events(req).await?.into_inner();
     let mut got = Vec::new();
     while let Some(resp) = stream.message().await? {
@@ -122,9 +207,22 @@ async fn agent_events_have_the_same_window_rules() -> anyhow::Result<()> {
         assert!(resp.time.is_some());
         got.push(resp.agent_event.map(|e| e.r#type).unwrap_or_default());
     }
-    assert_eq!(got, vec![AgentEventType::EndpointCreated as i32, AgentEventType::PolicyUpdated as i32]);
-    let req = GetAgentEventsRequest { first: true, follow: true, ..Default::default() };
-    let err = client.get_agent_events(req).await.expect_err("first+follow");
+    assert_eq!(
+        got,
+        vec![
+            AgentEventType::EndpointCreated as i32,
+            AgentEventType::PolicyUpdated as i32
+        ]
+    );
+    let req = GetAgentEventsRequest {
+        first: true,
+        follow: true,
+        ..Default::default()
+    };
+    let err = client
+        .get_agent_events(req)
+        .await
+        .expect_err("first+follow");
     assert_eq!(err.code(), Code::InvalidArgument);
     h.stop().await
 }
@@ -138,13 +236,18 @@ async fn health_and_reflection() -> anyhow::Result<()> {
         let mut health = HealthClient::new(channel.clone());
         for service in ["hubble.server.Observer", ""] {
             let resp = health
-                .check(HealthCheckRequest { service: service.into() })
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
                 .await?
                 .into_inner();
             assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
         }
         let services = list_services(channel).await?;
-        assert!(services.contains(&"observer.Observer".to_string()), "{services:?}");
+        assert!(
+            services.contains(&"observer.Observer".to_string()),
+            "{services:?}"
+        );
     }
     h.stop().await
 }
@@ -159,7 +262,10 @@ async fn list_services(channel: tonic::transport::Channel) -> anyhow::Result<Vec
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await?.into_inner();
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await?
+        .into_inner();
     let mut names = Vec::new();
     while let Some(resp) = stream.message().await? {
         if let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response {

@@ -18,25 +18,61 @@ async fn last_first_and_time_range_on_both_transports() -> anyhow::Result<()> {
     let h = Harness::start(4095).await?;
     h.push((0..100).map(sample::flow)).await?;
     for (name, mut client) in h.clients().await? {
-        let last = collect(&mut client, GetFlowsRequest { number: 10, ..Default::default() }).await?;
-        assert_eq!(uuids(&flows_of(&last)), sample_uuids(90..100), "{name}: last 10");
+        let last = collect(
+            &mut client,
+            GetFlowsRequest {
+                number: 10,
+                ..Default::default()
+            },
+        )
+        .await?;
+        assert_eq!(
+            uuids(&flows_of(&last)),
+            sample_uuids(90..100),
+            "{name}: last 10"
+        );
         for resp in &last {
             assert_eq!(resp.node_name, "kind-worker", "{name}: node of the flow");
             assert!(resp.time.is_some(), "{name}: time set");
         }
-        let first = GetFlowsRequest { number: 5, first: true, ..Default::default() };
+        let first = GetFlowsRequest {
+            number: 5,
+            first: true,
+            ..Default::default()
+        };
         let first = collect(&mut client, first).await?;
-        assert_eq!(uuids(&flows_of(&first)), sample_uuids(0..5), "{name}: first 5");
+        assert_eq!(
+            uuids(&flows_of(&first)),
+            sample_uuids(0..5),
+            "{name}: first 5"
+        );
         let all = collect(&mut client, GetFlowsRequest::default()).await?;
-        assert_eq!(flows_of(&all).len(), 100, "{name}: no number reads the whole ring");
+        assert_eq!(
+            flows_of(&all).len(),
+            100,
+            "{name}: no number reads the whole ring"
+        );
         let range = GetFlowsRequest {
             since: sample::flow(20).time,
             until: sample::flow(29).time,
             ..Default::default()
         };
         let range = collect(&mut client, range).await?;
-        assert_eq!(uuids(&flows_of(&range)), sample_uuids(20..30), "{name}: since/until");
-        let flows = flows_of(&collect(&mut client, GetFlowsRequest { number: 3, ..Default::default() }).await?);
+        assert_eq!(
+            uuids(&flows_of(&range)),
+            sample_uuids(20..30),
+            "{name}: since/until"
+        );
+        let flows = flows_of(
+            &collect(
+                &mut client,
+                GetFlowsRequest {
+                    number: 3,
+                    ..Default::default()
+                },
+            )
+            .await?,
+        );
         let expected: Vec<_> = (97..100).map(sample::flow).collect();
         assert_eq!(flows, expected, "{name}: flows come back exactly as pushed");
     }
@@ -48,8 +84,15 @@ async fn filters_apply_before_counting() -> anyhow::Result<()> {
     let h = Harness::start(4095).await?;
     h.push((0..400).map(sample::flow)).await?;
     let mut client = h.clients().await?.remove(0).1;
-    let xwing = FlowFilter { source_pod: vec!["default/xwing".into()], ..Default::default() };
-    let req = GetFlowsRequest { number: 7, whitelist: vec![xwing.clone()], ..Default::default() };
+    let xwing = FlowFilter {
+        source_pod: vec!["default/xwing".into()],
+        ..Default::default()
+    };
+    let req = GetFlowsRequest {
+        number: 7,
+        whitelist: vec![xwing.clone()],
+        ..Default::default()
+    };
     let flows = flows_of(&collect(&mut client, req).await?);
     let expected: Vec<_> = (0..400)
         .map(sample::flow)
@@ -57,8 +100,15 @@ async fn filters_apply_before_counting() -> anyhow::Result<()> {
         .map(|f| f.uuid)
         .collect();
     assert_eq!(uuids(&flows), expected[expected.len() - 7..].to_vec());
-    let dropped = FlowFilter { verdict: vec![Verdict::Dropped as i32], ..Default::default() };
-    let req = GetFlowsRequest { blacklist: vec![dropped], whitelist: vec![xwing], ..Default::default() };
+    let dropped = FlowFilter {
+        verdict: vec![Verdict::Dropped as i32],
+        ..Default::default()
+    };
+    let req = GetFlowsRequest {
+        blacklist: vec![dropped],
+        whitelist: vec![xwing],
+        ..Default::default()
+    };
     let flows = flows_of(&collect(&mut client, req).await?);
     assert!(!flows.is_empty());
     assert!(flows.iter().all(|f| f.verdict == Verdict::Forwarded as i32));
@@ -70,7 +120,10 @@ async fn follow_streams_new_flows() -> anyhow::Result<()> {
     let h = Harness::start(4095).await?;
     h.push((0..10).map(sample::flow)).await?;
     for (name, mut client) in h.clients().await? {
-        let req = GetFlowsRequest { follow: true, ..Default::default() };
+        let req = GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        };
         let mut stream = client.get_flows(req).await?.into_inner();
         let base = 1000 + if name == "tcp" { 100 } else { 0 };
         // The stream starts at the writer: push until the first flow shows up.
@@ -79,7 +132,9 @@ async fn follow_streams_new_flows() -> anyhow::Result<()> {
         while got.is_empty() {
             h.push([sample::flow(n)]).await?;
             n += 1;
-            if let Ok(resp) = tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+            if let Ok(resp) =
+                tokio::time::timeout(Duration::from_millis(200), stream.message()).await
+            {
                 got.extend(flows_of(&[resp?.expect("stream open")]));
             }
         }
@@ -89,7 +144,9 @@ async fn follow_streams_new_flows() -> anyhow::Result<()> {
             got.extend(flows_of(&[resp.expect("stream open")]));
         }
         let first = got[0].uuid.clone();
-        let start = (base..n).find(|i| sample::flow(*i).uuid == first).expect("known flow");
+        let start = (base..n)
+            .find(|i| sample::flow(*i).uuid == first)
+            .expect("known flow");
         assert_eq!(uuids(&got), sample_uuids(start..start + 6), "{name}");
     }
     h.stop().await
@@ -108,7 +165,14 @@ async fn lost_events_are_sent_and_not_counted() -> anyhow::Result<()> {
     assert!(h.ingest.push_lost_event(lost.clone()));
     h.push((10..20).map(sample::flow)).await?;
     let mut client = h.clients().await?.remove(1).1;
-    let resp = collect(&mut client, GetFlowsRequest { number: 15, ..Default::default() }).await?;
+    let resp = collect(
+        &mut client,
+        GetFlowsRequest {
+            number: 15,
+            ..Default::default()
+        },
+    )
+    .await?;
     assert_eq!(flows_of(&resp).len(), 15);
     let notices: Vec<_> = resp
         .iter()
@@ -128,7 +192,10 @@ async fn lost_events_are_sent_and_not_counted() -> anyhow::Result<()> {
 async fn a_slow_follower_is_told_what_it_lost() -> anyhow::Result<()> {
     let h = Harness::start(15).await?;
     let mut client = h.clients().await?.remove(0).1;
-    let req = GetFlowsRequest { follow: true, ..Default::default() };
+    let req = GetFlowsRequest {
+        follow: true,
+        ..Default::default()
+    };
     let mut stream = client.get_flows(req).await?.into_inner();
     let mut n = 0;
     loop {

@@ -27,9 +27,15 @@ fn assert_same_view(stored: &StoredFlow<'_>, flow: &Flow) {
     assert_eq!(stored.source(), FlowView::source(flow));
     assert_eq!(stored.destination(), FlowView::destination(flow));
     assert_eq!(stored.source_names(), FlowView::source_names(flow));
-    assert_eq!(stored.destination_names(), FlowView::destination_names(flow));
+    assert_eq!(
+        stored.destination_names(),
+        FlowView::destination_names(flow)
+    );
     assert_eq!(stored.source_service(), FlowView::source_service(flow));
-    assert_eq!(stored.destination_service(), FlowView::destination_service(flow));
+    assert_eq!(
+        stored.destination_service(),
+        FlowView::destination_service(flow)
+    );
     assert_eq!(stored.verdict(), FlowView::verdict(flow));
     assert_eq!(stored.drop_reason_desc(), FlowView::drop_reason_desc(flow));
     assert_eq!(stored.event_type(), FlowView::event_type(flow));
@@ -39,7 +45,10 @@ fn assert_same_view(stored: &StoredFlow<'_>, flow: &Flow) {
     assert_eq!(stored.http(), flow.http());
     assert_eq!(stored.dns(), flow.dns());
     assert_eq!(stored.is_kafka(), flow.is_kafka());
-    assert_eq!(stored.traffic_direction(), FlowView::traffic_direction(flow));
+    assert_eq!(
+        stored.traffic_direction(),
+        FlowView::traffic_direction(flow)
+    );
     assert_eq!(stored.is_reply(), FlowView::is_reply(flow));
     assert_eq!(stored.node_name(), FlowView::node_name(flow));
     assert_eq!(stored.node_labels(), FlowView::node_labels(flow));
@@ -51,6 +60,9 @@ fn assert_same_view(stored: &StoredFlow<'_>, flow: &Flow) {
 fn check(encoder: &mut Encoder, flow: &Flow) -> Encoded {
     let (encoded, back) = round_trip(encoder, flow);
     assert_eq!(&back, flow);
+    let by_ref = encoder.encode_ref(flow, &mut |_| {});
+    assert_eq!(by_ref.record, encoded.record);
+    assert_eq!(by_ref.extra, encoded.extra);
     let tables = Arc::clone(encoder.tables());
     let stored = StoredFlow::new(&tables, encoded.record, encoded.extra.clone())
         .expect("a flow record is a flow");
@@ -292,7 +304,10 @@ fn arb_flow() -> impl Strategy<Value = Flow> {
                     })),
                 }),
                 3 => Some(flow::Layer4 {
-                    protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 { r#type: a, code: b })),
+                    protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
+                        r#type: a,
+                        code: b,
+                    })),
                 }),
                 4 => Some(flow::Layer4 {
                     protocol: Some(layer4::Protocol::Sctp(flow::Sctp {

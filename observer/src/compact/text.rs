@@ -47,6 +47,11 @@ pub fn pack_ip(text: &str) -> Option<(u64, u64, u64)> {
         return Some((IP_EMPTY, 0, 0));
     }
     let addr: IpAddr = text.parse().ok()?;
+    if let IpAddr::V4(v4) = addr {
+        // The IPv4 parser takes exactly four decimal octets without leading zeros,
+        // which is the one way an address prints: no need to format it back.
+        return Some((IP_V4, u64::from(u32::from(v4)), 0));
+    }
     let mut out = StackText::new();
     write!(out, "{addr}").ok()?;
     if out.as_bytes() != text.as_bytes() {

@@ -10,9 +10,9 @@ use proto::filter::{FlowView, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
 use super::{
-    bits, kind, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE, F_IP, KIND_COMPACT,
-    KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED,
-    UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
+    bits, kind, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE, F_IP, KIND_COMPACT, KIND_FULL,
+    L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT,
+    W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
 };
 
 /// A stored flow as a reader copied it out of the ring.
@@ -147,7 +147,11 @@ impl FlowView for StoredFlow<'_> {
             return self.rare().source_ip();
         }
         let w = self.record[W_L4];
-        text::unpack_ip(bits(w, 50, 2), self.record[W_SRC_IP], self.record[W_SRC_IP + 1])
+        text::unpack_ip(
+            bits(w, 50, 2),
+            self.record[W_SRC_IP],
+            self.record[W_SRC_IP + 1],
+        )
     }
 
     fn source_ip_xlated(&self) -> Option<IpAddr> {
@@ -159,7 +163,11 @@ impl FlowView for StoredFlow<'_> {
             return self.rare().destination_ip();
         }
         let w = self.record[W_L4];
-        text::unpack_ip(bits(w, 52, 2), self.record[W_DST_IP], self.record[W_DST_IP + 1])
+        text::unpack_ip(
+            bits(w, 52, 2),
+            self.record[W_DST_IP],
+            self.record[W_DST_IP + 1],
+        )
     }
 
     fn ip_version(&self) -> i32 {

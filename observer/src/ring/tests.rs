@@ -45,7 +45,10 @@ fn capacity_must_be_a_power_of_two_minus_one() {
     let err = validate_capacity(4096).unwrap_err();
     assert_eq!((err.below, err.above), (4095, 8191));
     let text = err.to_string();
-    assert!(text.contains("4096") && text.contains("4095") && text.contains("8191"), "{text}");
+    assert!(
+        text.contains("4096") && text.contains("4095") && text.contains("8191"),
+        "{text}"
+    );
     assert_eq!(validate_capacity(0).unwrap_err().above, 1);
     assert_eq!(validate_capacity(5000).unwrap_err().below, 4095);
     assert_eq!(validate_capacity(u64::MAX).unwrap_err().above, MAX_CAPACITY);

@@ -49,8 +49,7 @@ fn add_message(schema: &mut Schema, scope: &str, message: &prost_types::Descript
     let full = format!("{scope}.{}", message.name());
     let mut fields = HashMap::new();
     for field in &message.field {
-        let singular_message =
-            field.r#type() == Type::Message && field.label() != Label::Repeated;
+        let singular_message = field.r#type() == Type::Message && field.label() != Label::Repeated;
         fields.insert(
             field.name().to_string(),
             FieldInfo {
@@ -223,8 +222,13 @@ mod tests {
     #[test]
     fn keeps_only_the_named_paths() {
         let flow = sample::flow(3);
-        let mask = FieldMask::compile(&paths(&["time", "source.pod_name", "verdict", "l4.TCP.destination_port"]))
-            .expect("valid paths");
+        let mask = FieldMask::compile(&paths(&[
+            "time",
+            "source.pod_name",
+            "verdict",
+            "l4.TCP.destination_port",
+        ]))
+        .expect("valid paths");
         let masked = mask.apply(&flow);
         assert_eq!(masked.time, flow.time);
         assert_eq!(masked.verdict, flow.verdict);
@@ -261,7 +265,9 @@ mod tests {
             ("verdict.x", "not a message field"),
             ("source_names.x", "not a message field"),
         ] {
-            let err = FieldMask::compile(&paths(&[path])).expect_err(path).to_string();
+            let err = FieldMask::compile(&paths(&[path]))
+                .expect_err(path)
+                .to_string();
             assert!(err.contains(path) && err.contains(needle), "{err}");
         }
         assert!(!FieldMask::compile(&[]).expect("empty").is_active());

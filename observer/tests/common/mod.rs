@@ -66,7 +66,9 @@ impl Harness {
     }
 
     pub async fn tcp_channel(&self) -> anyhow::Result<Channel> {
-        Ok(Endpoint::try_from(format!("http://{}", self.tcp))?.connect().await?)
+        Ok(Endpoint::try_from(format!("http://{}", self.tcp))?
+            .connect()
+            .await?)
     }
 
     pub async fn unix_channel(&self) -> anyhow::Result<Channel> {
@@ -107,7 +109,10 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        anyhow::bail!("ring writer stored {} of {total} flows", self.observer.seen_flows())
+        anyhow::bail!(
+            "ring writer stored {} of {total} flows",
+            self.observer.seen_flows()
+        )
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
