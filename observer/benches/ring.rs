@@ -79,19 +79,24 @@ impl Timer {
 /// Inserts `total` demo flows, pre-built in batches outside the timed part. Returns
 /// the time spent converting and inserting (including dropping what the compact form
 /// does not keep).
-fn fill(writer: &mut FlowStoreWriter, start: u64, total: u64) -> Duration {
-    let mut spent = Duration::ZERO;
+fn fill(writer: &mut FlowStoreWriter, start: u64, total: u64, by_ref: bool) -> Spent {
+    let mut spent = Spent::default();
     let mut n = start;
     while n < start + total {
-        let batch: Vec<Flow> = (n..(n + BATCH).min(start + total))
-            .map(sample::flow)
-            .collect();
-        n += batch.len() as u64;
-        let t = Instant::now();
-        for flow in batch {
-            writer.push_flow(flow, &mut |_| {});
+        let end = (n + BATCH).min(start + total);
+        let batch: Vec<Flow> = (n..end).map(sample::flow).collect();
+        n = end;
+        let t = Timer::start();
+        if by_ref {
+            for flow in &batch {
+                writer.push_flow_ref(flow, &mut |_| {});
+            }
+        } else {
+            for flow in batch {
+                writer.push_flow(flow, &mut |_| {});
+            }
         }
-        spent += t.elapsed();
+        t.add_to(&mut spent);
     }
     spent
 }
