@@ -31,12 +31,16 @@ fn endpoint(i: usize) -> flow::Endpoint {
         identity: id,
         namespace: ns.to_string(),
         pod_name: pod.to_string(),
-        labels: vec![format!("k8s:app={pod}"), format!("k8s:io.kubernetes.pod.namespace={ns}")],
+        labels: vec![
+            format!("k8s:app={pod}"),
+            format!("k8s:io.kubernetes.pod.namespace={ns}"),
+        ],
         ..Default::default()
     }
 }
 
 /// A mix of traced TCP, policy drops, replies, ICMP, DNS and HTTP flows.
+#[allow(deprecated)]
 fn flow(i: usize) -> GetFlowsResponse {
     let seconds = 1_721_920_405 + (i / 100) as i64;
     let nanos = ((i % 100) * 10_000_000 + i % 997) as i32;
@@ -54,7 +58,10 @@ fn flow(i: usize) -> GetFlowsResponse {
         destination: Some(endpoint(i + 2)),
         r#type: flow::FlowType::L3L4 as i32,
         node_name: format!("kind-worker{}", i % 3),
-        event_type: Some(flow::CiliumEventType { r#type: 4, sub_type: 0 }),
+        event_type: Some(flow::CiliumEventType {
+            r#type: 4,
+            sub_type: 0,
+        }),
         is_reply: Some(pbjson_types::BoolValue { value: i % 5 == 1 }),
         traffic_direction: flow::TrafficDirection::Ingress as i32,
         trace_observation_point: flow::TraceObservationPoint::ToEndpoint as i32,
@@ -71,20 +78,33 @@ fn flow(i: usize) -> GetFlowsResponse {
     };
     match i % 6 {
         0 | 1 => {
-            f.l4 = tcp(flow::TcpFlags { syn: true, ack: i % 2 == 1, ..Default::default() });
+            f.l4 = tcp(flow::TcpFlags {
+                syn: true,
+                ack: i % 2 == 1,
+                ..Default::default()
+            });
             f.summary = "TCP Flags: SYN".to_string();
         }
         2 => {
             f.verdict = flow::Verdict::Dropped as i32;
-            f.event_type = Some(flow::CiliumEventType { r#type: 1, sub_type: 133 });
+            f.event_type = Some(flow::CiliumEventType {
+                r#type: 1,
+                sub_type: 133,
+            });
             f.drop_reason_desc = flow::DropReason::PolicyDenied as i32;
             f.is_reply = None;
-            f.l4 = tcp(flow::TcpFlags { syn: true, ..Default::default() });
+            f.l4 = tcp(flow::TcpFlags {
+                syn: true,
+                ..Default::default()
+            });
             f.summary = "TCP Flags: SYN".to_string();
         }
         3 => {
             f.l4 = Some(flow::Layer4 {
-                protocol: Some(layer4::Protocol::IcmPv4(flow::IcmPv4 { r#type: 8, code: 0 })),
+                protocol: Some(layer4::Protocol::IcmPv4(flow::IcmPv4 {
+                    r#type: 8,
+                    code: 0,
+                })),
             });
             f.summary = "ICMPv4 EchoRequest".to_string();
         }
@@ -96,7 +116,10 @@ fn flow(i: usize) -> GetFlowsResponse {
                 })),
             });
             f.r#type = flow::FlowType::L7 as i32;
-            f.event_type = Some(flow::CiliumEventType { r#type: 129, sub_type: 0 });
+            f.event_type = Some(flow::CiliumEventType {
+                r#type: 129,
+                sub_type: 0,
+            });
             f.l7 = Some(flow::Layer7 {
                 r#type: flow::L7FlowType::Request as i32,
                 latency_ns: 0,
@@ -110,21 +133,30 @@ fn flow(i: usize) -> GetFlowsResponse {
             f.summary = "DNS Query deathstar.default.svc.cluster.local. A".to_string();
         }
         _ => {
-            f.l4 = tcp(flow::TcpFlags { ack: true, psh: true, ..Default::default() });
+            f.l4 = tcp(flow::TcpFlags {
+                ack: true,
+                psh: true,
+                ..Default::default()
+            });
             f.r#type = flow::FlowType::L7 as i32;
-            f.event_type = Some(flow::CiliumEventType { r#type: 129, sub_type: 0 });
+            f.event_type = Some(flow::CiliumEventType {
+                r#type: 129,
+                sub_type: 0,
+            });
             f.l7 = Some(flow::Layer7 {
                 r#type: flow::L7FlowType::Request as i32,
                 latency_ns: 0,
                 record: Some(layer7::Record::Http(flow::Http {
                     method: "POST".to_string(),
-                    url: "http://deathstar.default.svc.cluster.local/v1/request-landing".to_string(),
+                    url: "http://deathstar.default.svc.cluster.local/v1/request-landing"
+                        .to_string(),
                     protocol: "HTTP/1.1".to_string(),
                     ..Default::default()
                 })),
             });
             f.summary =
-                "HTTP/1.1 POST http://deathstar.default.svc.cluster.local/v1/request-landing".to_string();
+                "HTTP/1.1 POST http://deathstar.default.svc.cluster.local/v1/request-landing"
+                    .to_string();
         }
     }
     GetFlowsResponse {
@@ -165,7 +197,10 @@ fn main() -> anyhow::Result<()> {
         file.flush()?;
     }
     let size = std::fs::metadata(&path)?.len();
-    println!("input: {FLOWS} flows, {:.1} MiB of jsonpb lines", size as f64 / (1024.0 * 1024.0));
+    println!(
+        "input: {FLOWS} flows, {:.1} MiB of jsonpb lines",
+        size as f64 / (1024.0 * 1024.0)
+    );
     for (name, output) in [("compact", Output::Compact), ("json", Output::JsonPb)] {
         let rate = run(&path, output)?;
         println!("--input-file -o {name}: {rate:.0} flows/s");

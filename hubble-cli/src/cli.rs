@@ -67,7 +67,12 @@ pub struct ServerArgs {
     #[arg(long = "tls-allow-insecure", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub tls_allow_insecure: Option<bool>,
     /// Paths to custom Certificate Authority (CA) certificate files.The files must contain PEM encoded data.
-    #[arg(long = "tls-ca-cert-files", global = true, value_delimiter = ',', value_name = "strings")]
+    #[arg(
+        long = "tls-ca-cert-files",
+        global = true,
+        value_delimiter = ',',
+        value_name = "strings"
+    )]
     pub tls_ca_cert_files: Option<Vec<String>>,
     /// Path to the public key file for the client certificate to connect to a Hubble server (implies TLS).
     /// The file must contain PEM encoded data.
@@ -115,7 +120,9 @@ pub enum Command {
     /// Observe flows and events of a Hubble server
     Observe(Box<ObserveCommand>),
     /// Display status of Hubble server
-    #[command(long_about = "Display shows the status of the Hubble server. This is intended as a basic\nconnectivity health check.")]
+    #[command(
+        long_about = "Display shows the status of the Hubble server. This is intended as a basic\nconnectivity health check."
+    )]
     Status(StatusArgs),
     /// Display detailed version information
     #[command(long_about = "Displays information about the version of this software.")]
@@ -202,7 +209,13 @@ pub struct FormattingArgs {
     ///   jsonpb:   JSON encoded GetFlowResponse according to proto3's JSON mapping
     ///   json:     Alias for jsonpb
     ///   table:    Tab-aligned columns
-    #[arg(short = 'o', long, default_value = "compact", value_name = "string", verbatim_doc_comment)]
+    #[arg(
+        short = 'o',
+        long,
+        default_value = "compact",
+        value_name = "string",
+        verbatim_doc_comment
+    )]
     pub output: String,
     /// Print node name in output
     #[arg(long = "print-node-name", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
@@ -220,7 +233,12 @@ pub struct FormattingArgs {
     ///   RFC3339Micro:           2006-01-02T15:04:05.999999Z07:00
     ///   RFC3339Nano:            2006-01-02T15:04:05.999999999Z07:00
     ///   RFC1123Z:               Mon, 02 Jan 2006 15:04:05 -0700
-    #[arg(long = "time-format", default_value = "StampMilli", value_name = "string", verbatim_doc_comment)]
+    #[arg(
+        long = "time-format",
+        default_value = "StampMilli",
+        value_name = "string",
+        verbatim_doc_comment
+    )]
     pub time_format: String,
 }
 
@@ -238,7 +256,12 @@ pub struct OtherArgs {
     #[arg(long = "input-file", value_name = "string")]
     pub input_file: Option<String>,
     /// Comma-separated list of fields for mask. Fields not in the mask will be removed from server response.
-    #[arg(long = "field-mask", alias = "experimental-field-mask", value_delimiter = ',', value_name = "strings")]
+    #[arg(
+        long = "field-mask",
+        alias = "experimental-field-mask",
+        value_delimiter = ',',
+        value_name = "strings"
+    )]
     pub field_mask: Vec<String>,
     /// Request only visible fields when the output format is compact, tab, or dict. (default true)
     #[arg(long = "use-default-field-masks", alias = "experimental-use-default-field-masks", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
@@ -300,7 +323,14 @@ pub struct StatusArgs {
     ///  dict:     Status is shown as KEY:VALUE pair
     ///  json:     JSON encoding
     ///  table:    Tab-aligned columns
-    #[arg(short = 'o', long, default_value = "compact", value_name = "string", verbatim_doc_comment, help_heading = "Formatting Flags")]
+    #[arg(
+        short = 'o',
+        long,
+        default_value = "compact",
+        value_name = "string",
+        verbatim_doc_comment,
+        help_heading = "Formatting Flags"
+    )]
     pub output: String,
 }
 
@@ -320,7 +350,14 @@ pub struct ListArgs {
     ///  json:     JSON encoding
     ///  table:    Tab-aligned columns
     ///  wide:     Tab-aligned columns with additional information
-    #[arg(short = 'o', long, default_value = "table", value_name = "string", verbatim_doc_comment, help_heading = "Formatting Flags")]
+    #[arg(
+        short = 'o',
+        long,
+        default_value = "table",
+        value_name = "string",
+        verbatim_doc_comment,
+        help_heading = "Formatting Flags"
+    )]
     pub output: String,
 }
 
@@ -334,13 +371,19 @@ pub struct ConfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Get an individual value in the hubble config file
-    #[command(long_about = "Get an individual value in the hubble config file.\nIf KEY is not provided, this command is equivalent to 'view'.")]
+    #[command(
+        long_about = "Get an individual value in the hubble config file.\nIf KEY is not provided, this command is equivalent to 'view'."
+    )]
     Get { args: Vec<String> },
     /// Reset all or an individual value in the hubble config file
-    #[command(long_about = "Reset all or an individual value in the hubble config file.\nWhen KEY is provided, this command is equivalent to 'set KEY'.\nIf KEY is not provided, all values are reset to their default value.")]
+    #[command(
+        long_about = "Reset all or an individual value in the hubble config file.\nWhen KEY is provided, this command is equivalent to 'set KEY'.\nIf KEY is not provided, all values are reset to their default value."
+    )]
     Reset { args: Vec<String> },
     /// Set an individual value in the hubble config file
-    #[command(long_about = "Set an individual value in the hubble config file.\nIf VALUE is not provided, the value is reset to its default value.")]
+    #[command(
+        long_about = "Set an individual value in the hubble config file.\nIf VALUE is not provided, the value is reset to its default value."
+    )]
     Set { args: Vec<String> },
     /// Display merged configuration settings
     View,

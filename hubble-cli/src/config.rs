@@ -16,7 +16,8 @@ pub use file::{write_key, ConfigFileError};
 pub use value::Value;
 
 /// Help text of `hubble config`.
-pub const CONFIG_LONG_HELP: &str = "Config allows to modify or view the hubble configuration. Global hubble options
+pub const CONFIG_LONG_HELP: &str =
+    "Config allows to modify or view the hubble configuration. Global hubble options
 can be set via flags, environment variables or a configuration file. The
 following precedence order is used:
 
@@ -72,7 +73,9 @@ pub const KEYS: &[(&str, Kind, &str)] = &[
 
 /// The kind of `key`, when it is a known setting.
 pub fn kind_of(key: &str) -> Option<Kind> {
-    KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, kind, _)| *kind)
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, kind, _)| *kind)
 }
 
 /// The default config file: `$XDG_CONFIG_HOME/hubble/config.yaml`, else
@@ -116,7 +119,10 @@ impl Settings {
     pub fn load(global: &GlobalArgs, server: &ServerArgs) -> Self {
         let env: BTreeMap<String, String> = std::env::vars()
             .filter_map(|(k, v)| {
-                let key = k.strip_prefix("HUBBLE_")?.to_ascii_lowercase().replace('_', "-");
+                let key = k
+                    .strip_prefix("HUBBLE_")?
+                    .to_ascii_lowercase()
+                    .replace('_', "-");
                 Some((key, v))
             })
             .collect();
@@ -246,17 +252,44 @@ fn flag_values(global: &GlobalArgs, server: &ServerArgs) -> BTreeMap<String, Val
     put("timeout", duration(&server.timeout));
     put("request-timeout", duration(&server.request_timeout));
     put("tls", server.tls.map(Value::Bool));
-    put("tls-allow-insecure", server.tls_allow_insecure.map(Value::Bool));
-    put("tls-ca-cert-files", server.tls_ca_cert_files.clone().map(Value::List));
-    put("tls-client-cert-file", server.tls_client_cert_file.clone().map(Value::Str));
-    put("tls-client-key-file", server.tls_client_key_file.clone().map(Value::Str));
-    put("tls-server-name", server.tls_server_name.clone().map(Value::Str));
-    put("basic-auth-username", server.basic_auth_username.clone().map(Value::Str));
-    put("basic-auth-password", server.basic_auth_password.clone().map(Value::Str));
+    put(
+        "tls-allow-insecure",
+        server.tls_allow_insecure.map(Value::Bool),
+    );
+    put(
+        "tls-ca-cert-files",
+        server.tls_ca_cert_files.clone().map(Value::List),
+    );
+    put(
+        "tls-client-cert-file",
+        server.tls_client_cert_file.clone().map(Value::Str),
+    );
+    put(
+        "tls-client-key-file",
+        server.tls_client_key_file.clone().map(Value::Str),
+    );
+    put(
+        "tls-server-name",
+        server.tls_server_name.clone().map(Value::Str),
+    );
+    put(
+        "basic-auth-username",
+        server.basic_auth_username.clone().map(Value::Str),
+    );
+    put(
+        "basic-auth-password",
+        server.basic_auth_password.clone().map(Value::Str),
+    );
     put("port-forward", server.port_forward.map(Value::Bool));
-    put("port-forward-port", server.port_forward_port.map(|p| Value::Str(p.to_string())));
+    put(
+        "port-forward-port",
+        server.port_forward_port.map(|p| Value::Str(p.to_string())),
+    );
     put("kube-context", server.kube_context.clone().map(Value::Str));
-    put("kube-namespace", server.kube_namespace.clone().map(Value::Str));
+    put(
+        "kube-namespace",
+        server.kube_namespace.clone().map(Value::Str),
+    );
     put("kubeconfig", server.kubeconfig.clone().map(Value::Str));
     flags
 }

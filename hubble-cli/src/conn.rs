@@ -44,7 +44,9 @@ pub struct ConnOptions {
 pub enum ConnError {
     #[error("invalid flag(s): must specify both basic-auth-username and basic-auth-password")]
     BasicAuthPair,
-    #[error("invalid flag(s): certificate and private key are both required, but only one was provided")]
+    #[error(
+        "invalid flag(s): certificate and private key are both required, but only one was provided"
+    )]
     InvalidKeypair,
     #[error("invalid flag(s): transport layer security required")]
     TlsRequired,
@@ -143,7 +145,11 @@ pub fn parse_target(server: &str) -> Result<Target, String> {
     let port = port
         .parse::<u16>()
         .map_err(|_| format!("invalid port {port:?} in address {rest}"))?;
-    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    let host = if host.is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    };
     Ok(Target::Tcp { host, port })
 }
 
@@ -259,7 +265,11 @@ fn base64(data: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

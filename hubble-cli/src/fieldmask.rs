@@ -24,7 +24,11 @@ fn message(full_name: &str) -> Option<&'static DescriptorProto> {
     None
 }
 
-fn find_nested<'a>(msg: &'a DescriptorProto, prefix: &str, wanted: &str) -> Option<&'a DescriptorProto> {
+fn find_nested<'a>(
+    msg: &'a DescriptorProto,
+    prefix: &str,
+    wanted: &str,
+) -> Option<&'a DescriptorProto> {
     let full = format!("{prefix}.{}", msg.name.as_deref().unwrap_or(""));
     if full == wanted {
         return Some(msg);

@@ -91,8 +91,14 @@ impl FilterBuilder {
         if self.negate_next {
             return Err(FilterBuildError::TrailingNot);
         }
-        let allow = self.allow.map(FilterTracker::flow_filters).unwrap_or_default();
-        let deny = self.deny.map(FilterTracker::flow_filters).unwrap_or_default();
+        let allow = self
+            .allow
+            .map(FilterTracker::flow_filters)
+            .unwrap_or_default();
+        let deny = self
+            .deny
+            .map(FilterTracker::flow_filters)
+            .unwrap_or_default();
         Ok((allow, deny))
     }
 }

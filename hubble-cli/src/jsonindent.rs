@@ -79,8 +79,14 @@ mod tests {
                 "empty": []
               }
             ]"#]]
-        .assert_eq(&indent(r#"[{"name":"a","tls":{},"list":[1,2],"empty":[]}]"#, "  "));
+        .assert_eq(&indent(
+            r#"[{"name":"a","tls":{},"list":[1,2],"empty":[]}]"#,
+            "  ",
+        ));
         assert_eq!(indent("null", "  "), "null");
-        assert_eq!(indent(r#"{"a":"x,{y}:"}"#, "  "), "{\n  \"a\": \"x,{y}:\"\n}");
+        assert_eq!(
+            indent(r#"{"a":"x,{y}:"}"#, "  "),
+            "{\n  \"a\": \"x,{y}:\"\n}"
+        );
     }
 }

@@ -45,7 +45,10 @@ pub fn run() -> ExitCode {
     let settings = config::Settings::load(&cli.global, &cli.server);
     let debug = settings.get_bool("debug");
     let mut ctx = Context { settings, debug };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("failed to start the async runtime: {e}");

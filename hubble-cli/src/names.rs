@@ -335,7 +335,10 @@ pub fn parse_go_uint(value: &str) -> Option<u64> {
     } else {
         (value, 10)
     };
-    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__")
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
     {
         return None;
     }

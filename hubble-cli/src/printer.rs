@@ -280,7 +280,8 @@ impl<W: Write, E: Write> Printer<W, E> {
         }
         for (i, column) in columns.iter().enumerate() {
             self.text.push_str(column);
-            self.text.push(if i + 1 == columns.len() { '\n' } else { '\t' });
+            self.text
+                .push(if i + 1 == columns.len() { '\n' } else { '\t' });
         }
     }
 }

@@ -162,7 +162,7 @@ fn write_trimmed_fraction(out: &mut String, nanos: u32, digits: u32) {
     if value == 0 {
         return;
     }
-    while value % 10 == 0 {
+    while value.is_multiple_of(10) {
         value /= 10;
         width -= 1;
     }

@@ -203,8 +203,14 @@ mod tests {
 
     #[test]
     fn converts_values_like_upstream() {
-        assert_eq!(typed_value("tls", Kind::Bool, "true").unwrap(), Value::Bool(true));
-        assert_eq!(typed_value("tls", Kind::Bool, "").unwrap(), Value::Bool(false));
+        assert_eq!(
+            typed_value("tls", Kind::Bool, "true").unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            typed_value("tls", Kind::Bool, "").unwrap(),
+            Value::Bool(false)
+        );
         assert_eq!(
             typed_value("timeout", Kind::Duration, "90s").unwrap(),
             Value::Str("1m30s".into())

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use proto::observer::{observer_client::ObserverClient, GetNamespacesRequest, GetNodesRequest, Namespace, Node};
+use proto::observer::{
+    observer_client::ObserverClient, GetNamespacesRequest, GetNodesRequest, Namespace, Node,
+};
 use proto::relay::NodeState;
 
 use super::Context;
@@ -80,9 +82,18 @@ pub fn nodes_table(nodes: &[Node], wide: bool) -> String {
         } else {
             "N/A".to_string()
         };
-        let _ = write!(text, "{}\t{}\t{age}\t{rate}\t{ratio}", n.name, state_title(n.state));
+        let _ = write!(
+            text,
+            "{}\t{}\t{age}\t{rate}\t{ratio}",
+            n.name,
+            state_title(n.state)
+        );
         if wide {
-            let version = if n.version.is_empty() { "N/A" } else { &n.version };
+            let version = if n.version.is_empty() {
+                "N/A"
+            } else {
+                &n.version
+            };
             let tls = match &n.tls {
                 Some(t) if t.enabled => "Enabled",
                 Some(_) => "Disabled",
@@ -121,7 +132,9 @@ fn align(text: &str) -> String {
     out
 }
 
-async fn client(ctx: &Context) -> anyhow::Result<(ObserverClient<HubbleChannel>, std::time::Duration)> {
+async fn client(
+    ctx: &Context,
+) -> anyhow::Result<(ObserverClient<HubbleChannel>, std::time::Duration)> {
     let opts = ConnOptions::from_settings(&ctx.settings)?;
     let channel = conn::connect(&opts).await?;
     Ok((ObserverClient::new(channel), opts.request_timeout))
@@ -190,7 +203,10 @@ mod tests {
                 max_flows: 4095,
                 version: "1.19.4".into(),
                 address: "10.100.0.11:4244".into(),
-                tls: Some(proto::observer::Tls { enabled: true, server_name: "x".into() }),
+                tls: Some(proto::observer::Tls {
+                    enabled: true,
+                    server_name: "x".into(),
+                }),
             },
             Node {
                 name: "kind-worker".into(),

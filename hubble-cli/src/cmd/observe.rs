@@ -9,8 +9,8 @@ use proto::observer::{observer_client::ObserverClient, GetFlowsRequest};
 
 use super::Context;
 use crate::cli::{FormattingArgs, ObserveArgs, ObserveCommand, ObserveSubcommand};
-use crate::conn::{self, rpc_error_for_stream, ConnOptions};
 use crate::config::{Kind, Value};
+use crate::conn::{self, rpc_error_for_stream, ConnOptions};
 use crate::printer::{ColorMode, Output, Printer, PrinterOptions};
 use crate::time::TimeLayout;
 
@@ -44,7 +44,11 @@ pub fn output_format(output: &str, follow: bool) -> anyhow::Result<(Output, bool
     })
 }
 
-fn base_printer_options(formatting: &FormattingArgs, output: Output, debug: bool) -> PrinterOptions {
+fn base_printer_options(
+    formatting: &FormattingArgs,
+    output: Output,
+    debug: bool,
+) -> PrinterOptions {
     PrinterOptions {
         output,
         time_layout: TimeLayout::from_name(&formatting.time_format),
@@ -79,7 +83,10 @@ pub fn plan(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<Plan> {
             );
         }
         if args.other.use_default_field_masks.unwrap_or(true) {
-            field_mask = request::DEFAULT_FIELD_MASK.iter().map(|s| s.to_string()).collect();
+            field_mask = request::DEFAULT_FIELD_MASK
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         }
     }
     let mut printer = base_printer_options(&args.formatting, output, ctx.debug);
@@ -94,10 +101,12 @@ pub fn plan(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<Plan> {
     ctx.settings.add_key("allowlist", Kind::StringSlice, "[]");
     ctx.settings.add_key("denylist", Kind::StringSlice, "[]");
     if !args.allowlist.is_empty() {
-        ctx.settings.set_flag("allowlist", Value::List(args.allowlist.clone()));
+        ctx.settings
+            .set_flag("allowlist", Value::List(args.allowlist.clone()));
     }
     if !args.denylist.is_empty() {
-        ctx.settings.set_flag("denylist", Value::List(args.denylist.clone()));
+        ctx.settings
+            .set_flag("denylist", Value::List(args.denylist.clone()));
     }
     let mut allow = allow;
     let mut deny = deny;
@@ -131,9 +140,16 @@ pub async fn run(command: &ObserveCommand, ctx: &mut Context) -> anyhow::Result<
     }
 }
 
-fn new_printer(opts: PrinterOptions, silent: bool) -> Printer<io::BufWriter<io::Stdout>, io::Stderr> {
+fn new_printer(
+    opts: PrinterOptions,
+    silent: bool,
+) -> Printer<io::BufWriter<io::Stdout>, io::Stderr> {
     let err = (!silent).then(io::stderr);
-    Printer::new(opts, io::BufWriter::with_capacity(64 * 1024, io::stdout()), err)
+    Printer::new(
+        opts,
+        io::BufWriter::with_capacity(64 * 1024, io::stdout()),
+        err,
+    )
 }
 
 async fn run_flows(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<()> {

@@ -4,7 +4,9 @@
 use std::io::{self, Write};
 
 use proto::observer::{observer_client::ObserverClient, ServerStatusRequest};
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 use super::Context;
 use crate::cli::StatusArgs;
@@ -46,7 +48,11 @@ pub async fn run(args: &StatusArgs, ctx: &Context) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| response.status.to_string());
             format!("Unavailable: {name}")
         };
-        writeln!(stdout, "Healthcheck (via {}): {status}", display_target(&opts.server))?;
+        writeln!(
+            stdout,
+            "Healthcheck (via {}): {status}",
+            display_target(&opts.server)
+        )?;
     }
     if !healthy {
         anyhow::bail!("not healthy");

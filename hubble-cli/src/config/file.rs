@@ -15,11 +15,17 @@ pub enum ConfigFileError {
     #[error("configuration directory does not exist and cannot be created: {0}")]
     CreateDir(std::io::Error),
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("While parsing config: {0}")]
     Parse(String),
     #[error("cannot write config file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn parse(text: &str) -> Result<BTreeMap<String, Value>, ConfigFileError> {

@@ -56,9 +56,16 @@ fn environment_values_are_strings_and_lists_split_on_spaces() {
     let (_dir, s) = settings_with_file(
         "",
         &[],
-        &[("tls-ca-cert-files", "a.pem b.pem"), ("debug", "true"), ("tls", "nope")],
+        &[
+            ("tls-ca-cert-files", "a.pem b.pem"),
+            ("debug", "true"),
+            ("tls", "nope"),
+        ],
     );
-    assert_eq!(s.get_string_slice("tls-ca-cert-files"), vec!["a.pem", "b.pem"]);
+    assert_eq!(
+        s.get_string_slice("tls-ca-cert-files"),
+        vec!["a.pem", "b.pem"]
+    );
     assert!(s.get_bool("debug"));
     assert!(!s.get_bool("tls"));
     assert_eq!(s.get("debug"), Value::Str("true".into()));
@@ -101,13 +108,24 @@ fn config_view_merges_every_source() {
 #[test]
 fn config_get_and_set() {
     let (dir, s) = settings_with_file("", &[], &[]);
-    assert_eq!(config_cmd::get(&s, "server").expect("get"), "localhost:4245\n");
+    assert_eq!(
+        config_cmd::get(&s, "server").expect("get"),
+        "localhost:4245\n"
+    );
     assert_eq!(config_cmd::get(&s, "timeout").expect("get"), "5s\n");
     assert_eq!(config_cmd::get(&s, "tls").expect("get"), "false\n");
-    assert_eq!(config_cmd::get(&s, "tls-ca-cert-files").expect("get"), "[]\n");
-    assert_eq!(config_cmd::get(&s, "port-forward-port").expect("get"), "\"4245\"\n");
     assert_eq!(
-        config_cmd::get(&s, "nope").expect_err("unknown").to_string(),
+        config_cmd::get(&s, "tls-ca-cert-files").expect("get"),
+        "[]\n"
+    );
+    assert_eq!(
+        config_cmd::get(&s, "port-forward-port").expect("get"),
+        "\"4245\"\n"
+    );
+    assert_eq!(
+        config_cmd::get(&s, "nope")
+            .expect_err("unknown")
+            .to_string(),
         "unknown key: nope"
     );
 
@@ -132,13 +150,18 @@ fn config_get_and_set() {
         [("config".to_string(), Value::Str(path.display().to_string()))].into(),
         BTreeMap::new(),
     );
-    assert_eq!(reread.get_string("server"), "unix:///var/run/cilium/hubble.sock");
+    assert_eq!(
+        reread.get_string("server"),
+        "unix:///var/run/cilium/hubble.sock"
+    );
     assert!(reread.get_bool("tls"));
     assert_eq!(reread.get_duration("request-timeout"), 30);
 
     // Setting a key without a value writes its default.
     config_cmd::set(&reread, "tls", "").expect("reset");
-    assert!(std::fs::read_to_string(&path).expect("read").contains("tls: false\n"));
+    assert!(std::fs::read_to_string(&path)
+        .expect("read")
+        .contains("tls: false\n"));
     assert_eq!(
         config_cmd::set(&reread, "timeout", "soon").expect_err("bad").to_string(),
         "cannot assign value=soon for key=timeout, expected type=duration: time: invalid duration \"soon\""

@@ -31,7 +31,9 @@ impl Value {
                 None => Value::Float(n.as_f64().unwrap_or_default()),
             },
             serde_yaml::Value::String(s) => Value::Str(s.clone()),
-            serde_yaml::Value::Sequence(seq) => Value::Seq(seq.iter().map(Value::from_yaml).collect()),
+            serde_yaml::Value::Sequence(seq) => {
+                Value::Seq(seq.iter().map(Value::from_yaml).collect())
+            }
             serde_yaml::Value::Mapping(map) => Value::Map(
                 map.iter()
                     .map(|(k, v)| (Value::from_yaml(k).to_go_string(), Value::from_yaml(v)))

@@ -182,8 +182,8 @@ fn write_double_quoted(out: &mut String, s: &str) {
 fn resolves_to_other_type(s: &str) -> bool {
     const NULLS: &[&str] = &["", "~", "null", "Null", "NULL"];
     const BOOLS: &[&str] = &[
-        "true", "True", "TRUE", "false", "False", "FALSE", "y", "Y", "yes", "Yes", "YES", "n",
-        "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
+        "true", "True", "TRUE", "false", "False", "FALSE", "y", "Y", "yes", "Yes", "YES", "n", "N",
+        "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
     ];
     const SPECIAL_FLOATS: &[&str] = &[
         ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
@@ -320,10 +320,16 @@ mod tests {
         assert_eq!(s("5s"), "5s");
         assert_eq!(s("1.5"), "\"1.5\"");
         assert_eq!(s("2024-07-25"), "\"2024-07-25\"");
-        assert_eq!(s("{\"source_pod\":[\"default/xwing\"]}"), "'{\"source_pod\":[\"default/xwing\"]}'");
+        assert_eq!(
+            s("{\"source_pod\":[\"default/xwing\"]}"),
+            "'{\"source_pod\":[\"default/xwing\"]}'"
+        );
         assert_eq!(s("it's: here"), "'it''s: here'");
         assert_eq!(s("a\nb"), "\"a\\nb\"");
-        assert_eq!(s("unix:///var/run/cilium/hubble.sock"), "unix:///var/run/cilium/hubble.sock");
+        assert_eq!(
+            s("unix:///var/run/cilium/hubble.sock"),
+            "unix:///var/run/cilium/hubble.sock"
+        );
     }
 
     #[test]

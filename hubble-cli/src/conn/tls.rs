@@ -41,7 +41,11 @@ fn roots(opts: &ConnOptions) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     if opts.tls_ca_cert_files.is_empty() {
         let from_env = std::env::var("SSL_CERT_FILE").ok();
-        for path in from_env.iter().map(String::as_str).chain(SYSTEM_CA_BUNDLES.iter().copied()) {
+        for path in from_env
+            .iter()
+            .map(String::as_str)
+            .chain(SYSTEM_CA_BUNDLES.iter().copied())
+        {
             if let Ok(certs) = read_certs(path) {
                 roots.add_parsable_certificates(certs);
                 break;
@@ -51,9 +55,9 @@ fn roots(opts: &ConnOptions) -> Result<RootCertStore, String> {
     }
     for path in &opts.tls_ca_cert_files {
         for cert in read_certs(path)? {
-            roots
-                .add(cert)
-                .map_err(|_| format!("cannot process cert '{path}': must be a PEM encoded certificate"))?;
+            roots.add(cert).map_err(|_| {
+                format!("cannot process cert '{path}': must be a PEM encoded certificate")
+            })?;
         }
     }
     Ok(roots)
@@ -68,8 +72,7 @@ fn client_identity(
     let certs = read_certs(&opts.tls_client_cert_file)
         .map_err(|e| format!("tls: failed to load client certificate: {e}"))?;
     let key_path = &opts.tls_client_key_file;
-    let pem = std::fs::read(key_path)
-        .map_err(|e| format!("open {key_path}: {e}"))?;
+    let pem = std::fs::read(key_path).map_err(|e| format!("open {key_path}: {e}"))?;
     let key = rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| format!("tls: failed to parse private key {key_path}: {e}"))?
         .ok_or_else(|| format!("tls: failed to find any PEM data in key input {key_path}"))?;

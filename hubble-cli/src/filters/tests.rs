@@ -82,7 +82,10 @@ fn not_negates_only_the_next_flag() {
         ("not", "true"),
         ("http-method", "get"),
     ]));
-    assert_eq!(error(&[("not", "true")]), "trailing --not found in the arguments");
+    assert_eq!(
+        error(&[("not", "true")]),
+        "trailing --not found in the arguments"
+    );
     assert_eq!(
         error(&[("not", "true"), ("not", "true")]),
         "invalid argument \"true\" for \"--not\" flag: consecutive --not statements"
@@ -146,7 +149,12 @@ fn conflicting_flags_are_rejected_in_upstream_order() {
         "invalid argument \"true\" for \"--unencrypted\" flag: filters --encrypted and --unencrypted cannot be combined"
     );
     // The same flag in the allowlist and the denylist is fine.
-    assert!(build(&flags(&[("port", "80"), ("not", "true"), ("to-port", "8080")])).is_ok());
+    assert!(build(&flags(&[
+        ("port", "80"),
+        ("not", "true"),
+        ("to-port", "8080")
+    ]))
+    .is_ok());
 }
 
 #[test]

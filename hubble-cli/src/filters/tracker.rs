@@ -9,9 +9,27 @@ use crate::quote::go_quote;
 
 /// Flags that cannot be combined within one list, as upstream groups them.
 const CONFLICTS: &[&[&str]] = &[
-    &["from-fqdn", "from-ip", "ip", "fqdn", "from-namespace", "namespace", "from-all-namespaces", "all-namespaces"],
+    &[
+        "from-fqdn",
+        "from-ip",
+        "ip",
+        "fqdn",
+        "from-namespace",
+        "namespace",
+        "from-all-namespaces",
+        "all-namespaces",
+    ],
     &["from-fqdn", "from-ip", "ip", "fqdn", "from-pod", "pod"],
-    &["to-fqdn", "to-ip", "ip", "fqdn", "to-namespace", "namespace", "to-all-namespaces", "all-namespaces"],
+    &[
+        "to-fqdn",
+        "to-ip",
+        "ip",
+        "fqdn",
+        "to-namespace",
+        "namespace",
+        "to-all-namespaces",
+        "all-namespaces",
+    ],
     &["to-fqdn", "to-ip", "ip", "fqdn", "to-pod", "pod"],
     &["to-pod", "namespace", "all-namespaces"],
     &["from-pod", "namespace", "all-namespaces"],
@@ -78,7 +96,10 @@ impl FilterTracker {
 
     fn check_conflicts(&self) -> Result<(), String> {
         for group in CONFLICTS {
-            for flag in group.iter().filter(|f| self.changed.iter().any(|c| c == *f)) {
+            for flag in group
+                .iter()
+                .filter(|f| self.changed.iter().any(|c| c == *f))
+            {
                 for other in group.iter() {
                     if other != flag && self.changed.iter().any(|c| c == other) {
                         return Err(format!("filters --{flag} and --{other} cannot be combined"));
@@ -117,8 +138,12 @@ impl FilterTracker {
                 self.apply(Side::Right, |f| f.destination_ip.push(v.clone()));
             }
             "to-ip" => self.apply(Side::Both, |f| f.destination_ip.push(v.clone())),
-            "ipv4" => self.apply(Side::Both, |f| f.ip_version.push(flow::IpVersion::IPv4 as i32)),
-            "ipv6" => self.apply(Side::Both, |f| f.ip_version.push(flow::IpVersion::IPv6 as i32)),
+            "ipv4" => self.apply(Side::Both, |f| {
+                f.ip_version.push(flow::IpVersion::IPv4 as i32)
+            }),
+            "ipv6" => self.apply(Side::Both, |f| {
+                f.ip_version.push(flow::IpVersion::IPv6 as i32)
+            }),
             "ip-version" => {
                 let version = values::ip_version(value) as i32;
                 self.apply(Side::Both, |f| f.ip_version.push(version));
@@ -170,9 +195,12 @@ impl FilterTracker {
             "http-path" => self.apply(Side::Both, |f| f.http_path.push(v.clone())),
             "http-url" => self.apply(Side::Both, |f| f.http_url.push(v.clone())),
             "http-header" => {
-                let (key, header_value) = value
-                    .split_once(':')
-                    .ok_or_else(|| format!("invalid http-header value {}, expected name:value", go_quote(value)))?;
+                let (key, header_value) = value.split_once(':').ok_or_else(|| {
+                    format!(
+                        "invalid http-header value {}, expected name:value",
+                        go_quote(value)
+                    )
+                })?;
                 let header = flow::HttpHeader {
                     key: key.to_string(),
                     value: header_value.to_string(),
@@ -181,7 +209,7 @@ impl FilterTracker {
             }
             "type" => {
                 let filter = values::event_type(value)?;
-                self.apply(Side::Both, |f| f.event_type.push(filter.clone()));
+                self.apply(Side::Both, |f| f.event_type.push(filter));
             }
             "protocol" => self.apply(Side::Both, |f| f.protocol.push(v.clone())),
             "workload" => {
@@ -220,7 +248,7 @@ impl FilterTracker {
             "to-cluster" => self.apply(Side::Both, |f| f.destination_cluster_name.push(v.clone())),
             "tcp-flags" => {
                 let flags = values::tcp_flags(value)?;
-                self.apply(Side::Both, |f| f.tcp_flags.push(flags.clone()));
+                self.apply(Side::Both, |f| f.tcp_flags.push(flags));
             }
             "traffic-direction" => {
                 let direction = match value.to_lowercase().as_str() {
@@ -256,7 +284,10 @@ impl FilterTracker {
             other => return Err(format!("unknown filter flag --{other}")),
         }
         let mut errors = Vec::new();
-        for filter in [self.left.as_ref(), self.right.as_ref()].into_iter().flatten() {
+        for filter in [self.left.as_ref(), self.right.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             errors.extend(self.namespace_conflicts(filter));
             if !errors.is_empty() {
                 break;

@@ -16,11 +16,20 @@ pub fn ip_version(value: &str) -> flow::IpVersion {
 
 /// Go's `strconv.ParseUint(value, 10, bits)` with its error text.
 pub fn parse_uint(value: &str, bits: u32) -> Result<u64, String> {
-    let syntax = || format!("strconv.ParseUint: parsing {}: invalid syntax", go_quote(value));
+    let syntax = || {
+        format!(
+            "strconv.ParseUint: parsing {}: invalid syntax",
+            go_quote(value)
+        )
+    };
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(syntax());
     }
-    let max = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let max = if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
     match value.parse::<u64>() {
         Ok(v) if v <= max => Ok(v),
         _ => Err(format!(
@@ -48,14 +57,16 @@ pub fn event_type(value: &str) -> Result<flow::EventTypeFilter, String> {
         .iter()
         .find(|(name, _)| *name == type_part)
         .map(|(_, t)| *t);
-    let mut filter = flow::EventTypeFilter::default();
-    filter.r#type = match known {
-        Some(t) => t,
-        None => parse_uint(type_part, 32).map_err(|e| {
-            format!(
-                "unable to parse type '{type_part}', not a known type name and unable to parse as numeric value: {e}"
-            )
-        })? as u32 as i32,
+    let mut filter = flow::EventTypeFilter {
+        r#type: match known {
+            Some(t) => t,
+            None => parse_uint(type_part, 32).map_err(|e| {
+                format!(
+                    "unable to parse type '{type_part}', not a known type name and unable to parse as numeric value: {e}"
+                )
+            })? as u32 as i32,
+        },
+        ..Default::default()
     };
     if let Some(sub) = sub_part {
         let named = match known {

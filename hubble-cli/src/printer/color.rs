@@ -108,7 +108,10 @@ pub fn escape_terminal(out: &mut Vec<u8>, text: &str, colors: bool) {
             0x1b => {
                 out.extend_from_slice(&bytes[start..i]);
                 let rest = &text[i..];
-                match ALLOWED_SEQUENCES.iter().find(|s| colors && rest.starts_with(**s)) {
+                match ALLOWED_SEQUENCES
+                    .iter()
+                    .find(|s| colors && rest.starts_with(**s))
+                {
                     Some(seq) => {
                         out.extend_from_slice(seq.as_bytes());
                         i += seq.len();

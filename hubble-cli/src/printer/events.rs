@@ -147,13 +147,19 @@ impl<W: Write, E: Write> Printer<W, E> {
                 let count = status.node_names.len();
                 match state {
                     Ok(relay::NodeState::NodeConnected) => {
-                        let _ = write!(self.text, "Receiving flows from {count} nodes: {node_names}");
+                        let _ = write!(
+                            self.text,
+                            "Receiving flows from {count} nodes: {node_names}"
+                        );
                     }
                     Ok(relay::NodeState::NodeUnavailable) => {
                         let _ = write!(self.text, "{count} nodes are unavailable: {node_names}");
                     }
                     Ok(relay::NodeState::NodeGone) => {
-                        let _ = write!(self.text, "{count} nodes removed from cluster: {node_names}");
+                        let _ = write!(
+                            self.text,
+                            "{count} nodes removed from cluster: {node_names}"
+                        );
                     }
                     Ok(relay::NodeState::NodeError) => {
                         let _ = write!(
@@ -278,7 +284,11 @@ impl<W: Write, E: Write> Printer<W, E> {
                 if self.opts.node_name {
                     let _ = write!(self.text, "{}\t", res.node_name);
                 }
-                let _ = writeln!(self.text, "{from}\t\t{kind}\t{cpu} {mark}\t{}", event.message);
+                let _ = writeln!(
+                    self.text,
+                    "{from}\t\t{kind}\t{cpu} {mark}\t{}",
+                    event.message
+                );
             }
             _ => {
                 self.timestamp(res.time.as_ref());

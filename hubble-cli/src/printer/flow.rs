@@ -180,14 +180,18 @@ fn clean_path(path: &str) -> String {
 
 /// Writes `(name)` for reserved identities and `(ID:n)` for others, coloured.
 pub fn write_identity(colors: &Colorer, id: u32, out: &mut String) {
-    colors.paint(out, Color::Magenta, |out| match names::reserved_identity_name(id) {
-        Some(name) => {
-            let _ = write!(out, "({name})");
-        }
-        None => {
-            let _ = write!(out, "(ID:{id})");
-        }
-    });
+    colors.paint(
+        out,
+        Color::Magenta,
+        |out| match names::reserved_identity_name(id) {
+            Some(name) => {
+                let _ = write!(out, "({name})");
+            }
+            None => {
+                let _ = write!(out, "(ID:{id})");
+            }
+        },
+    );
 }
 
 /// Writes the event type word of upstream's TYPE column (`to-endpoint`,
@@ -290,7 +294,11 @@ pub fn write_verdict(style: &FlowStyle, f: &Flow, out: &mut String) {
             });
         }
         Ok(flow::Verdict::Audit) => {
-            let word = if is_policy_verdict { "AUDITED" } else { "AUDIT" };
+            let word = if is_policy_verdict {
+                "AUDITED"
+            } else {
+                "AUDIT"
+            };
             colors.paint_str(out, Color::Yellow, word);
         }
         Ok(flow::Verdict::Traced) | Ok(flow::Verdict::Translated) => {
@@ -303,7 +311,10 @@ pub fn write_verdict(style: &FlowStyle, f: &Flow, out: &mut String) {
 /// ` BY name (Kind), name2 (Kind2)` for the policies that have a name and a kind.
 fn policy_names(policies: &[flow::Policy]) -> String {
     let mut msg = String::new();
-    for policy in policies.iter().filter(|p| !p.kind.is_empty() && !p.name.is_empty()) {
+    for policy in policies
+        .iter()
+        .filter(|p| !p.kind.is_empty() && !p.name.is_empty())
+    {
         msg.push_str(if msg.is_empty() { " BY " } else { ", " });
         let _ = write!(msg, "{} ({})", policy.name, policy.kind);
     }
@@ -367,8 +378,14 @@ mod tests {
             out
         };
         assert_eq!(host("", None, "default", "pod", "", &[]), "default/pod");
-        assert_eq!(host("", None, "default", "pod", "service", &[]), "default/pod");
-        assert_eq!(host("", None, "default", "", "service", &[]), "default/service");
+        assert_eq!(
+            host("", None, "default", "pod", "service", &[]),
+            "default/pod"
+        );
+        assert_eq!(
+            host("", None, "default", "", "service", &[]),
+            "default/service"
+        );
         let names = ["a".to_string(), "b".to_string()];
         assert_eq!(host("", None, "", "", "", &names), "a,b");
         assert_eq!(host("fd00::1", Some(80), "", "", "", &[]), "[fd00::1]:80");

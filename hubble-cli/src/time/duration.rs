@@ -150,7 +150,7 @@ fn write_fraction(out: &mut String, value: u64, scale: u64) {
         return;
     }
     let mut digits = scale.trailing_zeros_decimal();
-    while frac % 10 == 0 {
+    while frac.is_multiple_of(10) {
         frac /= 10;
         digits -= 1;
     }
@@ -165,7 +165,7 @@ impl DecimalZeros for u64 {
     fn trailing_zeros_decimal(self) -> u32 {
         let mut n = self;
         let mut count = 0;
-        while n >= 10 && n % 10 == 0 {
+        while n >= 10 && n.is_multiple_of(10) {
             n /= 10;
             count += 1;
         }

@@ -59,7 +59,10 @@ fn parse_rfc1123z(input: &str) -> Option<DateTime<Utc>> {
     let mut cur = Cursor(input.as_bytes());
     let day_name = cur.take(3)?;
     const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    if !DAYS.iter().any(|d| d.as_bytes().eq_ignore_ascii_case(day_name)) {
+    if !DAYS
+        .iter()
+        .any(|d| d.as_bytes().eq_ignore_ascii_case(day_name))
+    {
         return None;
     }
     cur.literal(b',')?;
@@ -67,8 +70,11 @@ fn parse_rfc1123z(input: &str) -> Option<DateTime<Utc>> {
     let day = cur.number(2, 1, 31)?;
     cur.literal(b' ')?;
     let month_name = cur.take(3)?;
-    let month = (1..=12u32)
-        .find(|m| super::month_abbr(*m).as_bytes().eq_ignore_ascii_case(month_name))?;
+    let month = (1..=12u32).find(|m| {
+        super::month_abbr(*m)
+            .as_bytes()
+            .eq_ignore_ascii_case(month_name)
+    })?;
     cur.literal(b' ')?;
     let year = cur.number(4, 0, 9999)?;
     cur.literal(b' ')?;
@@ -122,7 +128,9 @@ impl Cursor<'_> {
         if !raw.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let value = raw.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+        let value = raw
+            .iter()
+            .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
         (min..=max).contains(&value).then_some(value)
     }
 

@@ -35,19 +35,43 @@ fn formats_every_layout() {
 #[test]
 fn trims_fractions_and_pads_days() {
     // Upstream's printer tests: 1234.5678 seconds after the epoch.
-    assert_eq!(fmt(TimeLayout::StampMilli, &ts(1234, 567_800_000)), "Jan  1 00:20:34.567");
-    assert_eq!(fmt(TimeLayout::StampMilli, &ts(0, 0)), "Jan  1 00:00:00.000");
-    assert_eq!(fmt(TimeLayout::StampMilli, &ts(1_530_984_600, 123_000_000)), "Jul  7 17:30:00.123");
-    assert_eq!(fmt(TimeLayout::Rfc3339Milli, &ts(0, 500_000_000)), "1970-01-01T00:00:00.5Z");
-    assert_eq!(fmt(TimeLayout::Rfc3339Micro, &ts(0, 0)), "1970-01-01T00:00:00Z");
-    assert_eq!(fmt(TimeLayout::Rfc3339Nano, &ts(0, 1_000)), "1970-01-01T00:00:00.000001Z");
-    assert_eq!(fmt(TimeLayout::Rfc3339Milli, &ts(0, 999_999)), "1970-01-01T00:00:00Z");
+    assert_eq!(
+        fmt(TimeLayout::StampMilli, &ts(1234, 567_800_000)),
+        "Jan  1 00:20:34.567"
+    );
+    assert_eq!(
+        fmt(TimeLayout::StampMilli, &ts(0, 0)),
+        "Jan  1 00:00:00.000"
+    );
+    assert_eq!(
+        fmt(TimeLayout::StampMilli, &ts(1_530_984_600, 123_000_000)),
+        "Jul  7 17:30:00.123"
+    );
+    assert_eq!(
+        fmt(TimeLayout::Rfc3339Milli, &ts(0, 500_000_000)),
+        "1970-01-01T00:00:00.5Z"
+    );
+    assert_eq!(
+        fmt(TimeLayout::Rfc3339Micro, &ts(0, 0)),
+        "1970-01-01T00:00:00Z"
+    );
+    assert_eq!(
+        fmt(TimeLayout::Rfc3339Nano, &ts(0, 1_000)),
+        "1970-01-01T00:00:00.000001Z"
+    );
+    assert_eq!(
+        fmt(TimeLayout::Rfc3339Milli, &ts(0, 999_999)),
+        "1970-01-01T00:00:00Z"
+    );
 }
 
 #[test]
 fn invalid_timestamps_are_not_available() {
     assert_eq!(fmt(TimeLayout::StampMilli, &ts(-1, -1)), "N/A");
-    assert_eq!(fmt(TimeLayout::StampMilli, &ts(MAX_VALID_SECONDS + 1, 0)), "N/A");
+    assert_eq!(
+        fmt(TimeLayout::StampMilli, &ts(MAX_VALID_SECONDS + 1, 0)),
+        "N/A"
+    );
     let mut out = String::new();
     write_timestamp(&mut out, TimeLayout::StampMilli, None);
     assert_eq!(out, "N/A");
@@ -55,7 +79,10 @@ fn invalid_timestamps_are_not_available() {
 
 #[test]
 fn unknown_format_names_mean_stamp_milli() {
-    assert_eq!(TimeLayout::from_name("rfc3339NANO"), TimeLayout::Rfc3339Nano);
+    assert_eq!(
+        TimeLayout::from_name("rfc3339NANO"),
+        TimeLayout::Rfc3339Nano
+    );
     assert_eq!(TimeLayout::from_name("kitchen"), TimeLayout::StampMilli);
 }
 
@@ -87,12 +114,19 @@ fn parses_absolute_layouts() {
         ("2024-07-25T15:13-01:30", "2024-07-25T16:43:00Z"),
         ("2024-07-25T15:13:25Z", "2024-07-25T15:13:25Z"),
         ("2024-07-25T15:13:25.123Z", "2024-07-25T15:13:25.123Z"),
-        ("2024-07-25T15:13:25.123456789+01:00", "2024-07-25T14:13:25.123456789Z"),
+        (
+            "2024-07-25T15:13:25.123456789+01:00",
+            "2024-07-25T14:13:25.123456789Z",
+        ),
         ("Thu, 25 Jul 2024 15:13:25 +0200", "2024-07-25T13:13:25Z"),
     ];
     for (input, want) in cases {
         let got = parse_time(input, now).unwrap_or_else(|e| panic!("{input}: {e}"));
-        assert_eq!(got.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), want, "{input}");
+        assert_eq!(
+            got.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            want,
+            "{input}"
+        );
     }
 }
 
@@ -110,6 +144,9 @@ fn rejects_bad_times_naming_them() {
         "",
     ] {
         let err = parse_time(input, now).unwrap_err();
-        assert_eq!(err.to_string(), format!("failed to convert {input} to time"));
+        assert_eq!(
+            err.to_string(),
+            format!("failed to convert {input} to time")
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 use std::io::{self, Write};
 
-use proto::observer::{observer_client::ObserverClient, GetAgentEventsRequest, GetDebugEventsRequest};
+use proto::observer::{
+    observer_client::ObserverClient, GetAgentEventsRequest, GetDebugEventsRequest,
+};
 
 use super::{base_printer_options, new_printer, output_format, request, Context};
 use crate::cli::EventsArgs;
@@ -18,7 +20,10 @@ struct EventsPlan {
     until: Option<pbjson_types::Timestamp>,
 }
 
-fn plan(args: &EventsArgs, ctx: &Context) -> anyhow::Result<(EventsPlan, crate::printer::PrinterOptions)> {
+fn plan(
+    args: &EventsArgs,
+    ctx: &Context,
+) -> anyhow::Result<(EventsPlan, crate::printer::PrinterOptions)> {
     let selectors = request::parse_selectors(&args.selectors)?;
     let (output, _) = output_format(&args.formatting.output, selectors.follow)?;
     let printer = base_printer_options(&args.formatting, output, ctx.debug);

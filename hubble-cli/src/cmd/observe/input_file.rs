@@ -114,22 +114,22 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
     warnings: &mut L,
 ) -> anyhow::Result<()> {
     let mut filter = InputFilter::new(req)?;
-    let mut line = String::new();
+    let mut line = Vec::with_capacity(4096);
     while !filter.done() {
         line.clear();
-        if input.read_line(&mut line)? == 0 {
+        if input.read_until(b'\n', &mut line)? == 0 {
             break;
         }
-        let text = line.strip_suffix('\n').unwrap_or(&line);
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        let res = match serde_json::from_str::<GetFlowsResponse>(text) {
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let res = match serde_json::from_slice::<GetFlowsResponse>(text) {
             Ok(res) => res,
             Err(e) => {
                 let _ = writeln!(
                     warnings,
                     "level=WARN msg=\"Failed to unmarshal json to flow\" error={} line={}",
                     crate::quote::go_quote(&e.to_string()),
-                    crate::quote::go_quote(text)
+                    crate::quote::go_quote(&String::from_utf8_lossy(text))
                 );
                 continue;
             }

@@ -82,8 +82,13 @@ pub struct Range {
     pub until: Option<pbjson_types::Timestamp>,
 }
 
-fn timestamp(which: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<pbjson_types::Timestamp> {
-    let t = parse_time(value, now).map_err(|e| anyhow::anyhow!("failed to parse the {which} time: {e}"))?;
+fn timestamp(
+    which: &str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<pbjson_types::Timestamp> {
+    let t = parse_time(value, now)
+        .map_err(|e| anyhow::anyhow!("failed to parse the {which} time: {e}"))?;
     let ts = pbjson_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
@@ -192,6 +197,5 @@ pub fn request(
 pub fn raw_filters_yaml(req: &GetFlowsRequest) -> String {
     let allow: Vec<String> = req.whitelist.iter().map(proto::json::to_string).collect();
     let deny: Vec<String> = req.blacklist.iter().map(proto::json::to_string).collect();
-    let text = crate::config::yaml::emit_string_lists(&[("allowlist", &allow), ("denylist", &deny)]);
-    text
+    crate::config::yaml::emit_string_lists(&[("allowlist", &allow), ("denylist", &deny)])
 }

@@ -43,7 +43,10 @@ fn tcp(sport: u32, dport: u32, flags: flow::TcpFlags) -> Option<flow::Layer4> {
 }
 
 fn event(kind: i32, sub_type: i32) -> Option<flow::CiliumEventType> {
-    Some(flow::CiliumEventType { r#type: kind, sub_type })
+    Some(flow::CiliumEventType {
+        r#type: kind,
+        sub_type,
+    })
 }
 
 /// Upstream's printer test flow: a policy drop from the health identity.
@@ -59,8 +62,14 @@ pub fn upstream_flow() -> Flow {
             destination: "2.2.2.2".to_string(),
             ..Default::default()
         }),
-        source: Some(flow::Endpoint { identity: 4, ..Default::default() }),
-        destination: Some(flow::Endpoint { identity: 12345, ..Default::default() }),
+        source: Some(flow::Endpoint {
+            identity: 4,
+            ..Default::default()
+        }),
+        destination: Some(flow::Endpoint {
+            identity: 12345,
+            ..Default::default()
+        }),
         l4: Some(flow::Layer4 {
             protocol: Some(layer4::Protocol::Tcp(flow::Tcp {
                 source_port: 31793,
@@ -82,7 +91,14 @@ pub fn trace_to_endpoint() -> Flow {
         time: ts(1_721_922_966, 52_345_678),
         verdict: flow::Verdict::Forwarded as i32,
         ip: ip("10.200.1.20", "10.200.1.30"),
-        l4: tcp(51000, 80, flow::TcpFlags { syn: true, ..Default::default() }),
+        l4: tcp(
+            51000,
+            80,
+            flow::TcpFlags {
+                syn: true,
+                ..Default::default()
+            },
+        ),
         source: ep("default", "tiefighter", 62396),
         destination: ep("default", "deathstar-8c4c77fb7-8wdts", 50122),
         r#type: flow::FlowType::L3L4 as i32,
@@ -104,7 +120,14 @@ pub fn policy_drop() -> Flow {
         verdict: flow::Verdict::Dropped as i32,
         drop_reason: 133,
         ip: ip("10.200.1.12", "10.200.1.30"),
-        l4: tcp(38870, 80, flow::TcpFlags { syn: true, ..Default::default() }),
+        l4: tcp(
+            38870,
+            80,
+            flow::TcpFlags {
+                syn: true,
+                ..Default::default()
+            },
+        ),
         source: ep("default", "xwing", 6305),
         destination: ep("default", "deathstar-8c4c77fb7-8wdts", 50122),
         r#type: flow::FlowType::L3L4 as i32,
@@ -124,7 +147,15 @@ pub fn reply_to_network() -> Flow {
         time: ts(1_721_923_678, 104_999_999),
         verdict: flow::Verdict::Forwarded as i32,
         ip: ip("10.200.1.30", "10.200.1.20"),
-        l4: tcp(80, 50142, flow::TcpFlags { syn: true, ack: true, ..Default::default() }),
+        l4: tcp(
+            80,
+            50142,
+            flow::TcpFlags {
+                syn: true,
+                ack: true,
+                ..Default::default()
+            },
+        ),
         source: ep("default", "deathstar-8c4c77fb7-8wdts", 50122),
         destination: ep("default", "tiefighter", 62396),
         r#type: flow::FlowType::L3L4 as i32,
@@ -145,10 +176,16 @@ pub fn icmp_echo() -> Flow {
         verdict: flow::Verdict::Forwarded as i32,
         ip: ip("10.200.1.12", "10.100.0.11"),
         l4: Some(flow::Layer4 {
-            protocol: Some(layer4::Protocol::IcmPv4(flow::IcmPv4 { r#type: 8, code: 0 })),
+            protocol: Some(layer4::Protocol::IcmPv4(flow::IcmPv4 {
+                r#type: 8,
+                code: 0,
+            })),
         }),
         source: ep("default", "xwing", 6305),
-        destination: Some(flow::Endpoint { identity: 1, ..Default::default() }),
+        destination: Some(flow::Endpoint {
+            identity: 1,
+            ..Default::default()
+        }),
         r#type: flow::FlowType::L3L4 as i32,
         node_name: "kind-worker".to_string(),
         event_type: event(4, 3),
@@ -218,7 +255,8 @@ pub fn http_request() -> Flow {
         event_type: event(129, 0),
         is_reply: reply(false),
         traffic_direction: flow::TrafficDirection::Ingress as i32,
-        summary: "HTTP/1.1 PUT http://deathstar.default.svc.cluster.local/v1/exhaust-port".to_string(),
+        summary: "HTTP/1.1 PUT http://deathstar.default.svc.cluster.local/v1/exhaust-port"
+            .to_string(),
         ..Default::default()
     }
 }
@@ -230,7 +268,14 @@ pub fn policy_verdict() -> Flow {
         time: ts(1_721_922_966, 51_000_000),
         verdict: flow::Verdict::Forwarded as i32,
         ip: ip("10.200.1.20", "10.200.1.30"),
-        l4: tcp(51000, 80, flow::TcpFlags { syn: true, ..Default::default() }),
+        l4: tcp(
+            51000,
+            80,
+            flow::TcpFlags {
+                syn: true,
+                ..Default::default()
+            },
+        ),
         source: ep("default", "tiefighter", 62396),
         destination: ep("default", "deathstar-8c4c77fb7-8wdts", 50122),
         r#type: flow::FlowType::L3L4 as i32,
@@ -256,9 +301,22 @@ pub fn host_to_apiserver() -> Flow {
         time: ts(1_721_920_511, 670_000_000),
         verdict: flow::Verdict::Forwarded as i32,
         ip: ip("192.168.10.102", "192.168.10.100"),
-        l4: tcp(37974, 6443, flow::TcpFlags { ack: true, ..Default::default() }),
-        source: Some(flow::Endpoint { identity: 1, ..Default::default() }),
-        destination: Some(flow::Endpoint { identity: 7, ..Default::default() }),
+        l4: tcp(
+            37974,
+            6443,
+            flow::TcpFlags {
+                ack: true,
+                ..Default::default()
+            },
+        ),
+        source: Some(flow::Endpoint {
+            identity: 1,
+            ..Default::default()
+        }),
+        destination: Some(flow::Endpoint {
+            identity: 7,
+            ..Default::default()
+        }),
         r#type: flow::FlowType::L3L4 as i32,
         node_name: "k8s-w2".to_string(),
         event_type: event(4, 11),

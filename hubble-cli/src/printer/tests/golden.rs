@@ -52,7 +52,9 @@ fn compact_with_node_names_and_debug() {
         policy_names: true,
         ..opts(Output::Compact)
     };
-    check(o, expect![[r#"
+    check(
+        o,
+        expect![[r#"
         Jul 25 15:56:06.052 [kind-worker]: default/tiefighter:51000 (ID:62396) -> default/deathstar-8c4c77fb7-8wdts:80 (ID:50122) to-endpoint FORWARDED (TCP Flags: SYN)
         Jul 25 16:05:58.942 [kind-worker]: default/xwing:38870 (ID:6305) <> default/deathstar-8c4c77fb7-8wdts:80 (ID:50122) Policy denied DROPPED (TCP Flags: SYN)
         Jul 25 16:07:58.104 [kind-worker]: default/tiefighter:50142 (ID:62396) <- default/deathstar-8c4c77fb7-8wdts:80 (ID:50122) to-network FORWARDED (TCP Flags: SYN, ACK)
@@ -62,11 +64,13 @@ fn compact_with_node_names_and_debug() {
         Jul 25 15:56:06.051 [kind-worker]: default/tiefighter:51000 (ID:62396) <> default/deathstar-8c4c77fb7-8wdts:80 (ID:50122) policy-verdict:L3-L4 INGRESS ALLOWED BY rule1 (CiliumNetworkPolicy) (TCP Flags: SYN)
         Jul 25 15:15:11.670 [k8s-w2]: 192.168.10.102:37974 (host) -> 192.168.10.100:6443 (kube-apiserver) to-network FORWARDED (TCP Flags: ACK)
         Jul 25 16:08:22.000 EVENTS LOST: HUBBLE_RING_BUFFER CPU(1) 42 (first: Jul 25 16:08:21.000, last: Jul 25 16:08:22.000)
-    "#]], expect![[r#"
+    "#]],
+        expect![[r#"
         Jul 25 16:08:23.500 [hubble-relay]: 1 nodes are unavailable: kind-worker2
         Jul 25 16:08:23.600 [hubble-relay]: Receiving flows from 2 nodes: kind-control-plane, kind-worker
         Jul 25 16:08:23.700 [hubble-relay]: Error "connection refused" on 1 nodes: kind-worker3
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -75,7 +79,9 @@ fn compact_numeric() {
         ip_translation: false,
         ..opts(Output::Compact)
     };
-    check(o, expect![[r#"
+    check(
+        o,
+        expect![[r#"
         Jul 25 15:56:06.052: 10.200.1.20:51000 (ID:62396) -> 10.200.1.30:80 (ID:50122) to-endpoint FORWARDED (TCP Flags: SYN)
         Jul 25 16:05:58.942: 10.200.1.12:38870 (ID:6305) <> 10.200.1.30:80 (ID:50122) Policy denied DROPPED (TCP Flags: SYN)
         Jul 25 16:07:58.104: 10.200.1.20:50142 (ID:62396) <- 10.200.1.30:80 (ID:50122) to-network FORWARDED (TCP Flags: SYN, ACK)
@@ -85,15 +91,19 @@ fn compact_numeric() {
         Jul 25 15:56:06.051: 10.200.1.20:51000 (ID:62396) <> 10.200.1.30:80 (ID:50122) policy-verdict:L3-L4 INGRESS ALLOWED (TCP Flags: SYN)
         Jul 25 15:15:11.670: 192.168.10.102:37974 (host) -> 192.168.10.100:6443 (kube-apiserver) to-network FORWARDED (TCP Flags: ACK)
         Jul 25 16:08:22.000 EVENTS LOST: HUBBLE_RING_BUFFER CPU(1) 42 (first: Jul 25 16:08:21.000, last: Jul 25 16:08:22.000)
-    "#]], expect![[r#"
+    "#]],
+        expect![[r#"
         Jul 25 16:08:23.500 [hubble-relay]: 1 nodes are unavailable: kind-worker2
         Jul 25 16:08:23.700 [hubble-relay]: Error "connection refused" on 1 nodes: kind-worker3
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn dict() {
-    check(opts(Output::Dict), expect![[r#"
+    check(
+        opts(Output::Dict),
+        expect![[r#"
           TIMESTAMP: Jul 25 15:56:06.052
              SOURCE: default/tiefighter:51000
         DESTINATION: default/deathstar-8c4c77fb7-8wdts:80
@@ -155,7 +165,8 @@ fn dict() {
                TYPE: EVENTS LOST
             VERDICT: -
             SUMMARY: CPU(1) - 42 (first: Jul 25 16:08:21.000, last: Jul 25 16:08:22.000)
-    "#]], expect![[r#"
+    "#]],
+        expect![[r#"
         ------------
           TIMESTAMP: Jul 25 16:08:23.500
               STATE: NODE_UNAVAILABLE
@@ -166,12 +177,15 @@ fn dict() {
               STATE: NODE_ERROR
               NODES: kind-worker3
             MESSAGE: "connection refused"
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn table() {
-    check(opts(Output::Table), expect![[r#"
+    check(
+        opts(Output::Table),
+        expect![[r#"
         TIMESTAMP             SOURCE                                 DESTINATION                               TYPE                           VERDICT     SUMMARY
         Jul 25 15:56:06.052   default/tiefighter:51000               default/deathstar-8c4c77fb7-8wdts:80      to-endpoint                    FORWARDED   TCP Flags: SYN
         Jul 25 16:05:58.942   default/xwing:38870                    default/deathstar-8c4c77fb7-8wdts:80      Policy denied                  DROPPED     TCP Flags: SYN
@@ -182,10 +196,12 @@ fn table() {
         Jul 25 15:56:06.051   default/tiefighter:51000               default/deathstar-8c4c77fb7-8wdts:80      policy-verdict:L3-L4 INGRESS   ALLOWED     TCP Flags: SYN
         Jul 25 15:15:11.670   192.168.10.102:37974                   192.168.10.100:6443                       to-network                     FORWARDED   TCP Flags: ACK
         Jul 25 16:08:22.000   HUBBLE_RING_BUFFER                     -                                         EVENTS LOST                    -           CPU(1) - 42 (first: Jul 25 16:08:21.000, last: Jul 25 16:08:22.000)
-    "#]], expect![[r#"
+    "#]],
+        expect![[r#"
         Jul 25 16:08:23.500 [hubble-relay]: 1 nodes are unavailable: kind-worker2
         Jul 25 16:08:23.700 [hubble-relay]: Error "connection refused" on 1 nodes: kind-worker3
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -194,7 +210,9 @@ fn table_with_node_names() {
         node_name: true,
         ..opts(Output::Table)
     };
-    check(o, expect![[r#"
+    check(
+        o,
+        expect![[r#"
         TIMESTAMP             NODE          SOURCE                                 DESTINATION                               TYPE                           VERDICT     SUMMARY
         Jul 25 15:56:06.052   kind-worker   default/tiefighter:51000               default/deathstar-8c4c77fb7-8wdts:80      to-endpoint                    FORWARDED   TCP Flags: SYN
         Jul 25 16:05:58.942   kind-worker   default/xwing:38870                    default/deathstar-8c4c77fb7-8wdts:80      Policy denied                  DROPPED     TCP Flags: SYN
@@ -205,15 +223,19 @@ fn table_with_node_names() {
         Jul 25 15:56:06.051   kind-worker   default/tiefighter:51000               default/deathstar-8c4c77fb7-8wdts:80      policy-verdict:L3-L4 INGRESS   ALLOWED     TCP Flags: SYN
         Jul 25 15:15:11.670   k8s-w2        192.168.10.102:37974                   192.168.10.100:6443                       to-network                     FORWARDED   TCP Flags: ACK
         Jul 25 16:08:22.000   kind-worker   HUBBLE_RING_BUFFER                     -                                         EVENTS LOST                    -           CPU(1) - 42 (first: Jul 25 16:08:21.000, last: Jul 25 16:08:22.000)
-    "#]], expect![[r#"
+    "#]],
+        expect![[r#"
         Jul 25 16:08:23.500 [hubble-relay]: 1 nodes are unavailable: kind-worker2
         Jul 25 16:08:23.700 [hubble-relay]: Error "connection refused" on 1 nodes: kind-worker3
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn jsonpb() {
-    check(opts(Output::JsonPb), expect![[r#"
+    check(
+        opts(Output::JsonPb),
+        expect![[r#"
         {"flow":{"time":"2024-07-25T15:56:06.052345678Z","verdict":"FORWARDED","IP":{"source":"10.200.1.20","destination":"10.200.1.30","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":51000,"destination_port":80,"flags":{"SYN":true}}},"source":{"identity":62396,"namespace":"default","pod_name":"tiefighter"},"destination":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":4},"traffic_direction":"INGRESS","trace_observation_point":"TO_ENDPOINT","is_reply":false,"Summary":"TCP Flags: SYN"},"node_name":"kind-worker","time":"2024-07-25T15:56:06.052345678Z"}
         {"flow":{"time":"2024-07-25T16:05:58.942111Z","verdict":"DROPPED","drop_reason":133,"IP":{"source":"10.200.1.12","destination":"10.200.1.30","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":38870,"destination_port":80,"flags":{"SYN":true}}},"source":{"identity":6305,"namespace":"default","pod_name":"xwing"},"destination":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":1,"sub_type":133},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","Summary":"TCP Flags: SYN"},"node_name":"kind-worker","time":"2024-07-25T16:05:58.942111Z"}
         {"flow":{"time":"2024-07-25T16:07:58.104999999Z","verdict":"FORWARDED","IP":{"source":"10.200.1.30","destination":"10.200.1.20","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":80,"destination_port":50142,"flags":{"SYN":true,"ACK":true}}},"source":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"destination":{"identity":62396,"namespace":"default","pod_name":"tiefighter"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":4,"sub_type":11},"traffic_direction":"EGRESS","is_reply":true,"Summary":"TCP Flags: SYN, ACK"},"node_name":"kind-worker","time":"2024-07-25T16:07:58.104999999Z"}
@@ -223,15 +245,19 @@ fn jsonpb() {
         {"flow":{"time":"2024-07-25T15:56:06.051Z","verdict":"FORWARDED","IP":{"source":"10.200.1.20","destination":"10.200.1.30","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":51000,"destination_port":80,"flags":{"SYN":true}}},"source":{"identity":62396,"namespace":"default","pod_name":"tiefighter"},"destination":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":5},"traffic_direction":"INGRESS","policy_match_type":2,"Summary":"TCP Flags: SYN","ingress_allowed_by":[{"name":"rule1","namespace":"default","kind":"CiliumNetworkPolicy"}]},"node_name":"kind-worker","time":"2024-07-25T15:56:06.051Z"}
         {"flow":{"time":"2024-07-25T15:15:11.670Z","verdict":"FORWARDED","IP":{"source":"192.168.10.102","destination":"192.168.10.100","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":37974,"destination_port":6443,"flags":{"ACK":true}}},"source":{"identity":1},"destination":{"identity":7},"Type":"L3_L4","node_name":"k8s-w2","event_type":{"type":4,"sub_type":11},"is_reply":false,"Summary":"TCP Flags: ACK"},"node_name":"k8s-w2","time":"2024-07-25T15:15:11.670Z"}
         {"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"42","cpu":1,"first":"2024-07-25T16:08:21Z","last":"2024-07-25T16:08:22Z"},"node_name":"kind-worker","time":"2024-07-25T16:08:22Z"}
-    "#]], expect![[r#"
+    "#]],
+        expect![[r#"
         {"node_status":{"state_change":"NODE_UNAVAILABLE","node_names":["kind-worker2"]},"node_name":"hubble-relay","time":"2024-07-25T16:08:23.500Z"}
         {"node_status":{"state_change":"NODE_ERROR","node_names":["kind-worker3"],"message":"connection refused"},"node_name":"hubble-relay","time":"2024-07-25T16:08:23.700Z"}
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn json_legacy() {
-    check(opts(Output::JsonLegacy), expect![[r#"
+    check(
+        opts(Output::JsonLegacy),
+        expect![[r#"
         {"time":"2024-07-25T15:56:06.052345678Z","verdict":"FORWARDED","IP":{"source":"10.200.1.20","destination":"10.200.1.30","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":51000,"destination_port":80,"flags":{"SYN":true}}},"source":{"identity":62396,"namespace":"default","pod_name":"tiefighter"},"destination":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":4},"traffic_direction":"INGRESS","trace_observation_point":"TO_ENDPOINT","is_reply":false,"Summary":"TCP Flags: SYN"}
         {"time":"2024-07-25T16:05:58.942111Z","verdict":"DROPPED","drop_reason":133,"IP":{"source":"10.200.1.12","destination":"10.200.1.30","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":38870,"destination_port":80,"flags":{"SYN":true}}},"source":{"identity":6305,"namespace":"default","pod_name":"xwing"},"destination":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":1,"sub_type":133},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","Summary":"TCP Flags: SYN"}
         {"time":"2024-07-25T16:07:58.104999999Z","verdict":"FORWARDED","IP":{"source":"10.200.1.30","destination":"10.200.1.20","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":80,"destination_port":50142,"flags":{"SYN":true,"ACK":true}}},"source":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"destination":{"identity":62396,"namespace":"default","pod_name":"tiefighter"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":4,"sub_type":11},"traffic_direction":"EGRESS","is_reply":true,"Summary":"TCP Flags: SYN, ACK"}
@@ -241,7 +267,9 @@ fn json_legacy() {
         {"time":"2024-07-25T15:56:06.051Z","verdict":"FORWARDED","IP":{"source":"10.200.1.20","destination":"10.200.1.30","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":51000,"destination_port":80,"flags":{"SYN":true}}},"source":{"identity":62396,"namespace":"default","pod_name":"tiefighter"},"destination":{"identity":50122,"namespace":"default","pod_name":"deathstar-8c4c77fb7-8wdts"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":5},"traffic_direction":"INGRESS","policy_match_type":2,"Summary":"TCP Flags: SYN","ingress_allowed_by":[{"name":"rule1","namespace":"default","kind":"CiliumNetworkPolicy"}]}
         {"time":"2024-07-25T15:15:11.670Z","verdict":"FORWARDED","IP":{"source":"192.168.10.102","destination":"192.168.10.100","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":37974,"destination_port":6443,"flags":{"ACK":true}}},"source":{"identity":1},"destination":{"identity":7},"Type":"L3_L4","node_name":"k8s-w2","event_type":{"type":4,"sub_type":11},"is_reply":false,"Summary":"TCP Flags: ACK"}
         {"source":"HUBBLE_RING_BUFFER","num_events_lost":"42","cpu":1,"first":"2024-07-25T16:08:21Z","last":"2024-07-25T16:08:22Z"}
-    "#]], expect![[r#""#]]);
+    "#]],
+        expect![[r#""#]],
+    );
 }
 
 #[test]
@@ -266,7 +294,8 @@ fn compact_in_colour() {
     expect![[r#"
         Jul 25 16:08:23.500 [hubble-relay]: 1 nodes are unavailable: kind-worker2
         Jul 25 16:08:23.700 [hubble-relay]: Error "connection refused" on 1 nodes: kind-worker3
-    "#]].assert_eq(&err.replace('\x1b', "\\e"));
+    "#]]
+    .assert_eq(&err.replace('\x1b', "\\e"));
 }
 
 #[test]
@@ -297,7 +326,8 @@ fn dict_in_colour() {
                TYPE: to-network
             VERDICT: \e[32mFORWARDED\e[0m
             SUMMARY: TCP Flags: SYN, ACK
-    "#]].assert_eq(&out.replace('\x1b', "\\e"));
+    "#]]
+    .assert_eq(&out.replace('\x1b', "\\e"));
 }
 
 #[test]
@@ -306,7 +336,10 @@ fn table_ignores_colour() {
         color: true,
         ..opts(Output::Table)
     };
-    assert_eq!(render(coloured, &flows()).0, render(opts(Output::Table), &flows()).0);
+    assert_eq!(
+        render(coloured, &flows()).0,
+        render(opts(Output::Table), &flows()).0
+    );
 }
 
 #[test]

@@ -41,7 +41,10 @@ fn upstream_write_proto_flow() {
         "Jan  1 00:20:34.567 [k8s1]: 1.1.1.1:31793 (health) -> 2.2.2.2:8080 (ID:12345) Policy denied DROPPED (TCP Flags: SYN)\n"
     );
     let mut traced = f.clone();
-    traced.ip_trace_id = Some(flow::IpTraceId { trace_id: 1234, ip_option_type: 0 });
+    traced.ip_trace_id = Some(flow::IpTraceId {
+        trace_id: 1234,
+        ip_option_type: 0,
+    });
     assert_eq!(
         one(with(Output::Compact, true, false), traced),
         "Jan  1 00:20:34.567 [k8s1]: 1.1.1.1:31793 (health) -> 2.2.2.2:8080 (ID:12345) Policy denied DROPPED (IP Trace ID: 1234; TCP Flags: SYN)\n"
@@ -66,10 +69,17 @@ fn upstream_write_proto_flow() {
         ..Default::default()
     };
     let mut denied = f.clone();
-    denied.event_type = Some(flow::CiliumEventType { r#type: 5, sub_type: 0 });
+    denied.event_type = Some(flow::CiliumEventType {
+        r#type: 5,
+        sub_type: 0,
+    });
     denied.is_reply = None;
     denied.traffic_direction = flow::TrafficDirection::Egress as i32;
-    denied.egress_denied_by = vec![policy("my-policy", "my-policy-namespace", "CiliumNetworkPolicy")];
+    denied.egress_denied_by = vec![policy(
+        "my-policy",
+        "my-policy-namespace",
+        "CiliumNetworkPolicy",
+    )];
     assert_eq!(
         one(with(Output::Compact, true, false), denied.clone()),
         "Jan  1 00:20:34.567 [k8s1]: 1.1.1.1:31793 (health) <> 2.2.2.2:8080 (ID:12345) policy-verdict:none EGRESS DENIED (TCP Flags: SYN)\n"
@@ -110,7 +120,10 @@ fn upstream_write_proto_flow() {
         "  TIMESTAMP: Jan  1 00:20:34.567\n     SOURCE: 1.1.1.1:31793\nDESTINATION: 2.2.2.2:8080\n       TYPE: policy-verdict:none EGRESS\n    VERDICT: DENIED BY my-policy (CiliumNetworkPolicy)\n    SUMMARY: TCP Flags: SYN\n"
     );
     let expected_json = r#"{"time":"1970-01-01T00:20:34.567800Z","verdict":"DROPPED","IP":{"source":"1.1.1.1","destination":"2.2.2.2"},"l4":{"TCP":{"source_port":31793,"destination_port":8080}},"source":{"identity":4},"destination":{"identity":12345},"Type":"L3_L4","node_name":"k8s1","event_type":{"type":1,"sub_type":133},"is_reply":false,"Summary":"TCP Flags: SYN"}"#;
-    assert_eq!(one(with(Output::JsonLegacy, false, false), f.clone()), format!("{expected_json}\n"));
+    assert_eq!(
+        one(with(Output::JsonLegacy, false, false), f.clone()),
+        format!("{expected_json}\n")
+    );
     // Upstream's test builds its response without the top-level time and node name.
     let res = GetFlowsResponse {
         response_types: Some(ResponseTypes::Flow(f.clone())),
@@ -121,7 +134,10 @@ fn upstream_write_proto_flow() {
         format!("{{\"flow\":{expected_json}}}\n")
     );
     let mut traced = f;
-    traced.ip_trace_id = Some(flow::IpTraceId { trace_id: 1234, ip_option_type: 136 });
+    traced.ip_trace_id = Some(flow::IpTraceId {
+        trace_id: 1234,
+        ip_option_type: 136,
+    });
     let res = GetFlowsResponse {
         response_types: Some(ResponseTypes::Flow(traced)),
         ..Default::default()
@@ -139,13 +155,22 @@ fn upstream_write_proto_flow() {
 fn upstream_lost_events() {
     let lost = |node: &str, first_last: bool| GetFlowsResponse {
         node_name: node.to_string(),
-        time: Some(pbjson_types::Timestamp { seconds: 1234, nanos: 567_800_000 }),
+        time: Some(pbjson_types::Timestamp {
+            seconds: 1234,
+            nanos: 567_800_000,
+        }),
         response_types: Some(ResponseTypes::LostEvents(flow::LostEvent {
             source: flow::LostEventSource::HubbleRingBuffer as i32,
             num_events_lost: 1,
             cpu: Some(pbjson_types::Int32Value { value: 5 }),
-            first: first_last.then_some(pbjson_types::Timestamp { seconds: 1230, nanos: 567_800_000 }),
-            last: first_last.then_some(pbjson_types::Timestamp { seconds: 1238, nanos: 567_800_000 }),
+            first: first_last.then_some(pbjson_types::Timestamp {
+                seconds: 1230,
+                nanos: 567_800_000,
+            }),
+            last: first_last.then_some(pbjson_types::Timestamp {
+                seconds: 1238,
+                nanos: 567_800_000,
+            }),
         })),
     };
     let out = |o: Output, node: bool, r: GetFlowsResponse| render(with(o, node, false), &[r]).0;
@@ -235,9 +260,18 @@ fn upstream_server_status() {
     assert_eq!(status_out(Output::Table, &ss), "NUM FLOWS   MAX FLOWS   SEEN FLOWS   FLOWS PER SECOND   UPTIME           NUM CONNECTED NODES   NUM UNAVAILABLE NODES   VERSION\n2,031       4,095       2,348,885    23.46              5m1.515181665s   N/A                   N/A                     cilium v1.15.0+g4145278\n");
     assert_eq!(status_out(Output::Table, &ssn), "NUM FLOWS   MAX FLOWS   SEEN FLOWS   FLOWS PER SECOND   UPTIME           NUM CONNECTED NODES   NUM UNAVAILABLE NODES   VERSION\n2,771       8,190       2,771        23.46              5m1.515181665s   2                     0                       hubble-relay v1.15.0+g4145278\n");
     assert_eq!(status_out(Output::Table, &sso), "NUM FLOWS   MAX FLOWS   SEEN FLOWS   FLOWS PER SECOND   UPTIME           NUM CONNECTED NODES   NUM UNAVAILABLE NODES   VERSION\n2,031       4,095       2,348,885    N/A                5m1.515181665s   N/A                   N/A                     cilium v1.10.3+g4145278\n");
-    assert_eq!(status_out(Output::Compact, &ss), "Current/Max Flows: 2,031/4,095 (49.60%)\nFlows/s: 23.46\n");
-    assert_eq!(status_out(Output::Compact, &ssn), "Current/Max Flows: 2,771/8,190 (33.83%)\nFlows/s: 23.46\nConnected Nodes: 2/2\n");
-    assert_eq!(status_out(Output::Compact, &sso), "Current/Max Flows: 2,031/4,095 (49.60%)\nFlows/s: 7790.27\n");
+    assert_eq!(
+        status_out(Output::Compact, &ss),
+        "Current/Max Flows: 2,031/4,095 (49.60%)\nFlows/s: 23.46\n"
+    );
+    assert_eq!(
+        status_out(Output::Compact, &ssn),
+        "Current/Max Flows: 2,771/8,190 (33.83%)\nFlows/s: 23.46\nConnected Nodes: 2/2\n"
+    );
+    assert_eq!(
+        status_out(Output::Compact, &sso),
+        "Current/Max Flows: 2,031/4,095 (49.60%)\nFlows/s: 7790.27\n"
+    );
     assert_eq!(status_out(Output::JsonPb, &ss), "{\"num_flows\":\"2031\",\"max_flows\":\"4095\",\"seen_flows\":\"2348885\",\"uptime_ns\":\"301515181665\",\"version\":\"cilium v1.15.0+g4145278\",\"flows_rate\":23.456}\n");
     assert_eq!(status_out(Output::JsonPb, &ssn), "{\"num_flows\":\"2771\",\"max_flows\":\"8190\",\"seen_flows\":\"2771\",\"uptime_ns\":\"301515181665\",\"num_connected_nodes\":2,\"num_unavailable_nodes\":0,\"version\":\"hubble-relay v1.15.0+g4145278\",\"flows_rate\":23.456}\n");
     assert_eq!(status_out(Output::JsonPb, &sso), "{\"num_flows\":\"2031\",\"max_flows\":\"4095\",\"seen_flows\":\"2348885\",\"uptime_ns\":\"301515181665\",\"version\":\"cilium v1.10.3+g4145278\"}\n");
