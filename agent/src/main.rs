@@ -164,7 +164,10 @@ async fn main() {
             cluster_name,
         }) => certs(&dir, nodes, &cluster_name),
         None => {
+            use std::io::IsTerminal;
             tracing_subscriber::fmt()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| "info".into()),
