@@ -132,7 +132,11 @@ fn scan(store: &FlowStore, filters: &FilterSet, convert: bool) -> (u64, u64, Spe
 /// "<cpu rate> M/s per core (wall <rate> M/s)".
 fn rate(count: u64, d: Spent) -> String {
     let per = |t: Duration| count as f64 / t.as_secs_f64() / 1e6;
-    format!("{:>7.2} M flows/s per core (wall clock {:.2})", per(d.cpu), per(d.wall))
+    format!(
+        "{:>7.2} M flows/s per core (wall clock {:.2})",
+        per(d.cpu),
+        per(d.wall)
+    )
 }
 
 fn main() {
@@ -153,9 +157,18 @@ fn main() {
     println!(
         "flow ring, capacity {capacity} (2^{exp} - 1), demo-like mix (TCP/UDP/ICMP between 4 pods)"
     );
-    println!("  insert owned Flow, cold ring (incl. drop)   : {}", rate(capacity + 1, cold));
-    println!("  insert owned Flow, warm ring (incl. drop)   : {}", rate(capacity + 1, warm));
-    println!("  insert &Flow (caller keeps it), warm ring   : {}", rate(capacity + 1, by_ref));
+    println!(
+        "  insert owned Flow, cold ring (incl. drop)   : {}",
+        rate(capacity + 1, cold)
+    );
+    println!(
+        "  insert owned Flow, warm ring (incl. drop)   : {}",
+        rate(capacity + 1, warm)
+    );
+    println!(
+        "  insert &Flow (caller keeps it), warm ring   : {}",
+        rate(capacity + 1, by_ref)
+    );
     println!(
         "  heap held by the full ring                  : {:>8.1} MiB = {:.1} bytes/flow",
         held as f64 / (1 << 20) as f64,
@@ -190,8 +203,14 @@ fn main() {
         ("verdict DROPPED", &verdict),
     ] {
         let (scanned, matched, d) = scan(&store, filters, false);
-        println!("  scan, filter {name:<24}     : {}, {matched} of {scanned} match", rate(scanned, d));
+        println!(
+            "  scan, filter {name:<24}     : {}, {matched} of {scanned} match",
+            rate(scanned, d)
+        );
         let (scanned, _, d) = scan(&store, filters, true);
-        println!("  scan + rebuild matches as Flow, {name:<24}: {}", rate(scanned, d));
+        println!(
+            "  scan + rebuild matches as Flow, {name:<24}: {}",
+            rate(scanned, d)
+        );
     }
 }

@@ -328,7 +328,11 @@ impl Encoder {
     }
 
     /// Encodes a flow the caller keeps; only its rare parts are copied.
-    pub fn encode_ref(&mut self, flow: &Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) -> Encoded {
+    pub fn encode_ref(
+        &mut self,
+        flow: &Flow,
+        on_new_endpoint: &mut dyn FnMut(&Endpoint),
+    ) -> Encoded {
         let Some(mut record) = self.pack(flow, on_new_endpoint) else {
             return self.full(flow.clone());
         };
@@ -423,7 +427,12 @@ impl Encoder {
         }
         let cache_key = flow.interface.as_ref().map_or(u32::MAX, |i| i.index);
         if let Some(&r) = self.context_cache.get(&cache_key) {
-            if self.tables.contexts.get(r).is_some_and(|c| context_eq(c, flow)) {
+            if self
+                .tables
+                .contexts
+                .get(r)
+                .is_some_and(|c| context_eq(c, flow))
+            {
                 return Some(r);
             }
         }

@@ -153,10 +153,7 @@ impl LocalObserver {
         let mut pos = ring.written();
         let mut count = 0u64;
         let mut oldest_seen = None;
-        loop {
-            let Some(prev) = pos.checked_sub(1) else {
-                break;
-            };
+        while let Some(prev) = pos.checked_sub(1) {
             pos = prev;
             match ring.read(pos) {
                 Read::Value((record, _)) => {
@@ -180,9 +177,6 @@ impl LocalObserver {
                     }
                     break;
                 }
-            }
-            if pos == 0 {
-                break;
             }
         }
         let span = now_s - since;

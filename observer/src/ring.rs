@@ -41,7 +41,7 @@ pub struct CapacityError {
 
 /// Checks that `capacity` is `2^n - 1` within bounds.
 pub fn validate_capacity(capacity: u64) -> Result<u64, CapacityError> {
-    if capacity >= 1 && capacity <= MAX_CAPACITY && (capacity + 1).is_power_of_two() {
+    if (1..=MAX_CAPACITY).contains(&capacity) && (capacity + 1).is_power_of_two() {
         return Ok(capacity);
     }
     let above = capacity

@@ -77,7 +77,7 @@ pub fn flow(n: u64) -> Flow {
         _ => (n / 4 % 2) as usize * 2 + 1,
     };
     let dst = (n / 3 % 2) as usize;
-    let dropped = src == 3 && n % 5 != 0;
+    let dropped = src == 3 && !n.is_multiple_of(5);
     let (sec, nanos) = (
         1_700_000_000 + (n / 1000) as i64,
         (n % 1000) as i32 * 1_000_000,
@@ -95,8 +95,8 @@ pub fn flow(n: u64) -> Flow {
             source_port: 30_000 + (n % 20_000) as u32,
             destination_port: 80,
             flags: Some(flow::TcpFlags {
-                syn: n % 7 == 0,
-                ack: n % 7 != 0,
+                syn: n.is_multiple_of(7),
+                ack: !n.is_multiple_of(7),
                 psh: n % 7 == 3,
                 fin: n % 7 == 6,
                 ..Default::default()
@@ -107,7 +107,7 @@ pub fn flow(n: u64) -> Flow {
             destination_port: 53,
         }),
         _ => layer4::Protocol::IcmPv4(flow::IcmPv4 {
-            r#type: if n % 2 == 0 { 8 } else { 0 },
+            r#type: if n.is_multiple_of(2) { 8 } else { 0 },
             code: 0,
         }),
     };

@@ -274,3 +274,48 @@ async fn list_services(channel: tonic::transport::Channel) -> anyhow::Result<Vec
     }
     Ok(names)
 }
+
+#[tokio::test]
+async fn replayed_captures_are_served() -> anyhow::Result<()> {
+    use observer::replay::{replay, ReplayOptions};
+    use proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
+    let h = Harness::start(4095).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("capture.jsonl");
+    let mut text = String::new();
+    for n in 0..3 {
+        let flow = sample::flow(n);
+        let resp = GetFlowsResponse {
+            time: flow.time,
+            node_name: flow.node_name.clone(),
+            response_types: Some(ResponseTypes::Flow(flow)),
+        };
+        text.push_str(&proto::json::to_string(&resp));
+        text.push('\n');
+    }
+    text.push_str("{\"flow\": garbage\n");
+    text.push_str(&proto::json::to_string(&sample::flow(3)));
+    text.push('\n');
+    std::fs::write(&path, text)?;
+    let options = ReplayOptions {
+        retimestamp: true,
+        ..Default::default()
+    };
+    let stats = replay(&path, &options, &h.ingest).await?;
+    assert_eq!((stats.flows, stats.bad_lines), (4, 1));
+    assert_eq!(stats.errors[0].line, 4);
+    assert!(stats.errors[0].to_string().starts_with("line 4: not JSON"));
+    h.wait_seen(4).await?;
+    let mut client = h.clients().await?.remove(0).1;
+    let flows = flows_of(&collect(&mut client, GetFlowsRequest::default()).await?);
+    let want: Vec<_> = (0..4).map(|n| sample::flow(n).uuid).collect();
+    assert_eq!(
+        flows.iter().map(|f| f.uuid.clone()).collect::<Vec<_>>(),
+        want
+    );
+    assert!(
+        flows.iter().all(|f| f.time != sample::flow(0).time),
+        "re-timestamped"
+    );
+    h.stop().await
+}

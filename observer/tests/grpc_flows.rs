@@ -162,7 +162,7 @@ async fn lost_events_are_sent_and_not_counted() -> anyhow::Result<()> {
         cpu: Some(pbjson_types::Int32Value { value: 1 }),
         ..Default::default()
     };
-    assert!(h.ingest.push_lost_event(lost.clone()));
+    assert!(h.ingest.push_lost_event(lost));
     h.push((10..20).map(sample::flow)).await?;
     let mut client = h.clients().await?.remove(1).1;
     let resp = collect(
@@ -177,7 +177,7 @@ async fn lost_events_are_sent_and_not_counted() -> anyhow::Result<()> {
     let notices: Vec<_> = resp
         .iter()
         .filter_map(|r| match &r.response_types {
-            Some(ResponseTypes::LostEvents(l)) => Some((r.node_name.clone(), l.clone(), r.time)),
+            Some(ResponseTypes::LostEvents(l)) => Some((r.node_name.clone(), *l, r.time)),
             _ => None,
         })
         .collect();

@@ -75,16 +75,9 @@ impl<T> Table<T> {
 }
 
 /// The writer's side of a [`Table`]: finds or adds a value by its encoding.
+#[derive(Default)]
 pub struct Interner {
     by_key: HashMap<Box<[u8]>, Ref, BuildHasherDefault<FastHasher>>,
-}
-
-impl Default for Interner {
-    fn default() -> Self {
-        Self {
-            by_key: HashMap::default(),
-        }
-    }
 }
 
 impl Interner {

@@ -267,7 +267,7 @@ fn lost_events_are_not_flows() {
         seconds: 10,
         nanos: 5,
     };
-    let encoded = encoder.encode_lost(lost.clone(), at);
+    let encoded = encoder.encode_lost(lost, at);
     assert_eq!(kind(&encoded.record), KIND_LOST);
     assert_eq!(time(&encoded.record), Some(at));
     assert_eq!(encoded.extra.as_deref(), Some(&Extra::Lost(lost)));

@@ -175,7 +175,7 @@ async fn run(
                 }
                 if window.before_since(time.as_ref()) || !query.filters.matches(&flow) {
                     idle += 1;
-                    if idle % SCAN_YIELD_EVERY == 0 {
+                    if idle.is_multiple_of(SCAN_YIELD_EVERY) {
                         tokio::task::yield_now().await;
                     }
                     continue;

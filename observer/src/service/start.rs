@@ -42,7 +42,7 @@ pub async fn start_position<D: SlotData>(
         let Some(pos) = scanned.checked_sub(1) else {
             return scanned;
         };
-        if (newest - pos) % SCAN_YIELD_EVERY == 0 {
+        if (newest - pos).is_multiple_of(SCAN_YIELD_EVERY) {
             tokio::task::yield_now().await;
         }
         let raw = match ring.read(pos) {
