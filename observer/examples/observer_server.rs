@@ -1,6 +1,6 @@
 //! A node's Observer API without a datapath: serves the observer on a Unix socket and
 //! TCP, fed by replaying a captured `hubble observe -o jsonpb` file (or, without one,
-//! by demo-like sample flows), until Ctrl-C.
+//! by demo-like sample flows), until Ctrl-C or SIGTERM.
 //!
 //! ```text
 //! cargo run -p observer --example observer_server -- \
@@ -106,8 +106,12 @@ async fn main() -> anyhow::Result<()> {
         std::future::pending::<anyhow::Result<()>>().await
     });
 
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
         tracing::info!("shutting down");
     };
     tokio::select! {
