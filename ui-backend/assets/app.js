@@ -35,6 +35,7 @@
     maxLagMs: 0,
     missedFlows: 0,
     skippedFlows: 0,
+    notDrawnFlows: 0,
     streamOpen: false,
     serverConnected: false,
   };
@@ -130,21 +131,21 @@
     };
   }
 
+  // Messages are taken in as they come, but drawn at most once per frame: a page that
+  // cannot draw every batch draws the newest rows and never builds up a backlog.
+  let pending = { reset: false, status: null, map: null, flows: [] };
+  let flushScheduled = false;
+
   function onUpdate(message) {
     stats.updates += 1;
     if (message.reset) {
       stats.resets += 1;
-      rows.replaceChildren();
-      pausedFlows = [];
-      closeDetail();
+      pending = { reset: true, status: null, map: null, flows: [] };
     }
-    if (message.status) renderStatus(message.status);
-    if (message.map) renderMap(message.map);
+    if (message.status) pending.status = message.status;
+    if (message.map) pending.map = message.map;
     stats.missedFlows = message.missed_flows;
     stats.skippedFlows = message.skipped_flows;
-    const missed = message.missed_flows + message.skipped_flows;
-    $('missed').textContent = missed.toLocaleString();
-    $('missed-box').classList.toggle('hidden', missed === 0);
     if (message.flows.length > 0) {
       stats.flowsReceived += message.flows.length;
       const newest = Date.parse(message.flows[message.flows.length - 1].time);
@@ -152,11 +153,39 @@
         stats.lastLagMs = Date.now() - newest;
         stats.maxLagMs = Math.max(stats.maxLagMs, stats.lastLagMs);
       }
-      if (paused) {
-        pausedFlows = pausedFlows.concat(message.flows).slice(-TABLE_MAX_ROWS);
-      } else {
-        addFlows(message.flows);
+      for (const flow of message.flows) pending.flows.push(flow);
+      if (pending.flows.length > TABLE_MAX_ROWS) {
+        stats.notDrawnFlows += pending.flows.length - TABLE_MAX_ROWS;
+        pending.flows = pending.flows.slice(-TABLE_MAX_ROWS);
       }
+    }
+    if (!flushScheduled) {
+      flushScheduled = true;
+      requestAnimationFrame(flush);
+      // Hidden tabs get no animation frames; draw anyway, less often.
+      setTimeout(flush, 500);
+    }
+  }
+
+  function flush() {
+    if (!flushScheduled) return;
+    flushScheduled = false;
+    const work = pending;
+    pending = { reset: false, status: null, map: null, flows: [] };
+    if (work.reset) {
+      rows.replaceChildren();
+      pausedFlows = [];
+      closeDetail();
+    }
+    if (work.status) renderStatus(work.status);
+    if (work.map) renderMap(work.map);
+    const missed = stats.missedFlows + stats.skippedFlows;
+    $('missed').textContent = missed.toLocaleString();
+    $('missed-box').classList.toggle('hidden', missed === 0);
+    if (paused) {
+      pausedFlows = pausedFlows.concat(work.flows).slice(-TABLE_MAX_ROWS);
+    } else {
+      addFlows(work.flows);
     }
     updateFoot();
   }

@@ -179,8 +179,17 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "{:>8} {:>9} {:>9} {:>8} {:>9} {:>10} {:>9} {:>9} {:>8} {:>10} {:>10}",
-        "offered", "backend", "page", "rows/s", "updates/s", "render", "lag p50", "lag max",
-        "skipped", "heap start", "heap end"
+        "offered",
+        "backend",
+        "page",
+        "rows/s",
+        "updates/s",
+        "render",
+        "lag p50",
+        "lag max",
+        "skipped",
+        "heap start",
+        "heap end"
     );
     for (rate, run) in &rows {
         let s = &run.summary;

@@ -97,7 +97,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
             if cached_map.as_ref().is_none_or(|(v, _)| *v != version) {
                 cached_map = Some((version, map_json(&state)));
             }
-            let status = (round % STATUS_EVERY_ROUNDS == 0).then(|| status_json(&state));
+            let status = round
+                .is_multiple_of(STATUS_EVERY_ROUNDS)
+                .then(|| status_json(&state));
             let subscribers = std::mem::take(&mut state.subscribers);
             (entries, overwritten, version, status, subscribers)
         };

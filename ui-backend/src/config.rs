@@ -151,11 +151,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_server_addresses_by_name() {
-        for bad in ["localhost", "localhost:http", ":4245", "ftp://x:1", "host:70000"] {
+        for bad in [
+            "localhost",
+            "localhost:http",
+            ":4245",
+            "ftp://x:1",
+            "host:70000",
+        ] {
             let err = bad.parse::<ServerAddress>().expect_err(bad);
             assert!(err.to_string().contains(bad), "{err}");
         }
-        let err = "unix://relative.sock".parse::<ServerAddress>().expect_err("relative");
+        let err = "unix://relative.sock"
+            .parse::<ServerAddress>()
+            .expect_err("relative");
         assert!(err.to_string().contains("must be absolute"), "{err}");
     }
 }

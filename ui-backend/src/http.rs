@@ -113,11 +113,9 @@ async fn events(State(shared): State<Arc<Shared>>, Query(pairs): Pairs) -> Respo
         Err(error) => return bad_request(error),
     };
     let rx = broadcast::subscribe(&shared, query.matcher, query.limit);
-    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-        Box::pin(
-            ReceiverStream::new(rx)
-                .map(|message| Ok(Event::default().event("update").data(message))),
-        );
+    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = Box::pin(
+        ReceiverStream::new(rx).map(|message| Ok(Event::default().event("update").data(message))),
+    );
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(SSE_KEEPALIVE))
         .into_response()

@@ -80,7 +80,10 @@ impl Ui {
     }
 
     /// Reads the server and serves the page until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), UiError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), UiError> {
         let channel = upstream::channel(&self.config.server)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = move || {

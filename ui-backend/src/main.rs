@@ -28,15 +28,16 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
     let mut config = Config::new(args.listen_address, args.server);
     config.ring_capacity = args.ring_capacity;
     config.initial_flows = args.initial_flows;
-    let ui = Ui::bind(config.clone()).await.context("starting hubble-ui")?;
+    let ui = Ui::bind(config.clone())
+        .await
+        .context("starting hubble-ui")?;
     tracing::info!(
         "serving http://{} (flows from {})",
         ui.local_addr(),

@@ -169,27 +169,22 @@ fn alternatives(name: &str, value: &str) -> Result<Vec<FlowFilter>, QueryError> 
         return Err(QueryError::UnknownParameter(name.to_string()));
     }
     Ok(match base {
-        "namespace" => sided(
-            &|f| f.source_pod.clone_from(&namespaces),
-            &|f| f.destination_pod.clone_from(&namespaces),
-        ),
-        "pod" => sided(
-            &|f| f.source_pod.clone_from(&values),
-            &|f| f.destination_pod.clone_from(&values),
-        ),
+        "namespace" => sided(&|f| f.source_pod.clone_from(&namespaces), &|f| {
+            f.destination_pod.clone_from(&namespaces)
+        }),
+        "pod" => sided(&|f| f.source_pod.clone_from(&values), &|f| {
+            f.destination_pod.clone_from(&values)
+        }),
         // A label selector has commas of its own, so it is taken whole.
-        "label" => sided(
-            &|f| f.source_label = vec![value.to_string()],
-            &|f| f.destination_label = vec![value.to_string()],
-        ),
-        "ip" => sided(
-            &|f| f.source_ip.clone_from(&values),
-            &|f| f.destination_ip.clone_from(&values),
-        ),
-        "port" => sided(
-            &|f| f.source_port.clone_from(&values),
-            &|f| f.destination_port.clone_from(&values),
-        ),
+        "label" => sided(&|f| f.source_label = vec![value.to_string()], &|f| {
+            f.destination_label = vec![value.to_string()]
+        }),
+        "ip" => sided(&|f| f.source_ip.clone_from(&values), &|f| {
+            f.destination_ip.clone_from(&values)
+        }),
+        "port" => sided(&|f| f.source_port.clone_from(&values), &|f| {
+            f.destination_port.clone_from(&values)
+        }),
         "verdict" => {
             let verdicts = values
                 .iter()

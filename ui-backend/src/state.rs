@@ -154,15 +154,18 @@ impl RateMeter {
         }
     }
 
-    /// Average flows per second over the window ending at `now`.
+    /// Average flows per second over the window ending at `now` (over the time since
+    /// the first flow when that is shorter, but at least one second).
     pub fn per_second(&self, now: Instant) -> f64 {
-        let total: u64 = self
+        let recent = self
             .buckets
             .iter()
-            .filter(|(start, _)| now.duration_since(*start) <= RATE_WINDOW)
-            .map(|(_, n)| n)
-            .sum();
-        total as f64 / RATE_WINDOW.as_secs_f64()
+            .filter(|(start, _)| now.duration_since(*start) <= RATE_WINDOW);
+        let (total, oldest) = recent.fold((0u64, now), |(n, oldest), (start, count)| {
+            (n + count, oldest.min(*start))
+        });
+        let span = now.duration_since(oldest).max(Duration::from_secs(1));
+        total as f64 / span.as_secs_f64()
     }
 }
 
@@ -217,7 +220,10 @@ impl State {
             .filter(|(_, s)| matches!(s.as_str(), "NODE_UNAVAILABLE" | "NODE_ERROR"))
             .map(|(n, _)| n.clone())
             .collect();
-        if let Some(names) = status.map(|s| &s.unavailable_nodes).filter(|n| !n.is_empty()) {
+        if let Some(names) = status
+            .map(|s| &s.unavailable_nodes)
+            .filter(|n| !n.is_empty())
+        {
             unavailable.clone_from(names);
         }
         let from_nodes = up
@@ -255,5 +261,25 @@ impl State {
             ring_capacity: self.ring.capacity(),
             delivery: self.delivery,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_averaged_over_the_window() {
+        let mut meter = RateMeter::default();
+        let start = Instant::now();
+        for second in 0..10u64 {
+            for i in 0..100u64 {
+                meter.count(start + Duration::from_millis(second * 1000 + i * 10));
+            }
+        }
+        let rate = meter.per_second(start + Duration::from_secs(10));
+        assert!((80.0..=120.0).contains(&rate), "{rate}");
+        // Long after the last flow the rate falls to zero.
+        assert_eq!(meter.per_second(start + Duration::from_secs(30)), 0.0);
     }
 }

@@ -110,14 +110,14 @@ async fn stream_once(
     let request = GetFlowsRequest {
         follow: true,
         number: config.initial_flows,
-        since: newest.clone(),
+        since: *newest,
         ..GetFlowsRequest::default()
     };
     let mut stream = match client(channel).get_flows(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return describe(&status),
     };
-    let resumed_after = newest.clone();
+    let resumed_after = *newest;
     {
         let mut state = shared.lock();
         state.upstream.connected = true;
@@ -134,7 +134,7 @@ async fn stream_once(
         *backoff = INITIAL_BACKOFF;
         match response.response_types {
             Some(ResponseTypes::Flow(flow)) => {
-                let time = flow.time.clone();
+                let time = flow.time;
                 if let (Some(after), Some(t)) = (resumed_after.as_ref(), time.as_ref()) {
                     if (t.seconds, t.nanos) <= (after.seconds, after.nanos) {
                         continue;
@@ -176,9 +176,11 @@ pub async fn poll_status(
             _ = ticker.tick() => {}
         }
         let mut observer = client(channel.clone());
-        let status =
-            tokio::time::timeout(STATUS_TIMEOUT, observer.server_status(ServerStatusRequest {}))
-                .await;
+        let status = tokio::time::timeout(
+            STATUS_TIMEOUT,
+            observer.server_status(ServerStatusRequest {}),
+        )
+        .await;
         let nodes =
             tokio::time::timeout(STATUS_TIMEOUT, observer.get_nodes(GetNodesRequest {})).await;
         let mut state = shared.lock();

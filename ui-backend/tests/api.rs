@@ -15,9 +15,10 @@ use support::{eventually, RunningUi};
 const WAIT: Duration = Duration::from_secs(15);
 
 fn edge<'a>(map: &'a Value, source: &str, destination: &str) -> Option<&'a Value> {
-    map["edges"].as_array()?.iter().find(|e| {
-        e["source"] == source && e["destination"] == destination && e["port"] == 80
-    })
+    map["edges"]
+        .as_array()?
+        .iter()
+        .find(|e| e["source"] == source && e["destination"] == destination && e["port"] == 80)
 }
 
 async fn start() -> (std::sync::Arc<Feed>, ScriptedServer, RunningUi) {
@@ -35,7 +36,9 @@ async fn map_edges_turn_dropped_and_flows_filter_on_the_server() {
     }
     let map = eventually("xwing -> deathstar on the map", WAIT, || async {
         let map = get_json(ui.addr, "/api/map").await;
-        edge(&map, "default/xwing", "default/deathstar").is_some().then_some(map)
+        edge(&map, "default/xwing", "default/deathstar")
+            .is_some()
+            .then_some(map)
     })
     .await;
     let names: Vec<&str> = map["nodes"]
@@ -85,10 +88,16 @@ async fn map_edges_turn_dropped_and_flows_filter_on_the_server() {
         get_json(ui.addr, "/api/flows?from_pod=default/tiefighter&to_pod=default/deathstar&port=80&protocol=tcp&limit=2").await;
     let narrowed = narrowed["flows"].as_array().expect("flows");
     assert_eq!(narrowed.len(), 2, "limit applies");
-    assert!(narrowed.iter().all(|f| f["source"]["pod_name"] == "tiefighter"));
+    assert!(narrowed
+        .iter()
+        .all(|f| f["source"]["pod_name"] == "tiefighter"));
     let http = get_json(ui.addr, "/api/flows?http_method=POST&http_path=^/v1/").await;
     assert_eq!(http["flows"].as_array().expect("flows").len(), 1, "{http}");
-    let dns = get_json(ui.addr, "/api/flows?namespace=kube-system&label=k8s-app=kube-dns").await;
+    let dns = get_json(
+        ui.addr,
+        "/api/flows?namespace=kube-system&label=k8s-app=kube-dns",
+    )
+    .await;
     assert_eq!(dns["flows"].as_array().expect("flows").len(), 2, "{dns}");
 
     let status = get_json(ui.addr, "/api/status").await;
@@ -100,7 +109,10 @@ async fn map_edges_turn_dropped_and_flows_filter_on_the_server() {
     })
     .await;
     assert_eq!(status["connected_nodes"], 1, "{status}");
-    assert_eq!(status["nodes"][support::server::NODE_NAME], "NODE_CONNECTED");
+    assert_eq!(
+        status["nodes"][support::server::NODE_NAME],
+        "NODE_CONNECTED"
+    );
 
     ui.stop().await;
     server.stop().await;
@@ -131,7 +143,12 @@ async fn bad_filters_are_rejected_naming_the_value() {
 #[tokio::test]
 async fn events_deliver_updates_with_the_subscriber_filter() {
     let (feed, server, ui) = start().await;
-    feed.push(flows::tcp_syn(TIEFIGHTER, DEATHSTAR_1, 80, Verdict::Forwarded));
+    feed.push(flows::tcp_syn(
+        TIEFIGHTER,
+        DEATHSTAR_1,
+        80,
+        Verdict::Forwarded,
+    ));
     eventually("first flow stored", WAIT, || async {
         let status = get_json(ui.addr, "/api/status").await;
         (status["flows_received"] == 1).then_some(())
@@ -143,13 +160,20 @@ async fn events_deliver_updates_with_the_subscriber_filter() {
     let first = all.next(WAIT).await.expect("initial update");
     assert_eq!(first["reset"], true);
     assert_eq!(first["flows"].as_array().expect("flows").len(), 1);
-    assert!(first["map"]["edges"].as_array().is_some_and(|e| e.len() == 1));
+    assert!(first["map"]["edges"]
+        .as_array()
+        .is_some_and(|e| e.len() == 1));
     assert!(first["status"]["connected"].is_boolean());
     let first = drops.next(WAIT).await.expect("initial update");
     assert_eq!(first["flows"].as_array().expect("flows").len(), 0);
 
     feed.push(flows::tcp_syn(XWING, DEATHSTAR_1, 80, Verdict::Dropped));
-    feed.push(flows::tcp_syn(TIEFIGHTER, DEATHSTAR_1, 80, Verdict::Forwarded));
+    feed.push(flows::tcp_syn(
+        TIEFIGHTER,
+        DEATHSTAR_1,
+        80,
+        Verdict::Forwarded,
+    ));
     let mut seen_all = Vec::new();
     while seen_all.len() < 2 {
         let update = all.next(WAIT).await.expect("live update");
@@ -210,27 +234,39 @@ async fn a_slow_browser_does_not_hold_back_the_others() {
     let mut last_uuid = String::new();
     let mut fast_skipped = 0;
     while last_uuid != format!("load-{}", TOTAL - 1) {
-        let update = fast.next(WAIT).await.expect("the fast browser keeps getting updates");
+        let update = fast
+            .next(WAIT)
+            .await
+            .expect("the fast browser keeps getting updates");
         let flows = update["flows"].as_array().expect("flows");
         received += flows.len();
         if let Some(last) = flows.last() {
             last_uuid = last["uuid"].as_str().unwrap_or_default().to_string();
         }
-        assert_eq!(update["missed_updates"], 0, "the fast browser missed nothing");
+        assert_eq!(
+            update["missed_updates"], 0,
+            "the fast browser missed nothing"
+        );
         fast_skipped = update["skipped_flows"].as_u64().unwrap_or(0) as usize;
     }
     // Every flow reached the fast browser, or was counted as skipped for it.
     assert_eq!(received + fast_skipped, TOTAL);
     pusher.await.expect("pusher");
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(20), "fast browser fell behind: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "fast browser fell behind: {elapsed:?}"
+    );
     let status = eventually("the slow browser's misses counted", WAIT, || async {
         let status = get_json(ui.addr, "/api/status").await;
         (status["delivery"]["missed_updates"].as_u64() > Some(0)).then_some(status)
     })
     .await;
     assert_eq!(status["delivery"]["subscribers"], 2, "{status}");
-    assert!(status["delivery"]["missed_flows"].as_u64() > Some(0), "{status}");
+    assert!(
+        status["delivery"]["missed_flows"].as_u64() > Some(0),
+        "{status}"
+    );
     drop(slow);
     ui.stop().await;
     server.stop().await;

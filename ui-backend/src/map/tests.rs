@@ -47,7 +47,10 @@ fn names_entities_from_reserved_labels_and_identities() {
         ..Endpoint::default()
     };
     let node = node_of(&world);
-    assert_eq!((node.id.as_str(), node.filter_kind), ("reserved:world", "label"));
+    assert_eq!(
+        (node.id.as_str(), node.filter_kind),
+        ("reserved:world", "label")
+    );
     let host = Endpoint {
         identity: 1,
         ..Endpoint::default()
@@ -73,8 +76,18 @@ fn counts_edges_per_port_and_verdict_and_tracks_last_verdict() {
     let xwing = pod("default", "xwing", &["k8s:org=alliance"]);
     let ds1 = pod("default", "deathstar-1", &["k8s:org=empire"]);
     let ds2 = pod("default", "deathstar-2", &["k8s:org=empire"]);
-    map.add(&tcp_flow(xwing.clone(), ds1.clone(), 80, Verdict::Forwarded));
-    map.add(&tcp_flow(xwing.clone(), ds2.clone(), 80, Verdict::Forwarded));
+    map.add(&tcp_flow(
+        xwing.clone(),
+        ds1.clone(),
+        80,
+        Verdict::Forwarded,
+    ));
+    map.add(&tcp_flow(
+        xwing.clone(),
+        ds2.clone(),
+        80,
+        Verdict::Forwarded,
+    ));
     let version = map.version();
     map.add(&tcp_flow(xwing.clone(), ds1, 80, Verdict::Dropped));
     assert!(map.version() > version);
@@ -86,7 +99,11 @@ fn counts_edges_per_port_and_verdict_and_tracks_last_verdict() {
     let snapshot = map.snapshot();
     assert_eq!(snapshot.nodes.len(), 2, "{:?}", snapshot.nodes);
     assert_eq!(snapshot.edges.len(), 2, "{:?}", snapshot.edges);
-    let http = snapshot.edges.iter().find(|e| e.port == 80).expect("port 80 edge");
+    let http = snapshot
+        .edges
+        .iter()
+        .find(|e| e.port == 80)
+        .expect("port 80 edge");
     assert_eq!(http.source, "default/xwing");
     assert_eq!(http.destination, "default/deathstar");
     assert_eq!(http.verdicts.get("FORWARDED"), Some(&2));

@@ -23,7 +23,9 @@ fn flow(src: &str, dst: &str, verdict: Verdict) -> Flow {
 }
 
 fn matcher(list: &[(&str, &str)]) -> FlowMatcher {
-    FlowQuery::parse(&pairs(list)).expect("query parses").matcher
+    FlowQuery::parse(&pairs(list))
+        .expect("query parses")
+        .matcher
 }
 
 #[test]
@@ -49,7 +51,7 @@ fn conditions_all_hold_and_values_are_alternatives() {
     assert!(!matcher(&[("pod", "xwing"), ("verdict", "FORWARDED")]).matches(&f));
     // Pod and from_pod combine as AND, not as one OR list.
     assert!(!matcher(&[("pod", "deathstar"), ("from_pod", "tiefighter")]).matches(&f));
-    assert!(matcher(&[("pod", "", ), ("ip", "")]).is_empty());
+    assert!(matcher(&[("pod", "",), ("ip", "")]).is_empty());
 }
 
 #[test]

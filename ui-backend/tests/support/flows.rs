@@ -5,8 +5,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::flow::{
-    layer4, layer7, DropReason, Endpoint, Flow, FlowType, Http, Ip, IpVersion, Layer4, Layer7,
-    L7FlowType, Tcp, TcpFlags, Udp, Verdict, Dns,
+    layer4, layer7, Dns, DropReason, Endpoint, Flow, FlowType, Http, Ip, IpVersion, L7FlowType,
+    Layer4, Layer7, Tcp, TcpFlags, Udp, Verdict,
 };
 
 use super::server::NODE_NAME;

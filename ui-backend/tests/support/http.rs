@@ -8,7 +8,9 @@ use tokio::net::TcpStream;
 
 /// Sends `GET path` and returns the status code and the body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let stream = TcpStream::connect(addr).await.expect("connect to hubble-ui");
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to hubble-ui");
     let mut reader = Response::start(stream, addr, path).await;
     let mut body = Vec::new();
     while let Some(chunk) = reader.chunk().await {
@@ -36,7 +38,10 @@ impl Response {
     /// Sends the request on `stream` and reads the head of the response.
     pub async fn start(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Self {
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send request");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send request");
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line).await.expect("status line");
@@ -109,7 +114,9 @@ pub struct EventReader {
 
 impl EventReader {
     pub async fn connect(addr: SocketAddr, path: &str) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connect to hubble-ui");
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to hubble-ui");
         let response = Response::start(stream, addr, path).await;
         assert_eq!(response.status, 200, "GET {path}");
         Self {

@@ -9,10 +9,9 @@ use proto::flow::{Flow, LostEvent, LostEventSource};
 use proto::observer::get_flows_response::ResponseTypes;
 use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{
-    GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
-    GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
-    GetNamespacesResponse, GetNodesRequest, GetNodesResponse, Node, ServerStatusRequest,
-    ServerStatusResponse,
+    GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
+    GetNodesRequest, GetNodesResponse, Node, ServerStatusRequest, ServerStatusResponse,
 };
 use proto::relay::{NodeState, NodeStatusEvent};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -109,7 +108,7 @@ struct Scripted {
 fn flow_response(flow: Flow) -> GetFlowsResponse {
     GetFlowsResponse {
         node_name: flow.node_name.clone(),
-        time: flow.time.clone(),
+        time: flow.time,
         response_types: Some(ResponseTypes::Flow(flow)),
     }
 }
