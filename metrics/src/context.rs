@@ -118,7 +118,7 @@ impl ContextOptions {
 
     /// Pushes the context label values of `flow`. With `invert`, source and destination
     /// swap places (for metrics counted on the reply of a request).
-    pub fn push_values(&self, flow: &Flow, invert: bool, key: &mut KeyBuf) {
+    pub fn push_values<'a>(&'a self, flow: &Flow, invert: bool, key: &mut KeyBuf) {
         for index in &self.labels {
             push_context_label(CONTEXT_LABELS[*index], flow, invert, key);
         }
@@ -126,14 +126,16 @@ impl ContextOptions {
             return;
         }
         let direction = flow.traffic_direction;
-        let pick =
-            |all: &[ContextIdentifier], egress: &Option<Vec<_>>, ingress: &Option<Vec<_>>| match (
-                direction, ingress, egress,
-            ) {
-                (d, Some(list), _) if d == TrafficDirection::Ingress as i32 => list.clone(),
-                (d, _, Some(list)) if d == TrafficDirection::Egress as i32 => list.clone(),
-                _ => all.to_vec(),
-            };
+        let pick = |all: &'a [ContextIdentifier],
+                    egress: &'a Option<Vec<ContextIdentifier>>,
+                    ingress: &'a Option<Vec<ContextIdentifier>>|
+         -> &'a [ContextIdentifier] {
+            match (ingress, egress) {
+                (Some(list), _) if direction == TrafficDirection::Ingress as i32 => list,
+                (_, Some(list)) if direction == TrafficDirection::Egress as i32 => list,
+                _ => all,
+            }
+        };
         let mut source_ids = pick(&self.source, &self.source_egress, &self.source_ingress);
         let mut destination_ids = pick(
             &self.destination,
@@ -145,14 +147,15 @@ impl ContextOptions {
         }
         let (first, second) = if invert { (false, true) } else { (true, false) };
         if !self.source.is_empty() {
-            push_first_non_empty(&source_ids, flow, first, key);
+            push_first_non_empty(source_ids, flow, first, key);
         }
         if !self.destination.is_empty() {
-            push_first_non_empty(&destination_ids, flow, second, key);
+            push_first_non_empty(destination_ids, flow, second, key);
         }
     }
 
-    /// Every identifier list naming the source (`true`) or the destination (`false`).
+    /// Whether any identifier list of the source (`true`) or the destination (`false`)
+    /// names the `pod` context, whose series belong to one pod.
     pub fn uses_pod(&self, source: bool) -> bool {
         let lists: [Option<&Vec<ContextIdentifier>>; 3] = if source {
             [

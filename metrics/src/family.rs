@@ -3,12 +3,13 @@
 //! Families are plain data owned by their handler; the handler set sits behind one lock
 //! in [`crate::Metrics`], so updates are plain integer additions.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::exposition::{Exemplar, FamilySnapshot, Kind, SeriesSnapshot, Value};
 use crate::key::{decode, KeyBuf};
 
-type SeriesMap<V> = HashMap<Box<[u8]>, Series<V>, foldhash::fast::RandomState>;
+/// Keyed by the encoded label values (`Vec<u8>` so that `entry_ref` can look up by slice).
+type SeriesMap<V> = HashMap<Vec<u8>, Series<V>>;
 
 /// Upstream's histogram buckets (Go's `prometheus.DefBuckets`), in seconds.
 pub const DEFAULT_BUCKETS: &[f64] = &[
@@ -44,6 +45,24 @@ fn now_seconds() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Records the latest observation's trace ID, reusing the slot's allocation when the
+/// trace ID did not change.
+fn set_exemplar(slot: &mut Option<TraceExemplar>, trace_id: &str, value: f64) {
+    match slot {
+        Some(exemplar) if &*exemplar.trace_id == trace_id => {
+            exemplar.value = value;
+            exemplar.timestamp = now_seconds();
+        }
+        _ => {
+            *slot = Some(TraceExemplar {
+                trace_id: trace_id.into(),
+                value,
+                timestamp: now_seconds(),
+            })
+        }
+    }
 }
 
 /// What every labelled family offers to the handler set.
@@ -96,27 +115,17 @@ impl CounterVec {
         let data = self.entry(key);
         data.count += 1;
         if !trace_id.is_empty() {
-            data.exemplar = Some(TraceExemplar {
-                trace_id: trace_id.into(),
-                value: 1.0,
-                timestamp: now_seconds(),
-            });
+            set_exemplar(&mut data.exemplar, trace_id, 1.0);
         }
     }
 
     fn entry(&mut self, key: &KeyBuf) -> &mut CounterData {
         let bytes = key.as_bytes();
-        if !self.series.contains_key(bytes) {
-            let series = Series {
-                values: decode(bytes).into_boxed_slice(),
-                data: CounterData::default(),
-            };
-            self.series.insert(bytes.into(), series);
-        }
-        match self.series.get_mut(bytes) {
-            Some(series) => &mut series.data,
-            None => unreachable!("series inserted above"),
-        }
+        let series = self.series.entry_ref(bytes).or_insert_with(|| Series {
+            values: decode(bytes).into_boxed_slice(),
+            data: CounterData::default(),
+        });
+        &mut series.data
     }
 }
 
@@ -202,31 +211,21 @@ impl HistogramVec {
             .unwrap_or(self.buckets.len());
         let slots = self.buckets.len() + 1;
         let bytes = key.as_bytes();
-        if !self.series.contains_key(bytes) {
-            let series = Series {
-                values: decode(bytes).into_boxed_slice(),
-                data: HistogramData {
-                    counts: vec![0; slots].into_boxed_slice(),
-                    exemplars: vec![None; slots].into_boxed_slice(),
-                    sum: 0.0,
-                    count: 0,
-                },
-            };
-            self.series.insert(bytes.into(), series);
-        }
-        let Some(series) = self.series.get_mut(bytes) else {
-            return;
-        };
+        let series = self.series.entry_ref(bytes).or_insert_with(|| Series {
+            values: decode(bytes).into_boxed_slice(),
+            data: HistogramData {
+                counts: vec![0; slots].into_boxed_slice(),
+                exemplars: vec![None; slots].into_boxed_slice(),
+                sum: 0.0,
+                count: 0,
+            },
+        });
         let data = &mut series.data;
         data.counts[bucket] += 1;
         data.sum += value;
         data.count += 1;
         if !trace_id.is_empty() {
-            data.exemplars[bucket] = Some(TraceExemplar {
-                trace_id: trace_id.into(),
-                value,
-                timestamp: now_seconds(),
-            });
+            set_exemplar(&mut data.exemplars[bucket], trace_id, value);
         }
     }
 }

@@ -71,6 +71,7 @@ pub fn trace_observation_point(sub_type: i32) -> &'static str {
 }
 
 /// The name of a policy match type, as Cilium's monitor prints it.
+#[cfg(test)]
 pub fn policy_match_type(value: u32) -> &'static str {
     match value {
         0 => "none",
@@ -106,6 +107,7 @@ pub fn drop_reason(value: i32) -> Cow<'static, str> {
     )
 }
 
+#[cfg(test)]
 pub fn traffic_direction(value: i32) -> Cow<'static, str> {
     enum_name(
         TrafficDirection::try_from(value)
@@ -120,6 +122,45 @@ pub fn ip_version(value: i32) -> Cow<'static, str> {
         IpVersion::try_from(value).ok().map(|v| v.as_str_name()),
         value,
     )
+}
+
+/// A verdict in lower case, as the policy handler labels its action.
+pub fn verdict_lower(value: i32) -> Cow<'static, str> {
+    match Verdict::try_from(value) {
+        Ok(Verdict::Unknown) => Cow::Borrowed("verdict_unknown"),
+        Ok(Verdict::Forwarded) => Cow::Borrowed("forwarded"),
+        Ok(Verdict::Dropped) => Cow::Borrowed("dropped"),
+        Ok(Verdict::Error) => Cow::Borrowed("error"),
+        Ok(Verdict::Audit) => Cow::Borrowed("audit"),
+        Ok(Verdict::Redirected) => Cow::Borrowed("redirected"),
+        Ok(Verdict::Traced) => Cow::Borrowed("traced"),
+        Ok(Verdict::Translated) => Cow::Borrowed("translated"),
+        Err(_) => Cow::Owned(value.to_string()),
+    }
+}
+
+/// A traffic direction in lower case, as the policy handler labels it.
+pub fn traffic_direction_lower(value: i32) -> Cow<'static, str> {
+    match TrafficDirection::try_from(value) {
+        Ok(TrafficDirection::Unknown) => Cow::Borrowed("traffic_direction_unknown"),
+        Ok(TrafficDirection::Ingress) => Cow::Borrowed("ingress"),
+        Ok(TrafficDirection::Egress) => Cow::Borrowed("egress"),
+        Err(_) => Cow::Owned(value.to_string()),
+    }
+}
+
+/// A policy match type in lower case (`l3-l4`), as the policy handler labels it.
+pub fn policy_match_type_lower(value: u32) -> &'static str {
+    match value {
+        0 => "none",
+        1 => "l3-only",
+        2 => "l3-l4",
+        3 => "l4-only",
+        4 => "all",
+        5 => "l3-proto",
+        6 => "proto-only",
+        _ => "unknown",
+    }
 }
 
 /// The text of a DNS response code, as upstream's DNS handler labels it.
@@ -276,5 +317,20 @@ mod tests {
         assert_eq!(drop_reason(9999), "9999");
         assert_eq!(traffic_direction(0), "TRAFFIC_DIRECTION_UNKNOWN");
         assert_eq!(ip_version(1), "IPv4");
+        for v in -1..9 {
+            assert_eq!(verdict_lower(v), verdict(v).to_lowercase());
+        }
+        for d in -1..4 {
+            assert_eq!(
+                traffic_direction_lower(d),
+                traffic_direction(d).to_lowercase()
+            );
+        }
+        for m in 0..9 {
+            assert_eq!(
+                policy_match_type_lower(m),
+                policy_match_type(m).to_lowercase()
+            );
+        }
     }
 }

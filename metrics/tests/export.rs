@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use metrics::export::{
-    parse_dynamic_config, parse_flow_filters, watch_config_file, write_export_line,
-    ExportManager, ExporterConfig, FieldMask,
+    parse_dynamic_config, parse_flow_filters, watch_config_file, write_export_line, ExportManager,
+    ExporterConfig, FieldMask,
 };
 use metrics::exposition::{encode, Collect, Format};
 use pbjson_types::Timestamp;
@@ -95,9 +95,18 @@ fn lines_are_upstream_export_events() {
     let want = proto::json::to_string(&event) + "\n";
     assert_eq!(String::from_utf8_lossy(&line), want);
     let text = String::from_utf8_lossy(&line);
-    assert!(text.starts_with("{\"flow\":{\"time\":\"2023-11-14T22:13:21.123Z\""), "{text}");
-    assert!(text.ends_with(",\"node_name\":\"kind-worker\",\"time\":\"2023-11-14T22:13:21.123Z\"}\n"), "{text}");
-    assert!(text.contains("\\u003calliance\\u003e\\u0026co"), "Go's HTML escaping: {text}");
+    assert!(
+        text.starts_with("{\"flow\":{\"time\":\"2023-11-14T22:13:21.123Z\""),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(",\"node_name\":\"kind-worker\",\"time\":\"2023-11-14T22:13:21.123Z\"}\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\\u003calliance\\u003e\\u0026co"),
+        "Go's HTML escaping: {text}"
+    );
 }
 
 #[test]
@@ -246,7 +255,10 @@ fn write_errors_are_counted_and_exposed() -> Result<()> {
     let mut families = Vec::new();
     manager.collect(&mut families);
     let text = encode(families, Format::Text);
-    assert!(text.contains("hubble_export_errors_total{name=\"full\"} 10"), "{text}");
+    assert!(
+        text.contains("hubble_export_errors_total{name=\"full\"} 10"),
+        "{text}"
+    );
     Ok(())
 }
 
@@ -325,8 +337,17 @@ async fn config_file_changes_are_applied_without_restart() -> Result<()> {
     let mut families = Vec::new();
     manager.collect(&mut families);
     let text = encode(families, Format::Text);
-    assert!(text.contains("hubble_dynamic_exporter_reconfigurations_total{op=\"add\"} 2"), "{text}");
-    assert!(text.contains("hubble_dynamic_exporter_reconfigurations_total{op=\"remove\"} 2"), "{text}");
-    assert!(text.contains("hubble_dynamic_exporter_config_errors_total 1"), "{text}");
+    assert!(
+        text.contains("hubble_dynamic_exporter_reconfigurations_total{op=\"add\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hubble_dynamic_exporter_reconfigurations_total{op=\"remove\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hubble_dynamic_exporter_config_errors_total 1"),
+        "{text}"
+    );
     Ok(())
 }

@@ -21,7 +21,11 @@ async fn serves_text_by_default_and_openmetrics_on_request() -> Result<()> {
     let (text, open, missing) = tokio::task::spawn_blocking(move || -> Result<_> {
         Ok((
             get(addr, "/metrics", None)?,
-            get(addr, "/metrics", Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"))?,
+            get(
+                addr,
+                "/metrics",
+                Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+            )?,
             get(addr, "/nothing", None)?,
         ))
     })
@@ -32,16 +36,26 @@ async fn serves_text_by_default_and_openmetrics_on_request() -> Result<()> {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert!(text.body.contains("# TYPE hubble_drop_total counter\nhubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"} 3\n"), "{}", text.body);
-    assert!(text.body.contains("hubble_lost_events_total{source=\"hubble_ring_buffer\"} 7"));
-    assert!(text.body.contains("hubble_lost_events_total{source=\"observer_events_queue\"} 0"));
+    assert!(text
+        .body
+        .contains("hubble_lost_events_total{source=\"hubble_ring_buffer\"} 7"));
+    assert!(text
+        .body
+        .contains("hubble_lost_events_total{source=\"observer_events_queue\"} 0"));
     assert!(text.body.contains("hubble_observer_ring_capacity 4095"));
     assert!(!text.body.contains("# EOF"));
     assert_eq!(
         open.header("content-type"),
         Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
-    assert!(open.body.contains("# TYPE hubble_drop counter\n"), "{}", open.body);
-    assert!(open.body.contains("# {traceID=\"4bf92f3577b34da6a3ce929d0e0e4736\"}"));
+    assert!(
+        open.body.contains("# TYPE hubble_drop counter\n"),
+        "{}",
+        open.body
+    );
+    assert!(open
+        .body
+        .contains("# {traceID=\"4bf92f3577b34da6a3ce929d0e0e4736\"}"));
     assert!(open.body.ends_with("# EOF\n"));
     assert_eq!(missing.status, 404);
     let _ = stop.send(());
@@ -84,7 +98,10 @@ fn promtool_accepts_the_exposition() -> Result<()> {
     let text = registry.encode(metrics::Format::Text);
     if let Some(report) = run_promtool(&text, "text")? {
         // promtool only lints; it prints nothing when every family is fine.
-        assert!(report.trim().is_empty(), "promtool lint findings:\n{report}");
+        assert!(
+            report.trim().is_empty(),
+            "promtool lint findings:\n{report}"
+        );
     }
     Ok(())
 }
@@ -130,7 +147,10 @@ async fn prometheus_scrapes_the_server() -> Result<()> {
     let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
     let child = Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address={web}"))
         .arg("--enable-feature=exemplar-storage")
         .stdout(Stdio::null())
@@ -140,26 +160,31 @@ async fn prometheus_scrapes_the_server() -> Result<()> {
     let prometheus = PrometheusProcess { child };
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    let result = tokio::task::spawn_blocking(move || -> Result<(serde_json::Value, serde_json::Value)> {
-        loop {
-            if Instant::now() > deadline {
-                bail!("Prometheus did not return hubble_drop_total in time");
+    let result =
+        tokio::task::spawn_blocking(move || -> Result<(serde_json::Value, serde_json::Value)> {
+            loop {
+                if Instant::now() > deadline {
+                    bail!("Prometheus did not return hubble_drop_total in time");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                let Ok(drops) = query(web, "hubble_drop_total") else {
+                    continue;
+                };
+                if drops["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+                {
+                    let up = query(web, "up")?;
+                    return Ok((drops, up));
+                }
             }
-            std::thread::sleep(Duration::from_millis(500));
-            let Ok(drops) = query(web, "hubble_drop_total") else {
-                continue;
-            };
-            if drops["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
-                let up = query(web, "up")?;
-                return Ok((drops, up));
-            }
-        }
-    })
-    .await?;
+        })
+        .await?;
     let (drops, up) = match result {
         Ok(found) => found,
         Err(e) => {
-            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
             bail!("{e}\nprometheus log:\n{log}");
         }
     };
@@ -190,7 +215,10 @@ async fn prometheus_scrapes_the_server() -> Result<()> {
         }
     })
     .await??;
-    assert!(exemplars.contains("0af7651916cd43dd8448eb211c80319c"), "{exemplars}");
+    assert!(
+        exemplars.contains("0af7651916cd43dd8448eb211c80319c"),
+        "{exemplars}"
+    );
 
     drop(prometheus);
     let _ = stop.send(());

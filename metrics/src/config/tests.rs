@@ -11,7 +11,16 @@ fn parses_upstream_helm_default() {
     let names: Vec<&str> = config.handlers.iter().map(|h| h.kind.name()).collect();
     assert_eq!(
         names,
-        ["dns", "drop", "tcp", "flow", "port-distribution", "icmp", "policy", "httpV2"]
+        [
+            "dns",
+            "drop",
+            "tcp",
+            "flow",
+            "port-distribution",
+            "icmp",
+            "policy",
+            "httpV2"
+        ]
     );
     let http = &config.handlers[7];
     assert!(http.flags.exemplars);
@@ -40,9 +49,15 @@ fn list_items_and_fallback_contexts() {
     let context = &config.handlers[1].context;
     assert_eq!(
         context.source,
-        [ContextIdentifier::WorkloadName, ContextIdentifier::ReservedIdentity]
+        [
+            ContextIdentifier::WorkloadName,
+            ContextIdentifier::ReservedIdentity
+        ]
     );
-    assert_eq!(context.destination, [ContextIdentifier::Dns, ContextIdentifier::Ip]);
+    assert_eq!(
+        context.destination,
+        [ContextIdentifier::Dns, ContextIdentifier::Ip]
+    );
 }
 
 #[test]
@@ -51,7 +66,10 @@ fn option_keys_are_case_insensitive_and_last_handler_wins() {
         .expect("valid");
     assert_eq!(config.handlers.len(), 1);
     assert!(config.handlers[0].context.source.is_empty());
-    assert_eq!(config.handlers[0].context.destination, [ContextIdentifier::Namespace]);
+    assert_eq!(
+        config.handlers[0].context.destination,
+        [ContextIdentifier::Namespace]
+    );
 }
 
 #[test]

@@ -12,22 +12,21 @@ fn drops() -> Vec<proto::flow::Flow> {
         syn: true,
         ..Default::default()
     };
-    let mut egress = tcp(xwing(), deathstar(), Verdict::Dropped, syn.clone());
+    let mut egress = tcp(xwing(), deathstar(), Verdict::Dropped, syn);
     egress.traffic_direction = TrafficDirection::Egress as i32;
     egress.destination_names = vec!["deathstar.default.svc.cluster.local".to_owned()];
-    let world = endpoint(
-        "",
-        "",
-        2,
-        &["reserved:world", "reserved:kube-apiserver"],
-    );
-    let mut to_world = tcp(xwing(), world, Verdict::Dropped, syn.clone());
+    let world = endpoint("", "", 2, &["reserved:world", "reserved:kube-apiserver"]);
+    let mut to_world = tcp(xwing(), world, Verdict::Dropped, syn);
     to_world.traffic_direction = TrafficDirection::Egress as i32;
     to_world.ip = to_world.ip.map(|mut ip| {
         ip.destination = "1.1.1.1".to_owned();
         ip
     });
-    vec![tcp(xwing(), deathstar(), Verdict::Dropped, syn), egress, to_world]
+    vec![
+        tcp(xwing(), deathstar(), Verdict::Dropped, syn),
+        egress,
+        to_world,
+    ]
 }
 
 fn check(config: &str, want: Expect) {
@@ -83,13 +82,16 @@ fn identity_and_reserved_identity() {
 
 #[test]
 fn dns_falls_back_to_ip() {
-    check("drop:destinationContext=dns|ip", expect![[r##"
+    check(
+        "drop:destinationContext=dns|ip",
+        expect![[r##"
         # HELP hubble_drop_total Number of drops
         # TYPE hubble_drop_total counter
         hubble_drop_total{destination="1.1.1.1",protocol="TCP",reason="POLICY_DENIED"} 1
         hubble_drop_total{destination="10.200.1.20",protocol="TCP",reason="POLICY_DENIED"} 1
         hubble_drop_total{destination="deathstar.default.svc.cluster.local",protocol="TCP",reason="POLICY_DENIED"} 1
-    "##]]);
+    "##]],
+    );
 }
 
 #[test]
@@ -107,12 +109,15 @@ fn workload_workload_name_and_app() {
 
 #[test]
 fn pod_short_strips_replica_suffixes() {
-    check("drop:destinationContext=pod-short", expect![[r##"
+    check(
+        "drop:destinationContext=pod-short",
+        expect![[r##"
         # HELP hubble_drop_total Number of drops
         # TYPE hubble_drop_total counter
         hubble_drop_total{destination="",protocol="TCP",reason="POLICY_DENIED"} 1
         hubble_drop_total{destination="default/deathstar",protocol="TCP",reason="POLICY_DENIED"} 2
-    "##]]);
+    "##]],
+    );
 }
 
 #[test]

@@ -60,7 +60,8 @@ fn text_format_sorts_and_escapes_like_go() {
         # TYPE hubble_lost_events_total counter
         hubble_lost_events_total{source="hubble_ring_buffer"} 3
         hubble_lost_events_total{source="perf_event_ring_buffer"} 1.5e+06
-    "##]].assert_eq(&encode(sample_families(), Format::Text));
+    "##]]
+    .assert_eq(&encode(sample_families(), Format::Text));
 }
 
 #[test]

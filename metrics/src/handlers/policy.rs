@@ -30,9 +30,13 @@ impl PolicyHandler {
 
 impl Handler for PolicyHandler {
     fn process(&mut self, flow: &Flow, key: &mut KeyBuf) {
-        let direction = names::traffic_direction(flow.traffic_direction).to_lowercase();
-        let action = names::verdict(flow.verdict).to_lowercase();
-        match names::event_type(flow) {
+        let event_type = names::event_type(flow);
+        if event_type != message_type::POLICY_VERDICT && event_type != message_type::ACCESS_LOG {
+            return;
+        }
+        let direction = names::traffic_direction_lower(flow.traffic_direction);
+        let action = names::verdict_lower(flow.verdict);
+        match event_type {
             message_type::POLICY_VERDICT => {
                 // The host may reach every local endpoint; its verdicts are not counted.
                 if flow
@@ -43,7 +47,7 @@ impl Handler for PolicyHandler {
                     return;
                 }
                 key.push(&direction);
-                key.push(&names::policy_match_type(flow.policy_match_type).to_lowercase());
+                key.push(names::policy_match_type_lower(flow.policy_match_type));
             }
             message_type::ACCESS_LOG => {
                 let protocol = match flow.l7.as_ref().and_then(|l7| l7.record.as_ref()) {

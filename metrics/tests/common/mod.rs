@@ -33,8 +33,16 @@ pub fn pod(name: &str, labels: &[&str]) -> Endpoint {
 /// A SYN from `from` to `to`:80, forwarded or dropped by policy.
 pub fn syn(from: Endpoint, to: Endpoint, dropped: bool) -> Flow {
     Flow {
-        verdict: if dropped { Verdict::Dropped } else { Verdict::Forwarded } as i32,
-        drop_reason_desc: if dropped { DropReason::PolicyDenied as i32 } else { 0 },
+        verdict: if dropped {
+            Verdict::Dropped
+        } else {
+            Verdict::Forwarded
+        } as i32,
+        drop_reason_desc: if dropped {
+            DropReason::PolicyDenied as i32
+        } else {
+            0
+        },
         ip: Some(Ip {
             source: "10.200.1.12".into(),
             destination: "10.200.1.20".into(),
@@ -99,7 +107,10 @@ pub fn tiefighter() -> Endpoint {
 }
 
 pub fn deathstar() -> Endpoint {
-    pod("deathstar-6fb5694d48-5hmds", &["k8s:class=deathstar", "k8s:org=empire"])
+    pod(
+        "deathstar-6fb5694d48-5hmds",
+        &["k8s:class=deathstar", "k8s:org=empire"],
+    )
 }
 
 /// Metrics with the demo configuration, fed xwing's three dropped SYNs, tiefighter's
@@ -116,7 +127,11 @@ pub fn demo_metrics() -> Result<(Arc<Metrics>, Arc<AgentMetrics>, Registry)> {
     let agent = Arc::new(AgentMetrics::new());
     agent.set_ring(5, 4095);
     agent.events_seen(5);
-    agent.grpc_started(metrics::GrpcType::ServerStream, "observer.Observer", "GetFlows");
+    agent.grpc_started(
+        metrics::GrpcType::ServerStream,
+        "observer.Observer",
+        "GetFlows",
+    );
     let mut registry = Registry::new();
     registry.register(metrics.clone());
     registry.register(agent.clone());
@@ -170,7 +185,11 @@ pub fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Result<Respons
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body)? } else { body.to_owned() };
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
     Ok(Response {
         status,
         headers,
@@ -195,7 +214,11 @@ fn dechunk(mut body: &str) -> Result<String> {
 /// sender that stops it.
 pub async fn start_server(
     registry: Registry,
-) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)> {
+) -> Result<(
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -68,8 +68,9 @@ fn backups_are_named_like_lumberjack_and_pruned() {
     names.sort();
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(names.contains(&"hubble-events.log".to_owned()));
-    let pattern = regex::Regex::new(r"^hubble-events-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}\.log$")
-        .expect("valid regex");
+    let pattern =
+        regex::Regex::new(r"^hubble-events-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}\.log$")
+            .expect("valid regex");
     for name in names.iter().filter(|n| *n != "hubble-events.log") {
         assert!(pattern.is_match(name), "{name}");
     }
@@ -118,7 +119,12 @@ fn a_full_disk_is_reported_not_fatal() {
         match file.write_line(b"{}\n").and_then(|_| file.flush()) {
             Ok(_) => {}
             Err(e) => {
-                assert_eq!(e.error.raw_os_error(), Some(28), "ENOSPC expected: {}", e.error);
+                assert_eq!(
+                    e.error.raw_os_error(),
+                    Some(28),
+                    "ENOSPC expected: {}",
+                    e.error
+                );
                 lost += e.lines;
             }
         }
