@@ -43,8 +43,13 @@ async fn main() -> anyhow::Result<()> {
         ui.local_addr(),
         config.server
     );
-    ui.run(async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    ui.run(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     })
     .await
     .context("running hubble-ui")

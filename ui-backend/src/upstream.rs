@@ -153,11 +153,18 @@ async fn stream_once(
 }
 
 fn describe(status: &tonic::Status) -> String {
-    if status.message().is_empty() {
+    let mut text = if status.message().is_empty() {
         format!("{:?}", status.code())
     } else {
         format!("{:?}: {}", status.code(), status.message())
+    };
+    // Transport failures keep the reason (connection refused, ...) in the source chain.
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        text.push_str(&format!(": {error}"));
+        source = error.source();
     }
+    text
 }
 
 /// Polls ServerStatus and GetNodes every `config.status_interval` until `shutdown`.
