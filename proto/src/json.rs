@@ -181,11 +181,25 @@ impl Writer {
 /// Formats a protobuf timestamp as protojson does.
 pub fn format_timestamp(out: &mut String, seconds: i64, nanos: i32) {
     use std::fmt::Write as _;
-    let Some(time) = chrono::DateTime::from_timestamp(seconds, 0) else {
-        let _ = write!(out, "{seconds}");
-        return;
-    };
-    let _ = write!(out, "{}", time.format("%Y-%m-%dT%H:%M:%S"));
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), without allocating.
+    let days = seconds.div_euclid(86_400);
+    let secs_of_day = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        secs_of_day / 3_600,
+        secs_of_day % 3_600 / 60,
+        secs_of_day % 60
+    );
     let nanos = nanos.max(0);
     if nanos != 0 {
         if nanos % 1_000_000 == 0 {
@@ -216,7 +230,13 @@ fn lower_camel(path: &str) -> String {
 }
 
 fn escape_into(out: &mut String, value: &str) {
-    let bytes = value.as_bytes();
+    if !value
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xE2))
+    {
+        out.push_str(value);
+        return;
+    }
     let mut start = 0;
     for (i, c) in value.char_indices() {
         let escape: Option<&str> = match c {
@@ -243,7 +263,7 @@ fn escape_into(out: &mut String, value: &str) {
         }
         start = i + c.len_utf8();
     }
-    out.push_str(std::str::from_utf8(&bytes[start..]).unwrap_or_default());
+    out.push_str(&value[start..]);
 }
 
 fn base64_into(out: &mut String, data: &[u8]) {

@@ -71,3 +71,20 @@ fn escapes_line_separators_like_go() {
     w.string("a\u{2028}b&<\x01");
     assert_eq!(w.as_str(), r#""a\u2028b\u0026\u003c\u0001""#);
 }
+
+#[test]
+fn timestamps_match_protojson() {
+    let cases = [
+        (0, 0, "1970-01-01T00:00:00Z"),
+        (951_782_400, 5_000_000, "2000-02-29T00:00:00.005Z"),
+        (1_753_456_558, 942_000_000, "2025-07-25T15:15:58.942Z"),
+        (1_753_456_558, 942_100_000, "2025-07-25T15:15:58.942100Z"),
+        (4_102_444_799, 1, "2099-12-31T23:59:59.000000001Z"),
+        (-1, 0, "1969-12-31T23:59:59Z"),
+    ];
+    for (seconds, nanos, want) in cases {
+        let mut out = String::new();
+        format_timestamp(&mut out, seconds, nanos);
+        assert_eq!(out, want);
+    }
+}
