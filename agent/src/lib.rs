@@ -10,6 +10,7 @@ pub mod admin;
 pub mod daemon;
 pub mod endpoints;
 pub mod identity;
+pub mod kvstore;
 pub mod labels;
 pub mod monitor;
 pub mod policy;

@@ -1,0 +1,335 @@
+//! Cluster state in etcd, as Cilium keeps it in kvstore mode.
+//!
+//! Without `--kvstore-endpoints` an agent is a single node and this module is unused.
+//! With it, every agent of the cluster shares three things through etcd:
+//!
+//! - **Identities** ([`EtcdIdentityAllocator`]): one number per label set, agreed by
+//!   compare-and-swap, with per-node reference keys under the node's lease.
+//! - **The ipcache** ([`IpcachePublisher`], [`RemoteEndpoints`]): every agent
+//!   publishes its pods (IP -> identity, node, namespace, pod name, labels) under its
+//!   lease and watches everybody else's.
+//! - **The node list**: every agent registers its node (name, Hubble API
+//!   address) under its lease; a watch feeds the peer service's `NodeHub`, so a node
+//!   whose agent dies disappears when its lease expires.
+//!
+//! Losing etcd never stops an agent: it keeps enforcing with what it knows, the
+//! session, the watches and allocations retry with backoff, and once etcd is back the
+//! session re-attaches (or re-grants) its lease and re-publishes every key, and the
+//! watches re-list before watching again. Key layout and value formats are in [`keys`].
+//! A label set never seen before cannot get a number while etcd is away: its
+//! allocation waits (retrying) until etcd answers.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::endpoints::Endpoint;
+
+mod connection;
+mod identity;
+mod ipcache;
+pub mod keys;
+mod nodes;
+mod session;
+mod watcher;
+
+pub use connection::Backoff;
+pub use identity::EtcdIdentityAllocator;
+pub use ipcache::{IpcachePublisher, RemoteEndpoint, RemoteEndpoints};
+
+/// Lease time-to-live of an agent's keys: a dead agent's node, pods and identity
+/// references disappear this long after its last keep-alive.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// How long a graceful stop waits for etcd to revoke the lease.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Port of the Hubble API announced when the listen address names none.
+pub const DEFAULT_HUBBLE_PORT: u16 = 4244;
+
+/// Errors of the cluster store.
+#[derive(Debug, thiserror::Error)]
+pub enum KvstoreError {
+    /// No endpoint was given.
+    #[error("no kvstore endpoint given (expected e.g. http://10.100.0.1:2379)")]
+    NoEndpoints,
+    /// An endpoint is not an `http://host:port` URL.
+    #[error("invalid kvstore endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The node's own address could not be determined.
+    #[error("cannot find this node's address towards {endpoint}: {reason}")]
+    NodeAddress {
+        /// The endpoint used to find the route.
+        endpoint: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// etcd answered with an error or could not be reached.
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// The lease expired or was revoked behind this agent's back.
+    #[error("lease {0:x} is gone")]
+    LeaseLost(i64),
+    /// A watch ended or was cancelled by etcd.
+    #[error("watch on {prefix} ended: {reason}")]
+    WatchEnded {
+        /// The watched prefix.
+        prefix: String,
+        /// Why it ended.
+        reason: String,
+    },
+    /// A stored value could not be decoded.
+    #[error("bad value at {key}: {reason}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+}
+
+/// What an agent needs to join a cluster through etcd.
+#[derive(Debug, Clone)]
+pub struct KvstoreConfig {
+    /// etcd client URLs, `http://host:port`.
+    pub endpoints: Vec<String>,
+    pub node_name: String,
+    pub cluster_name: String,
+    /// The node's address, announced with its Hubble API and as the tunnel endpoint
+    /// of its pods; `None` finds the local address routed towards etcd.
+    pub node_ip: Option<IpAddr>,
+    /// The Hubble API listen address (`host:port`, `:port`); its port (and host when
+    /// it is a specific address) makes the announced address.
+    pub hubble_listen_address: Option<String>,
+    pub lease_ttl: Duration,
+}
+
+impl KvstoreConfig {
+    /// Parses a comma-separated endpoint list, checking each URL.
+    pub fn parse_endpoints(list: &str) -> Result<Vec<String>, KvstoreError> {
+        let endpoints: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(String::from)
+            .collect();
+        if endpoints.is_empty() {
+            return Err(KvstoreError::NoEndpoints);
+        }
+        for endpoint in &endpoints {
+            endpoint_socket_address(endpoint)?;
+        }
+        Ok(endpoints)
+    }
+}
+
+/// The `host:port` of an `http://host:port` endpoint, resolved.
+fn endpoint_socket_address(endpoint: &str) -> Result<SocketAddr, KvstoreError> {
+    let invalid = |reason: &str| KvstoreError::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| invalid("only http:// URLs are supported"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority
+        .to_socket_addrs()
+        .map_err(|e| invalid(&format!("expected host:port ({e})")))?
+        .next()
+        .ok_or_else(|| invalid("the host resolves to no address"))
+}
+
+/// The local address the kernel picks to reach `endpoint` (no packet is sent).
+fn local_address_towards(endpoint: &str) -> Result<IpAddr, KvstoreError> {
+    let target = endpoint_socket_address(endpoint)?;
+    let failed = |e: std::io::Error| KvstoreError::NodeAddress {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    };
+    let bind: SocketAddr = if target.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = UdpSocket::bind(bind).map_err(failed)?;
+    socket.connect(target).map_err(failed)?;
+    Ok(socket.local_addr().map_err(failed)?.ip())
+}
+
+/// The Hubble API address other nodes and the relay use for this node.
+fn hubble_address(node_ip: IpAddr, listen: Option<&str>) -> String {
+    let listen = listen.unwrap_or_default();
+    let (host, port) = match listen.rsplit_once(':') {
+        Some((host, port)) => (host.trim_matches(['[', ']']), port.parse().ok()),
+        None => ("", None),
+    };
+    let port = port.unwrap_or(DEFAULT_HUBBLE_PORT);
+    match host.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => SocketAddr::new(ip, port).to_string(),
+        _ => SocketAddr::new(node_ip, port).to_string(),
+    }
+}
+
+/// A running connection of this agent to the cluster store.
+pub struct Kvstore {
+    allocator: Arc<EtcdIdentityAllocator>,
+    remote: RemoteEndpoints,
+    publisher: IpcachePublisher,
+    changes: watch::Receiver<u64>,
+    shutdown: watch::Sender<bool>,
+    session_task: JoinHandle<()>,
+    watch_tasks: Vec<JoinHandle<()>>,
+    session: Arc<session::Session>,
+    node_ip: IpAddr,
+}
+
+impl Kvstore {
+    /// Starts the session (lease, node registration) and the watches of identities,
+    /// ipcache entries and nodes; `hub` receives the node list. Returns at once: etcd
+    /// need not be up yet.
+    pub fn start(
+        config: KvstoreConfig,
+        hub: peer_service::NodeHub,
+    ) -> Result<Kvstore, KvstoreError> {
+        let first = config.endpoints.first().ok_or(KvstoreError::NoEndpoints)?;
+        let node_ip = match config.node_ip {
+            Some(ip) => ip,
+            None => local_address_towards(first)?,
+        };
+        let connection = Arc::new(connection::Connection::new(config.endpoints.clone()));
+        let session = Arc::new(session::Session::new(connection.clone(), config.lease_ttl));
+        let (changes_tx, changes) = watch::channel(0u64);
+        let changes_tx = Arc::new(changes_tx);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let allocator = Arc::new(EtcdIdentityAllocator::new(
+            connection.clone(),
+            session.clone(),
+            config.node_name.clone(),
+            changes_tx.clone(),
+        ));
+        let remote = RemoteEndpoints::default();
+        let publisher = IpcachePublisher::new(session.clone(), &config.node_name, node_ip);
+        let me = peer_service::Node {
+            name: config.node_name.clone(),
+            address: hubble_address(node_ip, config.hubble_listen_address.as_deref()),
+            cluster: Some(config.cluster_name.clone()),
+        };
+        nodes::register(&session, &me, node_ip);
+
+        let watches: Vec<(String, Arc<dyn watcher::WatchHandler>)> = vec![
+            (
+                keys::IDENTITY_ID_PREFIX.to_string(),
+                allocator.watch_handler(),
+            ),
+            (
+                keys::IPCACHE_PREFIX.to_string(),
+                Arc::new(ipcache::IpcacheHandler::new(
+                    remote.clone(),
+                    config.node_name.clone(),
+                    changes_tx.clone(),
+                )),
+            ),
+            (
+                keys::nodes_prefix(&config.cluster_name),
+                Arc::new(nodes::NodesHandler::new(hub, me)),
+            ),
+        ];
+        let watch_tasks = watches
+            .into_iter()
+            .map(|(prefix, handler)| {
+                tokio::spawn(watcher::run(
+                    connection.clone(),
+                    prefix,
+                    handler,
+                    shutdown_rx.clone(),
+                ))
+            })
+            .collect();
+        let session_task = tokio::spawn(session.clone().run(shutdown_rx));
+        tracing::info!(
+            endpoints = ?config.endpoints,
+            node_ip = %node_ip,
+            "joining the cluster through etcd"
+        );
+        Ok(Kvstore {
+            allocator,
+            remote,
+            publisher,
+            changes,
+            shutdown,
+            session_task,
+            watch_tasks,
+            session,
+            node_ip,
+        })
+    }
+
+    /// The cluster-wide identity allocator.
+    pub fn allocator(&self) -> Arc<EtcdIdentityAllocator> {
+        self.allocator.clone()
+    }
+
+    /// The pods of the other nodes, as their agents published them.
+    pub fn remote_endpoints(&self) -> RemoteEndpoints {
+        self.remote.clone()
+    }
+
+    /// The address this node announces.
+    pub fn node_ip(&self) -> IpAddr {
+        self.node_ip
+    }
+
+    /// True while the session holds a live lease (etcd reachable, keys published).
+    pub fn has_lease(&self) -> bool {
+        self.session.lease().borrow().is_some()
+    }
+
+    /// Changes whenever identities or remote endpoints known cluster-wide change.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// Publishes this node's endpoints, replacing what was published before.
+    pub fn publish_endpoints(&self, endpoints: &[Endpoint]) {
+        self.publisher.publish(endpoints);
+    }
+
+    /// Stops the watches and revokes the lease (waiting at most [`STOP_TIMEOUT`]), so
+    /// the node and its pods leave the cluster at once.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let mut session_task = self.session_task;
+        if tokio::time::timeout(STOP_TIMEOUT, &mut session_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("etcd did not confirm the lease revocation in time");
+            session_task.abort();
+        }
+        for task in self.watch_tasks {
+            task.abort();
+        }
+    }
+
+    /// Stops every task without revoking the lease, as if the agent died.
+    #[cfg(test)]
+    fn crash(self) {
+        self.session_task.abort();
+        for task in self.watch_tasks {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
