@@ -59,7 +59,9 @@ pub struct FlowStats {
 enum NodeMessage {
     Response {
         time: i128,
-        response: GetFlowsResponse,
+        // Boxed so that a queue slot stays small: queues are sized for bursts and keep
+        // their high-water mark of slots allocated.
+        response: Box<GetFlowsResponse>,
     },
     Failed {
         node: String,
@@ -73,7 +75,7 @@ pub fn get_flows(
     config: Arc<FlowsConfig>,
     stats: Arc<FlowStats>,
     request: GetFlowsRequest,
-) -> mpsc::Receiver<Result<GetFlowsResponse, Status>> {
+) -> mpsc::Receiver<Result<Box<GetFlowsResponse>, Status>> {
     let (out, receiver) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
     tokio::spawn(run(pool, config, stats, request, out));
     receiver
@@ -221,6 +223,19 @@ impl NodeReader {
         loop {
             let message = tokio::select! {
                 message = stream.message() => message,
+                // Responses were dropped: report them as soon as there is room, even if
+                // the node sends nothing more.
+                permit = self.sender.reserve(), if self.lost > 0 => {
+                    match permit {
+                        Ok(permit) => {
+                            permit.send(self.lost_event());
+                            self.lost = 0;
+                            self.lost_first = None;
+                            continue;
+                        }
+                        Err(_) => return,
+                    }
+                }
                 () = self.sender.closed() => return,
             };
             match message {
@@ -273,7 +288,10 @@ impl NodeReader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(self.name.clone(), time);
-        let message = NodeMessage::Response { time, response };
+        let message = NodeMessage::Response {
+            time,
+            response: Box::new(response),
+        };
         if !self.follow {
             return self.sender.send(message).await.is_ok();
         }
@@ -304,7 +322,7 @@ impl NodeReader {
         let time = self.lost_last.unwrap_or_default();
         NodeMessage::Response {
             time,
-            response: GetFlowsResponse {
+            response: Box::new(GetFlowsResponse {
                 node_name: self.name.clone(),
                 time: Some(timestamp_from_nanos(time)),
                 response_types: Some(ResponseTypes::LostEvents(LostEvent {
@@ -314,7 +332,7 @@ impl NodeReader {
                     first: self.lost_first.map(timestamp_from_nanos),
                     last: self.lost_last.map(timestamp_from_nanos),
                 })),
-            },
+            }),
         }
     }
 }
@@ -332,7 +350,7 @@ async fn run(
     config: Arc<FlowsConfig>,
     stats: Arc<FlowStats>,
     request: GetFlowsRequest,
-    out: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    out: mpsc::Sender<Result<Box<GetFlowsResponse>, Status>>,
 ) {
     let follow = request.follow;
     let peers = pool.list();
@@ -358,7 +376,7 @@ async fn run(
     ] {
         if !nodes.is_empty() {
             let event = node_status(node_name, state, nodes, String::new());
-            if out.send(Ok(event)).await.is_err() {
+            if out.send(Ok(Box::new(event))).await.is_err() {
                 return;
             }
         }
@@ -371,7 +389,7 @@ async fn run(
     update_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buffer = SortBuffer::new(buffer_len, config.sort_buffer_drain_timeout);
     let mut pending: Option<PendingError> = None;
-    let mut ready: Vec<GetFlowsResponse> = Vec::new();
+    let mut ready: Vec<Box<GetFlowsResponse>> = Vec::new();
     let mut watch_changes = follow;
 
     loop {
@@ -444,26 +462,29 @@ async fn run(
 }
 
 /// Tells a follow client about nodes that started streaming after the request began.
-fn announce(node_name: &str, started: Vec<String>, ready: &mut Vec<GetFlowsResponse>) {
+// Responses stay boxed from the node queue to the client queue so that slots stay small.
+#[allow(clippy::vec_box)]
+fn announce(node_name: &str, started: Vec<String>, ready: &mut Vec<Box<GetFlowsResponse>>) {
     if !started.is_empty() {
-        ready.push(node_status(
+        ready.push(Box::new(node_status(
             node_name,
             NodeState::NodeConnected,
             started,
             String::new(),
-        ));
+        )));
     }
 }
 
+#[allow(clippy::vec_box)]
 fn flush_error(
-    buffer: &mut SortBuffer<GetFlowsResponse>,
-    ready: &mut Vec<GetFlowsResponse>,
+    buffer: &mut SortBuffer<Box<GetFlowsResponse>>,
+    ready: &mut Vec<Box<GetFlowsResponse>>,
     node_name: &str,
     error: PendingError,
 ) {
     let mut event = node_status(node_name, NodeState::NodeError, error.nodes, error.message);
     event.time = Some(timestamp_from_nanos(error.time));
-    ready.extend(buffer.push(error.time, event, std::time::Instant::now()));
+    ready.extend(buffer.push(error.time, Box::new(event), std::time::Instant::now()));
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {

@@ -8,7 +8,7 @@
 //! waits longer than `drain_timeout`. A response older than one already sent (it arrived
 //! too late to be ordered) is passed through at once rather than held back.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -20,31 +20,14 @@ struct Key {
     seq: u64,
 }
 
-struct Entry<T> {
-    key: Key,
-    item: T,
-}
-
-impl<T> PartialEq for Entry<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl<T> Eq for Entry<T> {}
-impl<T> PartialOrd for Entry<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T> Ord for Entry<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
 /// A bounded buffer that releases items in time order.
+///
+/// Items stay where they were put (a slab of slots); only small keys move inside the heap,
+/// so large messages are moved once in and once out.
 pub struct SortBuffer<T> {
-    heap: BinaryHeap<Reverse<Entry<T>>>,
+    heap: BinaryHeap<Reverse<(Key, usize)>>,
+    slots: Vec<Option<T>>,
+    free_slots: Vec<usize>,
     arrivals: VecDeque<(Instant, Key)>,
     max_len: usize,
     drain_timeout: Duration,
@@ -58,6 +41,8 @@ impl<T> SortBuffer<T> {
         let max_len = max_len.max(1);
         Self {
             heap: BinaryHeap::with_capacity(max_len + 1),
+            slots: Vec::with_capacity(max_len + 1),
+            free_slots: Vec::with_capacity(max_len + 1),
             arrivals: VecDeque::with_capacity(max_len + 1),
             max_len,
             drain_timeout,
@@ -88,7 +73,17 @@ impl<T> SortBuffer<T> {
         if self.last_released.is_some_and(|last| key.time < last.time) {
             return Some(item);
         }
-        self.heap.push(Reverse(Entry { key, item }));
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(item);
+                slot
+            }
+            None => {
+                self.slots.push(Some(item));
+                self.slots.len() - 1
+            }
+        };
+        self.heap.push(Reverse((key, slot)));
         self.arrivals.push_back((now, key));
         if self.heap.len() > self.max_len {
             return self.pop_min();
@@ -97,9 +92,10 @@ impl<T> SortBuffer<T> {
     }
 
     fn pop_min(&mut self) -> Option<T> {
-        let Reverse(entry) = self.heap.pop()?;
-        self.last_released = Some(entry.key);
-        Some(entry.item)
+        let Reverse((key, slot)) = self.heap.pop()?;
+        self.last_released = Some(key);
+        self.free_slots.push(slot);
+        self.slots.get_mut(slot).and_then(Option::take)
     }
 
     fn is_released(&self, key: Key) -> bool {

@@ -239,8 +239,11 @@ fn follow(
 }
 
 fn flows_from(seen: &std::sync::Mutex<Vec<GetFlowsResponse>>, node: &str, after: usize) -> usize {
-    seen.lock().expect("lock")[after..]
-        .iter()
+    flows_from_list(&seen.lock().expect("lock")[after..], node)
+}
+
+fn flows_from_list(seen: &[GetFlowsResponse], node: &str) -> usize {
+    seen.iter()
         .filter(|r| r.node_name == node && matches!(r.response_types, Some(ResponseTypes::Flow(_))))
         .count()
 }
@@ -350,6 +353,89 @@ async fn a_node_added_to_the_file_joins_a_running_follow() -> anyhow::Result<()>
         .filter_map(node_status)
         .any(|(state, names, _)| state == NodeState::NodeConnected && names == ["node4"]);
     assert!(announced, "NODE_CONNECTED for node4");
+    task.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_that_fall_behind_get_lost_events_for_every_dropped_flow() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let mut stalled = observer_client(cluster.relay.local_addr()).await?;
+    let request = GetFlowsRequest {
+        follow: true,
+        ..Default::default()
+    };
+    let mut stalled_stream = stalled.get_flows(request).await?.into_inner();
+    let (seen, task) = follow(observer_client(cluster.relay.local_addr()).await?);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let total = 20_000;
+    for batch in 0..100 {
+        for k in 0..200 {
+            let time = nanos_now() + (batch * 200 + k) as i128;
+            cluster.agents[0].emit(flow_response("node1", time, "default"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The reading follower receives everything unless the machine cannot keep up, in
+    // which case what it missed is reported too.
+    let accounted = || {
+        let seen = seen.lock().expect("lock");
+        let lost: u64 = seen
+            .iter()
+            .filter_map(|r| match &r.response_types {
+                Some(ResponseTypes::LostEvents(event)) => Some(event.num_events_lost),
+                _ => None,
+            })
+            .sum();
+        (flows_from_list(&seen, "node1"), lost)
+    };
+    let complete = eventually(Duration::from_secs(10), || async {
+        let (flows, lost) = accounted();
+        flows as u64 + lost >= total as u64
+    })
+    .await;
+    let (reader_flows, reader_lost) = accounted();
+    println!("reading follower: {reader_flows} flows, {reader_lost} reported lost");
+    assert!(
+        complete,
+        "every flow reached the reading follower or was reported lost"
+    );
+
+    let mut lost = 0;
+    let mut flows = 0;
+    while let Ok(Ok(Some(response))) =
+        tokio::time::timeout(Duration::from_millis(500), stalled_stream.message()).await
+    {
+        match response.response_types {
+            Some(ResponseTypes::LostEvents(event)) => {
+                assert_eq!(
+                    event.source(),
+                    proto::flow::LostEventSource::ObserverEventsQueue
+                );
+                assert_eq!(response.node_name, "node1");
+                lost += event.num_events_lost;
+            }
+            Some(ResponseTypes::Flow(_)) if response.node_name == "node1" => flows += 1,
+            _ => {}
+        }
+    }
+    println!("stalled follower: {flows} flows, {lost} reported lost");
+    assert!(lost > 0, "the stalled follower was told it lost flows");
+    // Without `number`, a follow starts with the node's whole history: 10 recorded flows.
+    assert_eq!(
+        flows + lost,
+        total as u64 + 10,
+        "every flow is either delivered or counted as lost"
+    );
+    assert_eq!(
+        cluster
+            .relay
+            .stats()
+            .dropped_responses
+            .load(std::sync::atomic::Ordering::Relaxed),
+        lost + reader_lost
+    );
     task.abort();
     Ok(())
 }
