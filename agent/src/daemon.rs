@@ -14,7 +14,8 @@ use anyhow::{Context, Result};
 
 use crate::admin::{bind_admin_socket, serve_admin, AdminStats};
 use crate::endpoints::{watch_endpoints, WatcherConfig};
-use crate::identity::LocalIdentityAllocator;
+use crate::identity::{IdentityAllocator, LocalIdentityAllocator};
+use crate::kvstore::Kvstore;
 use crate::state::AgentState;
 
 mod datapath_sync;
@@ -37,6 +38,8 @@ pub struct DaemonConfig {
     /// Prometheus metrics address (`None`: no metrics server).
     pub metrics_address: Option<String>,
     pub peers_file: Option<PathBuf>,
+    /// Cluster store (etcd); `None` for a single node.
+    pub kvstore: Option<crate::kvstore::KvstoreConfig>,
     pub ring_capacity: u64,
     /// Serve flows from this capture instead of (or besides) the datapath.
     pub replay: Option<PathBuf>,
@@ -67,11 +70,24 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     };
 
     // Control plane.
-    let allocator = Arc::new(LocalIdentityAllocator::new());
+    // In a cluster, identities, pods of other nodes and the node list come from etcd.
+    let hub = peer_service::NodeHub::new();
+    let kvstore = match config.kvstore.clone() {
+        Some(kv) => Some(Kvstore::start(kv, hub.clone()).context("joining the cluster store")?),
+        None => None,
+    };
+    let allocator: Arc<dyn IdentityAllocator> = match &kvstore {
+        Some(kvstore) => kvstore.allocator(),
+        None => Arc::new(LocalIdentityAllocator::new()),
+    };
+    let remote = kvstore.as_ref().map(Kvstore::remote_endpoints);
     let state = AgentState::new(allocator, config.cluster_name.clone());
     let admin = bind_admin_socket(&config.admin_socket)
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(kvstore) = &kvstore {
+        tasks.spawn(kvstore.follow(state.clone()));
+    }
     tasks.spawn(serve_admin(
         admin,
         state.clone(),
@@ -94,8 +110,9 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     if config.datapath {
         let datapath = DatapathSync::load(config.monitor_aggregation, local_addresses())
             .context("loading the eBPF datapath")?;
-        let (datapath, reader) = datapath.with_reader()?;
-        let getters = StateGetters::new(state.clone(), links.clone());
+        let (datapath, reader) = datapath.with_remote_endpoints(remote.clone()).with_reader()?;
+        let getters =
+            StateGetters::new(state.clone(), links.clone()).with_remote_endpoints(remote.clone());
         let parser = observer::parser::Parser::new(
             config.node_name.clone(),
             ebpf_events::KtimeClock::measure().context("measuring the kernel clock")?,
@@ -126,16 +143,17 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         });
     }
 
-    // The Hubble API with the peer service next to it.
-    let hub = peer_service::NodeHub::new();
-    let _nodes_watcher = config.peers_file.as_ref().map(|path| {
+    // The Hubble API with the peer service next to it; the cluster store, when there is
+    // one, feeds the hub instead of the nodes file.
+    let peers_file = config.peers_file.as_ref().filter(|_| kvstore.is_none());
+    let _nodes_watcher = peers_file.map(|path| {
         peer_service::NodesFileWatcher::spawn(
             path,
             hub.clone(),
             peer_service::DEFAULT_RESCAN_INTERVAL,
         )
     });
-    if config.peers_file.is_none() {
+    if config.peers_file.is_none() && kvstore.is_none() {
         // A single node announces itself, as an agent without a cluster does.
         let address = config.listen_address.clone().unwrap_or_default();
         hub.upsert(peer_service::Node::new(config.node_name.clone(), address));
@@ -165,6 +183,9 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         Ok(Ok(Err(e))) => tracing::error!("Hubble API server: {e}"),
         Err(_) => tracing::warn!("Hubble API server did not stop in time"),
         _ => {}
+    }
+    if let Some(kvstore) = kvstore {
+        kvstore.stop().await;
     }
     tasks.abort_all();
     let _ = std::fs::remove_file(&config.admin_socket);

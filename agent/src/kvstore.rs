@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::endpoints::Endpoint;
+use crate::state::AgentState;
 
 mod connection;
 mod identity;
@@ -183,7 +184,7 @@ fn hubble_address(node_ip: IpAddr, listen: Option<&str>) -> String {
 pub struct Kvstore {
     allocator: Arc<EtcdIdentityAllocator>,
     remote: RemoteEndpoints,
-    publisher: IpcachePublisher,
+    publisher: Arc<IpcachePublisher>,
     changes: watch::Receiver<u64>,
     shutdown: watch::Sender<bool>,
     session_task: JoinHandle<()>,
@@ -218,7 +219,11 @@ impl Kvstore {
             changes_tx.clone(),
         ));
         let remote = RemoteEndpoints::default();
-        let publisher = IpcachePublisher::new(session.clone(), &config.node_name, node_ip);
+        let publisher = Arc::new(IpcachePublisher::new(
+            session.clone(),
+            &config.node_name,
+            node_ip,
+        ));
         let me = peer_service::Node {
             name: config.node_name.clone(),
             address: hubble_address(node_ip, config.hubble_listen_address.as_deref()),
@@ -302,6 +307,37 @@ impl Kvstore {
     /// Publishes this node's endpoints, replacing what was published before.
     pub fn publish_endpoints(&self, endpoints: &[Endpoint]) {
         self.publisher.publish(endpoints);
+    }
+
+    /// Keeps the agent and the store in step: publishes this node's endpoints whenever
+    /// the agent's state changes, and asks the agent to recompile its datapath whenever
+    /// identities or pods of other nodes change. Runs until the state goes away.
+    pub fn follow(
+        &self,
+        state: Arc<AgentState>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let publisher = self.publisher.clone();
+        let mut cluster = self.changes.clone();
+        let mut local = state.subscribe_changes();
+        async move {
+            publisher.publish(&state.endpoints());
+            loop {
+                tokio::select! {
+                    changed = local.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        publisher.publish(&state.endpoints());
+                    }
+                    changed = cluster.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        state.request_sync();
+                    }
+                }
+            }
+        }
     }
 
     /// Stops the watches and revokes the lease (waiting at most [`STOP_TIMEOUT`]), so

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use agent::admin::{run_admin_command, AdminCommand, DEFAULT_ADMIN_SOCKET};
 use agent::daemon::{run, DaemonConfig};
+use agent::kvstore::{KvstoreConfig, DEFAULT_LEASE_TTL};
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -81,6 +82,10 @@ struct DaemonArgs {
     /// Static nodes file for the peer service.
     #[arg(long)]
     peers_file: Option<PathBuf>,
+    /// etcd endpoints of the cluster store, comma-separated (e.g. http://10.100.0.1:2379);
+    /// without them the agent is a single node. Replaces --peers-file.
+    #[arg(long)]
+    kvstore_endpoints: Option<String>,
     /// Flows kept in the ring: 2^n - 1.
     #[arg(
         long,
@@ -128,6 +133,17 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
             .and_then(|n| n.into_string().ok())
             .unwrap_or_else(|| "localhost".into()),
     };
+    let kvstore = match args.kvstore_endpoints.as_deref() {
+        Some(list) => Some(KvstoreConfig {
+            endpoints: KvstoreConfig::parse_endpoints(list)?,
+            node_name: node_name.clone(),
+            cluster_name: args.cluster_name.clone(),
+            node_ip: None,
+            hubble_listen_address: optional(&args.listen_address),
+            lease_ttl: DEFAULT_LEASE_TTL,
+        }),
+        None => None,
+    };
     Ok(DaemonConfig {
         node_name,
         cluster_name: args.cluster_name,
@@ -137,6 +153,7 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
         listen_address: optional(&args.listen_address),
         metrics_address: optional(&args.metrics_address),
         peers_file: args.peers_file,
+        kvstore,
         ring_capacity: args.ring_capacity,
         datapath: args.datapath || (args.replay.is_none() && !args.no_datapath),
         replay: args.replay,

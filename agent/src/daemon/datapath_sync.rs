@@ -16,6 +16,7 @@ use observer::IngestHandle;
 use proto::flow::{LostEvent, LostEventSource};
 
 use super::enrich::Links;
+use crate::kvstore::RemoteEndpoints;
 use crate::policy::Direction as PolicyDirection;
 use crate::state::AgentState;
 
@@ -30,6 +31,8 @@ pub struct DatapathSync {
     attached: BTreeMap<String, u32>,
     ipcache: BTreeMap<IpNet, IpcacheEntry>,
     kernel_lost: u64,
+    /// Pods of the other nodes of a cluster.
+    remote: Option<RemoteEndpoints>,
 }
 
 impl DatapathSync {
@@ -45,7 +48,14 @@ impl DatapathSync {
             attached: BTreeMap::new(),
             ipcache: BTreeMap::new(),
             kernel_lost: 0,
+            remote: None,
         })
+    }
+
+    /// Also puts the pods of other nodes into the ipcache (cluster mode).
+    pub fn with_remote_endpoints(mut self, remote: Option<RemoteEndpoints>) -> Self {
+        self.remote = remote;
+        self
     }
 
     /// Takes the ring buffer reader out (once).
@@ -70,6 +80,14 @@ impl DatapathSync {
         }
         for (prefix, identity) in &compiled.cidr_identities {
             ipcache.insert(*prefix, IpcacheEntry::remote(identity.0));
+        }
+        // Pods of other nodes first, so that a local endpoint always wins.
+        for pod in self.remote.iter().flat_map(RemoteEndpoints::all) {
+            let mut entry = IpcacheEntry::remote(pod.identity.0);
+            if let IpAddr::V4(node) = pod.node_ip {
+                entry = entry.with_tunnel_ip(node);
+            }
+            ipcache.insert(IpNet::from(pod.ip), entry);
         }
         for (endpoint, enforcement) in &endpoints {
             let spec = &endpoint.spec;

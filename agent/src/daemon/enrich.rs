@@ -8,6 +8,7 @@ use observer::parser::{EndpointGetter, Getters, IdentityGetter, LinkGetter};
 use proto::flow;
 
 use crate::identity::Identity;
+use crate::kvstore::RemoteEndpoints;
 use crate::state::AgentState;
 
 /// Interface names of the attached endpoint veths, by ifindex.
@@ -35,11 +36,36 @@ impl LinkGetter for Links {
 pub struct StateGetters {
     state: Arc<AgentState>,
     links: Links,
+    remote: Option<RemoteEndpoints>,
 }
 
 impl StateGetters {
     pub fn new(state: Arc<AgentState>, links: Links) -> Self {
-        Self { state, links }
+        Self {
+            state,
+            links,
+            remote: None,
+        }
+    }
+
+    /// Also answers for the pods of other nodes (cluster mode), with endpoint id 0 as
+    /// Hubble shows remote endpoints.
+    pub fn with_remote_endpoints(mut self, remote: Option<RemoteEndpoints>) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    fn remote_endpoint(&self, ip: IpAddr) -> Option<flow::Endpoint> {
+        let pod = self.remote.as_ref()?.by_ip(ip)?;
+        Some(flow::Endpoint {
+            id: 0,
+            identity: pod.identity.0,
+            cluster_name: self.state.cluster().to_string(),
+            namespace: pod.namespace,
+            labels: pod.labels,
+            pod_name: pod.pod_name,
+            workloads: Vec::new(),
+        })
     }
 
     pub fn into_parser_getters(self) -> Getters {
@@ -54,7 +80,9 @@ impl StateGetters {
 
 impl EndpointGetter for StateGetters {
     fn endpoint_by_ip(&self, ip: IpAddr) -> Option<flow::Endpoint> {
-        let endpoint = self.state.endpoint_by_ip(ip)?;
+        let Some(endpoint) = self.state.endpoint_by_ip(ip) else {
+            return self.remote_endpoint(ip);
+        };
         Some(flow::Endpoint {
             id: u32::from(endpoint.id),
             identity: endpoint.identity.0,
