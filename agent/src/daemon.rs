@@ -21,10 +21,14 @@ use crate::state::AgentState;
 mod datapath_sync;
 mod enrich;
 mod events;
+mod hooks;
 mod pipeline;
+mod telemetry;
 
 pub use datapath_sync::DatapathSync;
 pub use enrich::StateGetters;
+pub use hooks::FlowHooks;
+pub use telemetry::TelemetryConfig;
 
 /// Everything the daemon is configured with, parsed up front.
 #[derive(Debug, Clone)]
@@ -37,6 +41,8 @@ pub struct DaemonConfig {
     pub listen_address: Option<String>,
     /// Prometheus metrics address (`None`: no metrics server).
     pub metrics_address: Option<String>,
+    /// Metric handlers and flow export.
+    pub telemetry: TelemetryConfig,
     pub peers_file: Option<PathBuf>,
     /// Cluster store (etcd); `None` for a single node.
     pub kvstore: Option<crate::kvstore::KvstoreConfig>,
@@ -99,10 +105,19 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         .with_context(|| format!("creating {}", config.endpoints_dir.display()))?;
     let (_watcher, endpoint_events) = watch_endpoints(WatcherConfig::new(&config.endpoints_dir))
         .with_context(|| format!("watching {}", config.endpoints_dir.display()))?;
+    let hooks = telemetry::start(
+        &config.telemetry,
+        config.metrics_address.as_deref(),
+        observer.clone(),
+        &mut tasks,
+        shutdown.clone(),
+    )
+    .await?;
     tasks.spawn(events::apply_endpoint_events(
         state.clone(),
         endpoint_events,
         ingest.clone(),
+        hooks.clone(),
     ));
 
     // Datapath: load, keep the maps in step with the state, parse its records.
@@ -110,7 +125,9 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     if config.datapath {
         let datapath = DatapathSync::load(config.monitor_aggregation, local_addresses())
             .context("loading the eBPF datapath")?;
-        let (datapath, reader) = datapath.with_remote_endpoints(remote.clone()).with_reader()?;
+        let (datapath, reader) = datapath
+            .with_remote_endpoints(remote.clone())
+            .with_reader()?;
         let getters =
             StateGetters::new(state.clone(), links.clone()).with_remote_endpoints(remote.clone());
         let parser = observer::parser::Parser::new(
@@ -118,12 +135,19 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
             ebpf_events::KtimeClock::measure().context("measuring the kernel clock")?,
             getters.into_parser_getters(),
         );
-        tasks.spawn(pipeline::run(reader, parser, ingest.clone(), shutdown()));
+        tasks.spawn(pipeline::run(
+            reader,
+            parser,
+            ingest.clone(),
+            hooks.clone(),
+            shutdown(),
+        ));
         tasks.spawn(datapath_sync::run(
             datapath,
             state.clone(),
             links,
             ingest.clone(),
+            hooks.clone(),
             shutdown(),
         ));
     }

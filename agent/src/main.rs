@@ -4,10 +4,15 @@
 use std::path::PathBuf;
 
 use agent::admin::{run_admin_command, AdminCommand, DEFAULT_ADMIN_SOCKET};
-use agent::daemon::{run, DaemonConfig};
+use agent::daemon::{run, DaemonConfig, TelemetryConfig};
 use agent::kvstore::{KvstoreConfig, DEFAULT_LEASE_TTL};
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// The handlers a demo node serves by default: the set the Hubble docs enable.
+const DEFAULT_METRICS: &str = "dns drop tcp flow port-distribution icmp policy \
+    httpV2:exemplars=true;labelsContext=source_ip,source_namespace,source_workload,\
+    destination_ip,destination_namespace,destination_workload,traffic_direction";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -79,6 +84,39 @@ struct DaemonArgs {
     /// Prometheus metrics address ("" to disable).
     #[arg(long, default_value = ":9965")]
     metrics_address: String,
+    /// Metric handlers with options, space separated (upstream's `hubble-metrics`).
+    #[arg(long, visible_alias = "hubble-metrics", default_value = DEFAULT_METRICS)]
+    metrics: String,
+    /// Export flows as JSON lines to this file (upstream's `hubble-export-file-path`).
+    #[arg(long, visible_alias = "hubble-export-file-path")]
+    export_file_path: Option<PathBuf>,
+    #[arg(
+        long,
+        visible_alias = "hubble-export-file-max-size-mb",
+        default_value_t = 10
+    )]
+    export_file_max_size_mb: u64,
+    #[arg(
+        long,
+        visible_alias = "hubble-export-file-max-backups",
+        default_value_t = 5
+    )]
+    export_file_max_backups: usize,
+    /// Compress rotated export files with gzip.
+    #[arg(long, visible_alias = "hubble-export-file-compress")]
+    export_file_compress: bool,
+    /// Only export flows matching these FlowFilters (JSON objects).
+    #[arg(long, visible_alias = "hubble-export-allowlist")]
+    export_allowlist: Option<String>,
+    /// Never export flows matching these FlowFilters (JSON objects).
+    #[arg(long, visible_alias = "hubble-export-denylist")]
+    export_denylist: Option<String>,
+    /// Only keep these flow fields in exported flows.
+    #[arg(long, visible_alias = "hubble-export-fieldmask", value_delimiter = ',')]
+    export_fieldmask: Vec<String>,
+    /// Exporters declared in a YAML file (`flowLogs:`), reloaded when it changes.
+    #[arg(long, visible_alias = "hubble-flowlogs-config-path")]
+    flowlogs_config_path: Option<PathBuf>,
     /// Static nodes file for the peer service.
     #[arg(long)]
     peers_file: Option<PathBuf>,
@@ -152,6 +190,17 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
         admin_socket: args.admin_socket,
         listen_address: optional(&args.listen_address),
         metrics_address: optional(&args.metrics_address),
+        telemetry: TelemetryConfig {
+            metrics: args.metrics,
+            export_file_path: args.export_file_path,
+            export_max_size_mb: args.export_file_max_size_mb,
+            export_max_backups: args.export_file_max_backups,
+            export_compress: args.export_file_compress,
+            export_allowlist: args.export_allowlist,
+            export_denylist: args.export_denylist,
+            export_fieldmask: args.export_fieldmask,
+            flowlogs_config: args.flowlogs_config_path,
+        },
         peers_file: args.peers_file,
         kvstore,
         ring_capacity: args.ring_capacity,

@@ -16,6 +16,7 @@ use observer::IngestHandle;
 use proto::flow::{LostEvent, LostEventSource};
 
 use super::enrich::Links;
+use super::hooks::FlowHooks;
 use crate::kvstore::RemoteEndpoints;
 use crate::policy::Direction as PolicyDirection;
 use crate::state::AgentState;
@@ -201,6 +202,7 @@ pub async fn run(
     state: Arc<AgentState>,
     links: Links,
     ingest: IngestHandle,
+    hooks: FlowHooks,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut changes = state.subscribe_changes();
@@ -223,6 +225,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let lost = sync.new_kernel_loss();
                 if lost > 0 {
+                    hooks.on_lost(LostEventSource::PerfEventRingBuffer, lost);
                     ingest.push_lost_event(LostEvent {
                         source: LostEventSource::PerfEventRingBuffer as i32,
                         num_events_lost: lost,

@@ -9,6 +9,7 @@ use proto::flow::{
 };
 use tokio::sync::mpsc;
 
+use super::hooks::FlowHooks;
 use crate::endpoints::EndpointEvent;
 use crate::state::AgentState;
 
@@ -17,6 +18,7 @@ pub async fn apply_endpoint_events(
     state: Arc<AgentState>,
     mut events: mpsc::Receiver<EndpointEvent>,
     ingest: IngestHandle,
+    hooks: FlowHooks,
 ) {
     while let Some(event) = events.recv().await {
         let notice = match &event {
@@ -29,6 +31,7 @@ pub async fn apply_endpoint_events(
                 String::new(),
             )),
             EndpointEvent::Removed(w) => {
+                hooks.on_endpoint_deleted(&w.spec.namespace, &w.spec.name);
                 Some((AgentEventType::EndpointDeleted, w.clone(), String::new()))
             }
             EndpointEvent::Rejected { path, error } => {

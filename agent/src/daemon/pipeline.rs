@@ -8,6 +8,8 @@ use ebpf_events::loader::EventReader;
 use observer::parser::Parser;
 use observer::IngestHandle;
 
+use super::hooks::FlowHooks;
+
 /// Records that could not be parsed (truncated or garbage), counted and skipped.
 pub static UNPARSABLE_RECORDS: AtomicU64 = AtomicU64::new(0);
 
@@ -16,13 +18,14 @@ pub async fn run(
     mut reader: EventReader,
     parser: Parser,
     ingest: IngestHandle,
+    hooks: FlowHooks,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
         let batch = reader.read_batch(|record| match parser.parse(record) {
             Ok(flow) => {
-                ingest.push_flow(flow);
+                ingest.push_flow(hooks.on_flow(flow));
             }
             Err(e) => {
                 let n = UNPARSABLE_RECORDS.fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,10 @@ use crate::time::{parse_time, MAX_VALID_SECONDS, MIN_VALID_SECONDS};
 /// Flows printed when neither follow mode nor a range is asked for.
 pub const DEFAULT_FLOW_COUNT: u64 = 20;
 
-/// Fields requested by default for the text formats, as upstream lists them.
+/// Fields requested by default for the text formats: upstream's list plus
+/// `traffic_direction` and `policy_match_type`, which the TYPE column of policy verdicts
+/// prints (`policy-verdict:L3-L4 INGRESS`). Upstream v1.19 omits them and so prints
+/// `policy-verdict:none TRAFFIC_DIRECTION_UNKNOWN` against a server that honours masks.
 pub const DEFAULT_FIELD_MASK: &[&str] = &[
     "time",
     "verdict",
@@ -35,6 +38,8 @@ pub const DEFAULT_FIELD_MASK: &[&str] = &[
     "is_reply",
     "Summary",
     "ip_trace_id",
+    "traffic_direction",
+    "policy_match_type",
 ];
 
 /// Selector flags after parsing.
