@@ -37,5 +37,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_descriptors(&descriptor_bytes)?
         .preserve_proto_field_names()
         .build(&[".flow", ".observer", ".peer", ".relay"])?;
+    // Numbers are read with our visitor (`crate::number`) instead of pbjson's helper.
+    for package in ["flow", "observer", "peer", "relay"] {
+        let path = out_dir.join(format!("{package}.serde.rs"));
+        let generated = std::fs::read_to_string(&path)?;
+        let patched = generated.replace(
+            "::pbjson::private::NumberDeserialize",
+            "crate::number::NumberDeserialize",
+        );
+        std::fs::write(&path, patched)?;
+    }
     Ok(())
 }

@@ -37,6 +37,8 @@ pub mod peer {
 
 pub mod filter;
 pub mod json;
+#[doc(hidden)]
+pub mod number;
 
 /// Encoded `FileDescriptorSet` of the whole API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
