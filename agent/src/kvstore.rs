@@ -75,7 +75,7 @@ pub enum KvstoreError {
     },
     /// etcd answered with an error or could not be reached.
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(Box<etcd_client::Error>),
     /// The lease expired or was revoked behind this agent's back.
     #[error("lease {0:x} is gone")]
     LeaseLost(i64),
@@ -95,6 +95,12 @@ pub enum KvstoreError {
         /// What is wrong with its value.
         reason: String,
     },
+}
+
+impl From<etcd_client::Error> for KvstoreError {
+    fn from(error: etcd_client::Error) -> Self {
+        KvstoreError::Etcd(Box::new(error))
+    }
 }
 
 /// What an agent needs to join a cluster through etcd.

@@ -44,7 +44,9 @@ pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
     processes.sort_by_key(|record| match record.kind {
         ProcessKind::Relay => 0,
         ProcessKind::Agent => 1,
-        ProcessKind::Workload => 2,
+        // After the agents, so that they can revoke their leases on the way out.
+        ProcessKind::Etcd => 2,
+        ProcessKind::Workload => 3,
     });
     for line in process::stop_all(&processes) {
         let _ = writeln!(out, "  {line}");
@@ -63,6 +65,15 @@ pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
             Err(error) => report
                 .failures
                 .push(format!("removing {}: {error}", file.display())),
+        }
+    }
+    for tree in state.trees.iter().rev() {
+        match fs::remove_dir_all(tree) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => report
+                .failures
+                .push(format!("removing {}: {error}", tree.display())),
         }
     }
     // Links first: deleting a root-side veth removes its pair at once, while a

@@ -53,6 +53,19 @@ pub enum LabError {
         source: std::io::Error,
     },
 
+    /// A signal could not be sent to a process of the lab.
+    #[error("sending {signal} to {role} (pid {pid}): {reason}")]
+    Signal {
+        role: String,
+        pid: i32,
+        signal: &'static str,
+        reason: String,
+    },
+
+    /// No process of the lab has this role.
+    #[error("the lab has no process {role:?} (see `hubble-lab status`)")]
+    NoSuchProcess { role: String },
+
     /// The state file exists but cannot be read as a lab state.
     #[error("state file {path} is not valid: {reason}")]
     BadState { path: PathBuf, reason: String },

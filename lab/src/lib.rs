@@ -2,16 +2,19 @@
 //!
 //! [`up::up`] creates a bridge, one namespace per node and per pod, veth pairs, routes,
 //! endpoint files for the agent, the pods' workloads (the deathstar HTTP service and a
-//! DNS responder), and optionally the agents and the relay; [`traffic::traffic`] sends
+//! DNS responder), and optionally etcd (the cluster store), the agents and the relay;
+//! [`cluster`] adds nodes and stops or starts agents and etcd; [`traffic::traffic`] sends
 //! the demo's requests from inside the pods; [`down::down`] removes exactly what the
 //! state file lists. See ARCHITECTURE.md ("Lab topology", "Endpoint files").
 
+pub mod cluster;
 pub mod command;
 pub mod deathstar;
 pub mod dns;
 pub mod dns_server;
 pub mod down;
 pub mod error;
+pub mod etcd;
 pub mod files;
 pub mod http;
 pub mod network;

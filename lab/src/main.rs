@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
+use lab::cluster::Target;
 use lab::dns_server::Records;
 use lab::paths::DEFAULT_RUN_DIR;
 use lab::topology::TopologyConfig;
-use lab::{dns, down, network, request, status, traffic, up, LabError};
+use lab::{cluster, dns, down, network, request, status, traffic, up, LabError};
 
 /// The Star Wars demo on one machine: nodes and pods as network namespaces.
 #[derive(Parser)]
@@ -53,6 +54,23 @@ enum Command {
     Status,
     /// Stop the lab's processes and remove its namespaces, links and files.
     Down,
+    /// Change the nodes of a running lab.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Stop an agent or etcd of a running lab (SIGTERM; --kill for a crash).
+    Stop {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// SIGKILL at once, as a crash would (an agent's node then leaves the cluster
+        /// when its lease expires).
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Start a stopped agent or etcd again, with the same command line.
+    Start {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Make one request from the current network namespace (used by `traffic`).
     #[command(hide = true, subcommand)]
     Request(RequestCommand),
@@ -62,6 +80,39 @@ enum Command {
     /// Write net.* sysctls of the current network namespace (used by `up`).
     #[command(hide = true)]
     Sysctl { settings: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Add a node (namespace, link, routes, agent) to the running lab.
+    Add,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum TargetKind {
+    /// The agent of a node (with --node).
+    Agent,
+    /// The cluster store.
+    Etcd,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// What to act on.
+    #[arg(value_enum)]
+    what: TargetKind,
+    /// The node whose agent to act on.
+    #[arg(long, required_if_eq("what", "agent"))]
+    node: Option<u8>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        match self.what {
+            TargetKind::Agent => Target::Agent(self.node.unwrap_or(1)),
+            TargetKind::Etcd => Target::Etcd,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -78,6 +129,15 @@ struct UpArgs {
     /// Build the topology and workloads only; start neither agents nor relay.
     #[arg(long)]
     no_agents: bool,
+    /// etcd binary for the cluster store [default: /usr/bin/etcd if installed].
+    #[arg(long)]
+    etcd_bin: Option<PathBuf>,
+    /// Do not start etcd: every agent stands alone (static nodes file only).
+    #[arg(long)]
+    no_kvstore: bool,
+    /// Where the relay listens.
+    #[arg(long, hide = true, default_value = up::DEFAULT_RELAY_ADDRESS)]
+    relay_address: String,
     /// Cluster name given to the agents.
     #[arg(long, default_value = "default")]
     cluster_name: String,
@@ -160,6 +220,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 run_dir: global.run_dir.clone(),
                 agent_bin: args.agent_bin,
                 relay_bin: args.relay_bin,
+                etcd_bin: args.etcd_bin,
+                no_kvstore: args.no_kvstore,
+                relay_address: args.relay_address,
                 no_agents: args.no_agents,
                 self_exe: self_exe()?,
             };
@@ -205,6 +268,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if found {
                 println!("hubble-lab: lab removed");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node(NodeCommand::Add) => {
+            cluster::add_node(&global.run_dir, &self_exe()?, &mut stdout)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { target, kill } => {
+            cluster::stop(&global.run_dir, &target.target(), kill, &mut stdout)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start { target } => {
+            cluster::start(&global.run_dir, &target.target(), &mut stdout)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Request(request) => run_request(request),
@@ -305,6 +380,9 @@ fn print_summary(state: &lab::state::StateFile) {
             );
         }
     }
+    if let Some(endpoint) = &state.kvstore_endpoint {
+        println!("  cluster store (etcd)     {endpoint}");
+    }
     println!("next:");
     println!("  hubble-lab traffic");
     let has_agents = state
@@ -322,7 +400,11 @@ fn print_summary(state: &lab::state::StateFile) {
         .iter()
         .any(|record| record.kind == lab::state::ProcessKind::Relay)
     {
-        println!("  hubble observe --server localhost:4245 -f");
+        let relay = state
+            .relay_address
+            .as_deref()
+            .unwrap_or(up::DEFAULT_RELAY_ADDRESS);
+        println!("  hubble observe --server {relay} -f");
     }
     println!("  hubble-lab status");
     println!("  hubble-lab down");

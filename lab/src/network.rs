@@ -80,28 +80,46 @@ pub fn route_between_nodes(topology: &Topology) -> Result<()> {
             .iter()
             .filter(|other| other.index != node.index)
         {
-            let via = other.address.to_string();
-            ip_in(
-                &node.netns,
-                &[
-                    "route",
-                    "add",
-                    &other.pod_cidr.to_string(),
-                    "via",
-                    &via,
-                    "dev",
-                    "eth0",
-                ],
-            )?;
-            let cidr6 = other.pod_cidr6.to_string();
-            let via6 = other.address6.to_string();
-            ip_in(
-                &node.netns,
-                &["-6", "route", "add", &cidr6, "via", &via6, "dev", "eth0"],
-            )?;
+            route_to(node, other)?;
         }
     }
     Ok(())
+}
+
+/// Adds routes between a node that joined later and every other node, both ways.
+pub fn route_new_node(topology: &Topology, new: &NodePlan) -> Result<()> {
+    for other in topology
+        .nodes
+        .iter()
+        .filter(|other| other.index != new.index)
+    {
+        route_to(new, other)?;
+        route_to(other, new)?;
+    }
+    Ok(())
+}
+
+/// Adds, in `node`, routes to the pod CIDRs of `other` via its bridge address.
+fn route_to(node: &NodePlan, other: &NodePlan) -> Result<()> {
+    let via = other.address.to_string();
+    ip_in(
+        &node.netns,
+        &[
+            "route",
+            "add",
+            &other.pod_cidr.to_string(),
+            "via",
+            &via,
+            "dev",
+            "eth0",
+        ],
+    )?;
+    let cidr6 = other.pod_cidr6.to_string();
+    let via6 = other.address6.to_string();
+    ip_in(
+        &node.netns,
+        &["-6", "route", "add", &cidr6, "via", &via6, "dev", "eth0"],
+    )
 }
 
 /// Joins pod `pod` (its namespace already exists) to its node: the veth pair, the

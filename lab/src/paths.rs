@@ -9,6 +9,8 @@
 //! <run>/node<N>/agent.log                   the agent's output
 //! <run>/nodes.yaml                          static node list for the peer service
 //! <run>/relay.log                           the relay's output
+//! <run>/etcd/                               etcd's data directory (the cluster store)
+//! <run>/etcd.log                            etcd's output
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -87,5 +89,15 @@ impl RunLayout {
     /// Log file of the relay.
     pub fn relay_log(&self) -> PathBuf {
         self.root.join("relay.log")
+    }
+
+    /// Data directory of the lab's etcd.
+    pub fn etcd_dir(&self) -> PathBuf {
+        self.root.join("etcd")
+    }
+
+    /// Log file of the lab's etcd.
+    pub fn etcd_log(&self) -> PathBuf {
+        self.root.join("etcd.log")
     }
 }

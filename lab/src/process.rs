@@ -45,11 +45,45 @@ pub fn spawn_detached(launch: Launch<'_>) -> Result<ProcessRecord> {
     }
     argv.push(launch.program.display().to_string());
     argv.extend(launch.args.iter().cloned());
+    spawn_argv(
+        launch.role,
+        launch.kind,
+        launch.netns.map(String::from),
+        argv,
+        launch.log,
+    )
+}
 
-    let log = open_log(launch.log)?;
+/// Starts a recorded process again with the same command line and log, for
+/// `hubble-lab start`. Returns the new record.
+pub fn respawn(record: &ProcessRecord) -> Result<ProcessRecord> {
+    spawn_argv(
+        record.role.clone(),
+        record.kind,
+        record.netns.clone(),
+        record.command.clone(),
+        &record.log,
+    )
+}
+
+fn spawn_argv(
+    role: String,
+    kind: ProcessKind,
+    netns: Option<String>,
+    argv: Vec<String>,
+    log_path: &Path,
+) -> Result<ProcessRecord> {
+    if argv.is_empty() {
+        return Err(LabError::InvalidConfig {
+            what: "command line",
+            value: role,
+            reason: "is empty".to_string(),
+        });
+    }
+    let log = open_log(log_path)?;
     let log_copy = log
         .try_clone()
-        .map_err(|error| LabError::io("duplicating the handle of", launch.log, error))?;
+        .map_err(|error| LabError::io("duplicating the handle of", log_path, error))?;
     let mut process = if command::in_path("setsid") {
         let mut process = Command::new("setsid");
         process.args(&argv);
@@ -80,12 +114,12 @@ pub fn spawn_detached(launch: Launch<'_>) -> Result<ProcessRecord> {
     drop(child);
     let start_time = start_time(pid).unwrap_or(0);
     Ok(ProcessRecord {
-        role: launch.role,
-        kind: launch.kind,
+        role,
+        kind,
         pid,
         start_time,
-        netns: launch.netns.map(String::from),
-        log: launch.log.to_path_buf(),
+        netns,
+        log: log_path.to_path_buf(),
         command: argv,
     })
 }
@@ -176,6 +210,25 @@ pub fn stop_all(records: &[ProcessRecord]) -> Vec<String> {
         report.push(format!("{} (pid {}) {outcome}", record.role, record.pid));
     }
     report
+}
+
+/// Kills a recorded process at once (SIGKILL), as a crash would, and waits until it is
+/// gone. A process that already exited is fine.
+pub fn kill_now(record: &ProcessRecord) -> Result<()> {
+    if !is_alive(record) {
+        return Ok(());
+    }
+    kill(Pid::from_raw(record.pid), Signal::SIGKILL).map_err(|error| LabError::Signal {
+        role: record.role.clone(),
+        pid: record.pid,
+        signal: "SIGKILL",
+        reason: error.to_string(),
+    })?;
+    let deadline = Instant::now() + KILL_WAIT;
+    while is_alive(record) && Instant::now() < deadline {
+        thread::sleep(POLL_INTERVAL);
+    }
+    Ok(())
 }
 
 /// Waits until `ready` returns true, failing early if the process exits.

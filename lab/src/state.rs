@@ -26,6 +26,8 @@ pub enum ProcessKind {
     Agent,
     /// The `hubble-relay` in the root namespace.
     Relay,
+    /// The etcd of the cluster store, in the root namespace.
+    Etcd,
 }
 
 /// A process the lab started, identified by PID and start time.
@@ -60,6 +62,18 @@ pub struct LabState {
     pub files: Vec<PathBuf>,
     /// Directories the lab created (they did not exist before).
     pub dirs: Vec<PathBuf>,
+    /// Directories removed with everything in them (etcd's data directory).
+    #[serde(default)]
+    pub trees: Vec<PathBuf>,
+    /// The cluster store's client URL given to the agents, when etcd runs.
+    #[serde(default)]
+    pub kvstore_endpoint: Option<String>,
+    /// The `hubble-agent` the nodes run (used by `node add`).
+    #[serde(default)]
+    pub agent_bin: Option<PathBuf>,
+    /// Where the relay listens.
+    #[serde(default)]
+    pub relay_address: Option<String>,
     /// True once `up` finished.
     pub complete: bool,
 }

@@ -173,26 +173,9 @@ impl Topology {
         let bridge_address = Ipv4Net::new(Ipv4Addr::new(base[0], base[1], base[2], 1), 24)
             .map_err(|error| invalid_subnet(config, error))?;
 
-        let mut nodes = Vec::new();
-        for index in 1..=config.nodes {
-            let pod_cidr = Ipv4Net::new(Ipv4Addr::new(10, 200, index, 0), 24)
-                .map_err(|error| invalid_subnet(config, error))?;
-            nodes.push(NodePlan {
-                index,
-                name: format!("node{index}"),
-                netns: format!("{prefix}node{index}"),
-                root_link: checked_link_name(format!("{prefix}node{index}"))?,
-                address: Ipv4Addr::new(base[0], base[1], base[2], 10 + index),
-                address6: Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, decimal_as_hex(10 + index)),
-                pod_cidr,
-                pod_cidr6: Ipv6Net::new(
-                    Ipv6Addr::new(0xfd00, 0x200, decimal_as_hex(index), 0, 0, 0, 0, 0),
-                    64,
-                )
-                .map_err(|error| invalid_subnet(config, error))?,
-                gateway: Ipv4Addr::new(10, 200, index, 1),
-            });
-        }
+        let nodes = (1..=config.nodes)
+            .map(|index| plan_node(prefix, bridge_address, index))
+            .collect::<Result<Vec<_>>>()?;
 
         let mut pods = Vec::new();
         for (position, demo) in DEMO_PODS.iter().enumerate() {
@@ -234,6 +217,21 @@ impl Topology {
         })
     }
 
+    /// Plans one more node (without pods) after the existing ones, for `node add`.
+    pub fn add_node(&mut self) -> Result<NodePlan> {
+        let index = self.nodes.iter().map(|node| node.index).max().unwrap_or(0) + 1;
+        if index > MAX_NODES {
+            return Err(LabError::InvalidConfig {
+                what: "node count",
+                value: index.to_string(),
+                reason: format!("must be between 1 and {MAX_NODES}"),
+            });
+        }
+        let node = plan_node(&self.prefix, self.bridge_address, index)?;
+        self.nodes.push(node.clone());
+        Ok(node)
+    }
+
     /// Finds a pod by name.
     pub fn pod(&self, name: &str) -> Option<&PodPlan> {
         self.pods.iter().find(|pod| pod.name == name)
@@ -243,6 +241,31 @@ impl Topology {
     pub fn node(&self, index: u8) -> Option<&NodePlan> {
         self.nodes.iter().find(|node| node.index == index)
     }
+}
+
+/// Plans node `index` on the bridge's /24: `.(10+index)`, pod CIDR `10.200.<index>.0/24`.
+fn plan_node(prefix: &str, bridge_address: Ipv4Net, index: u8) -> Result<NodePlan> {
+    let base = bridge_address.network().octets();
+    let invalid = |error: ipnet::PrefixLenError| LabError::InvalidConfig {
+        what: "node subnet",
+        value: bridge_address.to_string(),
+        reason: error.to_string(),
+    };
+    Ok(NodePlan {
+        index,
+        name: format!("node{index}"),
+        netns: format!("{prefix}node{index}"),
+        root_link: checked_link_name(format!("{prefix}node{index}"))?,
+        address: Ipv4Addr::new(base[0], base[1], base[2], 10 + index),
+        address6: Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, decimal_as_hex(10 + index)),
+        pod_cidr: Ipv4Net::new(Ipv4Addr::new(10, 200, index, 0), 24).map_err(invalid)?,
+        pod_cidr6: Ipv6Net::new(
+            Ipv6Addr::new(0xfd00, 0x200, decimal_as_hex(index), 0, 0, 0, 0, 0),
+            64,
+        )
+        .map_err(invalid)?,
+        gateway: Ipv4Addr::new(10, 200, index, 1),
+    })
 }
 
 /// Checks that a prefix is short and made of lowercase letters, digits and dashes.

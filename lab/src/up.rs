@@ -7,15 +7,20 @@ use std::time::Duration;
 
 use crate::command;
 use crate::error::{LabError, Result};
+use crate::etcd;
 use crate::files::{nodes_yaml, EndpointFile};
 use crate::network;
 use crate::paths::RunLayout;
 use crate::process::{self, Launch};
-use crate::state::{write_atomically, LabState, ProcessKind, StateFile, STATE_VERSION};
-use crate::topology::{Topology, TopologyConfig, Workload, DEATHSTAR_SERVICE_NAME};
+use crate::state::{
+    write_atomically, LabState, ProcessKind, ProcessRecord, StateFile, STATE_VERSION,
+};
+use crate::topology::{NodePlan, Topology, TopologyConfig, Workload, DEATHSTAR_SERVICE_NAME};
 
 /// How long to wait for an agent's Unix socket.
 pub const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long to wait for the relay's port.
+pub const RELAY_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for a workload's listening socket.
 pub const WORKLOAD_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,6 +29,8 @@ pub const WORKLOAD_READY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEATHSTAR_PORT: u16 = 80;
 /// Port the DNS responder serves on.
 pub const DNS_PORT: u16 = 53;
+/// Where the relay listens by default.
+pub const DEFAULT_RELAY_ADDRESS: &str = "127.0.0.1:4245";
 
 /// Everything `up` needs to know.
 #[derive(Debug, Clone)]
@@ -35,6 +42,12 @@ pub struct UpConfig {
     pub agent_bin: Option<PathBuf>,
     /// `hubble-relay` to start; `None` means next to the lab binary, if it exists.
     pub relay_bin: Option<PathBuf>,
+    /// etcd to start as the cluster store; `None` means Debian's, if installed.
+    pub etcd_bin: Option<PathBuf>,
+    /// Run the agents without a cluster store (each node on its own, nodes file only).
+    pub no_kvstore: bool,
+    /// Where the relay listens.
+    pub relay_address: String,
     pub no_agents: bool,
     /// This program, re-executed inside namespaces for workloads and sysctls.
     pub self_exe: PathBuf,
@@ -97,6 +110,10 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
             processes: Vec::new(),
             files: Vec::new(),
             dirs: created_dirs,
+            trees: Vec::new(),
+            kvstore_endpoint: None,
+            agent_bin: agent_bin.clone(),
+            relay_address: relay_bin.as_ref().map(|_| config.relay_address.clone()),
             complete: false,
         },
     );
@@ -109,9 +126,17 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
     record_file(&mut state, &nodes_file)?;
     write_atomically(&nodes_file, nodes_yaml(&topology)?.as_bytes())?;
     if let Some(agent_bin) = agent_bin {
+        let etcd_bin = if config.no_kvstore {
+            None
+        } else {
+            pick_etcd(config.etcd_bin.as_deref(), out)?
+        };
+        if let Some(etcd_bin) = etcd_bin {
+            start_etcd(&etcd_bin, &layout, &topology, &mut state)?;
+        }
         start_agents(config, &layout, &topology, &agent_bin, &mut state)?;
         if let Some(relay_bin) = relay_bin {
-            start_relay(&layout, &relay_bin, &mut state)?;
+            start_relay(&layout, &relay_bin, &config.relay_address, &mut state)?;
         }
     }
     state.record(|state| state.complete = true)?;
@@ -174,6 +199,42 @@ fn pick_binary(
     Ok(None)
 }
 
+fn pick_etcd(explicit: Option<&Path>, out: &mut dyn Write) -> Result<Option<PathBuf>> {
+    let picked = etcd::pick_binary(explicit);
+    match (&picked, explicit) {
+        (Some(path), Some(_)) if !path.is_file() => Err(LabError::MissingBinary {
+            what: "etcd",
+            path: path.clone(),
+        }),
+        (None, _) => {
+            let _ = writeln!(
+                out,
+                "hubble-lab: etcd not found at {}; the agents run without a cluster store",
+                etcd::DEFAULT_ETCD_BIN
+            );
+            Ok(None)
+        }
+        _ => Ok(picked),
+    }
+}
+
+fn start_etcd(
+    etcd_bin: &Path,
+    layout: &RunLayout,
+    topology: &Topology,
+    state: &mut StateFile,
+) -> Result<()> {
+    let data = layout.etcd_dir();
+    let log = layout.etcd_log();
+    record_file(state, &log)?;
+    state.record(|state| state.trees.push(data))?;
+    let record = etcd::spawn(etcd_bin, topology, layout)?;
+    state.record(|state| state.processes.push(record.clone()))?;
+    etcd::wait_ready(&record, topology)?;
+    let endpoint = etcd::client_url(topology);
+    state.record(|state| state.kvstore_endpoint = Some(endpoint))
+}
+
 fn create_dir(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
     let mut missing = Vec::new();
     let mut current = Some(dir);
@@ -189,13 +250,13 @@ fn create_dir(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn record_dir(state: &mut StateFile, dir: &Path) -> Result<()> {
+pub(crate) fn record_dir(state: &mut StateFile, dir: &Path) -> Result<()> {
     let mut created = Vec::new();
     create_dir(dir, &mut created)?;
     state.record(|state| state.dirs.extend(created))
 }
 
-fn record_file(state: &mut StateFile, file: &Path) -> Result<()> {
+pub(crate) fn record_file(state: &mut StateFile, file: &Path) -> Result<()> {
     let file = file.to_path_buf();
     state.record(|state| {
         if !state.files.contains(&file) {
@@ -307,52 +368,84 @@ fn start_agents(
 ) -> Result<()> {
     let mut started = Vec::new();
     for node in &topology.nodes {
-        let socket = layout.hubble_socket(node.index);
-        let admin = layout.admin_socket(node.index);
-        let log = layout.agent_log(node.index);
-        for file in [&socket, &admin, &log] {
-            record_file(state, file)?;
-        }
-        let path = |path: PathBuf| path.display().to_string();
-        let args = vec![
-            "--node-name".to_string(),
-            node.name.clone(),
-            "--cluster-name".to_string(),
-            config.cluster_name.clone(),
-            "--endpoints-dir".to_string(),
-            path(layout.endpoints_dir(node.index)),
-            "--unix-socket".to_string(),
-            path(socket.clone()),
-            "--admin-socket".to_string(),
-            path(admin),
-            "--listen-address".to_string(),
-            format!("0.0.0.0:{}", crate::topology::AGENT_PORT),
-            "--metrics-address".to_string(),
-            "0.0.0.0:9965".to_string(),
-            "--peers-file".to_string(),
-            path(layout.nodes_file()),
-        ];
-        let record = process::spawn_detached(Launch {
-            role: format!("agent {}", node.name),
-            kind: ProcessKind::Agent,
-            netns: Some(&node.netns),
-            program: agent_bin,
-            args,
-            log: &log,
-        })?;
-        state.record(|state| state.processes.push(record.clone()))?;
-        started.push((record, socket));
+        let record = start_agent(&config.cluster_name, layout, node, agent_bin, state)?;
+        started.push((record, node.index));
     }
-    for (record, socket) in &started {
-        let waiting_for = format!("socket {}", socket.display());
-        process::wait_ready(record, AGENT_READY_TIMEOUT, &waiting_for, || {
-            socket.exists()
-        })?;
+    for (record, index) in &started {
+        wait_for_agent(layout, record, *index)?;
     }
     Ok(())
 }
 
-fn start_relay(layout: &RunLayout, relay_bin: &Path, state: &mut StateFile) -> Result<()> {
+/// Starts the agent of `node` (recording its files and process) without waiting.
+pub fn start_agent(
+    cluster_name: &str,
+    layout: &RunLayout,
+    node: &NodePlan,
+    agent_bin: &Path,
+    state: &mut StateFile,
+) -> Result<ProcessRecord> {
+    let socket = layout.hubble_socket(node.index);
+    let admin = layout.admin_socket(node.index);
+    let log = layout.agent_log(node.index);
+    for file in [&socket, &admin, &log] {
+        record_file(state, file)?;
+    }
+    let path = |path: PathBuf| path.display().to_string();
+    let mut args = vec![
+        "--node-name".to_string(),
+        node.name.clone(),
+        "--cluster-name".to_string(),
+        cluster_name.to_string(),
+        "--endpoints-dir".to_string(),
+        path(layout.endpoints_dir(node.index)),
+        "--unix-socket".to_string(),
+        path(socket),
+        "--admin-socket".to_string(),
+        path(admin),
+        "--listen-address".to_string(),
+        format!("0.0.0.0:{}", crate::topology::AGENT_PORT),
+        "--metrics-address".to_string(),
+        "0.0.0.0:9965".to_string(),
+    ];
+    match &state.state.kvstore_endpoint {
+        // The cluster store gives every agent the node list, identities and ipcache.
+        Some(endpoint) => args.extend(["--kvstore-endpoints".to_string(), endpoint.clone()]),
+        None => args.extend(["--peers-file".to_string(), path(layout.nodes_file())]),
+    }
+    let record = process::spawn_detached(Launch {
+        role: agent_role(node.index),
+        kind: ProcessKind::Agent,
+        netns: Some(&node.netns),
+        program: agent_bin,
+        args,
+        log: &log,
+    })?;
+    state.record(|state| state.processes.push(record.clone()))?;
+    Ok(record)
+}
+
+/// The role of node `index`'s agent in the state file.
+pub fn agent_role(index: u8) -> String {
+    format!("agent node{index}")
+}
+
+/// Waits until the agent of node `index` accepts connections on its Hubble socket (a
+/// socket file left by a killed agent does not count).
+pub fn wait_for_agent(layout: &RunLayout, record: &ProcessRecord, index: u8) -> Result<()> {
+    let socket = layout.hubble_socket(index);
+    let waiting_for = format!("socket {}", socket.display());
+    process::wait_ready(record, AGENT_READY_TIMEOUT, &waiting_for, || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    })
+}
+
+fn start_relay(
+    layout: &RunLayout,
+    relay_bin: &Path,
+    address: &str,
+    state: &mut StateFile,
+) -> Result<()> {
     let log = layout.relay_log();
     record_file(state, &log)?;
     let peer = format!("unix://{}", layout.hubble_socket(1).display());
@@ -362,12 +455,23 @@ fn start_relay(layout: &RunLayout, relay_bin: &Path, state: &mut StateFile) -> R
         netns: None,
         program: relay_bin,
         args: vec![
+            "serve".to_string(),
             "--peer-service".to_string(),
             peer,
             "--listen-address".to_string(),
-            "127.0.0.1:4245".to_string(),
+            address.to_string(),
+            // Health is served on the main port too; a second port would only collide
+            // between labs.
+            "--health-listen-address=".to_string(),
+            // The lab's agents serve plaintext.
+            "--disable-client-tls".to_string(),
+            "--disable-server-tls".to_string(),
         ],
         log: &log,
     })?;
-    state.record(|state| state.processes.push(record))
+    state.record(|state| state.processes.push(record.clone()))?;
+    let waiting_for = format!("the relay on {address}");
+    process::wait_ready(&record, RELAY_READY_TIMEOUT, &waiting_for, || {
+        std::net::TcpStream::connect(address).is_ok()
+    })
 }

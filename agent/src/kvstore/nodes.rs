@@ -67,7 +67,9 @@ impl WatchHandler for NodesHandler {
     fn put(&self, key: &str, value: &[u8]) {
         if let Some(node) = Self::parse(key, value) {
             if node.name != self.me.name {
-                tracing::info!(node = %node.name, address = %node.address, "node joined");
+                if !self.hub.nodes().iter().any(|known| known.name == node.name) {
+                    tracing::info!(node = %node.name, address = %node.address, "node joined");
+                }
                 self.hub.upsert(node);
             }
         }
