@@ -133,8 +133,8 @@ pub enum Command {
         #[command(subcommand)]
         command: WatchCommand,
     },
-    // `hubble tui` (and `hubble observe --tui`) get their own variant here; the
-    // terminal UI lives in its own module and reuses `observe`'s request building.
+    /// Live terminal view of flows, filtered with the flags of `observe`
+    Tui(Box<ObserveArgs>),
 }
 
 /// `hubble observe`, which observes flows itself or through a subcommand.
@@ -287,6 +287,9 @@ pub struct ObserveArgs {
     pub flow_format: FlowFormatArgs,
     #[command(flatten)]
     pub other: OtherArgs,
+    /// Show flows in a live terminal view (same as 'hubble tui')
+    #[arg(long, help_heading = "Other Flags")]
+    pub tui: bool,
 }
 
 /// Formatting flags that only flows have.

@@ -22,6 +22,7 @@ pub mod names;
 pub mod printer;
 pub mod quote;
 pub mod time;
+pub mod tui;
 
 use cli::{Cli, Command};
 use cmd::Context;
@@ -90,7 +91,11 @@ async fn dispatch(command: &Command, ctx: &mut Context) -> anyhow::Result<()> {
     match command {
         Command::Config(_) => Ok(()),
         Command::List { command } => cmd::list::run(command, ctx).await,
+        Command::Observe(observe) if observe.command.is_none() && observe.flows.tui => {
+            tui::run(&observe.flows, ctx).await
+        }
         Command::Observe(observe) => cmd::observe::run(observe, ctx).await,
+        Command::Tui(args) => tui::run(args, ctx).await,
         Command::Status(args) => cmd::status::run(args, ctx).await,
         Command::Version => {
             println!("{}", cmd::version::long_version());

@@ -19,7 +19,7 @@ mod status;
 mod tabwriter;
 
 pub use color::{escape_terminal, Color, ColorMode, Colorer};
-pub use flow::FlowStyle;
+pub use flow::{write_flow_type, write_host_names, write_summary, write_verdict, FlowStyle};
 pub use tabwriter::TabWriter;
 
 /// Separator printed between records in the `dict` format.
