@@ -192,6 +192,10 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let server = observer::serve::Server::bind(serve_config)
         .await
         .context("binding the Hubble API")?;
+    if let Some(kvstore) = &kvstore {
+        // Announced only now: a relay connects as soon as it hears of the node.
+        kvstore.register_node();
+    }
     tracing::info!(
         node = %config.node_name,
         unix = ?server.unix_socket(),

@@ -196,6 +196,7 @@ pub struct Kvstore {
     session_task: JoinHandle<()>,
     watch_tasks: Vec<JoinHandle<()>>,
     session: Arc<session::Session>,
+    me: peer_service::Node,
     node_ip: IpAddr,
 }
 
@@ -235,8 +236,6 @@ impl Kvstore {
             address: hubble_address(node_ip, config.hubble_listen_address.as_deref()),
             cluster: Some(config.cluster_name.clone()),
         };
-        nodes::register(&session, &me, node_ip);
-
         let watches: Vec<(String, Arc<dyn watcher::WatchHandler>)> = vec![
             (
                 keys::IDENTITY_ID_PREFIX.to_string(),
@@ -252,7 +251,7 @@ impl Kvstore {
             ),
             (
                 keys::nodes_prefix(&config.cluster_name),
-                Arc::new(nodes::NodesHandler::new(hub, me)),
+                Arc::new(nodes::NodesHandler::new(hub, me.clone())),
             ),
         ];
         let watch_tasks = watches
@@ -281,6 +280,7 @@ impl Kvstore {
             session_task,
             watch_tasks,
             session,
+            me,
             node_ip,
         })
     }
@@ -298,6 +298,13 @@ impl Kvstore {
     /// The address this node announces.
     pub fn node_ip(&self) -> IpAddr {
         self.node_ip
+    }
+
+    /// Registers this node (name, Hubble API address) under the lease, so that the
+    /// other nodes' peer services announce it. Call it once the Hubble API serves: a
+    /// relay connects as soon as it hears of the node.
+    pub fn register_node(&self) {
+        nodes::register(&self.session, &self.me, self.node_ip);
     }
 
     /// True while the session holds a live lease (etcd reachable, keys published).

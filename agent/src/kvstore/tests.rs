@@ -109,6 +109,14 @@ fn config(etcd: &Etcd, node: &str, octet: u8) -> KvstoreConfig {
     }
 }
 
+/// Starts a store client for `node` and registers the node, as the daemon does once its
+/// Hubble API serves.
+fn join(etcd: &Etcd, node: &str, octet: u8, hub: NodeHub) -> Kvstore {
+    let kvstore = Kvstore::start(config(etcd, node, octet), hub).expect("start");
+    kvstore.register_node();
+    kvstore
+}
+
 fn labels(class: &str) -> LabelSet {
     LabelSet::parse([
         format!("k8s:class={class}").as_str(),
@@ -182,8 +190,8 @@ async fn nodes_agree_on_identities() {
     let Some(etcd) = Etcd::start("nodes_agree_on_identities") else {
         return;
     };
-    let a = Kvstore::start(config(&etcd, "node1", 11), NodeHub::new()).expect("a");
-    let b = Kvstore::start(config(&etcd, "node2", 12), NodeHub::new()).expect("b");
+    let a = join(&etcd, "node1", 11, NodeHub::new());
+    let b = join(&etcd, "node2", 12, NodeHub::new());
     let (alloc_a, alloc_b) = (a.allocator(), b.allocator());
 
     // The same new label set from both nodes at once gets one number.
@@ -240,8 +248,10 @@ async fn pods_and_nodes_follow_leases() {
         return;
     };
     let hub_b = NodeHub::new();
-    let a = Kvstore::start(config(&etcd, "node1", 11), NodeHub::new()).expect("a");
-    let b = Kvstore::start(config(&etcd, "node2", 12), hub_b.clone()).expect("b");
+    let a = join(&etcd, "node1", 11, NodeHub::new());
+    let b = join(&etcd, "node2", 12, hub_b.clone());
+    a.register_node();
+    b.register_node();
 
     let xwing = labels("xwing");
     let id = a.allocator().allocate(&xwing).await.expect("xwing");
@@ -308,6 +318,9 @@ async fn pods_and_nodes_follow_leases() {
 
     // A gracefully stopped agent leaves at once.
     let c = Kvstore::start(config(&etcd, "node3", 13), NodeHub::new()).expect("c");
+    eventually("c holds a lease", || c.has_lease().then_some(())).await;
+    assert_eq!(names(&hub_b).len(), 1, "node3 is announced before it registers");
+    c.register_node();
     eventually("node3 joins", || (names(&hub_b).len() == 2).then_some(())).await;
     let stopped = Instant::now();
     c.stop().await;
@@ -326,8 +339,10 @@ async fn identities_survive_an_etcd_restart() {
         return;
     };
     let hub_b = NodeHub::new();
-    let a = Kvstore::start(config(&etcd, "node1", 11), NodeHub::new()).expect("a");
-    let b = Kvstore::start(config(&etcd, "node2", 12), hub_b.clone()).expect("b");
+    let a = join(&etcd, "node1", 11, NodeHub::new());
+    let b = join(&etcd, "node2", 12, hub_b.clone());
+    a.register_node();
+    b.register_node();
     eventually("a holds a lease", || a.has_lease().then_some(())).await;
     let xwing = labels("xwing");
     let before = a.allocator().allocate(&xwing).await.expect("xwing");
@@ -371,7 +386,7 @@ async fn identities_survive_an_etcd_restart() {
     })
     .await;
     // A fresh agent on the restarted store gets the same numbers.
-    let c = Kvstore::start(config(&etcd, "node3", 13), NodeHub::new()).expect("c");
+    let c = join(&etcd, "node3", 13, NodeHub::new());
     assert_eq!(c.allocator().allocate(&xwing).await, Ok(before));
     assert_eq!(c.allocator().allocate(&labels("ywing")).await, Ok(ywing));
     // Everyone is registered again and the pod is still published.
