@@ -95,7 +95,10 @@ pub fn handle_key(state: &mut State, key: KeyEvent, ctx: &Context) -> Action {
 /// Applies one event from the server tasks; events of an older stream are ignored.
 pub fn apply_event(state: &mut State, generation: u64, tagged: u64, event: Event) {
     match event {
-        Event::Status { connected, unavailable } => {
+        Event::Status {
+            connected,
+            unavailable,
+        } => {
             state.status_nodes = Some((connected, unavailable));
         }
         Event::Error(e) if tagged == 0 => state.server_error = Some(e),

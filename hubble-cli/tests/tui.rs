@@ -20,9 +20,16 @@ fn flow(i: u32) -> Flow {
     };
     #[allow(deprecated)]
     Flow {
-        time: Some(pbjson_types::Timestamp { seconds: 1_721_922_966 + i64::from(i), nanos: 0 }),
+        time: Some(pbjson_types::Timestamp {
+            seconds: 1_721_922_966 + i64::from(i),
+            nanos: 0,
+        }),
         node_name: "kind-worker".into(),
-        verdict: if dropped { flow::Verdict::Dropped } else { flow::Verdict::Forwarded } as i32,
+        verdict: if dropped {
+            flow::Verdict::Dropped
+        } else {
+            flow::Verdict::Forwarded
+        } as i32,
         ip: Some(flow::Ip {
             source: ip.into(),
             destination: "10.244.1.30".into(),
@@ -33,10 +40,18 @@ fn flow(i: u32) -> Flow {
             protocol: Some(layer4::Protocol::Tcp(flow::Tcp {
                 source_port: 40000 + i,
                 destination_port: 80,
-                flags: Some(flow::TcpFlags { syn: true, ..Default::default() }),
+                flags: Some(flow::TcpFlags {
+                    syn: true,
+                    ..Default::default()
+                }),
             })),
         }),
-        source: Some(flow::Endpoint { identity: id, namespace: ns.into(), pod_name: pod.into(), ..Default::default() }),
+        source: Some(flow::Endpoint {
+            identity: id,
+            namespace: ns.into(),
+            pod_name: pod.into(),
+            ..Default::default()
+        }),
         destination: Some(flow::Endpoint {
             identity: 50122,
             namespace: "default".into(),
@@ -44,7 +59,10 @@ fn flow(i: u32) -> Flow {
             ..Default::default()
         }),
         r#type: flow::FlowType::L3L4 as i32,
-        event_type: Some(flow::CiliumEventType { r#type: if dropped { 1 } else { 4 }, sub_type: if dropped { 133 } else { 0 } }),
+        event_type: Some(flow::CiliumEventType {
+            r#type: if dropped { 1 } else { 4 },
+            sub_type: if dropped { 133 } else { 0 },
+        }),
         summary: "TCP Flags: SYN".into(),
         ..Default::default()
     }
@@ -60,7 +78,9 @@ struct Session(String);
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).output();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
     }
 }
 
@@ -83,7 +103,10 @@ impl Session {
             if ok(&screen) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -135,14 +158,26 @@ async fn tui_shows_filters_pauses_and_quits() -> anyhow::Result<()> {
         socket.display()
     );
     let status = Command::new("tmux")
-        .args(["new-session", "-d", "-s", &name, "-x", "80", "-y", "24", &command])
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &command,
+        ])
         .status()?;
     assert!(status.success());
     let session = Session(name);
 
     // Rows appear, both verdicts, in an 80-column table.
     let screen = session
-        .wait("rows", |s| s.contains("xwing") && s.contains("deathstar") && s.contains("DROPPED"))
+        .wait("rows", |s| {
+            s.contains("xwing") && s.contains("deathstar") && s.contains("DROPPED")
+        })
         .await;
     assert!(screen.contains("FORWARDED"), "{screen}");
     assert!(screen.lines().all(|l| l.chars().count() <= 80));
@@ -166,9 +201,14 @@ async fn tui_shows_filters_pauses_and_quits() -> anyhow::Result<()> {
     }
     session.keys(&["-l", "--", "--verdict FOO"]);
     session.keys(&["Enter"]);
-    let screen = session.wait("filter error", |s| s.contains("invalid filter")).await;
+    let screen = session
+        .wait("filter error", |s| s.contains("invalid filter"))
+        .await;
     assert!(screen.contains("FOO"), "{screen}");
-    assert!(table_lines(&screen).iter().all(|l| l.contains("DROPPED")), "{screen}");
+    assert!(
+        table_lines(&screen).iter().all(|l| l.contains("DROPPED")),
+        "{screen}"
+    );
 
     // Pause: new flows arrive, the view stays, the count of new rows grows.
     session.keys(&["Space"]);
@@ -176,15 +216,24 @@ async fn tui_shows_filters_pauses_and_quits() -> anyhow::Result<()> {
     for i in 300..340 {
         assert!(ingest.push_flow_wait(flow(i)).await);
     }
-    let paused = session.wait("new rows counted", |s| s.contains("(+10 new)")).await;
+    let paused = session
+        .wait("new rows counted", |s| s.contains("(+10 new)"))
+        .await;
     assert_eq!(table_lines(&before), table_lines(&paused), "{paused}");
     session.keys(&["Space"]);
-    session.wait("resumed", |s| !s.contains("PAUSED") && s.contains("16:01:42.000")).await;
+    session
+        .wait("resumed", |s| {
+            !s.contains("PAUSED") && s.contains("16:01:42.000")
+        })
+        .await;
 
     // q quits and gives the terminal back.
     session.keys(&["q"]);
     let screen = session.wait("exit", |s| s.contains("TUI-EXITED-0")).await;
-    assert!(!screen.contains("VERDICT"), "alternate screen left behind:\n{screen}");
+    assert!(
+        !screen.contains("VERDICT"),
+        "alternate screen left behind:\n{screen}"
+    );
 
     drop(session);
     let _ = stop.send(());

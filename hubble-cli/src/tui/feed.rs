@@ -29,9 +29,15 @@ pub enum Event {
     Flow(Box<Flow>),
     Lost(u64),
     /// A node status event: nodes and whether they are now connected.
-    Nodes { names: Vec<String>, connected: bool },
+    Nodes {
+        names: Vec<String>,
+        connected: bool,
+    },
     /// Connected and unavailable nodes from `ServerStatus`.
-    Status { connected: u32, unavailable: u32 },
+    Status {
+        connected: u32,
+        unavailable: u32,
+    },
     Error(String),
 }
 
@@ -89,7 +95,8 @@ impl Feed {
                         Some(ResponseTypes::Flow(f)) => Event::Flow(Box::new(f)),
                         Some(ResponseTypes::LostEvents(l)) => Event::Lost(l.num_events_lost),
                         Some(ResponseTypes::NodeStatus(n)) => Event::Nodes {
-                            connected: n.state_change == proto::relay::NodeState::NodeConnected as i32,
+                            connected: n.state_change
+                                == proto::relay::NodeState::NodeConnected as i32,
                             names: n.node_names,
                         },
                         _ => continue,

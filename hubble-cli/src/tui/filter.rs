@@ -60,7 +60,12 @@ pub fn request_from_args(args: &ObserveArgs, ctx: &Context) -> Result<GetFlowsRe
     if args.selectors.first.is_some() {
         return Err("--first cannot be used with the live view".to_string());
     }
-    if args.other.input_file.as_deref().is_some_and(|f| !f.is_empty()) {
+    if args
+        .other
+        .input_file
+        .as_deref()
+        .is_some_and(|f| !f.is_empty())
+    {
         return Err("--input-file cannot be used with the live view".to_string());
     }
     let mut ctx = ctx.clone();
@@ -113,7 +118,10 @@ mod tests {
         assert_eq!(req.number, INITIAL_FLOWS);
         assert_eq!(req.whitelist.len(), 1);
         assert_eq!(req.whitelist[0].source_pod, vec!["default/xwing"]);
-        assert_eq!(req.whitelist[0].verdict, vec![proto::flow::Verdict::Dropped as i32]);
+        assert_eq!(
+            req.whitelist[0].verdict,
+            vec![proto::flow::Verdict::Dropped as i32]
+        );
         assert!(req.field_mask.is_none());
         let req = parse_filter("--last 5", &ctx).unwrap();
         assert_eq!(req.number, 5);

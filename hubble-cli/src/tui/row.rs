@@ -54,7 +54,11 @@ impl Row {
             policy_names: false,
         };
         let mut time = String::new();
-        write_timestamp(&mut time, TimeLayout::from_name("StampMilli"), flow.time.as_ref());
+        write_timestamp(
+            &mut time,
+            TimeLayout::from_name("StampMilli"),
+            flow.time.as_ref(),
+        );
         let mut source = String::new();
         let mut destination = String::new();
         printer::write_host_names(&style, &flow, &mut source, &mut destination);

@@ -4,7 +4,9 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TableRow, Sparkline, Table, TableState, Wrap};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row as TableRow, Sparkline, Table, TableState, Wrap,
+};
 use ratatui::Frame;
 
 use super::row::{Row, VerdictClass};
@@ -12,8 +14,14 @@ use super::state::State;
 
 /// The key help shown by `?`.
 pub const HELP: &[(&str, &str)] = &[
-    ("/", "edit the filter (hubble observe flags), Enter applies, Esc cancels"),
-    ("space", "pause / resume the view (the stream keeps being read)"),
+    (
+        "/",
+        "edit the filter (hubble observe flags), Enter applies, Esc cancels",
+    ),
+    (
+        "space",
+        "pause / resume the view (the stream keeps being read)",
+    ),
     ("Up/Down", "select a row"),
     ("PgUp/PgDn", "scroll a page"),
     ("Home/End", "oldest row / follow the newest"),
@@ -54,14 +62,19 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State) {
     };
     let flows_now = state.flows_rate.back().copied().unwrap_or(0);
     let drops_now = state.drops_rate.back().copied().unwrap_or(0);
-    let mut first = vec![Span::styled("Hubble ", Style::new().add_modifier(Modifier::BOLD))];
+    let mut first = vec![Span::styled(
+        "Hubble ",
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
     if state.paused {
         first.push(Span::styled(
             format!("PAUSED (+{} new) ", state.new_while_paused),
             Style::new().fg(Color::Black).bg(Color::Yellow),
         ));
     }
-    first.push(Span::raw(format!("flows/s {flows_now} drops/s {drops_now}")));
+    first.push(Span::raw(format!(
+        "flows/s {flows_now} drops/s {drops_now}"
+    )));
     let lines = vec![
         Line::from(first),
         Line::raw(format!("nodes: {nodes}  lost: {}", state.lost_events)),
@@ -137,7 +150,9 @@ fn draw_table(frame: &mut Frame, area: Rect, state: &State) {
     let start = if rows.len() <= visible {
         0
     } else {
-        selected.saturating_sub(visible.saturating_sub(1)).min(rows.len() - visible)
+        selected
+            .saturating_sub(visible.saturating_sub(1))
+            .min(rows.len() - visible)
     };
     let shown = rows.iter().skip(start).take(visible).map(|r: &Row| {
         let mut cells = Vec::new();
@@ -168,7 +183,9 @@ fn draw_table(frame: &mut Frame, area: Rect, state: &State) {
 }
 
 fn draw_detail(frame: &mut Frame, area: Rect, state: &State) {
-    let text = state.selected_row().map_or_else(|| "no flow selected".to_string(), Row::json);
+    let text = state
+        .selected_row()
+        .map_or_else(|| "no flow selected".to_string(), Row::json);
     let pane = Paragraph::new(text)
         .block(Block::new().borders(Borders::TOP).title("flow"))
         .wrap(Wrap { trim: false });
@@ -183,12 +200,21 @@ fn draw_bar(frame: &mut Frame, area: Rect, state: &State) {
             Span::styled(" ", Style::new().add_modifier(Modifier::REVERSED)),
         ])
     } else if let Some(err) = &state.filter_error {
-        Line::styled(format!("invalid filter: {err}"), Style::new().fg(Color::Red))
+        Line::styled(
+            format!("invalid filter: {err}"),
+            Style::new().fg(Color::Red),
+        )
     } else if let Some(err) = &state.server_error {
         Line::styled(err.as_str(), Style::new().fg(Color::Red))
     } else {
-        let filter = if state.filter.is_empty() { "(none)" } else { state.filter.as_str() };
-        Line::raw(format!("filter: {filter}   / filter  space pause  ? help  q quit"))
+        let filter = if state.filter.is_empty() {
+            "(none)"
+        } else {
+            state.filter.as_str()
+        };
+        Line::raw(format!(
+            "filter: {filter}   / filter  space pause  ? help  q quit"
+        ))
     };
     frame.render_widget(Paragraph::new(line), area);
 }
