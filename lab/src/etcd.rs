@@ -85,3 +85,34 @@ pub fn wait_ready(record: &ProcessRecord, topology: &Topology) -> Result<()> {
         TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::TopologyConfig;
+
+    #[test]
+    fn etcd_listens_on_the_bridge_address_with_its_data_in_the_run_dir() {
+        let topology = Topology::plan(&TopologyConfig {
+            nodes: 2,
+            prefix: "hl-".to_string(),
+            node_subnet: "10.101.0.0/24".parse().expect("subnet"),
+        })
+        .expect("plan");
+        assert_eq!(client_url(&topology), "http://10.101.0.1:2379");
+        let args = arguments(&topology, &RunLayout::new("/tmp/lab"));
+        assert!(
+            args.contains(&"--data-dir=/tmp/lab/etcd".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--listen-client-urls=http://10.101.0.1:2379".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--listen-peer-urls=http://10.101.0.1:2380".to_string()),
+            "{args:?}"
+        );
+        assert!(args.iter().all(|a| !a.contains("127.0.0.1")), "{args:?}");
+    }
+}

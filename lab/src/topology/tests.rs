@@ -71,3 +71,43 @@ fn bad_inputs_are_rejected_with_the_value() {
     wide.node_subnet = "10.100.0.0/16".parse().expect("valid subnet");
     assert!(Topology::plan(&wide).is_err());
 }
+
+#[test]
+fn a_node_added_later_follows_the_same_plan() {
+    let mut topology = Topology::plan(&TopologyConfig {
+        nodes: 3,
+        prefix: "hl-".to_string(),
+        node_subnet: "10.103.0.0/24".parse().expect("valid subnet"),
+    })
+    .expect("plan");
+    let pods = topology.pods.clone();
+    let node = topology.add_node().expect("fourth node");
+    assert_eq!(node.index, 4);
+    assert_eq!(node.name, "node4");
+    assert_eq!(node.netns, "hl-node4");
+    assert_eq!(node.address, Ipv4Addr::new(10, 103, 0, 14));
+    assert_eq!(node.pod_cidr.to_string(), "10.200.4.0/24");
+    assert_eq!(topology.nodes.len(), 4);
+    assert_eq!(topology.pods, pods, "pods stay where they are");
+    let planned = Topology::plan(&TopologyConfig {
+        nodes: 4,
+        prefix: "hl-".to_string(),
+        node_subnet: "10.103.0.0/24".parse().expect("valid subnet"),
+    })
+    .expect("plan");
+    assert_eq!(Some(&node), planned.node(4));
+
+    let mut full = Topology::plan(&config(MAX_NODES, "hl-")).expect("plan");
+    let error = full.add_node().expect_err("too many nodes");
+    assert!(error.to_string().contains("17"), "{error}");
+}
+
+#[test]
+fn three_nodes_put_the_deathstars_and_xwing_apart() {
+    let topology = Topology::plan(&config(3, "hl-")).expect("plan");
+    let node_of = |pod: &str| topology.pod(pod).expect("pod").node;
+    assert_ne!(node_of("deathstar-1"), node_of("deathstar-2"));
+    assert_eq!(node_of("xwing"), 1);
+    assert_eq!(node_of("deathstar-2"), 2);
+    assert_eq!(node_of("tiefighter"), 3);
+}
