@@ -80,7 +80,7 @@ fn tuple(f: &Flow) -> String {
     let ip = f.ip.clone().unwrap_or_default();
     let (proto, sport, dport, detail) = match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(layer4::Protocol::Tcp(t)) => {
-            let flags = t.flags.clone().unwrap_or_default();
+            let flags = t.flags.unwrap_or_default();
             let names: Vec<&str> = [
                 (flags.syn, "SYN"),
                 (flags.ack, "ACK"),

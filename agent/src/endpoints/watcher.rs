@@ -177,8 +177,22 @@ fn start_notifier(
     wake_tx: mpsc::Sender<()>,
     stats: Arc<WatcherStats>,
 ) -> Option<notify::RecommendedWatcher> {
-    let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        // Errors and events alike just ask for a rescan.
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reads (including the rescan's own opens and closes-without-write) change
+        // nothing; every other event, and errors, ask for a rescan.
+        if let Ok(event) = &event {
+            if matches!(
+                event.kind,
+                notify::EventKind::Access(
+                    notify::event::AccessKind::Open(_)
+                        | notify::event::AccessKind::Read
+                        | notify::event::AccessKind::Any
+                        | notify::event::AccessKind::Close(notify::event::AccessMode::Read)
+                )
+            ) {
+                return;
+            }
+        }
         if wake_tx.try_send(()).is_err() {
             stats.merged_wakeups.fetch_add(1, Ordering::Relaxed);
         }
