@@ -319,7 +319,11 @@ async fn pods_and_nodes_follow_leases() {
     // A gracefully stopped agent leaves at once.
     let c = Kvstore::start(config(&etcd, "node3", 13), NodeHub::new()).expect("c");
     eventually("c holds a lease", || c.has_lease().then_some(())).await;
-    assert_eq!(names(&hub_b).len(), 1, "node3 is announced before it registers");
+    assert_eq!(
+        names(&hub_b).len(),
+        1,
+        "node3 is announced before it registers"
+    );
     c.register_node();
     eventually("node3 joins", || (names(&hub_b).len() == 2).then_some(())).await;
     let stopped = Instant::now();
