@@ -10,8 +10,13 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 bash scripts/setup.sh
-cargo build --release --bins --features ebpf-events/loader
-bin=target/release
+profile=${HUBBLE_DEMO_PROFILE:-release}
+if [[ $profile == release ]]; then
+  cargo build --release --bins
+else
+  cargo build --bins
+fi
+bin="${CARGO_TARGET_DIR:-$PWD/target}/$([[ $profile == release ]] && echo release || echo debug)"
 export PATH="$PWD/$bin:$PATH"
 
 "$bin/hubble-lab" down >/dev/null 2>&1 || true
@@ -25,7 +30,9 @@ hubble observe --server localhost:4245 --last 15
 
 echo
 echo "== Importing rule1 (only org=empire may reach class=deathstar on TCP/80)"
-"$bin/hubble-agent" policy import --admin-socket /var/run/hubble-rs/node1/agent.sock examples/policies/rule1.yaml
+for sock in /var/run/hubble-rs/node*/agent.sock; do
+  "$bin/hubble-agent" policy import --admin-socket "$sock" examples/policies/rule1.yaml
+done
 "$bin/hubble-lab" traffic
 sleep 1
 echo
