@@ -23,6 +23,18 @@ export PATH="$PWD/$bin:$PATH"
 "$bin/hubble-lab" up --nodes "${NODES:-1}"
 trap 'echo; echo "The lab keeps running. Remove it with: $bin/hubble-lab down"' EXIT
 
+# The agents program their endpoints just after start-up: wait until every pod is ready.
+for _ in $(seq 60); do
+  ready=0
+  for sock in /var/run/hubble-rs/node*/agent.sock; do
+    n=$("$bin/hubble-agent" endpoint list --admin-socket "$sock" 2>/dev/null | grep -c " ready" || true)
+    ready=$((ready + n))
+  done
+  ((ready >= 5)) && break
+  sleep 0.5
+done
+sleep 2
+
 echo "== Traffic without policy: both ships land"
 "$bin/hubble-lab" traffic
 sleep 1

@@ -118,19 +118,26 @@ fn star_wars_story_on_the_kernel_datapath() -> Result<()> {
     }
     let lab = Lab::up("sw", "10.101.0.0/24")?;
 
-    // 1. No policy: both ships land, flows are FORWARDED with trace points.
-    let out = lab.traffic()?;
-    assert_eq!(out.matches("Ship landed").count(), 2, "{out}");
-    let xwing = eventually(Duration::from_secs(10), || {
+    // 1. No policy: both ships land, flows are FORWARDED with trace points. The agent
+    // programs its endpoints asynchronously after `up` (identities come from etcd), so
+    // traffic is repeated until it is seen at both endpoints.
+    let xwing = eventually(Duration::from_secs(30), || {
+        let out = lab.traffic()?;
+        assert_eq!(out.matches("Ship landed").count(), 2, "{out}");
         let flows = lab.observe_json(&[
             "--from-pod",
             "default/xwing",
             "--to-port",
             "80",
             "--last",
-            "50",
+            "20",
         ])?;
-        Ok((!flows.is_empty()).then_some(flows))
+        let points: Vec<&str> = flows
+            .iter()
+            .filter_map(|v| v["flow"]["trace_observation_point"].as_str())
+            .collect();
+        let seen_at_both = points.contains(&"TO_ENDPOINT") && points.contains(&"FROM_ENDPOINT");
+        Ok(seen_at_both.then_some(flows))
     })?;
     for v in &xwing {
         let f = &v["flow"];
