@@ -3,6 +3,9 @@
 //! drains the stream into its state and draws an 80x24 screen every 100 ms on
 //! ratatui's test backend. Prints rows received and frames drawn per second.
 
+// The sample flows fill the deprecated `summary` as Hubble still does.
+#![allow(deprecated)]
+
 use std::time::{Duration, Instant};
 
 use hubble_cli::conn::{self, ConnOptions};
@@ -26,7 +29,7 @@ fn flow(i: u64) -> Flow {
             nanos: (i % 1_000_000_000) as i32,
         }),
         node_name: "kind-worker".into(),
-        verdict: if i % 4 == 0 {
+        verdict: if i.is_multiple_of(4) {
             flow::Verdict::Dropped
         } else {
             flow::Verdict::Forwarded

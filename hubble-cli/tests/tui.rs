@@ -11,8 +11,8 @@ use proto::flow::{self, layer4, Flow};
 
 /// A Star Wars demo flow: xwing or tiefighter to deathstar, every fourth one dropped.
 fn flow(i: u32) -> Flow {
-    let xwing = i % 2 == 0;
-    let dropped = i % 4 == 0;
+    let xwing = i.is_multiple_of(2);
+    let dropped = i.is_multiple_of(4);
     let (pod, ns, id, ip) = if xwing {
         ("xwing", "default", 9203, "10.244.1.21")
     } else {

@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(parse::<u64>("\"18446744073709551615\"").unwrap(), u64::MAX);
         assert_eq!(parse::<i32>("-5").unwrap(), -5);
         assert_eq!(parse::<u32>("1e3").unwrap(), 1000);
-        assert_eq!(parse::<f64>("\"NaN\"").map(f64::is_nan).unwrap(), true);
+        assert!(parse::<f64>("\"NaN\"").unwrap().is_nan());
         assert!(parse::<u32>("-1")
             .unwrap_err()
             .to_string()

@@ -94,13 +94,13 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State) {
     };
     frame.render_widget(
         Sparkline::default()
-            .data(&data(&state.flows_rate, flows.width))
+            .data(data(&state.flows_rate, flows.width))
             .style(Style::new().fg(Color::Green)),
         flows,
     );
     frame.render_widget(
         Sparkline::default()
-            .data(&data(&state.drops_rate, drops.width))
+            .data(data(&state.drops_rate, drops.width))
             .style(Style::new().fg(Color::Red)),
         drops,
     );
