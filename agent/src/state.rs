@@ -142,6 +142,13 @@ impl AgentState {
         read(&self.endpoints).by_ip(ip).cloned()
     }
 
+    /// The labels of one identity (reserved, allocated or CIDR), without listing all.
+    pub fn identity_labels(&self, identity: Identity) -> Option<LabelSet> {
+        self.allocator
+            .lookup(identity)
+            .or_else(|| lock(&self.cidrs).labels(identity))
+    }
+
     /// Every identity known: reserved, allocated and CIDR, by number.
     pub fn identities(&self) -> Vec<(Identity, LabelSet)> {
         let mut all = self.allocator.list();
@@ -210,5 +217,41 @@ impl AgentState {
             identity,
             status: EndpointStatus::Ready,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::LocalIdentityAllocator;
+
+    const CIDR_RULE: &str = r#"[{
+        "endpointSelector": {"matchLabels": {"class": "xwing"}},
+        "egress": [{"toCIDR": ["192.0.2.0/24"]}]
+    }]"#;
+
+    #[test]
+    fn identity_labels_answers_each_kind_without_listing() {
+        let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        let world = state
+            .identity_labels(Identity(2))
+            .expect("world is reserved");
+        assert_eq!(world.to_strings(), vec!["reserved:world".to_string()]);
+
+        state.import_policy(CIDR_RULE).expect("the rule imports");
+        let compiled = state.compile().expect("the policy compiles");
+        let (prefix, cidr_id) = compiled.cidr_identities[0];
+        assert_eq!(prefix.to_string(), "192.0.2.0/24");
+        let labels = state
+            .identity_labels(cidr_id)
+            .expect("a CIDR identity is known");
+        assert!(
+            labels
+                .to_strings()
+                .contains(&"cidr:192.0.2.0/24".to_string()),
+            "{labels}"
+        );
+
+        assert!(state.identity_labels(Identity(4242)).is_none());
     }
 }

@@ -98,15 +98,7 @@ impl EndpointGetter for StateGetters {
 impl IdentityGetter for StateGetters {
     fn identity_labels(&self, identity: u32) -> Option<Vec<String>> {
         self.state
-            .allocator()
-            .lookup(Identity(identity))
+            .identity_labels(Identity(identity))
             .map(|labels| labels.to_strings())
-            .or_else(|| {
-                self.state
-                    .identities()
-                    .into_iter()
-                    .find(|(id, _)| id.0 == identity)
-                    .map(|(_, labels)| labels.to_strings())
-            })
     }
 }
