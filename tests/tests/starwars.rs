@@ -137,7 +137,14 @@ fn star_wars_story_on_the_kernel_datapath() -> Result<()> {
             .filter_map(|v| v["flow"]["trace_observation_point"].as_str())
             .collect();
         let seen_at_both = points.contains(&"TO_ENDPOINT") && points.contains(&"FROM_ENDPOINT");
-        Ok(seen_at_both.then_some(flows))
+        // Flows seen before the agent programmed xwing carry the datapath's `world`
+        // identity (the datapath's view wins, as upstream); wait for programmed ones.
+        let newest_known = flows.last().is_some_and(|v| {
+            field(&v["flow"], "source.identity")
+                .as_u64()
+                .is_some_and(|id| id >= 256)
+        });
+        Ok((seen_at_both && newest_known).then_some(flows))
     })?;
     for v in &xwing {
         let f = &v["flow"];
@@ -159,7 +166,7 @@ fn star_wars_story_on_the_kernel_datapath() -> Result<()> {
     );
 
     // -o json carries what upstream puts there.
-    let f = &xwing[0]["flow"];
+    let f = &xwing[xwing.len() - 1]["flow"];
     for key in [
         "time",
         "uuid",

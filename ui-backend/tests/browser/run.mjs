@@ -66,7 +66,16 @@ try {
   await shot('03-filter-dropped.png');
 
   await page.click('#clear');
-  await page.click(`${edge('tiefighter', 'deathstar')} path.hit`, { force: true });
+  // The map is redrawn live; an element caught between two redraws is retried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.click(`${edge('tiefighter', 'deathstar')} path.hit`, { force: true, timeout: 2000 });
+      break;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await page.waitForTimeout(200);
+    }
+  }
   await page.waitForFunction(() => {
     const rows = [...document.querySelectorAll('#flow-rows tr')];
     return document.querySelector('input[name="from_pod"]').value === 'default/tiefighter' &&
