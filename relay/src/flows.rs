@@ -20,10 +20,16 @@ use proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use proto::relay::{NodeState, NodeStatusEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::error::{is_connection_failure, status_message};
 use crate::merge::SortBuffer;
+use crate::raw::{NodeFlowsCodec, RawResponse, RelayResponse};
+
+/// The gRPC path of Observer.GetFlows.
+pub const GET_FLOWS_PATH: &str = "/observer.Observer/GetFlows";
 use crate::pool::{PeerManager, PeerSnapshot};
 
 /// Responses queued from the nodes of one request towards its merger. Large enough to
@@ -57,16 +63,8 @@ pub struct FlowStats {
 }
 
 enum NodeMessage {
-    Response {
-        time: i128,
-        // Boxed so that a queue slot stays small: queues are sized for bursts and keep
-        // their high-water mark of slots allocated.
-        response: Box<GetFlowsResponse>,
-    },
-    Failed {
-        node: String,
-        message: String,
-    },
+    Response { time: i128, response: RelayResponse },
+    Failed { node: String, message: String },
 }
 
 /// Starts a GetFlows request; the returned receiver yields the client's responses.
@@ -75,7 +73,7 @@ pub fn get_flows(
     config: Arc<FlowsConfig>,
     stats: Arc<FlowStats>,
     request: GetFlowsRequest,
-) -> mpsc::Receiver<Result<Box<GetFlowsResponse>, Status>> {
+) -> mpsc::Receiver<Result<RelayResponse, Status>> {
     let (out, receiver) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
     tokio::spawn(run(pool, config, stats, request, out));
     receiver
@@ -97,19 +95,6 @@ pub(crate) fn now_timestamp() -> Timestamp {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     timestamp_from_nanos(since_epoch.as_nanos() as i128)
-}
-
-fn response_time(response: &GetFlowsResponse) -> i128 {
-    let from_flow = || match &response.response_types {
-        Some(ResponseTypes::Flow(flow)) => flow.time.as_ref(),
-        _ => None,
-    };
-    response
-        .time
-        .as_ref()
-        .or_else(from_flow)
-        .map(timestamp_nanos)
-        .unwrap_or_else(|| timestamp_nanos(&now_timestamp()))
 }
 
 /// A node status event as the relay reports it.
@@ -152,7 +137,7 @@ impl Collector {
             if active.contains(&name) {
                 continue;
             }
-            let Some(client) = peer.client else {
+            let Some(channel) = peer.channel else {
                 self.pool.report_offline(&name);
                 unavailable.push(name);
                 continue;
@@ -171,7 +156,7 @@ impl Collector {
                 lost_first: None,
                 lost_last: None,
             };
-            tokio::spawn(reader.run(client));
+            tokio::spawn(reader.run(channel));
             started.push(name);
         }
         (started, unavailable)
@@ -208,12 +193,9 @@ struct NodeReader {
 }
 
 impl NodeReader {
-    async fn run(
-        mut self,
-        mut client: proto::observer::observer_client::ObserverClient<tonic::transport::Channel>,
-    ) {
+    async fn run(mut self, channel: Channel) {
         let result = tokio::select! {
-            result = client.get_flows(self.request.clone()) => result,
+            result = call_get_flows(channel, self.request.clone()) => result,
             () = self.sender.closed() => return,
         };
         let mut stream = match result {
@@ -240,11 +222,11 @@ impl NodeReader {
             };
             match message {
                 Ok(Some(mut response)) => {
-                    if response.node_name.is_empty() {
-                        response.node_name = self.name.clone();
-                    }
-                    let time = response_time(&response);
-                    if !self.deliver(time, response).await {
+                    response.set_missing_node_name(&self.name);
+                    let time = response
+                        .time
+                        .unwrap_or_else(|| timestamp_nanos(&now_timestamp()));
+                    if !self.deliver(time, RelayResponse::Raw(response)).await {
                         return;
                     }
                 }
@@ -283,15 +265,12 @@ impl NodeReader {
     }
 
     /// Hands a response to the merger. Returns false when the request is over.
-    async fn deliver(&mut self, time: i128, response: GetFlowsResponse) -> bool {
+    async fn deliver(&mut self, time: i128, response: RelayResponse) -> bool {
         self.last_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(self.name.clone(), time);
-        let message = NodeMessage::Response {
-            time,
-            response: Box::new(response),
-        };
+        let message = NodeMessage::Response { time, response };
         if !self.follow {
             return self.sender.send(message).await.is_ok();
         }
@@ -322,7 +301,7 @@ impl NodeReader {
         let time = self.lost_last.unwrap_or_default();
         NodeMessage::Response {
             time,
-            response: Box::new(GetFlowsResponse {
+            response: RelayResponse::from(GetFlowsResponse {
                 node_name: self.name.clone(),
                 time: Some(timestamp_from_nanos(time)),
                 response_types: Some(ResponseTypes::LostEvents(LostEvent {
@@ -350,7 +329,7 @@ async fn run(
     config: Arc<FlowsConfig>,
     stats: Arc<FlowStats>,
     request: GetFlowsRequest,
-    out: mpsc::Sender<Result<Box<GetFlowsResponse>, Status>>,
+    out: mpsc::Sender<Result<RelayResponse, Status>>,
 ) {
     let follow = request.follow;
     let peers = pool.list();
@@ -376,7 +355,7 @@ async fn run(
     ] {
         if !nodes.is_empty() {
             let event = node_status(node_name, state, nodes, String::new());
-            if out.send(Ok(Box::new(event))).await.is_err() {
+            if out.send(Ok(event.into())).await.is_err() {
                 return;
             }
         }
@@ -389,7 +368,7 @@ async fn run(
     update_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buffer = SortBuffer::new(buffer_len, config.sort_buffer_drain_timeout);
     let mut pending: Option<PendingError> = None;
-    let mut ready: Vec<Box<GetFlowsResponse>> = Vec::new();
+    let mut ready: Vec<RelayResponse> = Vec::new();
     let mut watch_changes = follow;
 
     loop {
@@ -462,11 +441,9 @@ async fn run(
 }
 
 /// Tells a follow client about nodes that started streaming after the request began.
-// Responses stay boxed from the node queue to the client queue so that slots stay small.
-#[allow(clippy::vec_box)]
-fn announce(node_name: &str, started: Vec<String>, ready: &mut Vec<Box<GetFlowsResponse>>) {
+fn announce(node_name: &str, started: Vec<String>, ready: &mut Vec<RelayResponse>) {
     if !started.is_empty() {
-        ready.push(Box::new(node_status(
+        ready.push(RelayResponse::from(node_status(
             node_name,
             NodeState::NodeConnected,
             started,
@@ -475,16 +452,29 @@ fn announce(node_name: &str, started: Vec<String>, ready: &mut Vec<Box<GetFlowsR
     }
 }
 
-#[allow(clippy::vec_box)]
 fn flush_error(
-    buffer: &mut SortBuffer<Box<GetFlowsResponse>>,
-    ready: &mut Vec<Box<GetFlowsResponse>>,
+    buffer: &mut SortBuffer<RelayResponse>,
+    ready: &mut Vec<RelayResponse>,
     node_name: &str,
     error: PendingError,
 ) {
     let mut event = node_status(node_name, NodeState::NodeError, error.nodes, error.message);
     event.time = Some(timestamp_from_nanos(error.time));
-    ready.extend(buffer.push(error.time, Box::new(event), std::time::Instant::now()));
+    ready.extend(buffer.push(error.time, event.into(), std::time::Instant::now()));
+}
+
+/// GetFlows on a node, its responses kept as the node encoded them.
+async fn call_get_flows(
+    channel: Channel,
+    request: GetFlowsRequest,
+) -> Result<tonic::Response<tonic::codec::Streaming<RawResponse>>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+    let path = PathAndQuery::from_static(GET_FLOWS_PATH);
+    grpc.server_streaming(tonic::Request::new(request), path, NodeFlowsCodec)
+        .await
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {

@@ -6,6 +6,8 @@
 //! - [`flows`]: GetFlows fans out to every node and merges by time through a bounded
 //!   sort buffer ([`merge::SortBuffer`]), with `NODE_CONNECTED` / `NODE_UNAVAILABLE` first
 //!   and `NODE_ERROR` events (aggregated by message) when a node fails mid-stream.
+//! - [`raw`]: node responses are forwarded as the nodes encoded them; only their time
+//!   and node name are read.
 //! - [`status`]: ServerStatus, GetNodes, GetNamespaces aggregation.
 //! - [`Relay`]: the gRPC server (Observer, health, reflection), optionally over TLS.
 
@@ -15,6 +17,7 @@ pub mod error;
 pub mod flows;
 pub mod merge;
 pub mod pool;
+pub mod raw;
 mod server;
 pub mod status;
 

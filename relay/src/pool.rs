@@ -75,6 +75,8 @@ pub struct PeerSnapshot {
     pub info: PeerInfo,
     /// A client over the node's connection; `None` when the node is unavailable.
     pub client: Option<ObserverClient<Channel>>,
+    /// The node's connection, for calls with their own codec (GetFlows).
+    pub channel: Option<Channel>,
 }
 
 /// Summary used by the health check.
@@ -163,6 +165,7 @@ impl PeerManager {
             .map(|slot| PeerSnapshot {
                 info: slot.info.clone(),
                 client: slot.channel.clone().map(ObserverClient::new),
+                channel: slot.channel.clone(),
             })
             .collect();
         peers.sort_by(|a, b| a.info.name.cmp(&b.info.name));

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
@@ -23,8 +24,9 @@ use tonic_health::ServingStatus;
 use crate::address::{Dialer, PeerAddress};
 use crate::config::{parse_listen_address, RelayConfig};
 use crate::error::RelayError;
-use crate::flows::{get_flows, FlowStats, FlowsConfig};
+use crate::flows::{get_flows, FlowStats, FlowsConfig, GET_FLOWS_PATH};
 use crate::pool::PeerManager;
+use crate::raw::{RelayFlowsCodec, RelayResponse};
 use crate::status;
 
 /// Service name under which upstream relays report the Observer's health.
@@ -63,8 +65,10 @@ impl Observer for RelayObserver {
             self.stats.clone(),
             request.into_inner(),
         );
-        // Responses travel boxed so that queue slots stay small; unboxed here for encoding.
-        let stream = ReceiverStream::new(receiver).map(|result| result.map(|boxed| *boxed));
+        // Served by `ObserverService`, which forwards node responses without decoding
+        // them; this decoding path answers anyone calling the trait directly.
+        let stream = ReceiverStream::new(receiver)
+            .map(|result| result.and_then(RelayResponse::into_message));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -104,6 +108,77 @@ impl Observer for RelayObserver {
         Ok(Response::new(
             status::server_status(&self.pool, RELAY_VERSION).await,
         ))
+    }
+}
+
+impl RelayObserver {
+    fn flows(&self, request: GetFlowsRequest) -> ReceiverStream<Result<RelayResponse, Status>> {
+        ReceiverStream::new(get_flows(
+            self.pool.clone(),
+            self.flows.clone(),
+            self.stats.clone(),
+            request,
+        ))
+    }
+}
+
+/// The relay's Observer service: the generated server, except for GetFlows, whose
+/// responses from the nodes are written out as the nodes encoded them.
+#[derive(Clone)]
+pub struct ObserverService {
+    observer: Arc<RelayObserver>,
+    generated: ObserverServer<RelayObserver>,
+}
+
+impl ObserverService {
+    fn new(observer: RelayObserver) -> Self {
+        let observer = Arc::new(observer);
+        Self {
+            generated: ObserverServer::from_arc(observer.clone()),
+            observer,
+        }
+    }
+}
+
+impl tonic::server::NamedService for ObserverService {
+    const NAME: &'static str = "observer.Observer";
+}
+
+struct GetFlowsCall(Arc<RelayObserver>);
+
+impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
+    type Response = RelayResponse;
+    type ResponseStream = ReceiverStream<Result<RelayResponse, Status>>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<GetFlowsRequest>) -> Self::Future {
+        let stream = self.0.flows(request.into_inner());
+        Box::pin(async move { Ok(Response::new(stream)) })
+    }
+}
+
+impl<B> Service<http::Request<B>> for ObserverService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<http::Request<B>>::poll_ready(&mut self.generated, cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != GET_FLOWS_PATH {
+            return self.generated.call(request);
+        }
+        let call = GetFlowsCall(self.observer.clone());
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RelayFlowsCodec);
+            Ok(grpc.server_streaming(call, request).await)
+        })
     }
 }
 
@@ -198,7 +273,7 @@ impl Relay {
                     Ok(request)
                 }
             }))
-            .add_service(ObserverServer::new(observer))
+            .add_service(ObserverService::new(observer))
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);

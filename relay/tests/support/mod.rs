@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::Stream;
 use pbjson_types::Timestamp;
+use prost::Message;
 use proto::flow::{Endpoint, Flow};
 use proto::observer::get_flows_response::ResponseTypes;
 use proto::observer::observer_server::{Observer, ObserverServer};
@@ -64,6 +65,9 @@ pub fn flow_response(node: &str, time: i128, namespace: &str) -> GetFlowsRespons
 
 struct AgentState {
     name: String,
+    /// When set, GetFlows (without follow) answers with these encoded responses, written
+    /// as they are: an agent that costs next to nothing, for benchmarks of the relay.
+    recorded: Option<Arc<Vec<relay::raw::RawResponse>>>,
     history: Mutex<Vec<GetFlowsResponse>>,
     seen: Mutex<u64>,
     live: broadcast::Sender<GetFlowsResponse>,
@@ -190,6 +194,68 @@ impl Observer for AgentObserver {
     }
 }
 
+/// The test agent's Observer, with GetFlows served from encoded responses when recorded.
+#[derive(Clone)]
+struct RecordedFlows {
+    recorded: Option<Arc<Vec<relay::raw::RawResponse>>>,
+    generated: ObserverServer<AgentObserver>,
+}
+
+impl tonic::server::NamedService for RecordedFlows {
+    const NAME: &'static str = "observer.Observer";
+}
+
+struct RecordedCall(Arc<Vec<relay::raw::RawResponse>>);
+
+impl tonic::server::ServerStreamingService<GetFlowsRequest> for RecordedCall {
+    type Response = relay::raw::RelayResponse;
+    type ResponseStream = BoxStream<relay::raw::RelayResponse>;
+    type Future = tonic::codegen::BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, _request: Request<GetFlowsRequest>) -> Self::Future {
+        let recorded = self.0.clone();
+        let stream = futures::stream::iter(
+            (0..recorded.len())
+                .map(move |k| Ok(relay::raw::RelayResponse::Raw(recorded[k].clone()))),
+        );
+        let stream: Self::ResponseStream = Box::pin(stream);
+        Box::pin(async move { Ok(Response::new(stream)) })
+    }
+}
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for RecordedFlows
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tonic::codegen::Service::<tonic::codegen::http::Request<B>>::poll_ready(
+            &mut self.generated,
+            cx,
+        )
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
+        match &self.recorded {
+            Some(recorded) if request.uri().path() == relay::flows::GET_FLOWS_PATH => {
+                let call = RecordedCall(recorded.clone());
+                Box::pin(async move {
+                    let mut grpc = tonic::server::Grpc::new(relay::raw::RelayFlowsCodec);
+                    Ok(grpc.server_streaming(call, request).await)
+                })
+            }
+            _ => self.generated.call(request),
+        }
+    }
+}
+
 /// TLS settings of a test agent: its certificate and the CA its clients must be signed by.
 #[derive(Clone)]
 pub struct AgentTls {
@@ -215,9 +281,38 @@ impl TestAgent {
         history: Vec<GetFlowsResponse>,
         tls: Option<AgentTls>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(name, addr, history, tls, false)
+    }
+
+    /// Starts an agent that serves `history` pre-encoded (see [`AgentState::recorded`]).
+    pub fn start_recorded(
+        name: &str,
+        addr: SocketAddr,
+        history: Vec<GetFlowsResponse>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(name, addr, history, None, true)
+    }
+
+    fn start_with(
+        name: &str,
+        addr: SocketAddr,
+        history: Vec<GetFlowsResponse>,
+        tls: Option<AgentTls>,
+        recorded: bool,
+    ) -> anyhow::Result<Self> {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let recorded = recorded
+            .then(|| {
+                history
+                    .iter()
+                    .map(|r| relay::raw::RawResponse::parse(r.encode_to_vec().into()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .map(Arc::new);
         let state = Arc::new(AgentState {
             name: name.to_owned(),
+            recorded,
             seen: Mutex::new(history.len() as u64),
             history: Mutex::new(history),
             live,
@@ -247,7 +342,10 @@ impl TestAgent {
                 };
             }
             let result = builder
-                .add_service(ObserverServer::new(observer))
+                .add_service(RecordedFlows {
+                    recorded: observer.0.recorded.clone(),
+                    generated: ObserverServer::new(observer),
+                })
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
             if let Err(error) = result {
