@@ -213,6 +213,7 @@ impl PeerConnectionStatus {
 pub struct RelayMetrics {
     peers: [AtomicU64; 6],
     flows_forwarded: AtomicU64,
+    responses_dropped: AtomicU64,
 }
 
 impl RelayMetrics {
@@ -235,6 +236,12 @@ impl RelayMetrics {
     /// Counts `n` flows sent to clients.
     pub fn flows_forwarded(&self, n: u64) {
         self.flows_forwarded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` node responses dropped because a following client could not keep up
+    /// (each one reaches that client as part of a LostEvent).
+    pub fn responses_dropped(&self, n: u64) {
+        self.responses_dropped.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -259,6 +266,13 @@ impl Collect for RelayMetrics {
             "Number of flows forwarded to clients",
             vec![counter_series_unlabelled(
                 self.flows_forwarded.load(Ordering::Relaxed),
+            )],
+        ));
+        out.push(counter(
+            "hubble_relay_responses_dropped_total",
+            "Number of node responses dropped because a following client could not keep up",
+            vec![counter_series_unlabelled(
+                self.responses_dropped.load(Ordering::Relaxed),
             )],
         ));
     }

@@ -40,6 +40,8 @@ pub struct RelayConfig {
     pub listen_address: String,
     /// Address of a separate listener serving only gRPC health; `None` for none.
     pub health_listen_address: Option<String>,
+    /// Where to serve Prometheus metrics (`/metrics`); `None` for nowhere.
+    pub metrics_listen_address: Option<String>,
     /// Cluster name, used for TLS server names.
     pub cluster_name: String,
     /// Name the relay puts in the node status events it generates.
@@ -70,6 +72,7 @@ impl Default for RelayConfig {
             peer_service: DEFAULT_PEER_SERVICE.into(),
             listen_address: DEFAULT_LISTEN_ADDRESS.into(),
             health_listen_address: None,
+            metrics_listen_address: None,
             cluster_name: DEFAULT_CLUSTER_NAME.into(),
             node_name: local_node_name(),
             dial_timeout: DEFAULT_DIAL_TIMEOUT,

@@ -58,6 +58,8 @@ pub struct FlowsConfig {
 pub struct FlowStats {
     /// Responses dropped because a follow client could not keep up.
     pub dropped_responses: AtomicU64,
+    /// The relay's metrics (flows forwarded, responses dropped, peer status).
+    pub metrics: Arc<metrics::RelayMetrics>,
     /// Node streams that failed.
     pub node_errors: AtomicU64,
 }
@@ -291,6 +293,7 @@ impl NodeReader {
                 self.lost_first.get_or_insert(time);
                 self.lost_last = Some(time);
                 self.stats.dropped_responses.fetch_add(1, Ordering::Relaxed);
+                self.stats.metrics.responses_dropped(1);
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -332,6 +335,7 @@ async fn run(
     out: mpsc::Sender<Result<RelayResponse, Status>>,
 ) {
     let follow = request.follow;
+    let stats_metrics = stats.metrics.clone();
     let peers = pool.list();
     let mut buffer_len = config.sort_buffer_len_max.max(1);
     let wanted = request.number.saturating_mul(peers.len() as u64);
@@ -423,21 +427,35 @@ async fn run(
             }
             () = out.closed() => return,
         }
-        for response in ready.drain(..) {
-            if out.send(Ok(response)).await.is_err() {
-                return;
-            }
+        if !send_all(&out, &stats_metrics, &mut ready).await {
+            return;
         }
     }
     if let Some(last) = pending.take() {
         flush_error(&mut buffer, &mut ready, node_name, last);
     }
     buffer.drain_all(&mut ready);
+    send_all(&out, &stats_metrics, &mut ready).await;
+}
+
+/// Sends `ready` to the client, counting flows. Returns false when the client is gone.
+async fn send_all(
+    out: &mpsc::Sender<Result<RelayResponse, Status>>,
+    metrics: &metrics::RelayMetrics,
+    ready: &mut Vec<RelayResponse>,
+) -> bool {
+    let mut flows = 0;
+    let mut open = true;
     for response in ready.drain(..) {
+        let is_flow = response.is_flow();
         if out.send(Ok(response)).await.is_err() {
-            return;
+            open = false;
+            break;
         }
+        flows += u64::from(is_flow);
     }
+    metrics.flows_forwarded(flows);
+    open
 }
 
 /// Tells a follow client about nodes that started streaming after the request began.

@@ -40,6 +40,9 @@ struct ServeArgs {
     /// Address on which the gRPC health server listens (empty to disable).
     #[arg(long, default_value = config::DEFAULT_HEALTH_LISTEN_ADDRESS)]
     health_listen_address: String,
+    /// Address to serve Prometheus metrics on (`/metrics`), e.g. `:9966`; empty for none.
+    #[arg(long, default_value = "")]
+    metrics_listen_address: String,
     /// Name of the cluster, used in TLS server names.
     #[arg(long, default_value = config::DEFAULT_CLUSTER_NAME)]
     cluster_name: String,
@@ -129,6 +132,7 @@ impl ServeArgs {
             peer_service: self.peer_service,
             listen_address: self.listen_address,
             health_listen_address: Some(self.health_listen_address).filter(|a| !a.is_empty()),
+            metrics_listen_address: Some(self.metrics_listen_address).filter(|a| !a.is_empty()),
             cluster_name: self.cluster_name,
             dial_timeout: self.dial_timeout,
             retry_timeout: self.retry_timeout,

@@ -121,6 +121,8 @@ impl RawResponse {
     }
 
     /// Decodes the whole response.
+    // Status is the error type of the gRPC stream this feeds.
+    #[allow(clippy::result_large_err)]
     pub fn decode(&self) -> Result<GetFlowsResponse, Status> {
         GetFlowsResponse::decode(self.bytes.clone())
             .map_err(|e| Status::internal(format!("malformed GetFlowsResponse from a node: {e}")))
@@ -138,6 +140,7 @@ pub enum RelayResponse {
 
 impl RelayResponse {
     /// The response as a message, decoding it if it is raw.
+    #[allow(clippy::result_large_err)]
     pub fn into_message(self) -> Result<GetFlowsResponse, Status> {
         match self {
             RelayResponse::Raw(raw) => raw.decode(),

@@ -186,6 +186,7 @@ where
 pub struct Relay {
     local_addr: SocketAddr,
     health_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     pool: PeerManager,
     stats: Arc<FlowStats>,
     shutdown: watch::Sender<bool>,
@@ -259,6 +260,13 @@ impl Relay {
         let health_addr = health_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
+        let metrics_listener = match &config.metrics_listen_address {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
 
         let (shutdown, shutdown_signal) = watch::channel(false);
         let mut builder = Server::builder();
@@ -291,7 +299,7 @@ impl Relay {
                     ),
             ));
         }
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(pool.clone().manage_connections()),
             tokio::spawn(
                 pool.clone()
@@ -303,10 +311,25 @@ impl Relay {
                 config.health_check_interval,
             )),
         ];
+        if let Some(listener) = metrics_listener {
+            let mut registry = metrics::Registry::new();
+            registry.register(stats.metrics.clone());
+            background.push(tokio::spawn(report_peer_status(
+                pool.clone(),
+                stats.metrics.clone(),
+            )));
+            let shutdown = wait_for(shutdown_signal.clone());
+            background.push(tokio::spawn(async move {
+                if let Err(error) = metrics::serve_listener(listener, registry, shutdown).await {
+                    tracing::error!(%error, "metrics server stopped");
+                }
+            }));
+        }
         tracing::info!(address = %local_addr, peer_service = %config.peer_service, "hubble-relay serving");
         Ok(Self {
             local_addr,
             health_addr,
+            metrics_addr,
             pool,
             stats,
             shutdown,
@@ -323,6 +346,11 @@ impl Relay {
     /// The address of the separate health listener, if any.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health_addr
+    }
+
+    /// The address of the metrics listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The peer pool.
@@ -357,6 +385,31 @@ impl Relay {
 async fn wait_for(mut signal: watch::Receiver<bool>) {
     let _ = signal.wait_for(|stop| *stop).await;
 }
+
+/// Keeps `hubble_relay_pool_peer_connection_status` up to date: connected nodes are
+/// READY, the others (dialing or backing off) TRANSIENT_FAILURE.
+async fn report_peer_status(pool: PeerManager, metrics: Arc<metrics::RelayMetrics>) {
+    use metrics::PeerConnectionStatus;
+    let mut changes = pool.subscribe_changes();
+    loop {
+        let peers = pool.list();
+        let ready = peers.iter().filter(|p| p.channel.is_some()).count() as u64;
+        metrics.set_peer_connection_status(&[
+            (PeerConnectionStatus::Ready, ready),
+            (
+                PeerConnectionStatus::TransientFailure,
+                peers.len() as u64 - ready,
+            ),
+        ]);
+        tokio::select! {
+            _ = tokio::time::sleep(PEER_STATUS_INTERVAL) => {}
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// How often the peer status metric is refreshed without a pool change.
+const PEER_STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serving when the peer service is followed and at least one node is connected, as
 /// upstream's relay reports it, for the empty service name and the Observer's.

@@ -132,6 +132,22 @@ async fn history_is_merged_in_time_order_after_node_connected() -> anyhow::Resul
         .collect();
     let expected: Vec<i128> = (24..30).map(|k| BASE + k * 1_000_000).collect();
     assert_eq!(times, expected);
+
+    // The relay's own metrics count what it forwarded (30 + 6 flows) and its peers.
+    let metrics_addr = cluster.relay.metrics_addr().expect("metrics listener");
+    let exposition = http_get(metrics_addr, "/metrics").await?;
+    assert!(
+        exposition.contains("hubble_relay_flows_forwarded_total 36\n"),
+        "{exposition}"
+    );
+    assert!(
+        exposition.contains("hubble_relay_pool_peer_connection_status{status=\"READY\"} 3\n"),
+        "{exposition}"
+    );
+    assert!(
+        exposition.contains("hubble_relay_responses_dropped_total 0\n"),
+        "{exposition}"
+    );
     Ok(())
 }
 

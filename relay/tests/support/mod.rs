@@ -212,6 +212,8 @@ impl tonic::server::ServerStreamingService<GetFlowsRequest> for RecordedCall {
     type ResponseStream = BoxStream<relay::raw::RelayResponse>;
     type Future = tonic::codegen::BoxFuture<Response<Self::ResponseStream>, Status>;
 
+    // Status is the stream's error type.
+    #[allow(clippy::result_large_err)]
     fn call(&mut self, _request: Request<GetFlowsRequest>) -> Self::Future {
         let recorded = self.0.clone();
         let stream = futures::stream::iter(
@@ -479,8 +481,28 @@ pub fn test_relay_config(peer_service: SocketAddr) -> relay::RelayConfig {
         error_aggregation_window: Duration::from_millis(300),
         peer_update_interval: Duration::from_secs(2),
         health_check_interval: Duration::from_millis(200),
+        metrics_listen_address: Some("127.0.0.1:0".into()),
         ..relay::RelayConfig::default()
     }
+}
+
+/// The body of a plain HTTP/1.0 GET.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no HTTP body in {response:?}"))?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    Ok(body.to_owned())
 }
 
 /// Connects a plaintext Observer client to `addr`.
