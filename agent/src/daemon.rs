@@ -159,8 +159,12 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
             repeat: config.replay_repeat,
         };
         let ingest = ingest.clone();
+        // Replayed flows take the datapath's way: metrics, then export, then the ring.
+        let hooks = hooks.clone();
         tasks.spawn(async move {
-            match observer::replay::replay(&path, &options, &ingest).await {
+            let replayed =
+                observer::replay::replay_with(&path, &options, &ingest, |flow| hooks.on_flow(flow));
+            match replayed.await {
                 Ok(stats) => tracing::info!(?stats, path = %path.display(), "replay finished"),
                 Err(e) => tracing::error!("replay of {} failed: {e}", path.display()),
             }

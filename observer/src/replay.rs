@@ -98,6 +98,18 @@ pub async fn replay(
     options: &ReplayOptions,
     ingest: &IngestHandle,
 ) -> Result<ReplayStats, ReplayError> {
+    replay_with(path, options, ingest, |flow| flow).await
+}
+
+/// [`replay`], handing each flow to `on_flow` (paced and re-timestamped, as the ring
+/// will store it) before it is queued: the agent runs its metrics and export hooks
+/// there, as it does for datapath flows.
+pub async fn replay_with(
+    path: &Path,
+    options: &ReplayOptions,
+    ingest: &IngestHandle,
+    mut on_flow: impl FnMut(Flow) -> Flow,
+) -> Result<ReplayStats, ReplayError> {
     let io_err = |source| ReplayError::Io {
         path: path.to_path_buf(),
         source,
@@ -138,7 +150,7 @@ pub async fn replay(
             if options.retimestamp {
                 flow.time = Some(now_timestamp());
             }
-            if !ingest.push_flow_wait(flow).await {
+            if !ingest.push_flow_wait(on_flow(flow)).await {
                 return Err(ReplayError::Closed);
             }
             stats.flows += 1;
