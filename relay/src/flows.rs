@@ -18,7 +18,7 @@ use proto::flow::{LostEvent, LostEventSource};
 use proto::observer::get_flows_response::ResponseTypes;
 use proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use proto::relay::{NodeState, NodeStatusEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
@@ -35,8 +35,16 @@ use crate::pool::{PeerManager, PeerSnapshot};
 /// Responses queued from the nodes of one request towards its merger. Large enough to
 /// absorb a burst from every node while the merger sends to the client.
 pub const NODE_QUEUE_CAPACITY: usize = 1024;
-/// Responses queued between a request's merger and its gRPC stream.
-pub const CLIENT_QUEUE_CAPACITY: usize = 128;
+/// Batches of responses queued between a request's merger and its gRPC stream.
+pub const CLIENT_QUEUE_CAPACITY: usize = 16;
+/// Most responses in one batch towards the client: a batch is encoded into one write.
+pub const CLIENT_BATCH_MAX: usize = 64;
+/// Most messages the merger takes from the node queue before it sends to the client.
+const MERGE_BATCH_MAX: usize = 256;
+/// Fewest responses a node may have in flight (queued or in the sort buffer) in a
+/// request without `follow`; the sort buffer's size is shared out among the nodes above
+/// that.
+pub const MIN_NODE_CREDITS: usize = 32;
 
 /// Settings of the flow merge.
 #[derive(Debug, Clone)]
@@ -65,8 +73,28 @@ pub struct FlowStats {
 }
 
 enum NodeMessage {
-    Response { time: i128, response: RelayResponse },
-    Failed { node: String, message: String },
+    Response {
+        node: usize,
+        time: i128,
+        response: RelayResponse,
+        credit: Option<OwnedSemaphorePermit>,
+    },
+    /// The node's stream ended normally.
+    Finished { node: usize },
+    /// The node's stream failed.
+    Failed {
+        node: usize,
+        name: String,
+        message: String,
+    },
+}
+
+/// A response in the sort buffer, with the node it came from and, without follow, the
+/// credit it holds until it leaves.
+struct Held {
+    node: usize,
+    response: RelayResponse,
+    _credit: Option<OwnedSemaphorePermit>,
 }
 
 /// Starts a GetFlows request; the returned receiver yields the client's responses.
@@ -75,7 +103,7 @@ pub fn get_flows(
     config: Arc<FlowsConfig>,
     stats: Arc<FlowStats>,
     request: GetFlowsRequest,
-) -> mpsc::Receiver<Result<RelayResponse, Status>> {
+) -> mpsc::Receiver<Result<Vec<RelayResponse>, Status>> {
     let (out, receiver) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
     tokio::spawn(run(pool, config, stats, request, out));
     receiver
@@ -125,12 +153,15 @@ struct Collector {
     stats: Arc<FlowStats>,
     active: Arc<Mutex<HashSet<String>>>,
     last_seen: Arc<Mutex<HashMap<String, i128>>>,
+    /// Responses each node may have in flight without follow; `None` with follow.
+    credits_per_node: Option<usize>,
+    next_index: std::cell::Cell<usize>,
 }
 
 impl Collector {
-    /// Starts a stream for every connected node not streaming yet. Returns the names of
-    /// the nodes that started and of those unavailable.
-    fn collect(&self, peers: Vec<PeerSnapshot>) -> (Vec<String>, Vec<String>) {
+    /// Starts a stream for every connected node not streaming yet. Returns the nodes
+    /// that started (index in this request, name) and the names of those unavailable.
+    fn collect(&self, peers: Vec<PeerSnapshot>) -> (Vec<(usize, String)>, Vec<String>) {
         let mut started = Vec::new();
         let mut unavailable = Vec::new();
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,10 +176,16 @@ impl Collector {
                 continue;
             };
             active.insert(name.clone());
+            let index = self.next_index.get();
+            self.next_index.set(index + 1);
             let reader = NodeReader {
+                index,
+                credits: self
+                    .credits_per_node
+                    .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+                last_time: None,
                 name: name.clone(),
                 request: self.request_for(&name),
-                follow: self.request.follow,
                 sender: self.sender.clone(),
                 pool: self.pool.clone(),
                 stats: self.stats.clone(),
@@ -159,7 +196,7 @@ impl Collector {
                 lost_last: None,
             };
             tokio::spawn(reader.run(channel));
-            started.push(name);
+            started.push((index, name));
         }
         (started, unavailable)
     }
@@ -181,9 +218,14 @@ impl Collector {
 }
 
 struct NodeReader {
+    index: usize,
+    /// Without follow: a credit per response in flight, so that a node running ahead
+    /// of the others waits instead of filling the sort buffer.
+    credits: Option<Arc<tokio::sync::Semaphore>>,
+    /// Time of the last response delivered.
+    last_time: Option<i128>,
     name: String,
     request: GetFlowsRequest,
-    follow: bool,
     sender: mpsc::Sender<NodeMessage>,
     pool: PeerManager,
     stats: Arc<FlowStats>,
@@ -234,6 +276,10 @@ impl NodeReader {
                 }
                 Ok(None) => {
                     self.leave();
+                    let _ = self
+                        .sender
+                        .send(NodeMessage::Finished { node: self.index })
+                        .await;
                     return;
                 }
                 Err(status) => return self.fail(status).await,
@@ -242,6 +288,13 @@ impl NodeReader {
     }
 
     fn leave(&self) {
+        // Where to resume is recorded before the node is free to start again.
+        if let Some(time) = self.last_time {
+            self.last_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.name.clone(), time);
+        }
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -260,7 +313,8 @@ impl NodeReader {
         let message = status_message(&status);
         tracing::warn!(peer = %self.name, error = %message, "cannot retrieve flows from peer");
         let failed = NodeMessage::Failed {
-            node: self.name.clone(),
+            node: self.index,
+            name: self.name.clone(),
             message,
         };
         let _ = self.sender.send(failed).await;
@@ -268,14 +322,26 @@ impl NodeReader {
 
     /// Hands a response to the merger. Returns false when the request is over.
     async fn deliver(&mut self, time: i128, response: RelayResponse) -> bool {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(self.name.clone(), time);
-        let message = NodeMessage::Response { time, response };
-        if !self.follow {
+        self.last_time = Some(time);
+        if let Some(credits) = &self.credits {
+            let credit = tokio::select! {
+                credit = credits.clone().acquire_owned() => credit.ok(),
+                () = self.sender.closed() => return false,
+            };
+            let message = NodeMessage::Response {
+                node: self.index,
+                time,
+                response,
+                credit,
+            };
             return self.sender.send(message).await.is_ok();
         }
+        let message = NodeMessage::Response {
+            node: self.index,
+            time,
+            response,
+            credit: None,
+        };
         if self.lost > 0 {
             match self.sender.try_send(self.lost_event()) {
                 Ok(()) => {
@@ -303,7 +369,9 @@ impl NodeReader {
     fn lost_event(&self) -> NodeMessage {
         let time = self.lost_last.unwrap_or_default();
         NodeMessage::Response {
+            node: self.index,
             time,
+            credit: None,
             response: RelayResponse::from(GetFlowsResponse {
                 node_name: self.name.clone(),
                 time: Some(timestamp_from_nanos(time)),
@@ -327,12 +395,118 @@ struct PendingError {
     deadline: std::time::Instant,
 }
 
+/// The sort buffer, and which nodes could still send something older than what it holds.
+///
+/// A response leaves in time order as soon as every node whose stream is open has a
+/// response in the buffer: each node's stream is in time order, so nothing older can
+/// come. It also leaves when the buffer overflows or its wait exceeds the drain timeout
+/// (a quiet or slow node), as upstream's sort buffer does.
+struct Merge {
+    buffer: SortBuffer<Held>,
+    /// Responses in the buffer per node whose stream is open.
+    in_buffer: HashMap<usize, usize>,
+    /// Open nodes without a response in the buffer.
+    waiting_on: usize,
+}
+
+/// Node index of responses the relay makes itself.
+const RELAY_EVENT: usize = usize::MAX;
+
+impl Merge {
+    fn new(buffer: SortBuffer<Held>) -> Self {
+        Self {
+            buffer,
+            in_buffer: HashMap::new(),
+            waiting_on: 0,
+        }
+    }
+
+    fn open(&mut self, node: usize) {
+        if self.in_buffer.insert(node, 0).is_none() {
+            self.waiting_on += 1;
+        }
+    }
+
+    fn close(&mut self, node: usize) {
+        if self.in_buffer.remove(&node) == Some(0) {
+            self.waiting_on -= 1;
+        }
+    }
+
+    fn added(&mut self, node: usize) {
+        if let Some(n) = self.in_buffer.get_mut(&node) {
+            if *n == 0 {
+                self.waiting_on -= 1;
+            }
+            *n += 1;
+        }
+    }
+
+    fn removed(&mut self, node: usize) {
+        if let Some(n) = self.in_buffer.get_mut(&node) {
+            *n -= 1;
+            if *n == 0 {
+                self.waiting_on += 1;
+            }
+        }
+    }
+
+    fn push(&mut self, time: i128, held: Held, ready: &mut Vec<RelayResponse>) {
+        let node = held.node;
+        match self.buffer.push(time, held, std::time::Instant::now()) {
+            None => self.added(node),
+            // The new response itself (too late to be ordered) or the oldest (overflow).
+            Some(out) => {
+                if out.node != node {
+                    self.added(node);
+                    self.removed(out.node);
+                }
+                ready.push(out.response);
+            }
+        }
+    }
+
+    /// Moves out every response that nothing older can follow.
+    fn release_ordered(&mut self, ready: &mut Vec<RelayResponse>) {
+        while self.waiting_on == 0 {
+            let Some(held) = self.buffer.pop_oldest() else {
+                return;
+            };
+            self.removed(held.node);
+            ready.push(held.response);
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<std::time::Instant> {
+        self.buffer.next_deadline()
+    }
+
+    fn drain_expired(&mut self, now: std::time::Instant, ready: &mut Vec<RelayResponse>) {
+        let mut out = Vec::new();
+        self.buffer.drain_expired(now, &mut out);
+        self.take(out, ready);
+    }
+
+    fn drain_all(&mut self, ready: &mut Vec<RelayResponse>) {
+        let mut out = Vec::new();
+        self.buffer.drain_all(&mut out);
+        self.take(out, ready);
+    }
+
+    fn take(&mut self, out: Vec<Held>, ready: &mut Vec<RelayResponse>) {
+        for held in out {
+            self.removed(held.node);
+            ready.push(held.response);
+        }
+    }
+}
+
 async fn run(
     pool: PeerManager,
     config: Arc<FlowsConfig>,
     stats: Arc<FlowStats>,
     request: GetFlowsRequest,
-    out: mpsc::Sender<Result<RelayResponse, Status>>,
+    out: mpsc::Sender<Result<Vec<RelayResponse>, Status>>,
 ) {
     let follow = request.follow;
     let stats_metrics = stats.metrics.clone();
@@ -342,6 +516,13 @@ async fn run(
     if wanted > 0 && wanted < buffer_len as u64 {
         buffer_len = wanted as usize;
     }
+    // Without follow, credits bound what each node has in flight, so the buffer needs no
+    // bound of its own and never has to let a response out of order.
+    let credits_per_node =
+        (!follow).then(|| (config.sort_buffer_len_max / peers.len().max(1)).max(MIN_NODE_CREDITS));
+    if !follow {
+        buffer_len = usize::MAX;
+    }
     let (sender, mut receiver) = mpsc::channel(NODE_QUEUE_CAPACITY);
     let collector = Collector {
         pool: pool.clone(),
@@ -350,16 +531,23 @@ async fn run(
         stats,
         active: Arc::default(),
         last_seen: Arc::default(),
+        credits_per_node,
+        next_index: std::cell::Cell::new(0),
     };
+    let mut merge = Merge::new(SortBuffer::new(
+        buffer_len,
+        config.sort_buffer_drain_timeout,
+    ));
     let (connected, unavailable) = collector.collect(peers);
     let node_name = config.node_name.as_str();
+    let connected = open_all(&mut merge, connected);
     for (state, nodes) in [
         (NodeState::NodeConnected, connected),
         (NodeState::NodeUnavailable, unavailable),
     ] {
         if !nodes.is_empty() {
             let event = node_status(node_name, state, nodes, String::new());
-            if out.send(Ok(event.into())).await.is_err() {
+            if out.send(Ok(vec![event.into()])).await.is_err() {
                 return;
             }
         }
@@ -370,59 +558,71 @@ async fn run(
     let mut changes = pool.subscribe_changes();
     let mut update_tick = tokio::time::interval(config.peer_update_interval);
     update_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buffer = SortBuffer::new(buffer_len, config.sort_buffer_drain_timeout);
     let mut pending: Option<PendingError> = None;
     let mut ready: Vec<RelayResponse> = Vec::new();
     let mut watch_changes = follow;
+    let mut messages = Vec::with_capacity(MERGE_BATCH_MAX);
 
     loop {
-        let deadline = match (buffer.next_deadline(), pending.as_ref().map(|p| p.deadline)) {
+        let deadline = match (merge.next_deadline(), pending.as_ref().map(|p| p.deadline)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         tokio::select! {
-            message = receiver.recv() => match message {
-                Some(NodeMessage::Response { time, response }) => {
-                    ready.extend(buffer.push(time, response, std::time::Instant::now()));
+            count = receiver.recv_many(&mut messages, MERGE_BATCH_MAX) => {
+                if count == 0 {
+                    break;
                 }
-                Some(NodeMessage::Failed { node, message }) => {
-                    match &mut pending {
-                        Some(p) if p.message == message => p.nodes.push(node),
-                        _ => {
-                            if let Some(previous) = pending.take() {
-                                flush_error(&mut buffer, &mut ready, node_name, previous);
+                for message in messages.drain(..) {
+                    match message {
+                        NodeMessage::Response { node, time, response, credit } => {
+                            let held = Held { node, response, _credit: credit };
+                            merge.push(time, held, &mut ready);
+                        }
+                        NodeMessage::Finished { node } => merge.close(node),
+                        NodeMessage::Failed { node, name, message } => {
+                            merge.close(node);
+                            match &mut pending {
+                                Some(p) if p.message == message => p.nodes.push(name),
+                                _ => {
+                                    if let Some(previous) = pending.take() {
+                                        flush_error(&mut merge, &mut ready, node_name, previous);
+                                    }
+                                    pending = Some(PendingError {
+                                        message,
+                                        nodes: vec![name],
+                                        time: timestamp_nanos(&now_timestamp()),
+                                        deadline: std::time::Instant::now()
+                                            + config.error_aggregation_window,
+                                    });
+                                }
                             }
-                            pending = Some(PendingError {
-                                message,
-                                nodes: vec![node],
-                                time: timestamp_nanos(&now_timestamp()),
-                                deadline: std::time::Instant::now()
-                                    + config.error_aggregation_window,
-                            });
                         }
                     }
                 }
-                None => break,
+                merge.release_ordered(&mut ready);
             },
             () = sleep_until(deadline), if deadline.is_some() => {
                 let now = std::time::Instant::now();
                 if pending.as_ref().is_some_and(|p| p.deadline <= now) {
                     if let Some(due) = pending.take() {
-                        flush_error(&mut buffer, &mut ready, node_name, due);
+                        flush_error(&mut merge, &mut ready, node_name, due);
                     }
                 }
-                buffer.drain_expired(now, &mut ready);
+                merge.drain_expired(now, &mut ready);
             }
             _ = update_tick.tick(), if follow => {
                 if let Some(collector) = &collector {
-                    announce(node_name, collector.collect(pool.list()).0, &mut ready);
+                    let started = open_all(&mut merge, collector.collect(pool.list()).0);
+                    announce(node_name, started, &mut ready);
                 }
             }
             changed = changes.changed(), if watch_changes => {
                 if changed.is_err() {
                     watch_changes = false;
                 } else if let Some(collector) = &collector {
-                    announce(node_name, collector.collect(pool.list()).0, &mut ready);
+                    let started = open_all(&mut merge, collector.collect(pool.list()).0);
+                    announce(node_name, started, &mut ready);
                 }
             }
             () = out.closed() => return,
@@ -432,30 +632,40 @@ async fn run(
         }
     }
     if let Some(last) = pending.take() {
-        flush_error(&mut buffer, &mut ready, node_name, last);
+        flush_error(&mut merge, &mut ready, node_name, last);
     }
-    buffer.drain_all(&mut ready);
+    merge.drain_all(&mut ready);
     send_all(&out, &stats_metrics, &mut ready).await;
 }
 
-/// Sends `ready` to the client, counting flows. Returns false when the client is gone.
+/// Opens the nodes that started streaming in the merge; returns their names.
+fn open_all(merge: &mut Merge, started: Vec<(usize, String)>) -> Vec<String> {
+    started
+        .into_iter()
+        .map(|(index, name)| {
+            merge.open(index);
+            name
+        })
+        .collect()
+}
+
+/// Sends `ready` to the client in batches, counting flows. Returns false when the client
+/// is gone.
 async fn send_all(
-    out: &mpsc::Sender<Result<RelayResponse, Status>>,
+    out: &mpsc::Sender<Result<Vec<RelayResponse>, Status>>,
     metrics: &metrics::RelayMetrics,
     ready: &mut Vec<RelayResponse>,
 ) -> bool {
-    let mut flows = 0;
-    let mut open = true;
-    for response in ready.drain(..) {
-        let is_flow = response.is_flow();
-        if out.send(Ok(response)).await.is_err() {
-            open = false;
-            break;
+    while !ready.is_empty() {
+        let batch: Vec<RelayResponse> = ready.drain(..ready.len().min(CLIENT_BATCH_MAX)).collect();
+        let flows = batch.iter().filter(|r| r.is_flow()).count() as u64;
+        if out.send(Ok(batch)).await.is_err() {
+            ready.clear();
+            return false;
         }
-        flows += u64::from(is_flow);
+        metrics.flows_forwarded(flows);
     }
-    metrics.flows_forwarded(flows);
-    open
+    true
 }
 
 /// Tells a follow client about nodes that started streaming after the request began.
@@ -471,14 +681,19 @@ fn announce(node_name: &str, started: Vec<String>, ready: &mut Vec<RelayResponse
 }
 
 fn flush_error(
-    buffer: &mut SortBuffer<RelayResponse>,
+    merge: &mut Merge,
     ready: &mut Vec<RelayResponse>,
     node_name: &str,
     error: PendingError,
 ) {
     let mut event = node_status(node_name, NodeState::NodeError, error.nodes, error.message);
     event.time = Some(timestamp_from_nanos(error.time));
-    ready.extend(buffer.push(error.time, event.into(), std::time::Instant::now()));
+    let held = Held {
+        node: RELAY_EVENT,
+        response: event.into(),
+        _credit: None,
+    };
+    merge.push(error.time, held, ready);
 }
 
 /// GetFlows on a node, its responses kept as the node encoded them.

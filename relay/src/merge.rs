@@ -20,6 +20,9 @@ struct Key {
     seq: u64,
 }
 
+/// Largest number of slots allocated up front.
+const INITIAL_CAPACITY_MAX: usize = 1024;
+
 /// A bounded buffer that releases items in time order.
 ///
 /// Items stay where they were put (a slab of slots); only small keys move inside the heap,
@@ -39,11 +42,13 @@ impl<T> SortBuffer<T> {
     /// Creates a buffer holding at most `max_len` items (at least one).
     pub fn new(max_len: usize, drain_timeout: Duration) -> Self {
         let max_len = max_len.max(1);
+        // Room for the usual size; a buffer bounded from outside (usize::MAX) grows.
+        let initial = max_len.min(INITIAL_CAPACITY_MAX).saturating_add(1);
         Self {
-            heap: BinaryHeap::with_capacity(max_len + 1),
-            slots: Vec::with_capacity(max_len + 1),
-            free_slots: Vec::with_capacity(max_len + 1),
-            arrivals: VecDeque::with_capacity(max_len + 1),
+            heap: BinaryHeap::with_capacity(initial),
+            slots: Vec::with_capacity(initial),
+            free_slots: Vec::with_capacity(initial),
+            arrivals: VecDeque::with_capacity(initial),
             max_len,
             drain_timeout,
             last_released: None,
@@ -86,12 +91,13 @@ impl<T> SortBuffer<T> {
         self.heap.push(Reverse((key, slot)));
         self.arrivals.push_back((now, key));
         if self.heap.len() > self.max_len {
-            return self.pop_min();
+            return self.pop_oldest();
         }
         None
     }
 
-    fn pop_min(&mut self) -> Option<T> {
+    /// Takes the oldest item out.
+    pub fn pop_oldest(&mut self) -> Option<T> {
         let Reverse((key, slot)) = self.heap.pop()?;
         self.last_released = Some(key);
         self.free_slots.push(slot);
@@ -122,7 +128,7 @@ impl<T> SortBuffer<T> {
                 return;
             }
             while !self.is_released(key) {
-                match self.pop_min() {
+                match self.pop_oldest() {
                     Some(item) => out.push(item),
                     None => break,
                 }
@@ -140,7 +146,7 @@ impl<T> SortBuffer<T> {
 
     /// Moves every item to `out`, in order.
     pub fn drain_all(&mut self, out: &mut Vec<T>) {
-        while let Some(item) = self.pop_min() {
+        while let Some(item) = self.pop_oldest() {
             out.push(item);
         }
         self.arrivals.clear();

@@ -67,7 +67,7 @@ impl Observer for RelayObserver {
         );
         // Served by `ObserverService`, which forwards node responses without decoding
         // them; this decoding path answers anyone calling the trait directly.
-        let stream = ReceiverStream::new(receiver)
+        let stream = flatten(ReceiverStream::new(receiver))
             .map(|result| result.and_then(RelayResponse::into_message));
         Ok(Response::new(Box::pin(stream)))
     }
@@ -111,14 +111,28 @@ impl Observer for RelayObserver {
     }
 }
 
+/// One stream item per response of the merger's batches: the encoder then writes a whole
+/// batch before it flushes.
+fn flatten(
+    batches: ReceiverStream<Result<Vec<RelayResponse>, Status>>,
+) -> impl Stream<Item = Result<RelayResponse, Status>> + Send {
+    batches.flat_map(|batch| {
+        let (responses, error) = match batch {
+            Ok(responses) => (responses, None),
+            Err(status) => (Vec::new(), Some(status)),
+        };
+        futures::stream::iter(responses.into_iter().map(Ok).chain(error.map(Err)))
+    })
+}
+
 impl RelayObserver {
-    fn flows(&self, request: GetFlowsRequest) -> ReceiverStream<Result<RelayResponse, Status>> {
-        ReceiverStream::new(get_flows(
+    fn flows(&self, request: GetFlowsRequest) -> EventStream<RelayResponse> {
+        Box::pin(flatten(ReceiverStream::new(get_flows(
             self.pool.clone(),
             self.flows.clone(),
             self.stats.clone(),
             request,
-        ))
+        ))))
     }
 }
 
@@ -148,7 +162,7 @@ struct GetFlowsCall(Arc<RelayObserver>);
 
 impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
     type Response = RelayResponse;
-    type ResponseStream = ReceiverStream<Result<RelayResponse, Status>>;
+    type ResponseStream = EventStream<RelayResponse>;
     type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<GetFlowsRequest>) -> Self::Future {
