@@ -6,14 +6,17 @@
 //! Needs the `hubble` binary next to this test's target directory (`cargo build -p
 //! hubble-cli`); fails saying so when it is missing.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::{free_port, Agent};
 
 /// Flows in the capture. Each exported line is about 700 bytes, so 1 MB rotations
 /// happen every ~1500 flows: this gives several of them.
@@ -33,32 +36,6 @@ const EXPORT_DEADLINE: Duration = Duration::from_secs(120);
 /// How long one `hubble` invocation may take.
 const HUBBLE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The agent under test, killed (by PID) and reaped when dropped, whatever happens.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics with the agent's log if it has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("hubble-agent exited with {status}:\n{}", self.log());
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The `hubble` CLI built next to this test (`target/<profile>/hubble`).
 fn hubble_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
@@ -75,13 +52,6 @@ fn hubble_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
 }
 
 /// One `hubble observe -o jsonpb` line per flow, each flow with its own source port and
@@ -138,33 +108,20 @@ fn write_capture(path: &Path) {
 }
 
 fn start_agent(dir: &Path, capture: &Path, export: &Path, metrics: u16, compress: bool) -> Agent {
-    let log = dir.join("agent.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubble-agent"));
-    cmd.arg("--replay")
-        .arg(capture)
-        .arg("--export-file-path")
-        .arg(export)
-        .args(["--export-file-max-size-mb", &MAX_SIZE_MB.to_string()])
-        .args(["--export-file-max-backups", &MAX_BACKUPS.to_string()])
-        .args(["--ring-capacity", &RING_CAPACITY.to_string()])
-        .args(["--metrics-address", &format!("127.0.0.1:{metrics}")])
-        .args(["--listen-address", ""])
-        .arg("--unix-socket")
-        .arg(dir.join("hubble.sock"))
-        .arg("--admin-socket")
-        .arg(dir.join("agent.sock"))
-        .arg("--endpoints-dir")
-        .arg(dir.join("endpoints"))
-        .args(["--node-name", "export-test"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("agent log"));
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--export-file-path".into(),
+        export.into(),
+        "--export-file-max-size-mb".into(),
+        MAX_SIZE_MB.to_string().into(),
+        "--export-file-max-backups".into(),
+        MAX_BACKUPS.to_string().into(),
+        "--ring-capacity".into(),
+        RING_CAPACITY.to_string().into(),
+    ];
     if compress {
-        cmd.arg("--export-file-compress");
+        args.push("--export-file-compress".into());
     }
-    let child = cmd.spawn().expect("start hubble-agent");
-    Agent { child, log }
+    Agent::replay(dir, capture, metrics, "export-test", args)
 }
 
 /// The text of `/metrics`, or `None` while the server is not up.
