@@ -16,6 +16,14 @@
   const REGION_PAD = 22;
   const REGION_TITLE = 30;
   const MARGIN = 24;
+  /** Height of an edge label, and the distance between stacked labels. */
+  const LABEL_H = 19;
+  const LABEL_STEP = 23;
+  /**
+   * The map is scaled down to fit its pane, but not below this: a larger map is drawn
+   * at this scale and scrolls.
+   */
+  const MIN_MAP_SCALE = 0.5;
 
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const $ = (id) => document.getElementById(id);
@@ -38,6 +46,7 @@
     notDrawnFlows: 0,
     streamOpen: false,
     serverConnected: false,
+    mapScale: 1,
   };
   window.hubbleUi = { stats, setFilters, currentQuery: () => query() };
 
@@ -48,6 +57,8 @@
   let selectedMapKey = null;
   let debounce = null;
   let lastMap = null;
+  /** Size of the drawn map in SVG units, before it is scaled to its pane. */
+  let mapSize = null;
 
   // === filters ===
 
@@ -133,16 +144,19 @@
 
   // Messages are taken in as they come, but drawn at most once per frame: a page that
   // cannot draw every batch draws the newest rows and never builds up a backlog.
-  let pending = { reset: false, status: null, map: null, flows: [] };
+  let pending = { reset: false, status: null, map: null, flows: [], seen: null };
   let flushScheduled = false;
 
   function onUpdate(message) {
     stats.updates += 1;
     if (message.reset) {
       stats.resets += 1;
-      pending = { reset: true, status: null, map: null, flows: [] };
+      pending = { reset: true, status: null, map: null, flows: [], seen: null };
     }
     if (message.status) pending.status = message.status;
+    // Flows received by hubble-ui so far: sent with every message while flows arrive,
+    // so that the header keeps up with the table between status messages.
+    if (typeof message.flows_received === 'number') pending.seen = message.flows_received;
     if (message.map) pending.map = message.map;
     stats.missedFlows = message.missed_flows;
     stats.skippedFlows = message.skipped_flows;
@@ -171,13 +185,14 @@
     if (!flushScheduled) return;
     flushScheduled = false;
     const work = pending;
-    pending = { reset: false, status: null, map: null, flows: [] };
+    pending = { reset: false, status: null, map: null, flows: [], seen: null };
     if (work.reset) {
       rows.replaceChildren();
       pausedFlows = [];
       closeDetail();
     }
     if (work.status) renderStatus(work.status);
+    if (work.seen !== null) $('seen').textContent = work.seen.toLocaleString();
     if (work.map) renderMap(work.map);
     const missed = stats.missedFlows + stats.skippedFlows;
     $('missed').textContent = missed.toLocaleString();
@@ -257,6 +272,108 @@
     return l7.type || '';
   }
 
+  // Event types and verdicts as `hubble observe` prints them.
+  const TRACE_POINTS = ['to-endpoint', 'to-proxy', 'to-host', 'to-stack', 'to-overlay', 'from-endpoint',
+    'from-proxy', 'from-host', 'from-stack', 'from-overlay', 'from-network', 'to-network', 'from-crypto',
+    'to-crypto'];
+  const POLICY_MATCH_TYPES = ['none', 'L3-Only', 'L3-L4', 'L4-Only', 'all', 'L3-Proto', 'Proto-Only'];
+  const SOCK_XLATE_WORDS = {
+    SOCK_XLATE_POINT_POST_DIRECTION_FWD: 'post-xlate-fwd',
+    SOCK_XLATE_POINT_POST_DIRECTION_REV: 'post-xlate-rev',
+    SOCK_XLATE_POINT_PRE_DIRECTION_FWD: 'pre-xlate-fwd',
+    SOCK_XLATE_POINT_PRE_DIRECTION_REV: 'pre-xlate-rev',
+  };
+  /** Cilium's drop reason texts by number (the sub-type of drop events). */
+  const DROP_REASONS = {
+    0: "Success", 2: "Invalid packet", 3: "Interface", 4: "Interface Decrypted",
+    5: "LB, sock cgroup: No backend slot entry found", 6: "LB, sock cgroup: No backend entry found",
+    7: "LB, sock cgroup: Reverse entry update failed", 8: "LB, sock cgroup: Reverse entry stale",
+    9: "Fragmented packet", 10: "Fragmented packet entry update failed",
+    11: "Missed tail call to custom program", 12: "Interface Decrypting", 13: "Interface Encrypting",
+    14: "LB: sock cgroup: Reverse entry delete succeeded", 15: "MTU error message", 130: "Invalid source mac",
+    131: "Invalid destination mac", 132: "Invalid source ip", 133: "Policy denied", 134: "Invalid packet",
+    135: "CT: Truncated or invalid header", 136: "Fragmentation needed", 137: "CT: Unknown L4 protocol",
+    138: "CT: Can't create entry from packet", 139: "Unsupported L3 protocol", 140: "Missed tail call",
+    141: "Error writing to packet", 142: "Unknown L4 protocol", 143: "Unknown ICMPv4 code",
+    144: "Unknown ICMPv4 type", 145: "Unknown ICMPv6 code", 146: "Unknown ICMPv6 type",
+    147: "Error retrieving tunnel key", 148: "Error retrieving tunnel options", 149: "Invalid Geneve option",
+    150: "Unknown L3 target address", 151: "Stale or unroutable IP", 152: "No matching local container found",
+    153: "Error while correcting L3 checksum", 154: "Error while correcting L4 checksum",
+    155: "CT: Map insertion failed", 156: "Invalid IPv6 extension header",
+    157: "IP fragmentation not supported", 158: "Service backend not found",
+    160: "No tunnel/encapsulation endpoint (datapath BUG!)", 161: "NAT 46/64 not enabled",
+    162: "Reached EDT rate-limiting drop horizon", 163: "Unknown connection tracking state",
+    164: "Local host is unreachable", 165: "No configuration available to perform policy decision",
+    166: "Unsupported L2 protocol", 167: "No mapping for NAT masquerade",
+    168: "Unsupported protocol for NAT masquerade", 169: "FIB lookup failed",
+    170: "Encapsulation traffic is prohibited", 171: "Invalid identity", 172: "Unknown sender",
+    173: "NAT not needed", 174: "Is a ClusterIP", 175: "First logical datagram fragment not found",
+    176: "Forbidden ICMPv6 message", 177: "Denied by LB src range check", 178: "Socket lookup failed",
+    179: "Socket assign failed", 180: "Proxy redirection not supported for protocol",
+    181: "Policy denied by denylist", 182: "VLAN traffic disallowed by VLAN filter",
+    183: "Incorrect VNI from VTEP", 184: "Failed to update or lookup TC buffer",
+    185: "No SID was found for the IP address", 186: "SRv6 state was removed during tail call",
+    187: "L3 translation from IPv4 to IPv6 failed (NAT46)",
+    188: "L3 translation from IPv6 to IPv4 failed (NAT64)", 189: "Authentication required",
+    190: "No conntrack map found", 191: "No nat map found", 192: "Invalid ClusterID",
+    193: "Unsupported packet protocol for DSR encapsulation", 194: "No egress gateway found",
+    195: "Traffic is unencrypted", 196: "TTL exceeded", 197: "No node ID found", 198: "Rate limited",
+    199: "IGMP handled", 200: "IGMP subscribed", 201: "Multicast handled", 202: "Host datapath not ready",
+    203: "Endpoint policy program not available", 204: "No Egress IP configured", 205: "Punt to proxy",
+  };
+  const MESSAGE_TYPE = { drop: 1, capture: 3, trace: 4, policyVerdict: 5, traceSock: 7 };
+
+  /**
+   * The TYPE column of `hubble observe`: `to-endpoint`, `Policy denied`,
+   * `policy-verdict:none INGRESS`, `http-request`, `dns-response proxy`, ...
+   */
+  function eventType(flow) {
+    const l7 = flow.l7;
+    if (l7) {
+      const proto = l7.http ? 'http' : l7.dns ? 'dns' : l7.kafka ? 'kafka' : 'l7';
+      const kind = (l7.type || 'UNKNOWN_L7_TYPE').toLowerCase();
+      return `${proto}-${kind}` + (l7.dns ? ' ' + (l7.dns.observation_source || '') : '');
+    }
+    const type = (flow.event_type && flow.event_type.type) || 0;
+    const sub = (flow.event_type && flow.event_type.sub_type) || 0;
+    switch (type) {
+      case MESSAGE_TYPE.trace:
+        return TRACE_POINTS[sub] || String(sub);
+      case MESSAGE_TYPE.drop:
+        return DROP_REASONS[sub] || `${sub}, 0`;
+      case MESSAGE_TYPE.policyVerdict:
+        return `policy-verdict:${POLICY_MATCH_TYPES[flow.policy_match_type || 0] || 'unknown'} ` +
+          (flow.traffic_direction || 'TRAFFIC_DIRECTION_UNKNOWN');
+      case MESSAGE_TYPE.capture:
+        return flow.debug_capture_point || 'DBG_CAPTURE_POINT_UNKNOWN';
+      case MESSAGE_TYPE.traceSock: {
+        const point = flow.sock_xlate_point || 'SOCK_XLATE_POINT_UNKNOWN';
+        return SOCK_XLATE_WORDS[point] || point;
+      }
+      default:
+        return 'UNKNOWN';
+    }
+  }
+
+  /** The event kind named as `hubble observe --type` takes it, for the type's tooltip. */
+  function eventKind(flow) {
+    if (flow.l7) return 'l7';
+    const type = (flow.event_type && flow.event_type.type) || 0;
+    const kinds = { 1: 'drop', 3: 'capture', 4: 'trace', 5: 'policy-verdict', 7: 'trace-sock' };
+    return kinds[type] || 'unknown';
+  }
+
+  /** The verdict word: ALLOWED, DENIED or AUDITED for policy verdicts, else the verdict. */
+  function verdictWord(flow) {
+    const verdict = flow.verdict || 'VERDICT_UNKNOWN';
+    const isPolicyVerdict = !flow.l7 && flow.event_type && flow.event_type.type === MESSAGE_TYPE.policyVerdict;
+    if (!isPolicyVerdict) return verdict;
+    if (verdict === 'FORWARDED' || verdict === 'REDIRECTED') return 'ALLOWED';
+    if (verdict === 'DROPPED' || verdict === 'ERROR') return 'DENIED';
+    if (verdict === 'AUDIT') return 'AUDITED';
+    return verdict;
+  }
+
   function formatTime(text) {
     const t = new Date(text);
     if (Number.isNaN(t.getTime())) return text || '';
@@ -295,15 +412,18 @@
     endpointCell(tr, flow.destination, ip.destination, p && p.dst);
     cell(tr, p ? (p.dst !== undefined ? `${p.name} ${p.dst}` : p.name) : '', 'port');
     cell(tr, l7Info(flow), 'l7');
+    const type = eventType(flow);
+    cell(tr, type, 'type', `${eventKind(flow)}: ${type}`);
     const verdict = flow.verdict || 'VERDICT_UNKNOWN';
     const vd = cell(tr, '', 'verdict');
     const badge = document.createElement('span');
     badge.className = 'badge ' + verdict.toLowerCase();
-    badge.textContent = verdict;
+    badge.textContent = verdictWord(flow);
     vd.appendChild(badge);
-    if (flow.drop_reason_desc) vd.title = flow.drop_reason_desc;
+    vd.title = verdict + (flow.drop_reason_desc ? ': ' + flow.drop_reason_desc : '');
     cell(tr, flow.Summary || '', 'summary');
     tr.dataset.verdict = verdict;
+    tr.dataset.type = type;
     tr.flow = flow;
     return tr;
   }
@@ -478,50 +598,116 @@
     return anchors;
   }
 
+  /** The point at `t` (0..1) of the cubic Bézier curve `c` = [x0,y0, x1,y1, x2,y2, x3,y3]. */
+  function cubicAt(c, t) {
+    const u = 1 - t;
+    const k = [u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t];
+    return [k[0] * c[0] + k[1] * c[2] + k[2] * c[4] + k[3] * c[6],
+      k[0] * c[1] + k[1] * c[3] + k[2] * c[5] + k[3] * c[7]];
+  }
+
+  /** A path of joined cubic curves: its `d` attribute and its point at `t` (0..1). */
+  function curvePath(curves) {
+    const d = `M${curves[0][0]},${curves[0][1]} ` +
+      curves.map((c) => `C${c[2]},${c[3]} ${c[4]},${c[5]} ${c[6]},${c[7]}`).join(' ');
+    const at = (t) => {
+      const n = curves.length;
+      const i = Math.min(n - 1, Math.floor(t * n));
+      return cubicAt(curves[i], t * n - i);
+    };
+    return { d, at };
+  }
+
   function edgePath(a, b, anchor, obstacles) {
     const ay = anchor ? anchor.start : a.y + BOX_H / 2;
     const by = anchor ? anchor.end : b.y + BOX_H / 2;
     if (a === b) {
       const x0 = a.x + BOX_W;
       const y = a.y + BOX_H / 2;
-      return { d: `M${x0},${y - 12} C${x0 + 70},${y - 50} ${x0 + 70},${y + 50} ${x0 + 4},${y + 14}`,
-        lx: x0 + 56, ly: y };
+      return curvePath([[x0, y - 12, x0 + 70, y - 50, x0 + 70, y + 50, x0 + 4, y + 14]]);
     }
     if (a.column === b.column) {
       const x0 = a.x + BOX_W;
       const bend = x0 + 50 + Math.abs(by - ay) * 0.25;
-      return { d: `M${x0},${ay} C${bend},${ay} ${bend},${by} ${x0 + 4},${by}`,
-        lx: bend - 12, ly: (ay + by) / 2 };
+      return curvePath([[x0, ay, bend, ay, bend, by, x0 + 4, by]]);
     }
     const forward = a.column < b.column;
     const x0 = forward ? a.x + BOX_W : a.x;
     const x1 = forward ? b.x - 4 : b.x + BOX_W + 4;
     const dx = (x1 - x0) * 0.5;
-    const direct = { d: `M${x0},${ay} C${x0 + dx},${ay} ${x1 - dx},${by} ${x1},${by}`,
-      lx: (x0 + x1) / 2, ly: (ay + by) / 2 };
+    const curve = [x0, ay, x0 + dx, ay, x1 - dx, by, x1, by];
     // A line that would pass behind boxes between its ends goes around below them.
     const lo = Math.min(x0, x1);
     const hi = Math.max(x0, x1);
     const between = [...obstacles].filter((o) => o !== a && o !== b && o.x > lo && o.x + BOX_W < hi);
-    const bezier = (t) => {
-      const u = 1 - t;
-      return [u * u * u * x0 + 3 * u * u * t * (x0 + dx) + 3 * u * t * t * (x1 - dx) + t * t * t * x1,
-        u * u * u * ay + 3 * u * u * t * ay + 3 * u * t * t * by + t * t * t * by];
-    };
     const hits = between.some((o) => {
       for (let t = 0; t <= 1; t += 0.05) {
-        const [px, py] = bezier(t);
+        const [px, py] = cubicAt(curve, t);
         if (px > o.x - 6 && px < o.x + BOX_W + 6 && py > o.y - 6 && py < o.y + BOX_H + 6) return true;
       }
       return false;
     });
-    if (!hits) return direct;
-    const below = Math.max(...between.filter((o) => o.x > lo && o.x < hi).map((o) => o.y + BOX_H)) + BOX_GAP / 2;
-    const mx = (x0 + x1) / 2;
-    const q = (mx - x0) * 0.6;
-    return { d: `M${x0},${ay} C${x0 + q},${ay} ${mx - q},${below} ${mx},${below} ` +
-      `C${mx + q},${below} ${x1 - q},${by} ${x1},${by}`, lx: mx, ly: below };
+    if (!hits) return curvePath([curve]);
+    // Down before the first box in the way, along below them all, up after the last.
+    const below = Math.max(...between.map((o) => o.y + BOX_H)) + BOX_GAP / 2;
+    const sign = forward ? 1 : -1;
+    const first = forward ? Math.min(...between.map((o) => o.x)) - 14 : Math.max(...between.map((o) => o.x + BOX_W)) + 14;
+    const last = forward ? Math.max(...between.map((o) => o.x + BOX_W)) + 14 : Math.min(...between.map((o) => o.x)) - 14;
+    const q0 = Math.max(20, Math.abs(first - x0) * 0.55) * sign;
+    const q1 = Math.max(20, Math.abs(x1 - last) * 0.55) * sign;
+    const third = (last - first) / 3;
+    return curvePath([[x0, ay, x0 + q0, ay, first - q0, below, first, below],
+      [first, below, first + third, below, last - third, below, last, below],
+      [last, below, last + q1, below, x1 - q1, by, x1, by]]);
   }
+
+  /**
+   * Places edge labels so that none hides another. Labels of parallel edges (same
+   * source and destination: one per port and protocol) are stacked around the middle of
+   * their bundle, in the order their lines leave the box; any label that would still
+   * cover a placed label or a box moves to the nearest free spot, first along its own
+   * line, then above or below it.
+   */
+  function placeLabels(groups, boxes) {
+    const placed = [];
+    const boxRects = [...boxes.values()].map((b) => ({ x: b.x, y: b.y, w: BOX_W, h: BOX_H }));
+    const overlaps = (r, list) => list.some((o) =>
+      r.x < o.x + o.w + 4 && o.x < r.x + r.w + 4 && r.y < o.y + o.h + 3 && o.y < r.y + r.h + 3);
+    const rectAt = (item, x, y) => ({ x: x - item.w / 2, y: y - LABEL_H / 2, w: item.w, h: LABEL_H });
+    for (const group of groups) {
+      const n = group.length;
+      const mid = group.map((item) => item.path.at(0.5));
+      const cx = mid.reduce((sum, p) => sum + p[0], 0) / n;
+      const cy = mid.reduce((sum, p) => sum + p[1], 0) / n;
+      group.forEach((item, i) => {
+        const stacked = [cx, cy + (i - (n - 1) / 2) * LABEL_STEP];
+        const candidates = [stacked];
+        for (const t of [0.36, 0.64, 0.24, 0.76]) candidates.push(item.path.at(t));
+        for (const k of [1, -1, 2, -2, 3, -3]) candidates.push([stacked[0], stacked[1] + k * LABEL_STEP]);
+        const free = (p) => !overlaps(rectAt(item, p[0], p[1]), placed);
+        const best = candidates.find((p) => free(p) && !overlaps(rectAt(item, p[0], p[1]), boxRects)) ||
+          candidates.find(free) || stacked;
+        item.x = best[0];
+        item.y = best[1];
+        placed.push(rectAt(item, best[0], best[1]));
+      });
+    }
+  }
+
+  /**
+   * Scales the drawn map to fit its pane (never above its natural size, never below
+   * MIN_MAP_SCALE, past which the pane scrolls), so every box stays in reach.
+   */
+  function fitMap() {
+    if (!mapSize) return;
+    const pane = $('map-scroll');
+    const fit = Math.min(1, pane.clientWidth / mapSize.width, pane.clientHeight / mapSize.height);
+    const scale = Math.max(MIN_MAP_SCALE, fit);
+    stats.mapScale = scale;
+    svg.setAttribute('width', String(Math.floor(mapSize.width * scale)));
+    svg.setAttribute('height', String(Math.floor(mapSize.height * scale)));
+  }
+  new ResizeObserver(fitMap).observe($('map-scroll'));
 
   function nodeFilter(node, side) {
     if (node.filter_kind === 'pod') return { [side ? side + '_pod' : 'pod']: node.filter_value };
@@ -534,9 +720,9 @@
     $('map-empty').classList.toggle('hidden', map.nodes.length > 0);
     const { boxes, regions, width, height } = layout(map);
     svg.replaceChildren();
-    svg.setAttribute('width', width);
-    svg.setAttribute('height', height);
     svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+    mapSize = { width, height };
+    fitMap();
     const defs = el('defs', {}, svg);
     for (const kind of ['forwarded', 'dropped', 'mixed']) {
       const marker = el('marker', { id: 'arrow-' + kind, viewBox: '0 0 10 10', refX: '9', refY: '5',
@@ -559,11 +745,13 @@
     const anchors = edgeAnchors(map.edges, boxes);
     const edgeLayer = el('g', { class: 'edges' }, svg);
     const labelLayer = el('g', { class: 'edge-labels' }, svg);
+    const labelGroups = [];
     for (const group of pairs.values()) {
-      group.forEach((e, i) => {
+      const items = [];
+      for (const e of group) {
         const a = boxes.get(e.source);
         const b = boxes.get(e.destination);
-        if (!a || !b) return;
+        if (!a || !b) continue;
         const kind = edgeClass(e);
         const path = edgePath(a, b, anchors.get(e), boxes.values());
         const key = `edge:${e.source}>${e.destination}:${e.protocol}/${e.port}`;
@@ -575,23 +763,32 @@
         const counts = Object.entries(e.verdicts).map(([v, n]) => `${n} ${v.toLowerCase()}`).join(', ');
         const titleEl = el('title', {}, g);
         titleEl.textContent = `${e.source} → ${e.destination}\n${e.protocol}/${e.port}: ${counts}\nlast: ${e.last_verdict}`;
-        const label = el('g', { class: `edge-label ${kind}`, transform: `translate(${path.lx},${path.ly})` }, labelLayer);
         const forwarded = (e.verdicts.FORWARDED || 0) + (e.verdicts.REDIRECTED || 0) + (e.verdicts.TRANSLATED || 0) + (e.verdicts.TRACED || 0);
         const dropped = (e.verdicts.DROPPED || 0) + (e.verdicts.ERROR || 0);
         const audit = e.verdicts.AUDIT || 0;
         const text = `${e.port ? e.protocol + '/' + e.port : e.protocol}` +
           (forwarded ? ` ✓${forwarded}` : '') + (audit ? ` ◐${audit}` : '') + (dropped ? ` ✕${dropped}` : '');
-        const t = el('text', { 'text-anchor': 'middle', dy: '4' }, label);
-        t.textContent = text;
-        const w = text.length * 6.6 + 12;
-        label.insertBefore(el('rect', { x: -w / 2, y: -10, width: w, height: 19, rx: 9.5 }), t);
         const select = () => setFilters({
           ...nodeFilter(a.node, 'from'), ...nodeFilter(b.node, 'to'),
           port: e.port ? String(e.port) : '', protocol: e.protocol === 'unknown' ? '' : e.protocol.toLowerCase(),
         }, key);
         g.addEventListener('click', select);
-        label.addEventListener('click', select);
-      });
+        items.push({ e, kind, path, text, w: text.length * 6.6 + 12, select, start: (anchors.get(e) || {}).start || 0 });
+      }
+      // Stacked in the order the lines leave their box, top first.
+      items.sort((p, q) => (p.start - q.start) || (p.e.port - q.e.port));
+      if (items.length) labelGroups.push(items);
+    }
+    placeLabels(labelGroups, boxes);
+    for (const item of labelGroups.flat()) {
+      const e = item.e;
+      const label = el('g', { class: `edge-label ${item.kind}`, transform: `translate(${item.x},${item.y})`,
+        'data-source': e.source, 'data-destination': e.destination, 'data-port': e.port,
+        'data-protocol': e.protocol }, labelLayer);
+      el('rect', { x: -item.w / 2, y: -LABEL_H / 2, width: item.w, height: LABEL_H, rx: LABEL_H / 2 }, label);
+      const t = el('text', { 'text-anchor': 'middle', dy: '4' }, label);
+      t.textContent = item.text;
+      label.addEventListener('click', item.select);
     }
     const nodeLayer = el('g', { class: 'nodes' }, svg);
     for (const box of boxes.values()) {

@@ -40,6 +40,8 @@ pub struct Subscriber {
     next_seq: u64,
     /// Map version this browser has, if any.
     map_version: Option<u64>,
+    /// The count of flows received that this browser was last sent.
+    flows_received: u64,
     missed_updates: u64,
     missed_flows: u64,
     skipped_flows: u64,
@@ -58,11 +60,18 @@ pub fn subscribe(shared: &Shared, filters: FlowMatcher, limit: usize) -> mpsc::R
         tx,
         next_seq: state.ring.next_seq(),
         map_version: Some(state.map.version()),
+        flows_received: state.upstream.flows_received,
         missed_updates: 0,
         missed_flows: 0,
         skipped_flows: 0,
     };
-    let message = subscriber.message(true, &initial, Some(&map), Some(&status));
+    let message = subscriber.message(
+        true,
+        &initial,
+        Some(&map),
+        Some(&status),
+        subscriber.flows_received,
+    );
     // A fresh queue has room for one message, so this cannot fail.
     let _ = subscriber.tx.try_send(message);
     state.subscribers.push(subscriber);
@@ -88,7 +97,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
             _ = ticker.tick() => {}
         }
         round += 1;
-        let (entries, overwritten, map_version, status, mut subscribers) = {
+        let (entries, overwritten, map_version, status, received, mut subscribers) = {
             let mut state = shared.lock();
             let (iter, overwritten) = state.ring.since(cursor);
             let entries: Vec<Arc<StoredFlow>> = iter.cloned().collect();
@@ -100,8 +109,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
             let status = round
                 .is_multiple_of(STATUS_EVERY_ROUNDS)
                 .then(|| status_json(&state));
+            let received = state.upstream.flows_received;
             let subscribers = std::mem::take(&mut state.subscribers);
-            (entries, overwritten, version, status, subscribers)
+            (entries, overwritten, version, status, received, subscribers)
         };
         let map = cached_map.as_ref().map(|(_, json)| json.as_str());
         let mut missed_updates = 0;
@@ -110,7 +120,16 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
         subscribers.retain_mut(|sub| {
             let before = (sub.missed_updates, sub.missed_flows, sub.skipped_flows);
             let status = status.as_deref();
-            let alive = sub.offer(&entries, overwritten, cursor, map_version, map, status);
+            let round = Round {
+                entries: &entries,
+                overwritten,
+                cursor,
+                map_version,
+                map,
+                status,
+                flows_received: received,
+            };
+            let alive = sub.offer(&round);
             missed_updates += sub.missed_updates - before.0;
             missed_flows += sub.missed_flows - before.1;
             skipped += sub.skipped_flows - before.2;
@@ -129,17 +148,34 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
     }
 }
 
+/// What one round of the broadcaster has for its browsers.
+struct Round<'a> {
+    /// Flows that arrived since the last round.
+    entries: &'a [Arc<StoredFlow>],
+    /// Flows overwritten in the ring before this round could read them.
+    overwritten: u64,
+    /// First flow number after this round's flows.
+    cursor: u64,
+    map_version: u64,
+    map: Option<&'a str>,
+    status: Option<&'a str>,
+    /// Flows received since start (the header's "flows seen"), sent whenever it grew,
+    /// so that the header keeps up with the table between status messages.
+    flows_received: u64,
+}
+
 impl Subscriber {
     /// Offers this round's message; returns false when the browser has gone.
-    fn offer(
-        &mut self,
-        entries: &[Arc<StoredFlow>],
-        overwritten: u64,
-        cursor: u64,
-        map_version: u64,
-        map: Option<&str>,
-        status: Option<&str>,
-    ) -> bool {
+    fn offer(&mut self, round: &Round<'_>) -> bool {
+        let Round {
+            entries,
+            overwritten,
+            cursor,
+            map_version,
+            map,
+            status,
+            flows_received,
+        } = *round;
         let mut flows: Vec<Arc<StoredFlow>> = entries
             .iter()
             .filter(|e| e.seq >= self.next_seq && self.filters.matches(&e.flow))
@@ -155,15 +191,17 @@ impl Subscriber {
         }
         self.next_seq = cursor;
         let map = map.filter(|_| self.map_version != Some(map_version));
-        if flows.is_empty() && map.is_none() && status.is_none() {
+        let received_grew = flows_received != self.flows_received;
+        if flows.is_empty() && map.is_none() && status.is_none() && !received_grew {
             return !self.tx.is_closed();
         }
-        let message = self.message(false, &flows, map, status);
+        let message = self.message(false, &flows, map, status, flows_received);
         match self.tx.try_send(message) {
             Ok(()) => {
                 if map.is_some() {
                     self.map_version = Some(map_version);
                 }
+                self.flows_received = flows_received;
                 true
             }
             Err(TrySendError::Full(_)) => {
@@ -175,13 +213,15 @@ impl Subscriber {
         }
     }
 
-    /// One SSE message: `{"reset":..,"flows":[..],"map":..,"status":..,"missed_*":..}`.
+    /// One SSE message:
+    /// `{"reset":..,"flows":[..],"map":..,"status":..,"missed_*":..,"flows_received":..}`.
     fn message(
         &self,
         reset: bool,
         flows: &[Arc<StoredFlow>],
         map: Option<&str>,
         status: Option<&str>,
+        flows_received: u64,
     ) -> String {
         let size: usize = flows.iter().map(|f| f.json.len() + 1).sum();
         let mut out = String::with_capacity(size + map.map_or(0, str::len) + 256);
@@ -198,8 +238,8 @@ impl Subscriber {
         out.push_str(status.unwrap_or("null"));
         let _ = write!(
             out,
-            ",\"missed_updates\":{},\"missed_flows\":{},\"skipped_flows\":{}}}",
-            self.missed_updates, self.missed_flows, self.skipped_flows
+            ",\"missed_updates\":{},\"missed_flows\":{},\"skipped_flows\":{},\"flows_received\":{}}}",
+            self.missed_updates, self.missed_flows, self.skipped_flows, flows_received
         );
         out
     }

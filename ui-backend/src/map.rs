@@ -1,7 +1,7 @@
 //! The service map: workloads as nodes, grouped by namespace, and one edge per
 //! (source, destination, destination port, protocol) with counts per verdict.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use proto::flow::{layer4, Endpoint, Flow, Verdict};
 use serde::Serialize;
@@ -11,10 +11,21 @@ use serde::Serialize;
 pub const MAX_MAP_NODES: usize = 1024;
 /// Most distinct edges kept on the map; further ones are counted in `discarded_edges`.
 pub const MAX_MAP_EDGES: usize = 8192;
+/// Most security identities remembered for attributing endpoints without a pod name
+/// to their workload (a workload may have had several label sets over time).
+const MAX_KNOWN_IDENTITIES: usize = 4 * MAX_MAP_NODES;
+
+/// Label keys that name an application, after the `k8s:`, `io.kubernetes.pod.` and
+/// `app.kubernetes.io/` prefixes are removed; the first one found names the workload
+/// in upstream Hubble UI.
+const APP_LABEL_KEYS: [&str; 4] = ["app", "name", "functionName", "k8s-app"];
+const LABEL_KEY_PREFIXES: [&str; 3] = ["k8s:", "io.kubernetes.pod.", "app.kubernetes.io/"];
+/// Label that carries a pod's namespace in Cilium's identity labels.
+const NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
 
 /// Reserved identities of Cilium, named as the map shows them when a flow's endpoint
 /// carries no `reserved:` label.
-const RESERVED_IDENTITIES: [(u32, &str); 8] = [
+const RESERVED_IDENTITIES: [(u32, &str); 10] = [
     (1, "host"),
     (2, "world"),
     (3, "unmanaged"),
@@ -23,6 +34,8 @@ const RESERVED_IDENTITIES: [(u32, &str); 8] = [
     (6, "remote-node"),
     (7, "kube-apiserver"),
     (8, "ingress"),
+    (9, "world-ipv4"),
+    (10, "world-ipv6"),
 ];
 
 /// One box on the map: a workload of a namespace, or a reserved entity such as `world`.
@@ -71,6 +84,8 @@ pub struct ServiceMap {
     version: u64,
     discarded_nodes: u64,
     discarded_edges: u64,
+    /// Security identity -> id of the workload node whose pods carried it.
+    identities: HashMap<u32, String>,
 }
 
 /// What `/api/map` returns.
@@ -86,6 +101,15 @@ pub struct MapSnapshot<'a> {
 impl ServiceMap {
     /// Counts `flow` on its edge. Replies are left out so that each connection is drawn
     /// once, from the side that opened it.
+    ///
+    /// Only flows with a pod on at least one side are drawn. Upstream Hubble UI draws
+    /// the map of a namespace from flows whose `source_pod` or `destination_pod` is in
+    /// it, so a flow between two endpoints without a pod name never reaches its map:
+    /// host <-> world chatter, and multicast and link-local packets such as
+    /// `fe80::1 (host) -> ff02::16 (ID:259) ICMPv6 MulticastListenerReportV2`, whose
+    /// group-address side carries the receiving pod's identity and labels but no pod
+    /// name (names are looked up by IP). Drawing them would add a `host` box and an
+    /// anonymous `identity-259` box for a pod that is already on the map.
     pub fn add(&mut self, flow: &Flow) {
         if flow.is_reply.as_ref().is_some_and(|r| r.value) {
             return;
@@ -93,7 +117,15 @@ impl ServiceMap {
         let (Some(src), Some(dst)) = (flow.source.as_ref(), flow.destination.as_ref()) else {
             return;
         };
-        let (Some(source), Some(destination)) = (self.touch(src), self.touch(dst)) else {
+        if src.pod_name.is_empty() && dst.pod_name.is_empty() {
+            return;
+        }
+        let (Some(src_node), Some(dst_node)) = (self.resolve(src), self.resolve(dst)) else {
+            return;
+        };
+        let (Some(source), Some(destination)) =
+            (self.touch(src_node, src), self.touch(dst_node, dst))
+        else {
             return;
         };
         let (port, protocol) = port_and_protocol(flow);
@@ -119,24 +151,97 @@ impl ServiceMap {
         self.version += 1;
     }
 
-    /// Finds or creates the node of `endpoint`, returning its id, or `None` when the
-    /// node limit is reached.
-    fn touch(&mut self, endpoint: &Endpoint) -> Option<String> {
-        let node = node_of(endpoint);
-        if let Some(known) = self.nodes.get_mut(&node.id) {
-            known.flows += 1;
-            if known.labels != endpoint.labels && !endpoint.labels.is_empty() {
-                known.labels.clone_from(&endpoint.labels);
-            }
-            return Some(known.id.clone());
+    /// The node `endpoint` is drawn as, or `None` when it is a cluster endpoint without
+    /// a pod name whose workload is not on the map.
+    ///
+    /// Such an endpoint (a security identity with a pod's labels, but no pod name) is
+    /// never a box of its own: upstream Hubble UI keys its boxes by security identity
+    /// and names them by the `app`/`k8s-app`/`name` label, so it draws the endpoint in
+    /// the box of the pods with that identity. Here boxes are workloads, so the endpoint
+    /// goes to the workload whose pods carried its identity, else the one whose pods
+    /// carried the same labels, else the one of its namespace with the same application
+    /// label. Without one of those its flow is left out rather than drawn as an
+    /// anonymous `identity-N` box.
+    fn resolve(&self, endpoint: &Endpoint) -> Option<MapNode> {
+        if !endpoint.pod_name.is_empty() || is_entity(endpoint) {
+            return Some(node_of(endpoint));
         }
-        if self.nodes.len() >= MAX_MAP_NODES {
-            self.discarded_nodes += 1;
+        let id = self
+            .identities
+            .get(&endpoint.identity)
+            .filter(|_| endpoint.identity != 0)
+            .or_else(|| self.workload_with_labels(endpoint))?;
+        self.nodes.get(id).map(|known| MapNode {
+            flows: 0,
+            ..known.clone()
+        })
+    }
+
+    /// The workload node whose pods carried `endpoint`'s labels, or failing that the
+    /// one of the same namespace with the same application name.
+    fn workload_with_labels(&self, endpoint: &Endpoint) -> Option<&String> {
+        if endpoint.labels.is_empty() {
             return None;
         }
-        let id = node.id.clone();
-        self.nodes.insert(id.clone(), MapNode { flows: 1, ..node });
+        let mut wanted: Vec<&str> = endpoint.labels.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        let pods = || self.nodes.values().filter(|n| n.filter_kind == "pod");
+        let same_labels = pods().find(|n| {
+            let mut labels: Vec<&str> = n.labels.iter().map(String::as_str).collect();
+            labels.sort_unstable();
+            labels == wanted
+        });
+        if let Some(node) = same_labels {
+            return Some(&node.id);
+        }
+        let namespace = namespace_of(endpoint)?;
+        let app = app_name(&endpoint.labels)?;
+        pods()
+            .find(|n| n.namespace == namespace && app_name(&n.labels) == Some(app))
+            .map(|n| &n.id)
+    }
+
+    /// Counts a flow of `endpoint` on `node`, creating the node if new; returns its id,
+    /// or `None` when the node limit is reached.
+    fn touch(&mut self, node: MapNode, endpoint: &Endpoint) -> Option<String> {
+        let has_pod = !endpoint.pod_name.is_empty();
+        let id = if let Some(known) = self.nodes.get_mut(&node.id) {
+            known.flows += 1;
+            // Only the pods' own endpoints update the labels; one attributed to this
+            // node by its identity or labels says nothing new.
+            if has_pod && known.labels != endpoint.labels && !endpoint.labels.is_empty() {
+                known.labels.clone_from(&endpoint.labels);
+            }
+            known.id.clone()
+        } else {
+            if self.nodes.len() >= MAX_MAP_NODES {
+                self.discarded_nodes += 1;
+                return None;
+            }
+            let id = node.id.clone();
+            self.nodes.insert(id.clone(), MapNode { flows: 1, ..node });
+            id
+        };
+        if has_pod {
+            self.remember_identity(endpoint.identity, &id);
+        }
         Some(id)
+    }
+
+    /// Records that pods of workload `id` carry security identity `identity`.
+    fn remember_identity(&mut self, identity: u32, id: &str) {
+        if identity == 0 {
+            return;
+        }
+        let room = self.identities.len() < MAX_KNOWN_IDENTITIES;
+        match self.identities.get_mut(&identity) {
+            Some(known) if known != id => id.clone_into(known),
+            Some(_) => {}
+            None if room => {
+                self.identities.insert(identity, id.to_string());
+            }
+            None => {}
+        }
     }
 
     /// A counter that changes whenever the map does.
@@ -184,8 +289,25 @@ pub fn node_of(endpoint: &Endpoint) -> MapNode {
     }
 }
 
+/// Cilium's local-scope identities (CIDR and FQDN selections) have this bit set.
+const LOCAL_IDENTITY_SCOPE: u32 = 1 << 24;
+
+/// Whether `endpoint` (without a pod name) is an entity outside the cluster's pods:
+/// a reserved identity or a CIDR identity.
+fn is_entity(endpoint: &Endpoint) -> bool {
+    endpoint
+        .labels
+        .iter()
+        .any(|l| l.starts_with("reserved:") || l.starts_with("cidr:"))
+        || RESERVED_IDENTITIES
+            .iter()
+            .any(|(id, _)| *id == endpoint.identity)
+        || endpoint.identity & LOCAL_IDENTITY_SCOPE != 0
+}
+
 /// The name of an endpoint that is not a pod: its `reserved:` label, else its reserved
-/// identity, else `world` for CIDR identities and `identity-N` for anything else.
+/// identity, else `world` for CIDR identities and `identity-N` for anything else
+/// (which `ServiceMap` never draws: see `ServiceMap::resolve`).
 fn entity_name(endpoint: &Endpoint) -> String {
     if let Some(name) = endpoint
         .labels
@@ -200,10 +322,36 @@ fn entity_name(endpoint: &Endpoint) -> String {
     {
         return (*name).to_string();
     }
-    if endpoint.labels.iter().any(|l| l.starts_with("cidr:")) {
+    if endpoint.labels.iter().any(|l| l.starts_with("cidr:"))
+        || endpoint.identity & LOCAL_IDENTITY_SCOPE != 0
+    {
         return "world".to_string();
     }
     format!("identity-{}", endpoint.identity)
+}
+
+/// The namespace of an endpoint: its own field, else its namespace label.
+fn namespace_of(endpoint: &Endpoint) -> Option<&str> {
+    if !endpoint.namespace.is_empty() {
+        return Some(&endpoint.namespace);
+    }
+    endpoint.labels.iter().find_map(|l| {
+        l.strip_prefix(NAMESPACE_LABEL)
+            .and_then(|rest| rest.strip_prefix('='))
+    })
+}
+
+/// The application name in `labels` as upstream Hubble UI reads it: the value of the
+/// first label whose key, without the usual prefixes, is `app`, `name`,
+/// `functionName` or `k8s-app`.
+fn app_name(labels: &[String]) -> Option<&str> {
+    labels.iter().find_map(|label| {
+        let (key, value) = label.split_once('=')?;
+        let key = LABEL_KEY_PREFIXES
+            .iter()
+            .fold(key.to_string(), |k, prefix| k.replace(prefix, ""));
+        APP_LABEL_KEYS.contains(&key.as_str()).then_some(value)
+    })
 }
 
 /// A pod name without its replica suffix when it has one: `deathstar-1` and

@@ -119,6 +119,58 @@ async fn map_edges_turn_dropped_and_flows_filter_on_the_server() {
 }
 
 #[tokio::test]
+async fn multicast_noise_stays_off_the_map_and_denials_show_both_events() {
+    let (feed, server, ui) = start().await;
+    for flow in flows::before_policy_as_observed()
+        .into_iter()
+        .chain(flows::after_policy_as_observed())
+    {
+        feed.push(flow);
+    }
+    let total = flows::before_policy_as_observed().len() + flows::after_policy_as_observed().len();
+    let map = eventually("all flows stored", WAIT, || async {
+        let status = get_json(ui.addr, "/api/status").await;
+        (status["flows_received"] == total).then_some(())?;
+        Some(get_json(ui.addr, "/api/map").await)
+    })
+    .await;
+    let mut ids: Vec<&str> = map["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "default/deathstar",
+            "default/tiefighter",
+            "default/xwing",
+            "kube-system/coredns",
+            "reserved:world"
+        ],
+        "{map}"
+    );
+    let tie = edge(&map, "default/tiefighter", "default/deathstar").expect("tiefighter edge");
+    assert_eq!(tie["verdicts"]["FORWARDED"], 4, "{tie}");
+    let denied = get_json(ui.addr, "/api/flows?verdict=DROPPED").await;
+    let types: Vec<i64> = denied["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .filter_map(|f| f["event_type"]["type"].as_i64())
+        .collect();
+    assert_eq!(
+        types,
+        [5, 1, 5, 1, 5, 1],
+        "policy verdict, then drop: {denied}"
+    );
+    ui.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn bad_filters_are_rejected_naming_the_value() {
     let (_feed, server, ui) = start().await;
     for (path, named) in [
@@ -164,6 +216,7 @@ async fn events_deliver_updates_with_the_subscriber_filter() {
         .as_array()
         .is_some_and(|e| e.len() == 1));
     assert!(first["status"]["connected"].is_boolean());
+    assert_eq!(first["flows_received"], 1);
     let first = drops.next(WAIT).await.expect("initial update");
     assert_eq!(first["flows"].as_array().expect("flows").len(), 0);
 
@@ -183,13 +236,17 @@ async fn events_deliver_updates_with_the_subscriber_filter() {
     assert_eq!(seen_all[0]["verdict"], "DROPPED");
     assert_eq!(seen_all[1]["verdict"], "FORWARDED");
     let mut seen_drops = Vec::new();
+    let mut received = 0;
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
         if let Some(update) = drops.next(Duration::from_millis(500)).await {
             seen_drops.extend(update["flows"].as_array().expect("flows").iter().cloned());
+            received = received.max(update["flows_received"].as_u64().expect("flows_received"));
         }
     }
     assert_eq!(seen_drops.len(), 1, "{seen_drops:?}");
+    // The count of flows received reaches a filtered page too, matching or not.
+    assert_eq!(received, 3);
     assert_eq!(seen_drops[0]["source"]["pod_name"], "xwing");
 
     ui.stop().await;

@@ -51,7 +51,7 @@ async fn the_page_shows_the_map_turning_dropped_and_filters_the_table() {
     let feed = Feed::new();
     let server = ScriptedServer::start(feed.clone(), "127.0.0.1:0".parse().expect("addr")).await;
     let ui = RunningUi::start(server.addr).await;
-    for flow in flows::before_policy() {
+    for flow in flows::before_policy_as_observed() {
         feed.push(flow);
     }
     let artifacts = artifact_dir();
@@ -72,7 +72,7 @@ async fn the_page_shows_the_map_turning_dropped_and_filters_the_table() {
         while let Ok(Some(line)) = lines.next_line().await {
             println!("browser: {line}");
             if line == "WAITING_FOR_DROPS" {
-                for flow in flows::after_policy() {
+                for flow in flows::after_policy_as_observed() {
                     feed.push(flow);
                 }
             }
@@ -90,6 +90,16 @@ async fn the_page_shows_the_map_turning_dropped_and_filters_the_table() {
         status.success() && transcript.iter().any(|l| l == "PASS browser checks"),
         "browser checks failed ({status}); screenshots in {}",
         artifacts.display()
+    );
+    // The scripted denials come as policy-verdict and drop events: both kinds were shown.
+    let denials = transcript
+        .iter()
+        .find_map(|l| l.strip_suffix(" drop rows read DROPPED"))
+        .and_then(|l| l.strip_prefix("STEP "))
+        .expect("the event type step ran");
+    assert!(
+        !denials.starts_with("0 ") && !denials.ends_with(" 0"),
+        "both event kinds expected: {denials}"
     );
     println!("screenshots in {}", artifacts.display());
 }

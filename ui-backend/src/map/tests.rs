@@ -1,5 +1,5 @@
 use super::*;
-use proto::flow::{Layer4, Tcp, Workload};
+use proto::flow::{IcmPv6, Ip, Layer4, Tcp, Workload};
 
 fn pod(ns: &str, name: &str, labels: &[&str]) -> Endpoint {
     Endpoint {
@@ -110,4 +110,159 @@ fn counts_edges_per_port_and_verdict_and_tracks_last_verdict() {
     assert_eq!(http.verdicts.get("DROPPED"), Some(&1));
     assert_eq!(http.last_verdict, "DROPPED");
     assert_eq!(http.protocol, "TCP");
+}
+
+fn with_identity(mut endpoint: Endpoint, identity: u32) -> Endpoint {
+    endpoint.identity = identity;
+    endpoint
+}
+
+/// The demo's pods on a map: xwing and deathstar talking, coredns answering.
+fn demo_map() -> (ServiceMap, Endpoint, Endpoint, Endpoint) {
+    let mut map = ServiceMap::default();
+    let ns = |n: &str| format!("k8s:io.kubernetes.pod.namespace={n}");
+    let xwing = with_identity(
+        pod("default", "xwing", &["k8s:class=xwing", &ns("default")]),
+        258,
+    );
+    let deathstar = with_identity(
+        pod(
+            "default",
+            "deathstar-1",
+            &["k8s:class=deathstar", &ns("default")],
+        ),
+        256,
+    );
+    let coredns = with_identity(
+        pod(
+            "kube-system",
+            "coredns-7db6d8ff4d-x2k9p",
+            &["k8s:k8s-app=kube-dns", &ns("kube-system")],
+        ),
+        259,
+    );
+    map.add(&tcp_flow(
+        xwing.clone(),
+        deathstar.clone(),
+        80,
+        Verdict::Forwarded,
+    ));
+    map.add(&tcp_flow(
+        xwing.clone(),
+        coredns.clone(),
+        53,
+        Verdict::Forwarded,
+    ));
+    (map, xwing, deathstar, coredns)
+}
+
+fn node_ids(map: &ServiceMap) -> Vec<String> {
+    map.snapshot().nodes.iter().map(|n| n.id.clone()).collect()
+}
+
+#[test]
+fn multicast_from_the_host_to_a_nameless_endpoint_is_left_out() {
+    let (mut map, xwing, _, coredns) = demo_map();
+    let before = node_ids(&map).len();
+    let version = map.version();
+    // `fe80::1 (host) -> ff02::16 (ID:259) to-endpoint FORWARDED
+    // (ICMPv6 MulticastListenerReportV2)`: the endpoint has coredns's identity and
+    // labels, but no pod name, since names are looked up by the group address.
+    let host = Endpoint {
+        identity: 1,
+        labels: vec!["reserved:host".to_string()],
+        ..Endpoint::default()
+    };
+    let group = |of: &Endpoint| Endpoint {
+        identity: of.identity,
+        labels: of.labels.clone(),
+        ..Endpoint::default()
+    };
+    for member in [&coredns, &xwing] {
+        map.add(&Flow {
+            source: Some(host.clone()),
+            destination: Some(group(member)),
+            verdict: Verdict::Forwarded as i32,
+            ip: Some(Ip {
+                source: "fe80::1".to_string(),
+                destination: "ff02::16".to_string(),
+                ..Ip::default()
+            }),
+            l4: Some(Layer4 {
+                protocol: Some(layer4::Protocol::IcmPv6(IcmPv6 {
+                    r#type: 143,
+                    code: 0,
+                })),
+            }),
+            ..Flow::default()
+        });
+    }
+    let ids = node_ids(&map);
+    assert_eq!(ids.len(), before, "{ids:?}");
+    assert!(
+        !ids.iter()
+            .any(|id| id.contains("identity-") || id.contains("host")),
+        "{ids:?}"
+    );
+    assert_eq!(map.version(), version, "the map did not change");
+}
+
+#[test]
+fn nameless_cluster_endpoints_are_drawn_in_their_workload_box() {
+    let (mut map, xwing, deathstar, coredns) = demo_map();
+    let before = node_ids(&map);
+    // By identity: deathstar's identity without a pod name.
+    let nameless = |of: &Endpoint, identity: u32| Endpoint {
+        identity,
+        labels: of.labels.clone(),
+        ..Endpoint::default()
+    };
+    map.add(&tcp_flow(
+        xwing.clone(),
+        nameless(&deathstar, deathstar.identity),
+        443,
+        Verdict::Dropped,
+    ));
+    // By labels: another identity (say a new allocation) with deathstar's labels.
+    map.add(&tcp_flow(
+        xwing.clone(),
+        nameless(&deathstar, 4000),
+        8080,
+        Verdict::Forwarded,
+    ));
+    // By namespace and application label: kube-dns with one more label.
+    let mut dns = nameless(&coredns, 4001);
+    dns.labels
+        .push("k8s:pod-template-hash=7db6d8ff4d".to_string());
+    map.add(&tcp_flow(xwing.clone(), dns, 9153, Verdict::Forwarded));
+    // Unknown to the map: left out rather than drawn as `identity-4002`.
+    let stranger = Endpoint {
+        identity: 4002,
+        labels: vec!["k8s:class=stranger".to_string()],
+        ..Endpoint::default()
+    };
+    map.add(&tcp_flow(xwing.clone(), stranger, 80, Verdict::Forwarded));
+
+    assert_eq!(node_ids(&map), before);
+    let snapshot = map.snapshot();
+    let edge = |port: u16| snapshot.edges.iter().find(|e| e.port == port);
+    assert_eq!(
+        edge(443).map(|e| e.destination.as_str()),
+        Some("default/deathstar")
+    );
+    assert_eq!(
+        edge(8080).map(|e| e.destination.as_str()),
+        Some("default/deathstar")
+    );
+    assert_eq!(
+        edge(9153).map(|e| e.destination.as_str()),
+        Some("kube-system/coredns")
+    );
+    assert!(edge(80).is_some_and(|e| e.verdicts.values().sum::<u64>() == 1));
+    let deathstar_node = snapshot
+        .nodes
+        .iter()
+        .find(|n| n.id == "default/deathstar")
+        .expect("deathstar");
+    assert_eq!(deathstar_node.labels, deathstar.labels);
 }

@@ -28,12 +28,54 @@ const edge = (from, to) =>
   `g.edge[data-source="default/${from}"][data-destination="default/${to}"][data-port="80"]`;
 const rowVerdicts = () => page.$$eval('#flow-rows tr', (rows) => rows.map((r) => r.dataset.verdict));
 
+// Every box of the map is in view, unless the map is so large that it is drawn at its
+// smallest scale, and then the pane scrolls to it. Returns a problem or null.
+const mapFitProblem = () => page.evaluate(() => {
+  const pane = document.querySelector('#map-scroll');
+  const view = pane.getBoundingClientRect();
+  const nodes = [...document.querySelectorAll('g.node')];
+  if (nodes.length === 0) return 'no boxes on the map';
+  const scale = window.hubbleUi.stats.mapScale;
+  if (scale <= 0.5) {
+    return pane.scrollWidth > pane.clientWidth || pane.scrollHeight > pane.clientHeight ? null
+      : `map drawn at its smallest scale ${scale} but the pane does not scroll`;
+  }
+  const out = nodes.filter((n) => {
+    const r = n.getBoundingClientRect();
+    return r.left < view.left - 1 || r.right > view.left + pane.clientWidth + 1 ||
+      r.top < view.top - 1 || r.bottom > view.top + pane.clientHeight + 1;
+  });
+  return out.length ? `boxes out of view at scale ${scale.toFixed(2)}: ` +
+    out.map((n) => n.dataset.name).join(', ') : null;
+});
+
+// Labels of parallel edges (one source and destination, several ports or protocols)
+// must not cover each other. Returns the overlapping pairs.
+const overlappingLabels = () => page.evaluate(() => {
+  const labels = [...document.querySelectorAll('g.edge-label')].map((g) => ({
+    pair: g.dataset.source + ' -> ' + g.dataset.destination,
+    what: `${g.dataset.protocol}/${g.dataset.port}`,
+    r: g.querySelector('rect').getBoundingClientRect(),
+  }));
+  const found = [];
+  labels.forEach((a, i) => labels.slice(i + 1).forEach((b) => {
+    if (a.pair === b.pair && a.r.left < b.r.right && b.r.left < a.r.right &&
+      a.r.top < b.r.bottom && b.r.top < a.r.bottom) {
+      found.push(`${a.pair} ${a.what} / ${b.what}`);
+    }
+  }));
+  return found;
+});
+
 try {
   await page.goto(url, { waitUntil: 'domcontentloaded' });
   for (const name of ['deathstar', 'tiefighter', 'xwing']) {
     await page.waitForSelector(`g.node[data-name="${name}"]`, { timeout: WAIT });
   }
   step('boxes deathstar, tiefighter and xwing are on the map');
+  const anonymous = await page.$$eval('g.node', (nodes) =>
+    nodes.map((n) => n.dataset.name).filter((name) => /^identity-/.test(name)));
+  if (anonymous.length) throw new Error(`anonymous boxes on the map: ${anonymous}`);
   await page.waitForSelector(`${edge('xwing', 'deathstar')}[data-verdict="forwarded"]`, { timeout: WAIT });
   await page.waitForSelector(`${edge('tiefighter', 'deathstar')}[data-verdict="forwarded"]`, { timeout: WAIT });
   await page.waitForFunction(() => document.querySelector('#connection').dataset.state === 'connected',
@@ -49,6 +91,11 @@ try {
   const tieVerdict = await page.$eval(edge('tiefighter', 'deathstar'), (g) => g.dataset.verdict);
   if (tieVerdict !== 'forwarded') throw new Error(`tiefighter -> deathstar turned ${tieVerdict}`);
   step(`xwing -> deathstar turned dropped (stroke ${stroke}); tiefighter -> deathstar still forwarded`);
+  const fit = await mapFitProblem();
+  if (fit) throw new Error(fit);
+  const overlaps = await overlappingLabels();
+  if (overlaps.length) throw new Error(`edge labels cover each other: ${overlaps.join('; ')}`);
+  step('every box is in view and no edge label covers another of its pair');
   await shot('02-after-policy.png');
 
   const before = await rowVerdicts();
@@ -63,6 +110,21 @@ try {
   const after = await rowVerdicts();
   if (after.length >= before.length) throw new Error(`table did not narrow: ${before.length} -> ${after.length}`);
   step(`verdict filter DROPPED narrowed the table from ${before.length} to ${after.length} rows`);
+  // Rows name their event type as `hubble observe` does, and a policy verdict's deny
+  // reads DENIED, so the verdict and the drop event of one packet are told apart.
+  const typed = await page.$$eval('#flow-rows tr', (rows) => rows.map((r) => ({
+    type: r.dataset.type || '',
+    shown: r.querySelector('td.type') ? r.querySelector('td.type').textContent : '',
+    word: r.querySelector('.badge') ? r.querySelector('.badge').textContent : '',
+  })));
+  const untyped = typed.filter((r) => !r.type || r.shown !== r.type);
+  if (untyped.length) throw new Error(`rows without an event type: ${JSON.stringify(untyped.slice(0, 3))}`);
+  const verdictRows = typed.filter((r) => r.type.startsWith('policy-verdict:'));
+  const wrong = verdictRows.filter((r) => r.word !== 'DENIED');
+  if (wrong.length) throw new Error(`dropped policy verdicts not shown as DENIED: ${JSON.stringify(wrong[0])}`);
+  const dropRows = typed.filter((r) => !r.type.startsWith('policy-verdict:'));
+  if (dropRows.some((r) => r.word !== 'DROPPED')) throw new Error('drop events not shown as DROPPED');
+  step(`${verdictRows.length} policy-verdict rows read DENIED, ${dropRows.length} drop rows read DROPPED`);
   await shot('03-filter-dropped.png');
 
   await page.click('#clear');
@@ -95,6 +157,20 @@ try {
     [...document.querySelectorAll('#flow-rows tr')].every((r) =>
       r.flow.source.pod_name === 'xwing' || r.flow.destination.pod_name === 'xwing'), null, { timeout: WAIT });
   step('clicking the xwing box filtered the table to xwing');
+
+  await page.click('#clear');
+  await page.setViewportSize({ width: 900, height: 640 });
+  // The map follows its pane's size on the next frames.
+  let narrowFit = 'not checked';
+  for (const until = Date.now() + 5000; narrowFit && Date.now() < until;) {
+    await page.waitForTimeout(100);
+    narrowFit = await mapFitProblem();
+  }
+  if (narrowFit) throw new Error(`in a 900x640 window: ${narrowFit}`);
+  const scale = await page.evaluate(() => window.hubbleUi.stats.mapScale);
+  step(`in a 900x640 window the map is scaled to ${scale.toFixed(2)} and every box is in reach`);
+  await shot('06-narrow-window.png');
+  await page.setViewportSize({ width: 1440, height: 960 });
 
   await page.click('#clear');
   await page.fill('input[name="port"]', 'eighty');

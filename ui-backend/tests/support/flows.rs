@@ -5,8 +5,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::flow::{
-    layer4, layer7, Dns, DropReason, Endpoint, Flow, FlowType, Http, Ip, IpVersion, L7FlowType,
-    Layer4, Layer7, Tcp, TcpFlags, Udp, Verdict,
+    layer4, layer7, CiliumEventType, Dns, DropReason, Endpoint, Flow, FlowType, Http, IcmPv4,
+    IcmPv6, Ip, IpVersion, L7FlowType, Layer4, Layer7, Tcp, TcpFlags, TraceObservationPoint,
+    TrafficDirection, Udp, Verdict,
 };
 
 use super::server::NODE_NAME;
@@ -79,8 +80,36 @@ fn now() -> pbjson_types::Timestamp {
     }
 }
 
+/// Cilium's monitor message types.
+const MESSAGE_TYPE_DROP: i32 = 1;
+const MESSAGE_TYPE_TRACE: i32 = 4;
+const MESSAGE_TYPE_POLICY_VERDICT: i32 = 5;
+const MESSAGE_TYPE_ACCESS_LOG: i32 = 129;
+/// Trace sub-type of packets delivered to an endpoint (`to-endpoint`).
+const TRACE_TO_LXC: i32 = 0;
+
+fn event_type(r#type: i32, sub_type: i32) -> Option<CiliumEventType> {
+    Some(CiliumEventType { r#type, sub_type })
+}
+
+/// A forwarded packet traced as delivered to `dst` (`to-endpoint`), or a dropped one as
+/// the drop event of a policy denial (`Policy denied`).
 fn base(src: Pod, dst: Pod, verdict: Verdict) -> Flow {
+    let (event, point) = if verdict == Verdict::Dropped {
+        (
+            event_type(MESSAGE_TYPE_DROP, DropReason::PolicyDenied as i32),
+            TraceObservationPoint::UnknownPoint,
+        )
+    } else {
+        (
+            event_type(MESSAGE_TYPE_TRACE, TRACE_TO_LXC),
+            TraceObservationPoint::ToEndpoint,
+        )
+    };
     Flow {
+        event_type: event,
+        trace_observation_point: point as i32,
+        traffic_direction: TrafficDirection::Ingress as i32,
         time: Some(now()),
         verdict: verdict as i32,
         ip: Some(Ip {
@@ -123,6 +152,8 @@ pub fn tcp_syn(src: Pod, dst: Pod, port: u32, verdict: Verdict) -> Flow {
 pub fn http_request(src: Pod, dst: Pod, method: &str, url: &str, code: u32) -> Flow {
     let mut flow = tcp_syn(src, dst, 80, Verdict::Forwarded);
     flow.r#type = FlowType::L7 as i32;
+    flow.event_type = event_type(MESSAGE_TYPE_ACCESS_LOG, 0);
+    flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
     flow.l7 = Some(Layer7 {
         r#type: L7FlowType::Request as i32,
         latency_ns: 0,
@@ -148,6 +179,8 @@ pub fn dns_query(src: Pod, name: &str) -> Flow {
         })),
     });
     flow.r#type = FlowType::L7 as i32;
+    flow.event_type = event_type(MESSAGE_TYPE_ACCESS_LOG, 0);
+    flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
     flow.l7 = Some(Layer7 {
         r#type: L7FlowType::Request as i32,
         latency_ns: 0,
@@ -182,4 +215,95 @@ pub fn after_policy() -> Vec<Flow> {
         tcp_syn(XWING, DEATHSTAR_2, 80, Verdict::Dropped),
         tcp_syn(XWING, DEATHSTAR_1, 80, Verdict::Dropped),
     ]
+}
+
+/// An ICMPv4 echo request from `src` to `dst`, forwarded.
+pub fn icmp_echo(src: Pod, dst: Pod) -> Flow {
+    let mut flow = base(src, dst, Verdict::Forwarded);
+    flow.l4 = Some(Layer4 {
+        protocol: Some(layer4::Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 })),
+    });
+    flow.summary = "ICMPv4 EchoRequest".to_string();
+    flow
+}
+
+/// A denied SYN as the datapath reports it: the policy-verdict event
+/// (`policy-verdict:none INGRESS DENIED`) and the drop event (`Policy denied DROPPED`)
+/// of the same packet.
+pub fn denied_syn(src: Pod, dst: Pod, port: u32) -> [Flow; 2] {
+    let drop = tcp_syn(src, dst, port, Verdict::Dropped);
+    let mut verdict = drop.clone();
+    verdict.event_type = event_type(MESSAGE_TYPE_POLICY_VERDICT, 0);
+    verdict.policy_match_type = 0;
+    [verdict, drop]
+}
+
+/// An MLDv2 report from the node into `pod`'s veth, as the kernel datapath sees it:
+/// `fe80::1 (host) -> ff02::16 (ID:n) to-endpoint FORWARDED`, the destination with the
+/// pod's identity and labels but no pod name (names are looked up by the group address).
+pub fn multicast_listener_report(pod: Pod) -> Flow {
+    let mut flow = base(pod, pod, Verdict::Forwarded);
+    flow.ip = Some(Ip {
+        source: "fe80::1".to_string(),
+        destination: "ff02::16".to_string(),
+        ip_version: IpVersion::IPv6 as i32,
+        ..Ip::default()
+    });
+    flow.source = Some(Endpoint {
+        identity: 1,
+        labels: vec!["reserved:host".to_string()],
+        ..Endpoint::default()
+    });
+    flow.destination = Some(Endpoint {
+        identity: pod.identity,
+        labels: pod.labels.iter().map(|l| l.to_string()).collect(),
+        ..Endpoint::default()
+    });
+    flow.l4 = Some(Layer4 {
+        protocol: Some(layer4::Protocol::IcmPv6(IcmPv6 {
+            r#type: 143,
+            code: 0,
+        })),
+    });
+    flow.summary = "ICMPv6 MulticastListenerReportV2".to_string();
+    flow
+}
+
+/// A request from outside the cluster to `dst:port`, forwarded.
+pub fn from_world(dst: Pod, port: u32) -> Flow {
+    let mut flow = tcp_syn(dst, dst, port, Verdict::Forwarded);
+    if let Some(ip) = flow.ip.as_mut() {
+        ip.source = "192.0.2.10".to_string();
+    }
+    flow.source = Some(Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".to_string()],
+        ..Endpoint::default()
+    });
+    flow
+}
+
+/// The demo before the policy as the page sees it live: [`before_policy`] with pings
+/// next to the HTTP on one edge, a client outside the cluster, and the multicast noise
+/// that must not reach the map.
+pub fn before_policy_as_observed() -> Vec<Flow> {
+    let mut flows = before_policy();
+    flows.push(icmp_echo(TIEFIGHTER, DEATHSTAR_1));
+    flows.push(multicast_listener_report(XWING));
+    flows.push(multicast_listener_report(COREDNS));
+    flows.push(from_world(DEATHSTAR_2, 80));
+    flows.push(icmp_echo(TIEFIGHTER, DEATHSTAR_2));
+    flows
+}
+
+/// [`after_policy`] with each denied SYN reported twice, by its policy-verdict event and
+/// by its drop event.
+pub fn after_policy_as_observed() -> Vec<Flow> {
+    let mut flows = Vec::new();
+    flows.extend(denied_syn(XWING, DEATHSTAR_1, 80));
+    flows.push(tcp_syn(TIEFIGHTER, DEATHSTAR_2, 80, Verdict::Forwarded));
+    flows.extend(denied_syn(XWING, DEATHSTAR_2, 80));
+    flows.extend(denied_syn(XWING, DEATHSTAR_1, 80));
+    flows.push(multicast_listener_report(TIEFIGHTER));
+    flows
 }
