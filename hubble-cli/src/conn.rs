@@ -191,10 +191,14 @@ pub async fn connect(opts: &ConnOptions) -> Result<HubbleChannel, ConnError> {
         Target::Tcp { host, port } => format!("http://{host}:{port}"),
         Target::Unix(_) => "http://localhost".to_string(),
     };
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| ConnError::BadTarget {
-        target: opts.server.clone(),
-        reason: e.to_string(),
-    })?;
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ConnError::BadTarget {
+            target: opts.server.clone(),
+            reason: e.to_string(),
+        })?
+        // Flow-control windows sized to the link, as grpc-go's clients do, rather than
+        // HTTP/2's 64 KiB, so that `--all` or `--last 100000` stream at full speed.
+        .http2_adaptive_window(true);
     let server_name = match (&target, opts.tls_server_name.is_empty()) {
         (_, false) => opts.tls_server_name.clone(),
         (Target::Tcp { host, .. }, true) => host.clone(),

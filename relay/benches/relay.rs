@@ -227,6 +227,7 @@ async fn count_flows_raw(
     request: GetFlowsRequest,
 ) -> anyhow::Result<(usize, bool, Duration)> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .http2_adaptive_window(true)
         .connect()
         .await?;
     let mut grpc = tonic::client::Grpc::new(channel);

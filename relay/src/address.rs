@@ -99,6 +99,7 @@ impl Dialer {
                     // The URI is required by the API but unused: the connector decides.
                     Endpoint::from_static("http://localhost")
                         .connect_timeout(self.dial_timeout)
+                        .http2_adaptive_window(true)
                         .connect_with_connector(tower::service_fn(move |_| {
                             let path = path.clone();
                             async move {
@@ -114,6 +115,9 @@ impl Dialer {
                     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host_port}"))
                         .map_err(|e| connect_error(error_chain(&e)))?
                         .connect_timeout(self.dial_timeout)
+                        // Flow-control windows sized to the link (as grpc-go's BDP
+                        // estimation), not HTTP/2's 64 KiB: a node streams history fast.
+                        .http2_adaptive_window(true)
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
                         .keep_alive_while_idle(true);

@@ -70,18 +70,13 @@ impl RawResponse {
             kind: ResponseKind::Other,
             bytes: Bytes::new(),
         };
-        let mut flow_time = None;
+        let mut flow = None;
         let mut fields = Fields::new(&bytes);
         while let Some(field) = fields.next_field()? {
             match field {
-                Field::Len(RESPONSE_FLOW, flow) => {
+                Field::Len(RESPONSE_FLOW, message) => {
                     response.kind = ResponseKind::Flow;
-                    let mut inner = Fields::new(flow);
-                    while let Some(field) = inner.next_field()? {
-                        if let Field::Len(FLOW_TIME, timestamp) = field {
-                            flow_time = Some(parse_timestamp(timestamp)?);
-                        }
-                    }
+                    flow = Some(message);
                 }
                 Field::Len(RESPONSE_NODE_STATUS, _) => response.kind = ResponseKind::NodeStatus,
                 Field::Len(RESPONSE_LOST_EVENTS, _) => response.kind = ResponseKind::LostEvents,
@@ -92,7 +87,16 @@ impl RawResponse {
                 _ => {}
             }
         }
-        response.time = response.time.or(flow_time);
+        if let (None, Some(flow)) = (response.time, flow) {
+            // Only when the response has no time of its own: the flow's, which nodes
+            // write first.
+            let mut inner = Fields::new(flow);
+            while let Some(field) = inner.next_field()? {
+                if let Field::Len(FLOW_TIME, timestamp) = field {
+                    response.time = Some(parse_timestamp(timestamp)?);
+                }
+            }
+        }
         response.bytes = bytes;
         Ok(response)
     }

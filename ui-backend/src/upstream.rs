@@ -46,6 +46,7 @@ pub fn channel(server: &ServerAddress) -> Result<Channel, UpstreamError> {
             source,
         })?
         .connect_timeout(CONNECT_TIMEOUT)
+        .http2_adaptive_window(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
