@@ -123,6 +123,27 @@ pub fn apply_event(state: &mut State, generation: u64, tagged: u64, event: Event
     }
 }
 
+/// Applies every queued event and takes over the count of flows the queue discarded;
+/// returns whether the state changed.
+pub fn drain_events(
+    state: &mut State,
+    events: &mut mpsc::Receiver<(u64, Event)>,
+    feed: &Feed,
+    generation: u64,
+) -> bool {
+    let mut changed = false;
+    while let Ok((tagged, event)) = events.try_recv() {
+        apply_event(state, generation, tagged, event);
+        changed = true;
+    }
+    let discarded = feed.discarded.load(std::sync::atomic::Ordering::Relaxed);
+    if discarded != state.discarded {
+        state.discarded = discarded;
+        changed = true;
+    }
+    changed
+}
+
 /// The running stream and its generation (status events use generation 0).
 struct Stream {
     generation: u64,
@@ -149,6 +170,7 @@ pub async fn run(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<()> {
     };
     let status = feed.spawn_status(channel.clone(), opts.request_timeout);
     let mut state = State::new(state::ROW_CAPACITY, Instant::now());
+    state.filter = filter::line_from_args(args);
 
     let mut term = terminal::Guard::enter()?;
     let (key_tx, mut keys) = mpsc::channel(KEY_CAPACITY);
@@ -176,10 +198,7 @@ pub async fn run(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<()> {
                 None => break Ok(()),
             },
             _ = frames.tick() => {
-                while let Ok((tagged, event)) = events.try_recv() {
-                    apply_event(&mut state, stream.generation, tagged, event);
-                    dirty = true;
-                }
+                dirty |= drain_events(&mut state, &mut events, &feed, stream.generation);
                 state.tick(Instant::now());
                 if dirty {
                     if let Err(e) = term.draw(&state) {
@@ -195,7 +214,7 @@ pub async fn run(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<()> {
     drop(term);
     let discarded = feed.discarded.load(std::sync::atomic::Ordering::Relaxed);
     if discarded > 0 {
-        eprintln!("{discarded} events were discarded because the view could not keep up");
+        eprintln!("{discarded} flows were discarded because the view could not keep up");
     }
     result
 }

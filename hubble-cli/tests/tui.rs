@@ -55,7 +55,7 @@ fn flow(i: u32) -> Flow {
         destination: Some(flow::Endpoint {
             identity: 50122,
             namespace: "default".into(),
-            pod_name: "deathstar".into(),
+            pod_name: "deathstar-1".into(),
             ..Default::default()
         }),
         r#type: flow::FlowType::L3L4 as i32,
@@ -112,9 +112,13 @@ impl Session {
     }
 }
 
-/// The source column of the table rows on a screen.
+/// The table rows on a screen (every flow goes to deathstar-1 port 80; the filter bar
+/// names deathstar-1 too, without the port).
 fn table_lines(screen: &str) -> Vec<&str> {
-    screen.lines().filter(|l| l.contains("deathstar")).collect()
+    screen
+        .lines()
+        .filter(|l| l.contains("/deathstar-1:80"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +156,8 @@ async fn tui_shows_filters_pauses_and_quits() -> anyhow::Result<()> {
 
     let name = format!("hubble-tui-test-{}", std::process::id());
     let command = format!(
-        "HOME={} {} tui --server unix://{}; echo TUI-EXITED-$?; sleep 60",
+        "HOME={} {} tui --server unix://{} --to-pod default/deathstar-1; \
+         echo TUI-EXITED-$?; sleep 60",
         dir.path().display(),
         env!("CARGO_BIN_EXE_hubble"),
         socket.display()
@@ -181,10 +186,47 @@ async fn tui_shows_filters_pauses_and_quits() -> anyhow::Result<()> {
         .await;
     assert!(screen.contains("FORWARDED"), "{screen}");
     assert!(screen.lines().all(|l| l.chars().count() <= 80));
+    // The command line's filter is shown in its own syntax.
+    assert!(
+        screen.contains("filter: --to-pod default/deathstar-1 "),
+        "{screen}"
+    );
+    // Cells too long for 80 columns are shortened visibly, keeping the port:
+    // `default/tiefighter:40001` as `de…/tiefighter:40001`.
+    let rows = table_lines(&screen);
+    assert!(
+        rows.iter().all(|l| l.contains(" defa…/deathstar-1:80 ")),
+        "{screen}"
+    );
+    let tiefighter_ports: Vec<&str> = rows
+        .iter()
+        .filter_map(|l| l.split("…/tiefighter:").nth(1))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert!(!tiefighter_ports.is_empty(), "{screen}");
+    assert!(
+        tiefighter_ports
+            .iter()
+            .all(|p| p.len() == 5 && p.starts_with("40")),
+        "{screen}"
+    );
+    assert!(
+        rows.iter()
+            .filter(|l| l.contains("xwing"))
+            .all(|l| l.contains(" default/xwing:40")),
+        "{screen}"
+    );
 
-    // A filter narrows the rows to drops (restarting the stream on the server).
+    // `/` edits the filter in effect; an added flag narrows the rows to drops
+    // (restarting the stream on the server).
     session.keys(&["/"]);
-    session.keys(&["-l", "--", "--verdict DROPPED"]);
+    session
+        .wait("the editor with the filter", |s| {
+            s.lines()
+                .any(|l| l.trim_end() == "filter: --to-pod default/deathstar-1")
+        })
+        .await;
+    session.keys(&["-l", "--", " --verdict DROPPED"]);
     session.keys(&["Enter"]);
     let screen = session
         .wait("only drops", |s| {
@@ -192,11 +234,14 @@ async fn tui_shows_filters_pauses_and_quits() -> anyhow::Result<()> {
             !rows.is_empty() && rows.iter().all(|l| l.contains("DROPPED"))
         })
         .await;
-    assert!(screen.contains("--verdict DROPPED"), "{screen}");
+    assert!(
+        screen.contains("filter: --to-pod default/deathstar-1 --verdict DROPPED"),
+        "{screen}"
+    );
 
     // An invalid filter is shown inline and the previous one stays.
     session.keys(&["/"]);
-    for _ in 0..20 {
+    for _ in 0..60 {
         session.keys(&["BSpace"]);
     }
     session.keys(&["-l", "--", "--verdict FOO"]);

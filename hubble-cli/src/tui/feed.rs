@@ -17,7 +17,8 @@ use crate::conn::{rpc_error, rpc_error_for_stream, HubbleChannel};
 
 /// Events queued between the stream task and the view. The view drains the queue
 /// every ~100 ms, so this covers bursts far above what it can show; when it is full,
-/// events are discarded and counted in [`Feed::discarded`].
+/// flows are discarded and counted in [`Feed::discarded`], which the view adds to the
+/// lost events in its header.
 pub const FEED_CAPACITY: usize = 65_536;
 
 /// How often the server status (connected and unavailable nodes) is polled.
@@ -45,6 +46,8 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Feed {
     pub tx: mpsc::Sender<(u64, Event)>,
+    /// Flows the queue had no room for: one per flow, and the count of a lost-events
+    /// notice that had no room (those flows are lost to the view all the same).
     pub discarded: Arc<AtomicU64>,
 }
 
@@ -59,13 +62,20 @@ impl Feed {
         (feed, rx)
     }
 
-    /// Queues an event, counting it as discarded when the queue is full. Returns
-    /// false once the view is gone.
-    fn send(&self, generation: u64, event: Event) -> bool {
+    /// Queues an event. A flow or a lost-events notice is discarded and counted in
+    /// [`Feed::discarded`] when the queue is full; the rare other events (node
+    /// changes, server status, errors) wait for room instead, so that none is missed.
+    /// Returns false once the view is gone.
+    async fn send(&self, generation: u64, event: Event) -> bool {
+        let flows = match &event {
+            Event::Flow(_) => 1,
+            Event::Lost(n) => *n,
+            _ => return self.tx.send((generation, event)).await.is_ok(),
+        };
         match self.tx.try_send((generation, event)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.discarded.fetch_add(1, Ordering::Relaxed);
+                self.discarded.fetch_add(flows, Ordering::Relaxed);
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -85,7 +95,8 @@ impl Feed {
             let mut stream = match client.get_flows(request).await {
                 Ok(r) => r.into_inner(),
                 Err(s) => {
-                    feed.send(generation, Event::Error(rpc_error_for_stream(&s)));
+                    feed.send(generation, Event::Error(rpc_error_for_stream(&s)))
+                        .await;
                     return;
                 }
             };
@@ -105,7 +116,7 @@ impl Feed {
                     Err(s) => Event::Error(rpc_error_for_stream(&s)),
                 };
                 let last = matches!(event, Event::Error(_));
-                if !feed.send(generation, event) || last {
+                if !feed.send(generation, event).await || last {
                     return;
                 }
             }
@@ -132,7 +143,7 @@ impl Feed {
                     Ok(Err(s)) => Event::Error(format!("server status: {}", rpc_error(&s))),
                     Err(_) => Event::Error("server status: deadline exceeded".to_string()),
                 };
-                if !feed.send(0, event) {
+                if !feed.send(0, event).await {
                     return;
                 }
             }

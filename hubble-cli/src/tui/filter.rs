@@ -84,6 +84,89 @@ pub fn request_from_args(args: &ObserveArgs, ctx: &Context) -> Result<GetFlowsRe
     Ok(request)
 }
 
+/// The filter line for flags given on the command line: the flags that shape the
+/// request (range, filters in their order, raw filters, field mask), written as a
+/// user types them, so that the filter bar shows them, `/` starts editing from them
+/// and [`parse_filter`] of the line asks for what the flags asked for.
+pub fn line_from_args(args: &ObserveArgs) -> String {
+    // `--flag value`, or `--flag=value` for a value that looks like a flag.
+    fn value(words: &mut Vec<String>, name: &str, v: &str) {
+        if v.starts_with('-') {
+            words.push(format!("--{name}={}", quote_word(v)));
+        } else {
+            words.push(format!("--{name}"));
+            words.push(quote_word(v));
+        }
+    }
+    let mut words: Vec<String> = Vec::new();
+    let s = &args.selectors;
+    if let Some(v) = &s.last {
+        value(&mut words, "last", v);
+    }
+    if s.all == Some(true) {
+        words.push("--all".to_string());
+    }
+    if let Some(v) = &s.since {
+        value(&mut words, "since", v);
+    }
+    if let Some(v) = &s.until {
+        value(&mut words, "until", v);
+    }
+    for (name, v) in &args.filters.ordered {
+        match bare_value(name) {
+            Some(bare) if bare == *v => words.push(format!("--{name}")),
+            Some(_) => words.push(format!("--{name}={}", quote_word(v))),
+            None => value(&mut words, name, v),
+        }
+    }
+    for v in &args.allowlist {
+        value(&mut words, "allowlist", v);
+    }
+    for v in &args.denylist {
+        value(&mut words, "denylist", v);
+    }
+    if !args.other.field_mask.is_empty() {
+        value(&mut words, "output", &args.formatting.output);
+        value(&mut words, "field-mask", &args.other.field_mask.join(","));
+    }
+    words.join(" ")
+}
+
+/// The value a filter flag given alone stands for (`--not` is `true`, `--ipv4` is
+/// `v4`), or `None` for a flag that needs a value.
+fn bare_value(name: &str) -> Option<String> {
+    let parsed = FilterLine::try_parse_from([format!("--{name}")]).ok()?;
+    let (_, value) = parsed.args.filters.ordered.into_iter().next()?;
+    Some(value)
+}
+
+/// Quotes a word so that [`split_words`] gives it back whole (it has no escapes, but
+/// quoted parts next to each other make one word).
+fn quote_word(word: &str) -> String {
+    let plain = |c: char| !c.is_whitespace() && c != '\'' && c != '"';
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
+    if !word.contains('\'') {
+        return format!("'{word}'");
+    }
+    if !word.contains('"') {
+        return format!("\"{word}\"");
+    }
+    let mut out = String::new();
+    for (i, part) in word.split('\'').enumerate() {
+        if i > 0 {
+            out.push_str("\"'\"");
+        }
+        if !part.is_empty() {
+            out.push('\'');
+            out.push_str(part);
+            out.push('\'');
+        }
+    }
+    out
+}
+
 /// Parses a filter line into a request, or the parser's error as one line of text.
 pub fn parse_filter(line: &str, ctx: &Context) -> Result<GetFlowsRequest, String> {
     let words = split_words(line)?;
@@ -125,6 +208,84 @@ mod tests {
         assert!(req.field_mask.is_none());
         let req = parse_filter("--last 5", &ctx).unwrap();
         assert_eq!(req.number, 5);
+    }
+
+    fn args(words: &[&str]) -> ObserveArgs {
+        FilterLine::try_parse_from(words).unwrap().args
+    }
+
+    #[test]
+    fn command_line_flags_become_the_filter_line() {
+        let a = args(&["--from-pod", "default/xwing", "--verdict", "DROPPED"]);
+        assert_eq!(
+            line_from_args(&a),
+            "--from-pod default/xwing --verdict DROPPED"
+        );
+        assert_eq!(line_from_args(&args(&[])), "");
+        // Order, --not, flags with an optional value, short forms, quoting, ranges and
+        // raw filters; formatting flags are not part of the filter.
+        let a = args(&[
+            "-o",
+            "dict",
+            "--last",
+            "50",
+            "--not",
+            "--to-pod",
+            "kube-system/coredns",
+            "-4",
+            "--is-reply=false",
+            "--http-path",
+            "/a b",
+            "--label",
+            "it's",
+            "--http-header",
+            "x:\"it's\"",
+            "--from-port=-1",
+            "--allowlist",
+            r#"{"source_pod":["default/"]}"#,
+        ]);
+        let line = line_from_args(&a);
+        assert_eq!(
+            line,
+            r#"--last 50 --not --to-pod kube-system/coredns --ipv4 --is-reply=false --http-path '/a b' --label "it's" --http-header 'x:"it'"'"'s"' --from-port=-1 --allowlist '{"source_pod":["default/"]}'"#
+        );
+        let again = args(
+            &split_words(&line)
+                .unwrap()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(again.filters, a.filters);
+        assert_eq!(again.allowlist, a.allowlist);
+        assert_eq!(again.selectors.last, a.selectors.last);
+    }
+
+    #[test]
+    fn the_filter_line_asks_for_what_the_flags_asked_for() {
+        let ctx = Context::default();
+        for words in [
+            &["--from-pod", "default/xwing", "--verdict", "DROPPED"][..],
+            &["--last", "5", "--not", "--verdict", "FORWARDED", "-6"],
+            &["--all", "--to-label", "class=deathstar", "--is-reply"],
+            &[
+                "-o",
+                "json",
+                "--field-mask",
+                "time,verdict",
+                "--pod",
+                "xwing",
+            ],
+            &["--denylist", r#"{"source_label":["reserved:host"]}"#],
+        ] {
+            let a = args(words);
+            let line = line_from_args(&a);
+            assert_eq!(
+                parse_filter(&line, &ctx).unwrap(),
+                request_from_args(&a, &ctx).unwrap(),
+                "{words:?} -> {line}"
+            );
+        }
     }
 
     #[test]

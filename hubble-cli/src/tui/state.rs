@@ -38,7 +38,11 @@ pub struct State {
     /// Last stream or status error from the server.
     pub server_error: Option<String>,
     pub received: u64,
+    /// Flows the server reported lost (its ring overwritten before they were sent,
+    /// or its own queues full).
     pub lost_events: u64,
+    /// Flows discarded by the view's own queue ([`super::feed::Feed::discarded`]).
+    pub discarded: u64,
     pub connected_nodes: BTreeSet<String>,
     pub status_nodes: Option<(u32, u32)>,
     pub flows_rate: VecDeque<u64>,
@@ -66,6 +70,7 @@ impl State {
             server_error: None,
             received: 0,
             lost_events: 0,
+            discarded: 0,
             connected_nodes: BTreeSet::new(),
             status_nodes: None,
             flows_rate: VecDeque::with_capacity(RATE_WINDOW_SECS),
@@ -73,6 +78,12 @@ impl State {
             current: (0, 0),
             second_start: now,
         }
+    }
+
+    /// Every flow lost on the way to the view: reported by the server or discarded
+    /// by the view's queue. Rows evicted from the table are not lost (they were shown).
+    pub fn lost(&self) -> u64 {
+        self.lost_events + self.discarded
     }
 
     /// The rows on display, oldest first.
