@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod lab;
+pub use lab::{Lab, COMMAND_TIMEOUT};
+
 /// Whether the tests run as root; prints the SKIP line the suite expects otherwise.
 pub fn require_root(test: &str) -> bool {
     let euid = effective_uid();

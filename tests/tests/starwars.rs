@@ -3,93 +3,11 @@
 //! shows. Needs root; prints a SKIP line otherwise.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use tests::{bin, eventually, require_root, run_ok, run_with_timeout};
-
-const T: Duration = Duration::from_secs(60);
-
-/// A lab of our own: removed on drop, even when the test fails.
-struct Lab {
-    run_dir: PathBuf,
-    prefix: String,
-}
-
-impl Lab {
-    fn up(tag: &str, subnet: &str) -> Result<Self> {
-        let run_dir =
-            std::env::temp_dir().join(format!("hubble-rs-e2e-{tag}-{}", std::process::id()));
-        let lab = Lab {
-            run_dir,
-            prefix: format!("e{}{tag}-", std::process::id() % 10000),
-        };
-        run_ok(
-            lab.cmd()
-                .args(["up", "--nodes", "1", "--node-subnet", subnet]),
-            Duration::from_secs(90),
-        )?;
-        Ok(lab)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(bin("hubble-lab").unwrap_or_default());
-        cmd.arg("--run-dir")
-            .arg(&self.run_dir)
-            .arg("--prefix")
-            .arg(&self.prefix);
-        cmd
-    }
-
-    fn socket(&self) -> String {
-        format!(
-            "unix://{}",
-            self.run_dir.join("node1/hubble.sock").display()
-        )
-    }
-
-    fn admin(&self) -> PathBuf {
-        self.run_dir.join("node1/agent.sock")
-    }
-
-    fn traffic(&self) -> Result<String> {
-        run_ok(self.cmd().arg("traffic"), T)
-    }
-
-    fn observe(&self, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new(bin("hubble")?);
-        cmd.args(["observe", "--server", &self.socket()]).args(args);
-        run_ok(&mut cmd, T)
-    }
-
-    fn observe_json(&self, args: &[&str]) -> Result<Vec<Value>> {
-        let mut all = vec!["-o", "json"];
-        all.extend_from_slice(args);
-        self.observe(&all)?
-            .lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
-            .collect()
-    }
-
-    fn agent(&self, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new(bin("hubble-agent")?);
-        cmd.args(args).arg("--admin-socket").arg(self.admin());
-        run_ok(&mut cmd, T)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        match run_with_timeout(self.cmd().arg("down"), Duration::from_secs(60)) {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!("hubble-lab down: {}", String::from_utf8_lossy(&out.stderr)),
-            Err(e) => eprintln!("hubble-lab down: {e}"),
-        }
-        let _ = std::fs::remove_dir_all(&self.run_dir);
-    }
-}
+use tests::{eventually, require_root, Lab};
 
 fn rule1() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/rule1.yaml")

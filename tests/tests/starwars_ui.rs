@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use tests::{bin, eventually, require_root, run_ok, run_with_timeout};
+use tests::{bin, eventually, require_root, Lab};
 
 const T: Duration = Duration::from_secs(60);
 /// Longest the browser script may take (each of its waits is 20 s at most).
@@ -22,102 +22,16 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 /// Pause between two rounds of demo traffic while the views are watched.
 const TRAFFIC_PAUSE: Duration = Duration::from_secs(2);
 
-/// A lab of our own: removed on drop, even when the test fails.
-struct Lab {
-    run_dir: PathBuf,
-    prefix: String,
-    relay: String,
-}
-
-impl Lab {
-    fn up(tag: &str, subnet: &str) -> Result<Self> {
-        let run_dir =
-            std::env::temp_dir().join(format!("hubble-rs-e2e-{tag}-{}", std::process::id()));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let lab = Lab {
-            run_dir,
-            prefix: format!("e{}{tag}-", std::process::id() % 10000),
-            relay: format!("127.0.0.1:{port}"),
-        };
-        run_ok(
-            lab.cmd().args([
-                "up",
-                "--nodes",
-                "1",
-                "--node-subnet",
-                subnet,
-                "--relay-address",
-                &lab.relay,
-            ]),
-            Duration::from_secs(90),
-        )?;
-        Ok(lab)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(bin("hubble-lab").unwrap_or_default());
-        cmd.arg("--run-dir")
-            .arg(&self.run_dir)
-            .arg("--prefix")
-            .arg(&self.prefix);
-        cmd
-    }
-
-    fn socket(&self) -> String {
-        format!(
-            "unix://{}",
-            self.run_dir.join("node1/hubble.sock").display()
-        )
-    }
-
-    fn admin(&self) -> PathBuf {
-        self.run_dir.join("node1/agent.sock")
-    }
-
-    fn traffic(&self) -> Result<String> {
-        run_ok(self.cmd().arg("traffic"), T)
-    }
-
-    fn observe_json(&self, args: &[&str]) -> Result<Vec<Value>> {
-        let mut cmd = Command::new(bin("hubble")?);
-        cmd.args(["observe", "-o", "json", "--server", &self.socket()])
-            .args(args);
-        run_ok(&mut cmd, T)?
-            .lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
-            .collect()
-    }
-
-    fn agent(&self, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new(bin("hubble-agent")?);
-        cmd.args(args).arg("--admin-socket").arg(self.admin());
-        run_ok(&mut cmd, T)
-    }
-
-    /// Sends the demo traffic every [`TRAFFIC_PAUSE`] until `stop` is set.
-    fn traffic_until(&self, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
-            if let Err(e) = self.traffic() {
-                eprintln!("hubble-lab traffic: {e:#}");
-            }
-            let pause_end = Instant::now() + TRAFFIC_PAUSE;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < pause_end {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+/// Sends the demo traffic every [`TRAFFIC_PAUSE`] until `stop` is set.
+fn traffic_until(lab: &Lab, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = lab.traffic() {
+            eprintln!("hubble-lab traffic: {e:#}");
         }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        match run_with_timeout(self.cmd().arg("down"), Duration::from_secs(60)) {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!("hubble-lab down: {}", String::from_utf8_lossy(&out.stderr)),
-            Err(e) => eprintln!("hubble-lab down: {e}"),
+        let pause_end = Instant::now() + TRAFFIC_PAUSE;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < pause_end {
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
 
@@ -400,7 +314,7 @@ fn run_browser_script(lab: &Lab, url: &str, artifacts: &Path) -> Result<Vec<Stri
                             Ok(out) => println!("policy import: {}", out.trim()),
                             Err(e) => break Err(e.context("importing rule1")),
                         }
-                        traffic = Some(scope.spawn(|| lab.traffic_until(&stop)));
+                        traffic = Some(scope.spawn(|| traffic_until(lab, &stop)));
                     }
                     transcript.push(line);
                 }
@@ -550,7 +464,7 @@ fn seeds_policy_drop_live_in_the_browser_and_the_terminal() -> Result<()> {
     println!("hubble tui with the {stored} stored drops:\n{screen}");
     let stop = AtomicBool::new(false);
     let screen = std::thread::scope(|scope| {
-        let traffic = scope.spawn(|| lab.traffic_until(&stop));
+        let traffic = scope.spawn(|| traffic_until(&lab, &stop));
         let screen = session.wait("a live dropped xwing -> deathstar row", T, |s| {
             received(s).is_some_and(|n| n > stored)
                 && s.lines().any(|l| {

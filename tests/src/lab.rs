@@ -1,0 +1,117 @@
+//! A one-node Star Wars lab of a test's own, made with the real `hubble-lab` and removed
+//! on drop, even when the test fails.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::{bin, run_ok, run_with_timeout};
+
+/// Deadline of each command a test runs against the lab.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A lab in its own run directory, with its own name prefix, node subnet and relay port,
+/// so that it never meets a user's lab or another test's.
+pub struct Lab {
+    /// Where the lab keeps its state, sockets and logs.
+    pub run_dir: PathBuf,
+    /// Prefix of every namespace and link it creates.
+    pub prefix: String,
+    /// The relay's address.
+    pub relay: String,
+}
+
+impl Lab {
+    /// Brings up one node on `subnet` (a /24 nobody else uses); `tag` names the test.
+    pub fn up(tag: &str, subnet: &str) -> Result<Self> {
+        let run_dir =
+            std::env::temp_dir().join(format!("hubble-rs-e2e-{tag}-{}", std::process::id()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let lab = Lab {
+            run_dir,
+            prefix: format!("e{}{tag}-", std::process::id() % 10000),
+            relay: format!("127.0.0.1:{port}"),
+        };
+        run_ok(
+            lab.cmd().args([
+                "up",
+                "--nodes",
+                "1",
+                "--node-subnet",
+                subnet,
+                "--relay-address",
+                &lab.relay,
+            ]),
+            Duration::from_secs(90),
+        )?;
+        Ok(lab)
+    }
+
+    /// `hubble-lab` pointed at this lab.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(bin("hubble-lab").unwrap_or_default());
+        cmd.arg("--run-dir")
+            .arg(&self.run_dir)
+            .arg("--prefix")
+            .arg(&self.prefix);
+        cmd
+    }
+
+    /// The node's Hubble API, as `--server` takes it.
+    pub fn socket(&self) -> String {
+        format!(
+            "unix://{}",
+            self.run_dir.join("node1/hubble.sock").display()
+        )
+    }
+
+    /// The node agent's admin socket.
+    pub fn admin(&self) -> PathBuf {
+        self.run_dir.join("node1/agent.sock")
+    }
+
+    /// Sends the demo's requests once; returns what `hubble-lab traffic` printed.
+    pub fn traffic(&self) -> Result<String> {
+        run_ok(self.cmd().arg("traffic"), COMMAND_TIMEOUT)
+    }
+
+    /// `hubble observe` on the node with `args`.
+    pub fn observe(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(bin("hubble")?);
+        cmd.args(["observe", "--server", &self.socket()]).args(args);
+        run_ok(&mut cmd, COMMAND_TIMEOUT)
+    }
+
+    /// `hubble observe -o json` on the node, one value per line.
+    pub fn observe_json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        self.observe(&all)?
+            .lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+            .collect()
+    }
+
+    /// `hubble-agent` with `args` on the node's admin socket.
+    pub fn agent(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(bin("hubble-agent")?);
+        cmd.args(args).arg("--admin-socket").arg(self.admin());
+        run_ok(&mut cmd, COMMAND_TIMEOUT)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        match run_with_timeout(self.cmd().arg("down"), Duration::from_secs(60)) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("hubble-lab down: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("hubble-lab down: {e}"),
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
