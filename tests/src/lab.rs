@@ -97,6 +97,39 @@ impl Lab {
             .collect()
     }
 
+    /// Repeats the demo traffic until both ships land and xwing's landing is seen at both
+    /// of its endpoints with a cluster identity: the agent programs its endpoints
+    /// asynchronously after `up`, and flows seen before carry the datapath's `world`
+    /// identity (the datapath's view wins, as upstream). Returns xwing's last flows to
+    /// port 80.
+    pub fn wait_until_programmed(&self) -> Result<Vec<Value>> {
+        crate::eventually(Duration::from_secs(30), || {
+            let out = self.traffic()?;
+            if out.matches("Ship landed").count() != 2 {
+                return Ok(None);
+            }
+            let flows = self.observe_json(&[
+                "--from-pod",
+                "default/xwing",
+                "--to-port",
+                "80",
+                "--last",
+                "20",
+            ])?;
+            let points: Vec<&str> = flows
+                .iter()
+                .filter_map(|v| v["flow"]["trace_observation_point"].as_str())
+                .collect();
+            let seen_at_both = points.contains(&"TO_ENDPOINT") && points.contains(&"FROM_ENDPOINT");
+            let newest_known = flows.last().is_some_and(|v| {
+                v["flow"]["source"]["identity"]
+                    .as_u64()
+                    .is_some_and(|id| id >= 256)
+            });
+            Ok((seen_at_both && newest_known).then_some(flows))
+        })
+    }
+
     /// `hubble-agent` with `args` on the node's admin socket.
     pub fn agent(&self, args: &[&str]) -> Result<String> {
         let mut cmd = Command::new(bin("hubble-agent")?);

@@ -39,31 +39,7 @@ fn star_wars_story_on_the_kernel_datapath() -> Result<()> {
     // 1. No policy: both ships land, flows are FORWARDED with trace points. The agent
     // programs its endpoints asynchronously after `up` (identities come from etcd), so
     // traffic is repeated until it is seen at both endpoints.
-    let xwing = eventually(Duration::from_secs(30), || {
-        let out = lab.traffic()?;
-        assert_eq!(out.matches("Ship landed").count(), 2, "{out}");
-        let flows = lab.observe_json(&[
-            "--from-pod",
-            "default/xwing",
-            "--to-port",
-            "80",
-            "--last",
-            "20",
-        ])?;
-        let points: Vec<&str> = flows
-            .iter()
-            .filter_map(|v| v["flow"]["trace_observation_point"].as_str())
-            .collect();
-        let seen_at_both = points.contains(&"TO_ENDPOINT") && points.contains(&"FROM_ENDPOINT");
-        // Flows seen before the agent programmed xwing carry the datapath's `world`
-        // identity (the datapath's view wins, as upstream); wait for programmed ones.
-        let newest_known = flows.last().is_some_and(|v| {
-            field(&v["flow"], "source.identity")
-                .as_u64()
-                .is_some_and(|id| id >= 256)
-        });
-        Ok((seen_at_both && newest_known).then_some(flows))
-    })?;
+    let xwing = lab.wait_until_programmed()?;
     for v in &xwing {
         let f = &v["flow"];
         assert_eq!(f["verdict"], "FORWARDED", "{f}");

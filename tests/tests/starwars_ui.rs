@@ -164,10 +164,6 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(v, |v, k| &v[k])
-}
-
 /// The number of flows `hubble tui` says it received (`rows N shown, M received, ...`).
 fn received(screen: &str) -> Option<u64> {
     screen.lines().find_map(|l| {
@@ -359,32 +355,8 @@ fn seeds_policy_drop_live_in_the_browser_and_the_terminal() -> Result<()> {
 
     // 1. No policy yet. The agent programs its endpoints asynchronously after `up`, so
     // traffic is repeated until xwing's landing is seen at both ends with its identity.
-    eventually(Duration::from_secs(30), || {
-        let out = lab.traffic()?;
-        if out.matches("Ship landed").count() != 2 {
-            return Ok(None);
-        }
-        let flows = lab.observe_json(&[
-            "--from-pod",
-            "default/xwing",
-            "--to-port",
-            "80",
-            "--last",
-            "20",
-        ])?;
-        let points: Vec<&str> = flows
-            .iter()
-            .filter_map(|v| v["flow"]["trace_observation_point"].as_str())
-            .collect();
-        let seen_at_both = points.contains(&"TO_ENDPOINT") && points.contains(&"FROM_ENDPOINT");
-        let newest_known = flows.last().is_some_and(|v| {
-            field(&v["flow"], "source.identity")
-                .as_u64()
-                .is_some_and(|id| id >= 256)
-        });
-        Ok((seen_at_both && newest_known).then_some(()))
-    })
-    .context("the agent did not program xwing and deathstar")?;
+    lab.wait_until_programmed()
+        .context("the agent did not program xwing and deathstar")?;
     println!("lab up and programmed after {:?}", started.elapsed());
 
     // 2. The web page. Before the browser opens, the map already holds the three
