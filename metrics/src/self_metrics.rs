@@ -243,6 +243,11 @@ impl RelayMetrics {
     pub fn responses_dropped(&self, n: u64) {
         self.responses_dropped.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Node responses dropped so far.
+    pub fn responses_dropped_total(&self) -> u64 {
+        self.responses_dropped.load(Ordering::Relaxed)
+    }
 }
 
 impl Collect for RelayMetrics {

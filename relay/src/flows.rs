@@ -9,7 +9,6 @@
 //! room again, so the client sees that it fell behind.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +26,7 @@ use tonic::Status;
 use crate::error::{is_connection_failure, status_message};
 use crate::merge::SortBuffer;
 use crate::raw::{NodeFlowsCodec, RawResponse, RelayResponse};
+use metrics::RelayMetrics;
 
 /// The gRPC path of Observer.GetFlows.
 pub const GET_FLOWS_PATH: &str = "/observer.Observer/GetFlows";
@@ -61,17 +61,6 @@ pub struct FlowsConfig {
     pub node_name: String,
 }
 
-/// Counters of the flow merge, shared by every request.
-#[derive(Debug, Default)]
-pub struct FlowStats {
-    /// Responses dropped because a follow client could not keep up.
-    pub dropped_responses: AtomicU64,
-    /// The relay's metrics (flows forwarded, responses dropped, peer status).
-    pub metrics: Arc<metrics::RelayMetrics>,
-    /// Node streams that failed.
-    pub node_errors: AtomicU64,
-}
-
 enum NodeMessage {
     Response {
         node: usize,
@@ -101,11 +90,11 @@ struct Held {
 pub fn get_flows(
     pool: PeerManager,
     config: Arc<FlowsConfig>,
-    stats: Arc<FlowStats>,
+    metrics: Arc<RelayMetrics>,
     request: GetFlowsRequest,
 ) -> mpsc::Receiver<Result<Vec<RelayResponse>, Status>> {
     let (out, receiver) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
-    tokio::spawn(run(pool, config, stats, request, out));
+    tokio::spawn(run(pool, config, metrics, request, out));
     receiver
 }
 
@@ -150,7 +139,7 @@ struct Collector {
     pool: PeerManager,
     request: GetFlowsRequest,
     sender: mpsc::Sender<NodeMessage>,
-    stats: Arc<FlowStats>,
+    metrics: Arc<RelayMetrics>,
     active: Arc<Mutex<HashSet<String>>>,
     last_seen: Arc<Mutex<HashMap<String, i128>>>,
     /// Responses each node may have in flight without follow; `None` with follow.
@@ -188,7 +177,7 @@ impl Collector {
                 request: self.request_for(&name),
                 sender: self.sender.clone(),
                 pool: self.pool.clone(),
-                stats: self.stats.clone(),
+                metrics: self.metrics.clone(),
                 active: self.active.clone(),
                 last_seen: self.last_seen.clone(),
                 lost: 0,
@@ -228,7 +217,7 @@ struct NodeReader {
     request: GetFlowsRequest,
     sender: mpsc::Sender<NodeMessage>,
     pool: PeerManager,
-    stats: Arc<FlowStats>,
+    metrics: Arc<RelayMetrics>,
     active: Arc<Mutex<HashSet<String>>>,
     last_seen: Arc<Mutex<HashMap<String, i128>>>,
     lost: u64,
@@ -309,7 +298,6 @@ impl NodeReader {
         if is_connection_failure(&status) {
             self.pool.report_offline(&self.name);
         }
-        self.stats.node_errors.fetch_add(1, Ordering::Relaxed);
         let message = status_message(&status);
         tracing::warn!(peer = %self.name, error = %message, "cannot retrieve flows from peer");
         let failed = NodeMessage::Failed {
@@ -358,8 +346,7 @@ impl NodeReader {
                 self.lost += 1;
                 self.lost_first.get_or_insert(time);
                 self.lost_last = Some(time);
-                self.stats.dropped_responses.fetch_add(1, Ordering::Relaxed);
-                self.stats.metrics.responses_dropped(1);
+                self.metrics.responses_dropped(1);
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -504,12 +491,11 @@ impl Merge {
 async fn run(
     pool: PeerManager,
     config: Arc<FlowsConfig>,
-    stats: Arc<FlowStats>,
+    metrics: Arc<RelayMetrics>,
     request: GetFlowsRequest,
     out: mpsc::Sender<Result<Vec<RelayResponse>, Status>>,
 ) {
     let follow = request.follow;
-    let stats_metrics = stats.metrics.clone();
     let peers = pool.list();
     let mut buffer_len = config.sort_buffer_len_max.max(1);
     let wanted = request.number.saturating_mul(peers.len() as u64);
@@ -528,7 +514,7 @@ async fn run(
         pool: pool.clone(),
         request,
         sender,
-        stats,
+        metrics: metrics.clone(),
         active: Arc::default(),
         last_seen: Arc::default(),
         credits_per_node,
@@ -627,7 +613,7 @@ async fn run(
             }
             () = out.closed() => return,
         }
-        if !send_all(&out, &stats_metrics, &mut ready).await {
+        if !send_all(&out, &metrics, &mut ready).await {
             return;
         }
     }
@@ -635,7 +621,7 @@ async fn run(
         flush_error(&mut merge, &mut ready, node_name, last);
     }
     merge.drain_all(&mut ready);
-    send_all(&out, &stats_metrics, &mut ready).await;
+    send_all(&out, &metrics, &mut ready).await;
 }
 
 /// Opens the nodes that started streaming in the merge; returns their names.
@@ -653,7 +639,7 @@ fn open_all(merge: &mut Merge, started: Vec<(usize, String)>) -> Vec<String> {
 /// is gone.
 async fn send_all(
     out: &mpsc::Sender<Result<Vec<RelayResponse>, Status>>,
-    metrics: &metrics::RelayMetrics,
+    metrics: &RelayMetrics,
     ready: &mut Vec<RelayResponse>,
 ) -> bool {
     while !ready.is_empty() {

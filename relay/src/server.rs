@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
+use tonic::codegen::BoxFuture;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
@@ -24,9 +24,9 @@ use tonic_health::ServingStatus;
 use crate::address::{Dialer, PeerAddress};
 use crate::config::{parse_listen_address, RelayConfig};
 use crate::error::RelayError;
-use crate::flows::{get_flows, FlowStats, FlowsConfig, GET_FLOWS_PATH};
+use crate::flows::{get_flows, FlowsConfig};
 use crate::pool::PeerManager;
-use crate::raw::{RelayFlowsCodec, RelayResponse};
+use crate::raw::{RawGetFlowsServer, RelayResponse};
 use crate::status;
 
 /// Service name under which upstream relays report the Observer's health.
@@ -42,7 +42,7 @@ pub const SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(5);
 pub struct RelayObserver {
     pool: PeerManager,
     flows: Arc<FlowsConfig>,
-    stats: Arc<FlowStats>,
+    metrics: Arc<metrics::RelayMetrics>,
 }
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -62,7 +62,7 @@ impl Observer for RelayObserver {
         let receiver = get_flows(
             self.pool.clone(),
             self.flows.clone(),
-            self.stats.clone(),
+            self.metrics.clone(),
             request.into_inner(),
         );
         // Served by `ObserverService`, which forwards node responses without decoding
@@ -130,34 +130,14 @@ impl RelayObserver {
         Box::pin(flatten(ReceiverStream::new(get_flows(
             self.pool.clone(),
             self.flows.clone(),
-            self.stats.clone(),
+            self.metrics.clone(),
             request,
         ))))
     }
 }
 
-/// The relay's Observer service: the generated server, except for GetFlows, whose
-/// responses from the nodes are written out as the nodes encoded them.
+/// GetFlows of the relay, with node responses kept as the nodes encoded them.
 #[derive(Clone)]
-pub struct ObserverService {
-    observer: Arc<RelayObserver>,
-    generated: ObserverServer<RelayObserver>,
-}
-
-impl ObserverService {
-    fn new(observer: RelayObserver) -> Self {
-        let observer = Arc::new(observer);
-        Self {
-            generated: ObserverServer::from_arc(observer.clone()),
-            observer,
-        }
-    }
-}
-
-impl tonic::server::NamedService for ObserverService {
-    const NAME: &'static str = "observer.Observer";
-}
-
 struct GetFlowsCall(Arc<RelayObserver>);
 
 impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
@@ -171,38 +151,13 @@ impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
     }
 }
 
-impl<B> Service<http::Request<B>> for ObserverService
-where
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::BoxBody>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<http::Request<B>>::poll_ready(&mut self.generated, cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != GET_FLOWS_PATH {
-            return self.generated.call(request);
-        }
-        let call = GetFlowsCall(self.observer.clone());
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RelayFlowsCodec);
-            Ok(grpc.server_streaming(call, request).await)
-        })
-    }
-}
-
 /// A running relay.
 pub struct Relay {
     local_addr: SocketAddr,
     health_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     pool: PeerManager,
-    stats: Arc<FlowStats>,
+    metrics: Arc<metrics::RelayMetrics>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     background: Vec<JoinHandle<()>>,
@@ -237,7 +192,7 @@ impl Relay {
             tls: client_tls,
         };
         let pool = PeerManager::new(dialer, config.cluster_name.clone());
-        let stats = Arc::new(FlowStats::default());
+        let relay_metrics = Arc::new(metrics::RelayMetrics::new());
         let observer = RelayObserver {
             pool: pool.clone(),
             flows: Arc::new(FlowsConfig {
@@ -247,7 +202,7 @@ impl Relay {
                 peer_update_interval: config.peer_update_interval,
                 node_name: config.node_name.clone(),
             }),
-            stats: stats.clone(),
+            metrics: relay_metrics.clone(),
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -295,7 +250,13 @@ impl Relay {
                     Ok(request)
                 }
             }))
-            .add_service(ObserverService::new(observer))
+            .add_service({
+                let observer = Arc::new(observer);
+                RawGetFlowsServer::new(
+                    ObserverServer::from_arc(observer.clone()),
+                    GetFlowsCall(observer),
+                )
+            })
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -327,10 +288,10 @@ impl Relay {
         ];
         if let Some(listener) = metrics_listener {
             let mut registry = metrics::Registry::new();
-            registry.register(stats.metrics.clone());
+            registry.register(relay_metrics.clone());
             background.push(tokio::spawn(report_peer_status(
                 pool.clone(),
-                stats.metrics.clone(),
+                relay_metrics.clone(),
             )));
             let shutdown = wait_for(shutdown_signal.clone());
             background.push(tokio::spawn(async move {
@@ -345,7 +306,7 @@ impl Relay {
             health_addr,
             metrics_addr,
             pool,
-            stats,
+            metrics: relay_metrics,
             shutdown,
             servers,
             background,
@@ -372,9 +333,9 @@ impl Relay {
         &self.pool
     }
 
-    /// Counters of the flow merge.
-    pub fn stats(&self) -> &FlowStats {
-        &self.stats
+    /// The relay's own metrics (peer status, flows forwarded, responses dropped).
+    pub fn metrics(&self) -> &metrics::RelayMetrics {
+        &self.metrics
     }
 
     /// Stops accepting requests, lets running ones finish for up to

@@ -444,11 +444,7 @@ async fn followers_that_fall_behind_get_lost_events_for_every_dropped_flow() -> 
         "every flow is either delivered or counted as lost"
     );
     assert_eq!(
-        cluster
-            .relay
-            .stats()
-            .dropped_responses
-            .load(std::sync::atomic::Ordering::Relaxed),
+        cluster.relay.metrics().responses_dropped_total(),
         lost + reader_lost
     );
     task.abort();

@@ -194,17 +194,8 @@ impl Observer for AgentObserver {
     }
 }
 
-/// The test agent's Observer, with GetFlows served from encoded responses when recorded.
+/// GetFlows of a recorded test agent: its encoded responses, written as they are.
 #[derive(Clone)]
-struct RecordedFlows {
-    recorded: Option<Arc<Vec<relay::raw::RawResponse>>>,
-    generated: ObserverServer<AgentObserver>,
-}
-
-impl tonic::server::NamedService for RecordedFlows {
-    const NAME: &'static str = "observer.Observer";
-}
-
 struct RecordedCall(Arc<Vec<relay::raw::RawResponse>>);
 
 impl tonic::server::ServerStreamingService<GetFlowsRequest> for RecordedCall {
@@ -222,39 +213,6 @@ impl tonic::server::ServerStreamingService<GetFlowsRequest> for RecordedCall {
         );
         let stream: Self::ResponseStream = Box::pin(stream);
         Box::pin(async move { Ok(Response::new(stream)) })
-    }
-}
-
-impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for RecordedFlows
-where
-    B: tonic::codegen::Body + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
-{
-    type Response = tonic::codegen::http::Response<tonic::body::BoxBody>;
-    type Error = std::convert::Infallible;
-    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        tonic::codegen::Service::<tonic::codegen::http::Request<B>>::poll_ready(
-            &mut self.generated,
-            cx,
-        )
-    }
-
-    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
-        match &self.recorded {
-            Some(recorded) if request.uri().path() == relay::flows::GET_FLOWS_PATH => {
-                let call = RecordedCall(recorded.clone());
-                Box::pin(async move {
-                    let mut grpc = tonic::server::Grpc::new(relay::raw::RelayFlowsCodec);
-                    Ok(grpc.server_streaming(call, request).await)
-                })
-            }
-            _ => self.generated.call(request),
-        }
     }
 }
 
@@ -343,11 +301,15 @@ impl TestAgent {
                     Err(error) => return eprintln!("test agent TLS: {error}"),
                 };
             }
-            let result = builder
-                .add_service(RecordedFlows {
-                    recorded: observer.0.recorded.clone(),
-                    generated: ObserverServer::new(observer),
-                })
+            let recorded = observer.0.recorded.clone();
+            let router = match recorded {
+                Some(recorded) => builder.add_service(relay::raw::RawGetFlowsServer::new(
+                    ObserverServer::new(observer),
+                    RecordedCall(recorded),
+                )),
+                None => builder.add_service(ObserverServer::new(observer)),
+            };
+            let result = router
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
             if let Err(error) = result {
