@@ -18,7 +18,7 @@ pub mod conn;
 pub mod fieldmask;
 pub mod filters;
 pub mod jsonindent;
-pub mod names;
+pub use proto::names;
 pub mod printer;
 pub mod quote;
 pub mod time;

@@ -19,7 +19,8 @@ mod status;
 mod tabwriter;
 
 pub use color::{escape_terminal, Color, ColorMode, Colorer};
-pub use flow::{write_flow_type, write_host_names, write_summary, write_verdict, FlowStyle};
+pub use flow::{write_host_names, write_summary, write_verdict, FlowStyle};
+pub use proto::names::write_flow_type;
 pub use tabwriter::TabWriter;
 
 /// Separator printed between records in the `dict` format.
@@ -214,7 +215,7 @@ impl<W: Write, E: Write> Printer<W, E> {
         for part in [a.as_str(), " ", a_id, " ", arrow, " ", b, " ", b_id, " "] {
             self.text.push_str(part);
         }
-        flow::write_flow_type(f, &mut self.text);
+        write_flow_type(f, &mut self.text);
         self.text.push(' ');
         flow::write_verdict(&self.style, f, &mut self.text);
         self.text.push_str(" (");
@@ -240,7 +241,7 @@ impl<W: Write, E: Write> Printer<W, E> {
         self.text.push_str("\nDESTINATION: ");
         self.text.push_str(&self.dst);
         self.text.push_str("\n       TYPE: ");
-        flow::write_flow_type(f, &mut self.text);
+        write_flow_type(f, &mut self.text);
         self.text.push_str("\n    VERDICT: ");
         flow::write_verdict(&self.style, f, &mut self.text);
         self.text.push_str("\n    SUMMARY: ");
@@ -260,7 +261,7 @@ impl<W: Write, E: Write> Printer<W, E> {
         self.text.push('\t');
         self.text.push_str(&self.dst);
         self.text.push('\t');
-        flow::write_flow_type(f, &mut self.text);
+        write_flow_type(f, &mut self.text);
         self.text.push('\t');
         flow::write_verdict(&self.style, f, &mut self.text);
         self.text.push('\t');

@@ -37,6 +37,7 @@ pub mod peer {
 
 pub mod filter;
 pub mod json;
+pub mod names;
 #[doc(hidden)]
 pub mod number;
 

@@ -273,87 +273,7 @@
   }
 
   // Event types and verdicts as `hubble observe` prints them.
-  const TRACE_POINTS = ['to-endpoint', 'to-proxy', 'to-host', 'to-stack', 'to-overlay', 'from-endpoint',
-    'from-proxy', 'from-host', 'from-stack', 'from-overlay', 'from-network', 'to-network', 'from-crypto',
-    'to-crypto'];
-  const POLICY_MATCH_TYPES = ['none', 'L3-Only', 'L3-L4', 'L4-Only', 'all', 'L3-Proto', 'Proto-Only'];
-  const SOCK_XLATE_WORDS = {
-    SOCK_XLATE_POINT_POST_DIRECTION_FWD: 'post-xlate-fwd',
-    SOCK_XLATE_POINT_POST_DIRECTION_REV: 'post-xlate-rev',
-    SOCK_XLATE_POINT_PRE_DIRECTION_FWD: 'pre-xlate-fwd',
-    SOCK_XLATE_POINT_PRE_DIRECTION_REV: 'pre-xlate-rev',
-  };
-  /** Cilium's drop reason texts by number (the sub-type of drop events). */
-  const DROP_REASONS = {
-    0: "Success", 2: "Invalid packet", 3: "Interface", 4: "Interface Decrypted",
-    5: "LB, sock cgroup: No backend slot entry found", 6: "LB, sock cgroup: No backend entry found",
-    7: "LB, sock cgroup: Reverse entry update failed", 8: "LB, sock cgroup: Reverse entry stale",
-    9: "Fragmented packet", 10: "Fragmented packet entry update failed",
-    11: "Missed tail call to custom program", 12: "Interface Decrypting", 13: "Interface Encrypting",
-    14: "LB: sock cgroup: Reverse entry delete succeeded", 15: "MTU error message", 130: "Invalid source mac",
-    131: "Invalid destination mac", 132: "Invalid source ip", 133: "Policy denied", 134: "Invalid packet",
-    135: "CT: Truncated or invalid header", 136: "Fragmentation needed", 137: "CT: Unknown L4 protocol",
-    138: "CT: Can't create entry from packet", 139: "Unsupported L3 protocol", 140: "Missed tail call",
-    141: "Error writing to packet", 142: "Unknown L4 protocol", 143: "Unknown ICMPv4 code",
-    144: "Unknown ICMPv4 type", 145: "Unknown ICMPv6 code", 146: "Unknown ICMPv6 type",
-    147: "Error retrieving tunnel key", 148: "Error retrieving tunnel options", 149: "Invalid Geneve option",
-    150: "Unknown L3 target address", 151: "Stale or unroutable IP", 152: "No matching local container found",
-    153: "Error while correcting L3 checksum", 154: "Error while correcting L4 checksum",
-    155: "CT: Map insertion failed", 156: "Invalid IPv6 extension header",
-    157: "IP fragmentation not supported", 158: "Service backend not found",
-    160: "No tunnel/encapsulation endpoint (datapath BUG!)", 161: "NAT 46/64 not enabled",
-    162: "Reached EDT rate-limiting drop horizon", 163: "Unknown connection tracking state",
-    164: "Local host is unreachable", 165: "No configuration available to perform policy decision",
-    166: "Unsupported L2 protocol", 167: "No mapping for NAT masquerade",
-    168: "Unsupported protocol for NAT masquerade", 169: "FIB lookup failed",
-    170: "Encapsulation traffic is prohibited", 171: "Invalid identity", 172: "Unknown sender",
-    173: "NAT not needed", 174: "Is a ClusterIP", 175: "First logical datagram fragment not found",
-    176: "Forbidden ICMPv6 message", 177: "Denied by LB src range check", 178: "Socket lookup failed",
-    179: "Socket assign failed", 180: "Proxy redirection not supported for protocol",
-    181: "Policy denied by denylist", 182: "VLAN traffic disallowed by VLAN filter",
-    183: "Incorrect VNI from VTEP", 184: "Failed to update or lookup TC buffer",
-    185: "No SID was found for the IP address", 186: "SRv6 state was removed during tail call",
-    187: "L3 translation from IPv4 to IPv6 failed (NAT46)",
-    188: "L3 translation from IPv6 to IPv4 failed (NAT64)", 189: "Authentication required",
-    190: "No conntrack map found", 191: "No nat map found", 192: "Invalid ClusterID",
-    193: "Unsupported packet protocol for DSR encapsulation", 194: "No egress gateway found",
-    195: "Traffic is unencrypted", 196: "TTL exceeded", 197: "No node ID found", 198: "Rate limited",
-    199: "IGMP handled", 200: "IGMP subscribed", 201: "Multicast handled", 202: "Host datapath not ready",
-    203: "Endpoint policy program not available", 204: "No Egress IP configured", 205: "Punt to proxy",
-  };
-  const MESSAGE_TYPE = { drop: 1, capture: 3, trace: 4, policyVerdict: 5, traceSock: 7 };
-
-  /**
-   * The TYPE column of `hubble observe`: `to-endpoint`, `Policy denied`,
-   * `policy-verdict:none INGRESS`, `http-request`, `dns-response proxy`, ...
-   */
-  function eventType(flow) {
-    const l7 = flow.l7;
-    if (l7) {
-      const proto = l7.http ? 'http' : l7.dns ? 'dns' : l7.kafka ? 'kafka' : 'l7';
-      const kind = (l7.type || 'UNKNOWN_L7_TYPE').toLowerCase();
-      return `${proto}-${kind}` + (l7.dns ? ' ' + (l7.dns.observation_source || '') : '');
-    }
-    const type = (flow.event_type && flow.event_type.type) || 0;
-    const sub = (flow.event_type && flow.event_type.sub_type) || 0;
-    switch (type) {
-      case MESSAGE_TYPE.trace:
-        return TRACE_POINTS[sub] || String(sub);
-      case MESSAGE_TYPE.drop:
-        return DROP_REASONS[sub] || `${sub}, 0`;
-      case MESSAGE_TYPE.policyVerdict:
-        return `policy-verdict:${POLICY_MATCH_TYPES[flow.policy_match_type || 0] || 'unknown'} ` +
-          (flow.traffic_direction || 'TRAFFIC_DIRECTION_UNKNOWN');
-      case MESSAGE_TYPE.capture:
-        return flow.debug_capture_point || 'DBG_CAPTURE_POINT_UNKNOWN';
-      case MESSAGE_TYPE.traceSock: {
-        const point = flow.sock_xlate_point || 'SOCK_XLATE_POINT_UNKNOWN';
-        return SOCK_XLATE_WORDS[point] || point;
-      }
-      default:
-        return 'UNKNOWN';
-    }
-  }
+  const MESSAGE_TYPE_POLICY_VERDICT = 5;
 
   /** The event kind named as `hubble observe --type` takes it, for the type's tooltip. */
   function eventKind(flow) {
@@ -366,7 +286,7 @@
   /** The verdict word: ALLOWED, DENIED or AUDITED for policy verdicts, else the verdict. */
   function verdictWord(flow) {
     const verdict = flow.verdict || 'VERDICT_UNKNOWN';
-    const isPolicyVerdict = !flow.l7 && flow.event_type && flow.event_type.type === MESSAGE_TYPE.policyVerdict;
+    const isPolicyVerdict = !flow.l7 && flow.event_type && flow.event_type.type === MESSAGE_TYPE_POLICY_VERDICT;
     if (!isPolicyVerdict) return verdict;
     if (verdict === 'FORWARDED' || verdict === 'REDIRECTED') return 'ALLOWED';
     if (verdict === 'DROPPED' || verdict === 'ERROR') return 'DENIED';
@@ -412,7 +332,8 @@
     endpointCell(tr, flow.destination, ip.destination, p && p.dst);
     cell(tr, p ? (p.dst !== undefined ? `${p.name} ${p.dst}` : p.name) : '', 'port');
     cell(tr, l7Info(flow), 'l7');
-    const type = eventType(flow);
+    // The TYPE column as `hubble observe` prints it, written by the backend.
+    const type = flow.type_text || '';
     cell(tr, type, 'type', `${eventKind(flow)}: ${type}`);
     const verdict = flow.verdict || 'VERDICT_UNKNOWN';
     const vd = cell(tr, '', 'verdict');

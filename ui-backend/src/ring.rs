@@ -12,8 +12,27 @@ pub struct StoredFlow {
     /// Arrival number, starting at 0 and increasing by one per flow.
     pub seq: u64,
     pub flow: Flow,
-    /// `proto::json::to_string(&flow)`, shared by every reader.
+    /// The flow as the page reads it ([`page_json`]), shared by every reader.
     pub json: Arc<str>,
+}
+
+/// The flow's JSON as `hubble observe -o json` prints it, plus `"type_text"`: its TYPE
+/// column as `hubble observe` prints it (`to-endpoint`, `Policy denied`,
+/// `policy-verdict:L3-L4 INGRESS`, ...), so the page needs no copy of those names.
+pub fn page_json(flow: &Flow) -> Arc<str> {
+    let mut json = proto::json::to_string(flow);
+    let mut type_text = String::new();
+    proto::names::write_flow_type(flow, &mut type_text);
+    let quoted = serde_json::to_string(&type_text).unwrap_or_else(|_| "\"\"".to_owned());
+    // The JSON is an object: `{}` or `{...}`; the key goes before its closing brace.
+    json.pop();
+    if json.len() > 1 {
+        json.push(',');
+    }
+    json.push_str("\"type_text\":");
+    json.push_str(&quoted);
+    json.push('}');
+    json.into()
 }
 
 /// The most recent `capacity` flows; the oldest is overwritten when full.
@@ -102,8 +121,27 @@ mod tests {
             verdict: verdict as i32,
             ..Flow::default()
         };
-        let json = proto::json::to_string(&flow).into();
+        let json = page_json(&flow);
         (flow, json)
+    }
+
+    #[test]
+    fn page_json_adds_the_type_column_text() {
+        let drop = Flow {
+            verdict: Verdict::Dropped as i32,
+            event_type: Some(proto::flow::CiliumEventType {
+                r#type: 1,
+                sub_type: 133,
+            }),
+            ..Flow::default()
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&page_json(&drop)).expect("page JSON parses");
+        assert_eq!(value["type_text"], "Policy denied");
+        assert_eq!(value["verdict"], "DROPPED");
+        let empty: serde_json::Value =
+            serde_json::from_str(&page_json(&Flow::default())).expect("page JSON parses");
+        assert_eq!(empty["type_text"], "UNKNOWN");
     }
 
     #[test]

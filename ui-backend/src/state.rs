@@ -52,7 +52,7 @@ impl Shared {
 
     /// Stores one flow: ring, map and rate. The JSON is printed before taking the lock.
     pub fn ingest(&self, flow: Flow) {
-        let json: Arc<str> = proto::json::to_string(&flow).into();
+        let json = crate::ring::page_json(&flow);
         let mut state = self.lock();
         state.map.add(&flow);
         if !flow.node_name.is_empty() && !state.upstream.nodes.contains_key(&flow.node_name) {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use proto::flow::{self, layer4, layer7, Flow};
+use proto::flow::{self, layer4, Flow};
 
 use super::color::{Color, Colorer};
 use crate::names;
@@ -192,65 +192,6 @@ pub fn write_identity(colors: &Colorer, id: u32, out: &mut String) {
             }
         },
     );
-}
-
-/// Writes the event type word of upstream's TYPE column (`to-endpoint`,
-/// `Policy denied`, `policy-verdict:L3-L4 INGRESS`, `http-request`, ...).
-pub fn write_flow_type(f: &Flow, out: &mut String) {
-    if let Some(l7) = f.l7.as_ref() {
-        let protocol = match l7.record {
-            Some(layer7::Record::Http(_)) => "http",
-            Some(layer7::Record::Dns(_)) => "dns",
-            Some(layer7::Record::Kafka(_)) => "kafka",
-            None => "l7",
-        };
-        out.push_str(protocol);
-        out.push('-');
-        out.push_str(&names::l7_flow_type(l7.r#type).to_lowercase());
-        if let Some(layer7::Record::Dns(dns)) = l7.record.as_ref() {
-            out.push(' ');
-            out.push_str(&dns.observation_source);
-        }
-        return;
-    }
-    let (kind, sub_type) = f
-        .event_type
-        .as_ref()
-        .map_or((0, 0), |e| (e.r#type, e.sub_type));
-    match kind {
-        names::MESSAGE_TYPE_TRACE => out.push_str(&names::trace_observation_point(sub_type as u8)),
-        names::MESSAGE_TYPE_DROP => out.push_str(&names::drop_reason(sub_type as u8)),
-        names::MESSAGE_TYPE_POLICY_VERDICT => {
-            let _ = write!(
-                out,
-                "policy-verdict:{} {}",
-                names::policy_match_type(f.policy_match_type),
-                names::traffic_direction(f.traffic_direction)
-            );
-        }
-        names::MESSAGE_TYPE_CAPTURE => {
-            out.push_str(&names::debug_capture_point(f.debug_capture_point))
-        }
-        names::MESSAGE_TYPE_TRACE_SOCK => {
-            let point = flow::SocketTranslationPoint::try_from(f.sock_xlate_point);
-            let word = match point {
-                Ok(flow::SocketTranslationPoint::SockXlatePointPostDirectionFwd) => {
-                    "post-xlate-fwd"
-                }
-                Ok(flow::SocketTranslationPoint::SockXlatePointPostDirectionRev) => {
-                    "post-xlate-rev"
-                }
-                Ok(flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd",
-                Ok(flow::SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev",
-                _ => {
-                    out.push_str(&names::sock_xlate_point(f.sock_xlate_point));
-                    return;
-                }
-            };
-            out.push_str(word);
-        }
-        _ => out.push_str("UNKNOWN"),
-    }
 }
 
 /// Writes the verdict word, coloured, with `ALLOWED`/`DENIED`/`AUDITED` for policy

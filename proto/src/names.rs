@@ -1,10 +1,13 @@
 //! Names upstream prints for numbers: protobuf enum names (Go's `String()`, which falls
 //! back to the number), Cilium's monitor message types, trace observation points,
-//! drop reasons, policy match types and reserved security identities.
+//! drop reasons, policy match types and reserved security identities; and the TYPE
+//! column of a flow as `hubble observe` prints it ([`write_flow_type`]).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
-use proto::{flow, peer, relay};
+use crate::flow::{self, layer7, Flow};
+use crate::{peer, relay};
 
 /// Defines a function returning the proto name of an enum value, or its number when
 /// the value is unknown (as Go's generated `String()` does).
@@ -350,6 +353,63 @@ pub fn parse_go_uint(value: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(&cleaned, radix).ok()
+}
+
+/// Writes the event type word of upstream's TYPE column (`to-endpoint`,
+/// `Policy denied`, `policy-verdict:L3-L4 INGRESS`, `http-request`, ...).
+pub fn write_flow_type(f: &Flow, out: &mut String) {
+    if let Some(l7) = f.l7.as_ref() {
+        let protocol = match l7.record {
+            Some(layer7::Record::Http(_)) => "http",
+            Some(layer7::Record::Dns(_)) => "dns",
+            Some(layer7::Record::Kafka(_)) => "kafka",
+            None => "l7",
+        };
+        out.push_str(protocol);
+        out.push('-');
+        out.push_str(&l7_flow_type(l7.r#type).to_lowercase());
+        if let Some(layer7::Record::Dns(dns)) = l7.record.as_ref() {
+            out.push(' ');
+            out.push_str(&dns.observation_source);
+        }
+        return;
+    }
+    let (kind, sub_type) = f
+        .event_type
+        .as_ref()
+        .map_or((0, 0), |e| (e.r#type, e.sub_type));
+    match kind {
+        MESSAGE_TYPE_TRACE => out.push_str(&trace_observation_point(sub_type as u8)),
+        MESSAGE_TYPE_DROP => out.push_str(&drop_reason(sub_type as u8)),
+        MESSAGE_TYPE_POLICY_VERDICT => {
+            let _ = write!(
+                out,
+                "policy-verdict:{} {}",
+                policy_match_type(f.policy_match_type),
+                traffic_direction(f.traffic_direction)
+            );
+        }
+        MESSAGE_TYPE_CAPTURE => out.push_str(&debug_capture_point(f.debug_capture_point)),
+        MESSAGE_TYPE_TRACE_SOCK => {
+            let point = flow::SocketTranslationPoint::try_from(f.sock_xlate_point);
+            let word = match point {
+                Ok(flow::SocketTranslationPoint::SockXlatePointPostDirectionFwd) => {
+                    "post-xlate-fwd"
+                }
+                Ok(flow::SocketTranslationPoint::SockXlatePointPostDirectionRev) => {
+                    "post-xlate-rev"
+                }
+                Ok(flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd",
+                Ok(flow::SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev",
+                _ => {
+                    out.push_str(&sock_xlate_point(f.sock_xlate_point));
+                    return;
+                }
+            };
+            out.push_str(word);
+        }
+        _ => out.push_str("UNKNOWN"),
+    }
 }
 
 #[cfg(test)]
