@@ -11,6 +11,8 @@ packages=(
   prometheus                         # scraping :9965 in the metrics tests
   chromium                           # the web UI tests
   tmux                               # the terminal UI tests
+  protobuf-compiler                  # etcd-client's build script runs protoc
+  openssh-server openssh-client      # hubble port-forward over ssh (tests start sshd)
   curl jq ca-certificates pkg-config
 )
 
