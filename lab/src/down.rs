@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::command;
 use crate::error::{LabError, Result};
@@ -67,6 +67,17 @@ pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
                 .push(format!("removing {}: {error}", file.display())),
         }
     }
+    for export in &state.export_files {
+        for file in export_file_and_backups(export) {
+            match fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => report
+                    .failures
+                    .push(format!("removing {}: {error}", file.display())),
+            }
+        }
+    }
     for tree in state.trees.iter().rev() {
         match fs::remove_dir_all(tree) {
             Ok(()) => {}
@@ -117,6 +128,45 @@ pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
     Ok(report)
 }
 
+/// An agent's flow export file and the backups its rotation made next to it:
+/// `<stem>-<UTC time as 2006-01-02T15-04-05.000><ext>`, optionally with `.gz`.
+pub fn export_file_and_backups(export: &Path) -> Vec<PathBuf> {
+    let mut found = vec![export.to_path_buf()];
+    let (Some(dir), Some(stem)) = (export.parent(), export.file_stem()) else {
+        return found;
+    };
+    let stem = stem.to_string_lossy();
+    let ext = export
+        .extension()
+        .map(|ext| format!(".{}", ext.to_string_lossy()))
+        .unwrap_or_default();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_backup_name(&name, &stem, &ext) {
+            found.push(entry.path());
+        }
+    }
+    found
+}
+
+fn is_backup_name(name: &str, stem: &str, ext: &str) -> bool {
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    let Some(time) = name
+        .strip_prefix(stem)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_suffix(ext))
+    else {
+        return false;
+    };
+    time.len() == "2006-01-02T15-04-05.000".len()
+        && time
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | 'T' | '.'))
+}
+
 /// Turns a report with failures into an error for the command line.
 pub fn into_result(report: DownReport, state_file: &Path) -> Result<DownReport> {
     if report.failures.is_empty() {
@@ -126,4 +176,26 @@ pub fn into_result(report: DownReport, state_file: &Path) -> Result<DownReport> 
         path: state_file.to_path_buf(),
         failures: report.failures,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_backup_name;
+
+    #[test]
+    fn only_the_rotations_backups_are_taken() {
+        assert!(is_backup_name(
+            "events-2026-12-02T06-01-02.123.log",
+            "events",
+            ".log"
+        ));
+        assert!(is_backup_name(
+            "events-2026-12-02T06-01-02.123.log.gz",
+            "events",
+            ".log"
+        ));
+        assert!(!is_backup_name("events.log", "events", ".log"));
+        assert!(!is_backup_name("events-mine.log", "events", ".log"));
+        assert!(!is_backup_name("agent.log", "events", ".log"));
+    }
 }

@@ -85,6 +85,18 @@ pub enum LabError {
         failures: Vec<String>,
     },
 
+    /// The agents did not program every endpoint in time.
+    #[error("endpoints not programmed by their agent after {seconds} s: {}; see {logs}", pending.join(", "))]
+    EndpointsNotReady {
+        seconds: u64,
+        pending: Vec<String>,
+        logs: String,
+    },
+
+    /// No pod of the lab has this name.
+    #[error("no pod {name:?} in the lab; pods: {}", pods.join(", "))]
+    NoSuchPod { name: String, pods: Vec<String> },
+
     /// A started process did not become ready in time.
     #[error("{role} was not ready after {seconds} s ({waiting_for}); see {log}")]
     NotReady {

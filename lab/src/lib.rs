@@ -7,6 +7,7 @@
 //! the demo's requests from inside the pods; [`down::down`] removes exactly what the
 //! state file lists. See ARCHITECTURE.md ("Lab topology", "Endpoint files").
 
+pub mod agent_admin;
 pub mod cluster;
 pub mod command;
 pub mod deathstar;
@@ -15,10 +16,12 @@ pub mod dns_server;
 pub mod down;
 pub mod error;
 pub mod etcd;
+pub mod exec;
 pub mod files;
 pub mod http;
 pub mod network;
 pub mod paths;
+pub mod pod_dns;
 pub mod process;
 pub mod request;
 pub mod state;

@@ -50,6 +50,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
+    /// Run a command inside a pod (`kubectl exec` for the lab): its network namespace
+    /// and its resolv.conf, with the caller's standard streams and the command's exit code.
+    #[command(
+        after_help = "Example:\n  hubble-lab exec xwing -- curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing"
+    )]
+    Exec {
+        /// The pod, `NAME` or `NAMESPACE/NAME` (see `hubble-lab status`).
+        pod: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Show the nodes, pods and processes of the lab.
     Status,
     /// Stop the lab's processes and remove its namespaces, links and files.
@@ -135,14 +147,24 @@ struct UpArgs {
     /// Do not start etcd: every agent stands alone (static nodes file only).
     #[arg(long)]
     no_kvstore: bool,
-    /// Where the relay listens.
-    #[arg(long, hide = true, default_value = up::DEFAULT_RELAY_ADDRESS)]
+    /// Where the relay listens (HOST:PORT); e.g. 0.0.0.0:4245 to reach it from
+    /// another machine.
+    #[arg(long, env = "HUBBLE_LAB_RELAY_ADDRESS", default_value = up::DEFAULT_RELAY_ADDRESS)]
     relay_address: String,
+    /// Do not export flows: by default each node's agent writes them, rotated, to
+    /// <run-dir>/node<N>/events.log (as upstream's hubble-export-file-path).
+    #[arg(long)]
+    no_export: bool,
     /// Cluster name given to the agents.
     #[arg(long, default_value = "default")]
     cluster_name: String,
     /// The /24 shared by the bridge (.1) and the nodes (.10+N).
-    #[arg(long, hide = true, default_value = "10.100.0.0/24")]
+    #[arg(
+        long,
+        hide = true,
+        env = "HUBBLE_LAB_NODE_SUBNET",
+        default_value = "10.100.0.0/24"
+    )]
     node_subnet: Ipv4Net,
 }
 
@@ -224,6 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 no_kvstore: args.no_kvstore,
                 relay_address: args.relay_address,
                 no_agents: args.no_agents,
+                export: !args.no_export,
                 self_exe: self_exe()?,
             };
             match up::up(&config, &mut stdout) {
@@ -249,6 +272,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Traffic { count } => {
             traffic::traffic(&global.run_dir, &self_exe()?, count, &mut stdout)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { pod, command } => {
+            lab::exec::exec(&global.run_dir, &pod, &command)?;
+            Ok(ExitCode::FAILURE)
         }
         Command::Status => {
             let exists = status::status(&global.run_dir, &mut stdout)?;
@@ -383,8 +410,21 @@ fn print_summary(state: &lab::state::StateFile) {
     if let Some(endpoint) = &state.kvstore_endpoint {
         println!("  cluster store (etcd)     {endpoint}");
     }
+    if state.export {
+        for node in &topology.nodes {
+            println!(
+                "  flow export of {:<10} {}",
+                node.name,
+                layout.export_file(node.index).display()
+            );
+        }
+    }
     println!("next:");
     println!("  hubble-lab traffic");
+    println!(
+        "  hubble-lab exec xwing -- curl -s -XPOST {}/v1/request-landing",
+        lab::topology::DEATHSTAR_SERVICE_NAME
+    );
     let has_agents = state
         .processes
         .iter()

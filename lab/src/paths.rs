@@ -7,6 +7,7 @@
 //! <run>/node<N>/hubble.sock                 the agent's Hubble API socket
 //! <run>/node<N>/agent.sock                  the agent's admin socket
 //! <run>/node<N>/agent.log                   the agent's output
+//! <run>/node<N>/events.log                  the agent's flow export (rotated)
 //! <run>/nodes.yaml                          static node list for the peer service
 //! <run>/relay.log                           the relay's output
 //! <run>/etcd/                               etcd's data directory (the cluster store)
@@ -79,6 +80,11 @@ impl RunLayout {
     /// Log file of the agent on node `index`.
     pub fn agent_log(&self, index: u8) -> PathBuf {
         self.node_dir(index).join("agent.log")
+    }
+
+    /// Flow export file of the agent on node `index`.
+    pub fn export_file(&self, index: u8) -> PathBuf {
+        self.node_dir(index).join("events.log")
     }
 
     /// Static node list read by the agents' peer service.

@@ -74,6 +74,12 @@ pub struct LabState {
     /// Where the relay listens.
     #[serde(default)]
     pub relay_address: Option<String>,
+    /// Whether the agents export their flows to `node<N>/events.log`.
+    #[serde(default)]
+    pub export: bool,
+    /// Flow export files of the agents: `down` removes each with its rotated backups.
+    #[serde(default)]
+    pub export_files: Vec<PathBuf>,
     /// True once `up` finished.
     pub complete: bool,
 }

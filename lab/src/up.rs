@@ -5,17 +5,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::agent_admin::{self, ENDPOINTS_READY_TIMEOUT};
 use crate::command;
 use crate::error::{LabError, Result};
 use crate::etcd;
 use crate::files::{nodes_yaml, EndpointFile};
 use crate::network;
 use crate::paths::RunLayout;
+use crate::pod_dns;
 use crate::process::{self, Launch};
 use crate::state::{
     write_atomically, LabState, ProcessKind, ProcessRecord, StateFile, STATE_VERSION,
 };
-use crate::topology::{NodePlan, Topology, TopologyConfig, Workload, DEATHSTAR_SERVICE_NAME};
+use crate::topology::{NodePlan, Topology, TopologyConfig, Workload};
 
 /// How long to wait for an agent's Unix socket.
 pub const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -31,6 +33,10 @@ pub const DEATHSTAR_PORT: u16 = 80;
 pub const DNS_PORT: u16 = 53;
 /// Where the relay listens by default.
 pub const DEFAULT_RELAY_ADDRESS: &str = "127.0.0.1:4245";
+/// Size at which an agent's flow export file rotates, as the seed's Helm values.
+pub const EXPORT_MAX_SIZE_MB: u64 = 10;
+/// Rotated export files kept per agent, as the seed's Helm values.
+pub const EXPORT_MAX_BACKUPS: usize = 5;
 
 /// Everything `up` needs to know.
 #[derive(Debug, Clone)]
@@ -49,6 +55,8 @@ pub struct UpConfig {
     /// Where the relay listens.
     pub relay_address: String,
     pub no_agents: bool,
+    /// Whether each agent exports its flows to `<run>/node<N>/events.log`.
+    pub export: bool,
     /// This program, re-executed inside namespaces for workloads and sysctls.
     pub self_exe: PathBuf,
 }
@@ -114,6 +122,8 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
             kvstore_endpoint: None,
             agent_bin: agent_bin.clone(),
             relay_address: relay_bin.as_ref().map(|_| config.relay_address.clone()),
+            export: config.export,
+            export_files: Vec::new(),
             complete: false,
         },
     );
@@ -121,6 +131,7 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
 
     build_network(config, &topology, &mut state)?;
     write_endpoint_files(&layout, &topology, &mut state)?;
+    write_pod_dns(&topology, &mut state)?;
     start_workloads(config, &layout, &topology, &mut state)?;
     let nodes_file = layout.nodes_file();
     record_file(&mut state, &nodes_file)?;
@@ -154,6 +165,15 @@ fn check_names_are_free(topology: &Topology) -> Result<()> {
             return Err(LabError::NameTaken {
                 kind: "network namespace",
                 name: name.clone(),
+            });
+        }
+    }
+    for pod in &topology.pods {
+        let resolv_conf = pod_dns::netns_etc_dir(&pod.netns).join("resolv.conf");
+        if resolv_conf.exists() {
+            return Err(LabError::NameTaken {
+                kind: "file",
+                name: resolv_conf.display().to_string(),
             });
         }
     }
@@ -307,6 +327,26 @@ fn write_endpoint_files(
     Ok(())
 }
 
+/// Gives every pod a `resolv.conf` naming the lab's DNS pod (see [`pod_dns`]).
+/// `/etc/netns` itself is iproute2's and stays; each pod's directory and file go into
+/// the state file, so `down` removes exactly them.
+fn write_pod_dns(topology: &Topology, state: &mut StateFile) -> Result<()> {
+    let Some(dns) = pod_dns::dns_pod(topology) else {
+        return Ok(());
+    };
+    let root = Path::new(pod_dns::NETNS_ETC_DIR);
+    fs::create_dir_all(root).map_err(|error| LabError::io("creating directory", root, error))?;
+    for pod in &topology.pods {
+        let dir = pod_dns::netns_etc_dir(&pod.netns);
+        record_dir(state, &dir)?;
+        let file = dir.join("resolv.conf");
+        record_file(state, &file)?;
+        let text = pod_dns::resolv_conf(dns.ipv4.into(), &pod.namespace);
+        write_atomically(&file, text.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn start_workloads(
     config: &UpConfig,
     layout: &RunLayout,
@@ -319,11 +359,9 @@ fn start_workloads(
         "--listen".to_string(),
         format!("[::]:{DNS_PORT}"),
     ];
-    if let Some(deathstar) = topology.pod("deathstar-1") {
-        for address in [deathstar.ipv4.to_string(), deathstar.ipv6.to_string()] {
-            dns_args.push("--record".to_string());
-            dns_args.push(format!("{DEATHSTAR_SERVICE_NAME}={address}"));
-        }
+    for (name, address) in pod_dns::records(topology) {
+        dns_args.push("--record".to_string());
+        dns_args.push(format!("{name}={address}"));
     }
     for pod in &topology.pods {
         let (args, table, port) = match pod.workload {
@@ -374,7 +412,7 @@ fn start_agents(
     for (record, index) in &started {
         wait_for_agent(layout, record, *index)?;
     }
-    Ok(())
+    agent_admin::wait_for_endpoints(layout, topology, &started, ENDPOINTS_READY_TIMEOUT)
 }
 
 /// Starts the agent of `node` (recording its files and process) without waiting.
@@ -412,6 +450,23 @@ pub fn start_agent(
         // The cluster store gives every agent the node list, identities and ipcache.
         Some(endpoint) => args.extend(["--kvstore-endpoints".to_string(), endpoint.clone()]),
         None => args.extend(["--peers-file".to_string(), path(layout.nodes_file())]),
+    }
+    if state.state.export {
+        let export = layout.export_file(node.index);
+        let export_file = export.clone();
+        state.record(|state| {
+            if !state.export_files.contains(&export_file) {
+                state.export_files.push(export_file)
+            }
+        })?;
+        args.extend([
+            "--export-file-path".to_string(),
+            path(export),
+            "--export-file-max-size-mb".to_string(),
+            EXPORT_MAX_SIZE_MB.to_string(),
+            "--export-file-max-backups".to_string(),
+            EXPORT_MAX_BACKUPS.to_string(),
+        ]);
     }
     let record = process::spawn_detached(Launch {
         role: agent_role(node.index),

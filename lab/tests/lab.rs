@@ -166,8 +166,9 @@ fn single_node_demo_answers_like_the_star_wars_demo() {
         exhaust.ends_with("HTTP 500: Panic: deathstar exploded"),
         "{exhaust}"
     );
+    // The deathstar name lists both deathstars (no ClusterIP yet).
     let dns = line_with(&traffic, &["DNS A deathstar.default.svc.cluster.local"]);
-    assert!(dns.ends_with(" 10.200.1.10"), "{dns}");
+    assert!(dns.ends_with(" 10.200.1.10, 10.200.1.11"), "{dns}");
     let unknown = line_with(&traffic, &["DNS A tatooine"]);
     assert!(unknown.ends_with("NXDOMAIN"), "{unknown}");
     let ping = line_with(&traffic, &["ICMP echo"]);
@@ -215,12 +216,45 @@ fn single_node_demo_answers_like_the_star_wars_demo() {
     let dns_log = std::fs::read_to_string(lab.run_dir.join("lab/coredns.log")).expect("log");
     assert!(dns_log.contains("ignored malformed query"), "{dns_log}");
 
+    // Pod DNS and `exec`: the seeds' command, as written, from inside a pod.
+    let resolv_conf = PathBuf::from(format!("/etc/netns/{}xwing/resolv.conf", lab.prefix));
+    let text = std::fs::read_to_string(&resolv_conf).expect("pod resolv.conf");
+    assert!(text.contains("nameserver 10.200.1.14"), "{text}");
+    assert!(
+        text.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{text}"
+    );
+    let landed = lab.run_ok(&[
+        "exec",
+        "xwing",
+        "--",
+        "curl",
+        "-s",
+        "-XPOST",
+        "deathstar.default.svc.cluster.local/v1/request-landing",
+    ]);
+    assert_eq!(landed.trim(), "Ship landed");
+    // Short names go through the search list; each pod has a name.
+    let short = lab.run_ok(&["exec", "tiefighter", "--", "getent", "hosts", "xwing"]);
+    assert!(short.contains("xwing.default.svc.cluster.local"), "{short}");
+    let code = lab.run(&["exec", "default/xwing", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(code.status.code(), Some(7));
+    let missing = lab.run(&["exec", "ywing", "--", "true"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("no pod \"ywing\"") && stderr.contains("default/xwing"),
+        "{stderr}"
+    );
+
     let status = lab.run_ok(&["status"]);
     assert!(
         status.contains("deathstar-1") && status.contains("alive"),
         "{status}"
     );
     lab.down_and_check();
+    assert!(!resolv_conf.exists(), "{} remains", resolv_conf.display());
+    assert!(!resolv_conf.parent().is_some_and(std::path::Path::exists));
 }
 
 #[test]
