@@ -36,16 +36,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
         .preserve_proto_field_names()
+        // Unknown fields are skipped, as protojson's `DiscardUnknown`: a capture written
+        // by a newer Hubble keeps its flows.
+        .ignore_unknown_fields()
         .build(&[".flow", ".observer", ".peer", ".relay"])?;
     // Numbers are read with our visitor (`crate::number`) instead of pbjson's helper.
     for package in ["flow", "observer", "peer", "relay"] {
         let path = out_dir.join(format!("{package}.serde.rs"));
         let generated = std::fs::read_to_string(&path)?;
-        let patched = generated.replace(
+        let patched = open_enums(&generated.replace(
             "::pbjson::private::NumberDeserialize",
             "crate::number::NumberDeserialize",
-        );
+        ));
         std::fs::write(&path, patched)?;
     }
     Ok(())
+}
+
+/// Singular enum fields are read through `crate::number::OpenEnum` (unknown names are
+/// discarded and unknown numbers kept, as protojson does) instead of the enum's own
+/// strict impl. Repeated enum fields (only in filters) stay strict, so a misspelt name
+/// in an allowlist is still an error.
+fn open_enums(generated: &str) -> String {
+    const START: &str = "map_.next_value::<";
+    const END: &str = ">()? as i32";
+    let mut out = String::with_capacity(generated.len());
+    let mut rest = generated;
+    while let Some(at) = rest.find(START) {
+        let after = &rest[at + START.len()..];
+        let name_len = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(after.len());
+        out.push_str(&rest[..at]);
+        if after[name_len..].starts_with(END) {
+            let name = &after[..name_len];
+            out.push_str(&format!(
+                "map_.next_value::<crate::number::OpenEnum<{name}>>()?.0"
+            ));
+            rest = &after[name_len + END.len()..];
+        } else {
+            out.push_str(START);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }

@@ -17,10 +17,14 @@ const FLOWS: &str = concat!(
 );
 
 fn hubble(args: &[&str]) -> Output {
+    hubble_on(FLOWS, args)
+}
+
+fn hubble_on(flows: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("flows.json");
     std::fs::File::create(&path)
-        .and_then(|mut f| f.write_all(FLOWS.as_bytes()))
+        .and_then(|mut f| f.write_all(flows.as_bytes()))
         .expect("write flows");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubble"));
     cmd.args(["observe", "--input-file"]).arg(&path).args(args);
@@ -61,6 +65,19 @@ fn prints_every_flow_in_file_order_and_warns_about_bad_lines() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("this line is not a flow"));
+}
+
+#[test]
+fn a_capture_from_a_newer_hubble_keeps_its_flows() {
+    // An unknown field and an unknown enum name, as a newer Hubble writes them: upstream
+    // reads with protojson's DiscardUnknown and prints the flow.
+    let newer = r#"{"flow":{"time":"2024-07-25T15:56:06.052345678Z","verdict":"FORWARDED","new_field":{"x":[1]},"IP":{"source":"10.200.1.20","destination":"10.200.1.30","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":51000,"destination_port":80,"flags":{"SYN":true}}},"source":{"identity":62396,"namespace":"default","pod_name":"tiefighter"},"destination":{"identity":50122,"namespace":"default","pod_name":"deathstar"},"Type":"L3_L4","node_name":"kind-worker","event_type":{"type":4},"trace_observation_point":"TO_NEW_PLACE","Summary":"TCP Flags: SYN"},"node_name":"kind-worker","time":"2024-07-25T15:56:06.052345678Z"}"#;
+    let out = hubble_on(&format!("{newer}\n"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    expect_test::expect![[r#"
+        Jul 25 15:56:06.052: default/tiefighter:51000 (ID:62396) <> default/deathstar:80 (ID:50122) to-endpoint FORWARDED (TCP Flags: SYN)
+    "#]]
+    .assert_eq(&stdout(&out));
 }
 
 #[test]

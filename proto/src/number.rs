@@ -104,6 +104,43 @@ impl<'de, T: JsonNumber> serde::Deserialize<'de> for NumberDeserialize<T> {
     }
 }
 
+/// A singular enum field of a generated message, read as protojson with
+/// `DiscardUnknown` reads it: a known name, any 32-bit number (enums are open), and an
+/// unknown name (written by a newer Hubble) as the zero value, which is what a
+/// discarded singular field leaves.
+pub struct OpenEnum<T>(pub i32, PhantomData<T>);
+
+struct OpenEnumVisitor<T>(PhantomData<T>);
+
+impl<'de, T: serde::Deserialize<'de> + Into<i32>> Visitor<'de> for OpenEnumVisitor<T> {
+    type Value = i32;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an enum name or number")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i32, E> {
+        i32::try_from(v).map_err(|_| NumberVisitor::<i32>::out_of_range(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i32, E> {
+        i32::try_from(v).map_err(|_| NumberVisitor::<i32>::out_of_range(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i32, E> {
+        let known = T::deserialize(de::value::StrDeserializer::<E>::new(v));
+        Ok(known.map(Into::into).unwrap_or(0))
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de> + Into<i32>> serde::Deserialize<'de> for OpenEnum<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(OpenEnumVisitor::<T>(PhantomData))
+            .map(|v| OpenEnum(v, PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

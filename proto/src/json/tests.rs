@@ -88,3 +88,41 @@ fn timestamps_match_protojson() {
         assert_eq!(out, want);
     }
 }
+
+#[test]
+fn unknown_fields_are_skipped_and_the_flow_kept() {
+    // A capture written by a newer Hubble: unknown fields at the top, in a nested
+    // message, inside a oneof member, holding objects, arrays and nulls.
+    let line = r#"{"flow":{"time":"2025-07-25T15:15:58.942Z","verdict":"DROPPED","new_scalar":7,"IP":{"source":"10.200.1.12","destination":"10.200.1.10","future":{"a":[1,{"b":null}]}},"l4":{"TCP":{"source_port":38870,"destination_port":80,"window":[1,2]}},"source":{"namespace":"default","pod_name":"xwing","zone":"z1"},"Summary":"TCP Flags: SYN"},"node_name":"node1","shard":"s1"}"#;
+    let res: GetFlowsResponse = serde_json::from_str(line).expect("unknown fields skipped");
+    assert_eq!(res.node_name, "node1");
+    let Some(get_flows_response::ResponseTypes::Flow(f)) = res.response_types else {
+        panic!("the flow is kept");
+    };
+    assert_eq!(f.verdict, flow::Verdict::Dropped as i32);
+    assert_eq!(
+        f.ip.as_ref().map(|ip| ip.source.as_str()),
+        Some("10.200.1.12")
+    );
+    assert_eq!(
+        f.source.as_ref().map(|e| e.pod_name.as_str()),
+        Some("xwing")
+    );
+    assert_eq!(f.summary, "TCP Flags: SYN");
+    // Known fields still get their types checked.
+    assert!(serde_json::from_str::<GetFlowsResponse>(r#"{"node_name":7}"#).is_err());
+}
+
+#[test]
+fn unknown_enum_names_are_discarded_and_numbers_kept() {
+    let line = r#"{"flow":{"verdict":"FORWARDED","trace_observation_point":"TO_A_NEW_PLACE","drop_reason_desc":4242},"node_name":"n"}"#;
+    let res: GetFlowsResponse = serde_json::from_str(line).expect("flow kept");
+    let Some(get_flows_response::ResponseTypes::Flow(f)) = res.response_types else {
+        panic!("the flow is kept");
+    };
+    assert_eq!(f.verdict, flow::Verdict::Forwarded as i32);
+    assert_eq!(f.trace_observation_point, 0);
+    assert_eq!(f.drop_reason_desc, 4242);
+    // A filter's repeated enum field stays strict: a misspelt verdict is an error.
+    assert!(serde_json::from_str::<flow::FlowFilter>(r#"{"verdict":["DROPED"]}"#).is_err());
+}
