@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # The Star Wars demo on this machine: builds everything, creates the lab (network
-# namespaces wired by veths, the eBPF datapath, an agent per node, the relay), sends
-# the demo's traffic, imports rule1 and shows what Hubble sees. Needs root.
+# namespaces wired by veths, the eBPF datapath, an agent per node, the relay), follows
+# the seeds' steps (`kubectl exec` becomes `hubble-lab exec`), imports rule1 and shows
+# what Hubble sees. Needs root.
+#
+# Settings (environment):
+#   NODES                      number of nodes (1)
+#   HUBBLE_DEMO_PROFILE        release (default) or debug build
+#   HUBBLE_DEMO_BIN_DIR        use the binaries already built there: no setup, no build
+#   HUBBLE_LAB_RUN_DIR, HUBBLE_LAB_PREFIX, HUBBLE_LAB_NODE_SUBNET, HUBBLE_LAB_RELAY_ADDRESS
+#                              where the lab lives (see `hubble-lab up --help`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,57 +17,97 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "demo: creating network namespaces and loading eBPF programs needs root; run it as root" >&2
   exit 1
 fi
-bash scripts/setup.sh
-profile=${HUBBLE_DEMO_PROFILE:-release}
-if [[ $profile == release ]]; then
-  cargo build --release --bins
+if [[ -n ${HUBBLE_DEMO_BIN_DIR:-} ]]; then
+  bin=$(cd "$HUBBLE_DEMO_BIN_DIR" && pwd)
 else
-  cargo build --bins
+  bash scripts/setup.sh
+  profile=${HUBBLE_DEMO_PROFILE:-release}
+  if [[ $profile == release ]]; then
+    cargo build --release --bins
+  else
+    cargo build --bins
+  fi
+  bin=$(cd "${CARGO_TARGET_DIR:-target}/$([[ $profile == release ]] && echo release || echo debug)" && pwd)
 fi
-bin="${CARGO_TARGET_DIR:-$PWD/target}/$([[ $profile == release ]] && echo release || echo debug)"
-export PATH="$PWD/$bin:$PATH"
+for tool in hubble hubble-lab hubble-agent hubble-relay; do
+  [[ -x $bin/$tool ]] || { echo "demo: $bin/$tool is missing" >&2; exit 1; }
+done
+export PATH="$bin:$PATH"
+export HUBBLE_LAB_RUN_DIR=${HUBBLE_LAB_RUN_DIR:-/var/run/hubble-rs}
+export HUBBLE_LAB_RELAY_ADDRESS=${HUBBLE_LAB_RELAY_ADDRESS:-127.0.0.1:4245}
+relay=$HUBBLE_LAB_RELAY_ADDRESS
+subnet=${HUBBLE_LAB_NODE_SUBNET:-10.100.0.0/24}
+node1=${subnet%/*}
+node1=${node1%.*}.11
+ship_url=deathstar.default.svc.cluster.local/v1/request-landing
 
-"$bin/hubble-lab" down >/dev/null 2>&1 || true
-"$bin/hubble-lab" up --nodes "${NODES:-1}"
+# Retries a command (quietly) until it succeeds and prints something; fails after 20 s.
+wait_for() {
+  local what=$1
+  shift
+  for _ in $(seq 200); do
+    if [[ -n $("$@" 2>/dev/null) ]]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "demo: gave up waiting for $what" >&2
+  return 1
+}
+
+# Prints a command as a user would type it, then runs it.
+show() {
+  echo "\$ $*"
+  "$@"
+}
+
+hubble-lab down >/dev/null 2>&1 || true
+# `up` returns once every agent has programmed every endpoint.
+hubble-lab up --nodes "${NODES:-1}"
 trap 'echo; echo "The lab keeps running. Remove it with: $bin/hubble-lab down"' EXIT
 
-# The agents program their endpoints just after start-up: wait until every pod is ready.
-for _ in $(seq 60); do
-  ready=0
-  for sock in /var/run/hubble-rs/node*/agent.sock; do
-    n=$("$bin/hubble-agent" endpoint list --admin-socket "$sock" 2>/dev/null | grep -c " ready" || true)
-    ready=$((ready + n))
-  done
-  ((ready >= 5)) && break
-  sleep 0.5
-done
-sleep 2
-
-echo "== Traffic without policy: both ships land"
-"$bin/hubble-lab" traffic
-sleep 1
-hubble observe --server localhost:4245 --last 15
+echo
+echo "== Without policy: both ships land"
+show hubble-lab exec tiefighter -- curl -s --max-time 5 -XPOST "$ship_url"
+show hubble-lab exec xwing -- curl -s --max-time 5 -XPOST "$ship_url"
+wait_for "xwing's landing in the relay" \
+  hubble observe --server "$relay" --from-pod default/xwing --to-port 80 --last 1
+show hubble observe --server "$relay" --from-pod default/xwing --last 10
 
 echo
 echo "== Importing rule1 (only org=empire may reach class=deathstar on TCP/80)"
-for sock in /var/run/hubble-rs/node*/agent.sock; do
-  "$bin/hubble-agent" policy import --admin-socket "$sock" examples/policies/rule1.yaml
+for sock in "$HUBBLE_LAB_RUN_DIR"/node*/agent.sock; do
+  hubble-agent policy import --admin-socket "$sock" examples/policies/rule1.yaml
 done
-"$bin/hubble-lab" traffic
-sleep 1
+for sock in "$HUBBLE_LAB_RUN_DIR"/node*/agent.sock; do
+  wait_for "rule1 on the deathstars ($sock)" \
+    bash -c "hubble-agent endpoint list --admin-socket '$sock' | grep deathstar | grep Enabled"
+done
+show hubble-lab exec tiefighter -- curl -s --max-time 5 -XPOST "$ship_url"
+if show hubble-lab exec xwing -- curl -s --max-time 5 -XPOST "$ship_url"; then
+  echo "demo: the xwing landed although rule1 denies it" >&2
+  exit 1
+else
+  echo "command terminated with exit code $? (the xwing's SYNs are dropped)"
+fi
+wait_for "xwing's dropped SYNs in the relay" \
+  hubble observe --server "$relay" --from-pod default/xwing --verdict DROPPED --type drop --last 1
 echo
-echo "== hubble observe --from-pod default/xwing --verdict DROPPED"
-hubble observe --server localhost:4245 --from-pod default/xwing --verdict DROPPED --last 5
+show hubble observe --server "$relay" --from-pod default/xwing --verdict DROPPED --last 5
 echo
-echo "== hubble observe --type policy-verdict"
-hubble observe --server localhost:4245 --type policy-verdict --last 5
+show hubble observe --server "$relay" --type policy-verdict --from-pod default/tiefighter --to-port 80 --last 2
 echo
-hubble status --server localhost:4245
+show hubble observe --server "$relay" --type policy-verdict --from-pod default/xwing --last 2
+echo
+show hubble status --server "$relay"
 cat <<MSG
 
 Where to look:
-  hubble observe --server localhost:4245 -f            # live flows through the relay
-  hubble observe --server unix:///var/run/hubble-rs/node1/hubble.sock --last 20
-  curl -s http://10.100.0.11:9965/metrics | grep hubble_   # metrics of node1
-  $bin/hubble-agent endpoint list --admin-socket /var/run/hubble-rs/node1/agent.sock
+  hubble observe --server $relay -f            # live flows through the relay
+  hubble observe --server unix://$HUBBLE_LAB_RUN_DIR/node1/hubble.sock --last 20
+  hubble-lab exec tiefighter -- curl -s -XPUT deathstar.default.svc.cluster.local/v1/exhaust-port
+  tail -f $HUBBLE_LAB_RUN_DIR/node1/events.log   # flows exported as JSON lines
+  curl -s http://$node1:9965/metrics | grep hubble_   # metrics of node1
+  hubble-agent endpoint list --admin-socket $HUBBLE_LAB_RUN_DIR/node1/agent.sock
+(the tools are in $bin)
 MSG

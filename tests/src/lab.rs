@@ -22,21 +22,41 @@ pub struct Lab {
     pub prefix: String,
     /// The relay's address.
     pub relay: String,
+    /// The /24 of its nodes.
+    pub subnet: String,
 }
 
 impl Lab {
-    /// Brings up one node on `subnet` (a /24 nobody else uses); `tag` names the test.
-    pub fn up(tag: &str, subnet: &str) -> Result<Self> {
+    /// Picks the run directory, prefix and relay port of a lab on `subnet` (a /24
+    /// nobody else uses) without creating it; `tag` names the test. Dropping it runs
+    /// `hubble-lab down`, so whatever creates the lab afterwards is cleaned up.
+    pub fn reserve(tag: &str, subnet: &str) -> Result<Self> {
         let run_dir =
             std::env::temp_dir().join(format!("hubble-rs-e2e-{tag}-{}", std::process::id()));
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let lab = Lab {
+        Ok(Lab {
             run_dir,
             prefix: format!("e{}{tag}-", std::process::id() % 10000),
             relay: format!("127.0.0.1:{port}"),
-        };
+            subnet: subnet.to_string(),
+        })
+    }
+
+    /// The environment variables that point `hubble-lab` (and scripts/demo.sh) at this lab.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HUBBLE_LAB_RUN_DIR", self.run_dir.display().to_string()),
+            ("HUBBLE_LAB_PREFIX", self.prefix.clone()),
+            ("HUBBLE_LAB_NODE_SUBNET", self.subnet.clone()),
+            ("HUBBLE_LAB_RELAY_ADDRESS", self.relay.clone()),
+        ]
+    }
+
+    /// Brings up one node on `subnet` (a /24 nobody else uses); `tag` names the test.
+    pub fn up(tag: &str, subnet: &str) -> Result<Self> {
+        let lab = Self::reserve(tag, subnet)?;
         run_ok(
             lab.cmd().args([
                 "up",
