@@ -13,6 +13,7 @@ packages=(
   tmux                               # the terminal UI tests
   protobuf-compiler                  # etcd-client's build script runs protoc
   openssh-server openssh-client      # hubble port-forward over ssh (tests start sshd)
+  g++                                # libFuzzer for the by-hand fuzz runs (cargo fuzz)
   curl jq ca-certificates pkg-config
 )
 

@@ -5,10 +5,13 @@
 //! and CiliumNetworkPolicy documents ([`policy`]) are compiled into policy map
 //! entries for the datapath. The [`admin`] module serves and prints the
 //! `hubble-agent endpoint|policy|identity` commands over a Unix socket.
+//! [`fuzzing`] holds the fuzz targets' entry points (policy documents, endpoint
+//! files, kvstore values).
 
 pub mod admin;
 pub mod daemon;
 pub mod endpoints;
+pub mod fuzzing;
 pub mod identity;
 pub mod kvstore;
 pub mod labels;

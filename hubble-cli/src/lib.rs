@@ -17,6 +17,7 @@ pub mod config;
 pub mod conn;
 pub mod fieldmask;
 pub mod filters;
+pub mod fuzzing;
 pub mod jsonindent;
 pub use proto::names;
 pub mod printer;

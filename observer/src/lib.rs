@@ -10,10 +10,12 @@
 //! - [`server`] and [`service`]: `observer.Observer` over gRPC.
 //! - [`serve`]: serving it on the Unix socket and TCP with health and reflection.
 //! - [`replay`]: feeding a captured `hubble observe -o jsonpb` file into the observer.
+//! - [`fuzzing`]: the fuzz targets' entry points (datapath records, requests, replay).
 
 pub mod compact;
 pub mod error;
 pub mod events;
+pub mod fuzzing;
 pub mod ingest;
 pub mod observer;
 pub mod ring;

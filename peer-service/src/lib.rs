@@ -26,6 +26,7 @@
 use std::path::PathBuf;
 
 pub mod certs;
+pub mod fuzzing;
 mod hub;
 mod node;
 mod service;

@@ -8,6 +8,7 @@
 //!   and `NODE_ERROR` events (aggregated by message) when a node fails mid-stream.
 //! - [`raw`]: node responses are forwarded as the nodes encoded them; only their time
 //!   and node name are read.
+//! - [`fuzzing`]: the `node_response` fuzz target's entry point.
 //! - [`status`]: ServerStatus, GetNodes, GetNamespaces aggregation.
 //! - [`Relay`]: the gRPC server (Observer, health, reflection), optionally over TLS.
 
@@ -15,6 +16,7 @@ pub mod address;
 pub mod config;
 pub mod error;
 pub mod flows;
+pub mod fuzzing;
 pub mod merge;
 pub mod pool;
 pub mod raw;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod fuzz;
 mod lab;
 pub use lab::{Lab, COMMAND_TIMEOUT};
 

@@ -50,6 +50,16 @@ impl FlowsQuery {
             mask,
         })
     }
+
+    /// The compiled allowlist and denylist.
+    pub fn filters(&self) -> &FilterSet {
+        &self.filters
+    }
+
+    /// The compiled field mask.
+    pub fn mask(&self) -> &FieldMask {
+        &self.mask
+    }
 }
 
 /// Ring losses not yet told to the client.
