@@ -9,13 +9,17 @@ packages=(
   bpftool                            # inspecting loaded programs and maps
   etcd-server etcd-client            # cluster state
   prometheus                         # scraping :9965 in the metrics tests
-  chromium                           # the web UI tests
+  chromium nodejs                    # the web UI tests (Playwright drives chromium)
   tmux                               # the terminal UI tests
   protobuf-compiler                  # etcd-client's build script runs protoc
   openssh-server openssh-client      # hubble port-forward over ssh (tests start sshd)
   g++                                # libFuzzer for the by-hand fuzz runs (cargo fuzz)
-  curl jq ca-certificates pkg-config
+  curl jq ca-certificates pkg-config # curl: the demo's requests from the pods
+  util-linux procps                  # setsid, setpriv, kill (the lab and its tests)
 )
+
+# npm: Debian's package, unless the installed Node.js already bundles it.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

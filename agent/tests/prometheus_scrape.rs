@@ -5,7 +5,7 @@
 //! HTTP API must return drops by reason, flows by verdict and policy verdicts by match
 //! with exactly the capture's counts and the configured labels.
 //!
-//! Without root. Prints `SKIP:` and passes when Prometheus is not installed.
+//! Without root. Prints `SKIP:` and passes when Prometheus is not installed (fails under `CI=true`).
 
 mod support;
 
@@ -371,8 +371,11 @@ fn expected(rows: &[(&[(&str, &str)], usize)]) -> BTreeMap<String, String> {
 
 #[test]
 fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
-    if !Path::new(PROMETHEUS).exists() {
-        println!("SKIP: {PROMETHEUS} not found (Debian package `prometheus`)");
+    if !tests::skip::require_file(
+        "prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent",
+        PROMETHEUS,
+        "prometheus",
+    ) {
         return;
     }
     let started = Instant::now();

@@ -41,8 +41,7 @@ const IPERF_SECONDS: u32 = 4;
 
 fn main() -> Result<()> {
     bench_decode();
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: kernel benchmarks need root (network namespaces, eBPF)");
+    if !tests::skip::require_root("kernel benchmarks", "network namespaces, eBPF") {
         return Ok(());
     }
     let topology = Topology::create("z", 2)?;

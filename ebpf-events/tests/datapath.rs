@@ -36,10 +36,6 @@ const ID_SERVER: u32 = 1002;
 const EP_CLIENT: u16 = 11;
 const EP_SERVER: u16 = 12;
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// Loads the datapath in the node namespace and registers both pods.
 fn setup(topology: &Topology, enforce: bool) -> Result<(Datapath, [u32; 2])> {
     enter_netns(&topology.node)?;
@@ -122,8 +118,7 @@ fn udp_send(pod: &Pod, to: SocketAddr) -> Result<()> {
 
 #[test]
 fn traces_identities_and_replies() -> Result<()> {
-    if !is_root() {
-        println!("SKIP: traces_identities_and_replies needs root (network namespaces, eBPF)");
+    if !tests::skip::require_root("traces_identities_and_replies", "network namespaces, eBPF") {
         return Ok(());
     }
     let topology = Topology::create("a", 2)?;
@@ -241,8 +236,10 @@ fn traces_identities_and_replies() -> Result<()> {
 
 #[test]
 fn policy_verdicts_drops_and_conntrack() -> Result<()> {
-    if !is_root() {
-        println!("SKIP: policy_verdicts_drops_and_conntrack needs root (network namespaces, eBPF)");
+    if !tests::skip::require_root(
+        "policy_verdicts_drops_and_conntrack",
+        "network namespaces, eBPF",
+    ) {
         return Ok(());
     }
     let topology = Topology::create("b", 2)?;

@@ -124,7 +124,10 @@ fn table_lines(screen: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tui_shows_filters_pauses_and_quits() -> anyhow::Result<()> {
     if Command::new("tmux").arg("-V").output().is_err() {
-        println!("SKIP: tmux is not installed");
+        tests::skip(
+            "tui_shows_filters_pauses_and_quits",
+            "tmux not found (apt-get install tmux)",
+        );
         return Ok(());
     }
     let (observer, ingest) = LocalObserver::new(ObserverConfig {

@@ -16,10 +16,12 @@ struct TestLab {
 }
 
 impl TestLab {
-    /// Returns `None` (after printing a SKIP line) when not running as root.
+    /// Returns `None` (after printing a SKIP line; a failure under CI) when not root.
     fn new(tag: char, subnet_offset: u32) -> Option<TestLab> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP: hubble-lab tests need root (network namespaces, veths)");
+        if !tests::skip::require_root(
+            &format!("hubble-lab test {tag}"),
+            "network namespaces, veths",
+        ) {
             return None;
         }
         let pid = std::process::id();
@@ -373,7 +375,10 @@ fn non_root_gets_a_clear_message() {
     };
     let has_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
     if !has_setpriv {
-        eprintln!("SKIP: setpriv (util-linux) is needed to run hubble-lab as another user");
+        tests::skip(
+            "non_root_gets_a_clear_message",
+            "setpriv not found (apt-get install util-linux): it runs hubble-lab as another user",
+        );
         return;
     }
     let output = Command::new("setpriv")
@@ -390,7 +395,10 @@ fn non_root_gets_a_clear_message() {
         .expect("setpriv runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.contains("Permission denied") && !stderr.contains("hubble-lab") {
-        eprintln!("SKIP: the test binary is not executable by uid 65534: {stderr}");
+        tests::skip(
+            "non_root_gets_a_clear_message",
+            &format!("the test binary is not executable by uid 65534: {stderr}"),
+        );
         return;
     }
     assert_eq!(output.status.code(), Some(1), "{stderr}");

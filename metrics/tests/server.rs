@@ -4,7 +4,6 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,8 +63,7 @@ async fn serves_text_by_default_and_openmetrics_on_request() -> Result<()> {
 }
 
 fn run_promtool(body: &str, content_type: &str) -> Result<Option<String>> {
-    if !Path::new(PROMTOOL).exists() {
-        println!("SKIP: {PROMTOOL} not found (Debian package `prometheus`)");
+    if !tests::skip::require_file("promtool check metrics", PROMTOOL, "prometheus") {
         return Ok(None);
     }
     let mut child = Command::new(PROMTOOL)
@@ -129,8 +127,7 @@ fn query(prometheus: SocketAddr, expr: &str) -> Result<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_server() -> Result<()> {
-    if !Path::new(PROMETHEUS).exists() {
-        println!("SKIP: {PROMETHEUS} not found (Debian package `prometheus`)");
+    if !tests::skip::require_file("prometheus_scrapes_the_server", PROMETHEUS, "prometheus") {
         return Ok(());
     }
     let (metrics, _agent, registry) = demo_metrics()?;

@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests: finding the built binaries, running them with a
-//! deadline, and skipping clearly when not root.
+//! deadline, and skipping clearly when not root or a package is missing (failing
+//! instead under `CI=true`, see [`skip`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -9,28 +10,14 @@ use anyhow::{bail, Context, Result};
 
 pub mod fuzz;
 mod lab;
+pub mod skip;
 pub use lab::{Lab, COMMAND_TIMEOUT};
+pub use skip::skip;
 
-/// Whether the tests run as root; prints the SKIP line the suite expects otherwise.
+/// Whether an end-to-end test can run as root; skips it otherwise (fails under CI).
+#[track_caller]
 pub fn require_root(test: &str) -> bool {
-    let euid = effective_uid();
-    if euid != 0 {
-        println!("SKIP: {test}: needs root (network namespaces, eBPF programs)");
-        return false;
-    }
-    true
-}
-
-fn effective_uid() -> u32 {
-    // Reading /proc avoids unsafe code: the effective uid is the second field of Uid.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(u32::MAX)
+    skip::require_root(test, "network namespaces, eBPF programs")
 }
 
 /// The directory holding the workspace's binaries (`target/debug` for `cargo test`).

@@ -255,8 +255,11 @@ fn three_node_cluster_through_etcd_and_the_relay() -> Result<()> {
     if !require_root("three_node_cluster_through_etcd_and_the_relay") {
         return Ok(());
     }
-    if !Path::new("/usr/bin/etcd").exists() {
-        println!("SKIP: three_node_cluster_through_etcd_and_the_relay: /usr/bin/etcd is missing (apt-get install etcd-server)");
+    if !tests::skip::require_file(
+        "three_node_cluster_through_etcd_and_the_relay",
+        "/usr/bin/etcd",
+        "etcd-server",
+    ) {
         return Ok(());
     }
     let lab = Lab::up("cl", "10.103.0.0/24", 3)?;

@@ -347,7 +347,7 @@ fn seeds_policy_drop_live_in_the_browser_and_the_terminal() -> Result<()> {
         return Ok(());
     }
     if let Some(reason) = missing_prerequisite() {
-        println!("SKIP: {test}: {reason}");
+        tests::skip(test, &reason);
         return Ok(());
     }
     let started = Instant::now();

@@ -45,7 +45,7 @@ pub fn artifact_dir() -> PathBuf {
 async fn the_page_shows_the_map_turning_dropped_and_filters_the_table() {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     if let Some(reason) = missing_prerequisite(&browser_dir) {
-        println!("SKIP: browser test: {reason}");
+        tests::skip("browser test", &reason);
         return;
     }
     let feed = Feed::new();
