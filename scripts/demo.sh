@@ -79,9 +79,19 @@ echo "== Importing rule1 (only org=empire may reach class=deathstar on TCP/80)"
 for sock in "$HUBBLE_LAB_RUN_DIR"/node*/agent.sock; do
   hubble-agent policy import --admin-socket "$sock" examples/policies/rule1.yaml
 done
+# Prints "yes" once every deathstar on the node of admin socket $1 (if any) enforces
+# ingress policy.
+rule1_in_force() {
+  local list
+  list=$(hubble-agent endpoint list --admin-socket "$1") || return 1
+  # An endpoint's first row carries its enforcement and its first label (sorted).
+  if grep 'k8s:app.kubernetes.io/name=deathstar ' <<<"$list" | grep -qv '^[0-9]* *Enabled'; then
+    return 1
+  fi
+  echo yes
+}
 for sock in "$HUBBLE_LAB_RUN_DIR"/node*/agent.sock; do
-  wait_for "rule1 on the deathstars ($sock)" \
-    bash -c "hubble-agent endpoint list --admin-socket '$sock' | grep deathstar | grep Enabled"
+  wait_for "rule1 on the deathstars ($sock)" rule1_in_force "$sock"
 done
 show hubble-lab exec tiefighter -- curl -s --max-time 5 -XPOST "$ship_url"
 if show hubble-lab exec xwing -- curl -s --max-time 5 -XPOST "$ship_url"; then
