@@ -88,6 +88,10 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     };
     let remote = kvstore.as_ref().map(Kvstore::remote_endpoints);
     let state = AgentState::new(allocator, config.cluster_name.clone());
+    if config.datapath {
+        // Endpoints are `ready` only once the datapath has programmed them.
+        state.expect_datapath();
+    }
     let admin = bind_admin_socket(&config.admin_socket)
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
     let mut tasks = tokio::task::JoinSet::new();

@@ -30,6 +30,9 @@ pub struct AgentState {
     endpoints: RwLock<EndpointTable>,
     cidrs: Mutex<CidrIdentities>,
     changes: watch::Sender<u64>,
+    /// The generation the datapath last brought itself in line with; `None` when no
+    /// datapath programs this state (the agent runs without one).
+    realized: Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -66,6 +69,7 @@ impl AgentState {
             endpoints: RwLock::new(EndpointTable::new()),
             cidrs: Mutex::new(CidrIdentities::new()),
             changes,
+            realized: Mutex::new(None),
         })
     }
 
@@ -88,6 +92,34 @@ impl AgentState {
     /// known cluster-wide changed).
     pub fn request_sync(&self) {
         self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// The generation of the latest change, which the datapath has to catch up with.
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// Declares that a datapath programs this state: from now on an endpoint is listed
+    /// `ready` only once the datapath has caught up ([`AgentState::mark_realized`]).
+    pub fn expect_datapath(&self) {
+        let mut realized = lock(&self.realized);
+        if realized.is_none() {
+            *realized = Some(0);
+        }
+    }
+
+    /// Records that the datapath is in line with every change up to `generation`.
+    pub fn mark_realized(&self, generation: u64) {
+        let mut realized = lock(&self.realized);
+        *realized = Some(realized.map_or(generation, |done| done.max(generation)));
+    }
+
+    /// Whether the datapath is in line with the latest change (always, without one).
+    pub fn is_realized(&self) -> bool {
+        match *lock(&self.realized) {
+            None => true,
+            Some(done) => done >= self.generation(),
+        }
     }
 
     /// The current policy revision.
@@ -253,5 +285,54 @@ mod tests {
         );
 
         assert!(state.identity_labels(Identity(4242)).is_none());
+    }
+
+    #[test]
+    fn endpoints_are_ready_only_once_the_datapath_caught_up() {
+        use crate::admin::{handle_request, AdminRequest, AdminResponse};
+        let statuses = |state: &AgentState| match handle_request(state, AdminRequest::EndpointList)
+        {
+            AdminResponse::Endpoints { endpoints } => endpoints
+                .into_iter()
+                .map(|row| row.status)
+                .collect::<Vec<_>>(),
+            other => panic!("unexpected {other:?}"),
+        };
+        let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        // Without a datapath nothing waits.
+        assert!(state.is_realized());
+        state.expect_datapath();
+        assert!(state.is_realized());
+
+        let spec = crate::endpoints::EndpointSpec {
+            name: "xwing".to_string(),
+            namespace: "default".to_string(),
+            labels: [("org".to_string(), "alliance".to_string())].into(),
+            ipv4: "10.200.1.13".parse().expect("ip"),
+            ipv6: None,
+            interface: "lxc0".to_string(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(
+                state.apply_endpoint_event(EndpointEvent::Added(WatchedEndpoint {
+                    id: 7,
+                    path: "default_xwing.yaml".into(),
+                    spec,
+                })),
+            )
+            .expect("applied");
+        assert_eq!(statuses(&state), ["regenerating"]);
+        let generation = state.generation();
+        state.mark_realized(generation);
+        assert_eq!(statuses(&state), ["ready"]);
+
+        // A policy change makes the datapath catch up again.
+        state.import_policy(CIDR_RULE).expect("the rule imports");
+        assert_eq!(statuses(&state), ["regenerating"]);
+        state.mark_realized(state.generation());
+        assert_eq!(statuses(&state), ["ready"]);
     }
 }

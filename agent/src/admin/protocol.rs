@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoints::Endpoint;
+use crate::endpoints::{Endpoint, EndpointStatus};
 use crate::identity::Identity;
 use crate::labels::LabelSet;
 use crate::policy::{DeleteSelector, Enforcement};
@@ -128,7 +128,7 @@ pub struct EndpointRow {
     pub ipv4: String,
     /// Host-side interface.
     pub interface: String,
-    /// Lifecycle state (`ready`).
+    /// Lifecycle state (`waiting-for-identity`, `regenerating`, `ready`).
     pub status: String,
 }
 
@@ -152,6 +152,15 @@ impl EndpointRow {
             interface: endpoint.spec.interface.clone(),
             status: endpoint.status.to_string(),
         }
+    }
+
+    /// Lists a ready endpoint as `regenerating` (Cilium's state between a change and its
+    /// regeneration) while the datapath has not caught up with the latest change.
+    pub fn with_datapath_realized(mut self, realized: bool) -> Self {
+        if !realized && self.status == EndpointStatus::Ready.to_string() {
+            self.status = "regenerating".to_string();
+        }
+        self
     }
 }
 

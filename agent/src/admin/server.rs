@@ -152,13 +152,19 @@ async fn write_response(
 pub fn handle_request(state: &AgentState, request: AdminRequest) -> AdminResponse {
     let error = |message: String| AdminResponse::Error { message };
     match request {
-        AdminRequest::EndpointList => AdminResponse::Endpoints {
-            endpoints: state
-                .endpoints_with_enforcement()
-                .iter()
-                .map(|(endpoint, enforcement)| EndpointRow::new(endpoint, *enforcement))
-                .collect(),
-        },
+        AdminRequest::EndpointList => {
+            let endpoints = state.endpoints_with_enforcement();
+            // Read after the endpoints: one added since has bumped the generation.
+            let realized = state.is_realized();
+            AdminResponse::Endpoints {
+                endpoints: endpoints
+                    .iter()
+                    .map(|(endpoint, enforcement)| {
+                        EndpointRow::new(endpoint, *enforcement).with_datapath_realized(realized)
+                    })
+                    .collect(),
+            }
+        }
         AdminRequest::PolicyImport { text } => match state.import_policy(&text) {
             Ok(outcome) => AdminResponse::Imported {
                 revision: outcome.revision,

@@ -208,8 +208,10 @@ pub async fn run(
     let mut changes = state.subscribe_changes();
     let mut tick = tokio::time::interval(LOST_CHECK_INTERVAL);
     tokio::pin!(shutdown);
-    if let Err(e) = sync.sync(&state, &links) {
-        tracing::error!("datapath sync failed: {e:#}");
+    let generation = *changes.borrow_and_update();
+    match sync.sync(&state, &links) {
+        Ok(()) => state.mark_realized(generation),
+        Err(e) => tracing::error!("datapath sync failed: {e:#}"),
     }
     loop {
         tokio::select! {
@@ -218,8 +220,11 @@ pub async fn run(
                 if changed.is_err() {
                     break;
                 }
-                if let Err(e) = sync.sync(&state, &links) {
-                    tracing::error!("datapath sync failed: {e:#}");
+                // Changes made while syncing bump the generation again: another round.
+                let generation = *changes.borrow_and_update();
+                match sync.sync(&state, &links) {
+                    Ok(()) => state.mark_realized(generation),
+                    Err(e) => tracing::error!("datapath sync failed: {e:#}"),
                 }
             }
             _ = tick.tick() => {
