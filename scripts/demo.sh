@@ -80,12 +80,13 @@ for sock in "$HUBBLE_LAB_RUN_DIR"/node*/agent.sock; do
   hubble-agent policy import --admin-socket "$sock" examples/policies/rule1.yaml
 done
 # Prints "yes" once every deathstar on the node of admin socket $1 (if any) enforces
-# ingress policy.
+# ingress policy in the datapath (the agent says `ready` once its datapath caught up).
 rule1_in_force() {
   local list
   list=$(hubble-agent endpoint list --admin-socket "$1") || return 1
-  # An endpoint's first row carries its enforcement and its first label (sorted).
-  if grep 'k8s:app.kubernetes.io/name=deathstar ' <<<"$list" | grep -qv '^[0-9]* *Enabled'; then
+  # An endpoint's first row carries its enforcement, first label (sorted) and status.
+  if grep 'k8s:app.kubernetes.io/name=deathstar ' <<<"$list" |
+    grep -qv '^[0-9]* *Enabled .* ready *$'; then
     return 1
   fi
   echo yes
