@@ -119,6 +119,8 @@ pub enum Command {
     },
     /// Observe flows and events of a Hubble server
     Observe(Box<ObserveCommand>),
+    /// Forward a local port to Hubble Relay through ssh, tcp or kubectl
+    PortForward(crate::portforward::PortForwardArgs),
     /// Display status of Hubble server
     #[command(
         long_about = "Display shows the status of the Hubble server. This is intended as a basic\nconnectivity health check."

@@ -60,6 +60,8 @@ pub const KEYS: &[(&str, Kind, &str)] = &[
     ("kubeconfig", Kind::Str, ""),
     ("port-forward", Kind::Bool, "false"),
     ("port-forward-port", Kind::Uint16, "4245"),
+    ("port-forward-relay-address", Kind::Str, ""),
+    ("port-forward-target", Kind::Str, ""),
     ("request-timeout", Kind::Duration, "12s"),
     ("server", Kind::Str, DEFAULT_SERVER),
     ("timeout", Kind::Duration, "5s"),
@@ -191,6 +193,11 @@ impl Settings {
             Some((_, d)) => Value::Str(d),
             None => Value::Null,
         }
+    }
+
+    /// Whether `key` was given (flag, environment or config file) rather than defaulted.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.flags.contains_key(key) || self.env.contains_key(key) || self.file.contains_key(key)
     }
 
     pub fn get_string(&self, key: &str) -> String {

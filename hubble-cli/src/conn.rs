@@ -52,7 +52,7 @@ pub enum ConnError {
     TlsRequired,
     #[error("failed to create gRPC client to '{target}': {reason}")]
     BadTarget { target: String, reason: String },
-    #[error("failed to port forward: Kubernetes port forwarding is not available in this build; point --server at the relay instead")]
+    #[error("failed to port forward: --port-forward does not apply to this command")]
     PortForward,
     #[error("{0}")]
     Tls(String),

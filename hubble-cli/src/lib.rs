@@ -4,7 +4,8 @@
 //!
 //! The binary (`src/main.rs`) only calls [`run`]. Modules: [`cli`] (flags),
 //! [`config`] (settings precedence), [`filters`] (filter flags to FlowFilters),
-//! [`printer`] (all output formats), [`conn`] (connections), [`cmd`] (subcommands).
+//! [`printer`] (all output formats), [`conn`] (connections), [`cmd`] (subcommands),
+//! [`portforward`] (`hubble port-forward` and `-P`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ pub mod filters;
 pub mod fuzzing;
 pub mod jsonindent;
 pub use proto::names;
+pub mod portforward;
 pub mod printer;
 pub mod quote;
 pub mod time;
@@ -89,6 +91,7 @@ async fn dispatch(command: &Command, ctx: &mut Context) -> anyhow::Result<()> {
     // Like upstream's persistent pre-run: server flags are checked for every command
     // but `config`, which must work with a broken configuration.
     conn::ConnOptions::from_settings(&ctx.settings)?;
+    let _port_forward = portforward::start_for_command(command, &mut ctx.settings).await?;
     match command {
         Command::Config(_) => Ok(()),
         Command::List { command } => cmd::list::run(command, ctx).await,
@@ -96,6 +99,7 @@ async fn dispatch(command: &Command, ctx: &mut Context) -> anyhow::Result<()> {
             tui::run(&observe.flows, ctx).await
         }
         Command::Observe(observe) => cmd::observe::run(observe, ctx).await,
+        Command::PortForward(args) => portforward::run(args, &ctx.settings).await,
         Command::Tui(args) => tui::run(args, ctx).await,
         Command::Status(args) => cmd::status::run(args, ctx).await,
         Command::Version => {

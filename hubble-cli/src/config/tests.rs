@@ -91,6 +91,8 @@ fn config_view_merges_every_source() {
         kubeconfig: ""
         port-forward: false
         port-forward-port: "4245"
+        port-forward-relay-address: ""
+        port-forward-target: ""
         request-timeout: 12s
         server: localhost:4245
         timeout: 1m0s
