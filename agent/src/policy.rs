@@ -2,7 +2,8 @@
 //! policy map entries.
 //!
 //! - [`parse_policy`] reads YAML or JSON documents into normalized [`Rule`]s,
-//!   rejecting the whole text on the first bad field (path and line named).
+//!   rejecting the whole text on the first bad field (path and line named),
+//!   after [`check_policy_text`] bounded its size, nesting and aliases.
 //! - [`PolicyRepository`] holds the imported rules with Cilium's revision
 //!   numbering and prints them as `cilium policy get` does.
 //! - [`compile`] turns the rules, the local endpoints and the known
@@ -14,6 +15,7 @@ mod document;
 mod icmp;
 mod kubernetes;
 mod l7;
+mod limits;
 mod peers;
 mod ports;
 mod repository;
@@ -34,6 +36,9 @@ pub use document::{
 };
 pub use icmp::{IcmpFamily, IcmpField, IcmpRule, IcmpType};
 pub use l7::{DnsRule, HttpRule, L7Rules};
+pub use limits::{
+    check_policy_text, MAX_ALIAS_EXPANDED_NODES, MAX_NESTING_DEPTH, MAX_POLICY_BYTES,
+};
 pub use peers::{Cidr, CidrRule, Entity, Unsupported};
 pub use ports::{
     proto, Port, PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,

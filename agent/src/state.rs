@@ -18,8 +18,8 @@ use crate::endpoints::{
 use crate::identity::{CidrIdentities, Identity, IdentityAllocator, IdentityError};
 use crate::labels::LabelSet;
 use crate::policy::{
-    compile, enforcement_for, CompileInput, CompiledPolicy, DeleteSelector, Enforcement,
-    ImportOutcome, PolicyError, PolicyRepository,
+    compile, enforcement_for, parse_policy, CompileInput, CompiledPolicy, DeleteSelector,
+    Enforcement, ImportOutcome, PolicyError, PolicyRepository,
 };
 
 /// Shared state of the control plane.
@@ -129,7 +129,10 @@ impl AgentState {
 
     /// Imports policy text; on error nothing changes.
     pub fn import_policy(&self, text: &str) -> Result<ImportOutcome, PolicyError> {
-        let outcome = write(&self.repository).import(text)?;
+        // Parse before taking the lock: a big document must not hold up
+        // readers (`policy get`, the datapath sync) while it is parsed.
+        let parsed = parse_policy(text)?;
+        let outcome = write(&self.repository).import_parsed(parsed);
         self.request_sync();
         Ok(outcome)
     }

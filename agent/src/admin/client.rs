@@ -5,7 +5,7 @@ use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::protocol::{AdminRequest, AdminResponse};
+use super::protocol::{AdminRequest, AdminResponse, MAX_REQUEST_BYTES};
 use super::AdminError;
 
 /// Largest response accepted (endpoint and identity lists of a big node).
@@ -26,17 +26,29 @@ pub async fn request(socket: &Path, request: &AdminRequest) -> Result<AdminRespo
         })?;
     let (read_half, mut write_half) = stream.into_split();
     let mut line = serde_json::to_vec(request).map_err(|e| AdminError::Protocol(e.to_string()))?;
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(AdminError::Usage(format!(
+            "the request is {} bytes once encoded; the agent accepts requests up to {MAX_REQUEST_BYTES} bytes",
+            line.len()
+        )));
+    }
     line.push(b'\n');
-    write_half.write_all(&line).await.map_err(io)?;
-    write_half.shutdown().await.map_err(io)?;
+    // When the write fails the agent may still have answered (a refusal
+    // sent before it stopped reading): that answer says more than EPIPE.
+    let sent = async {
+        write_half.write_all(&line).await?;
+        write_half.shutdown().await
+    }
+    .await;
 
     let mut answer = Vec::new();
-    BufReader::new(read_half)
+    let read = BufReader::new(read_half)
         .take(MAX_RESPONSE_BYTES)
         .read_until(b'\n', &mut answer)
-        .await
-        .map_err(io)?;
+        .await;
     if answer.is_empty() {
+        sent.map_err(io)?;
+        read.map_err(io)?;
         return Err(AdminError::Protocol(
             "the agent closed the connection without answering".to_string(),
         ));

@@ -11,6 +11,7 @@ use super::print::{
 };
 use super::protocol::{AdminRequest, AdminResponse, DeleteRequest};
 use super::AdminError;
+use crate::policy::MAX_POLICY_BYTES;
 
 /// Commands that talk to a running agent over its admin socket.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -152,18 +153,46 @@ fn delete_request(
     }
 }
 
+/// Reads a policy file (or stdin), refusing one over the agent's limit
+/// before sending it. At most one byte past the limit is read.
 fn read_policy_file(file: &Path) -> Result<String, AdminError> {
     let io = |e: std::io::Error| AdminError::Io {
         path: file.display().to_string(),
         message: e.to_string(),
     };
+    let limit = u64::try_from(MAX_POLICY_BYTES).unwrap_or(u64::MAX);
+    let mut bytes = Vec::new();
     if file == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(io)?;
-        Ok(text)
+        std::io::stdin()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
     } else {
-        std::fs::read_to_string(file).map_err(io)
+        let mut opened = std::fs::File::open(file).map_err(io)?;
+        if let Ok(meta) = opened.metadata() {
+            if meta.is_file() && meta.len() > limit {
+                return Err(too_large(file, &meta.len().to_string()));
+            }
+        }
+        (&mut opened)
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
     }
+    if bytes.len() > MAX_POLICY_BYTES {
+        return Err(too_large(file, &format!("more than {MAX_POLICY_BYTES}")));
+    }
+    String::from_utf8(bytes).map_err(|e| AdminError::Io {
+        path: file.display().to_string(),
+        message: format!("not UTF-8 text: {e}"),
+    })
+}
+
+fn too_large(file: &Path, size: &str) -> AdminError {
+    AdminError::Usage(format!(
+        "{}: {size} bytes; the agent accepts policy documents up to {MAX_POLICY_BYTES} bytes",
+        file.display()
+    ))
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ pub const ADMIN_SOCKET_MODE: u32 = 0o660;
 /// and rare, so 32 is plenty.
 pub const MAX_ADMIN_CONNECTIONS: usize = 32;
 
+/// Most bytes of an oversized request read and dropped after the refusal,
+/// so that an old client still writing it reads the answer. Past this the
+/// connection is closed.
+const MAX_DISCARDED_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Counters of the admin server.
 #[derive(Debug, Default)]
 pub struct AdminStats {
@@ -105,7 +110,7 @@ async fn refuse(mut stream: UnixStream) {
 
 async fn serve_connection(
     stream: UnixStream,
-    state: &AgentState,
+    state: &Arc<AgentState>,
     stats: &AdminStats,
 ) -> std::io::Result<()> {
     let (read_half, mut write_half) = stream.into_split();
@@ -125,10 +130,27 @@ async fn serve_connection(
             let response = AdminResponse::Error {
                 message: format!("request larger than {MAX_REQUEST_BYTES} bytes"),
             };
-            return write_response(&mut write_half, &response).await;
+            write_response(&mut write_half, &response).await?;
+            // Read (and drop) the rest of the line, up to a bound, so that a
+            // client still writing gets the answer instead of a broken pipe.
+            let _ = tokio::io::copy(
+                &mut (&mut reader).take(MAX_DISCARDED_BYTES),
+                &mut tokio::io::sink(),
+            )
+            .await;
+            return Ok(());
         }
         let response = match serde_json::from_slice::<AdminRequest>(&line) {
-            Ok(request) => handle_request(state, request),
+            // A policy import parses up to MAX_REQUEST_BYTES of YAML: CPU
+            // work that must not stall the runtime's async workers.
+            Ok(request) => {
+                let state = Arc::clone(state);
+                tokio::task::spawn_blocking(move || handle_request(&state, request))
+                    .await
+                    .unwrap_or_else(|error| AdminResponse::Error {
+                        message: format!("the request failed: {error}"),
+                    })
+            }
             Err(error) => AdminResponse::Error {
                 message: format!("bad request: {error}"),
             },

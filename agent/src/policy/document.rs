@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::api::Rule;
 use super::kubernetes::{KubernetesObject, Scope};
+use super::limits::check_policy_text;
 use super::ports::{PortRule, PortSpec};
 use super::selector::EndpointSelector;
 use super::PolicyError;
@@ -41,8 +42,11 @@ pub struct ParsedPolicy {
 }
 
 /// Parses policy text (YAML or JSON). Nothing is returned unless every
-/// document in the text is valid.
+/// document in the text is valid. The text is first checked against the
+/// limits of [`check_policy_text`]. Parsing takes CPU time in proportion to
+/// the text: callers run it outside any lock and off async workers.
 pub fn parse_policy(text: &str) -> Result<ParsedPolicy, PolicyError> {
+    check_policy_text(text)?;
     let mut parsed = ParsedPolicy::default();
     for document in serde_yaml::Deserializer::from_str(text) {
         match Document::deserialize(document).map_err(PolicyError::from_yaml)? {
