@@ -7,17 +7,16 @@
 //! is validated then, and a bad one is an error that names it; evaluation allocates
 //! nothing.
 
-use std::net::IpAddr;
-
-use ipnet::IpNet;
 use regex::Regex;
 
 use crate::flow::{self, FlowFilter};
 
+mod ip;
 mod labels;
 mod patterns;
 mod view;
 
+pub use ip::FlowIp;
 pub use labels::{split_label, LabelSelector};
 pub use view::{tcp_flag_bits, FlowView, L4Protocol, TcpFlagBits};
 
@@ -77,11 +76,7 @@ enum Predicate {
         l4: Vec<ProtocolName>,
         l7: Vec<ProtocolName>,
     },
-    Ip {
-        getter: IpGetter,
-        addrs: Vec<IpAddr>,
-        prefixes: Vec<IpNet>,
-    },
+    Ip(IpGetter, ip::IpMatcher),
     IpVersion(Vec<i32>),
     Pod(Side, Vec<(String, String)>),
     Service(Side, Vec<(String, String)>),
@@ -194,37 +189,21 @@ fn namespaced_names(
             if name.is_empty() {
                 return Err(FilterError::EmptyName { field });
             }
-            Ok(match name.split_once('/') {
-                Some((ns, pod)) => (ns.to_string(), pod.to_string()),
-                None => (String::new(), name.clone()),
+            // As upstream's `k8s.ParseNamespaceName`: a name without a namespace is in
+            // "default"; `ns/` is every name in ns, `/name` a name in any namespace;
+            // anything after a second `/` is ignored.
+            let mut parts = name.split('/');
+            let first = parts.next().unwrap_or_default();
+            Ok(match parts.next() {
+                Some(rest) => (first.to_string(), rest.to_string()),
+                None => ("default".to_string(), first.to_string()),
             })
         })
         .collect()
 }
 
 fn ips(getter: IpGetter, values: &[String]) -> Result<Predicate, FilterError> {
-    let mut addrs = Vec::new();
-    let mut prefixes = Vec::new();
-    for value in values {
-        if value.contains('/') {
-            prefixes.push(
-                value
-                    .parse()
-                    .map_err(|_| FilterError::InvalidPrefix(value.clone()))?,
-            );
-        } else {
-            addrs.push(
-                value
-                    .parse()
-                    .map_err(|_| FilterError::InvalidIp(value.clone()))?,
-            );
-        }
-    }
-    Ok(Predicate::Ip {
-        getter,
-        addrs,
-        prefixes,
-    })
+    Ok(Predicate::Ip(getter, ip::IpMatcher::compile(values)?))
 }
 
 fn ports(values: &[String]) -> Result<Vec<u16>, FilterError> {
@@ -537,17 +516,13 @@ impl Predicate {
                         _ => false,
                     })
             }
-            Predicate::Ip {
-                getter,
-                addrs,
-                prefixes,
-            } => {
+            Predicate::Ip(getter, matcher) => {
                 let ip = match getter {
                     IpGetter::Source => flow.source_ip(),
                     IpGetter::SourceXlated => flow.source_ip_xlated(),
                     IpGetter::Destination => flow.destination_ip(),
                 };
-                ip.is_some_and(|ip| addrs.contains(&ip) || prefixes.iter().any(|p| p.contains(&ip)))
+                ip.is_some_and(|ip| matcher.matches(ip))
             }
             Predicate::IpVersion(v) => v.contains(&flow.ip_version()),
             Predicate::Pod(side, names) => endpoint(flow, *side)

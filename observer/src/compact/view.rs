@@ -3,10 +3,9 @@
 //! a `Flow`.
 
 use std::cell::OnceCell;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use proto::filter::{FlowView, L4Protocol, TcpFlagBits};
+use proto::filter::{FlowIp, FlowView, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
 use super::{
@@ -142,7 +141,7 @@ impl FlowView for StoredFlow<'_> {
         std::str::from_utf8(bytes).unwrap_or("")
     }
 
-    fn source_ip(&self) -> Option<IpAddr> {
+    fn source_ip(&self) -> Option<FlowIp<'_>> {
         if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
             return self.rare().source_ip();
         }
@@ -152,13 +151,14 @@ impl FlowView for StoredFlow<'_> {
             self.record[W_SRC_IP],
             self.record[W_SRC_IP + 1],
         )
+        .map(FlowIp::Addr)
     }
 
-    fn source_ip_xlated(&self) -> Option<IpAddr> {
+    fn source_ip_xlated(&self) -> Option<FlowIp<'_>> {
         self.rare().source_ip_xlated()
     }
 
-    fn destination_ip(&self) -> Option<IpAddr> {
+    fn destination_ip(&self) -> Option<FlowIp<'_>> {
         if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
             return self.rare().destination_ip();
         }
@@ -168,6 +168,7 @@ impl FlowView for StoredFlow<'_> {
             self.record[W_DST_IP],
             self.record[W_DST_IP + 1],
         )
+        .map(FlowIp::Addr)
     }
 
     fn ip_version(&self) -> i32 {

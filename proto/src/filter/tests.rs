@@ -88,6 +88,28 @@ fn pod_filter_uses_prefix_and_namespace() {
     assert!(set(vec![pod(&["xwing"])], vec![]).matches(&flow));
     assert!(!set(vec![pod(&["kube-system/xwing"])], vec![]).matches(&flow));
     assert!(!set(vec![pod(&["default/tiefighter"])], vec![]).matches(&flow));
+    // A name without a namespace is in "default", as upstream reads it.
+    let coredns = tcp_flow(
+        endpoint("kube-system", "coredns-5d78c9869d-abcde", 0, &[]),
+        endpoint("default", "xwing", 0, &[]),
+        53,
+        40000,
+        Verdict::Forwarded,
+    );
+    assert!(!set(vec![pod(&["coredns"])], vec![]).matches(&coredns));
+    assert!(set(vec![pod(&["kube-system/coredns"])], vec![]).matches(&coredns));
+    assert!(set(vec![pod(&["/coredns"])], vec![]).matches(&coredns));
+    assert!(set(vec![pod(&["kube-system/coredns/extra"])], vec![]).matches(&coredns));
+    let svc = FlowFilter {
+        source_service: strings(&["coredns"]),
+        ..Default::default()
+    };
+    let mut via_service = coredns.clone();
+    via_service.source_service = Some(crate::flow::Service {
+        name: "coredns".into(),
+        namespace: "kube-system".into(),
+    });
+    assert!(!set(vec![svc], vec![]).matches(&via_service));
     let dst = FlowFilter {
         destination_pod: strings(&["default/deathstar"]),
         ..Default::default()
@@ -140,6 +162,27 @@ fn ip_filters_take_addresses_and_prefixes() {
     assert!(set(vec![f(&["10.200.0.0/16"])], vec![]).matches(&flow));
     assert!(set(vec![f(&["10.0.0.0/8", "10.200.1.11"])], vec![]).matches(&flow));
     assert!(!set(vec![f(&["192.168.0.0/16"])], vec![]).matches(&flow));
+    // Addresses compare as text, as upstream does; prefixes compare parsed.
+    let mut v6 = flow.clone();
+    if let Some(ip) = v6.ip.as_mut() {
+        ip.destination = "fd00:10:244:2::3c2a".into();
+    }
+    assert!(set(vec![f(&["fd00:10:244:2::3c2a"])], vec![]).matches(&v6));
+    assert!(!set(vec![f(&["fd00:10:244:2:0:0:0:3c2a"])], vec![]).matches(&v6));
+    assert!(!set(vec![f(&["FD00:10:244:2::3C2A"])], vec![]).matches(&v6));
+    assert!(set(vec![f(&["fd00:10:244:2:0:0:0:0/64"])], vec![]).matches(&v6));
+    // Values as Go's netip takes them: a zone on an address, host bits in a prefix.
+    assert!(FilterSet::compile(&[f(&["fe80::1%eth0"])], &[]).is_ok());
+    assert!(set(vec![f(&["10.200.1.99/24"])], vec![]).matches(&flow));
+    for bad in [
+        "fe80::1%",
+        "10.0.0.1%eth0",
+        "10.0.0.0/08",
+        "10.0.0.0/+8",
+        "fe80::%eth0/64",
+    ] {
+        assert!(FilterSet::compile(&[f(&[bad])], &[]).is_err(), "{bad}");
+    }
     let err = FilterSet::compile(&[f(&["10.0.0.300"])], &[]).unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -4,8 +4,7 @@
 //! reads lets a store that keeps flows in a compact form (the observer's ring) filter
 //! them without rebuilding a `Flow`; `Flow` itself implements the view too.
 
-use std::net::IpAddr;
-
+use super::FlowIp;
 use crate::flow::{self, layer4, layer7, Flow};
 
 /// The L4 protocol of a flow, as far as filters care.
@@ -37,9 +36,10 @@ pub fn tcp_flag_bits(flags: &flow::TcpFlags) -> TcpFlagBits {
 /// Everything a FlowFilter can look at.
 pub trait FlowView {
     fn uuid(&self) -> &str;
-    fn source_ip(&self) -> Option<IpAddr>;
-    fn source_ip_xlated(&self) -> Option<IpAddr>;
-    fn destination_ip(&self) -> Option<IpAddr>;
+    /// The addresses, `None` when the flow has none (empty text).
+    fn source_ip(&self) -> Option<FlowIp<'_>>;
+    fn source_ip_xlated(&self) -> Option<FlowIp<'_>>;
+    fn destination_ip(&self) -> Option<FlowIp<'_>>;
     fn ip_version(&self) -> i32;
     fn encrypted(&self) -> bool;
     fn source(&self) -> Option<&flow::Endpoint>;
@@ -70,12 +70,8 @@ pub trait FlowView {
 
 // === impl FlowView for Flow ===
 
-fn parse_ip(text: &str) -> Option<IpAddr> {
-    if text.is_empty() {
-        None
-    } else {
-        text.parse().ok()
-    }
+fn ip_text(text: &str) -> Option<FlowIp<'_>> {
+    (!text.is_empty()).then_some(FlowIp::Text(text))
 }
 
 impl Flow {
@@ -88,14 +84,14 @@ impl FlowView for Flow {
     fn uuid(&self) -> &str {
         &self.uuid
     }
-    fn source_ip(&self) -> Option<IpAddr> {
-        self.ip.as_ref().and_then(|ip| parse_ip(&ip.source))
+    fn source_ip(&self) -> Option<FlowIp<'_>> {
+        self.ip.as_ref().and_then(|ip| ip_text(&ip.source))
     }
-    fn source_ip_xlated(&self) -> Option<IpAddr> {
-        self.ip.as_ref().and_then(|ip| parse_ip(&ip.source_xlated))
+    fn source_ip_xlated(&self) -> Option<FlowIp<'_>> {
+        self.ip.as_ref().and_then(|ip| ip_text(&ip.source_xlated))
     }
-    fn destination_ip(&self) -> Option<IpAddr> {
-        self.ip.as_ref().and_then(|ip| parse_ip(&ip.destination))
+    fn destination_ip(&self) -> Option<FlowIp<'_>> {
+        self.ip.as_ref().and_then(|ip| ip_text(&ip.destination))
     }
     fn ip_version(&self) -> i32 {
         self.ip.as_ref().map_or(0, |ip| ip.ip_version)
