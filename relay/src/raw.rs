@@ -67,7 +67,9 @@ pub struct RawResponse {
 pub struct MalformedResponse(&'static str);
 
 impl RawResponse {
-    /// Reads the fields the relay needs; the bytes are kept as they are.
+    /// Reads the fields the relay needs; the bytes are kept as they are. Repeated
+    /// fields are read as protobuf merges them, so the time the relay merges by is the
+    /// time a client decodes.
     pub fn parse(bytes: Bytes) -> Result<Self, MalformedResponse> {
         let mut response = RawResponse {
             time: None,
@@ -75,33 +77,40 @@ impl RawResponse {
             kind: ResponseKind::Other,
             bytes: Bytes::new(),
         };
-        let mut flow = None;
+        let mut time = None;
         let mut fields = Fields::new(&bytes);
         while let Some(field) = fields.next_field()? {
             match field {
-                Field::Len(RESPONSE_FLOW, message) => {
-                    response.kind = ResponseKind::Flow;
-                    flow = Some(message);
-                }
+                Field::Len(RESPONSE_FLOW, _) => response.kind = ResponseKind::Flow,
                 Field::Len(RESPONSE_NODE_STATUS, _) => response.kind = ResponseKind::NodeStatus,
                 Field::Len(RESPONSE_LOST_EVENTS, _) => response.kind = ResponseKind::LostEvents,
                 Field::Len(RESPONSE_NODE_NAME, name) => response.has_node_name = !name.is_empty(),
-                Field::Len(RESPONSE_TIME, timestamp) => {
-                    response.time = Some(parse_timestamp(timestamp)?);
-                }
+                Field::Len(RESPONSE_TIME, timestamp) => merge_timestamp(&mut time, timestamp)?,
                 _ => {}
             }
         }
-        if let (None, Some(flow)) = (response.time, flow) {
+        if time.is_none() && response.kind == ResponseKind::Flow {
             // Only when the response has no time of its own: the flow's, which nodes
-            // write first.
-            let mut inner = Fields::new(flow);
-            while let Some(field) = inner.next_field()? {
-                if let Field::Len(FLOW_TIME, timestamp) = field {
-                    response.time = Some(parse_timestamp(timestamp)?);
+            // write first. The `flow` fields after the oneof's last other member are
+            // merged into one flow, and so are their `time` fields.
+            let mut fields = Fields::new(&bytes);
+            while let Some(field) = fields.next_field()? {
+                match field {
+                    Field::Len(RESPONSE_FLOW, flow) => {
+                        let mut inner = Fields::new(flow);
+                        while let Some(field) = inner.next_field()? {
+                            if let Field::Len(FLOW_TIME, timestamp) = field {
+                                merge_timestamp(&mut time, timestamp)?;
+                            }
+                        }
+                    }
+                    Field::Len(RESPONSE_NODE_STATUS | RESPONSE_LOST_EVENTS, _) => time = None,
+                    _ => {}
                 }
             }
         }
+        response.time =
+            time.map(|(seconds, nanos)| i128::from(seconds) * 1_000_000_000 + i128::from(nanos));
         response.bytes = bytes;
         Ok(response)
     }
@@ -238,19 +247,20 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn parse_timestamp(bytes: &[u8]) -> Result<i128, MalformedResponse> {
-    let mut seconds = 0i64;
-    let mut nanos = 0i32;
+/// Merges one encoded `Timestamp` into `time` (seconds, nanos) as protobuf merges a
+/// message field that occurs more than once: each field it sets overrides.
+fn merge_timestamp(time: &mut Option<(i64, i32)>, bytes: &[u8]) -> Result<(), MalformedResponse> {
+    let (seconds, nanos) = time.get_or_insert((0, 0));
     let mut fields = Fields::new(bytes);
     while let Some(field) = fields.next_field()? {
         match field {
             // Two's complement, as protobuf encodes negative int64 and int32.
-            Field::Varint(TIMESTAMP_SECONDS, v) => seconds = v as i64,
-            Field::Varint(TIMESTAMP_NANOS, v) => nanos = v as i32,
+            Field::Varint(TIMESTAMP_SECONDS, v) => *seconds = v as i64,
+            Field::Varint(TIMESTAMP_NANOS, v) => *nanos = v as i32,
             _ => {}
         }
     }
-    Ok(i128::from(seconds) * 1_000_000_000 + i128::from(nanos))
+    Ok(())
 }
 
 fn put_varint(buf: &mut BytesMut, mut value: u64) {
@@ -502,5 +512,51 @@ mod tests {
             "{err}"
         );
         assert!(RawResponse::parse(Bytes::from_static(&[0xff; 11])).is_err());
+    }
+
+    #[test]
+    fn repeated_fields_give_the_time_a_client_decodes() {
+        let time = |seconds: i64, nanos: i32| Timestamp { seconds, nanos };
+        let part = |response: GetFlowsResponse| response.encode_to_vec();
+        let flow = |time: Option<Timestamp>| GetFlowsResponse {
+            response_types: Some(ResponseTypes::Flow(Flow {
+                time,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let lost = GetFlowsResponse {
+            response_types: Some(ResponseTypes::LostEvents(LostEvent::default())),
+            ..Default::default()
+        };
+        let at = |t: Timestamp| GetFlowsResponse {
+            time: Some(t),
+            ..Default::default()
+        };
+        let cases: Vec<Vec<u8>> = vec![
+            // A timed flow followed by an empty one (found by the node_response fuzz
+            // target): protobuf merges the two, so the first one's time stands.
+            [part(flow(Some(time(7, 1)))), part(flow(None))].concat(),
+            // Two times of one flow: each sets one field.
+            [part(flow(Some(time(7, 0)))), part(flow(Some(time(0, 5))))].concat(),
+            // Two response times merge the same way.
+            [part(at(time(9, 0))), part(at(time(0, 3))), part(flow(None))].concat(),
+            // Another oneof member replaces the flow, and its time with it.
+            [part(flow(Some(time(7, 1)))), part(lost.clone())].concat(),
+            [part(lost), part(flow(Some(time(8, 2))))].concat(),
+        ];
+        for bytes in cases {
+            let raw = RawResponse::parse(Bytes::from(bytes.clone())).expect("well-formed");
+            let decoded = GetFlowsResponse::decode(bytes.as_slice()).expect("decodes");
+            let flow_time = match &decoded.response_types {
+                Some(ResponseTypes::Flow(flow)) => flow.time,
+                _ => None,
+            };
+            let want = decoded
+                .time
+                .or(flow_time)
+                .map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos));
+            assert_eq!(raw.time, want, "{decoded:?}");
+        }
     }
 }
