@@ -20,7 +20,8 @@ const CLUSTER: &str = "default";
 
 /// A policy document (YAML or JSON, as `hubble-agent policy import` sends it): parsed,
 /// imported into a repository, printed as `policy get` prints it and compiled for the
-/// Star Wars demo's endpoints, as the agent does on import.
+/// Star Wars demo's endpoints, as the agent does on import. The rules `policy get`
+/// prints import again as the same rules.
 pub fn policy_document(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -30,7 +31,16 @@ pub fn policy_document(data: &[u8]) {
     };
     let mut repository = PolicyRepository::new();
     let _ = repository.import_parsed(parsed);
-    let _ = format_policy_get(&repository.rules_json(), repository.revision());
+    let printed = repository.rules_json();
+    let _ = format_policy_get(&printed, repository.revision());
+    match parse_policy(&printed) {
+        Ok(again) => assert_eq!(
+            again.rules,
+            repository.rules(),
+            "printed rules import as themselves: {printed}"
+        ),
+        Err(e) => panic!("printed rules do not import again: {e}: {printed}"),
+    }
     let mut cidrs = CidrIdentities::new();
     if cidrs.sync(&repository.cidr_prefixes()).is_err() {
         return;
@@ -53,9 +63,18 @@ pub fn endpoint_file(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(spec) = parse_endpoint_file(Path::new("fuzz/default_pod.yaml"), text) {
+    let path = Path::new("fuzz/default_pod.yaml");
+    if let Ok(spec) = parse_endpoint_file(path, text) {
         let labels = security_labels(&spec, CLUSTER);
         assert!(!labels.is_empty(), "a pod has at least its namespace label");
+        // The agent writes endpoints back as YAML (its state); they must read the same.
+        if let Ok(written) = serde_yaml::to_string(&spec) {
+            assert_eq!(
+                parse_endpoint_file(path, &written).as_ref(),
+                Ok(&spec),
+                "a written endpoint reads back: {written}"
+            );
+        }
     }
 }
 
@@ -81,13 +100,27 @@ pub fn kvstore_value(data: &[u8]) {
                 );
             }
         }
-        2 => {
-            let _ = decode_json::<IpcacheValue>("cilium/state/ip/v1/default/fuzz", value);
-        }
-        _ => {
-            let _ = decode_json::<NodeValue>("cilium/state/nodes/v1/default/fuzz", value);
-        }
+        2 => round_trip::<IpcacheValue>("cilium/state/ip/v1/default/fuzz", value),
+        _ => round_trip::<NodeValue>("cilium/state/nodes/v1/default/fuzz", value),
     }
+}
+
+/// A JSON value another node wrote decodes, and what this node would write for it
+/// decodes to the same value.
+fn round_trip<T>(key: &str, value: &[u8])
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
+{
+    let Ok(decoded) = decode_json::<T>(key, value) else {
+        return;
+    };
+    let written = serde_json::to_vec(&decoded).unwrap_or_default();
+    assert_eq!(
+        decode_json::<T>(key, &written).ok().as_ref(),
+        Some(&decoded),
+        "a written value reads back: {}",
+        String::from_utf8_lossy(&written)
+    );
 }
 
 /// The Star Wars demo's pods as local endpoints.

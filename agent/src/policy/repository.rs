@@ -174,15 +174,43 @@ impl PolicyRepository {
         Ok(self.revision)
     }
 
-    /// The rules as `cilium policy get` prints them: indented JSON.
+    /// The rules as `cilium policy get` prints them: indented JSON, which
+    /// `policy import` reads back as the same rules.
     pub fn rules_json(&self) -> String {
         // Serializing plain data (strings, numbers, maps with string keys)
         // into a string cannot fail.
-        serde_json::to_string_pretty(&self.rules).unwrap_or_else(|_| "[]".to_string())
+        let json = serde_json::to_string_pretty(&self.rules).unwrap_or_else(|_| "[]".to_string());
+        escape_for_yaml(json)
     }
 
     /// Every prefix named by a rule (CIDRs and their exceptions).
     pub fn cidr_prefixes(&self) -> BTreeSet<IpNet> {
         cidr_prefixes(&self.rules)
     }
+}
+
+/// Escapes the characters that JSON leaves raw but a YAML reader (which `policy
+/// import` is) takes otherwise: U+2028, U+2029 and NEL are line breaks in YAML (a
+/// label value `a \u{2029} b` came back as `a\u{2029}b`), and DEL, the C1 controls and
+/// the byte-order mark are not allowed raw. Outside strings JSON is ASCII, so only
+/// string contents change, each to an equal JSON string.
+fn escape_for_yaml(json: String) -> String {
+    fn yaml_reads_differently(c: char) -> bool {
+        matches!(
+            c,
+            '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+    }
+    if !json.chars().any(yaml_reads_differently) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if yaml_reads_differently(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

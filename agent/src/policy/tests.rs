@@ -304,3 +304,22 @@ fn repository_revisions_and_replacement() {
     assert_eq!(repo.delete(&DeleteSelector::All), Ok(7));
     assert!(repo.rules().is_empty());
 }
+
+#[test]
+fn printed_rules_import_as_themselves() {
+    // Found by the policy_document fuzz target: a YAML escape (`\P`, U+2029) in a label
+    // value was printed raw by `policy get`, and YAML reads U+2029 as a line break, so
+    // the printed rules imported with a different value.
+    let policy = format!(
+        "{HEADER}spec:\n  endpointSelector:\n    matchLabels: {{org: \"a \\P b\\N\\x7f\\u2028\\x85\"}}\n"
+    );
+    let mut repo = PolicyRepository::new();
+    repo.import(&policy).expect("valid");
+    let printed = repo.rules_json();
+    assert!(
+        printed.contains(r"a \u2029 b\u0085\u007f\u2028\u0085"),
+        "{printed}"
+    );
+    let again = parse_policy(&printed).expect("printed rules import");
+    assert_eq!(again.rules, repo.rules());
+}
