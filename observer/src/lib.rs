@@ -9,6 +9,7 @@
 //! - [`observer`]: a node's observer (rings, counters, configuration).
 //! - [`server`] and [`service`]: `observer.Observer` over gRPC.
 //! - [`serve`]: serving it on the Unix socket and TCP with health and reflection.
+//! - [`listener`]: the accept loop and connection limits shared with the relay.
 //! - [`replay`]: feeding a captured `hubble observe -o jsonpb` file into the observer.
 //! - [`fuzzing`]: the fuzz targets' entry points (datapath records, requests, replay).
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod fuzzing;
 pub mod ingest;
+pub mod listener;
 pub mod observer;
 pub mod ring;
 pub mod sample;

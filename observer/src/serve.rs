@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::service::Routes;
 use tonic::transport::ServerTlsConfig;
 use tonic_health::ServingStatus;
 
+use crate::listener::{incoming, server_builder};
 use crate::observer::LocalObserver;
 use crate::server::ObserverService;
 
@@ -181,13 +181,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let (mut health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(HEALTH_SERVICE_NAME, ServingStatus::Serving)
-            .await;
-        health
-            .set_service_status("observer.Observer", ServingStatus::Serving)
-            .await;
-        health.set_service_status("", ServingStatus::Serving).await;
+        set_health(&mut health, ServingStatus::Serving).await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -208,19 +202,19 @@ impl Server {
         };
         let mut servers = tokio::task::JoinSet::new();
         if let Some((_, listener)) = self.unix {
-            let server = tonic::transport::Server::builder()
+            let server = server_builder()
                 .add_routes(routes.clone())
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped());
+                .serve_with_incoming_shutdown(incoming(listener), stopped());
             servers.spawn(server);
         }
         if let Some(listener) = self.tcp {
-            let mut builder = tonic::transport::Server::builder();
+            let mut builder = server_builder();
             if let Some(tls) = self.config.tls.clone() {
                 builder = builder.tls_config(tls)?;
             }
             let server = builder
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped());
+                .serve_with_incoming_shutdown(incoming(listener), stopped());
             servers.spawn(server);
         }
 
@@ -230,18 +224,21 @@ impl Server {
                 () = &mut shutdown => break Ok(()),
                 done = servers.join_next() => match done {
                     None => break Ok(()),
-                    Some(Ok(Ok(()))) => continue,
+                    // A listener stopped before shutdown: clients checking health must
+                    // see it rather than a port that no longer answers.
+                    Some(Ok(Ok(()))) => {
+                        tracing::error!("a gRPC listener stopped; health is NOT_SERVING");
+                        set_health(&mut health, ServingStatus::NotServing).await;
+                    }
                     Some(Ok(Err(e))) => break Err(ServeError::Transport(e)),
                     Some(Err(join)) => {
-                        tracing::error!(error = %join, "a gRPC server task ended abnormally");
-                        continue;
+                        tracing::error!(error = %join, "a gRPC listener ended abnormally; health is NOT_SERVING");
+                        set_health(&mut health, ServingStatus::NotServing).await;
                     }
                 },
             }
         };
-        health
-            .set_service_status(HEALTH_SERVICE_NAME, ServingStatus::NotServing)
-            .await;
+        set_health(&mut health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(self.config.grace_period, async {
             while servers.join_next().await.is_some() {}
@@ -255,6 +252,13 @@ impl Server {
             let _ = std::fs::remove_file(path);
         }
         result
+    }
+}
+
+/// Sets the status of every service name clients check.
+async fn set_health(health: &mut tonic_health::server::HealthReporter, status: ServingStatus) {
+    for name in [HEALTH_SERVICE_NAME, "observer.Observer", ""] {
+        health.set_service_status(name, status).await;
     }
 }
 

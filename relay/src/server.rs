@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use observer::listener::{incoming, server_builder};
 use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{
     GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
@@ -15,9 +16,8 @@ use proto::observer::{
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxFuture;
-use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 
@@ -238,7 +238,7 @@ impl Relay {
             .and_then(|listener| listener.local_addr().ok());
 
         let (shutdown, shutdown_signal) = watch::channel(false);
-        let mut builder = Server::builder();
+        let mut builder = server_builder();
         if let Some(tls) = server_tls {
             builder = builder.tls_config(tls)?;
         }
@@ -260,16 +260,25 @@ impl Relay {
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
-        let mut servers = vec![tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            wait_for(shutdown_signal.clone()),
-        ))];
+        // Health turns NOT_SERVING if the API listener stops before shutdown.
+        let (listener_up, listener_state) = watch::channel(true);
+        let api = router
+            .serve_with_incoming_shutdown(incoming(listener), wait_for(shutdown_signal.clone()));
+        let api_shutdown = shutdown_signal.clone();
+        let mut servers = vec![tokio::spawn(async move {
+            let result = api.await;
+            if !*api_shutdown.borrow() {
+                tracing::error!(?result, "the API listener stopped; health is NOT_SERVING");
+                let _ = listener_up.send(false);
+            }
+            result
+        })];
         if let Some(listener) = health_listener {
             servers.push(tokio::spawn(
-                Server::builder()
+                server_builder()
                     .add_service(health_service)
                     .serve_with_incoming_shutdown(
-                        TcpListenerStream::new(listener),
+                        incoming(listener),
                         wait_for(shutdown_signal.clone()),
                     ),
             ));
@@ -283,6 +292,7 @@ impl Relay {
             tokio::spawn(report_health(
                 pool.clone(),
                 health_reporter,
+                listener_state,
                 config.health_check_interval,
             )),
         ];
@@ -387,17 +397,23 @@ async fn report_peer_status(pool: PeerManager, metrics: Arc<metrics::RelayMetric
 const PEER_STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serving when the peer service is followed and at least one node is connected, as
-/// upstream's relay reports it, for the empty service name and the Observer's.
+/// upstream's relay reports it, and the API listener runs, for the empty service name
+/// and the Observer's.
 async fn report_health(
     pool: PeerManager,
     mut reporter: tonic_health::server::HealthReporter,
+    mut listener_up: watch::Receiver<bool>,
     interval: Duration,
 ) {
     let mut changes = pool.subscribe_changes();
     let mut last = None;
+    let mut listener_watched = true;
     loop {
         let pool_status = pool.status();
-        let serving = if pool_status.peer_service_connected && pool_status.available_peers > 0 {
+        let serving = if *listener_up.borrow_and_update()
+            && pool_status.peer_service_connected
+            && pool_status.available_peers > 0
+        {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -412,6 +428,9 @@ async fn report_health(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             changed = changes.changed() => if changed.is_err() { return },
+            changed = listener_up.changed(), if listener_watched => {
+                listener_watched = changed.is_ok();
+            }
         }
     }
 }
