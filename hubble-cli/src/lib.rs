@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 pub mod cli;
 pub mod cmd;
@@ -26,14 +26,18 @@ pub mod printer;
 pub mod quote;
 pub mod time;
 pub mod tui;
+pub mod usage;
 
 use cli::{Cli, Command};
 use cmd::Context;
 
 /// Parses the command line, runs the command and returns the exit status (1 on error,
-/// with the error on standard error; clap's own usage errors exit with 2).
+/// usage errors included, with the error on standard error).
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match usage::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if cli.version {
         print!("{}", cmd::version::short_version());
         return ExitCode::SUCCESS;

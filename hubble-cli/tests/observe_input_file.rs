@@ -211,9 +211,18 @@ fn bad_values_fail_with_upstream_messages() {
             );
         }
     }
-    let out = hubble(&["--no-such-flag"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--no-such-flag"));
+    // Usage errors exit with 1 and pflag's words, as upstream; a flag's value may
+    // start with '-' and is then checked as a value.
+    for (args, message) in [
+        (&["--no-such-flag"][..], "unknown flag: --no-such-flag\n"),
+        (&["-Z"], "unknown shorthand flag: 'Z' in -Z\n"),
+        (&["--last", "-1"], "invalid argument \"-1\" for \"--last\" flag: strconv.ParseUint: parsing \"-1\": invalid syntax\n"),
+        (&["--first", "-1"], "invalid argument \"-1\" for \"--first\" flag: strconv.ParseUint: parsing \"-1\": invalid syntax\n"),
+    ] {
+        let out = hubble(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&out), message, "{args:?}");
+    }
 }
 
 #[test]
