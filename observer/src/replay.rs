@@ -201,6 +201,9 @@ mod tests {
         assert!(err.contains("GetFlowsResponse"), "{err}");
         // Unknown fields and enum names (a newer Hubble's) are skipped, as upstream does.
         let newer = parse_line(r#"{"flow":{"verdict":"MAYBE","node_name":"n1","zone":1}}"#);
-        assert_eq!(newer.map(|f| f.map(|f| f.node_name)), Ok(Some("n1".to_string())));
+        assert_eq!(
+            newer.map(|f| f.map(|f| f.node_name)),
+            Ok(Some("n1".to_string()))
+        );
     }
 }
