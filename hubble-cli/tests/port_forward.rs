@@ -158,12 +158,7 @@ async fn unreachable_targets_fail_naming_the_target() {
 
 #[tokio::test]
 async fn ssh_that_cannot_connect_fails_naming_the_target() {
-    if !std::path::Path::new("/usr/bin/ssh").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ssh_that_cannot_connect: /usr/bin/ssh is missing (apt-get install openssh-client)"
-        );
-        println!("SKIP: ssh_that_cannot_connect: /usr/bin/ssh is missing (apt-get install openssh-client)");
+    if !tests::skip::require_file("ssh_that_cannot_connect", "/usr/bin/ssh", "openssh-client") {
         return;
     }
     let port = closed_port();
