@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     pub unix_socket: Option<PathBuf>,
     pub admin_socket: PathBuf,
     pub listen_address: Option<String>,
+    /// TLS of the TCP listener (`None`: clear text); see [`crate::tls`].
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Prometheus metrics address (`None`: no metrics server).
     pub metrics_address: Option<String>,
     /// Metric handlers and flow export.
@@ -192,11 +194,15 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     }
     let routes = tonic::service::Routes::new(peer_service::peer_service(
         hub,
-        peer_service::PeerServiceConfig::default(),
+        peer_service::PeerServiceConfig {
+            // Relays then connect with TLS and check `<node>.<cluster>.hubble-grpc.cilium.io`.
+            with_tls: config.tls.is_some(),
+        },
     ));
     let mut serve_config = observer::serve::ServeConfig::default();
     serve_config.unix_socket = config.unix_socket.clone();
     serve_config.listen_address = config.listen_address.clone();
+    serve_config.tls = config.tls.clone();
     let server = observer::serve::Server::bind(serve_config)
         .await
         .context("binding the Hubble API")?;

@@ -18,3 +18,4 @@ pub mod labels;
 pub mod monitor;
 pub mod policy;
 pub mod state;
+pub mod tls;

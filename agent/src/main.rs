@@ -51,6 +51,13 @@ enum Command {
         nodes: Vec<String>,
         #[arg(long, default_value = "default")]
         cluster_name: String,
+        /// Replace files that exist.
+        #[arg(long)]
+        overwrite: bool,
+        /// Only issue the nodes' server certificates, with the CA already in DIR (a node
+        /// that joins later).
+        #[arg(long)]
+        existing_ca: bool,
     },
 }
 
@@ -81,6 +88,8 @@ struct DaemonArgs {
     /// TCP address of the Hubble API, `host:port` or `:port` ("" to disable).
     #[arg(long, default_value = observer::serve::DEFAULT_LISTEN_ADDRESS)]
     listen_address: String,
+    #[command(flatten)]
+    tls: agent::tls::TlsArgs,
     /// Prometheus metrics address ("" to disable).
     #[arg(long, default_value = ":9965")]
     metrics_address: String,
@@ -182,7 +191,9 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
         }),
         None => None,
     };
+    let tls = agent::tls::server_tls(&args.tls, optional(&args.listen_address).as_deref())?;
     Ok(DaemonConfig {
+        tls,
         node_name,
         cluster_name: args.cluster_name,
         endpoints_dir: args.endpoints_dir,
@@ -228,7 +239,9 @@ async fn main() {
             dir,
             nodes,
             cluster_name,
-        }) => certs(&dir, nodes, &cluster_name),
+            overwrite,
+            existing_ca,
+        }) => certs(&dir, nodes, &cluster_name, overwrite, existing_ca),
         None => {
             use std::io::IsTerminal;
             tracing_subscriber::fmt()
@@ -251,10 +264,25 @@ async fn main() {
     }
 }
 
-fn certs(dir: &std::path::Path, nodes: Vec<String>, cluster_name: &str) -> Result<()> {
+fn certs(
+    dir: &std::path::Path,
+    nodes: Vec<String>,
+    cluster_name: &str,
+    overwrite: bool,
+    existing_ca: bool,
+) -> Result<()> {
+    if existing_ca {
+        for node in &nodes {
+            let (cert, key) = peer_service::certs::issue_node(dir, cluster_name, node)?;
+            println!("wrote {}", cert.display());
+            println!("wrote {}", key.display());
+        }
+        return Ok(());
+    }
     let spec = peer_service::certs::CertsSpec {
         cluster: cluster_name.to_string(),
         nodes,
+        overwrite,
         ..Default::default()
     };
     for path in peer_service::certs::generate(dir, &spec)? {

@@ -26,6 +26,7 @@ pub mod process;
 pub mod request;
 pub mod state;
 pub mod status;
+pub mod tls;
 pub mod topology;
 pub mod traffic;
 pub mod up;

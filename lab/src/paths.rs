@@ -92,6 +92,11 @@ impl RunLayout {
         self.root.join("nodes.yaml")
     }
 
+    /// Certificates of the lab (CA, agents, relay), see `peer_service::certs`.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+
     /// Log file of the relay.
     pub fn relay_log(&self) -> PathBuf {
         self.root.join("relay.log")

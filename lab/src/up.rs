@@ -17,6 +17,7 @@ use crate::process::{self, Launch};
 use crate::state::{
     write_atomically, LabState, ProcessKind, ProcessRecord, StateFile, STATE_VERSION,
 };
+use crate::tls;
 use crate::topology::{NodePlan, Topology, TopologyConfig, Workload};
 
 /// How long to wait for an agent's Unix socket.
@@ -145,6 +146,13 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
         if let Some(etcd_bin) = etcd_bin {
             start_etcd(&etcd_bin, &layout, &topology, &mut state)?;
         }
+        tls::generate(
+            &layout,
+            &config.cluster_name,
+            &topology,
+            &agent_bin,
+            &mut state,
+        )?;
         start_agents(config, &layout, &topology, &agent_bin, &mut state)?;
         if let Some(relay_bin) = relay_bin {
             start_relay(&layout, &relay_bin, &config.relay_address, &mut state)?;
@@ -430,7 +438,14 @@ pub fn start_agent(
         record_file(state, file)?;
     }
     let path = |path: PathBuf| path.display().to_string();
+    let tls = tls::node_files(layout, cluster_name, &node.name, agent_bin)?;
     let mut args = vec![
+        "--tls-cert-file".to_string(),
+        path(tls.cert),
+        "--tls-key-file".to_string(),
+        path(tls.key),
+        "--tls-client-ca-files".to_string(),
+        path(tls.ca),
         "--node-name".to_string(),
         node.name.clone(),
         "--cluster-name".to_string(),
@@ -504,6 +519,7 @@ fn start_relay(
     let log = layout.relay_log();
     record_file(state, &log)?;
     let peer = format!("unix://{}", layout.hubble_socket(1).display());
+    let tls = layout.tls_dir();
     let record = process::spawn_detached(Launch {
         role: "relay".to_string(),
         kind: ProcessKind::Relay,
@@ -518,8 +534,14 @@ fn start_relay(
             // Health is served on the main port too; a second port would only collide
             // between labs.
             "--health-listen-address=".to_string(),
-            // The lab's agents serve plaintext.
-            "--disable-client-tls".to_string(),
+            // Towards agents: mutual TLS, as upstream. The relay's own port stays
+            // plaintext on loopback, so the demo's `hubble` commands need no certificates.
+            "--tls-hubble-client-cert-file".to_string(),
+            tls.join("relay-client.crt").display().to_string(),
+            "--tls-hubble-client-key-file".to_string(),
+            tls.join("relay-client.key").display().to_string(),
+            "--tls-hubble-server-ca-files".to_string(),
+            tls.join("ca.crt").display().to_string(),
             "--disable-server-tls".to_string(),
         ],
         log: &log,

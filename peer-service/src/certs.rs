@@ -85,6 +85,14 @@ pub enum CertError {
         /// The file.
         path: PathBuf,
     },
+    /// A file (the CA key) could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 enum Role {
@@ -173,6 +181,37 @@ pub fn generate(dir: &Path, spec: &CertsSpec) -> Result<Vec<PathBuf>, CertError>
     Ok(written)
 }
 
+/// Issues the server certificate of one more node with the CA already in `dir` (written
+/// by [`generate`] for the same cluster), e.g. for a node that joins later. Returns the
+/// certificate and key paths.
+pub fn issue_node(dir: &Path, cluster: &str, node: &str) -> Result<(PathBuf, PathBuf), CertError> {
+    let cluster = if cluster.is_empty() {
+        DEFAULT_CLUSTER_NAME
+    } else {
+        cluster
+    };
+    let key_path = dir.join("ca.key");
+    let key_pem = std::fs::read_to_string(&key_path).map_err(|source| CertError::Read {
+        path: key_path.clone(),
+        source,
+    })?;
+    let key = KeyPair::from_pem(&key_pem).map_err(build_error("ca.key"))?;
+    // The same subject and key as the CA in `ca.crt`: what it signs verifies against it.
+    let ca = ca_with_key(cluster, key)?;
+    let server_name = tls_server_name(node, cluster);
+    let names = vec![
+        server_name.clone(),
+        tls_server_name(PEER_SERVICE_NAME, cluster),
+    ];
+    let (certificate, key) = issue(&ca, &server_name, names, Role::Server)?;
+    let mut written = Vec::new();
+    write_pair(dir, &server_name, &certificate, &key, true, &mut written)?;
+    Ok((
+        dir.join(format!("{server_name}.crt")),
+        dir.join(format!("{server_name}.key")),
+    ))
+}
+
 fn build_error(name: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
     move |source| CertError::Build {
         name: name.to_owned(),
@@ -187,18 +226,32 @@ fn subject(common_name: &str) -> DistinguishedName {
     name
 }
 
-fn new_ca(cluster: &str) -> Result<Issuer, CertError> {
-    let common_name = format!("hubble-rs CA ({cluster})");
+fn ca_params(common_name: &str) -> Result<CertificateParams, CertError> {
     let mut params =
-        CertificateParams::new(Vec::<String>::new()).map_err(build_error(&common_name))?;
-    params.distinguished_name = subject(&common_name);
+        CertificateParams::new(Vec::<String>::new()).map_err(build_error(common_name))?;
+    params.distinguished_name = subject(common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    Ok(params)
+}
+
+fn new_ca(cluster: &str) -> Result<Issuer, CertError> {
+    let common_name = format!("hubble-rs CA ({cluster})");
+    let params = ca_params(&common_name)?;
     let key = KeyPair::generate().map_err(build_error(&common_name))?;
+    let certificate = params
+        .self_signed(&key)
+        .map_err(build_error(&common_name))?;
+    Ok(Issuer { certificate, key })
+}
+
+fn ca_with_key(cluster: &str, key: KeyPair) -> Result<Issuer, CertError> {
+    let common_name = format!("hubble-rs CA ({cluster})");
+    let params = ca_params(&common_name)?;
     let certificate = params
         .self_signed(&key)
         .map_err(build_error(&common_name))?;
