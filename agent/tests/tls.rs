@@ -94,8 +94,14 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
     let log = dir.path().join("agent.log");
     let mut agent = Running(
         agent_command(dir.path(), &format!("127.0.0.1:{port}"))
-            .args(["--hubble-tls-cert-file", &file(&format!("{server_name}.crt"))])
-            .args(["--hubble-tls-key-file", &file(&format!("{server_name}.key"))])
+            .args([
+                "--hubble-tls-cert-file",
+                &file(&format!("{server_name}.crt")),
+            ])
+            .args([
+                "--hubble-tls-key-file",
+                &file(&format!("{server_name}.key")),
+            ])
             .args(["--hubble-tls-client-ca-files", &file("ca.crt")])
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
@@ -120,7 +126,10 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
     );
     let trusted = ClientTlsConfig::new().ca_certificate(ca.clone());
 
-    let with_certificate = trusted.clone().identity(relay.clone()).domain_name(server_name);
+    let with_certificate = trusted
+        .clone()
+        .identity(relay.clone())
+        .domain_name(server_name);
     assert_eq!(status(port, with_certificate).await, Ok(4095));
 
     let without = status(port, trusted.clone().domain_name(server_name)).await;

@@ -8,7 +8,7 @@
 //! `LostEvent` (source `OBSERVER_EVENTS_QUEUE`, carrying the node's name) once there is
 //! room again, so the client sees that it fell behind.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -149,8 +149,9 @@ struct Collector {
 
 impl Collector {
     /// Starts a stream for every connected node not streaming yet. Returns the nodes
-    /// that started (index in this request, name) and the names of those unavailable.
-    fn collect(&self, peers: Vec<PeerSnapshot>) -> (Vec<(usize, String)>, Vec<String>) {
+    /// that started (index in this request, name) and those unavailable, each with why
+    /// its last connection attempt failed (empty when not known).
+    fn collect(&self, peers: Vec<PeerSnapshot>) -> (Vec<(usize, String)>, Vec<(String, String)>) {
         let mut started = Vec::new();
         let mut unavailable = Vec::new();
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
@@ -161,7 +162,7 @@ impl Collector {
             }
             let Some(channel) = peer.channel else {
                 self.pool.report_offline(&name);
-                unavailable.push(name);
+                unavailable.push((name, peer.last_error.unwrap_or_default()));
                 continue;
             };
             active.insert(name.clone());
@@ -527,12 +528,20 @@ async fn run(
     let (connected, unavailable) = collector.collect(peers);
     let node_name = config.node_name.as_str();
     let connected = open_all(&mut merge, connected);
-    for (state, nodes) in [
-        (NodeState::NodeConnected, connected),
-        (NodeState::NodeUnavailable, unavailable),
-    ] {
+    // Unavailable nodes are grouped by why their last connection attempt failed, so a
+    // wrong CA or server name is named in the event (no message: never tried yet).
+    let mut unavailable_by_cause: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, cause) in unavailable {
+        unavailable_by_cause.entry(cause).or_default().push(name);
+    }
+    let statuses = std::iter::once((NodeState::NodeConnected, connected, String::new())).chain(
+        unavailable_by_cause
+            .into_iter()
+            .map(|(cause, nodes)| (NodeState::NodeUnavailable, nodes, cause)),
+    );
+    for (state, nodes, message) in statuses {
         if !nodes.is_empty() {
-            let event = node_status(node_name, state, nodes, String::new());
+            let event = node_status(node_name, state, nodes, message);
             if out.send(Ok(vec![event.into()])).await.is_err() {
                 return;
             }

@@ -77,6 +77,9 @@ pub struct PeerSnapshot {
     pub client: Option<ObserverClient<Channel>>,
     /// The node's connection, for calls with their own codec (GetFlows).
     pub channel: Option<Channel>,
+    /// Why the last connection attempt failed (a TLS error names the certificate
+    /// problem), while the node is unavailable.
+    pub last_error: Option<String>,
 }
 
 /// Summary used by the health check.
@@ -95,6 +98,7 @@ struct Slot {
     next_attempt: Instant,
     last_attempt: Option<Instant>,
     connecting: bool,
+    last_error: Option<String>,
     generation: u64,
 }
 
@@ -166,6 +170,7 @@ impl PeerManager {
                 info: slot.info.clone(),
                 client: slot.channel.clone().map(ObserverClient::new),
                 channel: slot.channel.clone(),
+                last_error: slot.last_error.clone(),
             })
             .collect();
         peers.sort_by(|a, b| a.info.name.cmp(&b.info.name));
@@ -204,6 +209,7 @@ impl PeerManager {
                 next_attempt: Instant::now(),
                 last_attempt: None,
                 connecting: false,
+                last_error: None,
                 generation,
             },
         );
@@ -294,6 +300,7 @@ impl PeerManager {
                 tracing::info!(peer = %name, "connected");
                 slot.channel = Some(channel);
                 slot.attempts = 0;
+                slot.last_error = None;
                 drop(slots);
                 self.bump();
             }
@@ -301,6 +308,7 @@ impl PeerManager {
                 slot.attempts += 1;
                 let delay = backoff(slot.attempts);
                 slot.next_attempt = Instant::now() + delay;
+                slot.last_error = Some(error.to_string());
                 tracing::warn!(peer = %name, %error, next_try_in = ?delay, "cannot connect to peer");
             }
         }

@@ -148,3 +148,122 @@ async fn mutual_tls_between_clients_relay_and_agents() -> anyhow::Result<()> {
     relay.shutdown().await?;
     Ok(())
 }
+
+/// The NODE_UNAVAILABLE events at the start of a GetFlows through `relay`: (nodes, why).
+async fn unavailable_nodes(relay: &relay::Relay) -> anyhow::Result<Unavailable> {
+    use proto::observer::get_flows_response::ResponseTypes;
+    let channel = Channel::from_shared(format!("http://{}", relay.local_addr()))?
+        .connect()
+        .await?;
+    let mut stream = ObserverClient::new(channel)
+        .get_flows(GetFlowsRequest::default())
+        .await?
+        .into_inner();
+    let mut unavailable = Vec::new();
+    while let Some(response) = stream.message().await? {
+        if let Some(ResponseTypes::NodeStatus(status)) = response.response_types {
+            if status.state_change == proto::relay::NodeState::NodeUnavailable as i32 {
+                unavailable.push((status.node_names, status.message));
+            }
+        }
+    }
+    Ok(unavailable)
+}
+
+type Unavailable = Vec<(Vec<String>, String)>;
+
+/// Asks the relay for flows until its NODE_UNAVAILABLE events satisfy `done` (at most
+/// 10 s: the relay first has to try each node).
+async fn poll_unavailable(
+    relay: &relay::Relay,
+    done: impl Fn(&Unavailable) -> bool,
+) -> (bool, Unavailable) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = unavailable_nodes(relay).await.unwrap_or_default();
+        if done(&seen) || tokio::time::Instant::now() > deadline {
+            return (done(&seen), seen);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_ca_or_server_name_makes_the_node_unavailable_naming_why() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = dir.path().join("tls");
+    let spec = peer_service::certs::CertsSpec {
+        nodes: vec!["node1".into(), "node3".into()],
+        ..Default::default()
+    };
+    peer_service::certs::generate(&certs, &spec)?;
+    let ca = read(&certs, "ca.crt")?;
+
+    // node1 serves its own certificate; node2 serves node3's: a mismatched server name.
+    let mut agents = Vec::new();
+    for (index, (name, cert_of)) in [("node1", "node1"), ("node2", "node3")].iter().enumerate() {
+        let server_name = peer_service::tls_server_name(cert_of, "default");
+        let tls = AgentTls {
+            cert_pem: read(&certs, &format!("{server_name}.crt"))?,
+            key_pem: read(&certs, &format!("{server_name}.key"))?,
+            client_ca_pem: ca.clone(),
+        };
+        let history = vec![flow_response(name, 1_000 + index as i128, "default")];
+        agents.push(TestAgent::start(
+            name,
+            "127.0.0.1:0".parse()?,
+            history,
+            Some(tls),
+        )?);
+    }
+    let nodes_file = dir.path().join("nodes.yaml");
+    let nodes: Vec<(String, String)> = agents
+        .iter()
+        .map(|a| (a.name.clone(), a.addr.to_string()))
+        .collect();
+    write_nodes_file(&nodes_file, &nodes)?;
+    let peers = TestPeerService::start(nodes_file, None).await?;
+
+    let relay_with = |ca_dir: &std::path::Path| {
+        let mut config = test_relay_config(peers.addr);
+        config.client_tls = Some(relay::ClientTlsFiles {
+            cert_file: Some(certs.join("relay-client.crt")),
+            key_file: Some(certs.join("relay-client.key")),
+            server_ca_files: vec![ca_dir.join("ca.crt")],
+        });
+        config
+    };
+
+    let relay = relay::Relay::start(relay_with(&certs)).await?;
+    let (named, seen) =
+        poll_unavailable(&relay, |seen| seen.iter().any(|(_, why)| !why.is_empty())).await;
+    println!("mismatched name: {seen:?}");
+    assert!(named, "node2 unavailable with a cause: {seen:?}");
+    let (nodes, why) = seen
+        .iter()
+        .find(|(_, why)| !why.is_empty())
+        .expect("a cause");
+    assert_eq!(nodes, &["node2".to_string()]);
+    assert!(why.contains("NotValidForName"), "{why}");
+    assert_eq!(relay.pool().status().available_peers, 1);
+    relay.shutdown().await?;
+
+    // A CA that signed none of the agents' certificates.
+    let other = dir.path().join("other");
+    peer_service::certs::generate(&other, &spec)?;
+    let relay = relay::Relay::start(relay_with(&other)).await?;
+    let (named, seen) = poll_unavailable(&relay, |seen| {
+        seen.iter()
+            .any(|(nodes, why)| nodes.len() == 2 && !why.is_empty())
+    })
+    .await;
+    println!("wrong CA: {seen:?}");
+    assert!(named, "both nodes unavailable with one cause: {seen:?}");
+    let (_, why) = seen
+        .iter()
+        .find(|(_, why)| !why.is_empty())
+        .expect("a cause");
+    assert!(why.contains("UnknownIssuer"), "{why}");
+    relay.shutdown().await?;
+    Ok(())
+}
