@@ -330,14 +330,28 @@ fn failed_up_is_removed_by_down() {
     let Some(lab) = TestLab::new('c', 2) else {
         return;
     };
-    // An "agent" that exits at once: `up` fails after building the network.
+    // An "agent" that issues no certificates and exits at once when started: `up` fails
+    // after building the network.
+    let fake_agent =
+        std::env::temp_dir().join(format!("hubble-lab-test-{}-fake-agent", std::process::id()));
+    std::fs::write(
+        &fake_agent,
+        "#!/bin/sh\n[ \"$1\" = certs ] && exit 0\nexit 1\n",
+    )
+    .expect("write the fake agent");
+    std::fs::set_permissions(
+        &fake_agent,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("make the fake agent executable");
     let output = lab.run(&[
         "up",
         "--agent-bin",
-        "/bin/false",
+        &fake_agent.display().to_string(),
         "--node-subnet",
         &lab.subnet,
     ]);
+    let _ = std::fs::remove_file(&fake_agent);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

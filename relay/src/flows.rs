@@ -134,6 +134,10 @@ pub(crate) fn node_status(
     }
 }
 
+/// A node without a connection, and why its last connection attempt failed (empty when
+/// not known).
+type Unavailable = (String, String);
+
 /// The nodes streaming for one request, and where each stopped.
 struct Collector {
     pool: PeerManager,
@@ -151,7 +155,7 @@ impl Collector {
     /// Starts a stream for every connected node not streaming yet. Returns the nodes
     /// that started (index in this request, name) and those unavailable, each with why
     /// its last connection attempt failed (empty when not known).
-    fn collect(&self, peers: Vec<PeerSnapshot>) -> (Vec<(usize, String)>, Vec<(String, String)>) {
+    fn collect(&self, peers: Vec<PeerSnapshot>) -> (Vec<(usize, String)>, Vec<Unavailable>) {
         let mut started = Vec::new();
         let mut unavailable = Vec::new();
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());

@@ -222,10 +222,15 @@ async fn a_wrong_ca_or_server_name_makes_the_node_unavailable_naming_why() -> an
         .map(|a| (a.name.clone(), a.addr.to_string()))
         .collect();
     write_nodes_file(&nodes_file, &nodes)?;
-    let peers = TestPeerService::start(nodes_file, None).await?;
+    let node1_name = peer_service::tls_server_name("node1", "default");
+    let peer_tls = (
+        read(&certs, &format!("{node1_name}.crt"))?,
+        read(&certs, &format!("{node1_name}.key"))?,
+    );
+    let peers = TestPeerService::start(nodes_file, Some(peer_tls)).await?;
 
-    let relay_with = |ca_dir: &std::path::Path| {
-        let mut config = test_relay_config(peers.addr);
+    let relay_with = |ca_dir: &std::path::Path, peers: std::net::SocketAddr| {
+        let mut config = test_relay_config(peers);
         config.client_tls = Some(relay::ClientTlsFiles {
             cert_file: Some(certs.join("relay-client.crt")),
             key_file: Some(certs.join("relay-client.key")),
@@ -234,7 +239,7 @@ async fn a_wrong_ca_or_server_name_makes_the_node_unavailable_naming_why() -> an
         config
     };
 
-    let relay = relay::Relay::start(relay_with(&certs)).await?;
+    let relay = relay::Relay::start(relay_with(&certs, peers.addr)).await?;
     let (named, seen) =
         poll_unavailable(&relay, |seen| seen.iter().any(|(_, why)| !why.is_empty())).await;
     println!("mismatched name: {seen:?}");
@@ -244,26 +249,41 @@ async fn a_wrong_ca_or_server_name_makes_the_node_unavailable_naming_why() -> an
         .find(|(_, why)| !why.is_empty())
         .expect("a cause");
     assert_eq!(nodes, &["node2".to_string()]);
-    assert!(why.contains("NotValidForName"), "{why}");
+    assert!(
+        why.contains("certificate not valid for name \"node2.default.hubble-grpc.cilium.io\""),
+        "{why}"
+    );
     assert_eq!(relay.pool().status().available_peers, 1);
     relay.shutdown().await?;
 
-    // A CA that signed none of the agents' certificates.
+    // A CA that signed none of the agents' certificates (only the peer service's, so
+    // that the relay hears of the nodes).
     let other = dir.path().join("other");
     peer_service::certs::generate(&other, &spec)?;
-    let relay = relay::Relay::start(relay_with(&other)).await?;
-    let (named, seen) = poll_unavailable(&relay, |seen| {
+    let other_peer_tls = (
+        read(&other, &format!("{node1_name}.crt"))?,
+        read(&other, &format!("{node1_name}.key"))?,
+    );
+    let other_peers =
+        TestPeerService::start(dir.path().join("nodes.yaml"), Some(other_peer_tls)).await?;
+    let relay = relay::Relay::start(relay_with(&other, other_peers.addr)).await?;
+    let every_node_has_a_cause = |seen: &Unavailable| {
         seen.iter()
-            .any(|(nodes, why)| nodes.len() == 2 && !why.is_empty())
-    })
-    .await;
+            .filter(|(_, why)| !why.is_empty())
+            .map(|(nodes, _)| nodes.len())
+            .sum::<usize>()
+            == 2
+    };
+    let (named, seen) = poll_unavailable(&relay, every_node_has_a_cause).await;
     println!("wrong CA: {seen:?}");
-    assert!(named, "both nodes unavailable with one cause: {seen:?}");
-    let (_, why) = seen
-        .iter()
-        .find(|(_, why)| !why.is_empty())
-        .expect("a cause");
-    assert!(why.contains("UnknownIssuer"), "{why}");
+    assert!(named, "both nodes unavailable with a cause: {seen:?}");
+    for (_, why) in &seen {
+        // The CA in hand has the same name as the agents' but another key.
+        assert!(
+            why.contains("invalid peer certificate: BadSignature"),
+            "{why}"
+        );
+    }
     relay.shutdown().await?;
     Ok(())
 }
