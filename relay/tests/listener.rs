@@ -65,6 +65,9 @@ async fn idle_flood_beyond_the_file_limit() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut relay = KillOnDrop(
         Command::new("prlimit")
             .arg(format!("--nofile={RELAY_NOFILE}:{RELAY_NOFILE}"))
@@ -73,7 +76,7 @@ async fn idle_flood_beyond_the_file_limit() -> anyhow::Result<()> {
             .args([
                 "serve",
                 "--peer-service=127.0.0.1:1",
-                "--listen-address=127.0.0.1:0",
+                &format!("--listen-address=127.0.0.1:{port}"),
                 "--health-listen-address=",
                 "--disable-client-tls",
                 "--disable-server-tls",
@@ -85,27 +88,23 @@ async fn idle_flood_beyond_the_file_limit() -> anyhow::Result<()> {
             .context("starting hubble-relay under prlimit")?,
     );
     let stderr = relay.0.stderr.take().context("relay stderr")?;
-    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let mut port_tx = Some(port_tx);
+        // Shown when the test fails; drained so the relay never blocks on a full pipe.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let line = strip_ansi(&line);
-            let port = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("address="))
-                .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok());
-            if let (Some(port), Some(tx)) = (port, port_tx.take()) {
-                let _ = tx.send(port);
-            }
-            // Keep draining so the relay never blocks on a full pipe.
+            eprintln!("relay: {}", strip_ansi(&line));
         }
     });
-    let port = tokio::time::timeout(Duration::from_secs(30), port_rx)
-        .await
-        .context("the relay did not log its address")??;
-    server_status(port)
-        .await
-        .context("status before the flood")?;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Err(error) = server_status(port).await {
+            if let Ok(Some(exit)) = relay.0.try_wait() {
+                panic!("the relay exited before the flood: {exit}");
+            }
+            eprintln!("relay not answering yet on port {port}: {error:#}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .context("the relay never answered before the flood")?;
 
     let flood = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<TcpStream>> {
         (0..IDLE_CONNECTIONS)
