@@ -270,6 +270,37 @@ fn three_node_cluster_through_etcd_and_the_relay() -> Result<()> {
             .then_some(()))
     })?;
 
+    // 0. The relay reaches the agents over mutual TLS: an agent's :4244 answers a client
+    //    with the lab's relay certificate and node name, and refuses one in clear text.
+    let tls = lab.run_dir.join("tls");
+    let file = |name: &str| tls.join(name).display().to_string();
+    let node1 = "10.103.0.11:4244";
+    let direct = |extra: &[String]| {
+        let mut cmd = Command::new(bin("hubble")?);
+        cmd.args(["status", "--server", node1, "--request-timeout", "5s"])
+            .args(extra);
+        run_with_timeout(&mut cmd, T)
+    };
+    let mutual = direct(&[
+        "--tls".to_string(),
+        format!("--tls-ca-cert-files={}", file("ca.crt")),
+        format!("--tls-client-cert-file={}", file("relay-client.crt")),
+        format!("--tls-client-key-file={}", file("relay-client.key")),
+        "--tls-server-name=node1.default.hubble-grpc.cilium.io".to_string(),
+    ])?;
+    let mutual_out = String::from_utf8_lossy(&mutual.stdout);
+    assert!(
+        mutual.status.success() && mutual_out.contains("Healthcheck"),
+        "{mutual_out} {}",
+        String::from_utf8_lossy(&mutual.stderr)
+    );
+    let clear = direct(&[])?;
+    assert!(
+        !clear.status.success(),
+        "clear text was served: {}",
+        String::from_utf8_lossy(&clear.stdout)
+    );
+
     // 1. Flows of all three nodes through the relay, in time order, with node names.
     // Round-robin placement: deathstar-1 and xwing on node1, deathstar-2 and coredns on
     // node2, tiefighter on node3; the second traffic round aims at deathstar-2.
