@@ -23,11 +23,13 @@ mod enrich;
 mod events;
 mod hooks;
 mod pipeline;
+mod restart;
 mod telemetry;
 
 pub use datapath_sync::DatapathSync;
 pub use enrich::StateGetters;
 pub use hooks::FlowHooks;
+pub use restart::{cleanup, restore_state};
 pub use telemetry::TelemetryConfig;
 
 /// Everything the daemon is configured with, parsed up front.
@@ -57,7 +59,18 @@ pub struct DaemonConfig {
     /// Load the eBPF datapath (off for a replay-only agent).
     pub datapath: bool,
     pub monitor_aggregation: u32,
+    /// Where the policy, endpoints and identities are saved (`None`: nothing is).
+    pub state_dir: Option<PathBuf>,
+    /// Start empty when the state file cannot be used, instead of refusing to start.
+    pub discard_corrupt_state: bool,
+    /// Where the datapath's maps and links are pinned (`None`: not pinned; the
+    /// datapath then goes away with the agent).
+    pub bpf_pin_dir: Option<PathBuf>,
 }
+
+/// How long a restarted agent in a cluster waits for etcd's identities and pods
+/// before its first datapath sync; its pinned maps keep enforcing meanwhile.
+const CLUSTER_LISTING_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig) -> Result<()> {
@@ -94,6 +107,10 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         // Endpoints are `ready` only once the datapath has programmed them.
         state.expect_datapath();
     }
+    // The saved state goes back before the datapath is programmed or anything served.
+    if let Some(dir) = &config.state_dir {
+        restore_state(&state, dir, &config.node_name, config.discard_corrupt_state).await?;
+    }
     let admin = bind_admin_socket(&config.admin_socket)
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -109,7 +126,10 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
 
     std::fs::create_dir_all(&config.endpoints_dir)
         .with_context(|| format!("creating {}", config.endpoints_dir.display()))?;
-    let (_watcher, endpoint_events) = watch_endpoints(WatcherConfig::new(&config.endpoints_dir))
+    let mut watcher_config = WatcherConfig::new(&config.endpoints_dir);
+    // Restored endpoints are known: the first scan reports only what changed since.
+    watcher_config.known = state.watched_endpoints();
+    let (_watcher, endpoint_events) = watch_endpoints(watcher_config)
         .with_context(|| format!("watching {}", config.endpoints_dir.display()))?;
     let hooks = telemetry::start(
         &config.telemetry,
@@ -129,8 +149,12 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     // Datapath: load, keep the maps in step with the state, parse its records.
     let links = enrich::Links::default();
     if config.datapath {
-        let datapath = DatapathSync::load(config.monitor_aggregation, local_addresses())
-            .context("loading the eBPF datapath")?;
+        let datapath = DatapathSync::load(
+            config.monitor_aggregation,
+            local_addresses(),
+            config.bpf_pin_dir.as_deref(),
+        )
+        .context("loading the eBPF datapath")?;
         let (datapath, reader) = datapath
             .with_remote_endpoints(remote.clone())
             .with_reader()?;
@@ -148,12 +172,26 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
             hooks.clone(),
             shutdown(),
         ));
+        let listed = kvstore
+            .as_ref()
+            .map(|kvstore| kvstore.wait_listed(CLUSTER_LISTING_WAIT));
+        let ready = async move {
+            if let Some(listed) = listed {
+                if !listed.await {
+                    tracing::warn!(
+                        "etcd did not list identities and pods within {CLUSTER_LISTING_WAIT:?}; \
+                         programming the datapath with what is known"
+                    );
+                }
+            }
+        };
         tasks.spawn(datapath_sync::run(
             datapath,
             state.clone(),
             links,
             ingest.clone(),
             hooks.clone(),
+            ready,
             shutdown(),
         ));
     }

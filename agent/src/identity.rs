@@ -190,6 +190,17 @@ pub enum IdentityError {
     /// The identity was never allocated, or was already released.
     #[error("identity {0} is not allocated")]
     NotAllocated(Identity),
+    /// A restored identity disagrees with what the allocator knows.
+    #[error("restored identity {restored} for {labels} conflicts with identity {known}")]
+    Conflict {
+        /// The restored number.
+        restored: Identity,
+        /// The restored labels.
+        labels: String,
+        /// What the allocator knows: the number of these labels, or the number itself
+        /// when it holds other labels.
+        known: Identity,
+    },
     /// The backing store failed (cluster allocators).
     #[error("identity store: {0}")]
     Store(String),
@@ -220,6 +231,12 @@ pub trait IdentityAllocator: Send + Sync {
 
     /// Every identity known cluster-wide, reserved ones included, sorted by number.
     fn list(&self) -> Vec<(Identity, LabelSet)>;
+
+    /// Takes one reference to `identity` for `labels` as restored from the state
+    /// directory, so the number stays the same across a restart. Fails with
+    /// [`IdentityError::Conflict`] when the allocator already gives either of them to
+    /// something else (the caller then allocates afresh).
+    fn restore(&self, identity: Identity, labels: &LabelSet) -> Result<(), IdentityError>;
 }
 
 /// Rejects label sets that cannot get an allocated identity.

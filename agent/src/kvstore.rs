@@ -198,6 +198,8 @@ pub struct Kvstore {
     session: Arc<session::Session>,
     me: peer_service::Node,
     node_ip: IpAddr,
+    listed: watch::Receiver<usize>,
+    watch_count: usize,
 }
 
 impl Kvstore {
@@ -254,6 +256,9 @@ impl Kvstore {
                 Arc::new(nodes::NodesHandler::new(hub, me.clone())),
             ),
         ];
+        let watch_count = watches.len();
+        let (listed_tx, listed) = watch::channel(0usize);
+        let listed_tx = Arc::new(listed_tx);
         let watch_tasks = watches
             .into_iter()
             .map(|(prefix, handler)| {
@@ -262,6 +267,7 @@ impl Kvstore {
                     prefix,
                     handler,
                     shutdown_rx.clone(),
+                    listed_tx.clone(),
                 ))
             })
             .collect();
@@ -282,7 +288,26 @@ impl Kvstore {
             session,
             me,
             node_ip,
+            listed,
+            watch_count,
         })
+    }
+
+    /// Waits until every watch (identities, ipcache, nodes) has listed its keys once,
+    /// or `timeout` passes; returns whether they all did. A restarted agent waits for
+    /// this before it rewrites its pinned datapath maps, so pods of other nodes and
+    /// their identities are not dropped from the maps in between.
+    pub fn wait_listed(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let mut listed = self.listed.clone();
+        let count = self.watch_count;
+        async move {
+            tokio::time::timeout(timeout, listed.wait_for(|n| *n >= count))
+                .await
+                .is_ok_and(|r| r.is_ok())
+        }
     }
 
     /// The cluster-wide identity allocator.
@@ -345,6 +370,12 @@ impl Kvstore {
                     changed = cluster.changed() => {
                         if changed.is_err() {
                             return;
+                        }
+                        // Identities restored after a restart must agree with etcd's
+                        // numbers: an endpoint whose number etcd gives to other labels
+                        // takes etcd's number for its labels.
+                        if let Err(e) = state.reconcile_identities().await {
+                            tracing::warn!("checking identities against etcd: {e}");
                         }
                         state.request_sync();
                     }

@@ -9,6 +9,11 @@ use agent::kvstore::{KvstoreConfig, DEFAULT_LEASE_TTL};
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Parent of the default state directories (`<this>/<node>`).
+const DEFAULT_STATE_ROOT: &str = "/var/lib/hubble-rs";
+/// Parent of the default BPF pin directories (`<this>/<node>`).
+const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/hubble-rs";
+
 /// The handlers a demo node serves by default: the set the Hubble docs enable.
 const DEFAULT_METRICS: &str = "dns drop tcp flow port-distribution icmp policy \
     httpV2:exemplars=true;labelsContext=source_ip,source_namespace,source_workload,\
@@ -40,6 +45,22 @@ enum Command {
         /// The agent's Hubble API socket.
         #[arg(long, default_value = observer::serve::DEFAULT_UNIX_SOCKET)]
         unix_socket: PathBuf,
+    },
+    /// Remove a node's pinned datapath (its programs stop enforcing at once) and its
+    /// saved state. Run it when the node's agent is stopped for good.
+    Cleanup {
+        /// The node (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// The pin directory (default: /sys/fs/bpf/hubble-rs/<node>).
+        #[arg(long)]
+        bpf_pin_dir: Option<PathBuf>,
+        /// The state directory (default: /var/lib/hubble-rs/<node>).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Keep the state directory (policy, endpoints, identities).
+        #[arg(long)]
+        keep_state: bool,
     },
     /// Generate a CA and the TLS certificates for agents, the relay and clients.
     Certs {
@@ -160,10 +181,42 @@ struct DaemonArgs {
     datapath: bool,
     #[arg(long, value_enum, default_value = "none")]
     monitor_aggregation: Aggregation,
+    /// Where the agent keeps its policy, endpoints and identities across restarts,
+    /// written atomically on every change and restored before anything else
+    /// (default with the datapath: /var/lib/hubble-rs/<node>; "" keeps nothing).
+    #[arg(long)]
+    state_dir: Option<String>,
+    /// When the saved state file is corrupt or from another format version, set it
+    /// aside (as state.json.corrupt) and start empty. Without this flag the agent
+    /// names the file and refuses to start.
+    #[arg(long)]
+    discard_corrupt_state: bool,
+    /// Directory on a BPF file system where the datapath's maps and links are pinned,
+    /// so it keeps enforcing while the agent is down or restarting (default:
+    /// /sys/fs/bpf/hubble-rs/<node>; "" pins nothing and the datapath goes away with
+    /// the agent). Remove it with `hubble-agent cleanup`.
+    #[arg(long)]
+    bpf_pin_dir: Option<String>,
 }
 
 fn optional(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A per-node directory: the flag's value ("" for none), else `<root>/<node>` when
+/// `default` holds.
+fn node_dir(flag: Option<String>, root: &str, node: &str, default: bool) -> Option<PathBuf> {
+    match flag {
+        Some(dir) => optional(&dir).map(PathBuf::from),
+        None => default.then(|| PathBuf::from(root).join(node)),
+    }
 }
 
 fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
@@ -173,13 +226,14 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
             args.ring_capacity
         );
     }
-    let node_name = match args.node_name {
-        Some(name) => name,
-        None => nix::unistd::gethostname()
-            .ok()
-            .and_then(|n| n.into_string().ok())
-            .unwrap_or_else(|| "localhost".into()),
-    };
+    let node_name = args.node_name.unwrap_or_else(host_name);
+    if node_name.is_empty() || node_name.contains('/') || node_name.starts_with('.') {
+        bail!("invalid --node-name {node_name:?}: it names directories, so it must be non-empty, without '/' and not start with '.'");
+    }
+    let datapath = args.datapath || (args.replay.is_none() && !args.no_datapath);
+    // A replay-only agent keeps no state unless asked: nothing it holds is enforced.
+    let state_dir = node_dir(args.state_dir, DEFAULT_STATE_ROOT, &node_name, datapath);
+    let bpf_pin_dir = node_dir(args.bpf_pin_dir, DEFAULT_PIN_ROOT, &node_name, datapath);
     let kvstore = match args.kvstore_endpoints.as_deref() {
         Some(list) => Some(KvstoreConfig {
             endpoints: KvstoreConfig::parse_endpoints(list)?,
@@ -215,7 +269,10 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
         peers_file: args.peers_file,
         kvstore,
         ring_capacity: args.ring_capacity,
-        datapath: args.datapath || (args.replay.is_none() && !args.no_datapath),
+        datapath,
+        state_dir,
+        discard_corrupt_state: args.discard_corrupt_state,
+        bpf_pin_dir,
         replay: args.replay,
         replay_rate: args.replay_rate,
         replay_retimestamp: args.replay_retimestamp,
@@ -234,6 +291,17 @@ async fn main() {
         Some(Command::Admin(cmd)) => run_admin_command(cmd, &cli.daemon.admin_socket).await,
         Some(Command::Monitor { types, unix_socket }) => {
             agent::monitor::run(&unix_socket, &types).await
+        }
+        Some(Command::Cleanup {
+            node_name,
+            bpf_pin_dir,
+            state_dir,
+            keep_state,
+        }) => {
+            let node = node_name.unwrap_or_else(host_name);
+            let pins = bpf_pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_ROOT).join(&node));
+            let state = state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_ROOT).join(&node));
+            agent::daemon::cleanup(Some(&pins), (!keep_state).then_some(state.as_path()))
         }
         Some(Command::Certs {
             dir,

@@ -7,6 +7,10 @@
 //! [`AgentState::compile`] and pushes the result to the datapath. A `watch`
 //! keeps only the latest value, so bursts of changes coalesce into one
 //! recompilation and nothing queues up.
+//!
+//! With a state directory ([`store`]) every change of the policy repository or of
+//! the endpoints is saved before the call returns, and [`AgentState::restore`] puts a
+//! saved state back before the agent programs its datapath or serves.
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -22,6 +26,15 @@ use crate::policy::{
     Enforcement, ImportOutcome, PolicyError, PolicyRepository,
 };
 
+pub mod store;
+
+mod restore;
+
+pub use restore::{RestoreError, RestoreReport};
+use store::{
+    CidrRecord, IdentityRecord, PolicySnapshot, Snapshot, StateStore, STATE_FORMAT_VERSION,
+};
+
 /// Shared state of the control plane.
 pub struct AgentState {
     cluster: String,
@@ -33,6 +46,8 @@ pub struct AgentState {
     /// The generation the datapath last brought itself in line with; `None` when no
     /// datapath programs this state (the agent runs without one).
     realized: Mutex<Option<u64>>,
+    /// Where changes are saved, with the node's name; `None` keeps nothing.
+    persistence: Mutex<Option<(StateStore, String)>>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -70,6 +85,73 @@ impl AgentState {
             cidrs: Mutex::new(CidrIdentities::new()),
             changes,
             realized: Mutex::new(None),
+            persistence: Mutex::new(None),
+        })
+    }
+
+    /// Saves the state to `store` (as node `node`) now and after every change.
+    pub fn persist_to(
+        &self,
+        store: StateStore,
+        node: impl Into<String>,
+    ) -> Result<(), store::StoreError> {
+        *lock(&self.persistence) = Some((store, node.into()));
+        self.save()
+    }
+
+    /// What a restart needs, as saved in the state directory.
+    pub fn snapshot(&self, node: &str) -> Snapshot {
+        let repository = read(&self.repository);
+        // CIDR identities follow the rules; bring them in line first so the saved
+        // table matches the saved rules (compile does the same).
+        let endpoints = read(&self.endpoints);
+        let mut cidrs = lock(&self.cidrs);
+        if let Err(e) = cidrs.sync(&repository.cidr_prefixes()) {
+            tracing::warn!("CIDR identities: {e}");
+        }
+        Snapshot {
+            version: STATE_FORMAT_VERSION,
+            node: node.to_string(),
+            policy: PolicySnapshot {
+                revision: repository.revision(),
+                rules: repository.rules().to_vec(),
+            },
+            endpoints: endpoints.iter().cloned().collect(),
+            identities: endpoints
+                .local_identities()
+                .into_iter()
+                .map(|(id, labels)| IdentityRecord { id, labels })
+                .collect(),
+            cidr_identities: cidrs
+                .entries()
+                .into_iter()
+                .map(|(prefix, id)| CidrRecord {
+                    prefix: prefix.to_string(),
+                    id,
+                })
+                .collect(),
+        }
+    }
+
+    /// Saves the state when a store is set. One save at a time: the lock is held
+    /// while the snapshot is taken and written, so the newest change is saved last.
+    fn save(&self) -> Result<(), store::StoreError> {
+        let persistence = lock(&self.persistence);
+        let Some((store, node)) = persistence.as_ref() else {
+            return Ok(());
+        };
+        store.save(&self.snapshot(node))
+    }
+
+    /// Saves after a change; a failure is logged and returned as a warning for the
+    /// user (the change is in force but a restart would lose it).
+    fn save_after_change(&self) -> Option<String> {
+        self.save().err().map(|e| {
+            let warning = format!(
+                "the agent could not save its state ({e}); a restart would lose this change"
+            );
+            tracing::error!("{warning}");
+            warning
         })
     }
 
@@ -132,17 +214,20 @@ impl AgentState {
         // Parse before taking the lock: a big document must not hold up
         // readers (`policy get`, the datapath sync) while it is parsed.
         let parsed = parse_policy(text)?;
-        let outcome = write(&self.repository).import_parsed(parsed);
+        let mut outcome = write(&self.repository).import_parsed(parsed);
+        outcome.warnings.extend(self.save_after_change());
         self.request_sync();
         Ok(outcome)
     }
 
     /// Deletes rules; returns the new revision.
     pub fn delete_policy(&self, selector: &DeleteSelector) -> Result<u64, PolicyError> {
-        let repository = &mut write(&self.repository);
+        let mut repository = write(&self.repository);
         let before = repository.revision();
         let revision = repository.delete(selector)?;
         if revision != before {
+            drop(repository);
+            self.save_after_change();
             self.request_sync();
         }
         Ok(revision)
@@ -237,6 +322,7 @@ impl AgentState {
             }
             EndpointEvent::Rejected { .. } => return Ok(()),
         }
+        self.save_after_change();
         self.request_sync();
         Ok(())
     }
@@ -337,5 +423,109 @@ mod tests {
         assert_eq!(statuses(&state), ["regenerating"]);
         state.mark_realized(state.generation());
         assert_eq!(statuses(&state), ["ready"]);
+    }
+
+    fn watched(name: &str, labels: &[(&str, &str)], ip: &str) -> crate::endpoints::WatchedEndpoint {
+        crate::endpoints::WatchedEndpoint {
+            id: 0,
+            path: format!("/eps/default_{name}.yaml").into(),
+            spec: crate::endpoints::EndpointSpec {
+                name: name.into(),
+                namespace: "default".into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ipv4: ip.parse().expect("address"),
+                ipv6: None,
+                interface: format!("lxc{name}"),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_saved_state_comes_back_with_its_revision_endpoints_and_numbers() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = store::StateStore::new(dir.path().join("node1"));
+        let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        state.persist_to(store.clone(), "node1").expect("writable");
+        // Numbers that a fresh allocator would hand out differently: a first
+        // endpoint takes 256 and goes away, so the others get 257 and 258.
+        let pods = [
+            watched("probe", &[("app", "probe")], "10.200.1.9"),
+            watched(
+                "xwing",
+                &[("org", "alliance"), ("class", "xwing")],
+                "10.200.1.12",
+            ),
+            watched(
+                "deathstar",
+                &[("org", "empire"), ("class", "deathstar")],
+                "10.200.1.10",
+            ),
+        ];
+        for (id, pod) in pods.iter().enumerate() {
+            let mut pod = pod.clone();
+            pod.id = id as u16 + 1;
+            state
+                .apply_endpoint_event(EndpointEvent::Added(pod))
+                .await
+                .expect("added");
+        }
+        let mut probe = pods[0].clone();
+        probe.id = 1;
+        state
+            .apply_endpoint_event(EndpointEvent::Removed(probe))
+            .await
+            .expect("removed");
+        state
+            .import_policy(include_str!("../../examples/policies/rule1.yaml"))
+            .expect("rule1");
+        state.import_policy(CIDR_RULE).expect("cidr rule");
+        let before = state.compile().expect("compiles");
+
+        // What a restart reads back is what the file on disk says.
+        let snapshot = store.load().expect("readable").expect("saved");
+        assert_eq!(snapshot.policy.revision, 3);
+        let restored = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        let report = restored
+            .restore(snapshot, &store.path(), "node1")
+            .await
+            .expect("restores");
+        assert_eq!(report.revision, 3);
+        assert_eq!(report.endpoints, 2);
+        assert!(report.reallocated.is_empty());
+        assert_eq!(restored.policy_json(), state.policy_json());
+        assert_eq!(restored.endpoints(), state.endpoints());
+        assert_eq!(restored.identities(), state.identities());
+        let ids: Vec<u32> = restored.endpoints().iter().map(|e| e.identity.0).collect();
+        assert_eq!(ids, vec![257, 258]);
+        assert_eq!(restored.compile().expect("compiles"), before);
+
+        // A new label set continues after the restored numbers, as before.
+        let mut tiefighter = watched("tiefighter", &[("org", "empire")], "10.200.1.11");
+        tiefighter.id = 9;
+        restored
+            .apply_endpoint_event(EndpointEvent::Added(tiefighter.clone()))
+            .await
+            .expect("added");
+        state
+            .apply_endpoint_event(EndpointEvent::Added(tiefighter))
+            .await
+            .expect("added");
+        assert_eq!(restored.identities(), state.identities());
+
+        // The state of another node is refused by name.
+        let snapshot = store.load().expect("readable").expect("saved");
+        let other = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        let error = other
+            .restore(snapshot, &store.path(), "node2")
+            .await
+            .expect_err("another node's state");
+        assert!(
+            error.to_string().contains("belongs to node \"node1\""),
+            "{error}"
+        );
+        assert!(other.endpoints().is_empty());
     }
 }

@@ -3,21 +3,28 @@
 //!
 //! All calls act on the network namespace of the calling thread: interface
 //! names resolve there and TCX links / clsact filters are created there.
-//! Attachments are detached when the [`Datapath`] is dropped.
+//!
+//! Loaded with [`Datapath::load`], attachments are detached when the [`Datapath`] is
+//! dropped. Loaded with [`Datapath::load_pinned`], the maps and the TCX links are
+//! pinned (see [`pins`]): the programs keep enforcing after the process exits, and
+//! the next load re-uses the maps with their contents and replaces each link's
+//! program without a moment where the interface has none.
 
 // Unsafe code is needed in two places only: aya requires `unsafe impl Pod`
 // for the `#[repr(C)]` key and value types it copies to and from the kernel,
 // and tokio requires `unsafe` to watch the ring buffer's descriptor.
 #![allow(unsafe_code)]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap as StdHashMap};
+use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::tc::{self, SchedClassifierLink, TcAttachType};
+use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
+use aya::programs::tc::{self, SchedClassifierLink, TcAttachOptions, TcAttachType};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::util::KernelVersion;
-use aya::{Ebpf, EbpfError, Pod};
+use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use ipnet::IpNet;
 
 use crate::abi::{
@@ -25,8 +32,10 @@ use crate::abi::{
 };
 use crate::constants::monitor_aggregation;
 
+pub mod pins;
 mod reader;
 
+pub use pins::{remove_pins, PinState, DEFAULT_BPFFS};
 pub use reader::{EventReader, ReaderStats, EVENT_CHANNEL_CAPACITY};
 
 /// The compiled programs, aligned for the ELF parser.
@@ -149,6 +158,34 @@ pub enum LoaderError {
     /// `BPF_ENABLE_STATS` failed.
     #[error("enabling BPF run-time statistics failed: {0}")]
     Stats(#[source] std::io::Error),
+    /// The pin directory cannot be used.
+    #[error("BPF pin directory {path}: {reason}")]
+    PinDir {
+        /// The directory (or the file in it).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A pinned map cannot be re-used by this build.
+    #[error(
+        "pinned map {path} does not fit this datapath: {reason}; remove the old \
+         datapath with `hubble-agent cleanup` (policy is not enforced until the agent \
+         is up again)"
+    )]
+    PinnedMap {
+        /// The pin.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// Pinning or unpinning a link failed.
+    #[error("pinning {path}: {reason}")]
+    Pin {
+        /// The pin.
+        path: PathBuf,
+        /// The error.
+        reason: String,
+    },
 }
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> LoaderError {
@@ -185,9 +222,16 @@ pub struct StatsGuard {
 
 struct Attachment {
     ifindex: u32,
-    // Dropping a link detaches it (TCX link fd closed or clsact filter
-    // removed).
-    _links: [SchedClassifierLink; 2],
+    _links: AttachmentLinks,
+}
+
+enum AttachmentLinks {
+    // Dropping a link detaches it (TCX link fd closed or clsact filter removed);
+    // the links are held only for that.
+    Owned(#[allow(dead_code)] [SchedClassifierLink; 2]),
+    // Dropping closes the descriptors only: the pins keep the programs attached
+    // until they are removed.
+    Pinned([PinnedLink; 2]),
 }
 
 /// The loaded datapath: programs, maps and attachments.
@@ -201,12 +245,48 @@ pub struct Datapath {
     config: Array<MapData, DatapathConfigValue>,
     lost: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    /// Where maps and links are pinned, when they are.
+    pin_dir: Option<PathBuf>,
+    pin_state: PinState,
 }
 
 impl Datapath {
-    /// Loads the embedded object into the kernel and writes `config`.
+    /// Loads the embedded object into the kernel and writes `config`. Nothing is
+    /// pinned: everything goes away with the [`Datapath`].
     pub fn load(config: DatapathConfig) -> Result<Self, LoaderError> {
-        let mut ebpf = Ebpf::load(DATAPATH_OBJECT).map_err(|e| LoaderError::Load(Box::new(e)))?;
+        let ebpf = Ebpf::load(DATAPATH_OBJECT).map_err(|e| LoaderError::Load(Box::new(e)))?;
+        Self::from_ebpf(ebpf, config, None, PinState::default())
+    }
+
+    /// Loads the embedded object with every map pinned in `pin_dir` (on a BPF file
+    /// system; one is mounted on [`DEFAULT_BPFFS`] when `pin_dir` is below it and
+    /// none is). Maps already pinned there are re-used with their contents after a
+    /// check that they fit this build; TCX links made by [`Datapath::attach`] are
+    /// pinned there too, so the datapath keeps enforcing after the process exits.
+    pub fn load_pinned(config: DatapathConfig, pin_dir: &Path) -> Result<Self, LoaderError> {
+        let mounted_bpffs = pins::prepare(pin_dir)?;
+        let mut pin_state = pins::check_pinned_maps(pin_dir)?;
+        pin_state.mounted_bpffs = mounted_bpffs;
+        let paths: Vec<(&'static str, PathBuf)> = pins::MAP_NAMES
+            .iter()
+            .map(|name| (*name, pin_dir.join(name)))
+            .collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader
+            .load(DATAPATH_OBJECT)
+            .map_err(|e| LoaderError::Load(Box::new(e)))?;
+        Self::from_ebpf(ebpf, config, Some(pin_dir.to_path_buf()), pin_state)
+    }
+
+    fn from_ebpf(
+        mut ebpf: Ebpf,
+        config: DatapathConfig,
+        pin_dir: Option<PathBuf>,
+        pin_state: PinState,
+    ) -> Result<Self, LoaderError> {
         for name in [FROM_CONTAINER, TO_CONTAINER] {
             program_mut(&mut ebpf, name)?
                 .load()
@@ -234,9 +314,21 @@ impl Datapath {
             config: config_map,
             lost,
             events: Some(events),
+            pin_dir,
+            pin_state,
         };
         datapath.set_config(config)?;
         Ok(datapath)
+    }
+
+    /// What [`Datapath::load_pinned`] found (all zero for [`Datapath::load`]).
+    pub fn pin_state(&self) -> PinState {
+        self.pin_state
+    }
+
+    /// The pin directory, when the datapath is pinned.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
     }
 
     /// Rewrites the CONFIG map; takes effect for the next packet.
@@ -268,16 +360,61 @@ impl Datapath {
             // when attaching below.
             let _ = tc::qdisc_add_clsact(ifname);
         }
-        let ingress = self.attach_one(FROM_CONTAINER, ifname, TcAttachType::Ingress)?;
-        let egress = self.attach_one(TO_CONTAINER, ifname, TcAttachType::Egress)?;
+        let links = match (&self.pin_dir, tcx) {
+            (Some(dir), true) => {
+                let dir = dir.clone();
+                AttachmentLinks::Pinned([
+                    self.attach_pinned(FROM_CONTAINER, ifname, TcAttachType::Ingress, &dir)?,
+                    self.attach_pinned(TO_CONTAINER, ifname, TcAttachType::Egress, &dir)?,
+                ])
+            }
+            _ => AttachmentLinks::Owned([
+                self.attach_one(FROM_CONTAINER, ifname, TcAttachType::Ingress)?,
+                self.attach_one(TO_CONTAINER, ifname, TcAttachType::Egress)?,
+            ]),
+        };
         self.attachments.insert(
             ifname.to_string(),
             Attachment {
                 ifindex,
-                _links: [ingress, egress],
+                _links: links,
             },
         );
         Ok(ifindex)
+    }
+
+    /// Attaches `program` in front of whatever runs on the hook (a previous agent's
+    /// program, which reads the same maps), then replaces the previous pin with the
+    /// new link: the old link detaches only once the new one is in place.
+    fn attach_pinned(
+        &mut self,
+        program: &'static str,
+        ifname: &str,
+        hook: TcAttachType,
+        dir: &Path,
+    ) -> Result<PinnedLink, LoaderError> {
+        let attach_err = |source| LoaderError::Attach {
+            program,
+            interface: ifname.to_string(),
+            source: Box::new(source),
+        };
+        let prog = program_mut(&mut self.ebpf, program)?;
+        let link_id = prog
+            .attach_with_options(ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::first()))
+            .map_err(attach_err)?;
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        let path = pins::link_pin(dir, ifname, hook_name(hook));
+        let pin_err = |reason: String| LoaderError::Pin {
+            path: path.clone(),
+            reason,
+        };
+        let link = FdLink::try_from(link).map_err(|e| pin_err(e.to_string()))?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(pin_err(format!("removing the previous link: {e}"))),
+        }
+        link.pin(&path).map_err(|e| pin_err(e.to_string()))
     }
 
     fn attach_one(
@@ -296,10 +433,38 @@ impl Datapath {
         prog.take_link(link_id).map_err(attach_err)
     }
 
-    /// Detaches both programs from `ifname`; unknown names are a no-op.
+    /// Detaches both programs from `ifname` (removing their pins); unknown names are
+    /// a no-op.
     pub fn detach(&mut self, ifname: &str) -> Result<(), LoaderError> {
-        self.attachments.remove(ifname);
+        if let Some(attachment) = self.attachments.remove(ifname) {
+            if let AttachmentLinks::Pinned(links) = attachment._links {
+                for link in links {
+                    let _ = link.unpin();
+                }
+            }
+        }
+        if let Some(dir) = &self.pin_dir {
+            for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+                let _ = std::fs::remove_file(pins::link_pin(dir, ifname, hook_name(hook)));
+            }
+        }
         Ok(())
+    }
+
+    /// Removes the link pins of interfaces for which `keep` is false (endpoints that
+    /// went away while no agent ran); returns their names.
+    pub fn retain_link_pins(&mut self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let Some(dir) = &self.pin_dir else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for (ifname, path) in pins::pinned_interfaces(dir) {
+            if !keep(&ifname) && std::fs::remove_file(&path).is_ok() {
+                removed.push(ifname);
+            }
+        }
+        removed.dedup();
+        removed
     }
 
     /// Names and ifindexes of the attached interfaces.
@@ -339,26 +504,58 @@ impl Datapath {
         ignore_missing(self.ipcache.remove(&ipcache_key(prefix))).map_err(map_err("IPCACHE"))
     }
 
-    /// Makes the policy map equal to `entries`: inserts and updates first,
-    /// then deletes keys no longer wanted, so a connection allowed before
-    /// and after the change is never denied in between.
-    pub fn sync_policy(&mut self, entries: &[(PolicyKey, PolicyValue)]) -> Result<(), LoaderError> {
+    /// Makes the policy map equal to `entries` by writing only the differences:
+    /// new and changed entries first, then deletes of keys no longer wanted, so a
+    /// connection allowed before and after the change is never denied in between
+    /// and entries that stay are never touched. Returns (written, deleted).
+    pub fn sync_policy(
+        &mut self,
+        entries: &[(PolicyKey, PolicyValue)],
+    ) -> Result<(usize, usize), LoaderError> {
+        let mut current: StdHashMap<PolicyKey, PolicyValue> =
+            self.policy_entries()?.into_iter().collect();
+        let mut written = 0;
         for (key, value) in entries {
+            if current.remove(key).as_ref() == Some(value) {
+                continue;
+            }
             self.policy
                 .insert(key, value, 0)
                 .map_err(map_err("POLICY"))?;
+            written += 1;
         }
-        let wanted: HashSet<PolicyKey> = entries.iter().map(|(key, _)| *key).collect();
-        let stale = self
-            .policy
+        // What is left in `current` is no longer wanted (keys listed twice in
+        // `entries` were removed from it at the first).
+        let wanted: std::collections::HashSet<&PolicyKey> =
+            entries.iter().map(|(k, _)| k).collect();
+        let stale: Vec<PolicyKey> = current
+            .into_keys()
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for key in &stale {
+            ignore_missing(self.policy.remove(key)).map_err(map_err("POLICY"))?;
+        }
+        Ok((written, stale.len()))
+    }
+
+    /// The ipcache's contents (prefix -> entry), e.g. as left by a previous agent.
+    pub fn ipcache_entries(&self) -> Result<Vec<(IpNet, IpcacheEntry)>, LoaderError> {
+        let mut entries = Vec::new();
+        for item in self.ipcache.iter() {
+            let (key, value) = item.map_err(map_err("IPCACHE"))?;
+            if let Some(prefix) = ipcache_prefix(&key) {
+                entries.push((prefix, value));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The ifindexes in the endpoints map, e.g. as left by a previous agent.
+    pub fn endpoint_ifindexes(&self) -> Result<Vec<u32>, LoaderError> {
+        self.endpoints
             .keys()
-            .filter_map(|key| key.ok())
-            .filter(|key| !wanted.contains(key))
-            .collect::<Vec<_>>();
-        for key in stale {
-            ignore_missing(self.policy.remove(&key)).map_err(map_err("POLICY"))?;
-        }
-        Ok(())
+            .collect::<Result<_, _>>()
+            .map_err(map_err("ENDPOINTS"))
     }
 
     /// The current policy map contents.
@@ -443,6 +640,32 @@ fn ifindex_of(ifname: &str) -> Result<u32, LoaderError> {
         interface: ifname.to_string(),
         source,
     })
+}
+
+fn hook_name(hook: TcAttachType) -> &'static str {
+    match hook {
+        TcAttachType::Ingress => "ingress",
+        _ => "egress",
+    }
+}
+
+/// The prefix of an ipcache key, the inverse of [`ipcache_key`].
+fn ipcache_prefix(key: &Key<IpcacheKeyData>) -> Option<IpNet> {
+    let data = key.data();
+    let len = u8::try_from(
+        key.prefix_len()
+            .checked_sub(crate::abi::IPCACHE_PREFIX_OFFSET_BITS)?,
+    )
+    .ok()?;
+    let addr = match data.family {
+        crate::abi::FAMILY_IPV4 => {
+            let [a, b, c, d, ..] = data.addr;
+            std::net::IpAddr::from([a, b, c, d])
+        }
+        crate::abi::FAMILY_IPV6 => std::net::IpAddr::from(data.addr),
+        _ => return None,
+    };
+    IpNet::new(addr, len).ok()
 }
 
 fn ipcache_key(prefix: IpNet) -> Key<IpcacheKeyData> {

@@ -87,6 +87,19 @@ pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
                 .push(format!("removing {}: {error}", tree.display())),
         }
     }
+    // The BPF file system goes once its pins are gone (with the trees above).
+    for mount in state.mounts.iter().rev() {
+        match nix::mount::umount(mount.as_path()) {
+            Ok(()) => {
+                let _ = writeln!(out, "  unmounted {}", mount.display());
+            }
+            // Not mounted (any more).
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(errno) => report
+                .failures
+                .push(format!("unmounting {}: {errno}", mount.display())),
+        }
+    }
     // Links first: deleting a root-side veth removes its pair at once, while a
     // namespace's links disappear asynchronously after the namespace is deleted.
     for link in state.links.iter().rev() {

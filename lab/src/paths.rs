@@ -56,6 +56,22 @@ impl RunLayout {
         self.root.join(format!("node{index}"))
     }
 
+    /// The BPF file system the lab mounts for the agents' pins (visible inside the
+    /// node namespaces, unlike `/sys/fs/bpf`, which `ip netns exec` hides).
+    pub fn bpffs_dir(&self) -> PathBuf {
+        self.root.join("bpffs")
+    }
+
+    /// Where the agent of node `index` pins its datapath's maps and links.
+    pub fn pin_dir(&self, index: u8) -> PathBuf {
+        self.bpffs_dir().join(format!("node{index}"))
+    }
+
+    /// Where the agent of node `index` keeps its policy, endpoints and identities.
+    pub fn agent_state_dir(&self, index: u8) -> PathBuf {
+        self.node_dir(index).join("state")
+    }
+
     /// Endpoints directory the agent of node `index` watches.
     pub fn endpoints_dir(&self, index: u8) -> PathBuf {
         self.node_dir(index).join("endpoints")

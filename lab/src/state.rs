@@ -80,6 +80,10 @@ pub struct LabState {
     /// Flow export files of the agents: `down` removes each with its rotated backups.
     #[serde(default)]
     pub export_files: Vec<PathBuf>,
+    /// File systems the lab mounted (the agents' BPF file system), unmounted by
+    /// `down` after the trees in them are removed.
+    #[serde(default)]
+    pub mounts: Vec<PathBuf>,
     /// True once `up` finished.
     pub complete: bool,
 }

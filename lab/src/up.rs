@@ -125,6 +125,7 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
             relay_address: relay_bin.as_ref().map(|_| config.relay_address.clone()),
             export: config.export,
             export_files: Vec::new(),
+            mounts: Vec::new(),
             complete: false,
         },
     );
@@ -153,6 +154,7 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
             &agent_bin,
             &mut state,
         )?;
+        mount_bpffs(&layout, &mut state)?;
         start_agents(config, &layout, &topology, &agent_bin, &mut state)?;
         if let Some(relay_bin) = relay_bin {
             start_relay(&layout, &relay_bin, &config.relay_address, &mut state)?;
@@ -405,6 +407,28 @@ fn start_workloads(
     Ok(())
 }
 
+/// Mounts the BPF file system the agents pin their datapath in, so that it stays in
+/// force while an agent is down or restarting; `down` removes the pins and unmounts it.
+fn mount_bpffs(layout: &RunLayout, state: &mut StateFile) -> Result<()> {
+    let dir = layout.bpffs_dir();
+    record_dir(state, &dir)?;
+    state.record(|state| state.mounts.push(dir.clone()))?;
+    nix::mount::mount(
+        Some("bpf"),
+        &dir,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|errno| {
+        LabError::io(
+            "mounting a BPF file system on",
+            &dir,
+            std::io::Error::from(errno),
+        )
+    })
+}
+
 fn start_agents(
     config: &UpConfig,
     layout: &RunLayout,
@@ -437,6 +461,17 @@ pub fn start_agent(
     for file in [&socket, &admin, &log] {
         record_file(state, file)?;
     }
+    // The agent's state and pins outlive it (a restart restores them); `down` removes
+    // both trees.
+    let state_dir = layout.agent_state_dir(node.index);
+    let pin_dir = layout.pin_dir(node.index);
+    state.record(|state| {
+        for tree in [&state_dir, &pin_dir] {
+            if !state.trees.contains(tree) {
+                state.trees.push(tree.clone());
+            }
+        }
+    })?;
     let path = |path: PathBuf| path.display().to_string();
     let tls = tls::node_files(layout, cluster_name, &node.name, agent_bin)?;
     let mut args = vec![
@@ -460,6 +495,10 @@ pub fn start_agent(
         format!("0.0.0.0:{}", crate::topology::AGENT_PORT),
         "--metrics-address".to_string(),
         "0.0.0.0:9965".to_string(),
+        "--state-dir".to_string(),
+        path(state_dir),
+        "--bpf-pin-dir".to_string(),
+        path(pin_dir),
     ];
     match &state.state.kvstore_endpoint {
         // The cluster store gives every agent the node list, identities and ipcache.

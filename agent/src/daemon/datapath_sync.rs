@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,22 +35,47 @@ pub struct DatapathSync {
     kernel_lost: u64,
     /// Pods of the other nodes of a cluster.
     remote: Option<RemoteEndpoints>,
+    /// Endpoint map keys left by a previous agent, checked at the first sync.
+    inherited_endpoints: BTreeSet<u32>,
 }
 
 impl DatapathSync {
-    /// Loads the programs and maps.
-    pub fn load(monitor_aggregation: u32, host_addresses: Vec<IpAddr>) -> Result<Self> {
-        let datapath = Datapath::load(DatapathConfig {
+    /// Loads the programs and maps; with `pin_dir`, pinned there (re-using the maps a
+    /// previous agent left, with what they hold, so enforcement never stops).
+    pub fn load(
+        monitor_aggregation: u32,
+        host_addresses: Vec<IpAddr>,
+        pin_dir: Option<&Path>,
+    ) -> Result<Self> {
+        let config = DatapathConfig {
             monitor_aggregation,
             ..Default::default()
-        })?;
+        };
+        let datapath = match pin_dir {
+            Some(dir) => Datapath::load_pinned(config, dir)?,
+            None => Datapath::load(config)?,
+        };
+        // Start from what the maps hold (a previous agent's contents), so that every
+        // sync writes only differences and removes what is no longer wanted.
+        let ipcache = datapath.ipcache_entries()?.into_iter().collect();
+        let inherited_endpoints = datapath.endpoint_ifindexes()?.into_iter().collect();
+        let pins = datapath.pin_state();
+        if let Some(dir) = datapath.pin_dir() {
+            tracing::info!(
+                dir = %dir.display(),
+                reused_maps = pins.reused_maps,
+                mounted_bpffs = pins.mounted_bpffs,
+                "datapath pinned"
+            );
+        }
         Ok(Self {
             datapath,
             host_addresses,
             attached: BTreeMap::new(),
-            ipcache: BTreeMap::new(),
+            ipcache,
             kernel_lost: 0,
             remote: None,
+            inherited_endpoints,
         })
     }
 
@@ -114,6 +140,22 @@ impl DatapathSync {
                 ),
             }
         }
+        // Endpoints a previous agent programmed that are gone now.
+        for ifindex in std::mem::take(&mut self.inherited_endpoints) {
+            if !wanted_links.values().any(|i| *i == ifindex) {
+                let _ = self.datapath.remove_endpoint(ifindex);
+            }
+        }
+        let interfaces: BTreeSet<&str> = endpoints
+            .iter()
+            .map(|(endpoint, _)| endpoint.spec.interface.as_str())
+            .collect();
+        for name in self
+            .datapath
+            .retain_link_pins(|name| interfaces.contains(name))
+        {
+            tracing::info!("removed the pinned programs of {name} (no endpoint uses it)");
+        }
         // Endpoints that went away: forget their entry and detach.
         for (name, ifindex) in std::mem::take(&mut self.attached) {
             if wanted_links.get(&name) != Some(&ifindex) {
@@ -169,11 +211,13 @@ impl DatapathSync {
                 (key, value)
             })
             .collect();
-        self.datapath.sync_policy(&entries)?;
+        let (written, deleted) = self.datapath.sync_policy(&entries)?;
         tracing::info!(
             endpoints = self.attached.len(),
             ipcache = self.ipcache.len(),
             policy_entries = entries.len(),
+            policy_written = written,
+            policy_deleted = deleted,
             revision = state.policy_revision(),
             "datapath in sync"
         );
@@ -197,17 +241,26 @@ impl DatapathSync {
 }
 
 /// Syncs on every state change and reports kernel loss, until `shutdown`.
+///
+/// The first sync waits for `ready` (in a cluster: etcd's identities and pods listed
+/// once, bounded), while the maps keep what they hold.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut sync: DatapathSync,
     state: Arc<AgentState>,
     links: Links,
     ingest: IngestHandle,
     hooks: FlowHooks,
+    ready: impl std::future::Future<Output = ()>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut changes = state.subscribe_changes();
     let mut tick = tokio::time::interval(LOST_CHECK_INTERVAL);
     tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => return,
+        _ = ready => {}
+    }
     let generation = *changes.borrow_and_update();
     match sync.sync(&state, &links) {
         Ok(()) => state.mark_realized(generation),

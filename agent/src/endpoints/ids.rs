@@ -38,6 +38,20 @@ impl EndpointIds {
         Ok(id)
     }
 
+    /// Gives `key` the id `id` (restored after a restart); false when the key or the
+    /// id is already taken or the id is out of range.
+    pub fn reserve(&mut self, key: &str, id: u16) -> bool {
+        if !(1..=MAX_ENDPOINT_ID).contains(&id)
+            || self.by_key.contains_key(key)
+            || self.in_use.contains_key(&id)
+        {
+            return false;
+        }
+        self.by_key.insert(key.to_string(), id);
+        self.in_use.insert(id, key.to_string());
+        true
+    }
+
     /// Frees the id of `key`.
     pub fn release(&mut self, key: &str) {
         if let Some(id) = self.by_key.remove(key) {

@@ -33,6 +33,25 @@ impl Scanner {
         }
     }
 
+    /// A scanner that already knows `known` (endpoints restored after a restart): the
+    /// first scan reports only what changed since, including files that went away,
+    /// and the known endpoints keep their ids.
+    pub(crate) fn with_known(dir: PathBuf, known: &[WatchedEndpoint]) -> Self {
+        let mut scanner = Scanner::new(dir);
+        for endpoint in known {
+            if scanner.ids.reserve(&id_key(&endpoint.path), endpoint.id) {
+                scanner.files.insert(
+                    endpoint.path.clone(),
+                    FileState {
+                        endpoint: Some(endpoint.clone()),
+                        reported: None,
+                    },
+                );
+            }
+        }
+        scanner
+    }
+
     /// Compares the directory with the known state and returns the changes.
     pub(crate) fn scan(&mut self) -> Vec<EndpointEvent> {
         let present = match list_endpoint_files(&self.dir) {

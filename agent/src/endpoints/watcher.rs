@@ -41,6 +41,9 @@ pub struct WatcherConfig {
     /// Whether to ask the kernel for change notifications (turn off on file
     /// systems without them; the periodic rescan still runs).
     pub notifications: bool,
+    /// Endpoints already known (restored after a restart): the first scan reports
+    /// only their changes and removals.
+    pub known: Vec<WatchedEndpoint>,
 }
 
 impl WatcherConfig {
@@ -50,6 +53,7 @@ impl WatcherConfig {
             dir: dir.into(),
             rescan_interval: DEFAULT_RESCAN_INTERVAL,
             notifications: true,
+            known: Vec::new(),
         }
     }
 }
@@ -142,7 +146,7 @@ pub fn watch_endpoints(
     let task = tokio::spawn(async move {
         // Keep the notifier alive as long as the task runs.
         let _notifier = notifier;
-        let mut scanner = Scanner::new(config.dir.clone());
+        let mut scanner = Scanner::with_known(config.dir.clone(), &config.known);
         let mut ticker = tokio::time::interval(config.rescan_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -77,6 +77,32 @@ impl CidrIdentities {
         Ok(())
     }
 
+    /// A table holding exactly `entries` (as saved before a restart), numbering on
+    /// after the highest. Entries that are not CIDR identities, or that repeat a
+    /// prefix or a number, are an error naming them.
+    pub fn restored(entries: &[(IpNet, Identity)]) -> Result<Self, String> {
+        let mut table = CidrIdentities::new();
+        for (prefix, id) in entries {
+            let prefix = prefix.trunc();
+            if !id.is_cidr() {
+                return Err(format!("{id} ({prefix}) is not a CIDR identity"));
+            }
+            if table.by_prefix.insert(prefix, *id).is_some()
+                || table.by_id.insert(*id, prefix).is_some()
+            {
+                return Err(format!("{prefix} or {id} appears twice"));
+            }
+            if id.0 >= table.next {
+                table.next = if id.0 >= MAX_CIDR_IDENTITY {
+                    CIDR_IDENTITY_BASE
+                } else {
+                    id.0 + 1
+                };
+            }
+        }
+        Ok(table)
+    }
+
     /// The identity of a prefix, if the table holds it.
     pub fn get(&self, prefix: &IpNet) -> Option<Identity> {
         self.by_prefix.get(&prefix.trunc()).copied()

@@ -117,6 +117,46 @@ impl LocalIdentityAllocator {
         Ok(true)
     }
 
+    /// Synchronous restore, shared by the trait method.
+    pub fn restore_now(&self, identity: Identity, labels: &LabelSet) -> Result<(), IdentityError> {
+        if identity.reserved().is_some() && ReservedIdentity::from_labels(labels).is_some() {
+            return Ok(());
+        }
+        check_allocatable(labels)?;
+        let conflict = |known| IdentityError::Conflict {
+            restored: identity,
+            labels: labels.to_string(),
+            known,
+        };
+        if !(self.first..=self.last).contains(&identity.0) {
+            return Err(conflict(identity));
+        }
+        let mut state = self.state();
+        match (
+            state.by_labels.get(labels).copied(),
+            state.by_id.get(&identity),
+        ) {
+            (Some(known), _) if known != identity => return Err(conflict(known)),
+            (None, Some(_)) => return Err(conflict(identity)),
+            _ => {}
+        }
+        let entry = state.by_id.entry(identity).or_insert_with(|| Entry {
+            labels: labels.clone(),
+            references: 0,
+        });
+        entry.references += 1;
+        state.by_labels.insert(labels.clone(), identity);
+        // Continue numbering after the highest restored number, as before the restart.
+        if identity.0 >= state.next {
+            state.next = if identity.0 >= self.last {
+                self.first
+            } else {
+                identity.0 + 1
+            };
+        }
+        Ok(())
+    }
+
     /// The number of references held on an identity (0 when not allocated).
     pub fn references(&self, identity: Identity) -> u64 {
         self.state()
@@ -147,6 +187,10 @@ impl IdentityAllocator for LocalIdentityAllocator {
     fn release(&self, identity: Identity) -> AllocatorFuture<'_, bool> {
         let result = self.release_now(identity);
         Box::pin(async move { result })
+    }
+
+    fn restore(&self, identity: Identity, labels: &LabelSet) -> Result<(), IdentityError> {
+        self.restore_now(identity, labels)
     }
 
     fn lookup(&self, identity: Identity) -> Option<LabelSet> {

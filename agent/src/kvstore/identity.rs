@@ -258,6 +258,37 @@ impl IdentityAllocator for EtcdIdentityAllocator {
         Box::pin(async move { result })
     }
 
+    /// Puts a restored identity into the cache (unless etcd's listing already gave
+    /// these labels or this number to something else) and takes a local reference,
+    /// which publishes this node's reference key. The agent re-checks every endpoint
+    /// against the cache whenever etcd's identities change, so a number etcd
+    /// disagrees with is replaced by etcd's.
+    fn restore(&self, identity: Identity, labels: &LabelSet) -> Result<(), IdentityError> {
+        if identity.reserved().is_some() && ReservedIdentity::from_labels(labels).is_some() {
+            return Ok(());
+        }
+        check_allocatable(labels)?;
+        {
+            let mut cache = write(&self.cache);
+            let conflict = |known| IdentityError::Conflict {
+                restored: identity,
+                labels: labels.to_string(),
+                known,
+            };
+            match (
+                cache.by_labels.get(labels).copied(),
+                cache.by_id.get(&identity),
+            ) {
+                (Some(known), _) if known != identity => return Err(conflict(known)),
+                (None, Some(_)) => return Err(conflict(identity)),
+                _ => {}
+            }
+            cache.insert(identity, labels.clone());
+        }
+        self.take_reference(identity, labels);
+        Ok(())
+    }
+
     fn lookup(&self, identity: Identity) -> Option<LabelSet> {
         if let Some(reserved) = identity.reserved() {
             return Some(reserved.labels());

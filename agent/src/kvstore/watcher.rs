@@ -29,8 +29,10 @@ pub async fn run(
     prefix: String,
     handler: Arc<dyn WatchHandler>,
     mut shutdown: watch::Receiver<bool>,
+    listed: Arc<watch::Sender<usize>>,
 ) {
     let mut backoff = Backoff::default();
+    let mut first = Some(listed);
     loop {
         match watch_once(
             &connection,
@@ -38,6 +40,7 @@ pub async fn run(
             handler.as_ref(),
             &mut backoff,
             &mut shutdown,
+            &mut first,
         )
         .await
         {
@@ -64,6 +67,7 @@ async fn watch_once(
     handler: &dyn WatchHandler,
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
+    first: &mut Option<Arc<watch::Sender<usize>>>,
 ) -> Result<(), KvstoreError> {
     let mut client = connection.client().await?;
     let listed = client
@@ -76,6 +80,10 @@ async fn watch_once(
         .filter_map(|kv| Some((strip(prefix, kv.key())?.to_string(), kv.value().to_vec())))
         .collect();
     handler.snapshot(entries);
+    // Counts the prefixes listed at least once (see `Kvstore::wait_listed`).
+    if let Some(listed) = first.take() {
+        listed.send_modify(|n| *n += 1);
+    }
     let (_watcher, mut stream) = client
         .watch(
             prefix,

@@ -112,6 +112,14 @@ impl PolicyRepository {
         }
     }
 
+    /// A repository holding `rules` at `revision`, as saved before a restart.
+    pub fn restored(rules: Vec<Rule>, revision: u64) -> Self {
+        PolicyRepository {
+            rules,
+            revision: revision.max(1),
+        }
+    }
+
     /// The current revision.
     pub fn revision(&self) -> u64 {
         self.revision
