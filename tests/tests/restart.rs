@@ -56,6 +56,17 @@ fn lab_agent(lab: &Lab, args: &[&str]) -> Result<std::process::Output> {
     run_with_timeout(&mut cmd, COMMAND_TIMEOUT)
 }
 
+/// Waits until `endpoint list` prints exactly `expected` (the same ids, identities and
+/// enforcement, and `ready` once the restarted agent has synced its datapath).
+fn same_endpoints(lab: &Lab, expected: &str) -> Result<()> {
+    let mut last = String::new();
+    eventually(Duration::from_secs(30), || {
+        last = lab.agent(&["endpoint", "list"])?;
+        Ok((last == expected).then_some(()))
+    })
+    .with_context(|| format!("endpoints before:\n{expected}\nafter:\n{last}"))
+}
+
 fn agent_is_down(lab: &Lab) -> bool {
     std::os::unix::net::UnixStream::connect(lab.admin()).is_err()
 }
@@ -94,7 +105,7 @@ fn a_killed_agent_keeps_enforcing_and_restarts_with_its_state() -> Result<()> {
     let policy = lab.agent(&["policy", "get"])?;
     assert!(policy.contains("Revision: 2"), "{policy}");
     assert!(policy.contains("\"fromEndpoints\""), "{policy}");
-    assert_eq!(lab.agent(&["endpoint", "list"])?, endpoints);
+    same_endpoints(&lab, &endpoints)?;
     assert_eq!(lab.agent(&["identity", "list"])?, identities);
     assert_enforced(&lab, "after the restart")?;
 
@@ -125,7 +136,7 @@ fn a_killed_agent_keeps_enforcing_and_restarts_with_its_state() -> Result<()> {
     assert!(out.status.success(), "{out:?}");
     let policy = lab.agent(&["policy", "get"])?;
     assert!(policy.contains("Revision: 2"), "{policy}");
-    assert_eq!(lab.agent(&["endpoint", "list"])?, endpoints);
+    same_endpoints(&lab, &endpoints)?;
     assert_enforced(&lab, "after the repaired restart")?;
     Ok(())
 }
