@@ -146,7 +146,10 @@ async fn accept_loop(
             let _slot = slot;
             match dialer.dial().await {
                 Ok(tunnel) => {
-                    tunnel.pump(client).await;
+                    let pumped = tunnel.pump(client).await;
+                    if let (true, Some(failure)) = (report, pumped.failure) {
+                        eprintln!("port-forward: tunnel through {target} failed: {failure}");
+                    }
                 }
                 Err(reason) if report => {
                     eprintln!("port-forward: tunnel through {target} failed: {reason}");

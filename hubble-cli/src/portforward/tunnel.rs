@@ -284,8 +284,8 @@ impl Tunnel {
 
     /// Copies bytes both ways between `client` and the tunnel until both sides are done
     /// (the answer direction gets [`LINGER`] once the client has finished sending), then
-    /// ends the tunnel's process. Returns the bytes sent and received.
-    pub async fn pump(self, client: TcpStream) -> (u64, u64) {
+    /// ends the tunnel's process.
+    pub async fn pump(self, client: TcpStream) -> Pumped {
         let Tunnel {
             mut reader,
             mut writer,
@@ -315,10 +315,33 @@ impl Tunnel {
             let _ = client_writer.shutdown().await;
             n
         };
-        let counts = tokio::join!(up, down);
-        if let Some(process) = process {
-            process.stop().await;
+        let (sent, received) = tokio::join!(up, down);
+        let failure = match process {
+            // Nothing came back: say what the process said about it.
+            Some(mut process) if received == 0 => {
+                let said = process.failure("ssh").await;
+                process.stop().await;
+                Some(said)
+            }
+            Some(process) => {
+                process.stop().await;
+                None
+            }
+            None => None,
+        };
+        Pumped {
+            sent,
+            received,
+            failure,
         }
-        counts
     }
+}
+
+/// What one tunnelled connection carried.
+#[derive(Debug)]
+pub struct Pumped {
+    pub sent: u64,
+    pub received: u64,
+    /// Why the tunnel's process ended, when nothing came back through it.
+    pub failure: Option<String>,
 }
