@@ -44,7 +44,7 @@ pub use ports::{
     proto, Port, PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,
 };
 pub use repository::{DeleteSelector, ImportOutcome, PolicyRepository};
-pub use selector::{split_key, EndpointSelector, Operator, Requirement};
+pub use selector::{split_key, EndpointSelector, Operator, Requirement, MAX_SELECTOR_KEY_LEN};
 
 /// Errors of policy import and deletion.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,12 +13,21 @@ use crate::labels::{LabelSet, POD_NAMESPACE_KEY, SOURCE_ANY, SOURCE_K8S, SOURCE_
 /// Key prefix of labels Cilium derives from namespace labels.
 const NAMESPACE_LABELS_PREFIX: &str = "io.cilium.k8s.namespace.labels.";
 
+/// Longest selector key: a Cilium source, a 253-character DNS prefix, `/` and a
+/// 63-character name fit. The bound also keeps printed rules importable: YAML, which
+/// `policy import` reads, refuses mapping keys over 1024 characters.
+pub const MAX_SELECTOR_KEY_LEN: usize = 512;
+
 /// A Kubernetes-style label selector. An empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointSelector {
     /// Labels that must all be present with these values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "match_labels"
+    )]
     pub match_labels: BTreeMap<String, String>,
     /// Requirements that must all hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -60,6 +69,35 @@ struct RawRequirement {
     values: Vec<String>,
 }
 
+/// Checks a selector key: a Kubernetes label key (letters, digits, `-`, `_`, `.`,
+/// `/`), possibly after a source and `:`, of at most [`MAX_SELECTOR_KEY_LEN`] bytes.
+fn check_key(key: &str) -> Result<(), String> {
+    if key.len() > MAX_SELECTOR_KEY_LEN {
+        return Err(format!(
+            "label key {:?}... is {} characters long; the limit is {MAX_SELECTOR_KEY_LEN}",
+            key.chars().take(32).collect::<String>(),
+            key.len()
+        ));
+    }
+    match key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':')))
+    {
+        Some(bad) => Err(format!("invalid character {bad:?} in label key {key:?}")),
+        None => Ok(()),
+    }
+}
+
+fn match_labels<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let labels = BTreeMap::<String, String>::deserialize(deserializer)?;
+    for key in labels.keys() {
+        check_key(key).map_err(serde::de::Error::custom)?;
+    }
+    Ok(labels)
+}
+
 impl TryFrom<RawRequirement> for Requirement {
     type Error = String;
 
@@ -67,6 +105,7 @@ impl TryFrom<RawRequirement> for Requirement {
         if raw.key.is_empty() {
             return Err("matchExpressions key must not be empty".to_string());
         }
+        check_key(&raw.key)?;
         match raw.operator {
             Operator::In | Operator::NotIn if raw.values.is_empty() => Err(format!(
                 "operator {:?} on key {:?} needs at least one value",

@@ -323,3 +323,27 @@ fn printed_rules_import_as_themselves() {
     let again = parse_policy(&printed).expect("printed rules import");
     assert_eq!(again.rules, repo.rules());
 }
+
+#[test]
+fn selector_keys_are_label_keys() {
+    // Found by the policy_document fuzz target: a selector key of over 1024 characters
+    // was printed by `policy get` as a JSON key that YAML (and so `policy import`)
+    // refuses.
+    let long = "a".repeat(MAX_SELECTOR_KEY_LEN + 1);
+    let error = error_of(&format!(
+        "{HEADER}spec:\n  endpointSelector:\n    matchLabels: {{{long}: x}}\n"
+    ));
+    assert!(error.to_string().contains("the limit is 512"), "{error}");
+    assert_eq!(error.line(), Some(7));
+    let error = error_of(&format!(
+        "{HEADER}spec:\n  endpointSelector:\n    matchExpressions: [{{key: \"a b\", operator: Exists}}]\n"
+    ));
+    assert!(
+        error.to_string().contains("invalid character ' '"),
+        "{error}"
+    );
+    parse_policy(&format!(
+        "{HEADER}spec:\n  endpointSelector:\n    matchLabels: {{k8s:io.kubernetes.pod.namespace: default, any:app.kubernetes.io/name: x}}\n"
+    ))
+    .expect("label keys with sources");
+}
