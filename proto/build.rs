@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+#[path = "build/cel_gen.rs"]
+mod cel_gen;
 #[path = "build/json_gen.rs"]
 mod json_gen;
 
@@ -25,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let json = json_gen::generate(&descriptors, &["flow", "observer", "peer", "relay"]);
     std::fs::write(out_dir.join("hubble_json.rs"), json)?;
     println!("cargo:rerun-if-changed=build/json_gen.rs");
+    let cel = cel_gen::generate(&descriptors, &["flow"]);
+    std::fs::write(out_dir.join("hubble_cel.rs"), cel)?;
+    println!("cargo:rerun-if-changed=build/cel_gen.rs");
 
     tonic_build::configure()
         .build_server(true)

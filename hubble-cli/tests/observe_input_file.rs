@@ -113,6 +113,29 @@ fn pod_names_default_to_the_default_namespace_and_ips_compare_as_text() {
 }
 
 #[test]
+fn cel_expressions_filter_as_upstream() {
+    let cases = [
+        ("_flow.verdict == Verdict.DROPPED", 1),
+        ("_flow.source.namespace == \"default\"", 3),
+        ("_flow.l4.TCP.destination_port == 80u && !_flow.is_reply", 1),
+        ("_flow.l7.http.code >= 500u", 0),
+    ];
+    for (expr, want) in cases {
+        let out = hubble(&["--cel-expression", expr]);
+        assert!(out.status.success(), "{expr}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out).lines().count(),
+            want,
+            "{expr}: {}",
+            stdout(&out)
+        );
+    }
+    let out = hubble(&["--cel-expression", "_flow.verdict =="]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error compiling CEL expression \"_flow.verdict ==\": "));
+}
+
+#[test]
 fn filters_locally() {
     let out = hubble(&["--verdict", "DROPPED"]);
     assert!(out.status.success(), "{}", stderr(&out));

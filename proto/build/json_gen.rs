@@ -14,7 +14,7 @@ use prost_types::{DescriptorProto, FileDescriptorSet};
 /// Rust keywords that prost escapes as raw identifiers.
 const KEYWORDS: &[&str] = &["type", "match", "ref", "move", "in", "fn", "mod", "use"];
 
-fn field_ident(name: &str) -> String {
+pub fn field_ident(name: &str) -> String {
     let snake = name.to_snake_case();
     if KEYWORDS.contains(&snake.as_str()) {
         format!("r#{snake}")
@@ -25,7 +25,7 @@ fn field_ident(name: &str) -> String {
 
 /// Maps a fully qualified proto type name (`.flow.Flow.Nested`) to its Rust path from
 /// the crate root (`crate::flow::flow::Nested`).
-fn rust_path(full_name: &str) -> String {
+pub fn rust_path(full_name: &str) -> String {
     let parts: Vec<&str> = full_name.trim_start_matches('.').split('.').collect();
     let (package, rest) = parts.split_first().expect("a package-qualified type name");
     let mut path = format!("crate::{package}");

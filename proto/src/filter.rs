@@ -11,6 +11,7 @@ use regex::Regex;
 
 use crate::flow::{self, FlowFilter};
 
+pub mod cel;
 mod ip;
 mod labels;
 mod patterns;
@@ -52,8 +53,8 @@ pub enum FilterError {
     InvalidHttpStatus(String),
     #[error("filtering by {0} requires the event type filter to only match 'l7' events")]
     HttpNeedsL7(&'static str),
-    #[error("CEL expression filters are not supported: {0:?}")]
-    CelUnsupported(String),
+    #[error("error compiling CEL expression {expression:?}: {reason}")]
+    InvalidCel { expression: String, reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +101,7 @@ enum Predicate {
     IpTraceId(Vec<u64>),
     TrafficDirection(Vec<i32>),
     Interface(Vec<flow::NetworkInterface>),
+    Cel(cel::CelFilter),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,12 +449,13 @@ impl CompiledFilter {
         if !ff.interface.is_empty() {
             p.push(P::Interface(ff.interface.clone()));
         }
-        if let Some(expr) = ff
+        if let Some(exprs) = ff
             .experimental
             .as_ref()
-            .and_then(|e| e.cel_expression.first())
+            .map(|e| &e.cel_expression)
+            .filter(|e| !e.is_empty())
         {
-            return Err(FilterError::CelUnsupported(expr.clone()));
+            p.push(P::Cel(cel::CelFilter::compile(exprs)?));
         }
         Ok(Self { predicates: p })
     }
@@ -617,6 +620,8 @@ impl Predicate {
                         && (f.name.is_empty() || f.name == iface.name)
                 })
             }),
+            // CEL reads the whole flow: a compact store rebuilds it here.
+            Predicate::Cel(filter) => filter.matches(&flow.whole()),
         }
     }
 }

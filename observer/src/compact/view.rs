@@ -341,4 +341,11 @@ impl FlowView for StoredFlow<'_> {
             None => self.ctx().interface.as_ref(),
         }
     }
+
+    fn whole(&self) -> std::borrow::Cow<'_, Flow> {
+        match self.full() {
+            Some(f) => std::borrow::Cow::Borrowed(f),
+            None => std::borrow::Cow::Owned(self.to_flow()),
+        }
+    }
 }

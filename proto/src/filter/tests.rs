@@ -420,3 +420,52 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn cel_expressions_read_the_flow_as_upstream() {
+    let cel = |exprs: &[&str]| FlowFilter {
+        experimental: Some(crate::flow::flow_filter::Experimental {
+            cel_expression: strings(exprs),
+        }),
+        ..Default::default()
+    };
+    let tcp = xwing_to_deathstar();
+    let mut http = tcp.clone();
+    http.verdict = Verdict::Forwarded as i32;
+    http.l7 = Some(Layer7 {
+        record: Some(layer7::Record::Http(crate::flow::Http {
+            code: 503,
+            method: "GET".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    let s = |exprs: &[&str]| set(vec![cel(exprs)], vec![]);
+    assert!(s(&["_flow.l7.http.code >= 500u"]).matches(&http));
+    // An unset message reads as its defaults, as in protobuf.
+    assert!(!s(&["_flow.l7.http.code >= 500u"]).matches(&tcp));
+    assert!(s(&["_flow.l7.http.code == 0u"]).matches(&tcp));
+    assert!(
+        s(&["_flow.source.namespace == \"default\" && _flow.source.pod_name == \"xwing\""])
+            .matches(&tcp)
+    );
+    assert!(s(&["_flow.verdict == Verdict.DROPPED"]).matches(&tcp));
+    assert!(s(&["_flow.verdict == flow.Verdict.DROPPED"]).matches(&tcp));
+    assert!(!s(&["_flow.verdict == Verdict.DROPPED"]).matches(&http));
+    assert!(s(&["_flow.verdict == 2"]).matches(&tcp));
+    assert!(s(&["_flow.IP.destination.startsWith(\"10.200.\")"]).matches(&tcp));
+    assert!(s(&["_flow.l4.TCP.destination_port == 80u"]).matches(&tcp));
+    // Expressions of one filter are alternatives; an error or a non-bool is no match.
+    assert!(s(&["false", "_flow.verdict == Verdict.DROPPED"]).matches(&tcp));
+    assert!(!s(&["_flow.no_such_field == 1"]).matches(&tcp));
+    // A result that is not a bool is refused when compiled, as upstream's type check.
+    let err = FilterSet::compile(&[cel(&["_flow.source.pod_name"])], &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(r#"got "string", wanted "bool" result type"#),
+        "{err}"
+    );
+    // A compile error names the expression.
+    let err = FilterSet::compile(&[cel(&["_flow.verdict =="])], &[]).unwrap_err();
+    assert!(err.to_string().contains("\"_flow.verdict ==\""), "{err}");
+}

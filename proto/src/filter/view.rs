@@ -66,6 +66,8 @@ pub trait FlowView {
     fn trace_id(&self) -> &str;
     fn ip_trace_id(&self) -> u64;
     fn interface(&self) -> Option<&flow::NetworkInterface>;
+    /// The whole flow (for CEL expressions, which may read any field).
+    fn whole(&self) -> std::borrow::Cow<'_, Flow>;
 }
 
 // === impl FlowView for Flow ===
@@ -190,5 +192,8 @@ impl FlowView for Flow {
     }
     fn interface(&self) -> Option<&flow::NetworkInterface> {
         self.interface.as_ref()
+    }
+    fn whole(&self) -> std::borrow::Cow<'_, Flow> {
+        std::borrow::Cow::Borrowed(self)
     }
 }
