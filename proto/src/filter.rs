@@ -11,12 +11,14 @@ use regex::Regex;
 
 use crate::flow::{self, FlowFilter};
 
+mod budget;
 pub mod cel;
 mod ip;
 mod labels;
 mod patterns;
 mod view;
 
+pub use budget::{MAX_FILTER_VALUES, MAX_FLOW_FILTERS, MAX_REGEX_BYTES};
 pub use ip::FlowIp;
 pub use labels::{split_label, LabelSelector};
 pub use view::{tcp_flag_bits, FlowView, L4Protocol, TcpFlagBits};
@@ -48,6 +50,13 @@ pub enum FilterError {
         field: &'static str,
         pattern: String,
         reason: String,
+    },
+    #[error("request refused: {got} {what} exceed the limit {limit} ({max} per request)")]
+    LimitExceeded {
+        limit: &'static str,
+        max: usize,
+        what: &'static str,
+        got: usize,
     },
     #[error("invalid http status code filter: invalid status code prefix: {0:?}")]
     InvalidHttpStatus(String),
@@ -143,14 +152,15 @@ pub struct FilterSet {
 impl FilterSet {
     /// Compiles both lists, failing on the first bad value.
     pub fn compile(allow: &[FlowFilter], deny: &[FlowFilter]) -> Result<Self, FilterError> {
+        let regex_size = budget::check(allow, deny)?;
         Ok(Self {
             allow: allow
                 .iter()
-                .map(CompiledFilter::compile)
+                .map(|ff| CompiledFilter::compile_with(ff, regex_size))
                 .collect::<Result<_, _>>()?,
             deny: deny
                 .iter()
-                .map(CompiledFilter::compile)
+                .map(|ff| CompiledFilter::compile_with(ff, regex_size))
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -168,17 +178,36 @@ impl FilterSet {
     }
 }
 
-fn regexes(field: &'static str, patterns: &[String]) -> Result<Vec<Regex>, FilterError> {
+fn regexes(
+    field: &'static str,
+    patterns: &[String],
+    size_limit: usize,
+) -> Result<Vec<Regex>, FilterError> {
     patterns
         .iter()
         .map(|p| {
-            Regex::new(p).map_err(|e| FilterError::InvalidRegex {
-                field,
-                pattern: p.clone(),
-                reason: e.to_string(),
-            })
+            regex::RegexBuilder::new(p)
+                .size_limit(size_limit)
+                .build()
+                .map_err(|e| FilterError::InvalidRegex {
+                    field,
+                    pattern: p.clone(),
+                    reason: regex_error(&e, size_limit),
+                })
         })
         .collect()
+}
+
+/// A regex compile error; one over the size limit names the request's budget.
+fn regex_error(error: &regex::Error, size_limit: usize) -> String {
+    match error {
+        regex::Error::CompiledTooBig(_) => format!(
+            "compiled size over {size_limit} bytes, its share of the request's limit \
+             MAX_REGEX_BYTES ({} bytes for all regular expressions together)",
+            budget::MAX_REGEX_BYTES
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn namespaced_names(
@@ -273,6 +302,12 @@ fn http_status(values: &[String]) -> Result<Predicate, FilterError> {
 impl CompiledFilter {
     /// Compiles one FlowFilter.
     pub fn compile(ff: &FlowFilter) -> Result<Self, FilterError> {
+        let regex_size = budget::check(std::slice::from_ref(ff), &[])?;
+        Self::compile_with(ff, regex_size)
+    }
+
+    /// Compiles `ff` with each regex limited to `regex_size` bytes.
+    fn compile_with(ff: &FlowFilter, regex_size: usize) -> Result<Self, FilterError> {
         use Predicate as P;
         let mut p = Vec::new();
         if !ff.uuid.is_empty() {
@@ -347,17 +382,21 @@ impl CompiledFilter {
         if !ff.source_fqdn.is_empty() {
             p.push(P::Fqdn(
                 Side::Source,
-                patterns::compile_fqdn(&ff.source_fqdn)?,
+                patterns::compile_fqdn(&ff.source_fqdn, regex_size)?,
             ));
         }
         if !ff.destination_fqdn.is_empty() {
             p.push(P::Fqdn(
                 Side::Destination,
-                patterns::compile_fqdn(&ff.destination_fqdn)?,
+                patterns::compile_fqdn(&ff.destination_fqdn, regex_size)?,
             ));
         }
         if !ff.dns_query.is_empty() {
-            p.push(P::DnsQuery(regexes("DNS query", &ff.dns_query)?));
+            p.push(P::DnsQuery(regexes(
+                "DNS query",
+                &ff.dns_query,
+                regex_size,
+            )?));
         }
         for (of, selectors) in [
             (LabelsOf::Source, &ff.source_label),
@@ -400,11 +439,15 @@ impl CompiledFilter {
         }
         if !ff.http_path.is_empty() {
             require_l7("http path")?;
-            p.push(P::HttpPath(regexes("http path", &ff.http_path)?));
+            p.push(P::HttpPath(regexes(
+                "http path",
+                &ff.http_path,
+                regex_size,
+            )?));
         }
         if !ff.http_url.is_empty() {
             require_l7("http url")?;
-            p.push(P::HttpUrl(regexes("http url", &ff.http_url)?));
+            p.push(P::HttpUrl(regexes("http url", &ff.http_url, regex_size)?));
         }
         if !ff.http_header.is_empty() {
             require_l7("http headers")?;
@@ -420,7 +463,10 @@ impl CompiledFilter {
             ));
         }
         if !ff.node_name.is_empty() {
-            p.push(P::NodeName(patterns::compile_node_names(&ff.node_name)?));
+            p.push(P::NodeName(patterns::compile_node_names(
+                &ff.node_name,
+                regex_size,
+            )?));
         }
         for (side, names, field) in [
             (Side::Source, &ff.source_cluster_name, "source cluster name"),

@@ -35,7 +35,7 @@ fn push_name_pattern(out: &mut String, pattern: &str, whole: &str) -> Result<(),
 }
 
 /// Compiles FQDN patterns into one anchored regex.
-pub fn compile_fqdn(patterns: &[String]) -> Result<Regex, FilterError> {
+pub fn compile_fqdn(patterns: &[String], size_limit: usize) -> Result<Regex, FilterError> {
     let mut re = String::from(r"\A(?:");
     for (i, pattern) in patterns.iter().enumerate() {
         if i > 0 {
@@ -44,15 +44,18 @@ pub fn compile_fqdn(patterns: &[String]) -> Result<Regex, FilterError> {
         push_name_pattern(&mut re, pattern, pattern)?;
     }
     re.push_str(r")\z");
-    Regex::new(&re).map_err(|e| FilterError::InvalidPattern {
-        pattern: patterns.join(","),
-        reason: e.to_string(),
-    })
+    regex::RegexBuilder::new(&re)
+        .size_limit(size_limit)
+        .build()
+        .map_err(|e| FilterError::InvalidPattern {
+            pattern: patterns.join(","),
+            reason: super::regex_error(&e, size_limit),
+        })
 }
 
 /// Compiles node-name patterns (`[cluster/]node`) into one anchored regex that is
 /// matched against `cluster/node`.
-pub fn compile_node_names(patterns: &[String]) -> Result<Regex, FilterError> {
+pub fn compile_node_names(patterns: &[String], size_limit: usize) -> Result<Regex, FilterError> {
     let mut re = String::from(r"\A(?:");
     for (i, pattern) in patterns.iter().enumerate() {
         if i > 0 {
@@ -87,8 +90,11 @@ pub fn compile_node_names(patterns: &[String]) -> Result<Regex, FilterError> {
         }
     }
     re.push_str(r")\z");
-    Regex::new(&re).map_err(|e| FilterError::InvalidPattern {
-        pattern: patterns.join(","),
-        reason: e.to_string(),
-    })
+    regex::RegexBuilder::new(&re)
+        .size_limit(size_limit)
+        .build()
+        .map_err(|e| FilterError::InvalidPattern {
+            pattern: patterns.join(","),
+            reason: super::regex_error(&e, size_limit),
+        })
 }
