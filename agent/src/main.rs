@@ -37,8 +37,13 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Admin(AdminCommand),
-    /// Print the node's datapath events as they happen (like `cilium monitor -v`).
+    /// Print the node's datapath events as they happen (like `cilium monitor`; `-v`
+    /// prints each event with its packet's layers, like `cilium monitor -v`).
     Monitor {
+        /// Verbose: a header line and the packet's layers for each event (`-vv` is the
+        /// same: flows carry decoded fields, not the captured bytes).
+        #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+        verbose: u8,
         /// Only events of these types: drop, trace, policy-verdict.
         #[arg(short = 't', long = "type")]
         types: Vec<String>,
@@ -289,9 +294,11 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Admin(cmd)) => run_admin_command(cmd, &cli.daemon.admin_socket).await,
-        Some(Command::Monitor { types, unix_socket }) => {
-            agent::monitor::run(&unix_socket, &types).await
-        }
+        Some(Command::Monitor {
+            types,
+            unix_socket,
+            verbose,
+        }) => agent::monitor::run(&unix_socket, &types, verbose > 0).await,
         Some(Command::Cleanup {
             node_name,
             bpf_pin_dir,

@@ -1,5 +1,7 @@
-//! `hubble-agent monitor`: the node's datapath events as `cilium monitor -v` prints
-//! them, read from the agent's Hubble API on its Unix socket.
+//! `hubble-agent monitor`: the node's datapath events as `cilium monitor` prints them,
+//! read from the agent's Hubble API on its Unix socket. With `-v` each event is printed
+//! as `cilium monitor -v` does: a separator, a header line naming the endpoint, the
+//! observation point, state, interface and identities, then the packet's layers.
 
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use proto::observer::{
 const TYPES: &[(&str, i32)] = &[("drop", 1), ("trace", 4), ("policy-verdict", 5)];
 
 /// Follows the datapath events of the agent behind `socket`.
-pub async fn run(socket: &Path, types: &[String]) -> Result<()> {
+pub async fn run(socket: &Path, types: &[String], verbose: bool) -> Result<()> {
     let mut event_type = Vec::new();
     for name in types {
         let Some((_, number)) = TYPES.iter().find(|(n, _)| n == name) else {
@@ -46,6 +48,7 @@ pub async fn run(socket: &Path, types: &[String]) -> Result<()> {
     println!("Listening for events on {}", socket.display());
     while let Some(response) = stream.message().await.context("reading events")? {
         match response.response_types {
+            Some(ResponseTypes::Flow(flow)) if verbose => print!("{}", format_verbose(&flow)),
             Some(ResponseTypes::Flow(flow)) => println!("{}", format_event(&flow)),
             Some(ResponseTypes::LostEvents(lost)) => {
                 println!(
@@ -200,5 +203,198 @@ fn drop_reason_text(reason: flow::DropReason) -> &'static str {
         flow::DropReason::IpFragmentationNotSupported => "IP fragmentation not supported",
         flow::DropReason::PolicyDeny => "Policy denied by denylist",
         _ => "Dropped",
+    }
+}
+
+/// The separator `cilium monitor -v` prints before each event.
+const SEPARATOR: &str =
+    "------------------------------------------------------------------------------";
+
+/// One event in the verbose shape of `cilium monitor -v`: separator, header line, then
+/// one line per decoded layer (`Ethernet`, `IPv4`/`IPv6`, `TCP`/`UDP`/`ICMPv4`/`ICMPv6`,
+/// tab-separated as upstream's packet dissection). Fields the flow does not carry
+/// (CPU, mark, captured length) are left out rather than invented.
+pub fn format_verbose(f: &Flow) -> String {
+    let src = f.source.clone().unwrap_or_default();
+    let dst = f.destination.clone().unwrap_or_default();
+    let ifname = f
+        .interface
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
+    let kind = f.event_type.as_ref().map_or(0, |e| e.r#type);
+    let mut header = match kind {
+        1 => {
+            let reason = flow::DropReason::try_from(f.drop_reason_desc)
+                .map(|r| drop_reason_text(r).to_string())
+                .unwrap_or_else(|_| format!("{}", f.drop_reason_desc));
+            format!("FROM {} DROP: reason {reason}", src.id)
+        }
+        5 => {
+            let ingress = f.traffic_direction == flow::TrafficDirection::Ingress as i32;
+            let action = match flow::Verdict::try_from(f.verdict) {
+                Ok(flow::Verdict::Dropped) => "deny",
+                Ok(flow::Verdict::Audit) => "audit",
+                _ => "allow",
+            };
+            format!(
+                "POLICY VERDICT: local EP ID {}, {}, action {action}",
+                if ingress { dst.id } else { src.id },
+                if ingress { "ingress" } else { "egress" },
+            )
+        }
+        _ => {
+            let point = flow::TraceObservationPoint::try_from(f.trace_observation_point)
+                .map(|p| p.as_str_name().to_lowercase().replace('_', "-"))
+                .unwrap_or_default();
+            let state = flow::TraceReason::try_from(f.trace_reason)
+                .map(|r| r.as_str_name().to_lowercase())
+                .unwrap_or_default();
+            format!("FROM {} {point}: state {state}", src.id)
+        }
+    };
+    if !ifname.is_empty() {
+        header.push_str(&format!(", interface {ifname}"));
+    }
+    header.push_str(&format!(", identity {}->{}", src.identity, dst.identity));
+    if dst.id != 0 {
+        header.push_str(&format!(", to endpoint {}", dst.id));
+    }
+    let mut out = format!("{SEPARATOR}\n{header}\n");
+    for line in layers(f) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The packet's layers, one `Name\t{Field=value ...}` line each.
+fn layers(f: &Flow) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(eth) = &f.ethernet {
+        lines.push(format!(
+            "Ethernet\t{{SrcMAC={} DstMAC={}}}",
+            eth.source, eth.destination
+        ));
+    }
+    if let Some(ip) = &f.ip {
+        let version = if ip.ip_version == flow::IpVersion::IPv6 as i32 {
+            "IPv6"
+        } else {
+            "IPv4"
+        };
+        lines.push(format!(
+            "{version}\t{{SrcIP={} DstIP={}}}",
+            ip.source, ip.destination
+        ));
+    }
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(layer4::Protocol::Tcp(t)) => {
+            let flags = t.flags.unwrap_or_default();
+            lines.push(format!(
+                "TCP\t{{SrcPort={} DstPort={} FIN={} SYN={} RST={} PSH={} ACK={} URG={}}}",
+                t.source_port,
+                t.destination_port,
+                flags.fin,
+                flags.syn,
+                flags.rst,
+                flags.psh,
+                flags.ack,
+                flags.urg
+            ));
+        }
+        Some(layer4::Protocol::Udp(u)) => lines.push(format!(
+            "UDP\t{{SrcPort={} DstPort={}}}",
+            u.source_port, u.destination_port
+        )),
+        Some(layer4::Protocol::IcmPv4(i)) => {
+            lines.push(format!("ICMPv4\t{{TypeCode={}({})}}", i.r#type, i.code))
+        }
+        Some(layer4::Protocol::IcmPv6(i)) => {
+            lines.push(format!("ICMPv6\t{{TypeCode={}({})}}", i.r#type, i.code))
+        }
+        _ => {}
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_to_deathstar() -> Flow {
+        Flow {
+            event_type: Some(flow::CiliumEventType {
+                r#type: 4,
+                sub_type: 0,
+            }),
+            trace_observation_point: flow::TraceObservationPoint::ToEndpoint as i32,
+            trace_reason: flow::TraceReason::New as i32,
+            source: Some(flow::Endpoint {
+                id: 12,
+                identity: 257,
+                ..Default::default()
+            }),
+            destination: Some(flow::Endpoint {
+                id: 34,
+                identity: 256,
+                ..Default::default()
+            }),
+            interface: Some(flow::NetworkInterface {
+                index: 7,
+                name: "lxc1".into(),
+            }),
+            ethernet: Some(flow::Ethernet {
+                source: "aa:bb:cc:dd:ee:01".into(),
+                destination: "aa:bb:cc:dd:ee:02".into(),
+            }),
+            ip: Some(flow::Ip {
+                source: "10.200.1.12".into(),
+                destination: "10.200.1.10".into(),
+                ip_version: flow::IpVersion::IPv4 as i32,
+                ..Default::default()
+            }),
+            l4: Some(flow::Layer4 {
+                protocol: Some(layer4::Protocol::Tcp(flow::Tcp {
+                    source_port: 51000,
+                    destination_port: 80,
+                    flags: Some(flow::TcpFlags {
+                        syn: true,
+                        ..Default::default()
+                    }),
+                })),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn verbose_event_has_separator_header_and_layers() {
+        let text = format_verbose(&syn_to_deathstar());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], SEPARATOR);
+        assert_eq!(
+            lines[1],
+            "FROM 12 to-endpoint: state new, interface lxc1, identity 257->256, to endpoint 34"
+        );
+        assert_eq!(
+            lines[2],
+            "Ethernet\t{SrcMAC=aa:bb:cc:dd:ee:01 DstMAC=aa:bb:cc:dd:ee:02}"
+        );
+        assert_eq!(lines[3], "IPv4\t{SrcIP=10.200.1.12 DstIP=10.200.1.10}");
+        assert_eq!(
+            lines[4],
+            "TCP\t{SrcPort=51000 DstPort=80 FIN=false SYN=true RST=false PSH=false ACK=false URG=false}"
+        );
+        assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn summary_event_is_one_line() {
+        let text = format_event(&syn_to_deathstar());
+        assert_eq!(
+            text,
+            "-> endpoint 34 flow 0x0 , identity 257->256 state new ifindex lxc1: 10.200.1.12:51000 -> 10.200.1.10:80 tcp SYN"
+        );
     }
 }
