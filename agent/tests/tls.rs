@@ -134,8 +134,14 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
 
     let without = status(port, trusted.clone().domain_name(server_name)).await;
     let error = without.expect_err("a client without a certificate is refused");
+    // With TLS 1.3 the client's side of the handshake is over before the server reads
+    // its (empty) certificate, so the refusal reaches the client either as the server's
+    // alert or, when the request was already on its way, as the connection closing.
     assert!(
-        error.contains("CertificateRequired") || error.contains("certificate required"),
+        error.contains("CertificateRequired")
+            || error.contains("certificate required")
+            || error.contains("broken pipe")
+            || error.contains("connection reset"),
         "{error}"
     );
 

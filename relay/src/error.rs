@@ -106,6 +106,34 @@ pub fn status_message(status: &tonic::Status) -> String {
     message
 }
 
+/// A request the relay refuses before fanning it out (a filter the nodes would refuse).
+pub fn invalid_request(error: &proto::filter::FilterError) -> tonic::Status {
+    tonic::Status::invalid_argument(error.to_string())
+}
+
+/// What a client reads when a node's GetFlows fails: what happened, in plain words.
+/// A lost or refused connection names the node and its most concrete cause (the
+/// innermost error, e.g. `broken pipe`), not the transport's layers (`transport error:
+/// h2 protocol error: ...`); a refusal by the node itself (a bad filter, say) is the
+/// node's own message.
+pub fn node_failure_message(node: &str, status: &tonic::Status, streaming: bool) -> String {
+    if !is_connection_failure(status) {
+        return status_message(status);
+    }
+    use std::error::Error;
+    let mut cause = status.message().to_string();
+    let mut source = status.source();
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    if streaming {
+        format!("connection to {node} lost: {cause}")
+    } else {
+        format!("cannot reach {node}: {cause}")
+    }
+}
+
 /// Refuses a request that came without a client certificate when mutual TLS is on.
 // The shape is tonic's interceptor signature.
 #[allow(clippy::result_large_err)]
@@ -117,5 +145,53 @@ pub fn require_client_certificate(
         _ => Err(tonic::Status::unauthenticated(
             "client certificate required: this relay serves only clients that present a certificate signed by its client CA (see --tls-relay-client-ca-files)",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a cause, as hyper and h2 nest them.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn lost_connection_names_the_node_and_the_innermost_cause() {
+        let chain = Layer(
+            "h2 protocol error: error reading a body from connection",
+            Some(Box::new(Layer("broken pipe", None))),
+        );
+        let mut status = tonic::Status::unavailable("transport error");
+        status.set_source(std::sync::Arc::new(chain));
+        assert_eq!(
+            node_failure_message("node2", &status, true),
+            "connection to node2 lost: broken pipe"
+        );
+        assert_eq!(
+            node_failure_message("node2", &status, false),
+            "cannot reach node2: broken pipe"
+        );
+    }
+
+    #[test]
+    fn a_refusal_by_the_node_keeps_its_message() {
+        let status = tonic::Status::invalid_argument("invalid regex \"(\" in http_path");
+        assert_eq!(
+            node_failure_message("node2", &status, true),
+            "invalid regex \"(\" in http_path"
+        );
     }
 }

@@ -23,7 +23,7 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::error::{is_connection_failure, status_message};
+use crate::error::{is_connection_failure, node_failure_message};
 use crate::merge::SortBuffer;
 use crate::raw::{NodeFlowsCodec, RawResponse, RelayResponse};
 use metrics::RelayMetrics;
@@ -114,6 +114,21 @@ pub(crate) fn now_timestamp() -> Timestamp {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     timestamp_from_nanos(since_epoch.as_nanos() as i128)
+}
+
+/// Compiles the request's filters with the nodes' own filter engine (on a blocking
+/// thread: a request at the budget's limits takes real CPU) and drops the result.
+async fn validate(request: &GetFlowsRequest) -> Result<(), Status> {
+    let (allow, deny) = (request.whitelist.clone(), request.blacklist.clone());
+    match tokio::task::spawn_blocking(move || proto::filter::FilterSet::compile(&allow, &deny))
+        .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(crate::error::invalid_request(&error)),
+        Err(join) => Err(Status::internal(format!(
+            "checking the request's filters: {join}"
+        ))),
+    }
 }
 
 /// A node status event as the relay reports it.
@@ -238,7 +253,7 @@ impl NodeReader {
         };
         let mut stream = match result {
             Ok(response) => response.into_inner(),
-            Err(status) => return self.fail(status).await,
+            Err(status) => return self.fail(status, false).await,
         };
         loop {
             let message = tokio::select! {
@@ -276,7 +291,7 @@ impl NodeReader {
                         .await;
                     return;
                 }
-                Err(status) => return self.fail(status).await,
+                Err(status) => return self.fail(status, true).await,
             }
         }
     }
@@ -295,7 +310,9 @@ impl NodeReader {
             .remove(&self.name);
     }
 
-    async fn fail(self, status: Status) {
+    /// Reports the node's failure; `streaming` tells a connection lost mid-stream from
+    /// one that could not be made.
+    async fn fail(self, status: Status, streaming: bool) {
         self.leave();
         if self.sender.is_closed() {
             return;
@@ -303,7 +320,7 @@ impl NodeReader {
         if is_connection_failure(&status) {
             self.pool.report_offline(&self.name);
         }
-        let message = status_message(&status);
+        let message = node_failure_message(&self.name, &status, streaming);
         tracing::warn!(peer = %self.name, error = %message, "cannot retrieve flows from peer");
         let failed = NodeMessage::Failed {
             node: self.index,
@@ -500,6 +517,12 @@ async fn run(
     request: GetFlowsRequest,
     out: mpsc::Sender<Result<Vec<RelayResponse>, Status>>,
 ) {
+    // A request is checked once, here, before any node sees it: a filter that a node
+    // would refuse (a bad value, or over the request budget) never fans out.
+    if let Err(status) = validate(&request).await {
+        let _ = out.send(Err(status)).await;
+        return;
+    }
     let follow = request.follow;
     let peers = pool.list();
     let mut buffer_len = config.sort_buffer_len_max.max(1);

@@ -299,6 +299,16 @@ async fn a_follow_survives_a_node_dying_and_coming_back() -> anyhow::Result<()> 
         .find(|s| s.0 == NodeState::NodeError)
         .map(|s| s.2);
     println!("NODE_ERROR message: {message:?}");
+    let message = message.unwrap_or_default();
+    assert!(
+        message.starts_with("connection to node2 lost: ")
+            || message.starts_with("cannot reach node2: "),
+        "the node error says what happened in plain words: {message:?}"
+    );
+    assert!(
+        !message.contains("h2 protocol error") && !message.contains("transport error"),
+        "no transport jargon: {message:?}"
+    );
 
     let mark = seen.lock().expect("lock").len();
     let mut status_client = client.clone();
@@ -501,5 +511,48 @@ async fn large_histories_merge_in_exact_order() -> anyhow::Result<()> {
     let out_of_order = times.windows(2).filter(|w| w[0] > w[1]).count();
     assert_eq!(out_of_order, 0, "responses out of time order");
     drop(peer_service);
+    Ok(())
+}
+
+/// A request the nodes would refuse is refused by the relay itself, before it fans out:
+/// the recorded agents here ignore filters, so a forwarded request would come back with
+/// their flows instead of an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_request_is_refused_before_it_reaches_the_nodes() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let mut client = observer_client(cluster.relay.local_addr()).await?;
+
+    let bad_regex = GetFlowsRequest {
+        whitelist: vec![proto::flow::FlowFilter {
+            http_path: vec!["(".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let error = collect_all(&mut client, bad_regex)
+        .await
+        .expect_err("an invalid regex is refused");
+    let status = error.downcast::<tonic::Status>()?;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains('('), "{status:?}");
+
+    // The issue's request: 1,000 short regexes that each compile to megabytes.
+    let over_budget = GetFlowsRequest {
+        whitelist: vec![proto::flow::FlowFilter {
+            http_path: (0..1000).map(|n| format!(r"\w{{100}}{n}")).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let error = collect_all(&mut client, over_budget)
+        .await
+        .expect_err("a request over the regex budget is refused");
+    let status = error.downcast::<tonic::Status>()?;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("MAX_REGEX_BYTES"), "{status:?}");
+
+    // The relay still serves good requests.
+    let flows = collect_all(&mut client, GetFlowsRequest::default()).await?;
+    assert_eq!(flows.len(), 31);
     Ok(())
 }
