@@ -72,7 +72,7 @@ show hubble-lab exec tiefighter -- curl -s --max-time 5 -XPOST "$ship_url"
 show hubble-lab exec xwing -- curl -s --max-time 5 -XPOST "$ship_url"
 wait_for "xwing's landing in the relay" \
   hubble observe --server "$relay" --from-pod default/xwing --to-port 80 --last 1
-show hubble observe --server "$relay" --from-pod default/xwing --last 10
+show hubble observe --server "$relay" --from-pod default/xwing --to-port 80 --last 20
 
 echo
 echo "== Importing rule1 (only org=empire may reach class=deathstar on TCP/80)"

@@ -120,7 +120,7 @@ fn tuple(f: &Flow) -> String {
     .to_string()
 }
 
-/// One line per event, in the shape `cilium monitor -v` prints.
+/// One line per event, in the shape `cilium monitor` prints.
 pub fn format_event(f: &Flow) -> String {
     let src = f.source.clone().unwrap_or_default();
     let dst = f.destination.clone().unwrap_or_default();
@@ -135,9 +135,7 @@ pub fn format_event(f: &Flow) -> String {
         .map_or((0, 0), |e| (e.r#type, e.sub_type));
     match kind {
         1 => {
-            let reason = flow::DropReason::try_from(f.drop_reason_desc)
-                .map(|r| drop_reason_text(r).to_string())
-                .unwrap_or_else(|_| format!("{}", f.drop_reason_desc));
+            let reason = drop_reason(f);
             format!(
                 "xx drop ({reason}) to endpoint {}, identity {}->{}: {}",
                 dst.id,
@@ -157,11 +155,7 @@ pub fn format_event(f: &Flow) -> String {
             } else {
                 (&src, dst.identity)
             };
-            let action = match flow::Verdict::try_from(f.verdict) {
-                Ok(flow::Verdict::Dropped) => "deny",
-                Ok(flow::Verdict::Audit) => "audit",
-                _ => "allow",
-            };
+            let action = verdict_action(f);
             let matched = ["none", "L3-Only", "L3-L4", "L4-Only", "all"]
                 .get(f.policy_match_type as usize)
                 .copied()
@@ -173,12 +167,7 @@ pub fn format_event(f: &Flow) -> String {
             )
         }
         _ => {
-            let point = flow::TraceObservationPoint::try_from(f.trace_observation_point)
-                .map(|p| p.as_str_name().to_lowercase().replace('_', "-"))
-                .unwrap_or_default();
-            let state = flow::TraceReason::try_from(f.trace_reason)
-                .map(|r| r.as_str_name().to_lowercase())
-                .unwrap_or_default();
+            let (point, state) = (observation_point(f), trace_state(f));
             let arrow = match point.as_str() {
                 "to-endpoint" => format!("-> endpoint {}", dst.id),
                 "to-stack" => "-> stack".to_string(),
@@ -192,6 +181,36 @@ pub fn format_event(f: &Flow) -> String {
             )
         }
     }
+}
+
+/// The drop reason as `cilium monitor` words it (the number when unknown).
+fn drop_reason(f: &Flow) -> String {
+    flow::DropReason::try_from(f.drop_reason_desc)
+        .map(|r| drop_reason_text(r).to_string())
+        .unwrap_or_else(|_| format!("{}", f.drop_reason_desc))
+}
+
+/// A policy verdict's action: allow, deny or audit.
+fn verdict_action(f: &Flow) -> &'static str {
+    match flow::Verdict::try_from(f.verdict) {
+        Ok(flow::Verdict::Dropped) => "deny",
+        Ok(flow::Verdict::Audit) => "audit",
+        _ => "allow",
+    }
+}
+
+/// A trace's observation point in monitor spelling (`to-endpoint`).
+fn observation_point(f: &Flow) -> String {
+    flow::TraceObservationPoint::try_from(f.trace_observation_point)
+        .map(|p| p.as_str_name().to_lowercase().replace('_', "-"))
+        .unwrap_or_default()
+}
+
+/// A trace's connection state in monitor spelling (`new`, `established`, ...).
+fn trace_state(f: &Flow) -> String {
+    flow::TraceReason::try_from(f.trace_reason)
+        .map(|r| r.as_str_name().to_lowercase())
+        .unwrap_or_default()
 }
 
 fn drop_reason_text(reason: flow::DropReason) -> &'static str {
@@ -225,18 +244,12 @@ pub fn format_verbose(f: &Flow) -> String {
     let kind = f.event_type.as_ref().map_or(0, |e| e.r#type);
     let mut header = match kind {
         1 => {
-            let reason = flow::DropReason::try_from(f.drop_reason_desc)
-                .map(|r| drop_reason_text(r).to_string())
-                .unwrap_or_else(|_| format!("{}", f.drop_reason_desc));
+            let reason = drop_reason(f);
             format!("FROM {} DROP: reason {reason}", src.id)
         }
         5 => {
             let ingress = f.traffic_direction == flow::TrafficDirection::Ingress as i32;
-            let action = match flow::Verdict::try_from(f.verdict) {
-                Ok(flow::Verdict::Dropped) => "deny",
-                Ok(flow::Verdict::Audit) => "audit",
-                _ => "allow",
-            };
+            let action = verdict_action(f);
             format!(
                 "POLICY VERDICT: local EP ID {}, {}, action {action}",
                 if ingress { dst.id } else { src.id },
@@ -244,12 +257,7 @@ pub fn format_verbose(f: &Flow) -> String {
             )
         }
         _ => {
-            let point = flow::TraceObservationPoint::try_from(f.trace_observation_point)
-                .map(|p| p.as_str_name().to_lowercase().replace('_', "-"))
-                .unwrap_or_default();
-            let state = flow::TraceReason::try_from(f.trace_reason)
-                .map(|r| r.as_str_name().to_lowercase())
-                .unwrap_or_default();
+            let (point, state) = (observation_point(f), trace_state(f));
             format!("FROM {} {point}: state {state}", src.id)
         }
     };

@@ -141,7 +141,8 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
         error.contains("CertificateRequired")
             || error.contains("certificate required")
             || error.contains("broken pipe")
-            || error.contains("connection reset"),
+            || error.contains("connection reset")
+            || error.contains("connection closed"),
         "{error}"
     );
 
