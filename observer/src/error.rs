@@ -35,6 +35,10 @@ pub enum ObserverError {
     /// The observer is shutting down.
     #[error("the observer is shutting down")]
     ShuttingDown,
+    /// The task compiling a request's filters did not finish (it panicked or the
+    /// runtime is shutting down).
+    #[error("compiling the request's filters failed: {0}")]
+    CompileTask(String),
 }
 
 impl From<ObserverError> for Status {
@@ -48,6 +52,7 @@ impl From<ObserverError> for Status {
             | ObserverError::Capacity(_) => Status::invalid_argument(message),
             ObserverError::Unimplemented(_) => Status::unimplemented(message),
             ObserverError::ShuttingDown => Status::unavailable(message),
+            ObserverError::CompileTask(_) => Status::internal(message),
         }
     }
 }

@@ -47,7 +47,12 @@ impl Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let query = flows::FlowsQuery::new(request.get_ref())?;
+        // Compiling a request at the budget's limits takes real CPU: do it on the
+        // blocking pool (tokio's, bounded) so status and other streams keep answering.
+        let req = request.into_inner();
+        let query = tokio::task::spawn_blocking(move || flows::FlowsQuery::new(&req))
+            .await
+            .map_err(|e| ObserverError::CompileTask(e.to_string()))??;
         let rx = flows::stream(Arc::clone(&self.observer), query);
         Ok(Response::new(ReceiverStream::new(rx)))
     }
