@@ -122,13 +122,7 @@ fn tuple(f: &Flow) -> String {
 
 /// One line per event, in the shape `cilium monitor` prints.
 pub fn format_event(f: &Flow) -> String {
-    let src = f.source.clone().unwrap_or_default();
-    let dst = f.destination.clone().unwrap_or_default();
-    let ifname = f
-        .interface
-        .as_ref()
-        .map(|i| i.name.clone())
-        .unwrap_or_default();
+    let (src, dst, ifname) = sides(f);
     let (kind, _) = f
         .event_type
         .as_ref()
@@ -183,6 +177,17 @@ pub fn format_event(f: &Flow) -> String {
     }
 }
 
+/// The event's source and destination endpoints and its interface name (empty when the
+/// flow has none).
+fn sides(f: &Flow) -> (flow::Endpoint, flow::Endpoint, String) {
+    let ifname = f.interface.as_ref().map(|i| i.name.clone());
+    (
+        f.source.clone().unwrap_or_default(),
+        f.destination.clone().unwrap_or_default(),
+        ifname.unwrap_or_default(),
+    )
+}
+
 /// The drop reason as `cilium monitor` words it (the number when unknown).
 fn drop_reason(f: &Flow) -> String {
     flow::DropReason::try_from(f.drop_reason_desc)
@@ -234,13 +239,7 @@ const SEPARATOR: &str =
 /// tab-separated as upstream's packet dissection). Fields the flow does not carry
 /// (CPU, mark, captured length) are left out rather than invented.
 pub fn format_verbose(f: &Flow) -> String {
-    let src = f.source.clone().unwrap_or_default();
-    let dst = f.destination.clone().unwrap_or_default();
-    let ifname = f
-        .interface
-        .as_ref()
-        .map(|i| i.name.clone())
-        .unwrap_or_default();
+    let (src, dst, ifname) = sides(f);
     let kind = f.event_type.as_ref().map_or(0, |e| e.r#type);
     let mut header = match kind {
         1 => {
