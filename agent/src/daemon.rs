@@ -103,6 +103,10 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     };
     let remote = kvstore.as_ref().map(Kvstore::remote_endpoints);
     let state = AgentState::new(allocator, config.cluster_name.clone());
+    if let Some(remote) = &remote {
+        // Other nodes' pods are service backends too.
+        state.set_remote_endpoints(remote.clone());
+    }
     if config.datapath {
         // Endpoints are `ready` only once the datapath has programmed them.
         state.expect_datapath();

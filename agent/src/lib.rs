@@ -17,5 +17,6 @@ pub mod kvstore;
 pub mod labels;
 pub mod monitor;
 pub mod policy;
+pub mod services;
 pub mod state;
 pub mod tls;

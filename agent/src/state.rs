@@ -20,10 +20,15 @@ use crate::endpoints::{
     security_labels, Endpoint, EndpointEvent, EndpointStatus, EndpointTable, WatchedEndpoint,
 };
 use crate::identity::{CidrIdentities, Identity, IdentityAllocator, IdentityError};
+use crate::kvstore::RemoteEndpoints;
 use crate::labels::LabelSet;
 use crate::policy::{
     compile, enforcement_for, parse_policy, CompileInput, CompiledPolicy, DeleteSelector,
     Enforcement, ImportOutcome, PolicyError, PolicyRepository,
+};
+use crate::services::{
+    ApiService, Frontend, LbService, LbTable, Protocol, ServiceName, ServiceSource, ServiceSpec,
+    ServiceTable,
 };
 
 pub mod store;
@@ -48,6 +53,13 @@ pub struct AgentState {
     realized: Mutex<Option<u64>>,
     /// Where changes are saved, with the node's name; `None` keeps nothing.
     persistence: Mutex<Option<(StateStore, String)>>,
+    /// Declared services and frontend IDs.
+    services: Mutex<ServiceTable>,
+    /// The services expanded with their backends, for the generation they were
+    /// expanded at.
+    lb: Mutex<Option<(u64, Arc<LbTable>)>>,
+    /// Pods of the other nodes (cluster mode), as service backends.
+    remote: RwLock<Option<RemoteEndpoints>>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -86,6 +98,9 @@ impl AgentState {
             changes,
             realized: Mutex::new(None),
             persistence: Mutex::new(None),
+            services: Mutex::new(ServiceTable::new()),
+            lb: Mutex::new(None),
+            remote: RwLock::new(None),
         })
     }
 
@@ -130,6 +145,7 @@ impl AgentState {
                     id,
                 })
                 .collect(),
+            services: lock(&self.services).snapshot(),
         }
     }
 
@@ -325,6 +341,104 @@ impl AgentState {
         self.save_after_change();
         self.request_sync();
         Ok(())
+    }
+
+    /// Also takes the pods of other nodes (cluster mode) as service backends.
+    pub fn set_remote_endpoints(&self, remote: RemoteEndpoints) {
+        *write(&self.remote) = Some(remote);
+        self.request_sync();
+    }
+
+    /// The services expanded with their backends, indexed; expanded again only when
+    /// something changed since (every change bumps the generation).
+    pub fn lb_table(&self) -> Arc<LbTable> {
+        let generation = self.generation();
+        if let Some((at, table)) = lock(&self.lb).as_ref() {
+            if *at == generation {
+                return table.clone();
+            }
+        }
+        // One lock at a time (the table is cloned out), so no lock order to keep.
+        let services = lock(&self.services).clone();
+        let remote = read(&self.remote).as_ref().map(RemoteEndpoints::all);
+        let expanded = services.expand(&read(&self.endpoints), remote.as_deref().unwrap_or(&[]));
+        let table = Arc::new(LbTable::new(expanded));
+        *lock(&self.lb) = Some((generation, table.clone()));
+        table
+    }
+
+    /// Every load-balancer entry (one per frontend), in ID order.
+    pub fn lb_services(&self) -> Vec<LbService> {
+        self.lb_table().services().to_vec()
+    }
+
+    /// The service reached at `address:port/protocol`, if any.
+    pub fn service_by_frontend(
+        &self,
+        address: std::net::IpAddr,
+        port: u16,
+        protocol: Protocol,
+    ) -> Option<LbService> {
+        let frontend = Frontend {
+            address,
+            port,
+            protocol,
+        };
+        self.lb_table().by_frontend(&frontend).cloned()
+    }
+
+    /// The (lowest-ID) service `address:port` is a backend of, if any.
+    pub fn service_by_backend(&self, address: std::net::IpAddr, port: u16) -> Option<LbService> {
+        self.lb_table().by_backend(address, port).cloned()
+    }
+
+    /// The declared services with their sources, by name.
+    pub fn declared_services(&self) -> Vec<crate::services::DeclaredService> {
+        lock(&self.services).declared().cloned().collect()
+    }
+
+    /// Declares or changes a service from `source`; refused (nothing changes) when the
+    /// name is another source's or a frontend is another service's. Returns whether
+    /// anything changed.
+    pub fn upsert_service(&self, source: ServiceSource, spec: ServiceSpec) -> Result<bool, String> {
+        let changed = lock(&self.services).upsert(source, spec)?;
+        if changed {
+            self.save_after_change();
+            self.request_sync();
+        }
+        Ok(changed)
+    }
+
+    /// Removes a service `source` declared; returns whether it did.
+    pub fn remove_service(&self, source: &ServiceSource, name: &ServiceName) -> bool {
+        let removed = lock(&self.services).remove(source, name);
+        if removed {
+            self.save_after_change();
+            self.request_sync();
+        }
+        removed
+    }
+
+    /// Sets a frontend's backends (`service update`); returns its ID and a warning
+    /// when the change could not be saved.
+    pub fn update_api_service(&self, service: ApiService) -> Result<(u16, Option<String>), String> {
+        let id = lock(&self.services).upsert_api(service)?;
+        let warning = self.save_after_change();
+        self.request_sync();
+        Ok((id, warning))
+    }
+
+    /// Removes what the API set for frontend `id` (`service delete`).
+    pub fn delete_api_service(&self, id: u16) -> Result<Frontend, String> {
+        let frontend = lock(&self.services).remove_api(id)?;
+        self.save_after_change();
+        self.request_sync();
+        Ok(frontend)
+    }
+
+    /// The ID of a frontend, if it has one.
+    pub fn service_id(&self, frontend: &Frontend) -> Option<u16> {
+        lock(&self.services).id_of(frontend)
     }
 
     async fn resolve(&self, watched: WatchedEndpoint) -> Result<Endpoint, IdentityError> {

@@ -10,6 +10,7 @@ use crate::endpoints::security_labels;
 use crate::identity::{CidrIdentities, Identity, IdentityError};
 use crate::labels::LabelSet;
 use crate::policy::PolicyRepository;
+use crate::services::ServiceTable;
 
 /// A saved state that cannot be put back.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,7 @@ impl AgentState {
         }
         let cidrs = CidrIdentities::restored(&prefixes)
             .map_err(|e| inconsistent(format!("cidr_identities: {e}")))?;
+        let services = ServiceTable::restored(snapshot.services).map_err(inconsistent)?;
 
         let mut report = RestoreReport {
             revision: snapshot.policy.revision.max(1),
@@ -120,6 +122,7 @@ impl AgentState {
         *write(&self.repository) =
             PolicyRepository::restored(snapshot.policy.rules, snapshot.policy.revision);
         *lock(&self.cidrs) = cidrs;
+        *lock(&self.services) = services;
         for mut endpoint in snapshot.endpoints {
             let name = format!("{}/{}", endpoint.spec.namespace, endpoint.spec.name);
             match self.allocator.restore(endpoint.identity, &endpoint.labels) {

@@ -23,6 +23,7 @@ use crate::endpoints::Endpoint;
 use crate::identity::Identity;
 use crate::labels::LabelSet;
 use crate::policy::Rule;
+use crate::services::ServicesSnapshot;
 
 /// Version of the state file format this agent reads and writes.
 pub const STATE_FORMAT_VERSION: u32 = 1;
@@ -46,6 +47,10 @@ pub struct Snapshot {
     pub identities: Vec<IdentityRecord>,
     /// Node-local CIDR identities of the prefixes the rules name.
     pub cidr_identities: Vec<CidrRecord>,
+    /// Declared services, API-set frontends and frontend IDs (absent in files written
+    /// before services existed).
+    #[serde(default)]
+    pub services: ServicesSnapshot,
 }
 
 /// The policy repository: rules in import order and the revision.

@@ -47,6 +47,7 @@ fn snapshot() -> Snapshot {
             prefix: "192.0.2.0/24".into(),
             id: Identity(1 << 24),
         }],
+        services: Default::default(),
     }
 }
 

@@ -1,0 +1,272 @@
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::endpoints::{EndpointEvent, EndpointSpec, WatchedEndpoint};
+use crate::identity::LocalIdentityAllocator;
+use crate::state::AgentState;
+
+pub(crate) const DEATHSTAR: &str = "name: deathstar
+namespace: default
+type: ClusterIP
+clusterIP: 10.96.60.53
+ports:
+- name: http
+  port: 80
+  targetPort: 80
+  protocol: TCP
+selector: {org: empire, class: deathstar}
+";
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("address")
+}
+
+fn pod(id: u16, name: &str, class: &str, org: &str, ipv4: &str) -> WatchedEndpoint {
+    WatchedEndpoint {
+        id,
+        path: format!("/eps/default_{name}.yaml").into(),
+        spec: EndpointSpec {
+            name: name.to_string(),
+            namespace: "default".to_string(),
+            labels: [
+                ("org".to_string(), org.to_string()),
+                ("class".to_string(), class.to_string()),
+            ]
+            .into(),
+            ipv4: ipv4.parse().expect("address"),
+            ipv6: None,
+            interface: format!("lxc{id}"),
+        },
+    }
+}
+
+fn file() -> ServiceSource {
+    ServiceSource::File("/svc/default_deathstar.yaml".into())
+}
+
+#[test]
+fn parses_the_service_file() {
+    let spec = parse_service_file(Path::new("deathstar.yaml"), DEATHSTAR).expect("valid");
+    assert_eq!(spec.service_name().to_string(), "default/deathstar");
+    let frontends: Vec<String> = spec
+        .frontends()
+        .iter()
+        .map(|(f, kind, _)| format!("{f} {kind}"))
+        .collect();
+    assert_eq!(frontends, ["10.96.60.53:80/TCP ClusterIP"]);
+}
+
+#[test]
+fn bad_values_are_named_with_path_and_line() {
+    let bad = DEATHSTAR.replace("protocol: TCP", "protocol: SCTP");
+    let error = parse_service_file(Path::new("/svc/d.yaml"), &bad).expect_err("bad protocol");
+    assert!(error.to_string().starts_with("/svc/d.yaml: "), "{error}");
+    assert!(error.to_string().contains("line 9"), "{error}");
+    let bad = DEATHSTAR.replace("  port: 80\n", "  port: 0\n");
+    let error = parse_service_file(Path::new("/svc/d.yaml"), &bad).expect_err("port 0");
+    assert_eq!(
+        error.to_string(),
+        "/svc/d.yaml: ports: port 0 is not a service port at line 5"
+    );
+    let bad = DEATHSTAR.replace("clusterIP: 10.96.60.53\n", "");
+    let error = parse_service_file(Path::new("/svc/d.yaml"), &bad).expect_err("no VIP");
+    assert!(error.to_string().contains("needs a cluster IP"), "{error}");
+}
+
+#[test]
+fn frontend_and_state_parse_and_print() {
+    let frontend: Frontend = "10.96.0.10:53/UDP".parse().expect("frontend");
+    assert_eq!(frontend.to_string(), "10.96.0.10:53/UDP");
+    let frontend: Frontend = "[fd00::10]:80".parse().expect("frontend");
+    assert_eq!(frontend.to_string(), "[fd00::10]:80/TCP");
+    let error = "10.96.0.10".parse::<Frontend>().expect_err("no port");
+    assert!(error.contains("\"10.96.0.10\""), "{error}");
+    assert_eq!(
+        "maintenance".parse::<BackendState>(),
+        Ok(BackendState::Maintenance)
+    );
+    assert!("gone".parse::<BackendState>().is_err());
+}
+
+#[tokio::test]
+async fn selector_backends_follow_the_endpoints() {
+    let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+    let spec = parse_service_file(Path::new("d.yaml"), DEATHSTAR).expect("valid");
+    assert!(state
+        .upsert_service(file(), spec.clone())
+        .expect("declared"));
+    assert!(!state.upsert_service(file(), spec).expect("unchanged"));
+    for watched in [
+        pod(1, "deathstar-1", "deathstar", "empire", "10.200.1.11"),
+        pod(2, "deathstar-2", "deathstar", "empire", "10.200.1.13"),
+        pod(3, "xwing", "xwing", "alliance", "10.200.1.12"),
+    ] {
+        state
+            .apply_endpoint_event(EndpointEvent::Added(watched))
+            .await
+            .expect("added");
+    }
+    let services = state.lb_services();
+    assert_eq!(services.len(), 1);
+    let service = &services[0];
+    assert_eq!(service.id, 1);
+    assert_eq!(service.name, ServiceName::new("default", "deathstar"));
+    let backends: Vec<String> = service
+        .backends
+        .iter()
+        .map(|b| format!("{}:{} {}", b.address, b.port, b.state))
+        .collect();
+    assert_eq!(backends, ["10.200.1.11:80 active", "10.200.1.13:80 active"]);
+
+    let by_frontend = state
+        .service_by_frontend(ip("10.96.60.53"), 80, Protocol::TCP)
+        .expect("frontend");
+    assert_eq!(by_frontend.id, 1);
+    assert!(state
+        .service_by_frontend(ip("10.96.60.53"), 80, Protocol::UDP)
+        .is_none());
+    let by_backend = state
+        .service_by_backend(ip("10.200.1.13"), 80)
+        .expect("backend");
+    assert_eq!(by_backend.name.to_string(), "default/deathstar");
+    assert!(state.service_by_backend(ip("10.200.1.12"), 80).is_none());
+
+    // A removed pod stops being a backend.
+    state
+        .apply_endpoint_event(EndpointEvent::Removed(pod(
+            2,
+            "deathstar-2",
+            "deathstar",
+            "empire",
+            "10.200.1.13",
+        )))
+        .await
+        .expect("removed");
+    assert!(state.service_by_backend(ip("10.200.1.13"), 80).is_none());
+    assert_eq!(state.lb_services()[0].backends.len(), 1);
+}
+
+#[test]
+fn changes_wait_for_the_datapath() {
+    let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+    state.expect_datapath();
+    assert!(state.is_realized());
+    let spec = parse_service_file(Path::new("d.yaml"), DEATHSTAR).expect("valid");
+    state.upsert_service(file(), spec).expect("declared");
+    assert!(!state.is_realized());
+    state.mark_realized(state.generation());
+    assert!(state.is_realized());
+}
+
+#[test]
+fn ids_are_stable_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = crate::state::store::StateStore::new(dir.path());
+    let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+    state.persist_to(store.clone(), "node1").expect("saved");
+    let dns = DEATHSTAR
+        .replace("deathstar", "kube-dns")
+        .replace("namespace: default", "namespace: kube-system")
+        .replace("10.96.60.53", "10.96.0.10")
+        .replace("name: http", "name: dns")
+        .replace("port: 80", "port: 53")
+        .replace("protocol: TCP", "protocol: UDP");
+    let dns = parse_service_file(Path::new("dns.yaml"), &dns).expect("valid");
+    let deathstar = parse_service_file(Path::new("d.yaml"), DEATHSTAR).expect("valid");
+    state
+        .upsert_service(ServiceSource::File("/svc/dns.yaml".into()), dns)
+        .expect("declared");
+    state
+        .upsert_service(file(), deathstar.clone())
+        .expect("declared");
+    let ids: Vec<(u16, String)> = state
+        .lb_services()
+        .iter()
+        .map(|s| (s.id, s.name.to_string()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (1, "kube-system/kube-dns".into()),
+            (2, "default/deathstar".into())
+        ]
+    );
+    // Another frontend of deathstar gets a new ID; the old one keeps its own.
+    let mut more = deathstar.clone();
+    more.cluster_ips.push(ip("fd00:96::53"));
+    state.upsert_service(file(), more).expect("changed");
+    let (id, warning) = state
+        .update_api_service(ApiService {
+            frontend: "10.96.60.53:80".parse().expect("frontend"),
+            kind: ServiceKind::ClusterIP,
+            name: ServiceName::default(),
+            backends: vec![Backend {
+                address: ip("10.200.2.11"),
+                port: 8080,
+                state: BackendState::Maintenance,
+                node: Some("node2".into()),
+            }],
+            session_affinity: None,
+        })
+        .expect("updated");
+    assert_eq!((id, warning), (2, None));
+
+    let snapshot = store.load().expect("readable").expect("saved");
+    let restored = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(restored.restore(snapshot, &store.path(), "node1"))
+        .expect("restored");
+    let after = restored.lb_services();
+    assert_eq!(after, state.lb_services());
+    let summary: Vec<String> = after
+        .iter()
+        .map(|s| format!("{} {} {} {}", s.id, s.frontend, s.name, s.backends.len()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "1 10.96.0.10:53/UDP kube-system/kube-dns 0",
+            "2 10.96.60.53:80/TCP default/deathstar 1",
+            "3 [fd00:96::53]:80/TCP default/deathstar 0",
+        ]
+    );
+    // Deleting the API's backends gives the declared ones back; a declared frontend
+    // itself cannot be deleted through the API.
+    assert!(restored.delete_api_service(2).is_ok());
+    let error = restored.delete_api_service(2).expect_err("declared");
+    assert!(error.contains("default/deathstar"), "{error}");
+    assert_eq!(
+        restored.delete_api_service(9).expect_err("unknown"),
+        "service 9 not found"
+    );
+}
+
+#[test]
+fn a_name_or_frontend_of_another_source_is_refused() {
+    let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+    let spec = parse_service_file(Path::new("d.yaml"), DEATHSTAR).expect("valid");
+    state
+        .upsert_service(file(), spec.clone())
+        .expect("declared");
+    let error = state
+        .upsert_service(ServiceSource::Kvstore, spec.clone())
+        .expect_err("other source");
+    assert!(
+        error.contains("already declared by file /svc/default_deathstar.yaml"),
+        "{error}"
+    );
+    let mut other = spec;
+    other.name = "deathstar-copy".into();
+    let error = state
+        .upsert_service(ServiceSource::File("/svc/copy.yaml".into()), other)
+        .expect_err("same frontend");
+    assert!(
+        error.contains("already used by service default/deathstar"),
+        "{error}"
+    );
+    assert_eq!(state.lb_services().len(), 1);
+}
