@@ -24,6 +24,7 @@ mod events;
 mod hooks;
 mod pipeline;
 mod restart;
+pub mod self_metrics;
 mod telemetry;
 
 pub use datapath_sync::DatapathSync;

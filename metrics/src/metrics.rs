@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use proto::flow::{Flow, LostEventSource};
 
 use crate::config::{HandlerKind, MetricsConfig};
-use crate::exposition::{Collect, FamilySnapshot, Kind, SeriesSnapshot, Value};
+use crate::exposition::{Collect, FamilySnapshot, Kind, SeriesSnapshot};
 use crate::handlers::{self, Handler};
 use crate::key::KeyBuf;
 
@@ -222,11 +222,5 @@ impl Collect for Metrics {
 }
 
 pub(crate) fn counter_series(label: &str, value: &str, count: u64) -> SeriesSnapshot {
-    SeriesSnapshot {
-        labels: vec![(label.to_owned(), value.to_owned())],
-        value: Value::Counter {
-            value: count as f64,
-            exemplar: None,
-        },
-    }
+    SeriesSnapshot::counter(vec![(label.to_owned(), value.to_owned())], count)
 }

@@ -26,7 +26,7 @@ use tonic::Status;
 use crate::error::{is_connection_failure, node_failure_message};
 use crate::merge::SortBuffer;
 use crate::raw::{NodeFlowsCodec, RawResponse, RelayResponse};
-use metrics::RelayMetrics;
+use crate::self_metrics::RelayMetrics;
 
 /// The gRPC path of Observer.GetFlows.
 pub const GET_FLOWS_PATH: &str = "/observer.Observer/GetFlows";

@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod merge;
 pub mod pool;
 pub mod raw;
+pub mod self_metrics;
 mod server;
 pub mod status;
 

@@ -42,7 +42,7 @@ pub const SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(5);
 pub struct RelayObserver {
     pool: PeerManager,
     flows: Arc<FlowsConfig>,
-    metrics: Arc<metrics::RelayMetrics>,
+    metrics: Arc<crate::self_metrics::RelayMetrics>,
 }
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -157,7 +157,7 @@ pub struct Relay {
     health_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     pool: PeerManager,
-    metrics: Arc<metrics::RelayMetrics>,
+    metrics: Arc<crate::self_metrics::RelayMetrics>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     background: Vec<JoinHandle<()>>,
@@ -192,7 +192,7 @@ impl Relay {
             tls: client_tls,
         };
         let pool = PeerManager::new(dialer, config.cluster_name.clone());
-        let relay_metrics = Arc::new(metrics::RelayMetrics::new());
+        let relay_metrics = Arc::new(crate::self_metrics::RelayMetrics::new());
         let observer = RelayObserver {
             pool: pool.clone(),
             flows: Arc::new(FlowsConfig {
@@ -297,7 +297,7 @@ impl Relay {
             )),
         ];
         if let Some(listener) = metrics_listener {
-            let mut registry = metrics::Registry::new();
+            let mut registry = metrics_exposition::Registry::new();
             registry.register(relay_metrics.clone());
             background.push(tokio::spawn(report_peer_status(
                 pool.clone(),
@@ -305,7 +305,9 @@ impl Relay {
             )));
             let shutdown = wait_for(shutdown_signal.clone());
             background.push(tokio::spawn(async move {
-                if let Err(error) = metrics::serve_listener(listener, registry, shutdown).await {
+                if let Err(error) =
+                    metrics_exposition::serve_listener(listener, registry, shutdown).await
+                {
                     tracing::error!(%error, "metrics server stopped");
                 }
             }));
@@ -344,7 +346,7 @@ impl Relay {
     }
 
     /// The relay's own metrics (peer status, flows forwarded, responses dropped).
-    pub fn metrics(&self) -> &metrics::RelayMetrics {
+    pub fn metrics(&self) -> &crate::self_metrics::RelayMetrics {
         &self.metrics
     }
 
@@ -373,8 +375,8 @@ async fn wait_for(mut signal: watch::Receiver<bool>) {
 
 /// Keeps `hubble_relay_pool_peer_connection_status` up to date: connected nodes are
 /// READY, the others (dialing or backing off) TRANSIENT_FAILURE.
-async fn report_peer_status(pool: PeerManager, metrics: Arc<metrics::RelayMetrics>) {
-    use metrics::PeerConnectionStatus;
+async fn report_peer_status(pool: PeerManager, metrics: Arc<crate::self_metrics::RelayMetrics>) {
+    use crate::self_metrics::PeerConnectionStatus;
     let mut changes = pool.subscribe_changes();
     loop {
         let peers = pool.list();

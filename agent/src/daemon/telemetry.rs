@@ -9,11 +9,12 @@ use anyhow::{Context, Result};
 use metrics::export::{
     parse_flow_filters, watch_config_file, ExportManager, ExporterConfig, CONFIG_POLL_INTERVAL,
 };
-use metrics::{AgentMetrics, Collect, Metrics, MetricsConfig, Registry};
+use metrics::{Collect, Metrics, MetricsConfig, Registry};
 use observer::LocalObserver;
 use proto::flow::LostEventSource;
 
 use super::hooks::FlowHooks;
+use super::self_metrics::AgentMetrics;
 
 /// How often the agent's own gauges (ring fill, events seen, queue loss) are refreshed.
 const SELF_METRICS_INTERVAL: Duration = Duration::from_secs(1);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use metrics::{AgentMetrics, Metrics, MetricsConfig, Registry};
+use metrics::{Metrics, MetricsConfig, Registry};
 use pbjson_types::BoolValue;
 use proto::flow::{
     layer4, layer7, CiliumEventType, DropReason, Endpoint, Flow, Http, Ip, L7FlowType, Layer4,
@@ -115,7 +115,7 @@ pub fn deathstar() -> Endpoint {
 
 /// Metrics with the demo configuration, fed xwing's three dropped SYNs, tiefighter's
 /// forwarded SYN and one traced HTTP response.
-pub fn demo_metrics() -> Result<(Arc<Metrics>, Arc<AgentMetrics>, Registry)> {
+pub fn demo_metrics() -> Result<(Arc<Metrics>, Registry)> {
     let config = MetricsConfig::parse(DEMO_CONFIG)?;
     let metrics = Arc::new(Metrics::new(&config));
     for _ in 0..3 {
@@ -124,18 +124,9 @@ pub fn demo_metrics() -> Result<(Arc<Metrics>, Arc<AgentMetrics>, Registry)> {
     metrics.process_flow(&syn(tiefighter(), deathstar(), false));
     metrics.process_flow(&http_response("4bf92f3577b34da6a3ce929d0e0e4736"));
     metrics.lost_events("hubble_ring_buffer", 7);
-    let agent = Arc::new(AgentMetrics::new());
-    agent.set_ring(5, 4095);
-    agent.events_seen(5);
-    agent.grpc_started(
-        metrics::GrpcType::ServerStream,
-        "observer.Observer",
-        "GetFlows",
-    );
     let mut registry = Registry::new();
     registry.register(metrics.clone());
-    registry.register(agent.clone());
-    Ok((metrics, agent, registry))
+    Ok((metrics, registry))
 }
 
 /// A response: status code, headers (lower-case names) and body.

@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::exposition::Format;
 use crate::registry::Registry;
+use crate::Format;
 
 /// The metrics server could not run.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,27 @@
-//! The Prometheus exposition formats: text 0.0.4 (the default) and OpenMetrics 1.0.0.
+//! The Prometheus exposition every component shares: the agent's flow metrics and
+//! self-metrics, and the relay's self-metrics, all print through here.
+//!
+//! - Formats: text 0.0.4 (the default) and OpenMetrics 1.0.0.
+//! - [`Collect`]: a metric source; [`Registry`]: the sources one endpoint serves.
+//! - [`serve`]: `/metrics` over HTTP, the format picked from the scraper's `Accept`.
 //!
 //! Every metric source produces [`FamilySnapshot`]s; [`encode`] sorts and prints them the
 //! way Go's `client_golang` does, so that a scrape of our server reads like a scrape of
 //! upstream Hubble: families sorted by name, label pairs sorted by name (`le` last),
 //! series sorted by their label values, floats printed with Go's `%g` rules.
+//!
+//! The exposition is written here rather than by `prometheus-client`, whose encoder
+//! only speaks OpenMetrics and cannot take exemplars for histograms kept elsewhere.
 
 use std::fmt::Write as _;
 
 mod float;
+mod registry;
+mod server;
 
 pub use float::go_float;
+pub use registry::Registry;
+pub use server::{serve, serve_listener, ServeError};
 
 /// The media type of the Prometheus text format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -95,6 +107,44 @@ pub struct Exemplar {
     pub value: f64,
     /// Seconds since the Unix epoch.
     pub timestamp: f64,
+}
+
+impl FamilySnapshot {
+    /// A gauge family with one unlabelled series.
+    pub fn gauge(name: &str, help: &str, value: f64) -> Self {
+        Self {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind: Kind::Gauge,
+            series: vec![SeriesSnapshot {
+                labels: Vec::new(),
+                value: Value::Gauge(value),
+            }],
+        }
+    }
+
+    /// A counter family with the given series.
+    pub fn counter(name: &str, help: &str, series: Vec<SeriesSnapshot>) -> Self {
+        Self {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind: Kind::Counter,
+            series,
+        }
+    }
+}
+
+impl SeriesSnapshot {
+    /// A counter series without exemplar.
+    pub fn counter(labels: Vec<(String, String)>, count: u64) -> Self {
+        Self {
+            labels,
+            value: Value::Counter {
+                value: count as f64,
+                exemplar: None,
+            },
+        }
+    }
 }
 
 /// Something that holds metrics and can copy them out for a scrape.
