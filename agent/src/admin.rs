@@ -2,14 +2,15 @@
 //! `/var/run/hubble-rs/agent.sock`, mode 0660) speaking newline-delimited
 //! JSON, the server side over [`AgentState`](crate::state::AgentState), and
 //! the client side behind `hubble-agent endpoint list`, `policy import FILE`,
-//! `policy get`, `policy delete [--all | NAME | LABELS]` and `identity list`,
-//! which print what the `cilium` command prints.
+//! `policy get`, `policy delete [--all | NAME | LABELS]`, `identity list` and
+//! `service list|update|delete`, which print what the `cilium` command prints.
 
 mod client;
 mod command;
 mod print;
 mod protocol;
 mod server;
+mod service;
 mod tabwriter;
 
 pub use client::request;
@@ -24,6 +25,9 @@ pub use protocol::{
 pub use server::{
     bind_admin_socket, handle_request, serve_admin, AdminStats, ADMIN_SOCKET_MODE,
     DEFAULT_ADMIN_SOCKET, MAX_ADMIN_CONNECTIONS,
+};
+pub use service::{
+    format_service_json, format_service_list, ServiceCommand, ServiceOutput, ServiceUpdate,
 };
 pub use tabwriter::align;
 

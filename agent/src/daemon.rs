@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     pub node_name: String,
     pub cluster_name: String,
     pub endpoints_dir: PathBuf,
+    /// Directory of service files.
+    pub services_dir: PathBuf,
     pub unix_socket: Option<PathBuf>,
     pub admin_socket: PathBuf,
     pub listen_address: Option<String>,
@@ -136,6 +138,14 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     watcher_config.known = state.watched_endpoints();
     let (_watcher, endpoint_events) = watch_endpoints(watcher_config)
         .with_context(|| format!("watching {}", config.endpoints_dir.display()))?;
+    // Restored services from files are known: the first scan reports what changed.
+    let (_services_watcher, service_events) =
+        crate::services::watch_services(&config.services_dir, &state)
+            .with_context(|| format!("watching {}", config.services_dir.display()))?;
+    tasks.spawn(crate::services::apply_service_events(
+        state.clone(),
+        service_events,
+    ));
     let hooks = telemetry::start(
         &config.telemetry,
         config.metrics_address.as_deref(),

@@ -11,21 +11,71 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use crate::identity::Identity;
 use crate::labels::LabelSet;
 
 mod ids;
-mod scanner;
 mod table;
-mod watcher;
 
+use crate::dirwatch::{DirWatcher, FileEvent, FileKind, WatchedFile};
+pub use crate::dirwatch::{WatcherConfig, WatcherStats, FILE_EVENTS_CAPACITY};
 pub use ids::{EndpointIds, MAX_ENDPOINT_ID};
 pub use table::EndpointTable;
-pub use watcher::{
-    watch_endpoints, EndpointEvent, EndpointWatcher, WatchedEndpoint, WatcherConfig, WatcherStats,
-    ENDPOINT_EVENTS_CAPACITY,
-};
+
+/// An endpoint as found in a file (the file's id is the endpoint id).
+pub type WatchedEndpoint = WatchedFile<EndpointSpec>;
+/// A change in the endpoints directory.
+pub type EndpointEvent = FileEvent<EndpointSpec, EndpointError>;
+/// A running watcher of the endpoints directory; dropping it stops the watch.
+pub type EndpointWatcher = DirWatcher;
+
+/// Endpoint files, for [`crate::dirwatch`].
+#[derive(Debug)]
+pub struct EndpointFiles;
+
+impl FileKind for EndpointFiles {
+    type Spec = EndpointSpec;
+    type Error = EndpointError;
+    const WHAT: &'static str = "endpoint";
+
+    fn parse(path: &Path, text: &str) -> Result<EndpointSpec, EndpointError> {
+        parse_endpoint_file(path, text)
+    }
+
+    fn name(spec: &EndpointSpec) -> (&str, &str) {
+        (&spec.namespace, &spec.name)
+    }
+
+    fn duplicate(path: &Path, spec: EndpointSpec, other: &Path) -> EndpointError {
+        EndpointError::Duplicate {
+            path: path.display().to_string(),
+            namespace: spec.namespace,
+            name: spec.name,
+            other: other.display().to_string(),
+        }
+    }
+
+    fn ids_exhausted() -> EndpointError {
+        EndpointError::IdsExhausted
+    }
+
+    fn io(path: &Path, message: String) -> EndpointError {
+        EndpointError::Io {
+            path: path.display().to_string(),
+            message,
+        }
+    }
+}
+
+/// Starts watching the endpoints directory `config.dir`. The first events describe
+/// the files already there. Must be called inside a tokio runtime.
+pub fn watch_endpoints(
+    config: WatcherConfig<EndpointSpec>,
+) -> Result<(EndpointWatcher, mpsc::Receiver<EndpointEvent>), EndpointError> {
+    crate::dirwatch::watch::<EndpointFiles>(config)
+}
 
 /// Default directory of endpoint files.
 pub const DEFAULT_ENDPOINTS_DIR: &str = "/var/run/hubble-rs/endpoints";

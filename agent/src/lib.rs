@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod daemon;
+pub mod dirwatch;
 pub mod endpoints;
 pub mod fuzzing;
 pub mod identity;

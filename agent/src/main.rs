@@ -108,6 +108,9 @@ struct DaemonArgs {
     /// Directory of endpoint YAML files to watch.
     #[arg(long, default_value = "/var/run/hubble-rs/endpoints")]
     endpoints_dir: PathBuf,
+    /// Directory of service YAML files to watch.
+    #[arg(long, default_value = agent::services::DEFAULT_SERVICES_DIR)]
+    services_dir: PathBuf,
     /// Unix socket of the Hubble API ("" to disable).
     #[arg(long, default_value = observer::serve::DEFAULT_UNIX_SOCKET)]
     unix_socket: String,
@@ -256,6 +259,7 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
         node_name,
         cluster_name: args.cluster_name,
         endpoints_dir: args.endpoints_dir,
+        services_dir: args.services_dir,
         unix_socket: optional(&args.unix_socket).map(PathBuf::from),
         admin_socket: args.admin_socket,
         listen_address: optional(&args.listen_address),

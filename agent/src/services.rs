@@ -19,8 +19,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod files;
 mod spec;
 mod table;
+
+pub use files::{apply_service_events, watch_services, ServiceFiles};
 
 pub use spec::{
     parse_service_file, ServiceBackendSpec, ServiceError, ServicePortSpec, ServiceSpec,

@@ -419,10 +419,14 @@ impl AgentState {
         removed
     }
 
-    /// Sets a frontend's backends (`service update`); returns its ID and a warning
-    /// when the change could not be saved.
-    pub fn update_api_service(&self, service: ApiService) -> Result<(u16, Option<String>), String> {
-        let id = lock(&self.services).upsert_api(service)?;
+    /// Sets a frontend's backends (`service update`), with ID `requested` when given;
+    /// returns its ID and a warning when the change could not be saved.
+    pub fn update_api_service(
+        &self,
+        service: ApiService,
+        requested: Option<u16>,
+    ) -> Result<(u16, Option<String>), String> {
+        let id = lock(&self.services).upsert_api(service, requested)?;
         let warning = self.save_after_change();
         self.request_sync();
         Ok((id, warning))
@@ -439,6 +443,35 @@ impl AgentState {
     /// The ID of a frontend, if it has one.
     pub fn service_id(&self, frontend: &Frontend) -> Option<u16> {
         lock(&self.services).id_of(frontend)
+    }
+
+    /// Whether `service update` set this frontend's backends.
+    pub fn is_api_service(&self, frontend: &Frontend) -> bool {
+        lock(&self.services).is_api(frontend)
+    }
+
+    /// The frontend with ID `id`, if any.
+    pub fn service_frontend(&self, id: u16) -> Option<Frontend> {
+        lock(&self.services).frontend_of(id)
+    }
+
+    /// Sets the state of backends in every service (`service update --backends ..
+    /// --states ..`); refused when one is no service's backend.
+    pub fn set_backend_states(
+        &self,
+        states: &[(std::net::SocketAddr, crate::services::BackendState)],
+    ) -> Result<Option<String>, String> {
+        let table = self.lb_table();
+        if let Some((address, _)) = states
+            .iter()
+            .find(|(a, _)| table.by_backend(a.ip(), a.port()).is_none())
+        {
+            return Err(format!("{address} is not a backend of any service"));
+        }
+        lock(&self.services).set_backend_states(states);
+        let warning = self.save_after_change();
+        self.request_sync();
+        Ok(warning)
     }
 
     async fn resolve(&self, watched: WatchedEndpoint) -> Result<Endpoint, IdentityError> {

@@ -10,6 +10,7 @@ use super::print::{
     format_endpoint_list, format_identity_list, format_policy_get, format_revision,
 };
 use super::protocol::{AdminRequest, AdminResponse, DeleteRequest};
+use super::service::{format_service_json, format_service_list, ServiceCommand, ServiceOutput};
 use super::AdminError;
 use crate::policy::MAX_POLICY_BYTES;
 
@@ -25,6 +26,9 @@ pub enum AdminCommand {
     /// Manage security identities.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Manage services & loadbalancers.
+    #[command(subcommand)]
+    Service(ServiceCommand),
 }
 
 /// `endpoint` subcommands.
@@ -109,6 +113,40 @@ pub async fn execute_admin_command(
             warnings,
         },
         AdminResponse::Deleted { revision } => output(format_revision(revision)),
+        AdminResponse::Services { services } => match command {
+            AdminCommand::Service(ServiceCommand::List {
+                output: Some(ServiceOutput::Json),
+            }) => output(format_service_json(&services)),
+            _ => output(format_service_list(&services)),
+        },
+        AdminResponse::ServiceUpdated {
+            id,
+            created,
+            backends,
+            warnings,
+        } => {
+            let verb = if created {
+                "Creating new"
+            } else {
+                "Updating existing"
+            };
+            let done = if created { "Added" } else { "Updated" };
+            CommandOutput {
+                stdout: format!(
+                    "{verb} service with id '{id}'\n{done} service with {backends} backends\n"
+                ),
+                warnings,
+            }
+        }
+        AdminResponse::BackendStatesUpdated { backends, warnings } => CommandOutput {
+            stdout: format!("Updated the state of {backends} backends\n"),
+            warnings,
+        },
+        AdminResponse::ServicesDeleted { ids } => output(
+            ids.iter()
+                .map(|id| format!("Service {id} deleted successfully\n"))
+                .collect(),
+        ),
         AdminResponse::Error { message } => return Err(AdminError::Agent(message)),
     })
 }
@@ -118,6 +156,7 @@ fn to_request(command: &AdminCommand) -> Result<AdminRequest, AdminError> {
         AdminCommand::Endpoint(EndpointCommand::List) => AdminRequest::EndpointList,
         AdminCommand::Identity(IdentityCommand::List) => AdminRequest::IdentityList,
         AdminCommand::Policy(PolicyCommand::Get) => AdminRequest::PolicyGet,
+        AdminCommand::Service(service) => super::service::to_request(service)?,
         AdminCommand::Policy(PolicyCommand::Import { file }) => AdminRequest::PolicyImport {
             text: read_policy_file(file)?,
         },

@@ -30,6 +30,20 @@ pub enum AdminRequest {
     },
     /// List the identities.
     IdentityList,
+    /// List the services.
+    ServiceList,
+    /// Set a frontend's backends, or backend states.
+    ServiceUpdate {
+        /// What to set.
+        update: super::service::ServiceUpdate,
+    },
+    /// Delete what `service update` set.
+    ServiceDelete {
+        /// One frontend by ID.
+        id: Option<u16>,
+        /// Every frontend `service update` set.
+        all: bool,
+    },
 }
 
 /// Which rules to delete, as sent over the wire.
@@ -97,6 +111,34 @@ pub enum AdminResponse {
     Identities {
         /// One row per identity.
         identities: Vec<IdentityRow>,
+    },
+    /// The services, one per frontend, by ID.
+    Services {
+        /// The services.
+        services: Vec<crate::services::LbService>,
+    },
+    /// A frontend was created or updated.
+    ServiceUpdated {
+        /// Its ID.
+        id: u16,
+        /// Whether it is new.
+        created: bool,
+        /// Number of backends.
+        backends: usize,
+        /// E.g. the state could not be saved.
+        warnings: Vec<String>,
+    },
+    /// Backend states were set.
+    BackendStatesUpdated {
+        /// Number of backends.
+        backends: usize,
+        /// E.g. the state could not be saved.
+        warnings: Vec<String>,
+    },
+    /// Frontends were deleted.
+    ServicesDeleted {
+        /// Their IDs.
+        ids: Vec<u16>,
     },
     /// The request failed.
     Error {

@@ -208,6 +208,9 @@ pub fn handle_request(state: &AgentState, request: AdminRequest) -> AdminRespons
             },
             Err(message) => error(message),
         },
+        request @ (AdminRequest::ServiceList
+        | AdminRequest::ServiceUpdate { .. }
+        | AdminRequest::ServiceDelete { .. }) => super::service::handle(state, request),
         AdminRequest::IdentityList => AdminResponse::Identities {
             identities: state
                 .identities()

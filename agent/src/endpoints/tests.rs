@@ -1,8 +1,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::scanner::Scanner;
 use super::*;
+use crate::dirwatch::Scanner;
 
 const XWING: &str = "name: xwing                # pod name
 namespace: default
@@ -75,7 +75,7 @@ fn write(dir: &Path, name: &str, text: &str) {
 #[test]
 fn scanner_reports_adds_updates_removes_and_keeps_working_endpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut scanner = Scanner::new(dir.path().to_path_buf());
+    let mut scanner = Scanner::<EndpointFiles>::new(dir.path().to_path_buf());
     assert!(scanner.scan().is_empty());
 
     write(dir.path(), "default_xwing.yaml", XWING);

@@ -84,15 +84,33 @@ pub struct ServicesSnapshot {
     pub api: Vec<ApiService>,
     /// Frontend IDs, by ID.
     pub ids: Vec<FrontendId>,
+    /// Backend states set through the API.
+    #[serde(default)]
+    pub backend_states: Vec<BackendStateRecord>,
+}
+
+/// A backend state set through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendStateRecord {
+    /// The backend's address.
+    pub address: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Its state.
+    pub state: BackendState,
 }
 
 /// The declared services and the frontend IDs. Plain data: [`crate::state::AgentState`]
 /// locks it and saves it.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceTable {
-    declared: BTreeMap<ServiceName, DeclaredService>,
-    api: BTreeMap<Frontend, ApiService>,
-    ids: BTreeMap<Frontend, u16>,
+    pub(super) declared: BTreeMap<ServiceName, DeclaredService>,
+    pub(super) api: BTreeMap<Frontend, ApiService>,
+    pub(super) ids: BTreeMap<Frontend, u16>,
+    /// Backend states set through the API (`service update --backends .. --states ..`),
+    /// which apply to the backend in every service.
+    pub(super) backend_states: BTreeMap<(IpAddr, u16), BackendState>,
 }
 
 impl ServiceTable {
@@ -125,6 +143,11 @@ impl ServiceTable {
         for api in snapshot.api {
             table.api.insert(api.frontend, api);
         }
+        for record in snapshot.backend_states {
+            table
+                .backend_states
+                .insert((record.address, record.port), record.state);
+        }
         table.assign_ids()?;
         Ok(table)
     }
@@ -144,6 +167,15 @@ impl ServiceTable {
             declared: self.declared.values().cloned().collect(),
             api: self.api.values().cloned().collect(),
             ids,
+            backend_states: self
+                .backend_states
+                .iter()
+                .map(|((address, port), state)| BackendStateRecord {
+                    address: *address,
+                    port: *port,
+                    state: *state,
+                })
+                .collect(),
         }
     }
 
@@ -202,8 +234,13 @@ impl ServiceTable {
         true
     }
 
-    /// Sets a frontend's backends through the API; returns its ID.
-    pub fn upsert_api(&mut self, mut service: ApiService) -> Result<u16, String> {
+    /// Sets a frontend's backends through the API, with ID `requested` when given (it
+    /// must be the frontend's ID, or free for a new frontend); returns its ID.
+    pub fn upsert_api(
+        &mut self,
+        mut service: ApiService,
+        requested: Option<u16>,
+    ) -> Result<u16, String> {
         if service.name.is_empty() {
             if let Some((name, _)) = self.declared_frontend(&service.frontend) {
                 service.name = name;
@@ -211,6 +248,21 @@ impl ServiceTable {
         }
         let before = self.clone();
         let frontend = service.frontend;
+        if let Some(id) = requested {
+            match (self.ids.get(&frontend), self.frontend_of(id)) {
+                (Some(known), _) if *known != id => {
+                    return Err(format!("frontend {frontend} has ID {known}, not {id}"))
+                }
+                (Some(_), _) => {}
+                (None, Some(other)) => {
+                    return Err(format!("service ID {id} is taken by frontend {other}"))
+                }
+                (None, None) if id == 0 => return Err("service ID 0 is not an ID".to_string()),
+                (None, None) => {
+                    self.ids.insert(frontend, id);
+                }
+            }
+        }
         self.api.insert(frontend, service);
         if let Err(e) = self.assign_ids() {
             *self = before;
@@ -238,6 +290,19 @@ impl ServiceTable {
         Ok(frontend)
     }
 
+    /// Sets backend states, overriding what the declarations say.
+    pub fn set_backend_states(&mut self, states: &[(std::net::SocketAddr, BackendState)]) {
+        for (address, state) in states {
+            self.backend_states
+                .insert((address.ip(), address.port()), *state);
+        }
+    }
+
+    /// Whether the API set this frontend's backends.
+    pub fn is_api(&self, frontend: &Frontend) -> bool {
+        self.api.contains_key(frontend)
+    }
+
     /// The frontend with this ID.
     pub fn frontend_of(&self, id: u16) -> Option<Frontend> {
         self.ids
@@ -251,7 +316,10 @@ impl ServiceTable {
         self.ids.get(frontend).copied()
     }
 
-    fn declared_frontend(&self, frontend: &Frontend) -> Option<(ServiceName, &DeclaredService)> {
+    pub(super) fn declared_frontend(
+        &self,
+        frontend: &Frontend,
+    ) -> Option<(ServiceName, &DeclaredService)> {
         self.declared.iter().find_map(|(name, declared)| {
             declared
                 .spec
@@ -264,7 +332,7 @@ impl ServiceTable {
 
     /// Gives every frontend in use an ID (the lowest free one) and frees the IDs of
     /// frontends no longer in use.
-    fn assign_ids(&mut self) -> Result<(), String> {
+    pub(super) fn assign_ids(&mut self) -> Result<(), String> {
         let wanted: BTreeSet<Frontend> = self
             .declared
             .values()
@@ -338,6 +406,13 @@ impl ServiceTable {
                 backends: api.backends.clone(),
                 session_affinity: api.session_affinity,
             });
+        }
+        for service in &mut services {
+            for backend in &mut service.backends {
+                if let Some(state) = self.backend_states.get(&(backend.address, backend.port)) {
+                    backend.state = *state;
+                }
+            }
         }
         services.sort_by_key(|service| service.id);
         services

@@ -198,18 +198,21 @@ fn ids_are_stable_and_survive_a_restart() {
     more.cluster_ips.push(ip("fd00:96::53"));
     state.upsert_service(file(), more).expect("changed");
     let (id, warning) = state
-        .update_api_service(ApiService {
-            frontend: "10.96.60.53:80".parse().expect("frontend"),
-            kind: ServiceKind::ClusterIP,
-            name: ServiceName::default(),
-            backends: vec![Backend {
-                address: ip("10.200.2.11"),
-                port: 8080,
-                state: BackendState::Maintenance,
-                node: Some("node2".into()),
-            }],
-            session_affinity: None,
-        })
+        .update_api_service(
+            ApiService {
+                frontend: "10.96.60.53:80".parse().expect("frontend"),
+                kind: ServiceKind::ClusterIP,
+                name: ServiceName::default(),
+                backends: vec![Backend {
+                    address: ip("10.200.2.11"),
+                    port: 8080,
+                    state: BackendState::Maintenance,
+                    node: Some("node2".into()),
+                }],
+                session_affinity: None,
+            },
+            None,
+        )
         .expect("updated");
     assert_eq!((id, warning), (2, None));
 
@@ -269,4 +272,212 @@ fn a_name_or_frontend_of_another_source_is_refused() {
         "{error}"
     );
     assert_eq!(state.lb_services().len(), 1);
+}
+
+mod admin {
+    use super::*;
+    use crate::admin::{format_service_list, handle_request, AdminRequest, AdminResponse};
+    use crate::admin::{AdminCommand, ServiceCommand, ServiceUpdate};
+
+    fn list(state: &AgentState) -> String {
+        match handle_request(state, AdminRequest::ServiceList) {
+            AdminResponse::Services { services } => format_service_list(&services),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn update(state: &AgentState, update: ServiceUpdate) -> AdminResponse {
+        handle_request(state, AdminRequest::ServiceUpdate { update })
+    }
+
+    #[tokio::test]
+    async fn list_update_and_delete_as_cilium_prints_them() {
+        let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        let spec = parse_service_file(Path::new("d.yaml"), DEATHSTAR).expect("valid");
+        state.upsert_service(file(), spec).expect("declared");
+        for watched in [
+            pod(1, "deathstar-1", "deathstar", "empire", "10.200.1.11"),
+            pod(2, "deathstar-2", "deathstar", "empire", "10.200.2.11"),
+        ] {
+            state
+                .apply_endpoint_event(EndpointEvent::Added(watched))
+                .await
+                .expect("added");
+        }
+        let created = update(
+            &state,
+            ServiceUpdate {
+                id: None,
+                frontend: Some("10.96.0.10:53/UDP".parse().expect("frontend")),
+                backends: vec!["10.200.1.15:53".parse().expect("address")],
+                states: vec![],
+                kind: ServiceKind::ClusterIP,
+                name: Some("kube-system/kube-dns".parse().expect("name")),
+            },
+        );
+        assert!(
+            matches!(
+                created,
+                AdminResponse::ServiceUpdated {
+                    id: 2,
+                    created: true,
+                    backends: 1,
+                    ..
+                }
+            ),
+            "{created:?}"
+        );
+        let states = update(
+            &state,
+            ServiceUpdate {
+                id: None,
+                frontend: None,
+                backends: vec!["10.200.2.11:80".parse().expect("address")],
+                states: vec![BackendState::Maintenance],
+                kind: ServiceKind::ClusterIP,
+                name: None,
+            },
+        );
+        assert!(
+            matches!(
+                states,
+                AdminResponse::BackendStatesUpdated { backends: 1, .. }
+            ),
+            "{states:?}"
+        );
+        expect_test::expect![[r#"
+            ID   Frontend             Service Type   Backend                                 
+            1    10.96.60.53:80/TCP   ClusterIP      1 => 10.200.1.11:80/TCP (active)        
+                                                     2 => 10.200.2.11:80/TCP (maintenance)   
+            2    10.96.0.10:53/UDP    ClusterIP      1 => 10.200.1.15:53/UDP (active)        
+        "#]]
+        .assert_eq(&list(&state));
+        // The maintenance backend takes no new connections.
+        let service = state
+            .service_by_frontend(ip("10.96.60.53"), 80, Protocol::TCP)
+            .expect("deathstar");
+        assert_eq!(service.active_backends().count(), 1);
+
+        let unknown = update(
+            &state,
+            ServiceUpdate {
+                id: None,
+                frontend: None,
+                backends: vec!["10.9.9.9:80".parse().expect("address")],
+                states: vec![BackendState::Quarantined],
+                kind: ServiceKind::ClusterIP,
+                name: None,
+            },
+        );
+        assert_eq!(
+            unknown,
+            AdminResponse::Error {
+                message: "10.9.9.9:80 is not a backend of any service".into()
+            }
+        );
+        let deleted = handle_request(
+            &state,
+            AdminRequest::ServiceDelete {
+                id: Some(2),
+                all: false,
+            },
+        );
+        assert_eq!(deleted, AdminResponse::ServicesDeleted { ids: vec![2] });
+        let refused = handle_request(
+            &state,
+            AdminRequest::ServiceDelete {
+                id: Some(1),
+                all: false,
+            },
+        );
+        assert!(
+            matches!(&refused, AdminResponse::Error { message } if message.contains("remove it there")),
+            "{refused:?}"
+        );
+        assert_eq!(state.lb_services().len(), 1);
+    }
+
+    #[test]
+    fn the_command_line_is_checked_before_sending() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: AdminCommand,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("hubble-agent").chain(args.iter().copied()))
+                .map(|cli| cli.command)
+        };
+        let command = parse(&[
+            "service",
+            "update",
+            "--frontend",
+            "10.96.0.1:80",
+            "--backends",
+            "10.0.0.1:80,10.0.0.2:80",
+            "--states",
+            "active,maintenance",
+            "--id",
+            "7",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            command,
+            AdminCommand::Service(ServiceCommand::Update { id: Some(7), .. })
+        ));
+        assert!(parse(&["service", "delete"]).is_err());
+        assert!(parse(&["service", "list", "-o", "json"]).is_ok());
+    }
+}
+
+mod files {
+    use super::*;
+    use crate::dirwatch::Scanner;
+
+    #[test]
+    fn added_changed_bad_and_removed_files() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        let mut scanner = Scanner::<ServiceFiles>::new(dir.path().to_path_buf());
+        let path = dir.path().join("default_deathstar.yaml");
+        let scan = |scanner: &mut Scanner<ServiceFiles>| {
+            for event in scanner.scan() {
+                super::super::files::apply(&state, event);
+            }
+        };
+        std::fs::write(&path, DEATHSTAR).expect("written");
+        scan(&mut scanner);
+        assert_eq!(
+            state.lb_services()[0].frontend.to_string(),
+            "10.96.60.53:80/TCP"
+        );
+
+        std::fs::write(&path, DEATHSTAR.replace("port: 80\n", "port: 8080\n")).expect("written");
+        scan(&mut scanner);
+        assert_eq!(
+            state.lb_services()[0].frontend.to_string(),
+            "10.96.60.53:8080/TCP"
+        );
+
+        // A bad file keeps the working service.
+        std::fs::write(&path, DEATHSTAR.replace("10.96.60.53", "10.96.60.300")).expect("written");
+        let events = scanner.scan();
+        let [crate::dirwatch::FileEvent::Rejected { error, .. }] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert!(
+            error.to_string().contains("default_deathstar.yaml"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("line 4"), "{error}");
+        for event in events {
+            super::super::files::apply(&state, event);
+        }
+        assert_eq!(state.lb_services().len(), 1);
+
+        std::fs::remove_file(&path).expect("removed");
+        scan(&mut scanner);
+        assert!(state.lb_services().is_empty());
+    }
 }

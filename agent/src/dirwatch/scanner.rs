@@ -1,30 +1,40 @@
-//! One full scan of the endpoints directory, compared with what was
-//! reported before.
+//! One full scan of a watched directory, compared with what was reported before.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::watcher::{EndpointEvent, WatchedEndpoint};
-use super::{parse_endpoint_file, EndpointError, EndpointIds, EndpointSpec};
+use super::{FileEvent, FileKind, WatchedFile};
+use crate::endpoints::EndpointIds;
+
+type Event<K> = FileEvent<<K as FileKind>::Spec, <K as FileKind>::Error>;
 
 /// What is known about one file. Files are small and few, so every scan
 /// reads and parses each of them again: no modification-time heuristics
 /// that could miss a quick same-size edit.
-#[derive(Debug, Default)]
-struct FileState {
-    endpoint: Option<WatchedEndpoint>,
-    reported: Option<EndpointError>,
+#[derive(Debug)]
+struct FileState<K: FileKind> {
+    endpoint: Option<WatchedFile<K::Spec>>,
+    reported: Option<K::Error>,
+}
+
+impl<K: FileKind> Default for FileState<K> {
+    fn default() -> Self {
+        FileState {
+            endpoint: None,
+            reported: None,
+        }
+    }
 }
 
 /// The rescan logic, free of I/O scheduling so it can be tested directly.
 #[derive(Debug)]
-pub(crate) struct Scanner {
+pub(crate) struct Scanner<K: FileKind> {
     dir: PathBuf,
-    files: BTreeMap<PathBuf, FileState>,
+    files: BTreeMap<PathBuf, FileState<K>>,
     ids: EndpointIds,
 }
 
-impl Scanner {
+impl<K: FileKind> Scanner<K> {
     pub(crate) fn new(dir: PathBuf) -> Self {
         Scanner {
             dir,
@@ -33,10 +43,10 @@ impl Scanner {
         }
     }
 
-    /// A scanner that already knows `known` (endpoints restored after a restart): the
-    /// first scan reports only what changed since, including files that went away,
-    /// and the known endpoints keep their ids.
-    pub(crate) fn with_known(dir: PathBuf, known: &[WatchedEndpoint]) -> Self {
+    /// A scanner that already knows `known` (restored after a restart): the first
+    /// scan reports only what changed since, including files that went away, and the
+    /// known files keep their ids.
+    pub(crate) fn with_known(dir: PathBuf, known: &[WatchedFile<K::Spec>]) -> Self {
         let mut scanner = Scanner::new(dir);
         for endpoint in known {
             if scanner.ids.reserve(&id_key(&endpoint.path), endpoint.id) {
@@ -53,11 +63,11 @@ impl Scanner {
     }
 
     /// Compares the directory with the known state and returns the changes.
-    pub(crate) fn scan(&mut self) -> Vec<EndpointEvent> {
-        let present = match list_endpoint_files(&self.dir) {
+    pub(crate) fn scan(&mut self) -> Vec<Event<K>> {
+        let present = match list_yaml_files(&self.dir) {
             Ok(present) => present,
             Err(error) => {
-                tracing::warn!(dir = %self.dir.display(), %error, "cannot list the endpoints directory");
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot list the {} directory", K::WHAT);
                 return Vec::new();
             }
         };
@@ -71,7 +81,7 @@ impl Scanner {
         for path in gone {
             if let Some(endpoint) = self.files.remove(&path).and_then(|state| state.endpoint) {
                 self.ids.release(&id_key(&path));
-                events.push(EndpointEvent::Removed(endpoint));
+                events.push(FileEvent::Removed(endpoint));
             }
         }
         for path in present {
@@ -82,20 +92,14 @@ impl Scanner {
         events
     }
 
-    fn scan_file(&mut self, path: &Path) -> Option<EndpointEvent> {
+    fn scan_file(&mut self, path: &Path) -> Option<Event<K>> {
         // The file may vanish between listing and reading; the next scan
         // sees it gone.
         let text = std::fs::read_to_string(path).ok()?;
-        let result =
-            parse_endpoint_file(path, &text).and_then(|spec| match self.owner_of(&spec, path) {
-                Some(other) => Err(EndpointError::Duplicate {
-                    path: path.display().to_string(),
-                    namespace: spec.namespace,
-                    name: spec.name,
-                    other: other.display().to_string(),
-                }),
-                None => Ok(spec),
-            });
+        let result = K::parse(path, &text).and_then(|spec| match self.owner_of(&spec, path) {
+            Some(other) => Err(K::duplicate(path, spec, &other)),
+            None => Ok(spec),
+        });
         let key = id_key(path);
         let state = self.files.entry(path.to_path_buf()).or_default();
         match result {
@@ -105,24 +109,24 @@ impl Scanner {
                     Some(previous) if previous.spec == spec => None,
                     Some(previous) => {
                         let previous = previous.clone();
-                        let current = WatchedEndpoint {
+                        let current = WatchedFile {
                             spec,
                             ..previous.clone()
                         };
                         state.endpoint = Some(current.clone());
-                        Some(EndpointEvent::Updated { previous, current })
+                        Some(FileEvent::Updated { previous, current })
                     }
                     None => match self.ids.allocate(&key) {
                         Ok(id) => {
-                            let endpoint = WatchedEndpoint {
+                            let endpoint = WatchedFile {
                                 id,
                                 path: path.to_path_buf(),
                                 spec,
                             };
                             state.endpoint = Some(endpoint.clone());
-                            Some(EndpointEvent::Added(endpoint))
+                            Some(FileEvent::Added(endpoint))
                         }
-                        Err(error) => report(state, path, error),
+                        Err(_) => report(state, path, K::ids_exhausted()),
                     },
                 }
             }
@@ -130,25 +134,22 @@ impl Scanner {
         }
     }
 
-    /// Another file whose endpoint is the same pod, if any.
-    fn owner_of(&self, spec: &EndpointSpec, path: &Path) -> Option<PathBuf> {
+    /// Another file that describes the same thing (namespace and name), if any.
+    fn owner_of(&self, spec: &K::Spec, path: &Path) -> Option<PathBuf> {
         self.files.iter().find_map(|(other, state)| {
             let endpoint = state.endpoint.as_ref()?;
-            (other != path
-                && endpoint.spec.namespace == spec.namespace
-                && endpoint.spec.name == spec.name)
-                .then(|| other.clone())
+            (other != path && K::name(&endpoint.spec) == K::name(spec)).then(|| other.clone())
         })
     }
 }
 
 /// Reports an error once per distinct error.
-fn report(state: &mut FileState, path: &Path, error: EndpointError) -> Option<EndpointEvent> {
+fn report<K: FileKind>(state: &mut FileState<K>, path: &Path, error: K::Error) -> Option<Event<K>> {
     if state.reported.as_ref() == Some(&error) {
         return None;
     }
     state.reported = Some(error.clone());
-    Some(EndpointEvent::Rejected {
+    Some(FileEvent::Rejected {
         path: path.to_path_buf(),
         error,
     })
@@ -162,7 +163,7 @@ fn id_key(path: &Path) -> String {
 
 /// The `*.yaml`/`*.yml` regular files of the directory, hidden ones
 /// (editors' and writers' temporary files) excluded, sorted.
-fn list_endpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+fn list_yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
