@@ -804,3 +804,6 @@ int to_container(struct __sk_buff *skb)
 {
 	return handle(skb, DIR_INGRESS);
 }
+
+/* The cgroup socket programs share this object's maps and event ring. */
+#include "sock.c"

@@ -28,6 +28,7 @@
 #define MSG_TYPE_DROP 1
 #define MSG_TYPE_TRACE 4
 #define MSG_TYPE_POLICY_VERDICT 5
+#define MSG_TYPE_TRACE_SOCK 7 /* CILIUM_NOTIFY_TRACE_SOCK */
 
 /* ---- Trace observation points (event subtype of MSG_TYPE_TRACE). ---- */
 #define TRACE_TO_LXC 0
@@ -126,6 +127,37 @@ struct policy_verdict_event {
 	__u8 packet[EVENT_PACKET_CAP];
 };
 
+/* ---- Socket translation points (event subtype of MSG_TYPE_TRACE_SOCK),
+ * Cilium's enum xlate_point and flow.proto's SocketTranslationPoint. ---- */
+#define XLATE_PRE_DIRECTION_FWD 1  /* before the forward translation: VIP */
+#define XLATE_POST_DIRECTION_FWD 2 /* after it: the chosen backend */
+#define XLATE_PRE_DIRECTION_REV 3  /* before the reverse one: the peer */
+#define XLATE_POST_DIRECTION_REV 4 /* after it: the VIP the socket sees */
+
+/* ---- trace_sock_info.l4_proto, Cilium's enum l4_protocol. ---- */
+#define L4_PROTOCOL_UNKNOWN 0
+#define L4_PROTOCOL_TCP 1
+#define L4_PROTOCOL_UDP 2
+
+/* Fields of Cilium's struct trace_sock_notify (24 bytes); the translation
+ * point is hdr.subtype and the IPv6 flag hdr.flags' EVENT_FLAG_IPV6. */
+struct trace_sock_info {
+	__u64 sock_cookie;  /* bpf_get_socket_cookie() */
+	__u64 cgroup_id;    /* cgroup v2 id of the calling task */
+	__u16 dst_port;     /* host order */
+	__u8 l4_proto;      /* L4_PROTOCOL_* */
+	__u8 pad0;
+	__u32 pad1;
+};
+
+/* MSG_TYPE_TRACE_SOCK record (80 bytes): written by the cgroup socket
+ * programs (sock.c); hdr.source, ifindex, identities, lengths are 0. */
+struct trace_sock_event {
+	struct event_header hdr;
+	struct trace_sock_info sock;
+	__u8 dst_addr[16];  /* network order; IPv4 in the first 4 bytes */
+};
+
 /* ---- Maps ---- */
 
 #define IPCACHE_FAMILY_IPV4 4
@@ -217,7 +249,60 @@ struct datapath_config {
 	__u32 monitor_aggregation; /* MONITOR_AGGREGATION_* */
 	__u32 events_enabled;      /* 0 turns all events off */
 	__u32 wakeup_bytes;        /* force a reader wake-up at this backlog */
-	__u32 pad0;
+	__u32 lb_seed;             /* 0: random backends; else hash(seed, cookie) */
+};
+
+/* ---- Service load balancing maps (sock.c). ---- */
+
+/* LB_SERVICES key: a frontend (VIP, port, protocol) and a slot. Slot 0 is
+ * the service itself; slots 1..count hold its active backends. */
+struct lb_service_key {
+	__u8 addr[16];      /* network order; IPv4 in the first 4 bytes */
+	__u16 dport_be;     /* network order */
+	__u16 slot;
+	__u8 protocol;      /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family;        /* IPCACHE_FAMILY_* */
+	__u16 pad0;
+};
+
+/* lb_service_value.flags bits. */
+#define LB_SERVICE_F_NODEPORT (1 << 0)
+
+struct lb_service_value {
+	__u32 backend_id;   /* slots >= 1: the LB_BACKENDS key */
+	__u16 count;        /* slot 0: number of active backends */
+	__u16 service_id;   /* the service's numeric id (rev NAT index) */
+	__u32 flags;        /* slot 0: LB_SERVICE_F_* */
+};
+
+/* lb_backend.state, Cilium's BackendState numbers. */
+#define LB_BACKEND_ACTIVE 0
+#define LB_BACKEND_TERMINATING 1
+#define LB_BACKEND_QUARANTINED 2
+#define LB_BACKEND_MAINTENANCE 3
+
+/* LB_BACKENDS value, keyed by backend id (__u32). */
+struct lb_backend {
+	__u8 addr[16];
+	__u16 port_be;
+	__u8 family;
+	__u8 state;         /* LB_BACKEND_* */
+};
+
+/* LB_REVNAT_SK: what a socket talking to a backend must see instead. */
+struct lb_revnat_key {
+	__u64 cookie;       /* socket cookie */
+	__u8 addr[16];      /* backend address */
+	__u16 port_be;      /* backend port */
+	__u8 family;
+	__u8 pad0;
+	__u32 pad1;
+};
+
+struct lb_revnat_value {
+	__u8 addr[16];      /* the frontend (VIP) */
+	__u16 port_be;
+	__u16 service_id;
 };
 
 /* The same sizes are asserted on the Rust side (ebpf_events::abi). */
@@ -234,5 +319,12 @@ _Static_assert(sizeof(struct policy_value) == 8, "policy_value layout");
 _Static_assert(sizeof(struct ct_key) == 44, "ct_key layout");
 _Static_assert(sizeof(struct ct_entry) == 16, "ct_entry layout");
 _Static_assert(sizeof(struct datapath_config) == 16, "config layout");
+_Static_assert(sizeof(struct trace_sock_info) == 24, "trace_sock_info layout");
+_Static_assert(sizeof(struct trace_sock_event) == 80, "trace_sock_event layout");
+_Static_assert(sizeof(struct lb_service_key) == 24, "lb_service_key layout");
+_Static_assert(sizeof(struct lb_service_value) == 12, "lb_service_value layout");
+_Static_assert(sizeof(struct lb_backend) == 20, "lb_backend layout");
+_Static_assert(sizeof(struct lb_revnat_key) == 32, "lb_revnat_key layout");
+_Static_assert(sizeof(struct lb_revnat_value) == 20, "lb_revnat_value layout");
 
 #endif /* HUBBLE_RS_EVENTS_H */

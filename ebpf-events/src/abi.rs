@@ -7,6 +7,13 @@
 use core::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub mod lb;
+
+pub use lb::{
+    LbBackend, LbRevnatKey, LbRevnatValue, LbServiceKey, LbServiceValue, TraceSockInfo,
+    TraceSockRecord,
+};
+
 /// Layout version written into every record (`EVENT_ABI_VERSION`).
 pub const EVENT_ABI_VERSION: u8 = 1;
 
@@ -413,8 +420,8 @@ pub struct DatapathConfigValue {
     pub events_enabled: u32,
     /// Ring backlog in bytes at which the program wakes the reader.
     pub wakeup_bytes: u32,
-    /// Padding, zero.
-    pub pad0: u32,
+    /// 0: backends chosen at random; else by [`lb::seeded_slot`].
+    pub lb_seed: u32,
 }
 
 const _: () = {

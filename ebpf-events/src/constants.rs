@@ -14,6 +14,9 @@ pub mod message_type {
     pub const TRACE: u8 = 4;
     /// A policy decision was taken for a new connection.
     pub const POLICY_VERDICT: u8 = 5;
+    /// A socket program translated a service address (Cilium's
+    /// `CILIUM_NOTIFY_TRACE_SOCK`); the subtype is the translation point.
+    pub const TRACE_SOCK: u8 = 7;
 }
 
 /// Trace observation points (`event_header.subtype` of trace records).
@@ -147,6 +150,37 @@ mod tests {
             (
                 "MSG_TYPE_POLICY_VERDICT",
                 u64::from(message_type::POLICY_VERDICT),
+            ),
+            ("MSG_TYPE_TRACE_SOCK", u64::from(message_type::TRACE_SOCK)),
+            (
+                "XLATE_PRE_DIRECTION_FWD",
+                u64::from(abi::lb::xlate_point::PRE_DIRECTION_FWD),
+            ),
+            (
+                "XLATE_POST_DIRECTION_FWD",
+                u64::from(abi::lb::xlate_point::POST_DIRECTION_FWD),
+            ),
+            (
+                "XLATE_PRE_DIRECTION_REV",
+                u64::from(abi::lb::xlate_point::PRE_DIRECTION_REV),
+            ),
+            (
+                "XLATE_POST_DIRECTION_REV",
+                u64::from(abi::lb::xlate_point::POST_DIRECTION_REV),
+            ),
+            ("L4_PROTOCOL_TCP", u64::from(abi::lb::l4_protocol::TCP)),
+            ("L4_PROTOCOL_UDP", u64::from(abi::lb::l4_protocol::UDP)),
+            (
+                "LB_BACKEND_ACTIVE",
+                u64::from(abi::lb::backend_state::ACTIVE),
+            ),
+            (
+                "LB_BACKEND_MAINTENANCE",
+                u64::from(abi::lb::backend_state::MAINTENANCE),
+            ),
+            (
+                "LB_SERVICE_F_NODEPORT",
+                u64::from(abi::lb::LB_SERVICE_F_NODEPORT),
             ),
             ("TRACE_TO_LXC", u64::from(trace_point::TO_LXC)),
             ("TRACE_TO_STACK", u64::from(trace_point::TO_STACK)),

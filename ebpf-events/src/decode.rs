@@ -7,8 +7,9 @@
 use core::mem::{offset_of, size_of};
 
 use crate::abi::{
-    EventHeader, PacketRecord, PolicyVerdictInfo, PolicyVerdictRecord, EVENT_ABI_VERSION,
-    EVENT_FLAG_IPV6, EVENT_FLAG_IS_REPLY, EVENT_FLAG_TO_ENDPOINT, EVENT_PACKET_CAP,
+    EventHeader, PacketRecord, PolicyVerdictInfo, PolicyVerdictRecord, TraceSockInfo,
+    TraceSockRecord, EVENT_ABI_VERSION, EVENT_FLAG_IPV6, EVENT_FLAG_IS_REPLY,
+    EVENT_FLAG_TO_ENDPOINT, EVENT_PACKET_CAP,
 };
 use crate::constants::message_type;
 
@@ -29,7 +30,9 @@ pub enum DecodeError {
         need: usize,
     },
     /// The message type is not one this datapath writes.
-    #[error("unknown message type {0} (expected 1 drop, 4 trace or 5 policy verdict)")]
+    #[error(
+        "unknown message type {0} (expected 1 drop, 4 trace, 5 policy verdict or 7 trace-sock)"
+    )]
     UnknownType(u8),
     /// The record was written with another ABI version.
     #[error("record ABI version {got}, this decoder reads version {expected}")]
@@ -88,6 +91,21 @@ pub enum DatapathEvent<'a> {
     Drop(DropEvent<'a>),
     /// `MSG_TYPE_POLICY_VERDICT`.
     PolicyVerdict(PolicyVerdictEvent<'a>),
+    /// `MSG_TYPE_TRACE_SOCK`: a service translation by a socket program.
+    TraceSock(TraceSockEvent),
+}
+
+/// A trace-sock record (Cilium's `trace_sock_notify`): a socket call's
+/// destination before or after a service translation. No packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceSockEvent {
+    /// Common header; `subtype` is the translation point
+    /// ([`crate::abi::lb::xlate_point`]).
+    pub header: EventHeader,
+    /// Cookie, cgroup id, port and protocol.
+    pub sock: TraceSockInfo,
+    /// The destination at this point.
+    pub dst: std::net::IpAddr,
 }
 
 impl<'a> DatapathEvent<'a> {
@@ -97,6 +115,7 @@ impl<'a> DatapathEvent<'a> {
             DatapathEvent::Trace(event) => &event.header,
             DatapathEvent::Drop(event) => &event.header,
             DatapathEvent::PolicyVerdict(event) => &event.header,
+            DatapathEvent::TraceSock(event) => &event.header,
         }
     }
 
@@ -106,6 +125,7 @@ impl<'a> DatapathEvent<'a> {
             DatapathEvent::Trace(event) => event.packet,
             DatapathEvent::Drop(event) => event.packet,
             DatapathEvent::PolicyVerdict(event) => event.packet,
+            DatapathEvent::TraceSock(_) => &[],
         }
     }
 }
@@ -149,6 +169,7 @@ pub fn decode(record: &[u8]) -> Result<DatapathEvent<'_>, DecodeError> {
                 packet,
             }))
         }
+        message_type::TRACE_SOCK => decode_trace_sock(record, header),
         other => Err(DecodeError::UnknownType(other)),
     }
 }
@@ -180,6 +201,31 @@ pub fn decode_header(record: &[u8]) -> Result<EventHeader, DecodeError> {
         });
     }
     Ok(header)
+}
+
+fn decode_trace_sock(record: &[u8], header: EventHeader) -> Result<DatapathEvent<'_>, DecodeError> {
+    let base = offset_of!(TraceSockRecord, sock);
+    let fields = Fields::new(record, "trace-sock", size_of::<TraceSockRecord>())?;
+    let sock = TraceSockInfo {
+        sock_cookie: fields.u64(base + offset_of!(TraceSockInfo, sock_cookie)),
+        cgroup_id: fields.u64(base + offset_of!(TraceSockInfo, cgroup_id)),
+        dst_port: fields.u16(base + offset_of!(TraceSockInfo, dst_port)),
+        l4_proto: fields.u8(base + offset_of!(TraceSockInfo, l4_proto)),
+        pad0: 0,
+        pad1: 0,
+    };
+    let family = if header.is_ipv6() {
+        crate::abi::FAMILY_IPV6
+    } else {
+        crate::abi::FAMILY_IPV4
+    };
+    let dst =
+        crate::abi::lb::bytes_addr(family, fields.array(offset_of!(TraceSockRecord, dst_addr)));
+    Ok(DatapathEvent::TraceSock(TraceSockEvent {
+        header,
+        sock,
+        dst,
+    }))
 }
 
 fn decode_verdict(record: &[u8]) -> Result<PolicyVerdictInfo, DecodeError> {

@@ -138,3 +138,49 @@ fn write_verdict(out: &mut [u8], base: usize, v: &PolicyVerdictInfo) {
         &v.pad0.to_ne_bytes(),
     );
 }
+
+/// Encodes a trace-sock record as the socket programs write it (for tests of
+/// code that consumes records). `header.msg_type` is set to trace-sock, `subtype`
+/// is the translation point; the IPv6 flag follows `dst`.
+pub fn encode_trace_sock(
+    header: &EventHeader,
+    sock: &crate::abi::TraceSockInfo,
+    dst: std::net::IpAddr,
+) -> Vec<u8> {
+    use crate::abi::{TraceSockInfo, TraceSockRecord};
+    let mut out = vec![0u8; size_of::<TraceSockRecord>()];
+    let mut header = *header;
+    header.msg_type = message_type::TRACE_SOCK;
+    header.version = EVENT_ABI_VERSION;
+    header.cap_len = 0;
+    let (family, addr) = crate::abi::lb::addr_bytes(dst);
+    if family == crate::abi::FAMILY_IPV6 {
+        header.flags |= crate::abi::EVENT_FLAG_IPV6;
+    } else {
+        header.flags &= !crate::abi::EVENT_FLAG_IPV6;
+    }
+    write_header(&mut out, &header);
+    let base = offset_of!(TraceSockRecord, sock);
+    put(
+        &mut out,
+        base + offset_of!(TraceSockInfo, sock_cookie),
+        &sock.sock_cookie.to_ne_bytes(),
+    );
+    put(
+        &mut out,
+        base + offset_of!(TraceSockInfo, cgroup_id),
+        &sock.cgroup_id.to_ne_bytes(),
+    );
+    put(
+        &mut out,
+        base + offset_of!(TraceSockInfo, dst_port),
+        &sock.dst_port.to_ne_bytes(),
+    );
+    put(
+        &mut out,
+        base + offset_of!(TraceSockInfo, l4_proto),
+        &[sock.l4_proto],
+    );
+    put(&mut out, offset_of!(TraceSockRecord, dst_addr), &addr);
+    out
+}

@@ -28,4 +28,6 @@ pub use abi::{
     PolicyVerdictInfo,
 };
 pub use clock::KtimeClock;
-pub use decode::{decode, DatapathEvent, DecodeError, DropEvent, PolicyVerdictEvent, TraceEvent};
+pub use decode::{
+    decode, DatapathEvent, DecodeError, DropEvent, PolicyVerdictEvent, TraceEvent, TraceSockEvent,
+};

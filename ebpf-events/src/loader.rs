@@ -28,15 +28,18 @@ use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use ipnet::IpNet;
 
 use crate::abi::{
-    DatapathConfigValue, EndpointEntry, IpcacheEntry, IpcacheKey, PolicyKey, PolicyValue,
+    DatapathConfigValue, EndpointEntry, IpcacheEntry, IpcacheKey, LbBackend, LbServiceKey,
+    LbServiceValue, PolicyKey, PolicyValue,
 };
 use crate::constants::monitor_aggregation;
 
 pub mod pins;
 mod reader;
+mod sock;
 
 pub use pins::{remove_pins, PinState, DEFAULT_BPFFS};
 pub use reader::{EventReader, ReaderStats, EVENT_CHANNEL_CAPACITY};
+pub use sock::{LbBackendSpec, LbFrontend};
 
 /// The compiled programs, aligned for the ELF parser.
 static DATAPATH_OBJECT: &[u8] =
@@ -63,6 +66,12 @@ unsafe impl Pod for PolicyValue {}
 unsafe impl Pod for DatapathConfigValue {}
 // SAFETY: as above.
 unsafe impl Pod for IpcacheKeyData {}
+// SAFETY: as above.
+unsafe impl Pod for LbServiceKey {}
+// SAFETY: as above.
+unsafe impl Pod for LbServiceValue {}
+// SAFETY: as above.
+unsafe impl Pod for LbBackend {}
 
 /// The part of [`IpcacheKey`] after the LPM prefix length, which aya's
 /// [`Key`] carries separately.
@@ -85,6 +94,10 @@ pub struct DatapathConfig {
     /// Ring backlog in bytes at which the programs wake the reader; 0 wakes
     /// it for every record.
     pub wakeup_bytes: u32,
+    /// 0: the socket load balancer picks backends at random (TCP) or per socket
+    /// (UDP); otherwise by [`crate::abi::lb::seeded_slot`]`(seed, socket cookie)`,
+    /// which tests can predict.
+    pub lb_seed: u32,
 }
 
 impl Default for DatapathConfig {
@@ -93,6 +106,7 @@ impl Default for DatapathConfig {
             monitor_aggregation: monitor_aggregation::NONE,
             events_enabled: true,
             wakeup_bytes: DEFAULT_WAKEUP_BYTES,
+            lb_seed: 0,
         }
     }
 }
@@ -238,7 +252,10 @@ enum AttachmentLinks {
 pub struct Datapath {
     // Field order matters for drop: links first, then the programs.
     attachments: BTreeMap<String, Attachment>,
+    cgroup_links: Option<sock::CgroupLinks>,
     ebpf: Ebpf,
+    lb_services: HashMap<MapData, LbServiceKey, LbServiceValue>,
+    lb_backends: HashMap<MapData, u32, LbBackend>,
     endpoints: HashMap<MapData, u32, EndpointEntry>,
     ipcache: LpmTrie<MapData, IpcacheKeyData, IpcacheEntry>,
     policy: HashMap<MapData, PolicyKey, PolicyValue>,
@@ -295,6 +312,23 @@ impl Datapath {
                     source: Box::new(e),
                 })?;
         }
+        for name in sock::SOCK_PROGRAMS {
+            let program: &mut aya::programs::CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or(LoaderError::Missing {
+                    kind: "program",
+                    name,
+                })?
+                .try_into()
+                .map_err(|e| LoaderError::Program {
+                    program: name,
+                    source: Box::new(e),
+                })?;
+            program.load().map_err(|e| LoaderError::Program {
+                program: name,
+                source: Box::new(e),
+            })?;
+        }
         let mut take = |name: &'static str| {
             ebpf.take_map(name)
                 .ok_or(LoaderError::Missing { kind: "map", name })
@@ -305,9 +339,16 @@ impl Datapath {
         let config_map = Array::try_from(take("CONFIG")?).map_err(map_err("CONFIG"))?;
         let lost = PerCpuArray::try_from(take("LOST")?).map_err(map_err("LOST"))?;
         let events = RingBuf::try_from(take("EVENTS")?).map_err(map_err("EVENTS"))?;
+        let lb_services =
+            HashMap::try_from(take("LB_SERVICES")?).map_err(map_err("LB_SERVICES"))?;
+        let lb_backends =
+            HashMap::try_from(take("LB_BACKENDS")?).map_err(map_err("LB_BACKENDS"))?;
         let mut datapath = Self {
             attachments: BTreeMap::new(),
+            cgroup_links: None,
             ebpf,
+            lb_services,
+            lb_backends,
             endpoints,
             ipcache,
             policy,
@@ -337,7 +378,7 @@ impl Datapath {
             monitor_aggregation: config.monitor_aggregation,
             events_enabled: u32::from(config.events_enabled),
             wakeup_bytes: config.wakeup_bytes,
-            pad0: 0,
+            lb_seed: config.lb_seed,
         };
         self.config.set(0, value, 0).map_err(map_err("CONFIG"))
     }
@@ -587,19 +628,12 @@ impl Datapath {
         })
     }
 
-    fn run_stats(&self, name: &'static str) -> Result<ProgramRunStats, LoaderError> {
-        let program: &SchedClassifier = self
-            .ebpf
-            .program(name)
-            .ok_or(LoaderError::Missing {
-                kind: "program",
-                name,
-            })?
-            .try_into()
-            .map_err(|e| LoaderError::Program {
-                program: name,
-                source: Box::new(e),
-            })?;
+    /// Run counters of one program by name (`from_container`, `sock4_connect`, ...).
+    pub fn run_stats(&self, name: &'static str) -> Result<ProgramRunStats, LoaderError> {
+        let program = self.ebpf.program(name).ok_or(LoaderError::Missing {
+            kind: "program",
+            name,
+        })?;
         let info = program.info().map_err(|e| LoaderError::Program {
             program: name,
             source: Box::new(e),

@@ -16,6 +16,7 @@ use ebpf_events::decode::{decode, DatapathEvent, DecodeError};
 use proto::flow::{self, Flow};
 
 mod packet;
+mod sock;
 
 pub use packet::{decode_packet, DecodedPacket};
 
@@ -34,12 +35,20 @@ pub trait LinkGetter: Send + Sync {
     fn link_name(&self, ifindex: u32) -> Option<String>;
 }
 
+/// Finds the endpoint that owns a socket by the cgroup of the task that used it
+/// (Hubble's pod metadata by cgroup id): its address of the wanted family.
+pub trait CgroupGetter: Send + Sync {
+    fn endpoint_ip_by_cgroup(&self, cgroup_id: u64, ipv6: bool) -> Option<IpAddr>;
+}
+
 /// The getters a parser enriches flows with; each is optional.
 #[derive(Clone, Default)]
 pub struct Getters {
     pub endpoints: Option<Arc<dyn EndpointGetter>>,
     pub identities: Option<Arc<dyn IdentityGetter>>,
     pub links: Option<Arc<dyn LinkGetter>>,
+    /// Socket owners of trace-sock records; without it those records are skipped.
+    pub cgroups: Option<Arc<dyn CgroupGetter>>,
 }
 
 /// A record that could not become a flow.
@@ -47,6 +56,10 @@ pub struct Getters {
 pub enum ParseError {
     #[error("undecodable datapath record: {0}")]
     Decode(#[from] DecodeError),
+    /// A valid record that makes no flow, as Hubble skips it (e.g. a socket
+    /// translation by a process that belongs to no endpoint).
+    #[error("record skipped: {0}")]
+    Skipped(&'static str),
 }
 
 /// The datapath record parser of one node.
@@ -68,11 +81,20 @@ impl Parser {
     /// Decodes one raw ring-buffer record into a flow.
     pub fn parse(&self, record: &[u8]) -> Result<Flow, ParseError> {
         let event = decode(record)?;
+        if let DatapathEvent::TraceSock(sock) = &event {
+            return self.sock_flow(sock);
+        }
         Ok(self.flow_from_event(&event))
     }
 
-    /// Builds the flow of an already decoded event.
+    /// Builds the flow of an already decoded event. A trace-sock record whose
+    /// socket owner is unknown gets an empty source here ([`Parser::parse`] skips it).
     pub fn flow_from_event(&self, event: &DatapathEvent<'_>) -> Flow {
+        if let DatapathEvent::TraceSock(sock) = event {
+            if let Ok(flow) = self.sock_flow(sock) {
+                return flow;
+            }
+        }
         let header = *event.header();
         let packet = decode_packet(event.packet());
         let mut flow = Flow {
@@ -165,6 +187,8 @@ impl Parser {
                     flow::TrafficDirection::Egress as i32
                 };
             }
+            // Handled above when its owner is known; otherwise only the header.
+            DatapathEvent::TraceSock(_) => {}
         }
         if header.msg_type == message_type::POLICY_VERDICT {
             flow.event_type = Some(flow::CiliumEventType {

@@ -172,3 +172,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn trace_sock_records_decode_with_their_destination() {
+    use crate::abi::lb::{l4_protocol, xlate_point};
+    use crate::abi::TraceSockInfo;
+    let header = EventHeader {
+        subtype: xlate_point::POST_DIRECTION_FWD,
+        ktime_ns: 42,
+        ..EventHeader::default()
+    };
+    let sock = TraceSockInfo {
+        sock_cookie: 9612,
+        cgroup_id: 7275,
+        dst_port: 80,
+        l4_proto: l4_protocol::TCP,
+        ..TraceSockInfo::default()
+    };
+    for dst in ["10.200.1.30", "fd00:200:1::30"] {
+        let dst: std::net::IpAddr = dst.parse().expect("ip");
+        let bytes = crate::encode::encode_trace_sock(&header, &sock, dst);
+        assert_eq!(bytes.len(), 80);
+        let DatapathEvent::TraceSock(event) = decode(&bytes).expect("valid trace-sock") else {
+            panic!("not a trace-sock event");
+        };
+        assert_eq!(event.dst, dst);
+        assert_eq!(event.header.is_ipv6(), dst.is_ipv6());
+        assert_eq!(event.header.subtype, xlate_point::POST_DIRECTION_FWD);
+        assert_eq!(event.sock.sock_cookie, 9612);
+        assert_eq!(event.sock.cgroup_id, 7275);
+        assert_eq!(event.sock.dst_port, 80);
+        assert_eq!(event.sock.l4_proto, l4_protocol::TCP);
+        assert!(DatapathEvent::TraceSock(event).packet().is_empty());
+        assert!(matches!(
+            decode(&bytes[..79]),
+            Err(DecodeError::Truncated { .. })
+        ));
+    }
+}

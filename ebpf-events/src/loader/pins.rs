@@ -5,6 +5,8 @@
 //! ```text
 //! <dir>/IPCACHE, ENDPOINTS, POLICY, CT, EVENTS, LOST, CONFIG   the maps
 //! <dir>/links/<ifname>-ingress, <ifname>-egress               TCX links per endpoint veth
+//! <dir>/LB_SERVICES, LB_BACKENDS, LB_REVNAT_SK                 service load balancing
+//! <dir>/cgroup/<program>                                       socket programs' cgroup links
 //! ```
 //!
 //! A pinned map is re-used by the next agent with its contents, so the policy map is
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::{LoaderError, DATAPATH_OBJECT};
 
 /// Every map of the datapath object, all pinned.
-pub(crate) const MAP_NAMES: [&str; 7] = [
+pub(crate) const MAP_NAMES: [&str; 10] = [
     "IPCACHE",
     "ENDPOINTS",
     "POLICY",
@@ -26,7 +28,23 @@ pub(crate) const MAP_NAMES: [&str; 7] = [
     "EVENTS",
     "LOST",
     "CONFIG",
+    "LB_SERVICES",
+    "LB_BACKENDS",
+    "LB_REVNAT_SK",
 ];
+
+/// Sub-directory of the socket programs' cgroup links.
+const CGROUP_LINKS_DIR: &str = "cgroup";
+
+/// Where the cgroup links are pinned.
+pub(crate) fn cgroup_links_dir(dir: &Path) -> PathBuf {
+    dir.join(CGROUP_LINKS_DIR)
+}
+
+/// The pin path of socket program `program`'s cgroup link.
+pub(crate) fn cgroup_link_pin(dir: &Path, program: &str) -> PathBuf {
+    cgroup_links_dir(dir).join(program)
+}
 
 /// Sub-directory of the links.
 const LINKS_DIR: &str = "links";
@@ -165,6 +183,14 @@ pub fn remove_pins(dir: &Path) -> Result<Vec<PathBuf>, LoaderError> {
         std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
         removed.push(path);
     }
+    for program in super::sock::SOCK_PROGRAMS {
+        let path = cgroup_link_pin(dir, program);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path, e)),
+        }
+    }
     for name in MAP_NAMES {
         let path = dir.join(name);
         match std::fs::remove_file(&path) {
@@ -173,7 +199,11 @@ pub fn remove_pins(dir: &Path) -> Result<Vec<PathBuf>, LoaderError> {
             Err(e) => return Err(io(&path, e)),
         }
     }
-    for path in [dir.join(LINKS_DIR), dir.to_path_buf()] {
+    for path in [
+        dir.join(LINKS_DIR),
+        cgroup_links_dir(dir),
+        dir.to_path_buf(),
+    ] {
         match std::fs::remove_dir(&path) {
             Ok(()) => removed.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -68,8 +68,18 @@ fn parser() -> Parser {
             endpoints: Some(Arc::new(Endpoints(eps))),
             identities: Some(Arc::new(Identities)),
             links: None,
+            cgroups: Some(Arc::new(Cgroups)),
         },
     )
+}
+
+/// xwing's processes run in cgroup 7275.
+struct Cgroups;
+
+impl CgroupGetter for Cgroups {
+    fn endpoint_ip_by_cgroup(&self, cgroup_id: u64, ipv6: bool) -> Option<IpAddr> {
+        (cgroup_id == 7275 && !ipv6).then(|| XWING.parse().unwrap())
+    }
 }
 
 /// An Ethernet + IPv4 + TCP frame.
@@ -257,4 +267,113 @@ proptest::proptest! {
         let _ = decode_packet(&bytes);
         let _ = parser().parse(&bytes);
     }
+}
+
+fn sock_record(point: u8, cgroup_id: u64, dst: &str, port: u16, proto: u8) -> Vec<u8> {
+    let header = EventHeader {
+        subtype: point,
+        ktime_ns: 5_000,
+        ..Default::default()
+    };
+    let sock = ebpf_events::abi::TraceSockInfo {
+        sock_cookie: 9612,
+        cgroup_id,
+        dst_port: port,
+        l4_proto: proto,
+        ..Default::default()
+    };
+    ebpf_events::encode::encode_trace_sock(&header, &sock, dst.parse().unwrap())
+}
+
+#[test]
+fn socket_translations_become_sock_flows_as_hubble_fills_them() {
+    use ebpf_events::abi::lb::{l4_protocol, xlate_point};
+    let parser = parser();
+    let pre = parser
+        .parse(&sock_record(
+            xlate_point::PRE_DIRECTION_FWD,
+            7275,
+            "10.96.60.53",
+            80,
+            l4_protocol::TCP,
+        ))
+        .expect("pre-xlate-fwd");
+    assert_eq!(pre.r#type, flow::FlowType::Sock as i32);
+    assert_eq!(pre.verdict, flow::Verdict::Traced as i32);
+    assert_eq!(
+        pre.sock_xlate_point,
+        flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32
+    );
+    assert_eq!(pre.socket_cookie, 9612);
+    assert_eq!(pre.cgroup_id, 7275);
+    assert_eq!(pre.summary, "TCP");
+    assert_eq!(
+        pre.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
+        Some((7, 1))
+    );
+    let ip = pre.ip.as_ref().expect("ip");
+    assert_eq!(
+        (ip.source.as_str(), ip.destination.as_str()),
+        (XWING, "10.96.60.53")
+    );
+    let src = pre.source.as_ref().expect("source");
+    assert_eq!((src.pod_name.as_str(), src.identity), ("xwing", 6305));
+    let dst = pre.destination.as_ref().expect("destination");
+    assert_eq!(dst.identity, 2, "an unknown address is world");
+    assert_eq!(dst.labels, vec!["reserved:world".to_string()]);
+    let Some(flow::layer4::Protocol::Tcp(tcp)) = pre.l4.and_then(|l4| l4.protocol) else {
+        panic!("TCP");
+    };
+    assert_eq!((tcp.source_port, tcp.destination_port), (0, 80));
+    assert!(pre.is_reply.is_none(), "printed with <>");
+
+    let post = parser
+        .parse(&sock_record(
+            xlate_point::POST_DIRECTION_FWD,
+            7275,
+            DEATHSTAR,
+            80,
+            l4_protocol::TCP,
+        ))
+        .expect("post-xlate-fwd");
+    assert_eq!(post.verdict, flow::Verdict::Translated as i32);
+    let dst = post.destination.as_ref().expect("destination");
+    assert_eq!(
+        (dst.pod_name.as_str(), dst.identity),
+        ("deathstar-1", 50122)
+    );
+
+    // Reverse: the peer becomes the source, the socket's owner the destination.
+    let rev = parser
+        .parse(&sock_record(
+            xlate_point::POST_DIRECTION_REV,
+            7275,
+            "10.96.0.10",
+            53,
+            l4_protocol::UDP,
+        ))
+        .expect("post-xlate-rev");
+    assert_eq!(rev.verdict, flow::Verdict::Translated as i32);
+    let ip = rev.ip.as_ref().expect("ip");
+    assert_eq!(
+        (ip.source.as_str(), ip.destination.as_str()),
+        ("10.96.0.10", XWING)
+    );
+    let Some(flow::layer4::Protocol::Udp(udp)) = rev.l4.and_then(|l4| l4.protocol) else {
+        panic!("UDP");
+    };
+    assert_eq!((udp.source_port, udp.destination_port), (53, 0));
+    assert_eq!(rev.summary, "UDP");
+
+    // A socket of no known endpoint is skipped, as Hubble does.
+    assert!(matches!(
+        parser.parse(&sock_record(
+            xlate_point::PRE_DIRECTION_FWD,
+            1,
+            "10.96.60.53",
+            80,
+            l4_protocol::TCP
+        )),
+        Err(ParseError::Skipped(_))
+    ));
 }
