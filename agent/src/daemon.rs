@@ -19,6 +19,7 @@ use crate::kvstore::Kvstore;
 use crate::state::AgentState;
 
 mod datapath_sync;
+pub use datapath_sync::SocketLb;
 mod enrich;
 mod events;
 mod hooks;
@@ -69,6 +70,8 @@ pub struct DaemonConfig {
     /// Where the datapath's maps and links are pinned (`None`: not pinned; the
     /// datapath then goes away with the agent).
     pub bpf_pin_dir: Option<PathBuf>,
+    /// Socket-level service load balancing (`--cgroup-root`); `None`: off.
+    pub socket_lb: Option<SocketLb>,
 }
 
 /// How long a restarted agent in a cluster waits for etcd's identities and pods
@@ -168,13 +171,15 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
             config.monitor_aggregation,
             local_addresses(),
             config.bpf_pin_dir.as_deref(),
+            config.socket_lb.as_ref(),
         )
         .context("loading the eBPF datapath")?;
         let (datapath, reader) = datapath
             .with_remote_endpoints(remote.clone())
             .with_reader()?;
-        let getters =
-            StateGetters::new(state.clone(), links.clone()).with_remote_endpoints(remote.clone());
+        let getters = StateGetters::new(state.clone(), links.clone())
+            .with_remote_endpoints(remote.clone())
+            .with_cgroup_root(config.socket_lb.as_ref().map(|lb| lb.cgroup_root.clone()));
         let parser = observer::parser::Parser::new(
             config.node_name.clone(),
             ebpf_events::KtimeClock::measure().context("measuring the kernel clock")?,

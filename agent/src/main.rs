@@ -205,6 +205,17 @@ struct DaemonArgs {
     /// the agent). Remove it with `hubble-agent cleanup`.
     #[arg(long)]
     bpf_pin_dir: Option<String>,
+    /// cgroup v2 directory whose processes' sockets get service load balancing: the
+    /// socket programs attach there (Cilium's flag; its default is
+    /// /run/cilium/cgroupv2). Pods' processes sit in child cgroups named
+    /// `<namespace>_<pod>`, which is how translation events find their pod. Without
+    /// it sockets are not load-balanced.
+    #[arg(long, value_name = "DIR")]
+    cgroup_root: Option<PathBuf>,
+    /// Chooses backends by a hash of this seed and the socket cookie instead of at
+    /// random, so tests can predict them (0: random).
+    #[arg(long, default_value_t = 0, hide = true)]
+    socket_lb_seed: u32,
 }
 
 fn optional(value: &str) -> Option<String> {
@@ -282,6 +293,13 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
         state_dir,
         discard_corrupt_state: args.discard_corrupt_state,
         bpf_pin_dir,
+        socket_lb: args
+            .cgroup_root
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map(|cgroup_root| agent::daemon::SocketLb {
+                cgroup_root,
+                seed: args.socket_lb_seed,
+            }),
         replay: args.replay,
         replay_rate: args.replay_rate,
         replay_retimestamp: args.replay_retimestamp,

@@ -1,6 +1,7 @@
 //! Keeps the datapath's maps equal to what the control plane says: endpoints (with
-//! their enforcement flags), the ipcache (pod, node and CIDR addresses -> identity) and
-//! the policy map. Also reports kernel-side record loss to the observer.
+//! their enforcement flags), the ipcache (pod, node and CIDR addresses -> identity),
+//! the policy map and the service load-balancing maps (from
+//! [`AgentState::lb_services`]). Also reports kernel-side record loss to the observer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -9,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ebpf_events::abi::lb::backend_state;
 use ebpf_events::abi::{Direction, EndpointEntry, IpcacheEntry, PolicyKey, PolicyValue};
 use ebpf_events::constants::identity::HOST;
-use ebpf_events::loader::{Datapath, DatapathConfig, EventReader};
+use ebpf_events::loader::{Datapath, DatapathConfig, EventReader, LbBackendSpec, LbFrontend};
 use ipnet::IpNet;
 use observer::IngestHandle;
 use proto::flow::{LostEvent, LostEventSource};
@@ -20,10 +22,51 @@ use super::enrich::Links;
 use super::hooks::FlowHooks;
 use crate::kvstore::RemoteEndpoints;
 use crate::policy::Direction as PolicyDirection;
+use crate::services::{BackendState, LbService, ServiceKind};
 use crate::state::AgentState;
 
 /// How often kernel-side loss is checked and reported.
 const LOST_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Socket-level load balancing: where the socket programs attach and how they choose.
+#[derive(Clone, Debug)]
+pub struct SocketLb {
+    /// The cgroup v2 directory (Cilium's `--cgroup-root`).
+    pub cgroup_root: std::path::PathBuf,
+    /// 0: random backends; else chosen by hash(seed, socket cookie), for tests.
+    pub seed: u32,
+}
+
+/// The frontends the datapath balances, from the control plane's entries. NodePort
+/// frontends on every node address (`0.0.0.0`) are left out: the socket programs
+/// look up exact addresses only.
+pub fn lb_frontends(services: &[LbService]) -> Vec<LbFrontend> {
+    services
+        .iter()
+        .filter(|s| !(s.kind == ServiceKind::NodePort && s.frontend.address.is_unspecified()))
+        .map(|s| LbFrontend {
+            service_id: s.id,
+            address: s.frontend.address,
+            port: s.frontend.port,
+            protocol: s.frontend.protocol.number(),
+            nodeport: s.kind == ServiceKind::NodePort,
+            backends: s
+                .backends
+                .iter()
+                .map(|b| LbBackendSpec {
+                    address: b.address,
+                    port: b.port,
+                    state: match b.state {
+                        BackendState::Active => backend_state::ACTIVE,
+                        BackendState::Terminating => backend_state::TERMINATING,
+                        BackendState::Quarantined => backend_state::QUARANTINED,
+                        BackendState::Maintenance => backend_state::MAINTENANCE,
+                    },
+                })
+                .collect(),
+        })
+        .collect()
+}
 
 /// The datapath and what this agent last wrote into it.
 pub struct DatapathSync {
@@ -41,20 +84,29 @@ pub struct DatapathSync {
 
 impl DatapathSync {
     /// Loads the programs and maps; with `pin_dir`, pinned there (re-using the maps a
-    /// previous agent left, with what they hold, so enforcement never stops).
+    /// previous agent left, with what they hold, so enforcement never stops). With
+    /// `socket_lb`, the socket programs are attached to that cgroup (`--cgroup-root`).
     pub fn load(
         monitor_aggregation: u32,
         host_addresses: Vec<IpAddr>,
         pin_dir: Option<&Path>,
+        socket_lb: Option<&SocketLb>,
     ) -> Result<Self> {
         let config = DatapathConfig {
             monitor_aggregation,
+            lb_seed: socket_lb.map_or(0, |lb| lb.seed),
             ..Default::default()
         };
-        let datapath = match pin_dir {
+        let mut datapath = match pin_dir {
             Some(dir) => Datapath::load_pinned(config, dir)?,
             None => Datapath::load(config)?,
         };
+        if let Some(lb) = socket_lb {
+            datapath
+                .attach_cgroup(&lb.cgroup_root)
+                .with_context(|| format!("--cgroup-root {}", lb.cgroup_root.display()))?;
+            tracing::info!(cgroup = %lb.cgroup_root.display(), "socket load balancing attached");
+        }
         // Start from what the maps hold (a previous agent's contents), so that every
         // sync writes only differences and removes what is no longer wanted.
         let ipcache = datapath.ipcache_entries()?.into_iter().collect();
@@ -212,6 +264,14 @@ impl DatapathSync {
             })
             .collect();
         let (written, deleted) = self.datapath.sync_policy(&entries)?;
+        let frontends = lb_frontends(&state.lb_services());
+        let (lb_written, lb_deleted) = self.datapath.sync_services(&frontends)?;
+        tracing::info!(
+            frontends = frontends.len(),
+            lb_written,
+            lb_deleted,
+            "services in sync"
+        );
         tracing::info!(
             endpoints = self.attached.len(),
             ipcache = self.ipcache.len(),

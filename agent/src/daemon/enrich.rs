@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use observer::parser::{EndpointGetter, Getters, IdentityGetter, LinkGetter};
+use observer::parser::{CgroupGetter, EndpointGetter, Getters, IdentityGetter, LinkGetter};
 use proto::flow;
 
 use crate::identity::Identity;
@@ -37,6 +37,10 @@ pub struct StateGetters {
     state: Arc<AgentState>,
     links: Links,
     remote: Option<RemoteEndpoints>,
+    /// `--cgroup-root`: pods' processes sit in `<root>/<namespace>_<pod>`.
+    cgroup_root: Option<std::path::PathBuf>,
+    /// cgroup id -> (namespace, pod), filled on misses.
+    cgroups: Arc<RwLock<HashMap<u64, (String, String)>>>,
 }
 
 impl StateGetters {
@@ -45,7 +49,15 @@ impl StateGetters {
             state,
             links,
             remote: None,
+            cgroup_root: None,
+            cgroups: Arc::default(),
         }
+    }
+
+    /// Finds sockets' pods by cgroup under `root` (see [`CgroupGetter`]).
+    pub fn with_cgroup_root(mut self, root: Option<std::path::PathBuf>) -> Self {
+        self.cgroup_root = root;
+        self
     }
 
     /// Also answers for the pods of other nodes (cluster mode), with endpoint id 0 as
@@ -74,6 +86,10 @@ impl StateGetters {
             endpoints: Some(this.clone()),
             identities: Some(this.clone()),
             links: Some(Arc::new(this.links.clone())),
+            cgroups: this
+                .cgroup_root
+                .is_some()
+                .then(|| this.clone() as Arc<dyn CgroupGetter>),
         }
     }
 }
@@ -100,5 +116,52 @@ impl IdentityGetter for StateGetters {
         self.state
             .identity_labels(Identity(identity))
             .map(|labels| labels.to_strings())
+    }
+}
+
+impl CgroupGetter for StateGetters {
+    /// A pod's cgroup is `<cgroup root>/<namespace>_<pod>` (the lab puts every process
+    /// it runs in a pod there); its id is the directory's inode number, as cgroup v2
+    /// numbers them.
+    fn endpoint_ip_by_cgroup(&self, cgroup_id: u64, ipv6: bool) -> Option<IpAddr> {
+        let root = self.cgroup_root.as_ref()?;
+        let pick = |namespace: &str, name: &str| {
+            let endpoint = self
+                .state
+                .endpoints()
+                .into_iter()
+                .find(|e| e.spec.namespace == namespace && e.spec.name == name)?;
+            if ipv6 {
+                endpoint.spec.ipv6.map(IpAddr::V6)
+            } else {
+                Some(IpAddr::V4(endpoint.spec.ipv4))
+            }
+        };
+        let known = self
+            .cgroups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cgroup_id)
+            .cloned();
+        if let Some((namespace, name)) = known {
+            return pick(&namespace, &name);
+        }
+        use std::os::unix::fs::MetadataExt;
+        let mut found = None;
+        let mut cache = self.cgroups.write().unwrap_or_else(|e| e.into_inner());
+        for endpoint in self.state.endpoints() {
+            let spec = &endpoint.spec;
+            let dir = root.join(format!("{}_{}", spec.namespace, spec.name));
+            if let Ok(meta) = std::fs::metadata(&dir) {
+                let key = (spec.namespace.clone(), spec.name.clone());
+                if meta.ino() == cgroup_id {
+                    found = Some(key.clone());
+                }
+                cache.insert(meta.ino(), key);
+            }
+        }
+        drop(cache);
+        let (namespace, name) = found?;
+        pick(&namespace, &name)
     }
 }

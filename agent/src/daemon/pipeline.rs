@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ebpf_events::loader::EventReader;
-use observer::parser::Parser;
+use observer::parser::{ParseError, Parser};
 use observer::IngestHandle;
 
 use super::hooks::FlowHooks;
@@ -27,6 +27,8 @@ pub async fn run(
             Ok(flow) => {
                 ingest.push_flow(hooks.on_flow(flow));
             }
+            // Valid records that make no flow (Hubble skips them too).
+            Err(ParseError::Skipped(_)) => {}
             Err(e) => {
                 let n = UNPARSABLE_RECORDS.fetch_add(1, Ordering::Relaxed);
                 if n < 10 || n.is_power_of_two() {
