@@ -150,6 +150,7 @@ fn parser() -> Parser {
             identities: Some(Arc::new(Identities)),
             links: Some(Arc::new(Links)),
             cgroups: Some(Arc::new(Cgroups)),
+            services: None,
         },
     )
 }

@@ -2,7 +2,8 @@
 //!
 //! The parser sees the rest of the agent only through narrow getters: endpoints by IP
 //! (local pods, and remote pods known from the ipcache), labels by identity, interface
-//! names by index. A missing getter means that enrichment is skipped.
+//! names by index, services by frontend or backend. A missing getter means that
+//! enrichment is skipped.
 
 // Hubble still fills the deprecated `summary`, `reply` and `drop_reason` fields.
 #![allow(deprecated)]
@@ -41,6 +42,13 @@ pub trait CgroupGetter: Send + Sync {
     fn endpoint_ip_by_cgroup(&self, cgroup_id: u64, ipv6: bool) -> Option<IpAddr>;
 }
 
+/// Looks up services (namespace and name): by frontend (VIP, port, IANA protocol
+/// number) and by backend (address, port).
+pub trait ServiceGetter: Send + Sync {
+    fn service_by_frontend(&self, ip: IpAddr, port: u16, protocol: u8) -> Option<flow::Service>;
+    fn service_by_backend(&self, ip: IpAddr, port: u16) -> Option<flow::Service>;
+}
+
 /// The getters a parser enriches flows with; each is optional.
 #[derive(Clone, Default)]
 pub struct Getters {
@@ -49,6 +57,7 @@ pub struct Getters {
     pub links: Option<Arc<dyn LinkGetter>>,
     /// Socket owners of trace-sock records; without it those records are skipped.
     pub cgroups: Option<Arc<dyn CgroupGetter>>,
+    pub services: Option<Arc<dyn ServiceGetter>>,
 }
 
 /// A record that could not become a flow.
@@ -198,7 +207,38 @@ impl Parser {
         }
         flow.source = Some(source);
         flow.destination = Some(destination);
+        self.fill_services(&mut flow, false);
         flow
+    }
+
+    /// Fills `source_service` and `destination_service` from the flow's addresses and
+    /// ports: a side whose address and port are a service frontend (VIP:port) names
+    /// that service. With `translated` (a socket load-balancer's post-translation
+    /// event, whose destination is the chosen backend) the destination is also looked
+    /// up as a backend.
+    pub fn fill_services(&self, flow: &mut Flow, translated: bool) {
+        let Some(services) = self.getters.services.as_ref() else {
+            return;
+        };
+        let Some((protocol, source_port, destination_port)) = l4_ports(flow) else {
+            return;
+        };
+        let Some(ip) = flow.ip.as_ref() else {
+            return;
+        };
+        let source = ip.source.parse::<IpAddr>().ok();
+        let destination = ip.destination.parse::<IpAddr>().ok();
+        flow.source_service =
+            source.and_then(|ip| services.service_by_frontend(ip, source_port, protocol));
+        flow.destination_service = destination.and_then(|ip| {
+            services
+                .service_by_frontend(ip, destination_port, protocol)
+                .or_else(|| {
+                    translated
+                        .then(|| services.service_by_backend(ip, destination_port))
+                        .flatten()
+                })
+        });
     }
 
     /// Resolves one side of a flow as Hubble does: a known endpoint (local, or a remote
@@ -233,6 +273,17 @@ impl Parser {
             .identity_labels(identity)?;
         labels.sort();
         Some(labels)
+    }
+}
+
+/// The IANA protocol number and the source and destination ports of a TCP or UDP flow.
+fn l4_ports(flow: &Flow) -> Option<(u8, u16, u16)> {
+    use flow::layer4::Protocol;
+    let port = |p: u32| u16::try_from(p).ok();
+    match flow.l4.as_ref()?.protocol.as_ref()? {
+        Protocol::Tcp(tcp) => Some((6, port(tcp.source_port)?, port(tcp.destination_port)?)),
+        Protocol::Udp(udp) => Some((17, port(udp.source_port)?, port(udp.destination_port)?)),
+        _ => None,
     }
 }
 

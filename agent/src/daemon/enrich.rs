@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use observer::parser::{CgroupGetter, EndpointGetter, Getters, IdentityGetter, LinkGetter};
+use observer::parser::{
+    CgroupGetter, EndpointGetter, Getters, IdentityGetter, LinkGetter, ServiceGetter,
+};
 use proto::flow;
 
 use crate::identity::Identity;
@@ -90,6 +92,7 @@ impl StateGetters {
                 .cgroup_root
                 .is_some()
                 .then(|| this.clone() as Arc<dyn CgroupGetter>),
+            services: Some(this.clone()),
         }
     }
 }
@@ -164,4 +167,24 @@ impl CgroupGetter for StateGetters {
         let (namespace, name) = found?;
         pick(&namespace, &name)
     }
+}
+impl ServiceGetter for StateGetters {
+    fn service_by_frontend(&self, ip: IpAddr, port: u16, protocol: u8) -> Option<flow::Service> {
+        let protocol = crate::services::Protocol::from_number(protocol)?;
+        let service = self.state.service_by_frontend(ip, port, protocol)?;
+        flow_service(&service.name)
+    }
+
+    fn service_by_backend(&self, ip: IpAddr, port: u16) -> Option<flow::Service> {
+        let service = self.state.service_by_backend(ip, port)?;
+        flow_service(&service.name)
+    }
+}
+
+/// A service as flows name it; an unnamed one (set through the API) names nothing.
+fn flow_service(name: &crate::services::ServiceName) -> Option<flow::Service> {
+    (!name.is_empty()).then(|| flow::Service {
+        name: name.name.clone(),
+        namespace: name.namespace.clone(),
+    })
 }

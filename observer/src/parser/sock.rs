@@ -67,7 +67,7 @@ impl Parser {
             ),
             _ => (None, "Unknown"),
         };
-        Ok(Flow {
+        let mut flow = Flow {
             time: Some(super::timestamp(self.clock.to_unix_ns(header.ktime_ns))),
             uuid: super::new_uuid(),
             r#type: flow::FlowType::Sock as i32,
@@ -97,7 +97,10 @@ impl Parser {
             cgroup_id,
             summary: summary.to_string(),
             ..Default::default()
-        })
+        };
+        // After the forward translation the destination is the chosen backend.
+        self.fill_services(&mut flow, point == xlate_point::POST_DIRECTION_FWD);
+        Ok(flow)
     }
 
     /// An endpoint by address, or `world` as Cilium's ipcache answers for

@@ -28,6 +28,27 @@ impl IdentityGetter for Identities {
 
 const XWING: &str = "10.200.1.12";
 const DEATHSTAR: &str = "10.200.1.10";
+const DEATHSTAR_VIP: &str = "10.96.60.53";
+
+/// `default/deathstar` at 10.96.60.53:80/TCP with backend 10.200.1.10:80.
+struct Services;
+
+impl ServiceGetter for Services {
+    fn service_by_frontend(&self, ip: IpAddr, port: u16, protocol: u8) -> Option<flow::Service> {
+        (ip.to_string() == DEATHSTAR_VIP && port == 80 && protocol == 6).then(deathstar)
+    }
+
+    fn service_by_backend(&self, ip: IpAddr, port: u16) -> Option<flow::Service> {
+        (ip.to_string() == DEATHSTAR && port == 80).then(deathstar)
+    }
+}
+
+fn deathstar() -> flow::Service {
+    flow::Service {
+        name: "deathstar".into(),
+        namespace: "default".into(),
+    }
+}
 
 fn pod(id: u32, identity: u32, name: &str, labels: &[&str]) -> flow::Endpoint {
     flow::Endpoint {
@@ -69,6 +90,7 @@ fn parser() -> Parser {
             identities: Some(Arc::new(Identities)),
             links: None,
             cgroups: Some(Arc::new(Cgroups)),
+            services: Some(Arc::new(Services)),
         },
     )
 }
@@ -326,6 +348,7 @@ fn socket_translations_become_sock_flows_as_hubble_fills_them() {
     };
     assert_eq!((tcp.source_port, tcp.destination_port), (0, 80));
     assert!(pre.is_reply.is_none(), "printed with <>");
+    assert_eq!(pre.destination_service, Some(deathstar()), "the VIP");
 
     let post = parser
         .parse(&sock_record(
@@ -337,6 +360,7 @@ fn socket_translations_become_sock_flows_as_hubble_fills_them() {
         ))
         .expect("post-xlate-fwd");
     assert_eq!(post.verdict, flow::Verdict::Translated as i32);
+    assert_eq!(post.destination_service, Some(deathstar()), "the backend");
     let dst = post.destination.as_ref().expect("destination");
     assert_eq!(
         (dst.pod_name.as_str(), dst.identity),
@@ -376,4 +400,59 @@ fn socket_translations_become_sock_flows_as_hubble_fills_them() {
         )),
         Err(ParseError::Skipped(_))
     ));
+}
+
+#[test]
+fn services_by_frontend_and_for_translated_flows_by_backend() {
+    let h = header(
+        message_type::TRACE,
+        trace_point::FROM_LXC,
+        1899,
+        trace_reason::NEW,
+    );
+    let to_vip = parser()
+        .parse(&encode_record(
+            &h,
+            None,
+            &tcp_frame(XWING, DEATHSTAR_VIP, 38870, 80, 0x02),
+        ))
+        .unwrap();
+    assert_eq!(to_vip.destination_service, Some(deathstar()));
+    assert_eq!(to_vip.source_service, None);
+    assert!(
+        json_without_uuid(to_vip.clone())
+            .contains(r#""destination_service":{"name":"deathstar","namespace":"default"}"#),
+        "{to_vip:?}"
+    );
+    // A reply from the VIP (tc-level translation) names the source service.
+    let reply = parser()
+        .parse(&encode_record(
+            &h,
+            None,
+            &tcp_frame(DEATHSTAR_VIP, XWING, 80, 38870, 0x12),
+        ))
+        .unwrap();
+    assert_eq!(reply.source_service, Some(deathstar()));
+
+    // A plain flow to a backend is not a service flow; a translated one is.
+    let mut to_backend = parser()
+        .parse(&encode_record(
+            &h,
+            None,
+            &tcp_frame(XWING, DEATHSTAR, 38870, 80, 0x02),
+        ))
+        .unwrap();
+    assert_eq!(to_backend.destination_service, None);
+    parser().fill_services(&mut to_backend, true);
+    assert_eq!(to_backend.destination_service, Some(deathstar()));
+    // Another port of the backend is not the service.
+    let mut other_port = parser()
+        .parse(&encode_record(
+            &h,
+            None,
+            &tcp_frame(XWING, DEATHSTAR, 38870, 8080, 0x02),
+        ))
+        .unwrap();
+    parser().fill_services(&mut other_port, true);
+    assert_eq!(other_port.destination_service, None);
 }
