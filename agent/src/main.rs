@@ -68,23 +68,7 @@ enum Command {
         keep_state: bool,
     },
     /// Generate a CA and the TLS certificates for agents, the relay and clients.
-    Certs {
-        /// Where to write them.
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        /// Node names to issue server certificates for.
-        #[arg(long = "node", default_value = "node1")]
-        nodes: Vec<String>,
-        #[arg(long, default_value = "default")]
-        cluster_name: String,
-        /// Replace files that exist.
-        #[arg(long)]
-        overwrite: bool,
-        /// Only issue the nodes' server certificates, with the CA already in DIR (a node
-        /// that joins later).
-        #[arg(long)]
-        existing_ca: bool,
-    },
+    Certs(peer_service::certs::CertsArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -332,13 +316,7 @@ async fn main() {
             let state = state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_ROOT).join(&node));
             agent::daemon::cleanup(Some(&pins), (!keep_state).then_some(state.as_path()))
         }
-        Some(Command::Certs {
-            dir,
-            nodes,
-            cluster_name,
-            overwrite,
-            existing_ca,
-        }) => certs(&dir, nodes, &cluster_name, overwrite, existing_ca),
+        Some(Command::Certs(args)) => certs(&args),
         None => {
             use std::io::IsTerminal;
             tracing_subscriber::fmt()
@@ -361,29 +339,12 @@ async fn main() {
     }
 }
 
-fn certs(
-    dir: &std::path::Path,
-    nodes: Vec<String>,
-    cluster_name: &str,
-    overwrite: bool,
-    existing_ca: bool,
-) -> Result<()> {
-    if existing_ca {
-        for node in &nodes {
-            let (cert, key) = peer_service::certs::issue_node(dir, cluster_name, node)?;
-            println!("wrote {}", cert.display());
-            println!("wrote {}", key.display());
-        }
-        return Ok(());
-    }
-    let spec = peer_service::certs::CertsSpec {
-        cluster: cluster_name.to_string(),
-        nodes,
-        overwrite,
-        ..Default::default()
-    };
-    for path in peer_service::certs::generate(dir, &spec)? {
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+/// Where `hubble-agent certs` writes without `--dir`.
+const DEFAULT_CERTS_DIR: &str = "certs";
+
+fn certs(args: &peer_service::certs::CertsArgs) -> Result<()> {
+    Ok(peer_service::certs::run(
+        args,
+        std::path::Path::new(DEFAULT_CERTS_DIR),
+    )?)
 }

@@ -23,6 +23,10 @@ use rcgen::{
 
 use crate::node::{tls_server_name, DEFAULT_CLUSTER_NAME, GRPC_SERVICE_NAME, PEER_SERVICE_NAME};
 
+mod command;
+
+pub use command::{run, write, CertsArgs};
+
 /// Names in the relay's server certificate when none are given: the wildcard upstream's
 /// relay certificates carry, and the names used to reach a relay on this machine.
 pub const DEFAULT_RELAY_SERVER_NAMES: &[&str] = &[

@@ -39,6 +39,12 @@ pub enum RelayError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Neither TLS towards the agents nor `--disable-client-tls` was asked for.
+    #[error("no client TLS config is set: pass --tls-hubble-server-ca-files (and --tls-hubble-client-cert-file, --tls-hubble-client-key-file for mTLS) or --disable-client-tls")]
+    NoClientTls,
+    /// Neither a server certificate nor `--disable-server-tls` was given.
+    #[error("no server TLS config is set: pass --tls-relay-server-cert-file and --tls-relay-server-key-file, or --disable-server-tls")]
+    NoServerTls,
     /// The TLS settings are incomplete or inconsistent.
     #[error("invalid TLS settings: {0}")]
     TlsSettings(String),

@@ -10,9 +10,11 @@
 //!   and node name are read.
 //! - [`fuzzing`]: the `node_response` fuzz target's entry point.
 //! - [`status`]: ServerStatus, GetNodes, GetNamespaces aggregation.
+//! - [`cli`]: `hubble-relay serve`'s flags, turned into a [`RelayConfig`].
 //! - [`Relay`]: the gRPC server (Observer, health, reflection), optionally over TLS.
 
 pub mod address;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod flows;
