@@ -24,6 +24,7 @@ pub mod paths;
 pub mod pod_dns;
 pub mod process;
 pub mod request;
+pub mod services;
 pub mod state;
 pub mod status;
 pub mod tls;

@@ -83,6 +83,17 @@ impl RunLayout {
             .join(format!("{namespace}_{pod}.yaml"))
     }
 
+    /// Services directory the agent of node `index` watches.
+    pub fn services_dir(&self, index: u8) -> PathBuf {
+        self.node_dir(index).join("services")
+    }
+
+    /// Service file of one service on node `index`.
+    pub fn service_file(&self, index: u8, namespace: &str, name: &str) -> PathBuf {
+        self.services_dir(index)
+            .join(format!("{namespace}_{name}.yaml"))
+    }
+
     /// Hubble API Unix socket of the agent on node `index`.
     pub fn hubble_socket(&self, index: u8) -> PathBuf {
         self.node_dir(index).join("hubble.sock")

@@ -472,6 +472,11 @@ pub fn start_agent(
             }
         }
     })?;
+    // Without a cluster store an agent knows only its own pods: the files then name
+    // every backend.
+    let explicit_backends = state.state.kvstore_endpoint.is_none();
+    let topology = state.state.topology.clone();
+    crate::services::write_service_files(layout, &topology, node.index, explicit_backends, state)?;
     let path = |path: PathBuf| path.display().to_string();
     let tls = tls::node_files(layout, cluster_name, &node.name, agent_bin)?;
     let mut args = vec![
@@ -487,6 +492,8 @@ pub fn start_agent(
         cluster_name.to_string(),
         "--endpoints-dir".to_string(),
         path(layout.endpoints_dir(node.index)),
+        "--services-dir".to_string(),
+        path(layout.services_dir(node.index)),
         "--unix-socket".to_string(),
         path(socket),
         "--admin-socket".to_string(),
