@@ -4,7 +4,8 @@
 //! 2. end to end: 8 in-process agents over loopback gRPC, the relay, one client;
 //! 3. added latency in follow mode: a client on the relay versus a client on the agent;
 //! 4. memory with 100 concurrent followers (RSS of the whole process);
-//! 5. time for a node added to the nodes file to show up in a running follow.
+//! 5. time for a node added to the nodes file to show up in a running follow;
+//! 6. cost of checking each node response (decoded and dropped) on top of reading it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -246,6 +247,7 @@ async fn count_flows_raw(
     let mut last = i128::MIN;
     let mut ordered = true;
     while let Some(response) = stream.message().await? {
+        let response = response?;
         if response.kind == relay::raw::ResponseKind::Flow {
             flows += 1;
             let time = response.time.unwrap_or_default();
@@ -534,7 +536,47 @@ async fn node_join_time() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What checking a node response ([`relay::raw::RawResponse::parse_checked`]: a full
+/// decode, dropped) adds to reading the merge fields ([`relay::raw::RawResponse::parse`]),
+/// per demo response.
+fn response_check() -> anyhow::Result<()> {
+    let encoded: Vec<bytes::Bytes> = (0..1024)
+        .map(|k| {
+            demo_response("node1", 1_700_000_000_000_000_000 + k as i128, k)
+                .encode_to_vec()
+                .into()
+        })
+        .collect();
+    let rounds = 500;
+    let time = |check: bool| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        for _ in 0..rounds {
+            for bytes in &encoded {
+                let response = if check {
+                    relay::raw::RawResponse::parse_checked(bytes.clone())?
+                } else {
+                    relay::raw::RawResponse::parse(bytes.clone())?
+                };
+                std::hint::black_box(response);
+            }
+        }
+        Ok(started.elapsed().as_nanos() as f64 / (rounds * encoded.len()) as f64)
+    };
+    let parse = time(false)?;
+    let checked = time(true)?;
+    println!(
+        "node response ({} bytes): read {parse:.0} ns, read and checked {checked:.0} ns ({:.2} M checked responses/s on one core)",
+        encoded[0].len(),
+        1e3 / checked
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "response_check") {
+        return response_check();
+    }
+    response_check()?;
     merge_core();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -25,7 +25,7 @@ use tonic::Status;
 
 use crate::error::{is_connection_failure, node_failure_message};
 use crate::merge::SortBuffer;
-use crate::raw::{NodeFlowsCodec, RawResponse, RelayResponse};
+use crate::raw::{InvalidResponse, NodeFlowsCodec, NodeResponse, RelayResponse};
 use crate::self_metrics::RelayMetrics;
 
 /// The gRPC path of Observer.GetFlows.
@@ -274,7 +274,8 @@ impl NodeReader {
                 () = self.sender.closed() => return,
             };
             match message {
-                Ok(Some(mut response)) => {
+                Ok(Some(Err(invalid))) => return self.refuse(invalid).await,
+                Ok(Some(Ok(mut response))) => {
                     response.set_missing_node_name(&self.name);
                     let time = response
                         .time
@@ -308,6 +309,24 @@ impl NodeReader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.name);
+    }
+
+    /// Ends the node's stream over a response a client could not decode and reports it
+    /// as that node's error. The node stays marked as streaming, so this request does
+    /// not ask it again (it would send the same response); the other nodes go on.
+    async fn refuse(self, invalid: InvalidResponse) {
+        self.metrics.invalid_response();
+        if self.sender.is_closed() {
+            return;
+        }
+        let message = format!("{} sent an invalid response: {invalid}", self.name);
+        tracing::warn!(peer = %self.name, error = %message, "refusing a node's flows");
+        let failed = NodeMessage::Failed {
+            node: self.index,
+            name: self.name.clone(),
+            message,
+        };
+        let _ = self.sender.send(failed).await;
     }
 
     /// Reports the node's failure; `streaming` tells a connection lost mid-stream from
@@ -722,7 +741,7 @@ fn flush_error(
 async fn call_get_flows(
     channel: Channel,
     request: GetFlowsRequest,
-) -> Result<tonic::Response<tonic::codec::Streaming<RawResponse>>, Status> {
+) -> Result<tonic::Response<tonic::codec::Streaming<NodeResponse>>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await

@@ -66,6 +66,15 @@ pub struct RawResponse {
 #[error("malformed GetFlowsResponse: {0}")]
 pub struct MalformedResponse(&'static str);
 
+/// Why the relay refuses a node's response: a client could not decode it (a string that
+/// is not UTF-8, a field of the wrong wire type, bytes cut short).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidResponse(String);
+
+/// What the relay reads from a node: a response it can forward, or why it cannot.
+pub type NodeResponse = Result<RawResponse, InvalidResponse>;
+
 impl RawResponse {
     /// Reads the fields the relay needs; the bytes are kept as they are. Repeated
     /// fields are read as protobuf merges them, so the time the relay merges by is the
@@ -113,6 +122,15 @@ impl RawResponse {
             time.map(|(seconds, nanos)| i128::from(seconds) * 1_000_000_000 + i128::from(nanos));
         response.bytes = bytes;
         Ok(response)
+    }
+
+    /// Like [`RawResponse::parse`], after checking that the whole response decodes as a
+    /// client decodes it; the decoded message is dropped and the bytes go on unchanged.
+    /// Without this check one node's bad string would end every client's stream (their
+    /// decoders fail on it), not just that node's.
+    pub fn parse_checked(bytes: Bytes) -> NodeResponse {
+        GetFlowsResponse::decode(bytes.as_ref()).map_err(|e| InvalidResponse(e.to_string()))?;
+        Self::parse(bytes).map_err(|e| InvalidResponse(e.to_string()))
     }
 
     /// The encoded response.
@@ -271,20 +289,20 @@ fn put_varint(buf: &mut BytesMut, mut value: u64) {
     buf.put_u8(value as u8);
 }
 
-/// Decodes a node's responses raw.
+/// Decodes a node's responses raw, each checked ([`RawResponse::parse_checked`]); a
+/// response that fails the check is an item, not a stream error, so that the relay tells
+/// it from the node's own statuses.
 #[derive(Debug, Default)]
 pub struct RawResponseDecoder;
 
 impl Decoder for RawResponseDecoder {
-    type Item = RawResponse;
+    type Item = NodeResponse;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<RawResponse>, Status> {
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<NodeResponse>, Status> {
         use bytes::Buf;
         let bytes = buf.copy_to_bytes(buf.remaining());
-        RawResponse::parse(bytes)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
+        Ok(Some(RawResponse::parse_checked(bytes)))
     }
 }
 
@@ -315,7 +333,7 @@ pub struct NodeFlowsCodec;
 
 impl Codec for NodeFlowsCodec {
     type Encode = GetFlowsRequest;
-    type Decode = RawResponse;
+    type Decode = NodeResponse;
     type Encoder = <ProstCodec<GetFlowsRequest, GetFlowsRequest> as Codec>::Encoder;
     type Decoder = RawResponseDecoder;
 
@@ -512,6 +530,33 @@ mod tests {
             "{err}"
         );
         assert!(RawResponse::parse(Bytes::from_static(&[0xff; 11])).is_err());
+    }
+
+    #[test]
+    fn a_response_a_client_cannot_decode_is_refused_by_the_check_only() {
+        let response = GetFlowsResponse {
+            node_name: "node2".into(),
+            response_types: Some(ResponseTypes::Flow(Flow {
+                uuid: "abcd".into(),
+                ..flow_at(1, 2)
+            })),
+            ..Default::default()
+        };
+        let good = encoded(&response);
+        assert!(RawResponse::parse_checked(good.clone()).is_ok());
+        let mut bad = good.to_vec();
+        let at = bad
+            .windows(4)
+            .position(|w| w == b"abcd")
+            .expect("uuid encoded");
+        bad[at] = 0xff;
+        let bad = Bytes::from(bad);
+        // The cheap parse reads it (it never looks at the uuid); the check refuses it.
+        assert!(RawResponse::parse(bad.clone()).is_ok());
+        let refused = RawResponse::parse_checked(bad).expect_err("not UTF-8");
+        assert!(refused.to_string().contains("Flow.uuid"), "{refused}");
+        let cut = RawResponse::parse_checked(good.slice(..good.len() - 1)).expect_err("cut");
+        assert!(!cut.to_string().is_empty());
     }
 
     #[test]

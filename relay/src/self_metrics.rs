@@ -1,6 +1,6 @@
 //! The relay's own metrics: `hubble_relay_pool_peer_connection_status{status}`
-//! (upstream's name), flows forwarded and responses dropped, served on
-//! `--metrics-listen-address`.
+//! (upstream's name), flows forwarded, responses dropped and node responses refused,
+//! served on `--metrics-listen-address`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,6 +47,7 @@ pub struct RelayMetrics {
     peers: [AtomicU64; 6],
     flows_forwarded: AtomicU64,
     responses_dropped: AtomicU64,
+    invalid_responses: AtomicU64,
 }
 
 impl RelayMetrics {
@@ -75,6 +76,12 @@ impl RelayMetrics {
     /// (each one reaches that client as part of a LostEvent).
     pub fn responses_dropped(&self, n: u64) {
         self.responses_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a node response refused because a client could not decode it (each
+    /// refusal ends that node's stream in one request).
+    pub fn invalid_response(&self) {
+        self.invalid_responses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Node responses dropped so far.
@@ -113,6 +120,14 @@ impl Collect for RelayMetrics {
             vec![SeriesSnapshot::counter(
                 Vec::new(),
                 self.responses_dropped.load(Ordering::Relaxed),
+            )],
+        ));
+        out.push(FamilySnapshot::counter(
+            "hubble_relay_invalid_responses_total",
+            "Number of node responses refused because a client could not decode them; each ends that node's stream for one request",
+            vec![SeriesSnapshot::counter(
+                Vec::new(),
+                self.invalid_responses.load(Ordering::Relaxed),
             )],
         ));
     }

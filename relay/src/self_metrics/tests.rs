@@ -21,6 +21,9 @@ fn prints_upstream_names_in_both_formats() {
         # HELP hubble_relay_flows_forwarded_total Number of flows forwarded to clients
         # TYPE hubble_relay_flows_forwarded_total counter
         hubble_relay_flows_forwarded_total 40
+        # HELP hubble_relay_invalid_responses_total Number of node responses refused because a client could not decode them; each ends that node's stream for one request
+        # TYPE hubble_relay_invalid_responses_total counter
+        hubble_relay_invalid_responses_total 0
         # HELP hubble_relay_pool_peer_connection_status Measures the connectivity status of all peers by counting the number of peers for each given connection status.
         # TYPE hubble_relay_pool_peer_connection_status gauge
         hubble_relay_pool_peer_connection_status{status="CONNECTING"} 0
@@ -37,6 +40,9 @@ fn prints_upstream_names_in_both_formats() {
         # HELP hubble_relay_flows_forwarded Number of flows forwarded to clients
         # TYPE hubble_relay_flows_forwarded counter
         hubble_relay_flows_forwarded_total 40.0
+        # HELP hubble_relay_invalid_responses Number of node responses refused because a client could not decode them; each ends that node's stream for one request
+        # TYPE hubble_relay_invalid_responses counter
+        hubble_relay_invalid_responses_total 0.0
         # HELP hubble_relay_pool_peer_connection_status Measures the connectivity status of all peers by counting the number of peers for each given connection status.
         # TYPE hubble_relay_pool_peer_connection_status gauge
         hubble_relay_pool_peer_connection_status{status="CONNECTING"} 0.0

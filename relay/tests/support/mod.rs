@@ -205,15 +205,29 @@ impl tonic::server::ServerStreamingService<GetFlowsRequest> for RecordedCall {
 
     // Status is the stream's error type.
     #[allow(clippy::result_large_err)]
-    fn call(&mut self, _request: Request<GetFlowsRequest>) -> Self::Future {
+    fn call(&mut self, request: Request<GetFlowsRequest>) -> Self::Future {
+        use futures::StreamExt;
         let recorded = self.0.clone();
         let stream = futures::stream::iter(
             (0..recorded.len())
                 .map(move |k| Ok(relay::raw::RelayResponse::Raw(recorded[k].clone()))),
         );
-        let stream: Self::ResponseStream = Box::pin(stream);
+        // A follower's stream stays open after the recording, as a node's would.
+        let stream: Self::ResponseStream = if request.get_ref().follow {
+            Box::pin(stream.chain(futures::stream::pending()))
+        } else {
+            Box::pin(stream)
+        };
         Box::pin(async move { Ok(Response::new(stream)) })
     }
+}
+
+/// What a test agent's GetFlows writes as it is: nothing (served decoded), its history
+/// encoded, or bytes given as they are.
+enum Recording {
+    None,
+    History,
+    Raw(Vec<relay::raw::RawResponse>),
 }
 
 /// TLS settings of a test agent: its certificate and the CA its clients must be signed by.
@@ -241,7 +255,7 @@ impl TestAgent {
         history: Vec<GetFlowsResponse>,
         tls: Option<AgentTls>,
     ) -> anyhow::Result<Self> {
-        Self::start_with(name, addr, history, tls, false)
+        Self::start_with(name, addr, history, tls, Recording::None)
     }
 
     /// Starts an agent that serves `history` pre-encoded (see [`AgentState::recorded`]).
@@ -250,7 +264,22 @@ impl TestAgent {
         addr: SocketAddr,
         history: Vec<GetFlowsResponse>,
     ) -> anyhow::Result<Self> {
-        Self::start_with(name, addr, history, None, true)
+        Self::start_with(name, addr, history, None, Recording::History)
+    }
+
+    /// Starts an agent whose GetFlows writes `encoded` as it is, whatever the bytes
+    /// hold (a node sending what a client cannot decode), then keeps a follower's stream
+    /// open.
+    pub fn start_raw(
+        name: &str,
+        addr: SocketAddr,
+        encoded: Vec<bytes::Bytes>,
+    ) -> anyhow::Result<Self> {
+        let recorded = encoded
+            .into_iter()
+            .map(relay::raw::RawResponse::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::start_with(name, addr, Vec::new(), None, Recording::Raw(recorded))
     }
 
     fn start_with(
@@ -258,18 +287,20 @@ impl TestAgent {
         addr: SocketAddr,
         history: Vec<GetFlowsResponse>,
         tls: Option<AgentTls>,
-        recorded: bool,
+        recorded: Recording,
     ) -> anyhow::Result<Self> {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        let recorded = recorded
-            .then(|| {
+        let recorded = match recorded {
+            Recording::None => None,
+            Recording::History => Some(
                 history
                     .iter()
                     .map(|r| relay::raw::RawResponse::parse(r.encode_to_vec().into()))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .map(Arc::new);
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Recording::Raw(raw) => Some(raw),
+        }
+        .map(Arc::new);
         let state = Arc::new(AgentState {
             name: name.to_owned(),
             recorded,
