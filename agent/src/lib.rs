@@ -9,6 +9,7 @@
 //! files, kvstore values).
 
 pub mod admin;
+pub mod cli;
 pub mod daemon;
 pub mod dirwatch;
 pub mod endpoints;
