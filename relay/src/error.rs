@@ -1,4 +1,5 @@
-//! The relay's errors, and their mapping to gRPC statuses (in one place).
+//! The relay's errors, and their mapping to gRPC statuses (in one place: every
+//! status the relay builds is a [`RequestError`]).
 
 use std::path::PathBuf;
 
@@ -61,6 +62,53 @@ pub enum RelayError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// Why the relay answers a call with an error status. Every status the relay builds
+/// itself comes from here ([`From<RequestError> for tonic::Status`]); a node's own
+/// statuses pass through as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A filter of the request is invalid (the nodes would refuse it).
+    #[error("{0}")]
+    InvalidFilter(String),
+    /// The task checking the request's filters did not finish.
+    #[error("checking the request's filters: {0}")]
+    CheckTask(String),
+    /// A node's connection is not ready for a call.
+    #[error("connection not ready: {0}")]
+    NotReady(String),
+    /// A node's response does not decode.
+    #[error("malformed GetFlowsResponse from a node: {0}")]
+    MalformedResponse(String),
+    /// A response the relay made cannot be encoded.
+    #[error("encoding a response: {0}")]
+    Encode(String),
+    /// A method the relay does not serve (as upstream's relay).
+    #[error("{0} not yet implemented")]
+    Unimplemented(&'static str),
+    /// A node did not answer a unary call in time.
+    #[error("node did not answer in time")]
+    NodeTimeout,
+    /// Mutual TLS is on and the client presented no certificate.
+    #[error("client certificate required: this relay serves only clients that present a certificate signed by its client CA (see --tls-relay-client-ca-files)")]
+    ClientCertificateRequired,
+}
+
+impl From<RequestError> for tonic::Status {
+    fn from(error: RequestError) -> tonic::Status {
+        let message = error.to_string();
+        match error {
+            RequestError::InvalidFilter(_) => tonic::Status::invalid_argument(message),
+            RequestError::CheckTask(_)
+            | RequestError::MalformedResponse(_)
+            | RequestError::Encode(_) => tonic::Status::internal(message),
+            RequestError::NotReady(_) => tonic::Status::unavailable(message),
+            RequestError::Unimplemented(_) => tonic::Status::unimplemented(message),
+            RequestError::NodeTimeout => tonic::Status::deadline_exceeded(message),
+            RequestError::ClientCertificateRequired => tonic::Status::unauthenticated(message),
+        }
+    }
+}
+
 /// Formats an error with its chain of causes, which transport errors hide otherwise
 /// (a TLS failure is only visible in the source of "transport error").
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -114,7 +162,7 @@ pub fn status_message(status: &tonic::Status) -> String {
 
 /// A request the relay refuses before fanning it out (a filter the nodes would refuse).
 pub fn invalid_request(error: &proto::filter::FilterError) -> tonic::Status {
-    tonic::Status::invalid_argument(error.to_string())
+    RequestError::InvalidFilter(error.to_string()).into()
 }
 
 /// What a client reads when a node's GetFlows fails: what happened, in plain words.
@@ -148,9 +196,7 @@ pub fn require_client_certificate(
 ) -> Result<tonic::Request<()>, tonic::Status> {
     match request.peer_certs() {
         Some(certificates) if !certificates.is_empty() => Ok(request),
-        _ => Err(tonic::Status::unauthenticated(
-            "client certificate required: this relay serves only clients that present a certificate signed by its client CA (see --tls-relay-client-ca-files)",
-        )),
+        _ => Err(RequestError::ClientCertificateRequired.into()),
     }
 }
 

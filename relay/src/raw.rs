@@ -19,6 +19,7 @@ use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::server::{NamedService, ServerStreamingService};
 use tonic::Status;
 
+use crate::error::RequestError;
 use crate::flows::GET_FLOWS_PATH;
 
 /// Field numbers of `observer.GetFlowsResponse` and `flow.Flow` the relay reads.
@@ -161,7 +162,7 @@ impl RawResponse {
     #[allow(clippy::result_large_err)]
     pub fn decode(&self) -> Result<GetFlowsResponse, Status> {
         GetFlowsResponse::decode(self.bytes.clone())
-            .map_err(|e| Status::internal(format!("malformed GetFlowsResponse from a node: {e}")))
+            .map_err(|e| RequestError::MalformedResponse(e.to_string()).into())
     }
 }
 
@@ -322,7 +323,7 @@ impl Encoder for RelayResponseEncoder {
             }
             RelayResponse::Message(message) => message
                 .encode(dst)
-                .map_err(|e| Status::internal(format!("encoding a response: {e}"))),
+                .map_err(|e| RequestError::Encode(e.to_string()).into()),
         }
     }
 }

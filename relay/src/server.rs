@@ -24,6 +24,7 @@ use tonic_health::ServingStatus;
 use crate::address::{Dialer, PeerAddress};
 use crate::config::{parse_listen_address, RelayConfig};
 use crate::error::RelayError;
+use crate::error::RequestError;
 use crate::flows::{get_flows, FlowsConfig};
 use crate::pool::PeerManager;
 use crate::raw::{RawGetFlowsServer, RelayResponse};
@@ -77,14 +78,14 @@ impl Observer for RelayObserver {
         _request: Request<GetAgentEventsRequest>,
     ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
         // As upstream's relay: agent events are only served by each node.
-        Err(Status::unimplemented("GetAgentEvents not yet implemented"))
+        Err(RequestError::Unimplemented("GetAgentEvents").into())
     }
 
     async fn get_debug_events(
         &self,
         _request: Request<GetDebugEventsRequest>,
     ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
-        Err(Status::unimplemented("GetDebugEvents not yet implemented"))
+        Err(RequestError::Unimplemented("GetDebugEvents").into())
     }
 
     async fn get_nodes(

@@ -11,7 +11,7 @@ use proto::observer::{
 use proto::relay::NodeState;
 use tonic::{Request, Status};
 
-use crate::error::{is_connection_failure, status_message};
+use crate::error::{is_connection_failure, status_message, RequestError};
 use crate::pool::{PeerManager, PeerSnapshot};
 
 /// Unavailable nodes named in a ServerStatus answer, at most; the count covers all.
@@ -38,7 +38,7 @@ async fn node_status(
     .await
     {
         Ok(result) => result.map(|r| r.into_inner()),
-        Err(_) => Err(Status::deadline_exceeded("node did not answer in time")),
+        Err(_) => Err(RequestError::NodeTimeout.into()),
     };
     if let Err(status) = &result {
         tracing::warn!(peer = %peer.info.name, error = %status_message(status), "cannot retrieve server status");
