@@ -8,6 +8,8 @@
 //! - **The ipcache** ([`IpcachePublisher`], [`RemoteEndpoints`]): every agent
 //!   publishes its pods (IP -> identity, node, namespace, pod name, labels) under its
 //!   lease and watches everybody else's.
+//! - **Services** ([`ClusterServices`]): `ClusterService` JSON per service, which
+//!   every agent declares in its state, so every node serves every service.
 //! - **The node list**: every agent registers its node (name, Hubble API
 //!   address) under its lease; a watch feeds the peer service's `NodeHub`, so a node
 //!   whose agent dies disappears when its lease expires.
@@ -27,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::endpoints::Endpoint;
+use crate::services::ServiceSource;
 use crate::state::AgentState;
 
 mod connection;
@@ -34,8 +37,11 @@ mod identity;
 mod ipcache;
 pub mod keys;
 mod nodes;
+mod services;
 mod session;
 mod watcher;
+
+pub use services::{service_key, services_prefix, ClusterService, ClusterServices, L4Addr};
 
 pub use connection::Backoff;
 pub use identity::EtcdIdentityAllocator;
@@ -200,6 +206,7 @@ pub struct Kvstore {
     node_ip: IpAddr,
     listed: watch::Receiver<usize>,
     watch_count: usize,
+    services: ClusterServices,
 }
 
 impl Kvstore {
@@ -228,6 +235,7 @@ impl Kvstore {
             changes_tx.clone(),
         ));
         let remote = RemoteEndpoints::default();
+        let services = ClusterServices::default();
         let publisher = Arc::new(IpcachePublisher::new(
             session.clone(),
             &config.node_name,
@@ -254,6 +262,13 @@ impl Kvstore {
             (
                 keys::nodes_prefix(&config.cluster_name),
                 Arc::new(nodes::NodesHandler::new(hub, me.clone())),
+            ),
+            (
+                services_prefix(&config.cluster_name),
+                Arc::new(services::ServicesHandler::new(
+                    services.clone(),
+                    changes_tx.clone(),
+                )),
             ),
         ];
         let watch_count = watches.len();
@@ -290,6 +305,7 @@ impl Kvstore {
             node_ip,
             listed,
             watch_count,
+            services,
         })
     }
 
@@ -355,10 +371,12 @@ impl Kvstore {
         state: Arc<AgentState>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let publisher = self.publisher.clone();
+        let services = self.services.clone();
         let mut cluster = self.changes.clone();
         let mut local = state.subscribe_changes();
         async move {
             publisher.publish(&state.endpoints());
+            state.sync_services(&ServiceSource::Kvstore, services.all());
             loop {
                 tokio::select! {
                     changed = local.changed() => {
@@ -377,6 +395,7 @@ impl Kvstore {
                         if let Err(e) = state.reconcile_identities().await {
                             tracing::warn!("checking identities against etcd: {e}");
                         }
+                        state.sync_services(&ServiceSource::Kvstore, services.all());
                         state.request_sync();
                     }
                 }

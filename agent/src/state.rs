@@ -419,6 +419,27 @@ impl AgentState {
         removed
     }
 
+    /// Makes the services declared by `source` exactly `specs`: new and changed ones
+    /// declared, missing ones removed. A spec the table refuses is logged and skipped.
+    pub fn sync_services(&self, source: &ServiceSource, specs: Vec<ServiceSpec>) {
+        let wanted: std::collections::BTreeSet<ServiceName> =
+            specs.iter().map(ServiceSpec::service_name).collect();
+        let stale: Vec<ServiceName> = lock(&self.services)
+            .declared()
+            .filter(|d| &d.source == source && !wanted.contains(&d.spec.service_name()))
+            .map(|d| d.spec.service_name())
+            .collect();
+        for name in stale {
+            self.remove_service(source, &name);
+        }
+        for spec in specs {
+            let name = spec.service_name();
+            if let Err(error) = self.upsert_service(source.clone(), spec) {
+                tracing::warn!("ignoring service {name} from {source}: {error}");
+            }
+        }
+    }
+
     /// Sets a frontend's backends (`service update`), with ID `requested` when given;
     /// returns its ID and a warning when the change could not be saved.
     pub fn update_api_service(

@@ -1,7 +1,9 @@
 //! The lab's Kubernetes services: `default/deathstar` (ClusterIP 10.96.60.53:80/TCP,
 //! both deathstars) and `kube-system/kube-dns` (10.96.0.10:53, UDP and TCP, the coredns
-//! pod), written as service files (ARCHITECTURE.md, "Service files") into every node's
-//! services directory, which its agent watches.
+//! pod). One source of truth per mode: with etcd they are `ClusterService` keys
+//! (`cilium/state/services/v1/<cluster>/<namespace>/<name>`, written with `etcdctl`),
+//! which every agent watches; without it, service files (ARCHITECTURE.md, "Service
+//! files") in every node's services directory.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -105,6 +107,63 @@ pub fn write_service_files(
             &path,
             service_yaml(service, topology, explicit_backends).as_bytes(),
         )?;
+    }
+    Ok(())
+}
+
+/// Cilium's `ClusterService` JSON of `service` in `cluster`: the cluster IP and the
+/// selected pods with their ports by name, and the selector.
+pub fn cluster_service_json(service: &LabService, topology: &Topology, cluster: &str) -> String {
+    let ports = |_: ()| {
+        service
+            .ports
+            .iter()
+            .map(|(name, port, protocol)| {
+                (
+                    name.to_string(),
+                    serde_json::json!({"protocol": protocol, "port": port}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let backends: serde_json::Map<_, _> = backends(service, topology)
+        .into_iter()
+        .map(|(ip, _)| (ip.to_string(), serde_json::Value::Object(ports(()))))
+        .collect();
+    let selector: serde_json::Map<_, _> = service
+        .selector
+        .iter()
+        .map(|(key, value)| (key.to_string(), serde_json::json!(value)))
+        .collect();
+    serde_json::json!({
+        "cluster": cluster,
+        "namespace": service.namespace,
+        "name": service.name,
+        "frontends": {service.cluster_ip.to_string(): ports(())},
+        "backends": backends,
+        "labels": {},
+        "selector": selector,
+        "shared": false,
+        "includeExternal": false,
+    })
+    .to_string()
+}
+
+/// The etcd key of `service` in `cluster`.
+pub fn etcd_key(service: &LabService, cluster: &str) -> String {
+    format!(
+        "cilium/state/services/v1/{cluster}/{}/{}",
+        service.namespace, service.name
+    )
+}
+
+/// Puts the lab's services into etcd at `endpoint` with `etcdctl` (Debian's
+/// etcd-client); they go away with etcd's data when the lab is removed.
+pub fn put_in_etcd(endpoint: &str, topology: &Topology, cluster: &str) -> Result<()> {
+    for service in SERVICES {
+        let key = etcd_key(service, cluster);
+        let value = cluster_service_json(service, topology, cluster);
+        crate::command::run("etcdctl", &["--endpoints", endpoint, "put", &key, &value])?;
     }
     Ok(())
 }

@@ -146,6 +146,8 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
         };
         if let Some(etcd_bin) = etcd_bin {
             start_etcd(&etcd_bin, &layout, &topology, &mut state)?;
+            let endpoint = etcd::client_url(&topology);
+            crate::services::put_in_etcd(&endpoint, &topology, &config.cluster_name)?;
         }
         tls::generate(
             &layout,
@@ -472,11 +474,12 @@ pub fn start_agent(
             }
         }
     })?;
-    // Without a cluster store an agent knows only its own pods: the files then name
-    // every backend.
-    let explicit_backends = state.state.kvstore_endpoint.is_none();
-    let topology = state.state.topology.clone();
-    crate::services::write_service_files(layout, &topology, node.index, explicit_backends, state)?;
+    // With a cluster store the services live there (`up` puts them); without one,
+    // service files name every backend, as an agent then knows only its own pods.
+    if state.state.kvstore_endpoint.is_none() {
+        let topology = state.state.topology.clone();
+        crate::services::write_service_files(layout, &topology, node.index, true, state)?;
+    }
     let path = |path: PathBuf| path.display().to_string();
     let tls = tls::node_files(layout, cluster_name, &node.name, agent_bin)?;
     let mut args = vec![

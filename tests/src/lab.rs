@@ -128,7 +128,11 @@ impl Lab {
             if out.matches("Ship landed").count() != 2 {
                 return Ok(None);
             }
+            // L3/L4 trace events only: a service's socket translations (SOCK) are
+            // neither at an endpoint nor FORWARDED.
             let flows = self.observe_json(&[
+                "--type",
+                "trace",
                 "--from-pod",
                 "default/xwing",
                 "--to-port",

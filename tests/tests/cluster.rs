@@ -301,18 +301,41 @@ fn three_node_cluster_through_etcd_and_the_relay() -> Result<()> {
         String::from_utf8_lossy(&clear.stdout)
     );
 
+    // The services live in etcd: every node serves both, with both deathstars (one of
+    // them another node's pod) as backends.
+    for node in 1..=3 {
+        let list = eventually(Duration::from_secs(20), || {
+            let list = lab.agent(node, &["service", "list"])?;
+            Ok((list.matches(":80/TCP (active)").count() == 2).then_some(list))
+        })?;
+        assert!(
+            list.contains("10.96.60.53:80/TCP   ClusterIP"),
+            "node{node}: {list}"
+        );
+        assert!(list.contains("10.96.0.10:53/UDP"), "node{node}: {list}");
+        let json = lab.agent(node, &["service", "list", "-o", "json"])?;
+        assert!(json.contains("\"nodeName\": \"node"), "node{node}: {json}");
+    }
+
     // 1. Flows of all three nodes through the relay, in time order, with node names.
     // Round-robin placement: deathstar-1 and xwing on node1, deathstar-2 and coredns on
-    // node2, tiefighter on node3; the second traffic round aims at deathstar-2.
-    let out = lab.traffic(2)?;
-    assert_eq!(out.matches("Ship landed").count(), 4, "{out}");
-    let flows = eventually(Duration::from_secs(10), || {
+    // node2, tiefighter on node3; the deathstar service picks a backend per connection,
+    // so traffic goes on until xwing (node1) has reached deathstar-2 (node2) through it.
+    let flows = eventually(Duration::from_secs(40), || {
+        let out = lab.traffic(2)?;
+        assert_eq!(out.matches("Ship landed").count(), 4, "{out}");
         let flows = lab.observe_json(&["--last", "1000"])?;
         let nodes: std::collections::BTreeSet<&str> = flows
             .iter()
             .filter_map(|v| v["flow"]["node_name"].as_str())
             .collect();
-        Ok((nodes.len() == 3).then_some(flows))
+        let across = flows.iter().any(|v| {
+            let f = &v["flow"];
+            f["node_name"] == "node2"
+                && field(f, "source.pod_name") == "xwing"
+                && field(f, "destination.pod_name") == "deathstar-2"
+        });
+        Ok((nodes.len() == 3 && across).then_some(flows))
     })?;
     let times: Vec<&str> = flows
         .iter()
@@ -371,24 +394,38 @@ fn three_node_cluster_through_etcd_and_the_relay() -> Result<()> {
         )?;
         assert!(out.contains("Revision: 2"), "{out}");
     }
-    let out = eventually(Duration::from_secs(20), || {
+    // Through the service each ship reaches deathstar-2 sooner or later.
+    let drops = eventually(Duration::from_secs(40), || {
         let out = lab.traffic(2)?;
-        Ok(
-            (out.matches("Ship landed").count() == 2 && out.matches("timed out").count() == 2)
-                .then_some(out),
-        )
+        if out.matches("Ship landed").count() != 2 || out.matches("timed out").count() != 2 {
+            return Ok(None);
+        }
+        let drops = lab.observe_json(&[
+            "--from-pod",
+            "default/xwing",
+            "--to-pod",
+            "default/deathstar-2",
+            "--type",
+            "drop",
+            "--last",
+            "1",
+        ])?;
+        let landed = lab.observe_json(&[
+            "--from-pod",
+            "default/tiefighter",
+            "--to-pod",
+            "default/deathstar-2",
+            "--to-port",
+            "80",
+            "--verdict",
+            "FORWARDED",
+            "--node-name",
+            "node2",
+            "--last",
+            "1",
+        ])?;
+        Ok((!drops.is_empty() && !landed.is_empty()).then_some(drops))
     })?;
-    assert!(out.contains("tiefighter -> deathstar-2"), "{out}");
-    let drops = lab.observe_json(&[
-        "--from-pod",
-        "default/xwing",
-        "--to-pod",
-        "default/deathstar-2",
-        "--type",
-        "drop",
-        "--last",
-        "1",
-    ])?;
     let denied = &drops.first().context("no drop of xwing -> deathstar-2")?["flow"];
     assert_eq!(denied["node_name"], "node2", "{denied}");
     assert_eq!(denied["drop_reason_desc"], "POLICY_DENIED", "{denied}");

@@ -6,6 +6,7 @@
 //! cilium/state/identities/v1/value/<labels>/<node> <id>         under the node's lease
 //! cilium/state/ip/v1/default/<ip>                 JSON pod      under the node's lease
 //! cilium/state/nodes/v1/<cluster>/<node>          JSON node     under the node's lease
+//! cilium/state/services/v1/<cluster>/<ns>/<name>   JSON service  persistent (ClusterService)
 //! ```
 //!
 //! `<labels>` is the label set as Cilium writes it in keys: every label as
@@ -34,6 +35,8 @@ pub const IDENTITY_VALUE_PREFIX: &str = "cilium/state/identities/v1/value/";
 pub const IPCACHE_PREFIX: &str = "cilium/state/ip/v1/default/";
 /// Prefix of the node registrations.
 pub const NODES_PREFIX: &str = "cilium/state/nodes/v1/";
+/// Prefix of the services (`<cluster>/<namespace>/<name>` below it).
+pub const SERVICES_PREFIX: &str = "cilium/state/services/v1/";
 
 /// Encodes a label set for keys: `k8s:class=xwing;k8s:org=alliance;`.
 pub fn encode_labels(labels: &LabelSet) -> String {

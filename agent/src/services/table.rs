@@ -475,7 +475,14 @@ fn resolve_backends(
     for backend in &spec.backends {
         let (address, state, node) = backend.parts();
         if family(&address) {
-            add(address, state, node.map(String::from));
+            // An address another node published is that node's.
+            let node = node.map(String::from).or_else(|| {
+                remote
+                    .iter()
+                    .find(|pod| pod.ip == address)
+                    .map(|pod| pod.node_name.clone())
+            });
+            add(address, state, node);
         }
     }
     backends.into_values().collect()

@@ -481,3 +481,44 @@ mod files {
         assert!(state.lb_services().is_empty());
     }
 }
+
+#[test]
+fn cluster_services_from_etcd_become_declared_services() {
+    use crate::kvstore::ClusterService;
+    let json = r#"{"cluster":"default","namespace":"kube-system","name":"kube-dns",
+        "frontends":{"10.96.0.10":{"dns":{"protocol":"UDP","port":53},"dns-tcp":{"protocol":"TCP","port":53}}},
+        "backends":{"10.200.1.14":{"dns":{"protocol":"UDP","port":5353},"dns-tcp":{"protocol":"TCP","port":5353}}},
+        "labels":{},"selector":{"k8s-app":"kube-dns"},"shared":false,"includeExternal":false}"#;
+    let service: ClusterService = serde_json::from_str(json).expect("ClusterService");
+    let spec = service.to_spec().expect("valid");
+    let frontends: Vec<String> = spec
+        .frontends()
+        .iter()
+        .map(|(f, _, port)| format!("{f} -> {}", port.backend_port()))
+        .collect();
+    assert_eq!(
+        frontends,
+        ["10.96.0.10:53/UDP -> 5353", "10.96.0.10:53/TCP -> 5353"]
+    );
+    assert_eq!(
+        spec.backends,
+        [ServiceBackendSpec::Address(ip("10.200.1.14"))]
+    );
+    // Written back the same way.
+    let again = ClusterService::from_spec("default", &spec);
+    assert_eq!(again.frontends, service.frontends);
+    assert_eq!(again.backends, service.backends);
+
+    let mut bad = service;
+    bad.frontends
+        .insert("10.96.0.300".into(), Default::default());
+    let error = bad.to_spec().expect_err("bad address");
+    assert!(error.contains("\"10.96.0.300\""), "{error}");
+
+    // etcd is one source: its services replace what it declared before.
+    let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+    state.sync_services(&ServiceSource::Kvstore, vec![spec]);
+    assert_eq!(state.lb_services().len(), 2);
+    state.sync_services(&ServiceSource::Kvstore, vec![]);
+    assert!(state.lb_services().is_empty());
+}
