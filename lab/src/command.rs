@@ -63,6 +63,32 @@ pub fn exec_in(netns: &str, program: &str, args: &[&str]) -> Result<Output> {
         })
 }
 
+/// [`exec_in`], with the process first joining `cgroup` when given (a pod's cgroup,
+/// so its sockets get service load balancing; see [`crate::cgroup`]).
+pub fn exec_in_cgroup(
+    netns: &str,
+    cgroup: Option<&Path>,
+    program: &str,
+    args: &[&str],
+) -> Result<Output> {
+    let Some(cgroup) = cgroup else {
+        return exec_in(netns, program, args);
+    };
+    let mut argv: Vec<String> = ["ip", "netns", "exec", netns, program]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let argv = crate::cgroup::wrap(cgroup, argv);
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|source| LabError::Spawn {
+            command: argv.join(" "),
+            source,
+        })
+}
+
 /// Returns true if a named network namespace exists.
 pub fn netns_exists(name: &str) -> bool {
     Path::new(NETNS_RUN_DIR).join(name).exists()

@@ -87,6 +87,9 @@ pub fn down(run_dir: &Path, out: &mut dyn Write) -> Result<DownReport> {
                 .push(format!("removing {}: {error}", tree.display())),
         }
     }
+    // cgroups are empty now that the processes are stopped; they go before the
+    // hierarchy's mount.
+    crate::cgroup::remove_all(&state.cgroups, &mut report.failures, out);
     // The BPF file system goes once its pins are gone (with the trees above).
     for mount in state.mounts.iter().rev() {
         match nix::mount::umount(mount.as_path()) {

@@ -69,6 +69,7 @@ pub fn arguments(topology: &Topology, layout: &RunLayout) -> Vec<String> {
 pub fn spawn(etcd_bin: &Path, topology: &Topology, layout: &RunLayout) -> Result<ProcessRecord> {
     let log = layout.etcd_log();
     process::spawn_detached(Launch {
+        cgroup: None,
         role: ROLE.to_string(),
         kind: ProcessKind::Etcd,
         netns: None,

@@ -48,6 +48,14 @@ pub fn exec(run_dir: &Path, pod: &str, command: &[String]) -> Result<()> {
                 .to_string(),
         });
     };
+    if crate::cgroup::enabled(&RunLayout::new(run_dir), &state) {
+        // Socket load balancing applies to the pod's processes.
+        crate::cgroup::join(&crate::cgroup::pod_cgroup(
+            &RunLayout::new(run_dir),
+            &state.state.topology,
+            pod,
+        ))?;
+    }
     let mut ip = Command::new("ip");
     ip.args(["netns", "exec", &pod.netns]).args(command);
     let source = ip.exec();

@@ -8,6 +8,7 @@
 //! state file lists. See ARCHITECTURE.md ("Lab topology", "Endpoint files").
 
 pub mod agent_admin;
+pub mod cgroup;
 pub mod cli;
 pub mod cluster;
 pub mod command;

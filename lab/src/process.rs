@@ -28,6 +28,8 @@ pub struct Launch<'a> {
     pub kind: ProcessKind,
     /// Network namespace to run in; `None` for the root namespace.
     pub netns: Option<&'a str>,
+    /// cgroup to join before the program starts (a pod's, see [`crate::cgroup`]).
+    pub cgroup: Option<std::path::PathBuf>,
     pub program: &'a Path,
     pub args: Vec<String>,
     /// File receiving standard output and standard error (appended to).
@@ -45,6 +47,9 @@ pub fn spawn_detached(launch: Launch<'_>) -> Result<ProcessRecord> {
     }
     argv.push(launch.program.display().to_string());
     argv.extend(launch.args.iter().cloned());
+    if let Some(cgroup) = &launch.cgroup {
+        argv = crate::cgroup::wrap(cgroup, argv);
+    }
     spawn_argv(
         launch.role,
         launch.kind,

@@ -84,6 +84,10 @@ pub struct LabState {
     /// `down` after the trees in them are removed.
     #[serde(default)]
     pub mounts: Vec<PathBuf>,
+    /// cgroups the lab made (node and pod cgroups for socket load balancing), removed
+    /// by `down` children first, before the hierarchy is unmounted.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
     /// True once `up` finished.
     pub complete: bool,
 }

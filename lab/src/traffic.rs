@@ -59,8 +59,18 @@ pub fn traffic(
     };
     let (tiefighter, xwing, coredns) = (find("tiefighter")?, find("xwing")?, find("coredns")?);
     let deathstars = [find("deathstar-1")?, find("deathstar-2")?];
+    let layout = RunLayout::new(run_dir);
     let runner = Runner {
         self_exe: self_exe.to_path_buf(),
+        cgroups: topology
+            .pods
+            .iter()
+            .filter(|_| crate::cgroup::enabled(&layout, &state))
+            .map(|pod| {
+                let cgroup = crate::cgroup::pod_cgroup(&layout, topology, pod);
+                (pod.name.clone(), cgroup)
+            })
+            .collect(),
     };
     let mut lines = Vec::new();
     for iteration in 0..count {
@@ -156,6 +166,8 @@ fn dns_args(server: &str, name: &str) -> Vec<String> {
 
 struct Runner {
     self_exe: PathBuf,
+    /// Pod name -> its cgroup, which its requests run in (empty for labs without).
+    cgroups: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Runner {
@@ -164,7 +176,8 @@ impl Runner {
         let program = self.self_exe.display().to_string();
         let mut full: Vec<&str> = vec!["request"];
         full.extend(args.iter().map(String::as_str));
-        let output = command::exec_in(&from.netns, &program, &full)?;
+        let cgroup = self.cgroups.get(&from.name).map(PathBuf::as_path);
+        let output = command::exec_in_cgroup(&from.netns, cgroup, &program, &full)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let last = stdout.lines().last().unwrap_or_default();
         match serde_json::from_str::<Outcome>(last) {
@@ -182,7 +195,9 @@ impl Runner {
         if !command::in_path("ping") {
             return Ok("skipped: ping not found (install the iputils-ping package)".to_string());
         }
-        let output = command::exec_in(&from.netns, "ping", &["-c", "1", "-W", "1", target])?;
+        let cgroup = self.cgroups.get(&from.name).map(PathBuf::as_path);
+        let output =
+            command::exec_in_cgroup(&from.netns, cgroup, "ping", &["-c", "1", "-W", "1", target])?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let time = stdout
             .split_whitespace()

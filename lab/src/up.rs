@@ -126,6 +126,7 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
             export: config.export,
             export_files: Vec::new(),
             mounts: Vec::new(),
+            cgroups: Vec::new(),
             complete: false,
         },
     );
@@ -134,6 +135,7 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
     build_network(config, &topology, &mut state)?;
     write_endpoint_files(&layout, &topology, &mut state)?;
     write_pod_dns(&topology, &mut state)?;
+    crate::cgroup::create(&layout, &topology, &mut state)?;
     start_workloads(config, &layout, &topology, &mut state)?;
     let nodes_file = layout.nodes_file();
     record_file(&mut state, &nodes_file)?;
@@ -396,6 +398,7 @@ fn start_workloads(
             role: pod.name.clone(),
             kind: ProcessKind::Workload,
             netns: Some(&pod.netns),
+            cgroup: Some(crate::cgroup::pod_cgroup(layout, topology, pod)),
             program: &config.self_exe,
             args,
             log: &log,
@@ -510,6 +513,12 @@ pub fn start_agent(
         "--bpf-pin-dir".to_string(),
         path(pin_dir),
     ];
+    if crate::cgroup::enabled(layout, state) {
+        // Socket load balancing for the processes of this node's pods.
+        let cgroup = crate::cgroup::node_cgroup(layout, &state.state.topology.clone(), node.index);
+        crate::cgroup::ensure(state, &cgroup)?;
+        args.extend(["--cgroup-root".to_string(), path(cgroup)]);
+    }
     match &state.state.kvstore_endpoint {
         // The cluster store gives every agent the node list, identities and ipcache.
         Some(endpoint) => args.extend(["--kvstore-endpoints".to_string(), endpoint.clone()]),
@@ -536,6 +545,7 @@ pub fn start_agent(
         role: agent_role(node.index),
         kind: ProcessKind::Agent,
         netns: Some(&node.netns),
+        cgroup: None,
         program: agent_bin,
         args,
         log: &log,
@@ -573,6 +583,7 @@ fn start_relay(
         role: "relay".to_string(),
         kind: ProcessKind::Relay,
         netns: None,
+        cgroup: None,
         program: relay_bin,
         args: vec![
             "serve".to_string(),
