@@ -391,7 +391,13 @@ pub fn write_flow_type(f: &Flow, out: &mut String) {
         }
         MESSAGE_TYPE_CAPTURE => out.push_str(&debug_capture_point(f.debug_capture_point)),
         MESSAGE_TYPE_TRACE_SOCK => {
-            let point = flow::SocketTranslationPoint::try_from(f.sock_xlate_point);
+            // The event subtype is the translation point too (Hubble's parser sets
+            // both), so a field mask without `sock_xlate_point` still prints it.
+            let number = match (f.sock_xlate_point, f.event_type.as_ref()) {
+                (0, Some(event_type)) => event_type.sub_type,
+                (number, _) => number,
+            };
+            let point = flow::SocketTranslationPoint::try_from(number);
             let word = match point {
                 Ok(flow::SocketTranslationPoint::SockXlatePointPostDirectionFwd) => {
                     "post-xlate-fwd"
@@ -402,7 +408,7 @@ pub fn write_flow_type(f: &Flow, out: &mut String) {
                 Ok(flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd",
                 Ok(flow::SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev",
                 _ => {
-                    out.push_str(&sock_xlate_point(f.sock_xlate_point));
+                    out.push_str(&sock_xlate_point(number));
                     return;
                 }
             };
@@ -426,6 +432,27 @@ mod tests {
         assert_eq!(drop_reason(250), "250, 0");
         assert_eq!(policy_match_type(2), "L3-L4");
         assert_eq!(policy_match_type(9), "unknown");
+    }
+
+    #[test]
+    fn socket_translation_points_read_from_the_field_or_the_subtype() {
+        let sock = |point: i32, sub_type: i32| Flow {
+            event_type: Some(flow::CiliumEventType {
+                r#type: MESSAGE_TYPE_TRACE_SOCK,
+                sub_type,
+            }),
+            sock_xlate_point: point,
+            ..Default::default()
+        };
+        let text = |f: &Flow| {
+            let mut out = String::new();
+            write_flow_type(f, &mut out);
+            out
+        };
+        assert_eq!(text(&sock(1, 1)), "pre-xlate-fwd");
+        assert_eq!(text(&sock(0, 2)), "post-xlate-fwd", "masked field");
+        assert_eq!(text(&sock(3, 0)), "pre-xlate-rev");
+        assert_eq!(text(&sock(0, 4)), "post-xlate-rev");
     }
 
     #[test]
