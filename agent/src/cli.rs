@@ -48,10 +48,10 @@ pub struct DaemonArgs {
     #[arg(long, default_value = crate::services::DEFAULT_SERVICES_DIR)]
     pub services_dir: PathBuf,
     /// Unix socket of the Hubble API ("" to disable).
-    #[arg(long, default_value = observer::serve::DEFAULT_UNIX_SOCKET)]
+    #[arg(long, default_value = observer::server::DEFAULT_UNIX_SOCKET)]
     pub unix_socket: String,
     /// TCP address of the Hubble API, `host:port` or `:port` ("" to disable).
-    #[arg(long, default_value = observer::serve::DEFAULT_LISTEN_ADDRESS)]
+    #[arg(long, default_value = observer::server::DEFAULT_LISTEN_ADDRESS)]
     pub listen_address: String,
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,

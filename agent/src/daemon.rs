@@ -257,11 +257,11 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
             with_tls: config.tls.is_some(),
         },
     ));
-    let mut serve_config = observer::serve::ServeConfig::default();
+    let mut serve_config = observer::server::ServeConfig::default();
     serve_config.unix_socket = config.unix_socket.clone();
     serve_config.listen_address = config.listen_address.clone();
     serve_config.tls = config.tls.clone();
-    let server = observer::serve::Server::bind(serve_config)
+    let server = observer::server::Server::bind(serve_config)
         .await
         .context("binding the Hubble API")?;
     if let Some(kvstore) = &kvstore {

@@ -47,10 +47,7 @@ impl Identity {
 
     /// The reserved identity with this number, if it is one.
     pub fn reserved(self) -> Option<ReservedIdentity> {
-        ReservedIdentity::ALL
-            .iter()
-            .copied()
-            .find(|r| r.id() == self)
+        ReservedIdentity::from_id(self.0)
     }
 
     /// True for node-local CIDR identities.
@@ -76,87 +73,30 @@ impl fmt::Display for Identity {
     }
 }
 
-/// The reserved identities, with Cilium's numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ReservedIdentity {
-    /// The local host (1).
-    Host,
-    /// Everything outside the cluster (2).
-    World,
-    /// Endpoints not managed by the agent (3).
-    Unmanaged,
-    /// Health-check endpoints (4).
-    Health,
-    /// Endpoints whose identity is not resolved yet (5).
-    Init,
-    /// Other nodes of the cluster (6).
-    RemoteNode,
-    /// The Kubernetes API server (7).
-    KubeApiServer,
-    /// The ingress proxy (8).
-    Ingress,
-    /// IPv4 addresses outside the cluster (9).
-    WorldIpv4,
-    /// IPv6 addresses outside the cluster (10).
-    WorldIpv6,
+/// Cilium's reserved identities (numbers and names are `proto::names`').
+pub use proto::names::ReservedIdentity;
+
+/// What the agent adds to a reserved identity: its number as an [`Identity`] and its
+/// labels.
+pub trait ReservedLabels: Sized {
+    /// The identity number.
+    fn identity(self) -> Identity;
+    /// The labels of the identity: `reserved:<name>`.
+    fn labels(self) -> LabelSet;
+    /// The reserved identity whose labels are exactly `labels`, if any.
+    fn from_labels(labels: &LabelSet) -> Option<Self>;
 }
 
-// === impl ReservedIdentity ===
-
-impl ReservedIdentity {
-    /// Every reserved identity, in numeric order.
-    pub const ALL: [ReservedIdentity; 10] = [
-        ReservedIdentity::Host,
-        ReservedIdentity::World,
-        ReservedIdentity::Unmanaged,
-        ReservedIdentity::Health,
-        ReservedIdentity::Init,
-        ReservedIdentity::RemoteNode,
-        ReservedIdentity::KubeApiServer,
-        ReservedIdentity::Ingress,
-        ReservedIdentity::WorldIpv4,
-        ReservedIdentity::WorldIpv6,
-    ];
-
-    /// The identity number.
-    pub fn id(self) -> Identity {
-        Identity(match self {
-            ReservedIdentity::Host => 1,
-            ReservedIdentity::World => 2,
-            ReservedIdentity::Unmanaged => 3,
-            ReservedIdentity::Health => 4,
-            ReservedIdentity::Init => 5,
-            ReservedIdentity::RemoteNode => 6,
-            ReservedIdentity::KubeApiServer => 7,
-            ReservedIdentity::Ingress => 8,
-            ReservedIdentity::WorldIpv4 => 9,
-            ReservedIdentity::WorldIpv6 => 10,
-        })
+impl ReservedLabels for ReservedIdentity {
+    fn identity(self) -> Identity {
+        Identity(self.id())
     }
 
-    /// The name, which is also the key of its `reserved:` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReservedIdentity::Host => "host",
-            ReservedIdentity::World => "world",
-            ReservedIdentity::Unmanaged => "unmanaged",
-            ReservedIdentity::Health => "health",
-            ReservedIdentity::Init => "init",
-            ReservedIdentity::RemoteNode => "remote-node",
-            ReservedIdentity::KubeApiServer => "kube-apiserver",
-            ReservedIdentity::Ingress => "ingress",
-            ReservedIdentity::WorldIpv4 => "world-ipv4",
-            ReservedIdentity::WorldIpv6 => "world-ipv6",
-        }
-    }
-
-    /// The labels of the identity: `reserved:<name>`.
-    pub fn labels(self) -> LabelSet {
+    fn labels(self) -> LabelSet {
         LabelSet::from_labels([Label::reserved(self.name())])
     }
 
-    /// The reserved identity whose labels are exactly `labels`, if any.
-    pub fn from_labels(labels: &LabelSet) -> Option<ReservedIdentity> {
+    fn from_labels(labels: &LabelSet) -> Option<ReservedIdentity> {
         ReservedIdentity::ALL
             .iter()
             .copied()
@@ -260,7 +200,7 @@ pub(crate) fn check_allocatable(labels: &LabelSet) -> Result<(), IdentityError> 
 pub fn reserved_identities() -> Vec<(Identity, LabelSet)> {
     ReservedIdentity::ALL
         .iter()
-        .map(|r| (r.id(), r.labels()))
+        .map(|r| (r.identity(), r.labels()))
         .collect()
 }
 

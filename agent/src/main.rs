@@ -38,7 +38,7 @@ enum Command {
         #[arg(short = 't', long = "type")]
         types: Vec<String>,
         /// The agent's Hubble API socket.
-        #[arg(long, default_value = observer::serve::DEFAULT_UNIX_SOCKET)]
+        #[arg(long, default_value = observer::server::DEFAULT_UNIX_SOCKET)]
         unix_socket: PathBuf,
     },
     Cleanup(CleanupArgs),

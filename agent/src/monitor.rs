@@ -65,16 +65,8 @@ pub async fn run(socket: &Path, types: &[String], verbose: bool) -> Result<()> {
 
 /// Connects a gRPC channel to a Unix socket.
 pub async fn connect_unix(socket: &Path) -> Result<tonic::transport::Channel> {
-    let path = socket.to_path_buf();
-    tonic::transport::Endpoint::try_from("http://[::1]:50051")?
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
+    proto::transport::unix_endpoint()
+        .connect_with_connector(proto::transport::UnixConnector::new(socket))
         .await
         .with_context(|| format!("failed to connect to {}", socket.display()))
 }
@@ -150,10 +142,7 @@ pub fn format_event(f: &Flow) -> String {
                 (&src, dst.identity)
             };
             let action = verdict_action(f);
-            let matched = ["none", "L3-Only", "L3-L4", "L4-Only", "all"]
-                .get(f.policy_match_type as usize)
-                .copied()
-                .unwrap_or("none");
+            let matched = proto::names::policy_match_type(f.policy_match_type);
             format!(
                 "Policy verdict log: flow 0x0 local EP ID {}, remote ID {remote}, {direction}, action {action}, match {matched}, {}",
                 local.id,
@@ -190,9 +179,13 @@ fn sides(f: &Flow) -> (flow::Endpoint, flow::Endpoint, String) {
 
 /// The drop reason as `cilium monitor` words it (the number when unknown).
 fn drop_reason(f: &Flow) -> String {
-    flow::DropReason::try_from(f.drop_reason_desc)
-        .map(|r| drop_reason_text(r).to_string())
-        .unwrap_or_else(|_| format!("{}", f.drop_reason_desc))
+    let text = u8::try_from(f.drop_reason_desc)
+        .ok()
+        .and_then(proto::names::drop_reason_text);
+    match text {
+        Some(text) => text.to_string(),
+        None => f.drop_reason_desc.to_string(),
+    }
 }
 
 /// A policy verdict's action: allow, deny or audit.
@@ -216,18 +209,6 @@ fn trace_state(f: &Flow) -> String {
     flow::TraceReason::try_from(f.trace_reason)
         .map(|r| r.as_str_name().to_lowercase())
         .unwrap_or_default()
-}
-
-fn drop_reason_text(reason: flow::DropReason) -> &'static str {
-    match reason {
-        flow::DropReason::PolicyDenied => "Policy denied",
-        flow::DropReason::InvalidPacketDropped => "Invalid packet",
-        flow::DropReason::CtTruncatedOrInvalidHeader => "CT: Truncated or invalid header",
-        flow::DropReason::InvalidIpv6ExtensionHeader => "Invalid IPv6 extension header",
-        flow::DropReason::IpFragmentationNotSupported => "IP fragmentation not supported",
-        flow::DropReason::PolicyDeny => "Policy denied by denylist",
-        _ => "Dropped",
-    }
 }
 
 /// The separator `cilium monitor -v` prints before each event.

@@ -22,7 +22,7 @@ use hubble_cli::conn::{self, ConnOptions};
 use hubble_cli::tui::feed::Feed;
 use hubble_cli::tui::state::{State, ROW_CAPACITY};
 use hubble_cli::tui::{drain_events, view, FRAME_INTERVAL};
-use observer::serve::{ServeConfig, Server};
+use observer::server::{ServeConfig, Server};
 use observer::{LocalObserver, ObserverConfig};
 use proto::flow::{self, Flow};
 use proto::observer::GetFlowsRequest;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use proto::transport::error_chain;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -240,8 +241,7 @@ pub async fn connect(opts: &ConnOptions) -> Result<HubbleChannel, ConnError> {
     };
     let header = match &opts.basic_auth {
         Some((user, password)) => {
-            let token = base64(format!("{user}:{password}").as_bytes());
-            let value = format!("Basic {token}")
+            let value = basic_auth(user, password)
                 .parse()
                 .map_err(|_| ConnError::Tls("invalid basic auth credentials".to_string()))?;
             Some(value)
@@ -251,39 +251,11 @@ pub async fn connect(opts: &ConnOptions) -> Result<HubbleChannel, ConnError> {
     Ok(InterceptedService::new(channel, AuthInterceptor { header }))
 }
 
-/// An error and its causes, joined with `: `.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
-}
-
-fn base64(data: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// The `authorization` header value of HTTP basic authentication.
+fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
 }
 
 #[cfg(test)]
@@ -310,6 +282,6 @@ mod tests {
 
     #[test]
     fn encodes_basic_auth() {
-        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(basic_auth("user", "pass"), "Basic dXNlcjpwYXNz");
     }
 }

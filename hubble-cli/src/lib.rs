@@ -16,7 +16,6 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod conn;
-pub mod fieldmask;
 pub mod filters;
 pub mod fuzzing;
 pub mod jsonindent;

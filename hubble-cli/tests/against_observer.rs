@@ -4,7 +4,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use observer::serve::{ServeConfig, Server};
+use observer::server::{ServeConfig, Server};
 use observer::{LocalObserver, ObserverConfig};
 use proto::flow::{self, layer4, Flow};
 

@@ -5,7 +5,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use observer::serve::{ServeConfig, Server};
+use observer::server::{ServeConfig, Server};
 use observer::{LocalObserver, ObserverConfig};
 use tokio::io::AsyncBufReadExt;
 

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use observer::replay::{replay, ReplayOptions};
-use observer::serve::{ServeConfig, Server};
+use observer::server::{ServeConfig, Server};
 use observer::{LocalObserver, ObserverConfig};
 use proto::flow::{self, layer4, Flow};
 

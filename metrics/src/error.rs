@@ -46,8 +46,8 @@ pub enum ExportError {
     ParseConfig(String),
     #[error("invalid flow filter {text:?}: {reason}")]
     Filter { text: String, reason: String },
-    #[error("invalid field mask path {path:?}: {reason}")]
-    FieldMask { path: String, reason: String },
+    #[error(transparent)]
+    FieldMask(#[from] proto::fieldmask::FieldMaskError),
     #[error("invalid end time {value:?} of flow log {name:?}: {reason}")]
     EndTime {
         name: String,

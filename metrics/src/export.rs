@@ -13,7 +13,6 @@
 
 mod config;
 mod exporter;
-mod fieldmask;
 mod manager;
 mod rotate;
 mod watch;
@@ -23,7 +22,6 @@ pub use config::{
     DEFAULT_FILE_MAX_SIZE_MB,
 };
 pub use exporter::{write_export_line, ExporterStats, EXPORT_QUEUE_CAPACITY};
-pub use fieldmask::FieldMask;
 pub use manager::ExportManager;
 pub use rotate::{RotatingFile, RotationConfig};
 pub use watch::{watch_config_file, CONFIG_POLL_INTERVAL};

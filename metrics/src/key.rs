@@ -52,6 +52,13 @@ impl KeyBuf {
         self.bytes.extend_from_slice(value.as_bytes());
     }
 
+    /// Appends one label value in (ASCII) lower case.
+    pub fn push_lower(&mut self, value: &str) {
+        let start = self.bytes.len() + 4;
+        self.push(value);
+        self.bytes[start..].make_ascii_lowercase();
+    }
+
     /// Appends one label value made of several pieces.
     pub fn push_parts(&mut self, parts: &[&str]) {
         let len: usize = parts.iter().map(|p| p.len()).sum();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use observer::replay::{replay, ReplayOptions};
-use observer::serve::{self, ServeConfig};
+use observer::server::{self, ServeConfig};
 use observer::{LocalObserver, ObserverConfig};
 
 #[derive(Parser, Debug)]
@@ -36,10 +36,10 @@ struct Args {
     #[arg(long, default_value_t = 100.0)]
     sample_rate: f64,
     /// Unix socket to serve on.
-    #[arg(long, default_value = serve::DEFAULT_UNIX_SOCKET)]
+    #[arg(long, default_value = server::DEFAULT_UNIX_SOCKET)]
     unix_socket: PathBuf,
     /// TCP address to serve on (`:port` for all interfaces, empty for none).
-    #[arg(long, default_value = serve::DEFAULT_LISTEN_ADDRESS)]
+    #[arg(long, default_value = server::DEFAULT_LISTEN_ADDRESS)]
     listen_address: String,
     /// Flows the ring keeps (2^n - 1).
     #[arg(long, default_value_t = observer::ring::DEFAULT_CAPACITY)]
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = ServeConfig::default();
     config.unix_socket = Some(args.unix_socket.clone());
     config.listen_address = (!args.listen_address.is_empty()).then(|| args.listen_address.clone());
-    let server = serve::Server::bind(config).await?;
+    let server = server::Server::bind(config).await?;
     tracing::info!(
         unix = %args.unix_socket.display(),
         tcp = ?server.tcp_address(),

@@ -1,6 +1,7 @@
 //! The observer's errors, and their mapping to gRPC statuses (the only place where
 //! that mapping happens).
 
+use proto::fieldmask::FieldMaskError;
 use proto::filter::FilterError;
 use tonic::Status;
 
@@ -15,9 +16,10 @@ pub enum ObserverError {
     /// A filter value of a request is invalid.
     #[error("{0}")]
     InvalidFilter(#[from] FilterError),
-    /// A field mask path does not name a field of `flow.Flow`.
-    #[error("invalid field mask path {path:?}: {reason}")]
-    InvalidFieldMask { path: String, reason: String },
+    /// A field mask path does not name a field of `flow.Flow`, or a flow could not be
+    /// masked.
+    #[error(transparent)]
+    FieldMask(#[from] FieldMaskError),
     /// A `since` or `until` timestamp is out of range.
     #[error("invalid {field} timestamp (seconds {seconds}, nanos {nanos}): {reason}")]
     InvalidTimestamp {
@@ -47,12 +49,14 @@ impl From<ObserverError> for Status {
         match err {
             ObserverError::FirstWithFollow
             | ObserverError::InvalidFilter(_)
-            | ObserverError::InvalidFieldMask { .. }
+            | ObserverError::FieldMask(FieldMaskError::InvalidPath { .. })
             | ObserverError::InvalidTimestamp { .. }
             | ObserverError::Capacity(_) => Status::invalid_argument(message),
             ObserverError::Unimplemented(_) => Status::unimplemented(message),
             ObserverError::ShuttingDown => Status::unavailable(message),
-            ObserverError::CompileTask(_) => Status::internal(message),
+            ObserverError::CompileTask(_) | ObserverError::FieldMask(FieldMaskError::Apply(_)) => {
+                Status::internal(message)
+            }
         }
     }
 }

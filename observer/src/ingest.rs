@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::flow::{AgentEvent, DebugEvent, Flow, LostEvent, LostEventSource};
 
-use crate::events::{EventWriter, Timed};
+use crate::event_rings::{EventWriter, Timed};
 use crate::store::FlowStoreWriter;
 
 /// Events the queue holds between the agent and the ring writer. The writer stores

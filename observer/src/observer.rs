@@ -12,7 +12,7 @@ use proto::observer::{Namespace, ServerStatusResponse};
 
 use crate::compact;
 use crate::error::ObserverError;
-use crate::events::{EventRing, EventWriter, AGENT_EVENTS_CAPACITY, DEBUG_EVENTS_CAPACITY};
+use crate::event_rings::{EventRing, EventWriter, AGENT_EVENTS_CAPACITY, DEBUG_EVENTS_CAPACITY};
 use crate::ingest::{self, IngestHandle, IngestStats, WriterContext, Writers};
 use crate::ring::{Read, DEFAULT_CAPACITY};
 use crate::store::FlowStore;

@@ -1,7 +1,120 @@
-//! The Observer gRPC service's methods, one module per concern.
+//! `observer.Observer` implemented over a [`LocalObserver`] ([`ObserverService`]), its
+//! methods one module per concern. Errors become gRPC statuses through
+//! `From<ObserverError> for Status` (in `error`), nowhere else.
 
-pub mod events;
-pub mod fieldmask;
+use std::sync::Arc;
+
+use proto::observer::observer_server::{Observer, ObserverServer};
+use proto::observer::{
+    GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
+    GetNodesRequest, GetNodesResponse, ServerStatusRequest, ServerStatusResponse,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::ObserverError;
+use crate::observer::LocalObserver;
+
+pub mod agent_debug_events;
 pub mod flows;
 pub mod start;
 pub mod window;
+
+use window::Window;
+
+/// The gRPC service of a node's observer.
+#[derive(Clone)]
+pub struct ObserverService {
+    observer: Arc<LocalObserver>,
+}
+
+impl ObserverService {
+    /// Serves `observer`.
+    pub fn new(observer: Arc<LocalObserver>) -> Self {
+        Self { observer }
+    }
+
+    /// The tonic server wrapping this service.
+    pub fn into_server(self) -> ObserverServer<Self> {
+        ObserverServer::new(self)
+    }
+}
+
+type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl Observer for ObserverService {
+    type GetFlowsStream = Stream<GetFlowsResponse>;
+    type GetAgentEventsStream = Stream<GetAgentEventsResponse>;
+    type GetDebugEventsStream = Stream<GetDebugEventsResponse>;
+
+    async fn get_flows(
+        &self,
+        request: Request<GetFlowsRequest>,
+    ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        // Compiling a request at the budget's limits takes real CPU: do it on the
+        // blocking pool (tokio's, bounded) so status and other streams keep answering.
+        let req = request.into_inner();
+        let query = tokio::task::spawn_blocking(move || flows::FlowsQuery::new(&req))
+            .await
+            .map_err(|e| ObserverError::CompileTask(e.to_string()))??;
+        let rx = flows::stream(Arc::clone(&self.observer), query);
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_agent_events(
+        &self,
+        request: Request<GetAgentEventsRequest>,
+    ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
+        let req = request.into_inner();
+        let window = Window::new(req.number, req.first, req.follow, req.since, req.until)?;
+        let node_name = self.observer.config().node_name.clone();
+        let ring = Arc::clone(&self.observer.agent_events);
+        let rx = agent_debug_events::stream(ring, window, move |e| GetAgentEventsResponse {
+            agent_event: Some(e.event.clone()),
+            node_name: node_name.clone(),
+            time: Some(e.time),
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_debug_events(
+        &self,
+        request: Request<GetDebugEventsRequest>,
+    ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        let req = request.into_inner();
+        let window = Window::new(req.number, req.first, req.follow, req.since, req.until)?;
+        let node_name = self.observer.config().node_name.clone();
+        let ring = Arc::clone(&self.observer.debug_events);
+        let rx = agent_debug_events::stream(ring, window, move |e| GetDebugEventsResponse {
+            debug_event: Some(e.event.clone()),
+            node_name: node_name.clone(),
+            time: Some(e.time),
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_nodes(
+        &self,
+        _request: Request<GetNodesRequest>,
+    ) -> Result<Response<GetNodesResponse>, Status> {
+        Err(ObserverError::Unimplemented("GetNodes").into())
+    }
+
+    async fn get_namespaces(
+        &self,
+        _request: Request<GetNamespacesRequest>,
+    ) -> Result<Response<GetNamespacesResponse>, Status> {
+        Ok(Response::new(GetNamespacesResponse {
+            namespaces: self.observer.namespaces(),
+        }))
+    }
+
+    async fn server_status(
+        &self,
+        _request: Request<ServerStatusRequest>,
+    ) -> Result<Response<ServerStatusResponse>, Status> {
+        Ok(Response::new(self.observer.status()))
+    }
+}

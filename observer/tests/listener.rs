@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use observer::serve::{ServeConfig, Server};
+use observer::server::{ServeConfig, Server};
 use observer::{LocalObserver, ObserverConfig};
 use proto::observer::observer_client::ObserverClient;
 use proto::observer::ServerStatusRequest;

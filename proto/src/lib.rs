@@ -4,6 +4,10 @@
 //!   (prost messages, tonic clients and servers, serde impls with proto field names).
 //! - [`filter`]: FlowFilter compilation and evaluation with upstream semantics.
 //! - [`json`]: JSON output exactly as upstream `hubble` prints it.
+//! - [`fieldmask`]: field masks over flows, compiled once, with upstream semantics.
+//! - [`transport`]: dialing a node's Unix socket, and transport errors with causes.
+//! - [`names`]: every name table of the API (enum names, observation points, ICMP,
+//!   reserved identities), once.
 
 #![allow(deprecated)]
 
@@ -35,11 +39,13 @@ pub mod peer {
     include!(concat!(env!("OUT_DIR"), "/peer.serde.rs"));
 }
 
+pub mod fieldmask;
 pub mod filter;
 pub mod json;
 pub mod names;
 #[doc(hidden)]
 pub mod number;
+pub mod transport;
 
 /// Encoded `FileDescriptorSet` of the whole API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,7 +1,8 @@
-//! Names upstream prints for numbers: protobuf enum names (Go's `String()`, which falls
-//! back to the number), Cilium's monitor message types, trace observation points,
-//! drop reasons, policy match types and reserved security identities; and the TYPE
-//! column of a flow as `hubble observe` prints it ([`write_flow_type`]).
+//! Every name table of the API, once: protobuf enum names (Go's `String()`, which
+//! falls back to the number), Cilium's monitor message types, trace observation
+//! points, drop reasons, policy match types, reserved security identities, ICMP types
+//! and codes (as gopacket prints them) and DNS response codes; and the TYPE column of a
+//! flow as `hubble observe` prints it ([`write_flow_type`]).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -38,6 +39,14 @@ enum_name_fn!(
 enum_name_fn!(
     /// `flow.SocketTranslationPoint`.
     sock_xlate_point, flow::SocketTranslationPoint
+);
+enum_name_fn!(
+    /// `flow.DropReason` (the `drop_reason_desc` of a flow).
+    drop_reason_desc, flow::DropReason
+);
+enum_name_fn!(
+    /// `flow.IPVersion`.
+    ip_version, flow::IpVersion
 );
 enum_name_fn!(
     /// `flow.L7FlowType`.
@@ -130,10 +139,18 @@ pub const AGENT_EVENT_SUBTYPES: &[(&str, i32)] = &[
     ("ipcache-deleted", 10),
 ];
 
+/// The name of trace observation point `point`, if it has one.
+pub fn trace_observation_point_name(point: u8) -> Option<&'static str> {
+    TRACE_OBSERVATION_POINTS
+        .iter()
+        .find(|(p, _)| *p == point)
+        .map(|(_, name)| *name)
+}
+
 /// The name of trace observation point `point`, or its number.
 pub fn trace_observation_point(point: u8) -> Cow<'static, str> {
-    match TRACE_OBSERVATION_POINTS.iter().find(|(p, _)| *p == point) {
-        Some((_, name)) => Cow::Borrowed(name),
+    match trace_observation_point_name(point) {
+        Some(name) => Cow::Borrowed(name),
         None => Cow::Owned(point.to_string()),
     }
 }
@@ -146,7 +163,8 @@ pub fn drop_reason(reason: u8) -> Cow<'static, str> {
     }
 }
 
-fn drop_reason_text(reason: u8) -> Option<&'static str> {
+/// Cilium's human-readable drop reason for `reason`, if it has one.
+pub fn drop_reason_text(reason: u8) -> Option<&'static str> {
     Some(match reason {
         0 => "Success",
         2 => "Invalid packet",
@@ -256,62 +274,110 @@ pub fn policy_match_type(match_type: u32) -> &'static str {
     }
 }
 
-/// Reserved identities that have a printable name, by number.
-const RESERVED_IDENTITY_NAMES: &[(u32, &str)] = &[
-    (0, "unknown"),
-    (1, "host"),
-    (2, "world"),
-    (3, "unmanaged"),
-    (4, "health"),
-    (5, "init"),
-    (6, "remote-node"),
-    (7, "kube-apiserver"),
-    (8, "ingress"),
-    (9, "world-ipv4"),
-    (10, "world-ipv6"),
-];
+/// Cilium's reserved security identities (identity 0 is "unknown", which is not one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReservedIdentity {
+    /// The local host (1).
+    Host,
+    /// Everything outside the cluster (2).
+    World,
+    /// Endpoints not managed by the agent (3).
+    Unmanaged,
+    /// Health-check endpoints (4).
+    Health,
+    /// Endpoints whose identity is not resolved yet (5).
+    Init,
+    /// Other nodes of the cluster (6).
+    RemoteNode,
+    /// The Kubernetes API server (7).
+    KubeApiServer,
+    /// The ingress proxy (8).
+    Ingress,
+    /// IPv4 addresses outside the cluster (9).
+    WorldIpv4,
+    /// IPv6 addresses outside the cluster (10).
+    WorldIpv6,
+}
 
-/// Reserved identity names accepted by `--identity`, with their number. The encrypted
-/// overlay identity can be named but has no printable name.
-const RESERVED_IDENTITIES: &[(&str, u32)] = &[
-    ("host", 1),
-    ("world", 2),
-    ("unmanaged", 3),
-    ("health", 4),
-    ("init", 5),
-    ("remote-node", 6),
-    ("kube-apiserver", 7),
-    ("ingress", 8),
-    ("world-ipv4", 9),
-    ("world-ipv6", 10),
-    ("overlay-to-encrypt", 11),
-];
+impl ReservedIdentity {
+    /// Every reserved identity, in numeric order.
+    pub const ALL: [ReservedIdentity; 10] = [
+        ReservedIdentity::Host,
+        ReservedIdentity::World,
+        ReservedIdentity::Unmanaged,
+        ReservedIdentity::Health,
+        ReservedIdentity::Init,
+        ReservedIdentity::RemoteNode,
+        ReservedIdentity::KubeApiServer,
+        ReservedIdentity::Ingress,
+        ReservedIdentity::WorldIpv4,
+        ReservedIdentity::WorldIpv6,
+    ];
 
-/// The name of reserved identity `id`, if it has one.
+    /// The identity number.
+    pub fn id(self) -> u32 {
+        self as u32 + 1
+    }
+
+    /// The name, which is also the key of its `reserved:` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReservedIdentity::Host => "host",
+            ReservedIdentity::World => "world",
+            ReservedIdentity::Unmanaged => "unmanaged",
+            ReservedIdentity::Health => "health",
+            ReservedIdentity::Init => "init",
+            ReservedIdentity::RemoteNode => "remote-node",
+            ReservedIdentity::KubeApiServer => "kube-apiserver",
+            ReservedIdentity::Ingress => "ingress",
+            ReservedIdentity::WorldIpv4 => "world-ipv4",
+            ReservedIdentity::WorldIpv6 => "world-ipv6",
+        }
+    }
+
+    /// The reserved identity numbered `id`, if it is one.
+    pub fn from_id(id: u32) -> Option<ReservedIdentity> {
+        Self::ALL.iter().copied().find(|r| r.id() == id)
+    }
+
+    /// The reserved identity named `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<ReservedIdentity> {
+        Self::ALL.iter().copied().find(|r| r.name() == name)
+    }
+}
+
+/// The identity of unknown sources; it prints as `unknown` but cannot be named.
+pub const IDENTITY_UNKNOWN: u32 = 0;
+/// The identity of traffic to encrypt on the overlay: it can be named
+/// (`--identity overlay-to-encrypt`) but has no printable name.
+pub const IDENTITY_OVERLAY_TO_ENCRYPT: (&str, u32) = ("overlay-to-encrypt", 11);
+
+/// The name of reserved identity `id`, if it has one (`unknown` for 0).
 pub fn reserved_identity_name(id: u32) -> Option<&'static str> {
-    RESERVED_IDENTITY_NAMES
-        .iter()
-        .find(|(n, _)| *n == id)
-        .map(|(_, name)| *name)
+    if id == IDENTITY_UNKNOWN {
+        return Some("unknown");
+    }
+    ReservedIdentity::from_id(id).map(ReservedIdentity::name)
 }
 
 /// Upstream's list of reserved identities as it prints them in errors: sorted by
 /// number, named when they have a name.
 pub fn reserved_identity_list() -> Vec<String> {
-    RESERVED_IDENTITIES
+    ReservedIdentity::ALL
         .iter()
-        .map(|(_, id)| match reserved_identity_name(*id) {
-            Some(name) => name.to_string(),
-            None => id.to_string(),
-        })
+        .map(|r| r.name().to_string())
+        .chain([IDENTITY_OVERLAY_TO_ENCRYPT.1.to_string()])
         .collect()
 }
 
 /// Parses a reserved identity name or a number (Go's base prefixes `0x`, `0o`, `0b`,
 /// a leading `0` for octal, and `_` separators are accepted, as upstream does).
 pub fn parse_identity(value: &str) -> Option<u32> {
-    if let Some((_, id)) = RESERVED_IDENTITIES.iter().find(|(name, _)| *name == value) {
-        return Some(*id);
+    if let Some(reserved) = ReservedIdentity::from_name(value) {
+        return Some(reserved.id());
+    }
+    if value == IDENTITY_OVERLAY_TO_ENCRYPT.0 {
+        return Some(IDENTITY_OVERLAY_TO_ENCRYPT.1);
     }
     parse_go_uint(value).and_then(|v| u32::try_from(v).ok())
 }
@@ -417,6 +483,9 @@ pub fn write_flow_type(f: &Flow, out: &mut String) {
         _ => out.push_str("UNKNOWN"),
     }
 }
+
+mod codes;
+pub use codes::{dns_rcode, icmpv4_type_code, icmpv6_type_code};
 
 #[cfg(test)]
 mod tests {

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use proto::transport::{error_chain, unix_endpoint, UnixConnector};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::error::{error_chain, RelayError};
+use crate::error::RelayError;
 
 /// Port of a node's Hubble API when an address names none.
 pub const DEFAULT_SERVER_PORT: u16 = 4244;
@@ -94,22 +94,12 @@ impl Dialer {
         };
         let connecting = async {
             match address {
-                PeerAddress::Unix(path) => {
-                    let path = path.clone();
-                    // The URI is required by the API but unused: the connector decides.
-                    Endpoint::from_static("http://localhost")
-                        .connect_timeout(self.dial_timeout)
-                        .http2_adaptive_window(true)
-                        .connect_with_connector(tower::service_fn(move |_| {
-                            let path = path.clone();
-                            async move {
-                                let stream = tokio::net::UnixStream::connect(path).await?;
-                                Ok::<_, std::io::Error>(TokioIo::new(stream))
-                            }
-                        }))
-                        .await
-                        .map_err(|e| connect_error(error_chain(&e)))
-                }
+                PeerAddress::Unix(path) => unix_endpoint()
+                    .connect_timeout(self.dial_timeout)
+                    .http2_adaptive_window(true)
+                    .connect_with_connector(UnixConnector::new(path))
+                    .await
+                    .map_err(|e| connect_error(error_chain(&e))),
                 PeerAddress::Tcp(host_port) => {
                     let scheme = if self.tls.is_some() { "https" } else { "http" };
                     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host_port}"))

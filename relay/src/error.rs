@@ -109,21 +109,8 @@ impl From<RequestError> for tonic::Status {
     }
 }
 
-/// Formats an error with its chain of causes, which transport errors hide otherwise
-/// (a TLS failure is only visible in the source of "transport error").
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message.push_str(": ");
-            message.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    message
-}
+/// Formats an error with its chain of causes (shared by every client of the API).
+pub use proto::transport::error_chain;
 
 /// Whether a failed node call means the node (or the connection to it) is gone, as opposed
 /// to the node refusing the request.

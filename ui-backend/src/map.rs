@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use proto::flow::{layer4, Endpoint, Flow, Verdict};
+use proto::names::ReservedIdentity;
 use serde::Serialize;
 
 /// Most distinct workloads kept on the map. A cluster with more would not be readable
@@ -22,21 +23,6 @@ const APP_LABEL_KEYS: [&str; 4] = ["app", "name", "functionName", "k8s-app"];
 const LABEL_KEY_PREFIXES: [&str; 3] = ["k8s:", "io.kubernetes.pod.", "app.kubernetes.io/"];
 /// Label that carries a pod's namespace in Cilium's identity labels.
 const NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
-
-/// Reserved identities of Cilium, named as the map shows them when a flow's endpoint
-/// carries no `reserved:` label.
-const RESERVED_IDENTITIES: [(u32, &str); 10] = [
-    (1, "host"),
-    (2, "world"),
-    (3, "unmanaged"),
-    (4, "health"),
-    (5, "init"),
-    (6, "remote-node"),
-    (7, "kube-apiserver"),
-    (8, "ingress"),
-    (9, "world-ipv4"),
-    (10, "world-ipv6"),
-];
 
 /// One box on the map: a workload of a namespace, or a reserved entity such as `world`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -106,7 +92,7 @@ impl ServiceMap {
     /// the map of a namespace from flows whose `source_pod` or `destination_pod` is in
     /// it, so a flow between two endpoints without a pod name never reaches its map:
     /// host <-> world chatter, and multicast and link-local packets such as
-    /// `fe80::1 (host) -> ff02::16 (ID:259) ICMPv6 MulticastListenerReportV2`, whose
+    /// `fe80::1 (host) -> ff02::16 (ID:259) ICMPv6 143(0)` (an MLDv2 report), whose
     /// group-address side carries the receiving pod's identity and labels but no pod
     /// name (names are looked up by IP). Drawing them would add a `host` box and an
     /// anonymous `identity-259` box for a pod that is already on the map.
@@ -299,9 +285,7 @@ fn is_entity(endpoint: &Endpoint) -> bool {
         .labels
         .iter()
         .any(|l| l.starts_with("reserved:") || l.starts_with("cidr:"))
-        || RESERVED_IDENTITIES
-            .iter()
-            .any(|(id, _)| *id == endpoint.identity)
+        || ReservedIdentity::from_id(endpoint.identity).is_some()
         || endpoint.identity & LOCAL_IDENTITY_SCOPE != 0
 }
 
@@ -316,11 +300,8 @@ fn entity_name(endpoint: &Endpoint) -> String {
     {
         return name.to_string();
     }
-    if let Some((_, name)) = RESERVED_IDENTITIES
-        .iter()
-        .find(|(id, _)| *id == endpoint.identity)
-    {
-        return (*name).to_string();
+    if let Some(reserved) = ReservedIdentity::from_id(endpoint.identity) {
+        return reserved.name().to_string();
     }
     if endpoint.labels.iter().any(|l| l.starts_with("cidr:"))
         || endpoint.identity & LOCAL_IDENTITY_SCOPE != 0

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use pbjson_types::Timestamp;
 use proto::observer::get_flows_response::ResponseTypes;
 use proto::observer::observer_client::ObserverClient;
 use proto::observer::{GetFlowsRequest, GetNodesRequest, ServerStatusRequest};
+use proto::transport::UnixConnector;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{Config, ServerAddress};
@@ -52,16 +52,7 @@ pub fn channel(server: &ServerAddress) -> Result<Channel, UpstreamError> {
         .keep_alive_while_idle(true);
     Ok(match server {
         ServerAddress::Tcp { .. } => endpoint.connect_lazy(),
-        ServerAddress::Unix(path) => {
-            let path = path.clone();
-            endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }))
-        }
+        ServerAddress::Unix(path) => endpoint.connect_with_connector_lazy(UnixConnector::new(path)),
     })
 }
 

@@ -193,11 +193,14 @@ impl DatapathSync {
             }
         }
         // Endpoints a previous agent programmed that are gone now.
-        for ifindex in std::mem::take(&mut self.inherited_endpoints) {
+        for &ifindex in &self.inherited_endpoints {
             if !wanted_links.values().any(|i| *i == ifindex) {
-                let _ = self.datapath.remove_endpoint(ifindex);
+                self.datapath
+                    .remove_endpoint(ifindex)
+                    .with_context(|| format!("removing the endpoint of ifindex {ifindex}"))?;
             }
         }
+        self.inherited_endpoints.clear();
         let interfaces: BTreeSet<&str> = endpoints
             .iter()
             .map(|(endpoint, _)| endpoint.spec.interface.as_str())
@@ -209,12 +212,14 @@ impl DatapathSync {
             tracing::info!("removed the pinned programs of {name} (no endpoint uses it)");
         }
         // Endpoints that went away: forget their entry and detach.
-        for (name, ifindex) in std::mem::take(&mut self.attached) {
-            if wanted_links.get(&name) != Some(&ifindex) {
-                let _ = self.datapath.remove_endpoint(ifindex);
+        for (name, &ifindex) in &self.attached {
+            if wanted_links.get(name) != Some(&ifindex) {
+                self.datapath
+                    .remove_endpoint(ifindex)
+                    .with_context(|| format!("removing the endpoint of {name}"))?;
             }
-            if !wanted_links.contains_key(&name) {
-                if let Err(e) = self.datapath.detach(&name) {
+            if !wanted_links.contains_key(name) {
+                if let Err(e) = self.datapath.detach(name) {
                     tracing::debug!("detaching {name}: {e}");
                 }
             }

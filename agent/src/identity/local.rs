@@ -5,7 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::{
     check_allocatable, reserved_identities, AllocatorFuture, Identity, IdentityAllocator,
-    IdentityError, ReservedIdentity, MAX_ALLOCATED_IDENTITY, MIN_ALLOCATED_IDENTITY,
+    IdentityError, ReservedIdentity, ReservedLabels, MAX_ALLOCATED_IDENTITY,
+    MIN_ALLOCATED_IDENTITY,
 };
 use crate::labels::LabelSet;
 
@@ -70,7 +71,7 @@ impl LocalIdentityAllocator {
     /// Synchronous allocation, shared by the trait method.
     pub fn allocate_now(&self, labels: &LabelSet) -> Result<Identity, IdentityError> {
         if let Some(reserved) = ReservedIdentity::from_labels(labels) {
-            return Ok(reserved.id());
+            return Ok(reserved.identity());
         }
         check_allocatable(labels)?;
         let mut state = self.state();

@@ -16,7 +16,7 @@ fn net(text: &str) -> IpNet {
 fn reserved_numbers_and_names_match_cilium() {
     let table: Vec<(u32, &str)> = ReservedIdentity::ALL
         .iter()
-        .map(|r| (r.id().0, r.name()))
+        .map(|r| (r.id(), r.name()))
         .collect();
     assert_eq!(
         table,

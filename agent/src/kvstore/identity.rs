@@ -26,7 +26,8 @@ use super::watcher::WatchHandler;
 use super::KvstoreError;
 use crate::identity::{
     check_allocatable, reserved_identities, AllocatorFuture, Identity, IdentityAllocator,
-    IdentityError, ReservedIdentity, MAX_ALLOCATED_IDENTITY, MIN_ALLOCATED_IDENTITY,
+    IdentityError, ReservedIdentity, ReservedLabels, MAX_ALLOCATED_IDENTITY,
+    MIN_ALLOCATED_IDENTITY,
 };
 use crate::labels::LabelSet;
 
@@ -137,7 +138,7 @@ impl EtcdIdentityAllocator {
 
     async fn allocate_labels(&self, labels: &LabelSet) -> Result<Identity, IdentityError> {
         if let Some(reserved) = ReservedIdentity::from_labels(labels) {
-            return Ok(reserved.id());
+            return Ok(reserved.identity());
         }
         check_allocatable(labels)?;
         let _one_at_a_time = self.allocating.lock().await;

@@ -225,8 +225,9 @@ async fn nodes_agree_on_identities() {
     })
     .await;
     // Reserved label sets are not allocated.
+    use crate::identity::ReservedLabels;
     let host = crate::identity::ReservedIdentity::Host;
-    assert_eq!(alloc_a.allocate(&host.labels()).await, Ok(host.id()));
+    assert_eq!(alloc_a.allocate(&host.labels()).await, Ok(host.identity()));
 
     // References are counted per node; releasing keeps the number.
     assert_eq!(alloc_a.allocate(&xwing).await, Ok(id_a));

@@ -173,8 +173,8 @@ impl<'a> Resolver<'a> {
                 IpNet::V4(_) => ReservedIdentity::WorldIpv4,
                 IpNet::V6(_) => ReservedIdentity::WorldIpv6,
             };
-            ids.push(ReservedIdentity::World.id().0);
-            ids.push(family.id().0);
+            ids.push(ReservedIdentity::World.id());
+            ids.push(family.id());
         }
         ids
     }

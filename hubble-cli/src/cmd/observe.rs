@@ -119,7 +119,7 @@ pub fn plan(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<Plan> {
         &ctx.settings.get_string_slice("denylist"),
     )?);
     if !field_mask.is_empty() {
-        crate::fieldmask::validate_flow_paths(&field_mask).map_err(anyhow::Error::msg)?;
+        request::check_field_mask(&field_mask).map_err(anyhow::Error::msg)?;
     }
     Ok(Plan {
         request: request::request(range, allow, deny, &field_mask),

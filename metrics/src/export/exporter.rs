@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pbjson_types::Timestamp;
+use proto::fieldmask::FieldMask;
 use proto::filter::FilterSet;
 use proto::flow::{Flow, LostEvent};
 use proto::json::{ToJson, Writer};
 
 use super::config::{ExporterConfig, STDOUT_PATH};
-use super::fieldmask::FieldMask;
 use super::rotate::{LostLines, RotatingFile, RotationConfig};
 use crate::error::ExportError;
 
@@ -103,7 +103,7 @@ impl Prepared {
                 name: config.name.clone(),
                 reason: e.to_string(),
             })?;
-        let mask = FieldMask::new(&config.field_mask)?;
+        let mask = FieldMask::compile(&config.field_mask)?;
         Ok(Self {
             config,
             filters,
@@ -287,7 +287,14 @@ fn run(prepared: Prepared, receiver: Receiver<ExportItem>, stats: &ExporterStats
                     continue;
                 }
                 if mask.is_active() {
-                    write_export_line(&mut json, &mask.apply(flow), &mut line);
+                    match mask.apply(flow) {
+                        Ok(masked) => write_export_line(&mut json, &masked, &mut line),
+                        Err(error) => {
+                            let error = std::io::Error::other(error);
+                            state.report(LostLines { lines: 1, error });
+                            continue;
+                        }
+                    }
                 } else {
                     write_export_line(&mut json, flow, &mut line);
                 }

@@ -8,7 +8,6 @@ use crate::config::HandlerFlags;
 use crate::context::ContextOptions;
 use crate::family::{CounterVec, LabelledFamily};
 use crate::key::KeyBuf;
-use crate::names;
 
 pub struct DnsHandler {
     context: ContextOptions,
@@ -67,7 +66,7 @@ impl Handler for DnsHandler {
         let rcode = if dropped {
             "Policy denied"
         } else if is_reply {
-            names::dns_rcode(dns.rcode)
+            proto::names::dns_rcode(dns.rcode)
         } else {
             ""
         };

@@ -29,7 +29,7 @@ impl Handler for DropHandler {
             return;
         }
         self.context.push_values(flow, false, key);
-        key.push(&names::drop_reason(flow.drop_reason_desc));
+        key.push(&proto::names::drop_reason_desc(flow.drop_reason_desc));
         key.push(names::flow_protocol(flow));
         self.drops.inc(key);
     }

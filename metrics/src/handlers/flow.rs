@@ -6,7 +6,11 @@ use super::{labels_before_context, Handler};
 use crate::context::ContextOptions;
 use crate::family::{CounterVec, LabelledFamily};
 use crate::key::KeyBuf;
-use crate::names::{self, message_type};
+use crate::names;
+use proto::names::{
+    MESSAGE_TYPE_ACCESS_LOG, MESSAGE_TYPE_CAPTURE, MESSAGE_TYPE_DROP, MESSAGE_TYPE_POLICY_VERDICT,
+    MESSAGE_TYPE_TRACE,
+};
 
 pub struct FlowHandler {
     context: ContextOptions,
@@ -32,7 +36,7 @@ impl Handler for FlowHandler {
         key.push(names::flow_protocol(flow));
         let event_type = names::event_type(flow);
         match event_type {
-            message_type::ACCESS_LOG => {
+            MESSAGE_TYPE_ACCESS_LOG => {
                 key.push("L7");
                 key.push(match flow.l7.as_ref().and_then(|l7| l7.record.as_ref()) {
                     Some(layer7::Record::Dns(_)) => "DNS",
@@ -41,20 +45,20 @@ impl Handler for FlowHandler {
                     None => "",
                 });
             }
-            message_type::DROP => {
+            MESSAGE_TYPE_DROP => {
                 key.push("Drop");
                 key.push("");
             }
-            message_type::CAPTURE => {
+            MESSAGE_TYPE_CAPTURE => {
                 key.push("Capture");
                 key.push("");
             }
-            message_type::TRACE => {
+            MESSAGE_TYPE_TRACE => {
                 key.push("Trace");
                 let sub_type = flow.event_type.as_ref().map_or(0, |e| e.sub_type);
                 key.push(names::trace_observation_point(sub_type));
             }
-            message_type::POLICY_VERDICT => {
+            MESSAGE_TYPE_POLICY_VERDICT => {
                 key.push("PolicyVerdict");
                 key.push("");
             }
@@ -63,7 +67,7 @@ impl Handler for FlowHandler {
                 key.push_fmt(format_args!("{other}"));
             }
         }
-        key.push(&names::verdict(flow.verdict));
+        key.push(&proto::names::verdict(flow.verdict));
         self.context.push_values(flow, false, key);
         self.flows.inc(key);
     }

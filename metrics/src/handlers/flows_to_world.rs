@@ -71,7 +71,7 @@ impl Handler for FlowsToWorldHandler {
             return;
         }
         key.push(names::flow_protocol(flow));
-        key.push(&names::verdict(flow.verdict));
+        key.push(&proto::names::verdict(flow.verdict));
         if self.flags.port {
             match l4.protocol.as_ref() {
                 Some(layer4::Protocol::Tcp(t)) => key.push_u32(t.destination_port),

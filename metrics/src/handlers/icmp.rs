@@ -6,7 +6,6 @@ use super::{labels_before_context, Handler};
 use crate::context::ContextOptions;
 use crate::family::{CounterVec, LabelledFamily};
 use crate::key::KeyBuf;
-use crate::names;
 
 pub struct IcmpHandler {
     context: ContextOptions,
@@ -27,12 +26,12 @@ impl Handler for IcmpHandler {
     fn process(&mut self, flow: &Flow, key: &mut KeyBuf) {
         let type_code = match flow.l4.as_ref().and_then(|l4| l4.protocol.as_ref()) {
             Some(layer4::Protocol::IcmPv4(icmp)) => {
-                names::icmpv4_type_code(icmp.r#type as u8, icmp.code as u8)
+                proto::names::icmpv4_type_code(icmp.r#type as u8, icmp.code as u8)
             }
             // Upstream labels ICMPv6 messages with family "IPv4" as well; kept so that
             // dashboards and recording rules written against upstream match.
             Some(layer4::Protocol::IcmPv6(icmp)) => {
-                names::icmpv6_type_code(icmp.r#type as u8, icmp.code as u8)
+                proto::names::icmpv6_type_code(icmp.r#type as u8, icmp.code as u8)
             }
             _ => return,
         };

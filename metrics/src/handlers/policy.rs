@@ -7,7 +7,11 @@ use super::{labels_before_context, Handler};
 use crate::context::ContextOptions;
 use crate::family::{CounterVec, LabelledFamily};
 use crate::key::KeyBuf;
-use crate::names::{self, message_type, IDENTITY_HOST};
+use crate::names;
+use proto::names::{
+    ReservedIdentity, MESSAGE_TYPE_ACCESS_LOG as ACCESS_LOG,
+    MESSAGE_TYPE_POLICY_VERDICT as POLICY_VERDICT,
+};
 
 pub struct PolicyHandler {
     context: ContextOptions,
@@ -31,37 +35,35 @@ impl PolicyHandler {
 impl Handler for PolicyHandler {
     fn process(&mut self, flow: &Flow, key: &mut KeyBuf) {
         let event_type = names::event_type(flow);
-        if event_type != message_type::POLICY_VERDICT && event_type != message_type::ACCESS_LOG {
+        if event_type != POLICY_VERDICT && event_type != ACCESS_LOG {
             return;
         }
-        let direction = names::traffic_direction_lower(flow.traffic_direction);
-        let action = names::verdict_lower(flow.verdict);
         match event_type {
-            message_type::POLICY_VERDICT => {
+            POLICY_VERDICT => {
                 // The host may reach every local endpoint; its verdicts are not counted.
                 if flow
                     .source
                     .as_ref()
-                    .is_some_and(|s| s.identity == IDENTITY_HOST)
+                    .is_some_and(|s| s.identity == ReservedIdentity::Host.id())
                 {
                     return;
                 }
-                key.push(&direction);
-                key.push(names::policy_match_type_lower(flow.policy_match_type));
+                names::push_traffic_direction_lower(key, flow.traffic_direction);
+                names::push_policy_match_type_lower(key, flow.policy_match_type);
             }
-            message_type::ACCESS_LOG => {
+            ACCESS_LOG => {
                 let protocol = match flow.l7.as_ref().and_then(|l7| l7.record.as_ref()) {
                     Some(layer7::Record::Dns(_)) => "dns",
                     Some(layer7::Record::Http(_)) => "http",
                     Some(layer7::Record::Kafka(_)) => "kafka",
                     None => "",
                 };
-                key.push(&direction);
+                names::push_traffic_direction_lower(key, flow.traffic_direction);
                 key.push_parts(&["l7/", protocol]);
             }
             _ => return,
         }
-        key.push(&action);
+        names::push_verdict_lower(key, flow.verdict);
         self.context.push_values(flow, false, key);
         self.verdicts.inc(key);
     }

@@ -7,7 +7,6 @@ use super::{labels_before_context, Handler};
 use crate::context::ContextOptions;
 use crate::family::{CounterVec, LabelledFamily};
 use crate::key::KeyBuf;
-use crate::names;
 
 pub struct TcpHandler {
     context: ContextOptions,
@@ -46,7 +45,7 @@ impl Handler for TcpHandler {
         let Some(flags) = tcp.flags.as_ref() else {
             return;
         };
-        let family = names::ip_version(ip.ip_version);
+        let family = proto::names::ip_version(ip.ip_version);
         if flags.fin {
             self.count("FIN", &family, flow, key);
         }

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proto::flow::{self, layer4};
+use proto::names;
 
 /// What the packet bytes of a record tell.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -170,14 +171,14 @@ fn decode_l4(protocol: u8, data: &[u8], ipv6: bool, out: &mut DecodedPacket) {
             })
         }
         1 if !ipv6 && data.len() >= 4 => {
-            out.summary = format!("ICMPv4 {}", icmpv4_name(data[0], data[1]));
+            out.summary = format!("ICMPv4 {}", names::icmpv4_type_code(data[0], data[1]));
             P::IcmPv4(flow::IcmPv4 {
                 r#type: data[0].into(),
                 code: data[1].into(),
             })
         }
         58 if ipv6 && data.len() >= 4 => {
-            out.summary = format!("ICMPv6 {}", icmpv6_name(data[0], data[1]));
+            out.summary = format!("ICMPv6 {}", names::icmpv6_type_code(data[0], data[1]));
             P::IcmPv6(flow::IcmPv6 {
                 r#type: data[0].into(),
                 code: data[1].into(),
@@ -207,113 +208,4 @@ pub fn tcp_flag_names(flags: &flow::TcpFlags) -> String {
         .map(|(_, name)| *name)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn with_code(name: &str, code: u8, codes: &[&str]) -> String {
-    if codes.is_empty() {
-        return if code == 0 {
-            name.to_string()
-        } else {
-            format!("{name}(Code: {code})")
-        };
-    }
-    match codes.get(usize::from(code)) {
-        Some(code_name) if !code_name.is_empty() => format!("{name}({code_name})"),
-        _ => format!("{name}(Code: {code})"),
-    }
-}
-
-/// ICMPv4 type/code as `EchoRequest`, `DestinationUnreachable(Port)`, ...
-pub fn icmpv4_name(kind: u8, code: u8) -> String {
-    const UNREACH: &[&str] = &[
-        "Net",
-        "Host",
-        "Protocol",
-        "Port",
-        "FragmentationNeeded",
-        "SourceRoutingFailed",
-        "NetUnknown",
-        "HostUnknown",
-        "SourceIsolated",
-        "NetAdminProhibited",
-        "HostAdminProhibited",
-        "NetTOS",
-        "HostTOS",
-        "CommAdminProhibited",
-        "HostPrecedence",
-        "PrecedenceCutoff",
-    ];
-    match kind {
-        0 => with_code("EchoReply", code, &[]),
-        3 => with_code("DestinationUnreachable", code, UNREACH),
-        4 => with_code("SourceQuench", code, &[]),
-        5 => with_code(
-            "Redirect",
-            code,
-            &["Network", "Host", "TOS+Network", "TOS+Host"],
-        ),
-        8 => with_code("EchoRequest", code, &[]),
-        9 => with_code("RouterAdvertisement", code, &[]),
-        10 => with_code("RouterSolicitation", code, &[]),
-        11 => with_code(
-            "TimeExceeded",
-            code,
-            &["TTLExceeded", "FragmentReassemblyTimeExceeded"],
-        ),
-        12 => with_code(
-            "ParameterProblem",
-            code,
-            &["PointerIndicatesError", "MissingOption", "BadLength"],
-        ),
-        13 => with_code("TimestampRequest", code, &[]),
-        14 => with_code("TimestampReply", code, &[]),
-        15 => with_code("InfoRequest", code, &[]),
-        16 => with_code("InfoReply", code, &[]),
-        17 => with_code("AddressMaskRequest", code, &[]),
-        18 => with_code("AddressMaskReply", code, &[]),
-        _ => format!("{kind}({code})"),
-    }
-}
-
-/// ICMPv6 type/code as `EchoRequest`, `NeighborSolicitation`, ...
-pub fn icmpv6_name(kind: u8, code: u8) -> String {
-    const UNREACH: &[&str] = &[
-        "NoRouteToDst",
-        "AdminProhibited",
-        "BeyondScopeOfSrc",
-        "AddressUnreachable",
-        "PortUnreachable",
-        "SrcAddressFailedPolicy",
-        "RejectRouteToDst",
-    ];
-    match kind {
-        1 => with_code("DestinationUnreachable", code, UNREACH),
-        2 => with_code("PacketTooBig", code, &[]),
-        3 => with_code(
-            "TimeExceeded",
-            code,
-            &["HopLimitExceeded", "FragmentReassemblyTimeExceeded"],
-        ),
-        4 => with_code(
-            "ParameterProblem",
-            code,
-            &[
-                "ErroneousHeaderField",
-                "UnrecognizedNextHeader",
-                "UnrecognizedIPv6Option",
-            ],
-        ),
-        128 => with_code("EchoRequest", code, &[]),
-        129 => with_code("EchoReply", code, &[]),
-        130 => with_code("MulticastListenerQuery", code, &[]),
-        131 => with_code("MulticastListenerReport", code, &[]),
-        132 => with_code("MulticastListenerDone", code, &[]),
-        133 => with_code("RouterSolicitation", code, &[]),
-        134 => with_code("RouterAdvertisement", code, &[]),
-        135 => with_code("NeighborSolicitation", code, &[]),
-        136 => with_code("NeighborAdvertisement", code, &[]),
-        137 => with_code("Redirect", code, &[]),
-        143 => with_code("MulticastListenerReportV2", code, &[]),
-        _ => format!("{kind}({code})"),
-    }
 }

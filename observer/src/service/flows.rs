@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use proto::fieldmask::FieldMask;
 use proto::filter::FilterSet;
 use proto::flow::{LostEvent, LostEventSource};
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlowsResponse};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::fieldmask::FieldMask;
 use super::start::{start_position, Back, SCAN_YIELD_EVERY};
 use super::window::Window;
 use crate::compact;
@@ -193,7 +193,13 @@ async fn run(
                 count += 1;
                 let mut flow = flow.to_flow();
                 if query.mask.is_active() {
-                    flow = query.mask.apply(&flow);
+                    flow = match query.mask.apply(&flow) {
+                        Ok(masked) => masked,
+                        Err(err) => {
+                            let _ = tx.send(Err(ObserverError::from(err).into())).await;
+                            return;
+                        }
+                    };
                 }
                 GetFlowsResponse {
                     time: flow.time,

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::TokioIo;
-use observer::serve::{ServeConfig, Server};
+use observer::server::{ServeConfig, Server};
 use observer::{IngestHandle, LocalObserver, ObserverConfig};
 use proto::flow::Flow;
 use proto::observer::observer_client::ObserverClient;
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlowsResponse};
 use tokio::sync::oneshot;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Channel, Endpoint};
 
 pub const NODE: &str = "test-node";
 
@@ -72,15 +71,8 @@ impl Harness {
     }
 
     pub async fn unix_channel(&self) -> anyhow::Result<Channel> {
-        let path = self.socket.clone();
-        Ok(Endpoint::try_from("http://[::]:50051")?
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }))
+        Ok(proto::transport::unix_endpoint()
+            .connect_with_connector(proto::transport::UnixConnector::new(&self.socket))
             .await?)
     }
 

@@ -166,7 +166,7 @@ fn multicast_from_the_host_to_a_nameless_endpoint_is_left_out() {
     let before = node_ids(&map).len();
     let version = map.version();
     // `fe80::1 (host) -> ff02::16 (ID:259) to-endpoint FORWARDED
-    // (ICMPv6 MulticastListenerReportV2)`: the endpoint has coredns's identity and
+    // (ICMPv6 143(0))`: the endpoint has coredns's identity and
     // labels, but no pod name, since names are looked up by the group address.
     let host = Endpoint {
         identity: 1,

@@ -9,6 +9,7 @@ use proto::observer::{
 use super::{base_printer_options, new_printer, output_format, request, Context};
 use crate::cli::EventsArgs;
 use crate::conn::{self, rpc_error_for_stream, ConnOptions};
+use crate::printer::Printer;
 
 /// Events printed when neither follow mode nor a range is asked for.
 const DEFAULT_EVENT_COUNT: u64 = 20;
@@ -55,10 +56,7 @@ fn plan(
 }
 
 pub async fn run_agent_events(args: &EventsArgs, ctx: &mut Context) -> anyhow::Result<()> {
-    let (plan, opts) = plan(args, ctx)?;
-    let mut printer = new_printer(opts, args.other.silent_errors.unwrap_or(false));
-    let channel = conn::connect(&ConnOptions::from_settings(&ctx.settings)?).await?;
-    let mut client = ObserverClient::new(channel);
+    let (plan, mut printer, mut client) = start(args, ctx).await?;
     let req = GetAgentEventsRequest {
         number: plan.number,
         first: false,
@@ -66,36 +64,12 @@ pub async fn run_agent_events(args: &EventsArgs, ctx: &mut Context) -> anyhow::R
         since: plan.since,
         until: plan.until,
     };
-    let mut stream = client
-        .get_agent_events(req)
-        .await
-        .map_err(|s| anyhow::anyhow!(rpc_error_for_stream(&s)))?
-        .into_inner();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            message = stream.message() => match message {
-                Ok(Some(res)) => {
-                    printer.write_agent_event(&res)?;
-                    printer.out_mut().flush()?;
-                }
-                Ok(None) => break,
-                Err(s) if s.code() == tonic::Code::Cancelled => break,
-                Err(s) => anyhow::bail!(rpc_error_for_stream(&s)),
-            },
-        }
-    }
-    printer.close()?;
-    Ok(())
+    let stream = client.get_agent_events(req).await;
+    print_stream(stream, &mut printer, StdPrinter::write_agent_event).await
 }
 
 pub async fn run_debug_events(args: &EventsArgs, ctx: &mut Context) -> anyhow::Result<()> {
-    let (plan, opts) = plan(args, ctx)?;
-    let mut printer = new_printer(opts, args.other.silent_errors.unwrap_or(false));
-    let channel = conn::connect(&ConnOptions::from_settings(&ctx.settings)?).await?;
-    let mut client = ObserverClient::new(channel);
+    let (plan, mut printer, mut client) = start(args, ctx).await?;
     let req = GetDebugEventsRequest {
         number: plan.number,
         first: false,
@@ -103,9 +77,31 @@ pub async fn run_debug_events(args: &EventsArgs, ctx: &mut Context) -> anyhow::R
         since: plan.since,
         until: plan.until,
     };
-    let mut stream = client
-        .get_debug_events(req)
-        .await
+    let stream = client.get_debug_events(req).await;
+    print_stream(stream, &mut printer, StdPrinter::write_debug_event).await
+}
+
+type StdPrinter = Printer<io::BufWriter<io::Stdout>, io::Stderr>;
+
+/// Plans the request, then makes the printer and connects.
+async fn start(
+    args: &EventsArgs,
+    ctx: &Context,
+) -> anyhow::Result<(EventsPlan, StdPrinter, ObserverClient<conn::HubbleChannel>)> {
+    let (plan, opts) = plan(args, ctx)?;
+    let printer = new_printer(opts, args.other.silent_errors.unwrap_or(false));
+    let channel = conn::connect(&ConnOptions::from_settings(&ctx.settings)?).await?;
+    Ok((plan, printer, ObserverClient::new(channel)))
+}
+
+/// Prints each response of an events stream until it ends, the server cancels it or
+/// Ctrl-C is pressed.
+async fn print_stream<T>(
+    stream: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+    printer: &mut StdPrinter,
+    write: fn(&mut StdPrinter, &T) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut stream = stream
         .map_err(|s| anyhow::anyhow!(rpc_error_for_stream(&s)))?
         .into_inner();
     let ctrl_c = tokio::signal::ctrl_c();
@@ -115,7 +111,7 @@ pub async fn run_debug_events(args: &EventsArgs, ctx: &mut Context) -> anyhow::R
             _ = &mut ctrl_c => break,
             message = stream.message() => match message {
                 Ok(Some(res)) => {
-                    printer.write_debug_event(&res)?;
+                    write(printer, &res)?;
                     printer.out_mut().flush()?;
                 }
                 Ok(None) => break,

@@ -176,6 +176,19 @@ pub fn parse_raw_filters(flag: &str, values: &[String]) -> anyhow::Result<Vec<Fl
     Ok(out)
 }
 
+/// Checks the field mask paths against `flow.Flow` (the mask the servers compile),
+/// failing as upstream's `fieldmaskpb.New` does with the first bad path.
+pub fn check_field_mask(paths: &[String]) -> Result<(), String> {
+    proto::fieldmask::FieldMask::compile(paths)
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "failed to construct field mask: proto: invalid path {} for message \"flow.Flow\"",
+                crate::quote::go_quote(e.path().unwrap_or_default())
+            )
+        })
+}
+
 /// Assembles the request.
 pub fn request(
     range: Range,
@@ -203,4 +216,20 @@ pub fn raw_filters_yaml(req: &GetFlowsRequest) -> String {
     let allow: Vec<String> = req.whitelist.iter().map(proto::json::to_string).collect();
     let deny: Vec<String> = req.blacklist.iter().map(proto::json::to_string).collect();
     crate::config::yaml::emit_string_lists(&[("allowlist", &allow), ("denylist", &deny)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_mask_paths_are_checked_against_flow() {
+        let paths: Vec<String> = DEFAULT_FIELD_MASK.iter().map(|s| s.to_string()).collect();
+        assert_eq!(check_field_mask(&paths), Ok(()));
+        assert_eq!(
+            check_field_mask(&["source.nope".to_string()]),
+            Err("failed to construct field mask: proto: invalid path \"source.nope\" for message \"flow.Flow\"".to_string())
+        );
+        assert!(check_field_mask(&["time.seconds".to_string()]).is_ok());
+    }
 }

@@ -10,7 +10,7 @@ use tonic::Status;
 use super::flows::STREAM_BUFFER;
 use super::start::{start_position, Back};
 use super::window::Window;
-use crate::events::{EventRing, Timed};
+use crate::event_rings::{EventRing, Timed};
 use crate::ring::Next;
 
 /// Streams events of `ring` selected by `window`, each turned into a response by
