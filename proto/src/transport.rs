@@ -53,8 +53,14 @@ impl tower::Service<Uri> for UnixConnector {
 /// repeated). Transport errors hide their causes otherwise: a TLS failure is only
 /// visible in the source of "transport error".
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
+    with_causes(error.to_string(), error.source())
+}
+
+/// `message` followed by `source` and its own causes, as [`error_chain`] joins them.
+pub fn with_causes(
+    mut message: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
     while let Some(cause) = source {
         let text = cause.to_string();
         if !message.contains(&text) {

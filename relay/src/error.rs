@@ -134,17 +134,7 @@ pub fn is_connection_failure(status: &tonic::Status) -> bool {
 /// transport's causes when the status carries them.
 pub fn status_message(status: &tonic::Status) -> String {
     use std::error::Error;
-    let mut message = status.message().to_string();
-    let mut source = status.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message.push_str(": ");
-            message.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    message
+    proto::transport::with_causes(status.message().to_string(), status.source())
 }
 
 /// A request the relay refuses before fanning it out (a filter the nodes would refuse).
