@@ -4,8 +4,9 @@
 #
 #   scripts/bench-services.sh
 #
-# Brings up its own one-node lab (prefix hbs-, run dir /tmp/hubble-rs-bench-svc), gives
-# it a ClusterIP (10.96.60.53:80 -> both deathstars, :5201 -> deathstar-1) and prints:
+# Brings up its own one-node lab (prefix hbs-, run dir /tmp/hubble-rs-bench-svc), whose
+# deathstar service is 10.96.60.53:80 (both deathstars), adds 10.96.60.53:5201 ->
+# deathstar-1 for iperf3 and prints:
 #   - the connect-time cost of the connect4 socket program (run_time_ns / run_cnt from
 #     the kernel's BPF statistics, kernel.bpf_stats_enabled=1 while it runs);
 #   - requests/s over the VIP vs straight to a backend (wrk, one connection per request
@@ -20,7 +21,6 @@ SUBNET=${SUBNET:-10.134.0.0/24}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 VIP=10.96.60.53
 D1=10.200.1.10
-D2=10.200.1.11
 
 for tool in wrk iperf3 bpftool jq; do
   command -v "$tool" >/dev/null || { echo "bench-services: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
@@ -39,8 +39,7 @@ trap cleanup EXIT
 
 relay_port=$((20000 + RANDOM % 20000))
 lab up --nodes 1 --node-subnet "$SUBNET" --relay-address "127.0.0.1:$relay_port" >/dev/null
-svc update --id 10 --name default/deathstar --frontend "$VIP:80" --backends "$D1:80,$D2:80"
-svc update --id 11 --name default/deathstar --frontend "$VIP:5201" --backends "$D1:5201"
+svc update --frontend "$VIP:5201" --backends "$D1:5201"
 lab exec deathstar-1 -- iperf3 -s -D --pidfile "$RUN/iperf3.pid" >/dev/null
 sleep 1
 
