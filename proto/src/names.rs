@@ -525,6 +525,22 @@ mod tests {
     }
 
     #[test]
+    fn reserved_identities_are_cilium_s() {
+        for reserved in ReservedIdentity::ALL {
+            assert_eq!(ReservedIdentity::from_id(reserved.id()), Some(reserved));
+            assert_eq!(ReservedIdentity::from_name(reserved.name()), Some(reserved));
+        }
+        assert_eq!(ReservedIdentity::Host.id(), 1);
+        assert_eq!(ReservedIdentity::KubeApiServer.id(), 7);
+        assert_eq!(ReservedIdentity::WorldIpv6.id(), 10);
+        assert_eq!(reserved_identity_name(0), Some("unknown"));
+        assert_eq!(reserved_identity_name(6), Some("remote-node"));
+        assert_eq!(reserved_identity_name(11), None);
+        assert_eq!(ReservedIdentity::from_id(0), None);
+        assert_eq!(ReservedIdentity::from_name("unknown"), None);
+    }
+
+    #[test]
     fn parses_identities_like_upstream() {
         assert_eq!(parse_identity("world"), Some(2));
         assert_eq!(parse_identity("overlay-to-encrypt"), Some(11));
