@@ -1,6 +1,6 @@
-//! Pod DNS, as kubelet sets it up: every pod's `resolv.conf` names the lab's DNS pod,
-//! with the cluster's search domains and `ndots:5`, and the DNS pod answers the
-//! deathstar service's name and one name per pod.
+//! Pod DNS, as kubelet sets it up: every pod's `resolv.conf` names the `kube-dns`
+//! service's cluster IP, with the cluster's search domains and `ndots:5`, and the DNS
+//! pod behind it answers each service's name with its cluster IP and one name per pod.
 //!
 //! `ip netns exec <ns>` bind-mounts `/etc/netns/<ns>/resolv.conf` over
 //! `/etc/resolv.conf` in a private mount namespace, so anything run through it (the
@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::topology::{PodPlan, Topology, Workload, DEATHSTAR_SERVICE_NAME};
+use crate::topology::{PodPlan, Topology, Workload};
 
 /// Where `ip netns exec` looks for a namespace's own `/etc` files.
 pub const NETNS_ETC_DIR: &str = "/etc/netns";
@@ -47,15 +47,16 @@ pub fn pod_name(pod: &PodPlan) -> String {
     format!("{}.{}.svc.{CLUSTER_DOMAIN}", pod.name, pod.namespace)
 }
 
-/// Every name the DNS pod answers, with its addresses: the deathstar service (every
-/// deathstar pod, until the lab has services with a ClusterIP) and each pod's name.
+/// Every name the DNS pod answers, with its addresses: each service (`deathstar`,
+/// `kube-dns`) with its cluster IP, as CoreDNS answers a ClusterIP service, and each
+/// pod's name.
 pub fn records(topology: &Topology) -> Vec<(String, IpAddr)> {
     let mut records = Vec::new();
-    for pod in &topology.pods {
-        if pod.workload == Workload::Deathstar {
-            records.push((DEATHSTAR_SERVICE_NAME.to_string(), IpAddr::V4(pod.ipv4)));
-            records.push((DEATHSTAR_SERVICE_NAME.to_string(), IpAddr::V6(pod.ipv6)));
-        }
+    for service in crate::services::SERVICES {
+        records.push((
+            crate::services::dns_name(service),
+            IpAddr::V4(service.cluster_ip),
+        ));
     }
     for pod in &topology.pods {
         records.push((pod_name(pod), IpAddr::V4(pod.ipv4)));
@@ -67,6 +68,7 @@ pub fn records(topology: &Topology) -> Vec<(String, IpAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::DEATHSTAR_SERVICE_NAME;
     use crate::topology::TopologyConfig;
 
     fn topology() -> Topology {
@@ -90,15 +92,18 @@ mod tests {
     }
 
     #[test]
-    fn deathstar_name_lists_every_deathstar_and_each_pod_has_a_name() {
+    fn deathstar_name_is_the_cluster_ip_and_each_pod_has_a_name() {
         let topology = topology();
         let records = records(&topology);
         let deathstar: Vec<String> = records
             .iter()
-            .filter(|(name, address)| name == DEATHSTAR_SERVICE_NAME && address.is_ipv4())
+            .filter(|(name, _)| name == DEATHSTAR_SERVICE_NAME)
             .map(|(_, address)| address.to_string())
             .collect();
-        assert_eq!(deathstar, ["10.200.1.10", "10.200.2.11"]);
+        assert_eq!(deathstar, ["10.96.60.53"]);
+        assert!(records.iter().any(|(name, address)| name
+            == "kube-dns.kube-system.svc.cluster.local"
+            && address.to_string() == "10.96.0.10"));
         let xwing = topology.pod("xwing").expect("xwing");
         assert!(records
             .iter()

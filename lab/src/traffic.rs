@@ -7,6 +7,7 @@ use crate::command;
 use crate::error::{LabError, Result};
 use crate::paths::RunLayout;
 use crate::request::Outcome;
+use crate::services::{DEATHSTAR_VIP, KUBE_DNS_VIP};
 use crate::state::StateFile;
 use crate::topology::{PodPlan, DEATHSTAR_SERVICE_NAME};
 use crate::up::{ensure_root, DEATHSTAR_PORT, DNS_PORT};
@@ -40,7 +41,10 @@ impl std::fmt::Display for TrafficLine {
 }
 
 /// Sends the demo's requests `count` times, printing one line per request to `out`.
-/// Iteration `i` aims its HTTP requests and ping at deathstar-1 or deathstar-2 in turn.
+/// HTTP goes to the deathstar service by name and DNS to the kube-dns service's
+/// cluster IP, so the agents' load balancing picks a deathstar (or coredns) for each
+/// connection; iteration `i` pings deathstar-1 or deathstar-2 in turn (a cluster IP
+/// does not answer ping).
 pub fn traffic(
     run_dir: &Path,
     self_exe: &Path,
@@ -57,7 +61,7 @@ pub fn traffic(
             reason: format!("pod {name} is missing"),
         })
     };
-    let (tiefighter, xwing, coredns) = (find("tiefighter")?, find("xwing")?, find("coredns")?);
+    let (tiefighter, xwing) = (find("tiefighter")?, find("xwing")?);
     let deathstars = [find("deathstar-1")?, find("deathstar-2")?];
     let layout = RunLayout::new(run_dir);
     let runner = Runner {
@@ -75,10 +79,10 @@ pub fn traffic(
     let mut lines = Vec::new();
     for iteration in 0..count {
         let deathstar = deathstars[iteration as usize % deathstars.len()];
-        let url = |path: &str| format!("http://{}{path}", deathstar.ipv4);
-        let to_http = format!("{} ({}:{DEATHSTAR_PORT})", deathstar.name, deathstar.ipv4);
-        let to_dns = format!("{} ({}:{DNS_PORT})", coredns.name, coredns.ipv4);
-        let dns_server = format!("{}:{DNS_PORT}", coredns.ipv4);
+        let url = |path: &str| format!("http://{DEATHSTAR_SERVICE_NAME}{path}");
+        let to_http = format!("deathstar ({DEATHSTAR_VIP}:{DEATHSTAR_PORT})");
+        let to_dns = format!("kube-dns ({KUBE_DNS_VIP}:{DNS_PORT})");
+        let dns_server = format!("{KUBE_DNS_VIP}:{DNS_PORT}");
         let steps = [
             (
                 tiefighter,

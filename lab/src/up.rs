@@ -341,13 +341,13 @@ fn write_endpoint_files(
     Ok(())
 }
 
-/// Gives every pod a `resolv.conf` naming the lab's DNS pod (see [`pod_dns`]).
+/// Gives every pod a `resolv.conf` naming the kube-dns service (see [`pod_dns`]).
 /// `/etc/netns` itself is iproute2's and stays; each pod's directory and file go into
 /// the state file, so `down` removes exactly them.
 fn write_pod_dns(topology: &Topology, state: &mut StateFile) -> Result<()> {
-    let Some(dns) = pod_dns::dns_pod(topology) else {
+    if pod_dns::dns_pod(topology).is_none() {
         return Ok(());
-    };
+    }
     let root = Path::new(pod_dns::NETNS_ETC_DIR);
     fs::create_dir_all(root).map_err(|error| LabError::io("creating directory", root, error))?;
     for pod in &topology.pods {
@@ -355,7 +355,7 @@ fn write_pod_dns(topology: &Topology, state: &mut StateFile) -> Result<()> {
         record_dir(state, &dir)?;
         let file = dir.join("resolv.conf");
         record_file(state, &file)?;
-        let text = pod_dns::resolv_conf(dns.ipv4.into(), &pod.namespace);
+        let text = pod_dns::resolv_conf(crate::services::KUBE_DNS_VIP.into(), &pod.namespace);
         write_atomically(&file, text.as_bytes())?;
     }
     Ok(())
