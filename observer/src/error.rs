@@ -41,6 +41,9 @@ pub enum ObserverError {
     /// runtime is shutting down).
     #[error("compiling the request's filters failed: {0}")]
     CompileTask(String),
+    /// A scan job did not finish (it panicked or the runtime is shutting down).
+    #[error("reading the flow ring failed: {0}")]
+    ScanTask(String),
 }
 
 impl From<ObserverError> for Status {
@@ -54,9 +57,9 @@ impl From<ObserverError> for Status {
             | ObserverError::Capacity(_) => Status::invalid_argument(message),
             ObserverError::Unimplemented(_) => Status::unimplemented(message),
             ObserverError::ShuttingDown => Status::unavailable(message),
-            ObserverError::CompileTask(_) | ObserverError::FieldMask(FieldMaskError::Apply(_)) => {
-                Status::internal(message)
-            }
+            ObserverError::CompileTask(_)
+            | ObserverError::ScanTask(_)
+            | ObserverError::FieldMask(FieldMaskError::Apply(_)) => Status::internal(message),
         }
     }
 }

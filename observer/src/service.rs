@@ -18,21 +18,30 @@ use crate::observer::LocalObserver;
 
 pub mod agent_debug_events;
 pub mod flows;
+pub mod limit;
+pub mod scan;
 pub mod start;
 pub mod window;
 
+use limit::{Limited, StreamLimit};
 use window::Window;
 
 /// The gRPC service of a node's observer.
 #[derive(Clone)]
 pub struct ObserverService {
     observer: Arc<LocalObserver>,
+    streams: StreamLimit,
 }
 
 impl ObserverService {
-    /// Serves `observer`.
+    /// Serves `observer`, with at most `MAX_CONCURRENT_FLOW_STREAMS` event streams open.
     pub fn new(observer: Arc<LocalObserver>) -> Self {
-        Self { observer }
+        Self::with_stream_limit(observer, StreamLimit::default())
+    }
+
+    /// Serves `observer` with `streams` as the bound on open event streams.
+    pub fn with_stream_limit(observer: Arc<LocalObserver>, streams: StreamLimit) -> Self {
+        Self { observer, streams }
     }
 
     /// The tonic server wrapping this service.
@@ -41,7 +50,7 @@ impl ObserverService {
     }
 }
 
-type Stream<T> = ReceiverStream<Result<T, Status>>;
+type Stream<T> = Limited<ReceiverStream<Result<T, Status>>>;
 
 #[tonic::async_trait]
 impl Observer for ObserverService {
@@ -53,20 +62,22 @@ impl Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
-        // Compiling a request at the budget's limits takes real CPU: do it on the
-        // blocking pool (tokio's, bounded) so status and other streams keep answering.
+        let slot = self.streams.acquire()?;
+        // Compiling a request at the budget's limits takes real CPU: do it on the scan
+        // pool so status and other streams keep answering.
         let req = request.into_inner();
-        let query = tokio::task::spawn_blocking(move || flows::FlowsQuery::new(&req))
+        let query = scan::run(move || flows::FlowsQuery::new(&req))
             .await
             .map_err(|e| ObserverError::CompileTask(e.to_string()))??;
         let rx = flows::stream(Arc::clone(&self.observer), query);
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Limited::new(ReceiverStream::new(rx), slot)))
     }
 
     async fn get_agent_events(
         &self,
         request: Request<GetAgentEventsRequest>,
     ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
+        let slot = self.streams.acquire()?;
         let req = request.into_inner();
         let window = Window::new(req.number, req.first, req.follow, req.since, req.until)?;
         let node_name = self.observer.config().node_name.clone();
@@ -76,13 +87,14 @@ impl Observer for ObserverService {
             node_name: node_name.clone(),
             time: Some(e.time),
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Limited::new(ReceiverStream::new(rx), slot)))
     }
 
     async fn get_debug_events(
         &self,
         request: Request<GetDebugEventsRequest>,
     ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        let slot = self.streams.acquire()?;
         let req = request.into_inner();
         let window = Window::new(req.number, req.first, req.follow, req.since, req.until)?;
         let node_name = self.observer.config().node_name.clone();
@@ -92,7 +104,7 @@ impl Observer for ObserverService {
             node_name: node_name.clone(),
             time: Some(e.time),
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Limited::new(ReceiverStream::new(rx), slot)))
     }
 
     async fn get_nodes(

@@ -60,6 +60,9 @@ pub struct RelayConfig {
     pub peer_update_interval: Duration,
     /// How often the health status is re-evaluated.
     pub health_check_interval: Duration,
+    /// Most GetFlows streams served at once, over all clients
+    /// (`observer::service::limit::MAX_CONCURRENT_FLOW_STREAMS`).
+    pub max_flow_streams: usize,
     /// TLS towards agents; `None` to connect in plaintext.
     pub client_tls: Option<ClientTlsFiles>,
     /// TLS for clients of the relay; `None` to serve plaintext.
@@ -82,6 +85,7 @@ impl Default for RelayConfig {
             error_aggregation_window: DEFAULT_ERROR_AGGREGATION_WINDOW,
             peer_update_interval: DEFAULT_PEER_UPDATE_INTERVAL,
             health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
+            max_flow_streams: observer::service::limit::MAX_CONCURRENT_FLOW_STREAMS,
             client_tls: None,
             server_tls: None,
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use observer::listener::{incoming, server_builder};
+use observer::service::limit::{Limited, StreamLimit};
 use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{
     GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
@@ -44,6 +45,7 @@ pub struct RelayObserver {
     pool: PeerManager,
     flows: Arc<FlowsConfig>,
     metrics: Arc<crate::self_metrics::RelayMetrics>,
+    streams: StreamLimit,
 }
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -60,6 +62,7 @@ impl Observer for RelayObserver {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        let slot = self.streams.acquire()?;
         let receiver = get_flows(
             self.pool.clone(),
             self.flows.clone(),
@@ -70,7 +73,10 @@ impl Observer for RelayObserver {
         // them; this decoding path answers anyone calling the trait directly.
         let stream = flatten(ReceiverStream::new(receiver))
             .map(|result| result.and_then(RelayResponse::into_message));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(Limited::new(
+            Box::pin(stream),
+            slot,
+        ))))
     }
 
     async fn get_agent_events(
@@ -127,13 +133,17 @@ fn flatten(
 }
 
 impl RelayObserver {
-    fn flows(&self, request: GetFlowsRequest) -> EventStream<RelayResponse> {
-        Box::pin(flatten(ReceiverStream::new(get_flows(
+    // Status is the error type of the gRPC method this serves.
+    #[allow(clippy::result_large_err)]
+    fn flows(&self, request: GetFlowsRequest) -> Result<EventStream<RelayResponse>, Status> {
+        let slot = self.streams.acquire()?;
+        let stream = flatten(ReceiverStream::new(get_flows(
             self.pool.clone(),
             self.flows.clone(),
             self.metrics.clone(),
             request,
-        ))))
+        )));
+        Ok(Box::pin(Limited::new(Box::pin(stream), slot)))
     }
 }
 
@@ -148,7 +158,7 @@ impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
 
     fn call(&mut self, request: Request<GetFlowsRequest>) -> Self::Future {
         let stream = self.0.flows(request.into_inner());
-        Box::pin(async move { Ok(Response::new(stream)) })
+        Box::pin(async move { Ok(Response::new(stream?)) })
     }
 }
 
@@ -204,6 +214,7 @@ impl Relay {
                 node_name: config.node_name.clone(),
             }),
             metrics: relay_metrics.clone(),
+            streams: StreamLimit::new(config.max_flow_streams),
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -26,11 +26,11 @@ where
 {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
+        // The event rings are small (thousands of entries): walked inline.
         let start = start_position(&ring, &window, |raw| match raw {
             Some(event) => Back::Event(Some(event.time)),
             None => Back::Skip,
-        })
-        .await;
+        });
         let mut reader = ring.reader(start);
         let mut count = 0u64;
         loop {

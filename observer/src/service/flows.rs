@@ -1,6 +1,8 @@
 //! GetFlows: a task per request reads the flow ring and feeds a bounded channel that
-//! the gRPC stream drains. The task waits on that channel when the client is slow;
-//! the ring writer never does. A client that falls further behind than the ring
+//! the gRPC stream drains. The reading itself (filters, rebuilding matching flows) runs
+//! in jobs on the scan pool (`service::scan`), except a follower's few new entries at
+//! the tail. The task waits on that channel when the client is slow; the ring writer
+//! never does. A client that falls further behind than the ring
 //! holds is told how many flows it missed with `HUBBLE_RING_BUFFER` lost events, at
 //! most one per second.
 
@@ -14,14 +16,15 @@ use proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlo
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::start::{start_position, Back, SCAN_YIELD_EVERY};
+use super::scan::{self, INLINE_SCAN_ENTRIES, SCAN_JOB_ENTRIES};
+use super::start::{start_position, Back};
 use super::window::Window;
 use crate::compact;
 use crate::error::ObserverError;
 use crate::ingest::now_timestamp;
 use crate::observer::LocalObserver;
-use crate::ring::Next;
-use crate::store::{FlowStore, StoredEvent};
+use crate::ring::{Next, RingReader};
+use crate::store::{FlowSlot, FlowStore, StoredEvent};
 
 /// Responses buffered per GetFlows stream between the reading task and gRPC. Small:
 /// the ring is the buffer; this only smooths the hand-off to the transport.
@@ -121,84 +124,88 @@ pub fn stream(
 ) -> mpsc::Receiver<Result<GetFlowsResponse, Status>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
-        run(&observer, &query, &tx).await;
+        run(observer, Arc::new(query), &tx).await;
     });
     rx
 }
 
-async fn run(
-    observer: &LocalObserver,
-    query: &FlowsQuery,
-    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
-) {
-    let store: &FlowStore = observer.flows();
-    let node_name = observer.config().node_name.as_str();
-    let window = &query.window;
-    let start = start_position(store.ring(), window, |raw| match store.event(raw) {
+/// Where a stream is: its reader, the flows it sent and the losses not told yet. Moved
+/// into each scan job and back.
+struct Cursor {
+    reader: RingReader<FlowSlot>,
+    count: u64,
+    loss: PendingLoss,
+}
+
+/// Why a scan stopped.
+enum Stop {
+    /// It read its share of entries or filled a batch: there may be more.
+    Paused,
+    /// It reached the writer.
+    End,
+    /// The request has all it asked for (its number, or a flow after `until`).
+    Done,
+    /// The request cannot go on (the field mask could not be applied).
+    Failed(ObserverError),
+}
+
+/// Where the request's reader starts: a backward walk, counting matching flows.
+fn start_of(observer: &LocalObserver, query: &FlowsQuery) -> u64 {
+    let store = observer.flows();
+    start_position(store.ring(), &query.window, |raw| match store.event(raw) {
         StoredEvent::Flow(flow) if query.filters.matches(&flow) => {
             Back::Event(compact::time(flow.record()))
         }
         _ => Back::Skip,
     })
-    .await;
-    let mut reader = store.reader(start);
-    let mut count = 0u64;
-    let mut loss = PendingLoss::default();
-    let mut idle = 0u64;
-    loop {
-        if window.done(count) {
-            break;
+}
+
+/// Reads at most `entries` entries from the cursor, filtering them and rebuilding the
+/// matching flows into `out` (at most [`STREAM_BUFFER`] responses).
+fn scan(
+    observer: &LocalObserver,
+    query: &FlowsQuery,
+    cursor: &mut Cursor,
+    entries: u64,
+    out: &mut Vec<GetFlowsResponse>,
+) -> Stop {
+    let store: &FlowStore = observer.flows();
+    let node_name = observer.config().node_name.as_str();
+    let window = &query.window;
+    for _ in 0..entries {
+        if window.done(cursor.count) {
+            return Stop::Done;
         }
-        let next = match reader.next_now() {
-            Next::End if window.follow => {
-                if let Some(resp) = loss.take(true, node_name) {
-                    if tx.send(Ok(resp)).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    next = reader.next_follow() => next,
-                    () = tx.closed() => return,
-                }
-            }
-            other => other,
-        };
-        let raw = match next {
-            Next::End => break,
+        if out.len() >= STREAM_BUFFER {
+            return Stop::Paused;
+        }
+        let raw = match cursor.reader.next_now() {
+            Next::End => return Stop::End,
             Next::Lost(n) => {
-                loss.add(n);
+                cursor.loss.add(n);
                 continue;
             }
             Next::Value(raw) => raw,
         };
-        if let Some(resp) = loss.take(false, node_name) {
-            if tx.send(Ok(resp)).await.is_err() {
-                return;
-            }
+        if let Some(resp) = cursor.loss.take(false, node_name) {
+            out.push(resp);
         }
         let resp = match store.event(raw) {
             StoredEvent::Lost { time, event } => lost_response(event, time, node_name),
             StoredEvent::Flow(flow) => {
                 let time = compact::time(flow.record());
                 if window.after_until(time.as_ref()) {
-                    break;
+                    return Stop::Done;
                 }
                 if window.before_since(time.as_ref()) || !query.filters.matches(&flow) {
-                    idle += 1;
-                    if idle.is_multiple_of(SCAN_YIELD_EVERY) {
-                        tokio::task::yield_now().await;
-                    }
                     continue;
                 }
-                count += 1;
+                cursor.count += 1;
                 let mut flow = flow.to_flow();
                 if query.mask.is_active() {
                     flow = match query.mask.apply(&flow) {
                         Ok(masked) => masked,
-                        Err(err) => {
-                            let _ = tx.send(Err(ObserverError::from(err).into())).await;
-                            return;
-                        }
+                        Err(err) => return Stop::Failed(err.into()),
                     };
                 }
                 GetFlowsResponse {
@@ -208,11 +215,110 @@ async fn run(
                 }
             }
         };
-        if tx.send(Ok(resp)).await.is_err() {
+        out.push(resp);
+    }
+    Stop::Paused
+}
+
+/// Runs one scan: inline when the reader is within [`INLINE_SCAN_ENTRIES`] of the
+/// writer (a follower at the tail), else as a job on the scan pool. `None` when the
+/// client left meanwhile.
+async fn scan_step(
+    observer: &Arc<LocalObserver>,
+    query: &Arc<FlowsQuery>,
+    mut cursor: Cursor,
+    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+) -> Option<Result<(Cursor, Vec<GetFlowsResponse>, Stop), ObserverError>> {
+    let backlog = observer
+        .flows()
+        .ring()
+        .written()
+        .saturating_sub(cursor.reader.position());
+    if backlog <= INLINE_SCAN_ENTRIES {
+        let mut batch = Vec::new();
+        let stop = scan(
+            observer,
+            query,
+            &mut cursor,
+            INLINE_SCAN_ENTRIES,
+            &mut batch,
+        );
+        return Some(Ok((cursor, batch, stop)));
+    }
+    let (observer, query) = (Arc::clone(observer), Arc::clone(query));
+    let job = scan::run(move || {
+        let mut batch = Vec::new();
+        let stop = scan(&observer, &query, &mut cursor, SCAN_JOB_ENTRIES, &mut batch);
+        (cursor, batch, stop)
+    });
+    tokio::select! {
+        result = job => Some(result),
+        () = tx.closed() => None,
+    }
+}
+
+async fn run(
+    observer: Arc<LocalObserver>,
+    query: Arc<FlowsQuery>,
+    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+) {
+    let node_name = observer.config().node_name.clone();
+    let start = {
+        let (observer, query) = (Arc::clone(&observer), Arc::clone(&query));
+        tokio::select! {
+            start = scan::run(move || start_of(&observer, &query)) => start,
+            () = tx.closed() => return,
+        }
+    };
+    let start = match start {
+        Ok(start) => start,
+        Err(error) => {
+            let _ = tx.send(Err(error.into())).await;
             return;
         }
+    };
+    let mut cursor = Cursor {
+        reader: observer.flows().reader(start),
+        count: 0,
+        loss: PendingLoss::default(),
+    };
+    loop {
+        let (next, batch, stop) = match scan_step(&observer, &query, cursor, tx).await {
+            None => return,
+            Some(Ok(step)) => step,
+            Some(Err(error)) => {
+                let _ = tx.send(Err(error.into())).await;
+                return;
+            }
+        };
+        cursor = next;
+        for resp in batch {
+            if tx.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+        match stop {
+            Stop::Paused => {}
+            Stop::End if query.window.follow => {
+                if let Some(resp) = cursor.loss.take(true, &node_name) {
+                    if tx.send(Ok(resp)).await.is_err() {
+                        return;
+                    }
+                }
+                let ring = Arc::clone(cursor.reader.ring());
+                tokio::select! {
+                    () = ring.wait_beyond(cursor.reader.position()) => {}
+                    () = tx.closed() => return,
+                }
+            }
+            Stop::End | Stop::Done => break,
+            Stop::Failed(error) => {
+                let _ = tx.send(Err(error.into())).await;
+                return;
+            }
+        }
     }
-    if let Some(resp) = loss.take(true, node_name) {
+    if let Some(resp) = cursor.loss.take(true, &node_name) {
         let _ = tx.send(Ok(resp)).await;
     }
 }

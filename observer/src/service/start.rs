@@ -10,9 +10,6 @@ use pbjson_types::Timestamp;
 use super::window::Window;
 use crate::ring::{Read, Ring, SlotData};
 
-/// Entries scanned between two yields to the runtime.
-pub const SCAN_YIELD_EVERY: u64 = 8192;
-
 /// How the backward walk treats one entry.
 pub enum Back {
     /// Not an event of the request (filtered out, or a lost-events notice).
@@ -21,8 +18,9 @@ pub enum Back {
     Event(Option<Timestamp>),
 }
 
-/// Finds the start position for `window` in `ring`.
-pub async fn start_position<D: SlotData>(
+/// Finds the start position for `window` in `ring`. A walk over a whole ring: GetFlows
+/// runs it on the scan pool.
+pub fn start_position<D: SlotData>(
     ring: &Ring<D>,
     window: &Window,
     mut classify: impl FnMut(D::Raw) -> Back,
@@ -42,9 +40,6 @@ pub async fn start_position<D: SlotData>(
         let Some(pos) = scanned.checked_sub(1) else {
             return scanned;
         };
-        if (newest - pos).is_multiple_of(SCAN_YIELD_EVERY) {
-            tokio::task::yield_now().await;
-        }
         let raw = match ring.read(pos) {
             Read::Value(raw) => raw,
             Read::Ahead | Read::Overwritten { .. } => return scanned,
