@@ -7,7 +7,7 @@
 //! queue; if the queue is full their counts are kept aside and written as one
 //! `PERF_EVENT_RING_BUFFER` notice, so no loss is ever lost.
 
-use std::collections::BTreeSet;
+use crate::namespaces::Namespaces;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -146,7 +146,7 @@ pub(crate) struct Writers {
 /// Shared state the writer updates besides the rings.
 pub(crate) struct WriterContext {
     pub stats: Arc<IngestStats>,
-    pub namespaces: Arc<Mutex<BTreeSet<String>>>,
+    pub namespaces: Arc<Mutex<Namespaces>>,
 }
 
 /// Starts the writer thread; it ends when every handle is dropped.
@@ -206,14 +206,18 @@ fn run(rx: mpsc::Receiver<IngestEvent>, mut writers: Writers, ctx: WriterContext
 fn handle(writers: &mut Writers, ctx: &WriterContext, event: IngestEvent) {
     match event {
         IngestEvent::Flow(flow) => {
-            let namespaces = &ctx.namespaces;
-            writers.flows.push_flow(*flow, &mut |endpoint| {
-                if !endpoint.namespace.is_empty() {
-                    if let Ok(mut set) = namespaces.lock() {
-                        set.insert(endpoint.namespace.clone());
-                    }
+            // Every flow renews its namespaces (they expire an hour after the last).
+            {
+                let now = Instant::now();
+                let mut namespaces = ctx
+                    .namespaces
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for endpoint in [&flow.source, &flow.destination].into_iter().flatten() {
+                    namespaces.note(&endpoint.namespace, now);
                 }
-            });
+            }
+            writers.flows.push_flow(*flow, &mut |_| {});
             ctx.stats.seen_flows.fetch_add(1, Ordering::Relaxed);
         }
         IngestEvent::Lost(lost) => writers.flows.push_lost(lost, now_timestamp()),

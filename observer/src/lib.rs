@@ -22,6 +22,7 @@ pub mod event_rings;
 pub mod fuzzing;
 pub mod ingest;
 pub mod listener;
+pub mod namespaces;
 pub mod observer;
 pub mod ring;
 #[cfg(any(test, feature = "test-support"))]

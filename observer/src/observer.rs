@@ -2,7 +2,6 @@
 //! service (`server`) reads from it; the agent writes into it through the
 //! [`IngestHandle`] returned at creation.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,6 +13,7 @@ use crate::compact;
 use crate::error::ObserverError;
 use crate::event_rings::{EventRing, EventWriter, AGENT_EVENTS_CAPACITY, DEBUG_EVENTS_CAPACITY};
 use crate::ingest::{self, IngestHandle, IngestStats, WriterContext, Writers};
+use crate::namespaces::Namespaces;
 use crate::ring::{Read, DEFAULT_CAPACITY};
 use crate::store::FlowStore;
 
@@ -57,7 +57,7 @@ pub struct LocalObserver {
     pub(crate) agent_events: Arc<EventRing<AgentEvent>>,
     pub(crate) debug_events: Arc<EventRing<DebugEvent>>,
     stats: Arc<IngestStats>,
-    namespaces: Arc<Mutex<BTreeSet<String>>>,
+    namespaces: Arc<Mutex<Namespaces>>,
     started: Instant,
 }
 
@@ -69,7 +69,7 @@ impl LocalObserver {
         let (agent, agent_events) = EventWriter::new(config.agent_events_capacity)?;
         let (debug, debug_events) = EventWriter::new(config.debug_events_capacity)?;
         let stats = Arc::new(IngestStats::default());
-        let namespaces = Arc::new(Mutex::new(BTreeSet::new()));
+        let namespaces = Arc::new(Mutex::new(Namespaces::default()));
         let handle = ingest::start(
             Writers {
                 flows: flow_writer,
@@ -114,19 +114,29 @@ impl LocalObserver {
         self.stats.queue_discards.load(Ordering::Relaxed)
     }
 
-    /// Namespaces seen in flows, with this node's cluster name, sorted.
+    /// Namespaces seen in flows during the last `NAMESPACE_TTL`, with this node's
+    /// cluster name, sorted.
     pub fn namespaces(&self) -> Vec<Namespace> {
-        let set = self
+        let names = self
             .namespaces
             .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
-        set.into_iter()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .list(Instant::now());
+        names
+            .into_iter()
             .map(|namespace| Namespace {
                 cluster: self.config.cluster_name.clone(),
                 namespace,
             })
             .collect()
+    }
+
+    /// New namespaces discarded because `MAX_NAMESPACES` were kept, since start.
+    pub fn namespaces_discarded(&self) -> u64 {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .discarded()
     }
 
     /// The answer to ServerStatus.
