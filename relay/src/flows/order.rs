@@ -11,7 +11,7 @@ use crate::raw::RelayResponse;
 ///
 /// A response leaves in time order as soon as every node whose stream is open has a
 /// response in the buffer: each node's stream is in time order, so nothing older can
-/// come. It also leaves when the buffer overflows or its wait exceeds the drain timeout
+/// come. With follow it also leaves when the buffer overflows or its wait exceeds the drain timeout
 /// (a quiet or slow node), as upstream's sort buffer does.
 pub(super) struct Merge {
     buffer: SortBuffer<Held>,

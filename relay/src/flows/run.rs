@@ -95,6 +95,12 @@ struct Merger<'a> {
     ready: Vec<RelayResponse>,
     node_name: &'a str,
     config: &'a FlowsConfig,
+    /// With follow, a response waits in the sort buffer at most the drain timeout (a
+    /// quiet node must not hold the others back). Without follow it waits for every
+    /// open node: the credits bound the buffer, and a node slowed down for longer than
+    /// the timeout (a loaded machine) must not let newer responses out before its older
+    /// ones.
+    drain_on_timeout: bool,
 }
 
 impl Merger<'_> {
@@ -140,10 +146,12 @@ impl Merger<'_> {
     /// The next time something waits out its delay: a buffered response or the
     /// pending error event.
     fn next_deadline(&mut self) -> Option<std::time::Instant> {
-        match (
-            self.merge.next_deadline(),
-            self.pending.as_ref().map(|p| p.deadline),
-        ) {
+        let buffered = if self.drain_on_timeout {
+            self.merge.next_deadline()
+        } else {
+            None
+        };
+        match (buffered, self.pending.as_ref().map(|p| p.deadline)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -159,7 +167,9 @@ impl Merger<'_> {
             &mut self.ready,
             self.node_name,
         );
-        self.merge.drain_expired(now, &mut self.ready);
+        if self.drain_on_timeout {
+            self.merge.drain_expired(now, &mut self.ready);
+        }
     }
 
     /// Starts the nodes that joined (follow) and announces them.
@@ -214,6 +224,7 @@ pub(super) async fn run(
         ready: Vec::new(),
         node_name,
         config: &config,
+        drain_on_timeout: follow,
     };
     let (connected, unavailable) = collector.collect(peers);
     let connected = open_all(&mut merger.merge, connected);
