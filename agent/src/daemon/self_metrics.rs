@@ -37,6 +37,7 @@ pub struct AgentMetrics {
     ring_flows: AtomicU64,
     ring_capacity: AtomicU64,
     events_seen: AtomicU64,
+    unparsable_records: AtomicU64,
     grpc_started: Mutex<BTreeMap<GrpcKey, u64>>,
     grpc_handled: Mutex<BTreeMap<(GrpcKey, String), u64>>,
 }
@@ -55,6 +56,12 @@ impl AgentMetrics {
     /// Counts `n` events received from the datapath.
     pub fn events_seen(&self, n: u64) {
         self.events_seen.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets how many datapath records could not be parsed since the agent started
+    /// (`daemon::pipeline::UNPARSABLE_RECORDS`).
+    pub fn set_unparsable_records(&self, total: u64) {
+        self.unparsable_records.store(total, Ordering::Relaxed);
     }
 
     /// Counts a gRPC call that started (`grpc_server_started_total`).
@@ -110,6 +117,14 @@ impl Collect for AgentMetrics {
             vec![SeriesSnapshot::counter(
                 Vec::new(),
                 self.events_seen.load(Ordering::Relaxed),
+            )],
+        ));
+        out.push(FamilySnapshot::counter(
+            "hubble_observer_events_unparsable_total",
+            "Number of datapath records skipped because they could not be parsed",
+            vec![SeriesSnapshot::counter(
+                Vec::new(),
+                self.unparsable_records.load(Ordering::Relaxed),
             )],
         ));
         let started = self

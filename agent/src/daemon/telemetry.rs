@@ -145,6 +145,9 @@ async fn self_metrics(observer: Arc<LocalObserver>, agent: Arc<AgentMetrics>, fl
         agent.set_ring(status.num_flows, status.max_flows);
         agent.events_seen(status.seen_flows.saturating_sub(seen));
         seen = status.seen_flows;
+        agent.set_unparsable_records(
+            super::pipeline::UNPARSABLE_RECORDS.load(std::sync::atomic::Ordering::Relaxed),
+        );
         let total = observer.queue_discards();
         if total > discards {
             flows.lost_events(

@@ -6,10 +6,11 @@ use metrics_exposition::{Format, Registry};
 use super::*;
 
 #[test]
-fn prints_ring_events_and_grpc_counters() {
+fn prints_ring_events_unparsable_records_and_grpc_counters() {
     let agent = Arc::new(AgentMetrics::new());
     agent.set_ring(5, 4095);
     agent.events_seen(5);
+    agent.set_unparsable_records(2);
     agent.grpc_started(GrpcType::ServerStream, "observer.Observer", "GetFlows");
     agent.grpc_handled(GrpcType::Unary, "observer.Observer", "ServerStatus", "OK");
     let mut registry = Registry::new();
@@ -24,6 +25,9 @@ fn prints_ring_events_and_grpc_counters() {
         # HELP hubble_observer_events_seen_total Number of events received from the datapath
         # TYPE hubble_observer_events_seen_total counter
         hubble_observer_events_seen_total 5
+        # HELP hubble_observer_events_unparsable_total Number of datapath records skipped because they could not be parsed
+        # TYPE hubble_observer_events_unparsable_total counter
+        hubble_observer_events_unparsable_total 2
         # HELP hubble_observer_ring_capacity Number of flows the flow ring can hold
         # TYPE hubble_observer_ring_capacity gauge
         hubble_observer_ring_capacity 4095
