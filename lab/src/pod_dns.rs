@@ -49,14 +49,24 @@ pub fn pod_name(pod: &PodPlan) -> String {
 
 /// Every name the DNS pod answers, with its addresses: each service (`deathstar`,
 /// `kube-dns`) with its cluster IP, as CoreDNS answers a ClusterIP service, and each
-/// pod's name.
-pub fn records(topology: &Topology) -> Vec<(String, IpAddr)> {
+/// pod's name. Without a load balancer (`load_balanced` false: a lab without agents)
+/// a cluster IP would lead nowhere, so a service's name answers its pods' addresses,
+/// as CoreDNS answers a headless service.
+pub fn records(topology: &Topology, load_balanced: bool) -> Vec<(String, IpAddr)> {
     let mut records = Vec::new();
     for service in crate::services::SERVICES {
-        records.push((
-            crate::services::dns_name(service),
-            IpAddr::V4(service.cluster_ip),
-        ));
+        let name = crate::services::dns_name(service);
+        if load_balanced {
+            records.push((name, IpAddr::V4(service.cluster_ip)));
+            continue;
+        }
+        for pod in topology
+            .pods
+            .iter()
+            .filter(|p| p.workload == service.workload)
+        {
+            records.push((name.clone(), IpAddr::V4(pod.ipv4)));
+        }
     }
     for pod in &topology.pods {
         records.push((pod_name(pod), IpAddr::V4(pod.ipv4)));
@@ -68,8 +78,8 @@ pub fn records(topology: &Topology) -> Vec<(String, IpAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::DEATHSTAR_SERVICE_NAME;
     use crate::topology::TopologyConfig;
+    use crate::topology::DEATHSTAR_SERVICE_NAME;
 
     fn topology() -> Topology {
         Topology::plan(&TopologyConfig {
@@ -94,7 +104,7 @@ mod tests {
     #[test]
     fn deathstar_name_is_the_cluster_ip_and_each_pod_has_a_name() {
         let topology = topology();
-        let records = records(&topology);
+        let records = records(&topology, true);
         let deathstar: Vec<String> = records
             .iter()
             .filter(|(name, _)| name == DEATHSTAR_SERVICE_NAME)
@@ -116,5 +126,25 @@ mod tests {
             dns_pod(&topology).map(|pod| pod.name.as_str()),
             Some("coredns")
         );
+    }
+
+    #[test]
+    fn without_load_balancing_a_service_name_answers_its_pods() {
+        let topology = topology();
+        let records = records(&topology, false);
+        let deathstar: Vec<String> = records
+            .iter()
+            .filter(|(name, _)| name == DEATHSTAR_SERVICE_NAME)
+            .map(|(_, address)| address.to_string())
+            .collect();
+        let pods: Vec<String> = ["deathstar-1", "deathstar-2"]
+            .iter()
+            .map(|name| topology.pod(name).expect("pod").ipv4.to_string())
+            .collect();
+        assert_eq!(deathstar, pods);
+        let coredns = dns_pod(&topology).expect("coredns");
+        assert!(records.iter().any(|(name, address)| name
+            == "kube-dns.kube-system.svc.cluster.local"
+            && *address == IpAddr::V4(coredns.ipv4)));
     }
 }

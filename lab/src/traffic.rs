@@ -62,6 +62,9 @@ pub fn traffic(
         })
     };
     let (tiefighter, xwing) = (find("tiefighter")?, find("xwing")?);
+    let coredns = find("coredns")?;
+    // Cluster IPs work only where agents balance them (not with `up --no-agents`).
+    let load_balanced = state.state.agent_bin.is_some();
     let deathstars = [find("deathstar-1")?, find("deathstar-2")?];
     let layout = RunLayout::new(run_dir);
     let runner = Runner {
@@ -79,10 +82,28 @@ pub fn traffic(
     let mut lines = Vec::new();
     for iteration in 0..count {
         let deathstar = deathstars[iteration as usize % deathstars.len()];
-        let url = |path: &str| format!("http://{DEATHSTAR_SERVICE_NAME}{path}");
-        let to_http = format!("deathstar ({DEATHSTAR_VIP}:{DEATHSTAR_PORT})");
-        let to_dns = format!("kube-dns ({KUBE_DNS_VIP}:{DNS_PORT})");
-        let dns_server = format!("{KUBE_DNS_VIP}:{DNS_PORT}");
+        // Without agents there is no cluster IP to balance: each round aims at one
+        // deathstar pod in turn, by address.
+        let http_host = if load_balanced {
+            DEATHSTAR_SERVICE_NAME.to_string()
+        } else {
+            deathstar.ipv4.to_string()
+        };
+        let url = |path: &str| format!("http://{http_host}{path}");
+        let (to_http, to_dns, dns_server) = if load_balanced {
+            (
+                format!("deathstar ({DEATHSTAR_VIP}:{DEATHSTAR_PORT})"),
+                format!("kube-dns ({KUBE_DNS_VIP}:{DNS_PORT})"),
+                format!("{KUBE_DNS_VIP}:{DNS_PORT}"),
+            )
+        } else {
+            // Without agents the names answer the pods themselves (`pod_dns::records`).
+            (
+                format!("{} ({}:{DEATHSTAR_PORT})", deathstar.name, deathstar.ipv4),
+                format!("coredns ({}:{DNS_PORT})", coredns.ipv4),
+                format!("{}:{DNS_PORT}", coredns.ipv4),
+            )
+        };
         let steps = [
             (
                 tiefighter,

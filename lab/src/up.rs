@@ -134,7 +134,7 @@ pub fn up(config: &UpConfig, out: &mut dyn Write) -> Result<StateFile> {
 
     build_network(config, &topology, &mut state)?;
     write_endpoint_files(&layout, &topology, &mut state)?;
-    write_pod_dns(&topology, &mut state)?;
+    write_pod_dns(&topology, !config.no_agents, &mut state)?;
     crate::cgroup::create(&layout, &topology, &mut state)?;
     start_workloads(config, &layout, &topology, &mut state)?;
     let nodes_file = layout.nodes_file();
@@ -344,10 +344,16 @@ fn write_endpoint_files(
 /// Gives every pod a `resolv.conf` naming the kube-dns service (see [`pod_dns`]).
 /// `/etc/netns` itself is iproute2's and stays; each pod's directory and file go into
 /// the state file, so `down` removes exactly them.
-fn write_pod_dns(topology: &Topology, state: &mut StateFile) -> Result<()> {
-    if pod_dns::dns_pod(topology).is_none() {
+fn write_pod_dns(topology: &Topology, load_balanced: bool, state: &mut StateFile) -> Result<()> {
+    let Some(dns_pod) = pod_dns::dns_pod(topology) else {
         return Ok(());
-    }
+    };
+    // Without agents nothing translates the cluster IP: pods ask the DNS pod itself.
+    let nameserver = if load_balanced {
+        crate::services::KUBE_DNS_VIP
+    } else {
+        dns_pod.ipv4
+    };
     let root = Path::new(pod_dns::NETNS_ETC_DIR);
     fs::create_dir_all(root).map_err(|error| LabError::io("creating directory", root, error))?;
     for pod in &topology.pods {
@@ -355,7 +361,7 @@ fn write_pod_dns(topology: &Topology, state: &mut StateFile) -> Result<()> {
         record_dir(state, &dir)?;
         let file = dir.join("resolv.conf");
         record_file(state, &file)?;
-        let text = pod_dns::resolv_conf(crate::services::KUBE_DNS_VIP.into(), &pod.namespace);
+        let text = pod_dns::resolv_conf(nameserver.into(), &pod.namespace);
         write_atomically(&file, text.as_bytes())?;
     }
     Ok(())
@@ -373,7 +379,7 @@ fn start_workloads(
         "--listen".to_string(),
         format!("[::]:{DNS_PORT}"),
     ];
-    for (name, address) in pod_dns::records(topology) {
+    for (name, address) in pod_dns::records(topology, !config.no_agents) {
         dns_args.push("--record".to_string());
         dns_args.push(format!("{name}={address}"));
     }
