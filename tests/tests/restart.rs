@@ -1,13 +1,15 @@
 //! A node's agent crashes and comes back: its pinned datapath keeps enforcing `rule1`
 //! while it is down, and it restarts with the same policy revision, endpoints and
 //! identity numbers. A corrupt state file stops the restart, naming the file, while the
-//! datapath still enforces. Needs root; prints a SKIP line otherwise.
+//! datapath still enforces. `hubble-agent cleanup` then removes the pins (the programs
+//! detach) and, unless told to keep it, the state. Needs root; prints a SKIP line
+//! otherwise.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use tests::{eventually, require_root, run_with_timeout, Lab, COMMAND_TIMEOUT};
+use tests::{bin, eventually, require_root, run_with_timeout, Lab, COMMAND_TIMEOUT};
 
 fn rule1() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/rule1.yaml")
@@ -138,5 +140,84 @@ fn a_killed_agent_keeps_enforcing_and_restarts_with_its_state() -> Result<()> {
     assert!(policy.contains("Revision: 2"), "{policy}");
     same_endpoints(&lab, &endpoints)?;
     assert_enforced(&lab, "after the repaired restart")?;
+
+    // 4. `hubble-agent cleanup` with the agent stopped: the pins go, so the tc and socket
+    // programs detach (xwing reaches a deathstar pod again, and nothing translates the
+    // service's cluster IP any more); `--keep-state` keeps the state file, a second
+    // run without it removes it.
+    let out = lab_agent(&lab, &["stop"])?;
+    assert!(out.status.success(), "{out:?}");
+    let pins = lab.run_dir.join("bpffs/node1");
+    let state_dir = lab.run_dir.join("node1/state");
+    assert!(
+        pins.join("links").exists(),
+        "no pinned links in {}",
+        pins.display()
+    );
+    let cleanup = |extra: &[&str]| -> Result<std::process::Output> {
+        let mut cmd = std::process::Command::new(bin("hubble-agent")?);
+        cmd.args(["cleanup", "--node-name", "node1", "--bpf-pin-dir"])
+            .arg(&pins)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(extra);
+        run_with_timeout(&mut cmd, COMMAND_TIMEOUT)
+    };
+    let out = cleanup(&["--keep-state"])?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(!pins.exists(), "{} is still there", pins.display());
+    assert!(
+        state_file.exists(),
+        "--keep-state removed {}",
+        state_file.display()
+    );
+    let deathstar = deathstar_1_address(&lab)?;
+    let curl = |url: &str| -> Result<std::process::Output> {
+        let mut cmd = lab.cmd();
+        cmd.args([
+            "exec",
+            "xwing",
+            "--",
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "-XPOST",
+            url,
+        ]);
+        run_with_timeout(&mut cmd, COMMAND_TIMEOUT)
+    };
+    let mut last = String::new();
+    eventually(Duration::from_secs(10), || {
+        let out = curl(&format!("http://{deathstar}/v1/request-landing"))?;
+        last = format!("{out:?}");
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .contains("Ship landed")
+            .then_some(()))
+    })
+    .with_context(|| format!("xwing should land once the programs are gone: {last}"))?;
+    let out = curl("http://10.96.60.53/v1/request-landing")?;
+    assert!(
+        !out.status.success(),
+        "the cluster IP still answers after cleanup: {out:?}"
+    );
+    let out = cleanup(&[])?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !state_file.exists(),
+        "{} is still there",
+        state_file.display()
+    );
     Ok(())
+}
+
+/// deathstar-1's pod address, from its endpoint file.
+fn deathstar_1_address(lab: &Lab) -> Result<String> {
+    let path = lab.run_dir.join("node1/endpoints/default_deathstar-1.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("ipv4: "))
+        .map(str::to_string)
+        .with_context(|| format!("no ipv4 in {}:\n{text}", path.display()))
 }

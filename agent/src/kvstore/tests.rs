@@ -360,6 +360,9 @@ async fn identities_survive_an_etcd_restart() {
     let remote = b.remote_endpoints();
     let pod_ip = IpAddr::V4(Ipv4Addr::new(10, 200, 1, 13));
     eventually("b sees a's pod", || remote.by_ip(pod_ip)).await;
+    // The pod and its identity come through different watches: wait for both, so
+    // that the identity is one b knows when etcd goes away.
+    eventually("b knows xwing's identity", || b.allocator().lookup(before)).await;
 
     etcd.stop();
     eventually("a notices", || (!a.has_lease()).then_some(())).await;
