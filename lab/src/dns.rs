@@ -1,340 +1,195 @@
-//! A minimal DNS message codec (RFC 1035): queries with one question, responses with
-//! A/AAAA answers. Every read is bounds-checked; malformed input is an error, never a
-//! panic.
+//! DNS messages of the lab's responder and of its `request dns` client, read and written
+//! with hickory-proto. Malformed input is an error naming what is wrong, never a panic.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-/// Size of the fixed DNS header.
-pub const HEADER_LEN: usize = 12;
-/// Longest encoded name (RFC 1035 2.3.4).
-pub const MAX_NAME_LEN: usize = 255;
-/// Longest label (RFC 1035 2.3.4).
-pub const MAX_LABEL_LEN: usize = 63;
-/// Most compression pointers followed while reading one name; more means a loop.
-pub const MAX_POINTER_JUMPS: usize = 16;
+use hickory_proto::op::{Message, MessageType, OpCode, Query as Question};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{DNSClass, Name, RData, Record};
+
+pub use hickory_proto::op::ResponseCode;
+pub use hickory_proto::rr::RecordType;
+
 /// Largest UDP DNS message without EDNS.
 pub const MAX_UDP_MESSAGE: usize = 512;
-
-/// Record type A (IPv4 address).
-pub const TYPE_A: u16 = 1;
-/// Record type AAAA (IPv6 address).
-pub const TYPE_AAAA: u16 = 28;
-/// Class IN.
-pub const CLASS_IN: u16 = 1;
-
-const FLAG_RESPONSE: u16 = 0x8000;
-const FLAG_AUTHORITATIVE: u16 = 0x0400;
-const FLAG_RECURSION_DESIRED: u16 = 0x0100;
-const OPCODE_MASK: u16 = 0x7800;
-
-/// Response codes used by the responder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rcode {
-    NoError = 0,
-    FormatError = 1,
-    NameError = 3,
-    NotImplemented = 4,
-    Refused = 5,
-}
 
 /// Why a DNS message could not be read or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
-    #[error("message of {0} bytes is shorter than the 12-byte header")]
-    TooShort(usize),
-    #[error("message ends at offset {offset} while reading {what}")]
-    Truncated { offset: usize, what: &'static str },
-    #[error("label of {len} bytes at offset {offset} is longer than 63")]
-    LabelTooLong { len: usize, offset: usize },
-    #[error("name at offset {0} is longer than 255 bytes")]
-    NameTooLong(usize),
-    #[error("reserved label type 0x{kind:02x} at offset {offset}")]
-    BadLabelType { kind: u8, offset: usize },
-    #[error("compression pointer at offset {offset} to {target} does not point backwards")]
-    BadPointer { offset: usize, target: usize },
-    #[error("more than 16 compression pointers in one name")]
-    PointerLoop,
+    #[error("malformed DNS message: {0}")]
+    Malformed(String),
     #[error("a query must have exactly one question, this one has {0}")]
-    QuestionCount(u16),
+    QuestionCount(usize),
     #[error("the message is a response, not a query")]
     NotAQuery,
     #[error("the message is a query, not a response")]
     NotAResponse,
-    #[error("invalid name {0:?}: labels must be 1 to 63 bytes and the name at most 255")]
-    InvalidName(String),
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("cannot encode the DNS message: {0}")]
+    Encode(String),
 }
 
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     pub id: u16,
-    pub flags: u16,
-    /// The question name, lowercase, dot-separated, without the trailing dot; bytes
-    /// outside printable ASCII (and dots inside labels) are written as `\DDD`.
+    pub op_code: OpCode,
+    pub recursion_desired: bool,
+    /// The question name, lowercase, without the trailing dot.
     pub name: String,
-    pub qtype: u16,
-    pub qclass: u16,
-    /// The question section as received, echoed in the response.
-    question_wire: Vec<u8>,
+    pub qtype: RecordType,
+    pub qclass: DNSClass,
+    /// The question as received, echoed in the response.
+    question: Question,
 }
 
-impl Query {
-    /// The opcode (0 for a standard query).
-    pub fn opcode(&self) -> u16 {
-        (self.flags & OPCODE_MASK) >> 11
-    }
+/// What one answer record says about the question's name (or a name it led to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerData {
+    /// An A (IPv4) or AAAA (IPv6) record.
+    Address(IpAddr),
+    /// A CNAME record pointing at another name.
+    Alias(String),
 }
 
-/// A parsed response: its id, response code and the A/AAAA addresses it answers.
+/// One answer record: the owner name and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub name: String,
+    pub data: AnswerData,
+}
+
+/// A parsed response: its id, response code, the addresses of its A/AAAA answers and
+/// the targets of its CNAME answers, in the order they came.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub id: u16,
+    /// The header's 4-bit response code.
     pub rcode: u8,
     pub addresses: Vec<IpAddr>,
+    pub aliases: Vec<String>,
+}
+
+/// Parses a name written with or without the trailing dot into a fully qualified name.
+pub fn parse_name(name: &str) -> Result<Name, DnsError> {
+    let invalid = |reason: String| DnsError::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() || name.contains("..") {
+        return Err(invalid("labels must not be empty".to_string()));
+    }
+    let mut parsed = Name::from_ascii(name).map_err(|error| invalid(error.to_string()))?;
+    parsed.set_fqdn(true);
+    Ok(parsed)
+}
+
+/// A name as the lab writes it: lowercase, without the trailing dot.
+pub fn name_text(name: &Name) -> String {
+    let text = name.to_lowercase().to_ascii();
+    match text.strip_suffix('.') {
+        Some(stripped) if !stripped.is_empty() => stripped.to_string(),
+        _ => text,
+    }
 }
 
 /// Builds a standard recursive query for `name` (with or without trailing dot).
-pub fn encode_query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, DnsError> {
-    let mut message = Vec::with_capacity(HEADER_LEN + name.len() + 6);
-    push_header(&mut message, id, FLAG_RECURSION_DESIRED, [1, 0, 0, 0]);
-    encode_name(&mut message, name)?;
-    message.extend_from_slice(&qtype.to_be_bytes());
-    message.extend_from_slice(&CLASS_IN.to_be_bytes());
-    Ok(message)
+pub fn encode_query(id: u16, name: &str, qtype: RecordType) -> Result<Vec<u8>, DnsError> {
+    let mut message = Message::new();
+    message
+        .set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Question::query(parse_name(name)?, qtype));
+    encode(&message)
 }
 
 /// Parses a query with exactly one question; additional records (EDNS) are ignored.
-pub fn parse_query(message: &[u8]) -> Result<Query, DnsError> {
-    let header = Header::read(message)?;
-    if header.flags & FLAG_RESPONSE != 0 {
+pub fn parse_query(bytes: &[u8]) -> Result<Query, DnsError> {
+    let message = decode(bytes)?;
+    if message.message_type() != MessageType::Query {
         return Err(DnsError::NotAQuery);
     }
-    if header.questions != 1 {
-        return Err(DnsError::QuestionCount(header.questions));
-    }
-    let (labels, after_name) = read_name(message, HEADER_LEN)?;
-    let qtype = read_u16(message, after_name, "question type")?;
-    let qclass = read_u16(message, after_name + 2, "question class")?;
-    let end = after_name + 4;
+    let [question] = message.queries() else {
+        return Err(DnsError::QuestionCount(message.queries().len()));
+    };
     Ok(Query {
-        id: header.id,
-        flags: header.flags,
-        name: labels_to_name(&labels),
-        qtype,
-        qclass,
-        question_wire: message[HEADER_LEN..end].to_vec(),
+        id: message.id(),
+        op_code: message.op_code(),
+        recursion_desired: message.recursion_desired(),
+        name: name_text(question.name()),
+        qtype: question.query_type(),
+        qclass: question.query_class(),
+        question: question.clone(),
     })
 }
 
-/// Builds the response to `query` with `rcode` and one answer per address (A for IPv4,
-/// AAAA for IPv6), each pointing back at the question name.
-pub fn encode_response(query: &Query, rcode: Rcode, addresses: &[IpAddr], ttl: u32) -> Vec<u8> {
-    let flags = FLAG_RESPONSE
-        | (query.flags & OPCODE_MASK)
-        | FLAG_AUTHORITATIVE
-        | (query.flags & FLAG_RECURSION_DESIRED)
-        | rcode as u16;
-    let answers = u16::try_from(addresses.len()).unwrap_or(u16::MAX);
-    let mut message =
-        Vec::with_capacity(HEADER_LEN + query.question_wire.len() + 28 * addresses.len());
-    push_header(&mut message, query.id, flags, [1, answers, 0, 0]);
-    message.extend_from_slice(&query.question_wire);
-    for address in addresses.iter().take(usize::from(answers)) {
-        // 0xc00c: a compression pointer to the question name right after the header.
-        message.extend_from_slice(&[0xc0, 0x0c]);
-        let (kind, data): (u16, Vec<u8>) = match address {
-            IpAddr::V4(v4) => (TYPE_A, v4.octets().to_vec()),
-            IpAddr::V6(v6) => (TYPE_AAAA, v6.octets().to_vec()),
-        };
-        message.extend_from_slice(&kind.to_be_bytes());
-        message.extend_from_slice(&CLASS_IN.to_be_bytes());
-        message.extend_from_slice(&ttl.to_be_bytes());
-        message.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        message.extend_from_slice(&data);
-    }
+/// Builds the response to `query` with `rcode` and `answers` (A for IPv4, AAAA for IPv6,
+/// CNAME for aliases), every record with `ttl`.
+pub fn encode_response(
+    query: &Query,
+    rcode: ResponseCode,
+    answers: &[Answer],
+    ttl: u32,
+) -> Result<Vec<u8>, DnsError> {
+    let mut message = Message::new();
     message
+        .set_id(query.id)
+        .set_message_type(MessageType::Response)
+        .set_op_code(query.op_code)
+        .set_authoritative(true)
+        .set_recursion_desired(query.recursion_desired)
+        .set_response_code(rcode)
+        .add_query(query.question.clone());
+    for answer in answers {
+        let data = match &answer.data {
+            AnswerData::Address(IpAddr::V4(v4)) => RData::A(A(*v4)),
+            AnswerData::Address(IpAddr::V6(v6)) => RData::AAAA(AAAA(*v6)),
+            AnswerData::Alias(target) => RData::CNAME(CNAME(parse_name(target)?)),
+        };
+        message.add_answer(Record::from_rdata(parse_name(&answer.name)?, ttl, data));
+    }
+    encode(&message)
 }
 
-/// Parses a response, collecting the addresses of its A and AAAA answers.
-pub fn parse_response(message: &[u8]) -> Result<Response, DnsError> {
-    let header = Header::read(message)?;
-    if header.flags & FLAG_RESPONSE == 0 {
+/// Parses a response, collecting the addresses of its A and AAAA answers and the
+/// targets of its CNAME answers.
+pub fn parse_response(bytes: &[u8]) -> Result<Response, DnsError> {
+    let message = decode(bytes)?;
+    if message.message_type() != MessageType::Response {
         return Err(DnsError::NotAResponse);
     }
-    let mut offset = HEADER_LEN;
-    for _ in 0..header.questions {
-        let (_, after_name) = read_name(message, offset)?;
-        offset = checked_end(message, after_name, 4, "question")?;
-    }
     let mut addresses = Vec::new();
-    for _ in 0..header.answers {
-        let (_, after_name) = read_name(message, offset)?;
-        let kind = read_u16(message, after_name, "answer type")?;
-        let class = read_u16(message, after_name + 2, "answer class")?;
-        let length = usize::from(read_u16(message, after_name + 8, "answer data length")?);
-        let data_start = after_name + 10;
-        let data_end = checked_end(message, data_start, length, "answer data")?;
-        let data = &message[data_start..data_end];
-        if class == CLASS_IN {
-            if let (TYPE_A, Ok(octets)) = (kind, <[u8; 4]>::try_from(data)) {
-                addresses.push(IpAddr::V4(Ipv4Addr::from(octets)));
-            } else if let (TYPE_AAAA, Ok(octets)) = (kind, <[u8; 16]>::try_from(data)) {
-                addresses.push(IpAddr::V6(Ipv6Addr::from(octets)));
-            }
+    let mut aliases = Vec::new();
+    for record in message.answers() {
+        if record.dns_class() != DNSClass::IN {
+            continue;
         }
-        offset = data_end;
+        match record.data() {
+            RData::A(a) => addresses.push(IpAddr::V4(a.0)),
+            RData::AAAA(aaaa) => addresses.push(IpAddr::V6(aaaa.0)),
+            RData::CNAME(cname) => aliases.push(name_text(&cname.0)),
+            _ => {}
+        }
     }
     Ok(Response {
-        id: header.id,
-        rcode: (header.flags & 0x000f) as u8,
+        id: message.id(),
+        rcode: message.response_code().low(),
         addresses,
+        aliases,
     })
 }
 
-// === impl Header ===
-
-struct Header {
-    id: u16,
-    flags: u16,
-    questions: u16,
-    answers: u16,
+fn decode(bytes: &[u8]) -> Result<Message, DnsError> {
+    Message::from_vec(bytes).map_err(|error| DnsError::Malformed(error.to_string()))
 }
 
-impl Header {
-    fn read(message: &[u8]) -> Result<Header, DnsError> {
-        if message.len() < HEADER_LEN {
-            return Err(DnsError::TooShort(message.len()));
-        }
-        Ok(Header {
-            id: read_u16(message, 0, "id")?,
-            flags: read_u16(message, 2, "flags")?,
-            questions: read_u16(message, 4, "question count")?,
-            answers: read_u16(message, 6, "answer count")?,
-        })
-    }
-}
-
-fn push_header(message: &mut Vec<u8>, id: u16, flags: u16, counts: [u16; 4]) {
-    message.extend_from_slice(&id.to_be_bytes());
-    message.extend_from_slice(&flags.to_be_bytes());
-    for count in counts {
-        message.extend_from_slice(&count.to_be_bytes());
-    }
-}
-
-fn read_u16(message: &[u8], offset: usize, what: &'static str) -> Result<u16, DnsError> {
-    match message.get(offset..offset + 2) {
-        Some(&[high, low]) => Ok(u16::from_be_bytes([high, low])),
-        _ => Err(DnsError::Truncated { offset, what }),
-    }
-}
-
-fn checked_end(
-    message: &[u8],
-    start: usize,
-    length: usize,
-    what: &'static str,
-) -> Result<usize, DnsError> {
-    let end = start.saturating_add(length);
-    if end > message.len() {
-        return Err(DnsError::Truncated {
-            offset: message.len(),
-            what,
-        });
-    }
-    Ok(end)
-}
-
-/// Reads a possibly compressed name at `start`; returns its labels and the offset just
-/// after the name as it appears at `start`.
-fn read_name(message: &[u8], start: usize) -> Result<(Vec<Vec<u8>>, usize), DnsError> {
-    let mut labels = Vec::new();
-    let mut encoded_len = 1;
-    let mut offset = start;
-    let mut resume: Option<usize> = None;
-    let mut jumps = 0;
-    loop {
-        let Some(&length_byte) = message.get(offset) else {
-            return Err(DnsError::Truncated {
-                offset,
-                what: "name",
-            });
-        };
-        match length_byte & 0xc0 {
-            0x00 => {
-                let length = usize::from(length_byte);
-                if length == 0 {
-                    return Ok((labels, resume.unwrap_or(offset + 1)));
-                }
-                let end = checked_end(message, offset + 1, length, "label")?;
-                encoded_len += length + 1;
-                if encoded_len > MAX_NAME_LEN {
-                    return Err(DnsError::NameTooLong(start));
-                }
-                labels.push(message[offset + 1..end].to_vec());
-                offset = end;
-            }
-            0xc0 => {
-                let low = *message.get(offset + 1).ok_or(DnsError::Truncated {
-                    offset: offset + 1,
-                    what: "compression pointer",
-                })?;
-                let target = usize::from(length_byte & 0x3f) << 8 | usize::from(low);
-                if target >= offset {
-                    return Err(DnsError::BadPointer { offset, target });
-                }
-                jumps += 1;
-                if jumps > MAX_POINTER_JUMPS {
-                    return Err(DnsError::PointerLoop);
-                }
-                resume.get_or_insert(offset + 2);
-                offset = target;
-            }
-            _ => {
-                return Err(DnsError::BadLabelType {
-                    kind: length_byte,
-                    offset,
-                })
-            }
-        }
-    }
-}
-
-fn encode_name(message: &mut Vec<u8>, name: &str) -> Result<(), DnsError> {
-    let trimmed = name.strip_suffix('.').unwrap_or(name);
-    let invalid = || DnsError::InvalidName(name.to_string());
-    if trimmed.len() + 2 > MAX_NAME_LEN {
-        return Err(invalid());
-    }
-    if !trimmed.is_empty() {
-        for label in trimmed.split('.') {
-            if label.is_empty() || label.len() > MAX_LABEL_LEN {
-                return Err(invalid());
-            }
-            message.push(label.len() as u8);
-            message.extend_from_slice(label.as_bytes());
-        }
-    }
-    message.push(0);
-    Ok(())
-}
-
-fn labels_to_name(labels: &[Vec<u8>]) -> String {
-    let mut name = String::new();
-    for (index, label) in labels.iter().enumerate() {
-        if index > 0 {
-            name.push('.');
-        }
-        for &byte in label {
-            let lower = byte.to_ascii_lowercase();
-            if lower.is_ascii_graphic() && lower != b'.' && lower != b'\\' {
-                name.push(char::from(lower));
-            } else {
-                name.push_str(&format!("\\{byte:03}"));
-            }
-        }
-    }
-    name
+fn encode(message: &Message) -> Result<Vec<u8>, DnsError> {
+    message
+        .to_vec()
+        .map_err(|error| DnsError::Encode(error.to_string()))
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-use crate::dns::{self, DnsError, Rcode, CLASS_IN, TYPE_A, TYPE_AAAA};
+use crate::dns::{self, Answer, AnswerData, DnsError, RecordType, ResponseCode};
 use crate::error::{LabError, Result};
+use hickory_proto::op::OpCode;
+use hickory_proto::rr::DNSClass;
 
 /// TTL of every answer, in seconds.
 pub const ANSWER_TTL: u32 = 30;
@@ -48,35 +50,28 @@ impl Records {
     /// Builds the response to a query message, or an error if it is malformed.
     pub fn answer(&self, message: &[u8]) -> Result<Vec<u8>, DnsError> {
         let query = dns::parse_query(message)?;
-        if query.opcode() != 0 {
-            return Ok(dns::encode_response(&query, Rcode::NotImplemented, &[], 0));
+        if query.op_code != OpCode::Query {
+            return dns::encode_response(&query, ResponseCode::NotImp, &[], 0);
         }
-        if query.qclass != CLASS_IN {
-            return Ok(dns::encode_response(&query, Rcode::Refused, &[], 0));
+        if query.qclass != DNSClass::IN {
+            return dns::encode_response(&query, ResponseCode::Refused, &[], 0);
         }
         let Some(addresses) = self.entries.get(&query.name) else {
-            return Ok(dns::encode_response(
-                &query,
-                Rcode::NameError,
-                &[],
-                ANSWER_TTL,
-            ));
+            return dns::encode_response(&query, ResponseCode::NXDomain, &[], ANSWER_TTL);
         };
-        let matching: Vec<IpAddr> = addresses
+        let matching: Vec<Answer> = addresses
             .iter()
-            .copied()
             .filter(|address| match query.qtype {
-                TYPE_A => address.is_ipv4(),
-                TYPE_AAAA => address.is_ipv6(),
+                RecordType::A => address.is_ipv4(),
+                RecordType::AAAA => address.is_ipv6(),
                 _ => false,
             })
+            .map(|address| Answer {
+                name: query.name.clone(),
+                data: AnswerData::Address(*address),
+            })
             .collect();
-        Ok(dns::encode_response(
-            &query,
-            Rcode::NoError,
-            &matching,
-            ANSWER_TTL,
-        ))
+        dns::encode_response(&query, ResponseCode::NoError, &matching, ANSWER_TTL)
     }
 }
 
@@ -131,8 +126,8 @@ mod tests {
     #[test]
     fn answers_known_names_and_nxdomain_otherwise() {
         let records = records();
-        let query =
-            dns::encode_query(5, "DEATHSTAR.default.svc.cluster.local.", TYPE_A).expect("query");
+        let query = dns::encode_query(5, "DEATHSTAR.default.svc.cluster.local.", RecordType::A)
+            .expect("query");
         let response =
             dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
         assert_eq!(response.rcode, 0);
@@ -141,13 +136,14 @@ mod tests {
             vec!["10.200.1.10".parse::<IpAddr>().expect("ip")]
         );
 
-        let query =
-            dns::encode_query(6, "deathstar.default.svc.cluster.local", TYPE_AAAA).expect("query");
+        let query = dns::encode_query(6, "deathstar.default.svc.cluster.local", RecordType::AAAA)
+            .expect("query");
         let response =
             dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
         assert_eq!((response.rcode, response.addresses.len()), (0, 0));
 
-        let query = dns::encode_query(7, "xwing.default.svc.cluster.local", TYPE_A).expect("query");
+        let query =
+            dns::encode_query(7, "xwing.default.svc.cluster.local", RecordType::A).expect("query");
         let response =
             dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
         assert_eq!(response.rcode, 3);

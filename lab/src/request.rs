@@ -60,7 +60,12 @@ const DIG_NO_REPLY: i32 = 9;
 const DIG_BAD_REPLY: i32 = 10;
 
 /// Sends one DNS query over UDP and waits up to `timeout` for the matching reply.
-pub fn dns_request(server: SocketAddr, name: &str, qtype: u16, timeout: Duration) -> Outcome {
+pub fn dns_request(
+    server: SocketAddr,
+    name: &str,
+    qtype: dns::RecordType,
+    timeout: Duration,
+) -> Outcome {
     let failed = |exit_code: i32, error: String| Outcome::Failed { exit_code, error };
     let id = query_id();
     let query = match dns::encode_query(id, name, qtype) {
@@ -178,7 +183,7 @@ mod tests {
         let outcome = dns_request(
             server,
             "deathstar.default.svc.cluster.local",
-            dns::TYPE_A,
+            dns::RecordType::A,
             Duration::from_millis(200),
         );
         assert!(

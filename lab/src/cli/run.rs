@@ -134,10 +134,10 @@ fn run_request(command: RequestCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// The query type `request dns --type` names (A or AAAA, any case).
-pub(super) fn dns_query_type(text: &str) -> anyhow::Result<u16> {
+pub(super) fn dns_query_type(text: &str) -> anyhow::Result<dns::RecordType> {
     match text.to_ascii_uppercase().as_str() {
-        "A" => Ok(dns::TYPE_A),
-        "AAAA" => Ok(dns::TYPE_AAAA),
+        "A" => Ok(dns::RecordType::A),
+        "AAAA" => Ok(dns::RecordType::AAAA),
         other => anyhow::bail!("unsupported DNS query type {other:?}: use A or AAAA"),
     }
 }

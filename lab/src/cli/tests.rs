@@ -78,8 +78,11 @@ fn an_agent_target_needs_its_node() {
 
 #[test]
 fn dns_query_types() {
-    assert_eq!(dns_query_type("a").ok(), Some(crate::dns::TYPE_A));
-    assert_eq!(dns_query_type("AAAA").ok(), Some(crate::dns::TYPE_AAAA));
+    assert_eq!(dns_query_type("a").ok(), Some(crate::dns::RecordType::A));
+    assert_eq!(
+        dns_query_type("AAAA").ok(),
+        Some(crate::dns::RecordType::AAAA)
+    );
     let error = dns_query_type("MX").expect_err("MX");
     assert!(error.to_string().contains("\"MX\""), "{error}");
 }

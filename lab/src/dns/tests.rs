@@ -2,46 +2,88 @@ use super::*;
 
 const DEATHSTAR: &str = "deathstar.default.svc.cluster.local";
 
+fn address(name: &str, text: &str) -> Answer {
+    Answer {
+        name: name.to_string(),
+        data: AnswerData::Address(text.parse().expect("address")),
+    }
+}
+
 #[test]
 fn query_round_trips() {
-    let wire =
-        encode_query(0x1234, "Deathstar.Default.svc.cluster.local.", TYPE_A).expect("encode");
+    let wire = encode_query(
+        0x1234,
+        "Deathstar.Default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .expect("encode");
     let query = parse_query(&wire).expect("parse");
     assert_eq!(query.id, 0x1234);
     assert_eq!(query.name, DEATHSTAR);
-    assert_eq!(query.qtype, TYPE_A);
-    assert_eq!(query.qclass, CLASS_IN);
-    assert_eq!(query.opcode(), 0);
+    assert_eq!(query.qtype, RecordType::A);
+    assert_eq!(query.qclass, DNSClass::IN);
+    assert_eq!(query.op_code, OpCode::Query);
+    assert!(query.recursion_desired);
 }
 
 #[test]
 fn response_carries_the_answer() {
-    let query = parse_query(&encode_query(7, DEATHSTAR, TYPE_A).expect("encode")).expect("parse");
-    let address: IpAddr = "10.200.1.10".parse().expect("address");
-    let wire = encode_response(&query, Rcode::NoError, &[address], 30);
+    let query =
+        parse_query(&encode_query(7, DEATHSTAR, RecordType::A).expect("encode")).expect("parse");
+    let answer = address(DEATHSTAR, "10.200.1.10");
+    let wire = encode_response(&query, ResponseCode::NoError, &[answer], 30).expect("encode");
     let response = parse_response(&wire).expect("parse response");
     assert_eq!(response.id, 7);
     assert_eq!(response.rcode, 0);
-    assert_eq!(response.addresses, vec![address]);
+    assert_eq!(
+        response.addresses,
+        vec!["10.200.1.10".parse::<IpAddr>().expect("ip")]
+    );
 
-    let v6: IpAddr = "fd00:200:1::10".parse().expect("address");
-    let wire = encode_response(&query, Rcode::NoError, &[v6], 30);
-    assert_eq!(parse_response(&wire).expect("parse").addresses, vec![v6]);
+    let v6 = address(DEATHSTAR, "fd00:200:1::10");
+    let wire = encode_response(&query, ResponseCode::NoError, &[v6], 30).expect("encode");
+    assert_eq!(
+        parse_response(&wire).expect("parse").addresses,
+        vec!["fd00:200:1::10".parse::<IpAddr>().expect("ip")]
+    );
+}
+
+#[test]
+fn aliases_come_back_in_order() {
+    let query = parse_query(&encode_query(8, "www.example", RecordType::A).expect("encode"))
+        .expect("parse");
+    let answers = [
+        Answer {
+            name: "www.example".to_string(),
+            data: AnswerData::Alias("edge.example".to_string()),
+        },
+        address("edge.example", "192.0.2.7"),
+    ];
+    let response = parse_response(
+        &encode_response(&query, ResponseCode::NoError, &answers, 30).expect("encode"),
+    )
+    .expect("parse");
+    assert_eq!(response.aliases, vec!["edge.example".to_string()]);
+    assert_eq!(
+        response.addresses,
+        vec!["192.0.2.7".parse::<IpAddr>().expect("ip")]
+    );
 }
 
 #[test]
 fn nxdomain_has_no_answers() {
-    let query =
-        parse_query(&encode_query(9, "nowhere.example", TYPE_A).expect("encode")).expect("parse");
+    let query = parse_query(&encode_query(9, "nowhere.example", RecordType::A).expect("encode"))
+        .expect("parse");
     let response =
-        parse_response(&encode_response(&query, Rcode::NameError, &[], 30)).expect("parse");
+        parse_response(&encode_response(&query, ResponseCode::NXDomain, &[], 30).expect("encode"))
+            .expect("parse");
     assert_eq!(response.rcode, 3);
     assert!(response.addresses.is_empty());
 }
 
 #[test]
 fn query_with_edns_additional_record_is_accepted() {
-    let mut wire = encode_query(1, DEATHSTAR, TYPE_A).expect("encode");
+    let mut wire = encode_query(1, DEATHSTAR, RecordType::A).expect("encode");
     wire[11] = 1; // one additional record
     wire.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(parse_query(&wire).expect("parse").name, DEATHSTAR);
@@ -49,11 +91,11 @@ fn query_with_edns_additional_record_is_accepted() {
 
 #[test]
 fn malformed_queries_are_errors() {
-    assert_eq!(parse_query(&[]), Err(DnsError::TooShort(0)));
-    assert_eq!(parse_query(&[0; 11]), Err(DnsError::TooShort(11)));
+    assert!(matches!(parse_query(&[]), Err(DnsError::Malformed(_))));
+    assert!(matches!(parse_query(&[0; 11]), Err(DnsError::Malformed(_))));
     // Zero questions.
     assert_eq!(parse_query(&[0; 12]), Err(DnsError::QuestionCount(0)));
-    let good = encode_query(1, DEATHSTAR, TYPE_A).expect("encode");
+    let good = encode_query(1, DEATHSTAR, RecordType::A).expect("encode");
     // Every truncation of a valid query fails cleanly.
     for cut in 0..good.len() {
         assert!(parse_query(&good[..cut]).is_err(), "cut at {cut}");
@@ -65,44 +107,29 @@ fn malformed_queries_are_errors() {
     // Label length running past the end.
     let mut long_label = good[..12].to_vec();
     long_label.extend_from_slice(&[63, b'a', b'b']);
-    assert!(matches!(
-        parse_query(&long_label),
-        Err(DnsError::Truncated { .. })
-    ));
+    assert!(parse_query(&long_label).is_err());
     // A pointer to itself.
     let mut self_pointer = good[..12].to_vec();
     self_pointer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-    assert!(matches!(
-        parse_query(&self_pointer),
-        Err(DnsError::BadPointer { .. })
-    ));
+    assert!(parse_query(&self_pointer).is_err());
     // Reserved label type.
     let mut reserved = good[..12].to_vec();
     reserved.extend_from_slice(&[0x40, 0, 0, 1, 0, 1]);
-    assert!(matches!(
-        parse_query(&reserved),
-        Err(DnsError::BadLabelType { .. })
-    ));
+    assert!(parse_query(&reserved).is_err());
 }
 
 #[test]
-fn overlong_names_are_rejected() {
-    let mut wire = encode_query(1, "a", TYPE_A).expect("encode")[..12].to_vec();
+fn overlong_and_empty_labels_are_rejected() {
+    let mut wire = encode_query(1, "a", RecordType::A).expect("encode")[..12].to_vec();
     for _ in 0..5 {
         wire.push(63);
         wire.extend_from_slice(&[b'x'; 63]);
     }
     wire.extend_from_slice(&[0, 0, 1, 0, 1]);
-    assert!(matches!(parse_query(&wire), Err(DnsError::NameTooLong(12))));
-    assert!(encode_query(1, &"x".repeat(64), TYPE_A).is_err());
-    assert!(encode_query(1, "a..b", TYPE_A).is_err());
-}
-
-#[test]
-fn odd_label_bytes_are_escaped() {
-    let mut wire = encode_query(1, "a", TYPE_A).expect("encode")[..12].to_vec();
-    wire.extend_from_slice(&[3, b'a', b'.', 0xff, 0, 0, 1, 0, 1]);
-    assert_eq!(parse_query(&wire).expect("parse").name, "a\\046\\255");
+    assert!(parse_query(&wire).is_err());
+    let error = encode_query(1, &"x".repeat(64), RecordType::A).expect_err("long label");
+    assert!(error.to_string().contains(&"x".repeat(64)), "{error}");
+    assert!(encode_query(1, "a..b", RecordType::A).is_err());
 }
 
 #[test]
@@ -116,11 +143,12 @@ fn garbage_never_panics() {
         seed
     };
     let base = encode_response(
-        &parse_query(&encode_query(3, DEATHSTAR, TYPE_A).expect("encode")).expect("parse"),
-        Rcode::NoError,
-        &["10.0.0.1".parse().expect("address")],
+        &parse_query(&encode_query(3, DEATHSTAR, RecordType::A).expect("encode")).expect("parse"),
+        ResponseCode::NoError,
+        &[address(DEATHSTAR, "10.0.0.1")],
         30,
-    );
+    )
+    .expect("encode");
     for round in 0..20_000 {
         let message: Vec<u8> = if round % 2 == 0 {
             let len = (next() % 80) as usize;
