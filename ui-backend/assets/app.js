@@ -631,6 +631,8 @@
   new ResizeObserver(fitMap).observe($('map-scroll'));
 
   function nodeFilter(node, side) {
+    // Every flow drawn at a service (from its clients, to its backends) was sent to it.
+    if (node.filter_kind === 'service') return { to_service: node.filter_value };
     if (node.filter_kind === 'pod') return { [side ? side + '_pod' : 'pod']: node.filter_value };
     return { [side ? side + '_label' : 'label']: node.filter_value };
   }
@@ -715,8 +717,8 @@
     for (const box of boxes.values()) {
       const n = box.node;
       const key = 'node:' + n.id;
-      const g = el('g', { class: 'node' + (n.namespace ? '' : ' entity') + (selectedMapKey === key ? ' selected' : ''),
-        transform: `translate(${box.x},${box.y})`, 'data-id': n.id, 'data-name': n.name }, nodeLayer);
+      const g = el('g', { class: `node ${n.kind}` + (selectedMapKey === key ? ' selected' : ''),
+        transform: `translate(${box.x},${box.y})`, 'data-id': n.id, 'data-name': n.name, 'data-kind': n.kind }, nodeLayer);
       el('rect', { width: BOX_W, height: BOX_H, rx: 8 }, g);
       el('rect', { width: 5, height: BOX_H, rx: 2, class: 'accent' }, g);
       const name = el('text', { x: 16, y: 24, class: 'node-name' }, g);
@@ -724,7 +726,8 @@
       const sub = el('text', { x: 16, y: 43, class: 'node-sub' }, g);
       const labels = (n.labels || []).filter((l) => !l.includes('io.kubernetes') && !l.includes('io.cilium'))
         .map((l) => l.replace(/^k8s:/, ''));
-      const subText = labels.slice(0, 2).join(' ') || (n.namespace ? n.namespace : 'entity');
+      const subText = n.kind === 'service' ? `service · ${n.filter_value}`
+        : labels.slice(0, 2).join(' ') || (n.namespace ? n.namespace : 'entity');
       sub.textContent = subText.length > 28 ? subText.slice(0, 27) + '…' : subText;
       const title = el('title', {}, g);
       title.textContent = `${n.id}\n${(n.labels || []).join('\n')}\n${n.flows} flows`;

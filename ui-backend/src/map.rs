@@ -1,9 +1,12 @@
 //! The service map: workloads as nodes, grouped by namespace, and one edge per
 //! (source, destination, destination port, protocol) with counts per verdict.
+//! A flow to a Kubernetes service (`destination_service` set) is drawn through a node of
+//! that service: client -> service, and service -> backend workload when the
+//! destination is one.
 
 use std::collections::{BTreeMap, HashMap};
 
-use proto::flow::{layer4, Endpoint, Flow, Verdict};
+use proto::flow::{layer4, Endpoint, Flow, Service, Verdict};
 use proto::names::ReservedIdentity;
 use serde::Serialize;
 
@@ -24,18 +27,28 @@ const LABEL_KEY_PREFIXES: [&str; 3] = ["k8s:", "io.kubernetes.pod.", "app.kubern
 /// Label that carries a pod's namespace in Cilium's identity labels.
 const NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
 
-/// One box on the map: a workload of a namespace, or a reserved entity such as `world`.
+/// What a map node stands for.
+pub const KIND_WORKLOAD: &str = "workload";
+pub const KIND_ENTITY: &str = "entity";
+pub const KIND_SERVICE: &str = "service";
+
+/// One box on the map: a workload of a namespace, a Kubernetes service, or a reserved
+/// entity such as `world`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MapNode {
-    /// Stable id: `namespace/workload` for pods, `reserved:<name>` otherwise.
+    /// Stable id: `namespace/workload` for pods, `service:namespace/name` for services,
+    /// `reserved:<name>` otherwise.
     pub id: String,
+    /// `workload`, `service` or `entity`.
+    pub kind: &'static str,
     /// Kubernetes namespace; empty for entities outside the cluster's pods.
     pub namespace: String,
-    /// Workload name (pod name without its replica suffix) or entity name.
+    /// Workload name (pod name without its replica suffix), service name or entity name.
     pub name: String,
-    /// The filter the page sets when the box is clicked: `pod` or `label`.
+    /// The filter the page sets when the box is clicked: `pod`, `service` or `label`.
     pub filter_kind: &'static str,
-    /// The value of that filter (`namespace/workload` or `reserved:world`).
+    /// The value of that filter (`namespace/workload`, `namespace/service` or
+    /// `reserved:world`).
     pub filter_value: String,
     /// Labels of the most recent endpoint seen for this node.
     pub labels: Vec<String>,
@@ -106,22 +119,55 @@ impl ServiceMap {
         if src.pod_name.is_empty() && dst.pod_name.is_empty() {
             return;
         }
-        let (Some(src_node), Some(dst_node)) = (self.resolve(src), self.resolve(dst)) else {
-            return;
-        };
-        let (Some(source), Some(destination)) =
-            (self.touch(src_node, src), self.touch(dst_node, dst))
-        else {
-            return;
-        };
+        let service = flow
+            .destination_service
+            .as_ref()
+            .filter(|s| !s.name.is_empty());
         let (port, protocol) = port_and_protocol(flow);
         let verdict = verdict_name(flow.verdict);
         let last_seen = flow.time.as_ref().map(rfc3339).unwrap_or_default();
-        let key = (source.clone(), destination.clone(), port, protocol);
+        let count = |map: &mut Self, source: String, destination: String| {
+            map.count_edge((source, destination, port, protocol), verdict, &last_seen);
+        };
+        let Some(src_node) = self.resolve(src) else {
+            return;
+        };
+        let Some(service) = service else {
+            let Some(dst_node) = self.resolve(dst) else {
+                return;
+            };
+            let (Some(source), Some(destination)) =
+                (self.touch(src_node, src), self.touch(dst_node, dst))
+            else {
+                return;
+            };
+            count(self, source, destination);
+            return;
+        };
+        // A flow to a service: before translation its destination is the service's
+        // address (no workload), after it the backend. Backends are drawn when they are
+        // workloads; an address outside the cluster's pods is the service itself.
+        let backend = self.resolve(dst).filter(|node| node.kind == KIND_WORKLOAD);
+        let (Some(source), Some(service_id)) = (
+            self.touch(src_node, src),
+            self.touch_node(service_node(service)),
+        ) else {
+            return;
+        };
+        count(self, source, service_id.clone());
+        if let Some(backend) = backend.and_then(|node| self.touch(node, dst)) {
+            count(self, service_id, backend);
+        }
+    }
+
+    /// Counts one flow with `verdict` on the edge `key`, creating the edge if new and
+    /// there is room.
+    fn count_edge(&mut self, key: EdgeKey, verdict: &'static str, last_seen: &str) {
         if !self.edges.contains_key(&key) && self.edges.len() >= MAX_MAP_EDGES {
             self.discarded_edges += 1;
             return;
         }
+        let (source, destination, port, protocol) = key.clone();
         let edge = self.edges.entry(key).or_insert_with(|| MapEdge {
             source,
             destination,
@@ -133,7 +179,7 @@ impl ServiceMap {
         });
         *edge.verdicts.entry(verdict).or_insert(0) += 1;
         edge.last_verdict = verdict;
-        edge.last_seen = last_seen;
+        last_seen.clone_into(&mut edge.last_seen);
         self.version += 1;
     }
 
@@ -171,7 +217,7 @@ impl ServiceMap {
         }
         let mut wanted: Vec<&str> = endpoint.labels.iter().map(String::as_str).collect();
         wanted.sort_unstable();
-        let pods = || self.nodes.values().filter(|n| n.filter_kind == "pod");
+        let pods = || self.nodes.values().filter(|n| n.kind == KIND_WORKLOAD);
         let same_labels = pods().find(|n| {
             let mut labels: Vec<&str> = n.labels.iter().map(String::as_str).collect();
             labels.sort_unstable();
@@ -191,26 +237,33 @@ impl ServiceMap {
     /// or `None` when the node limit is reached.
     fn touch(&mut self, node: MapNode, endpoint: &Endpoint) -> Option<String> {
         let has_pod = !endpoint.pod_name.is_empty();
-        let id = if let Some(known) = self.nodes.get_mut(&node.id) {
-            known.flows += 1;
+        let id = self.touch_node(node)?;
+        if has_pod {
             // Only the pods' own endpoints update the labels; one attributed to this
             // node by its identity or labels says nothing new.
-            if has_pod && known.labels != endpoint.labels && !endpoint.labels.is_empty() {
-                known.labels.clone_from(&endpoint.labels);
+            if let Some(known) = self.nodes.get_mut(&id) {
+                if known.labels != endpoint.labels && !endpoint.labels.is_empty() {
+                    known.labels.clone_from(&endpoint.labels);
+                }
             }
-            known.id.clone()
-        } else {
-            if self.nodes.len() >= MAX_MAP_NODES {
-                self.discarded_nodes += 1;
-                return None;
-            }
-            let id = node.id.clone();
-            self.nodes.insert(id.clone(), MapNode { flows: 1, ..node });
-            id
-        };
-        if has_pod {
             self.remember_identity(endpoint.identity, &id);
         }
+        Some(id)
+    }
+
+    /// Counts a flow on `node`, creating it if new; returns its id, or `None` when the
+    /// node limit is reached.
+    fn touch_node(&mut self, node: MapNode) -> Option<String> {
+        if let Some(known) = self.nodes.get_mut(&node.id) {
+            known.flows += 1;
+            return Some(known.id.clone());
+        }
+        if self.nodes.len() >= MAX_MAP_NODES {
+            self.discarded_nodes += 1;
+            return None;
+        }
+        let id = node.id.clone();
+        self.nodes.insert(id.clone(), MapNode { flows: 1, ..node });
         Some(id)
     }
 
@@ -251,26 +304,54 @@ impl ServiceMap {
 
 /// The map node an endpoint belongs to (with a zero flow count).
 pub fn node_of(endpoint: &Endpoint) -> MapNode {
-    let (id, namespace, name, filter_kind, filter_value) = if !endpoint.pod_name.is_empty() {
+    let (id, kind, namespace, name, filter_kind, filter_value) = if !endpoint.pod_name.is_empty() {
         let name = endpoint
             .workloads
             .first()
             .filter(|w| !w.name.is_empty())
             .map_or_else(|| workload_name(&endpoint.pod_name), |w| w.name.clone());
         let id = format!("{}/{}", endpoint.namespace, name);
-        (id.clone(), endpoint.namespace.clone(), name, "pod", id)
+        let namespace = endpoint.namespace.clone();
+        (id.clone(), KIND_WORKLOAD, namespace, name, "pod", id)
     } else {
         let name = entity_name(endpoint);
         let label = format!("reserved:{name}");
-        (label.clone(), String::new(), name, "label", label)
+        (
+            label.clone(),
+            KIND_ENTITY,
+            String::new(),
+            name,
+            "label",
+            label,
+        )
     };
     MapNode {
         id,
+        kind,
         namespace,
         name,
         filter_kind,
         filter_value,
         labels: endpoint.labels.clone(),
+        flows: 0,
+    }
+}
+
+/// The map node of a Kubernetes service (with a zero flow count).
+pub fn service_node(service: &Service) -> MapNode {
+    let qualified = if service.namespace.is_empty() {
+        service.name.clone()
+    } else {
+        format!("{}/{}", service.namespace, service.name)
+    };
+    MapNode {
+        id: format!("service:{qualified}"),
+        kind: KIND_SERVICE,
+        namespace: service.namespace.clone(),
+        name: service.name.clone(),
+        filter_kind: "service",
+        filter_value: qualified,
+        labels: Vec::new(),
         flows: 0,
     }
 }

@@ -1,7 +1,7 @@
 //! Flow filters from an HTTP query string, compiled with `proto::filter`.
 //!
 //! Each parameter is one condition and all conditions must hold. A parameter that names
-//! no side (`pod`, `namespace`, `label`, `ip`, `port`) holds when either the source or the
+//! no side (`pod`, `namespace`, `label`, `service`, `ip`, `port`) holds when either the source or the
 //! destination matches; `from_*` and `to_*` pick a side. Comma-separated values (and
 //! repeated parameters) are alternatives. `filter` and `exclude` take a FlowFilter in
 //! JSON for anything the named parameters do not cover.
@@ -164,7 +164,10 @@ fn alternatives(name: &str, value: &str) -> Result<Vec<FlowFilter>, QueryError> 
     };
     let values = split(value);
     let namespaces: Vec<String> = values.iter().map(|ns| format!("{ns}/")).collect();
-    let single_sided = matches!(base, "namespace" | "pod" | "label" | "ip" | "port");
+    let single_sided = matches!(
+        base,
+        "namespace" | "pod" | "label" | "service" | "ip" | "port"
+    );
     if !single_sided && !matches!(sides, Sides::Either) {
         return Err(QueryError::UnknownParameter(name.to_string()));
     }
@@ -178,6 +181,9 @@ fn alternatives(name: &str, value: &str) -> Result<Vec<FlowFilter>, QueryError> 
         // A label selector has commas of its own, so it is taken whole.
         "label" => sided(&|f| f.source_label = vec![value.to_string()], &|f| {
             f.destination_label = vec![value.to_string()]
+        }),
+        "service" => sided(&|f| f.source_service.clone_from(&values), &|f| {
+            f.destination_service.clone_from(&values)
         }),
         "ip" => sided(&|f| f.source_ip.clone_from(&values), &|f| {
             f.destination_ip.clone_from(&values)

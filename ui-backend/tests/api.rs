@@ -119,6 +119,71 @@ async fn map_edges_turn_dropped_and_flows_filter_on_the_server() {
 }
 
 #[tokio::test]
+async fn a_service_is_drawn_between_its_clients_and_backends() {
+    let (feed, server, ui) = start().await;
+    let service_flows = flows::via_service();
+    let total = service_flows.len();
+    for flow in service_flows {
+        feed.push(flow);
+    }
+    let map = eventually("all service flows on the map", WAIT, || async {
+        let status = get_json(ui.addr, "/api/status").await;
+        (status["flows_received"] == total).then_some(())?;
+        Some(get_json(ui.addr, "/api/map").await)
+    })
+    .await;
+    let service = map["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["kind"] == "service")
+        .expect("a service node");
+    assert_eq!(service["id"], "service:default/deathstar", "{service}");
+    assert_eq!(service["name"], "deathstar", "{service}");
+    assert_eq!(service["namespace"], "default", "{service}");
+    assert_eq!(service["filter_kind"], "service", "{service}");
+    assert_eq!(service["filter_value"], "default/deathstar", "{service}");
+    let svc = "service:default/deathstar";
+    let tie = edge(&map, "default/tiefighter", svc).expect("tiefighter -> service");
+    assert_eq!(
+        tie["verdicts"],
+        serde_json::json!({"FORWARDED": 1, "TRACED": 1, "TRANSLATED": 1}),
+        "{tie}"
+    );
+    let xwing = edge(&map, "default/xwing", svc).expect("xwing -> service");
+    assert_eq!(
+        xwing["verdicts"],
+        serde_json::json!({"DROPPED": 1, "TRACED": 1, "TRANSLATED": 1}),
+        "{xwing}"
+    );
+    let backends = edge(&map, svc, "default/deathstar").expect("service -> deathstar");
+    assert_eq!(
+        backends["verdicts"],
+        serde_json::json!({"DROPPED": 1, "FORWARDED": 1, "TRANSLATED": 2}),
+        "{backends}"
+    );
+    assert!(
+        edge(&map, "default/xwing", "default/deathstar").is_none(),
+        "{map}"
+    );
+    assert!(
+        !map["nodes"].to_string().contains("reserved:world"),
+        "the service address is the service, not world: {map}"
+    );
+    // Clicking the service box filters on it; the page sends `to_service`.
+    let to_service = get_json(ui.addr, "/api/flows?to_service=default/deathstar").await;
+    assert_eq!(to_service["flows"].as_array().expect("flows").len(), total);
+    let xwing_only = get_json(
+        ui.addr,
+        "/api/flows?from_pod=default/xwing&to_service=default/deathstar",
+    )
+    .await;
+    assert_eq!(xwing_only["flows"].as_array().expect("flows").len(), 3);
+    ui.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn multicast_noise_stays_off_the_map_and_denials_show_both_events() {
     let (feed, server, ui) = start().await;
     for flow in flows::before_policy_as_observed()

@@ -51,7 +51,10 @@ async fn the_page_shows_the_map_turning_dropped_and_filters_the_table() {
     let feed = Feed::new();
     let server = ScriptedServer::start(feed.clone(), "127.0.0.1:0".parse().expect("addr")).await;
     let ui = RunningUi::start(server.addr).await;
-    for flow in flows::before_policy_as_observed() {
+    for flow in flows::before_policy_as_observed()
+        .into_iter()
+        .chain(flows::via_service())
+    {
         feed.push(flow);
     }
     let artifacts = artifact_dir();

@@ -1,5 +1,5 @@
 use super::*;
-use proto::flow::{IcmPv6, Ip, Layer4, Tcp, Workload};
+use proto::flow::{IcmPv6, Ip, Layer4, Service, Tcp, Workload};
 
 fn pod(ns: &str, name: &str, labels: &[&str]) -> Endpoint {
     Endpoint {
@@ -265,4 +265,186 @@ fn nameless_cluster_endpoints_are_drawn_in_their_workload_box() {
         .find(|n| n.id == "default/deathstar")
         .expect("deathstar");
     assert_eq!(deathstar_node.labels, deathstar.labels);
+}
+
+fn deathstar_service() -> Service {
+    Service {
+        name: "deathstar".to_string(),
+        namespace: "default".to_string(),
+    }
+}
+
+/// The lab's deathstar service as the datapath reports it: xwing's socket translation
+/// (before: the service address, world to the datapath; after: a backend) and
+/// translated packets delivered to both backends.
+fn service_flows(xwing: &Endpoint, tiefighter: &Endpoint) -> Vec<Flow> {
+    let ds1 = pod("default", "deathstar-1", &["k8s:class=deathstar"]);
+    let ds2 = pod("default", "deathstar-2", &["k8s:class=deathstar"]);
+    let vip = Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".to_string()],
+        ..Endpoint::default()
+    };
+    let via_service = |mut flow: Flow| {
+        flow.destination_service = Some(deathstar_service());
+        flow
+    };
+    vec![
+        via_service(tcp_flow(xwing.clone(), vip, 80, Verdict::Traced)),
+        via_service(tcp_flow(
+            xwing.clone(),
+            ds1.clone(),
+            80,
+            Verdict::Translated,
+        )),
+        via_service(tcp_flow(xwing.clone(), ds1, 80, Verdict::Forwarded)),
+        via_service(tcp_flow(
+            tiefighter.clone(),
+            ds2.clone(),
+            80,
+            Verdict::Forwarded,
+        )),
+        via_service(tcp_flow(xwing.clone(), ds2, 80, Verdict::Dropped)),
+    ]
+}
+
+#[test]
+fn flows_to_a_service_go_through_its_node_to_the_backends() {
+    let mut map = ServiceMap::default();
+    let xwing = pod("default", "xwing", &["k8s:class=xwing"]);
+    let tiefighter = pod("default", "tiefighter", &["k8s:class=tiefighter"]);
+    for flow in service_flows(&xwing, &tiefighter) {
+        map.add(&flow);
+    }
+    let snapshot = map.snapshot();
+    let service = snapshot
+        .nodes
+        .iter()
+        .find(|n| n.kind == KIND_SERVICE)
+        .expect("a service node");
+    assert_eq!(service.id, "service:default/deathstar");
+    assert_eq!(
+        (service.namespace.as_str(), service.name.as_str()),
+        ("default", "deathstar")
+    );
+    assert_eq!(
+        (service.filter_kind, service.filter_value.as_str()),
+        ("service", "default/deathstar")
+    );
+    assert_eq!(service.flows, 5);
+    let mut ids = node_ids(&map);
+    ids.sort_unstable();
+    // The service address is not drawn as `world`: the service stands for it.
+    assert_eq!(
+        ids,
+        [
+            "default/deathstar",
+            "default/tiefighter",
+            "default/xwing",
+            "service:default/deathstar"
+        ]
+    );
+    let edge = |from: &str, to: &str| {
+        snapshot
+            .edges
+            .iter()
+            .find(|e| e.source == from && e.destination == to)
+            .map(|e| e.verdicts.clone())
+    };
+    let counts = |list: &[(&'static str, u64)]| Some(list.iter().copied().collect());
+    assert_eq!(
+        edge("default/xwing", "service:default/deathstar"),
+        counts(&[
+            ("DROPPED", 1),
+            ("FORWARDED", 1),
+            ("TRACED", 1),
+            ("TRANSLATED", 1)
+        ])
+    );
+    assert_eq!(
+        edge("default/tiefighter", "service:default/deathstar"),
+        counts(&[("FORWARDED", 1)])
+    );
+    // Every flow that reached a backend, whichever client sent it.
+    assert_eq!(
+        edge("service:default/deathstar", "default/deathstar"),
+        counts(&[("DROPPED", 1), ("FORWARDED", 2), ("TRANSLATED", 1)])
+    );
+    // No edge skips the service.
+    assert_eq!(edge("default/xwing", "default/deathstar"), None);
+    assert_eq!(snapshot.edges.len(), 3, "{:?}", snapshot.edges);
+}
+
+#[test]
+fn service_nodes_and_edges_count_against_the_limits() {
+    let mut map = ServiceMap::default();
+    let client = pod("default", "xwing", &[]);
+    // Fill the map to one node short of its limit with client -> workload edges.
+    for i in 0..MAX_MAP_NODES - 2 {
+        map.add(&tcp_flow(
+            client.clone(),
+            pod("default", &format!("w{i}"), &[]),
+            80,
+            Verdict::Forwarded,
+        ));
+    }
+    assert_eq!(map.snapshot().nodes.len(), MAX_MAP_NODES - 1);
+    // The service fits, its backend does not: the flow is still drawn up to the service.
+    let mut flow = tcp_flow(
+        client.clone(),
+        pod("default", "deathstar-1", &[]),
+        80,
+        Verdict::Forwarded,
+    );
+    flow.destination_service = Some(deathstar_service());
+    map.add(&flow);
+    let snapshot = map.snapshot();
+    assert_eq!(snapshot.nodes.len(), MAX_MAP_NODES);
+    assert_eq!(snapshot.discarded_nodes, 1);
+    assert!(snapshot
+        .edges
+        .iter()
+        .any(|e| e.destination == "service:default/deathstar"));
+    assert!(!snapshot
+        .edges
+        .iter()
+        .any(|e| e.source == "service:default/deathstar"));
+    // A second service has no room at all: the flow is left out and counted.
+    flow.destination_service = Some(Service {
+        name: "other".to_string(),
+        namespace: "default".to_string(),
+    });
+    let version = map.version();
+    map.add(&flow);
+    assert_eq!(map.snapshot().discarded_nodes, 2);
+    assert_eq!(map.version(), version);
+}
+
+#[test]
+fn service_edges_count_against_the_edge_limit() {
+    let mut map = ServiceMap::default();
+    let client = pod("default", "xwing", &[]);
+    let backend = pod("default", "deathstar-1", &[]);
+    // One edge short of the limit, over distinct ports between two workloads.
+    for port in 0..MAX_MAP_EDGES - 1 {
+        map.add(&tcp_flow(
+            client.clone(),
+            backend.clone(),
+            u32::try_from(port).expect("port") + 1,
+            Verdict::Forwarded,
+        ));
+    }
+    let mut flow = tcp_flow(client, backend, 80, Verdict::Forwarded);
+    flow.destination_service = Some(deathstar_service());
+    map.add(&flow);
+    let snapshot = map.snapshot();
+    assert_eq!(snapshot.edges.len(), MAX_MAP_EDGES);
+    assert_eq!(
+        snapshot.discarded_edges, 1,
+        "service -> backend did not fit"
+    );
+    assert!(snapshot
+        .edges
+        .iter()
+        .any(|e| e.destination == "service:default/deathstar"));
 }

@@ -42,6 +42,26 @@ fn either_side_and_sided_parameters() {
 }
 
 #[test]
+fn service_parameters_match_the_flow_services() {
+    let mut f = flow("xwing", "deathstar-1", Verdict::Forwarded);
+    f.destination_service = Some(proto::flow::Service {
+        name: "deathstar".to_string(),
+        namespace: "default".to_string(),
+    });
+    assert!(matcher(&[("to_service", "default/deathstar")]).matches(&f));
+    assert!(matcher(&[("service", "default/deathstar")]).matches(&f));
+    assert!(!matcher(&[("from_service", "default/deathstar")]).matches(&f));
+    assert!(!matcher(&[("to_service", "kube-system/deathstar")]).matches(&f));
+    assert!(
+        !matcher(&[("to_service", "default/deathstar")]).matches(&flow(
+            "xwing",
+            "deathstar-1",
+            Verdict::Forwarded
+        ))
+    );
+}
+
+#[test]
 fn conditions_all_hold_and_values_are_alternatives() {
     let f = flow("xwing", "deathstar-1", Verdict::Dropped);
     assert!(matcher(&[("verdict", "dropped")]).matches(&f));

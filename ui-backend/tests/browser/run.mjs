@@ -26,6 +26,8 @@ const shot = (name) => page.screenshot({ path: join(artifacts, name), fullPage: 
 const step = (text) => console.log('STEP ' + text);
 const edge = (from, to) =>
   `g.edge[data-source="default/${from}"][data-destination="default/${to}"][data-port="80"]`;
+const SERVICE = 'service:default/deathstar';
+const serviceEdge = (from, to) => `g.edge[data-source="${from}"][data-destination="${to}"][data-port="80"]`;
 const rowVerdicts = () => page.$$eval('#flow-rows tr', (rows) => rows.map((r) => r.dataset.verdict));
 
 // Every box of the map is in view, unless the map is so large that it is drawn at its
@@ -81,6 +83,19 @@ try {
   await page.waitForFunction(() => document.querySelector('#connection').dataset.state === 'connected',
     null, { timeout: WAIT });
   step('xwing -> deathstar is forwarded (green), header says connected');
+  // The deathstar service is a box of its own, marked as a service, between the ships
+  // and the deathstar pods.
+  await page.waitForSelector(`g.node.service[data-id="${SERVICE}"][data-kind="service"]`, { timeout: WAIT });
+  const serviceText = await page.$eval(`g.node[data-id="${SERVICE}"]`, (g) => g.textContent);
+  if (!serviceText.includes('service')) throw new Error(`the service box does not say so: ${serviceText}`);
+  for (const [from, to] of [['default/tiefighter', SERVICE], ['default/xwing', SERVICE], [SERVICE, 'default/deathstar']]) {
+    await page.waitForSelector(serviceEdge(from, to), { timeout: WAIT });
+  }
+  const backendCounts = await page.$eval(`${serviceEdge(SERVICE, 'default/deathstar')} title`, (t) => t.textContent);
+  if (!backendCounts.includes('1 dropped') || !backendCounts.includes('1 forwarded')) {
+    throw new Error(`service -> deathstar lost its verdict counts: ${backendCounts}`);
+  }
+  step(`the deathstar service box sits between the ships and the deathstar pods (${backendCounts.split('\n')[1]})`);
   await shot('01-before-policy.png');
 
   console.log('WAITING_FOR_DROPS');
@@ -131,7 +146,9 @@ try {
   // The map is redrawn live; an element caught between two redraws is retried.
   for (let attempt = 1; ; attempt++) {
     try {
-      await page.click(`${edge('tiefighter', 'deathstar')} path.hit`, { force: true, timeout: 2000 });
+      // Its label: the middle of the line's bounding box may be covered by a box
+      // (the deathstar service sits between the ships and the deathstar pods).
+      await page.click(edge('tiefighter', 'deathstar').replace('g.edge', 'g.edge-label'), { timeout: 2000 });
       break;
     } catch (err) {
       if (attempt >= 5) throw err;
@@ -157,6 +174,16 @@ try {
     [...document.querySelectorAll('#flow-rows tr')].every((r) =>
       r.flow.source.pod_name === 'xwing' || r.flow.destination.pod_name === 'xwing'), null, { timeout: WAIT });
   step('clicking the xwing box filtered the table to xwing');
+
+  await page.click('#clear');
+  await page.click(`g.node[data-id="${SERVICE}"]`);
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#flow-rows tr')];
+    return document.querySelector('input[name="to_service"]').value === 'default/deathstar' &&
+      rows.length > 0 && rows.every((r) => r.flow.destination_service &&
+        r.flow.destination_service.name === 'deathstar');
+  }, null, { timeout: WAIT });
+  step('clicking the service box filtered the table to flows to the service');
 
   await page.click('#clear');
   await page.setViewportSize({ width: 900, height: 640 });

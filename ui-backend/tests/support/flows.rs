@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::flow::{
     layer4, layer7, CiliumEventType, Dns, DropReason, Endpoint, Flow, FlowType, Http, IcmPv4,
-    IcmPv6, Ip, IpVersion, L7FlowType, Layer4, Layer7, Tcp, TcpFlags, TraceObservationPoint,
-    TrafficDirection, Udp, Verdict,
+    IcmPv6, Ip, IpVersion, L7FlowType, Layer4, Layer7, Service, SocketTranslationPoint, Tcp,
+    TcpFlags, TraceObservationPoint, TrafficDirection, Udp, Verdict,
 };
 
 use super::server::NODE_NAME;
@@ -84,6 +84,7 @@ fn now() -> pbjson_types::Timestamp {
 const MESSAGE_TYPE_DROP: i32 = 1;
 const MESSAGE_TYPE_TRACE: i32 = 4;
 const MESSAGE_TYPE_POLICY_VERDICT: i32 = 5;
+const MESSAGE_TYPE_TRACE_SOCK: i32 = 7;
 const MESSAGE_TYPE_ACCESS_LOG: i32 = 129;
 /// Trace sub-type of packets delivered to an endpoint (`to-endpoint`).
 const TRACE_TO_LXC: i32 = 0;
@@ -306,4 +307,63 @@ pub fn after_policy_as_observed() -> Vec<Flow> {
     flows.extend(denied_syn(XWING, DEATHSTAR_1, 80));
     flows.push(multicast_listener_report(TIEFIGHTER));
     flows
+}
+
+/// The address of the demo's `deathstar` service.
+pub const DEATHSTAR_VIP: &str = "10.96.60.53";
+
+fn deathstar_service() -> Option<Service> {
+    Some(Service {
+        name: "deathstar".to_string(),
+        namespace: "default".to_string(),
+    })
+}
+
+/// A socket translation of a connection from `src` to the deathstar service, as the
+/// socket load balancer reports it: before translation the destination is the service
+/// address (`world` to the datapath), after it `backend`.
+pub fn sock_xlate(src: Pod, backend: Pod, point: SocketTranslationPoint) -> Flow {
+    let mut flow = tcp_syn(src, backend, 80, Verdict::Translated);
+    flow.r#type = FlowType::Sock as i32;
+    flow.event_type = event_type(MESSAGE_TYPE_TRACE_SOCK, point as i32);
+    flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
+    flow.sock_xlate_point = point as i32;
+    flow.is_reply = None;
+    flow.summary = "TCP".to_string();
+    if point == SocketTranslationPoint::SockXlatePointPreDirectionFwd {
+        flow.verdict = Verdict::Traced as i32;
+        if let Some(ip) = flow.ip.as_mut() {
+            ip.destination = DEATHSTAR_VIP.to_string();
+        }
+        flow.destination = Some(Endpoint {
+            identity: 2,
+            labels: vec!["reserved:world".to_string()],
+            ..Endpoint::default()
+        });
+    }
+    flow.destination_service = deathstar_service();
+    flow
+}
+
+/// A SYN from `src` to the deathstar service, delivered to `backend` after translation.
+pub fn syn_via_service(src: Pod, backend: Pod, verdict: Verdict) -> Flow {
+    let mut flow = tcp_syn(src, backend, 80, verdict);
+    flow.destination_service = deathstar_service();
+    flow
+}
+
+/// Both ships calling the deathstar service: tiefighter's connection translated to
+/// deathstar-1, xwing's to deathstar-2 and then dropped there.
+pub fn via_service() -> Vec<Flow> {
+    use SocketTranslationPoint::{
+        SockXlatePointPostDirectionFwd as Post, SockXlatePointPreDirectionFwd as Pre,
+    };
+    vec![
+        sock_xlate(TIEFIGHTER, DEATHSTAR_1, Pre),
+        sock_xlate(TIEFIGHTER, DEATHSTAR_1, Post),
+        syn_via_service(TIEFIGHTER, DEATHSTAR_1, Verdict::Forwarded),
+        sock_xlate(XWING, DEATHSTAR_2, Pre),
+        sock_xlate(XWING, DEATHSTAR_2, Post),
+        syn_via_service(XWING, DEATHSTAR_2, Verdict::Dropped),
+    ]
 }
