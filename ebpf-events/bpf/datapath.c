@@ -507,7 +507,7 @@ static __always_inline void ct_fill_key(struct ct_key *k, const __u8 *saddr,
 	k->protocol = protocol;
 	k->direction = direction;
 	k->family = family;
-	k->pad0 = 0;
+	k->scope = CT_SCOPE_ENDPOINT;
 	k->ifindex = ifindex;
 }
 
@@ -600,6 +600,7 @@ static __always_inline void ct_create(const struct packet_info *p, __u8 dir,
 struct policy_result {
 	__u8 match_type; /* POLICY_MATCH_NONE when nothing matched */
 	__u8 deny;
+	__u16 proxy_port; /* of the deciding allow entry; 0: no L7 redirect */
 	__u32 cookie;
 };
 
@@ -613,12 +614,14 @@ static __always_inline int policy_consider(struct policy_key *k, __u8 match,
 	if (v->deny) {
 		r->match_type = match;
 		r->deny = 1;
+		r->proxy_port = 0;
 		r->cookie = v->cookie;
 		return 1; /* a deny ends the search */
 	}
 	if (r->match_type == POLICY_MATCH_NONE) {
 		r->match_type = match;
 		r->cookie = v->cookie;
+		r->proxy_port = v->proxy_port;
 	}
 	return 0;
 }
@@ -653,6 +656,9 @@ static __always_inline void policy_lookup(__u32 local, __u32 remote,
 	policy_consider(&k, POLICY_MATCH_ALL, r);
 }
 
+/* L7 redirect helpers and the uplink program. */
+#include "proxy.c"
+
 /* ----------------------------------------------------------- programs */
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
@@ -669,6 +675,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	__u32 ifindex = skb->ifindex;
 	__u32 zero = 0;
 	__u32 remote_identity = IDENTITY_WORLD;
+	__u32 proxy_identity = 0;
+	__u16 egress_port = 0;
+	__u8 from_ingress_proxy = 0;
+	__u8 drop_reason = DROP_POLICY_DENIED;
 	__u8 enforce, audit, state, events, trace;
 	__u64 now;
 	int ret;
@@ -713,6 +723,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		    (remote->flags & IPCACHE_FLAG_LOCAL_ENDPOINT))
 			meta.dst_endpoint = remote->endpoint_id;
 	}
+	/* Connections the L7 proxy opens carry the client's identity. */
+	if (dir == DIR_INGRESS) {
+		proxy_identity = proxy_mark_identity(skb->mark,
+						     &from_ingress_proxy);
+		if (proxy_identity)
+			remote_identity = proxy_identity;
+	}
 	if (dir == DIR_EGRESS)
 		meta.dst_identity = remote_identity;
 	else
@@ -741,7 +758,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		meta.flags |= EVENT_FLAG_IS_REPLY;
 
 	if (state == CT_STATE_NEW) {
-		if (enforce) {
+		/* The ingress proxy enforced this endpoint's policy already. */
+		if (enforce && !from_ingress_proxy) {
 			struct policy_result r = {};
 
 			policy_lookup(ep->identity, remote_identity,
@@ -752,22 +770,52 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			verdict.protocol = p.protocol;
 			verdict.direction = dir;
 			verdict.match_type = r.match_type;
-			if (r.match_type != POLICY_MATCH_NONE && !r.deny)
-				verdict.action = POLICY_ACTION_ALLOWED;
+			if (r.match_type != POLICY_MATCH_NONE && !r.deny) {
+				verdict.action = r.proxy_port ?
+					POLICY_ACTION_REDIRECTED :
+					POLICY_ACTION_ALLOWED;
+				verdict.proxy_port = r.proxy_port;
+			}
 			else if (audit)
 				verdict.action = POLICY_ACTION_AUDIT;
 			else
 				verdict.action = POLICY_ACTION_DENIED;
+			if (verdict.action == POLICY_ACTION_REDIRECTED &&
+			    (dir == DIR_INGRESS ||
+			     (p.protocol != IPPROTO_TCP &&
+			      p.protocol != IPPROTO_UDP))) {
+				/* No redirect possible here (proxy.c):
+				 * never let it through without its L7
+				 * rules. */
+				verdict.action = POLICY_ACTION_DENIED;
+				verdict.proxy_port = 0;
+				drop_reason = DROP_PROXY_REDIRECTION_NOT_SUPPORTED;
+			}
 			if (events)
 				emit_verdict(skb, cfg, &meta, &verdict);
 			if (verdict.action == POLICY_ACTION_DENIED) {
 				if (events)
-					emit_drop(skb, cfg, DROP_POLICY_DENIED,
-						  &meta);
+					emit_drop(skb, cfg, drop_reason, &meta);
 				return TC_ACT_SHOT;
 			}
+			egress_port = verdict.proxy_port;
 		}
 		ct_create(&p, dir, ifindex, now, remote_identity, &k);
+		if (proxy_identity)
+			proxy_flag_ct(&k);
+	}
+
+	if (dir == DIR_EGRESS) {
+		if (state == CT_STATE_REPLY) {
+			proxy_steer_reply(skb, &k);
+		} else if (state == CT_STATE_NEW ||
+			   state == CT_STATE_ESTABLISHED) {
+			ret = proxy_from_endpoint(skb, cfg, &p, &meta, ep,
+						  remote, state, egress_port,
+						  now);
+			if (ret != PROXY_PASS)
+				return ret;
+		}
 	}
 
 trace:

@@ -32,6 +32,7 @@
 
 /* ---- Trace observation points (event subtype of MSG_TYPE_TRACE). ---- */
 #define TRACE_TO_LXC 0
+#define TRACE_TO_PROXY 1 /* steered to the agent's L7 proxy; dst_endpoint = proxy port */
 #define TRACE_TO_STACK 3
 #define TRACE_FROM_LXC 5
 
@@ -51,6 +52,14 @@
 #define DROP_INVALID_IPV6_EXTENSION_HEADER 156
 /* Non-first IP fragments at an enforcing endpoint: no ports to decide on. */
 #define DROP_FRAG_NOT_SUPPORTED 157
+/* L7 redirect (proxy.c): no proxy socket listens on the entry's proxy port. */
+#define DROP_SOCKET_LOOKUP_FAILED 178
+#define DROP_SOCKET_ASSIGN_FAILED 179
+/* An entry with a proxy port matched where no redirect is possible (a
+ * protocol other than TCP/UDP, or a connection that reached to_container
+ * without passing a tc ingress hook that redirects): dropped, never let
+ * through without its L7 rules. */
+#define DROP_PROXY_REDIRECTION_NOT_SUPPORTED 180
 
 /* ---- Policy match types (Cilium's PolicyMatchType numbers). ---- */
 #define POLICY_MATCH_NONE 0
@@ -63,6 +72,7 @@
 #define POLICY_ACTION_ALLOWED 1
 #define POLICY_ACTION_DENIED 2
 #define POLICY_ACTION_AUDIT 4
+#define POLICY_ACTION_REDIRECTED 5 /* allowed and steered to the L7 proxy */
 
 /* ---- Traffic direction, used by the policy map key, the conntrack key
  * and policy verdict events. ---- */
@@ -117,7 +127,7 @@ struct policy_verdict_info {
 	__u8 direction;     /* DIR_* */
 	__u8 match_type;    /* POLICY_MATCH_* */
 	__u8 action;        /* POLICY_ACTION_* */
-	__u16 pad0;
+	__u16 proxy_port;   /* POLICY_ACTION_REDIRECTED: the proxy's port */
 };
 
 /* MSG_TYPE_POLICY_VERDICT record (184 bytes). */
@@ -213,7 +223,7 @@ struct policy_key {
 struct policy_value {
 	__u8 deny;          /* 1: deny entry; 0: allow entry */
 	__u8 pad0;
-	__u16 proxy_port;   /* reserved for an L7 proxy, 0 today */
+	__u16 proxy_port;   /* allow entries: L7 proxy port to redirect to, 0 none */
 	__u32 cookie;       /* opaque rule id copied into verdict events */
 };
 
@@ -227,14 +237,37 @@ struct ct_key {
 	__u8 protocol;
 	__u8 direction;     /* DIR_* of the packet that opened the entry */
 	__u8 family;        /* IPCACHE_FAMILY_* */
-	__u8 pad0;
+	__u8 scope;         /* CT_SCOPE_* */
 	__u32 ifindex;
 };
+
+/* ct_key.scope: endpoint policy entries (per endpoint veth and direction),
+ * or L7 redirect entries (per redirecting interface; direction is the
+ * policy direction the redirect serves). */
+#define CT_SCOPE_ENDPOINT 0
+#define CT_SCOPE_PROXY 1
 
 /* ct_entry.flags bits. */
 #define CT_F_SEEN_REPLY (1 << 0)
 #define CT_F_CLOSING (1 << 1)
+/* Endpoint entry opened by the agent's ingress proxy: replies go back to
+ * the proxy's socket (MARK_MAGIC_TO_PROXY), not to the original client. */
+#define CT_F_FROM_PROXY (1 << 2)
+/* Redirect entry serving the client's egress policy (else ingress). */
+#define CT_F_REDIRECT_EGRESS (1 << 3)
+/* Redirect entries keep their proxy port in the upper 16 bits of flags. */
+#define CT_F_PROXY_PORT_SHIFT 16
 
+/* ---- skb->mark conventions of the L7 redirect (Cilium's values). ----
+ * Bits 8-11 hold a magic; MARK_MAGIC_TO_PROXY carries the proxy port in
+ * bits 16-31, the proxy magics carry the original source identity
+ * (bits 16-31: its low 16 bits, bits 0-7: bits 16-23). The agent routes
+ * marks MARK_MAGIC_TO_PROXY/MARK_MAGIC_HOST_MASK to a local table, so a
+ * socket-assigned packet is delivered to the proxy. */
+#define MARK_MAGIC_HOST_MASK 0x0F00
+#define MARK_MAGIC_TO_PROXY 0x0200
+#define MARK_MAGIC_PROXY_INGRESS 0x0A00
+#define MARK_MAGIC_PROXY_EGRESS 0x0B00
 struct ct_entry {
 	__u64 expires_ns;   /* ktime after which the entry counts as gone */
 	__u32 flags;        /* CT_F_* */

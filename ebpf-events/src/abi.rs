@@ -81,8 +81,9 @@ pub struct PolicyVerdictInfo {
     pub match_type: u8,
     /// See [`crate::constants::policy_action`].
     pub action: u8,
-    /// Padding, zero.
-    pub pad0: u16,
+    /// The L7 proxy's port when the action is
+    /// [`crate::constants::policy_action::REDIRECTED`], else 0.
+    pub proxy_port: u16,
 }
 
 /// A trace or drop record as laid out in the ring (`struct trace_event`,
@@ -349,7 +350,8 @@ pub struct PolicyValue {
     pub deny: u8,
     /// Padding, zero.
     pub pad0: u8,
-    /// Reserved for an L7 proxy port, 0.
+    /// Allow entries: the L7 proxy port new connections are redirected to,
+    /// 0 for none.
     pub proxy_port: u16,
     /// Opaque rule id copied into policy verdict records.
     pub cookie: u32,
@@ -360,6 +362,15 @@ impl PolicyValue {
     pub fn allow(cookie: u32) -> Self {
         Self {
             cookie,
+            ..Self::default()
+        }
+    }
+
+    /// An allow entry whose connections go through the L7 proxy on `proxy_port`.
+    pub fn redirect(cookie: u32, proxy_port: u16) -> Self {
+        Self {
+            cookie,
+            proxy_port,
             ..Self::default()
         }
     }
@@ -392,11 +403,17 @@ pub struct CtKey {
     pub direction: u8,
     /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
     pub family: u8,
-    /// Padding, zero.
-    pub pad0: u8,
-    /// Host veth ifindex of the endpoint.
+    /// [`CT_SCOPE_ENDPOINT`] or [`CT_SCOPE_PROXY`].
+    pub scope: u8,
+    /// Host veth ifindex of the endpoint (redirect entries: the interface
+    /// that redirected).
     pub ifindex: u32,
 }
+
+/// `ct_key.scope`: an endpoint's policy conntrack entry.
+pub const CT_SCOPE_ENDPOINT: u8 = 0;
+/// `ct_key.scope`: an L7 redirect entry (the proxy port is in the entry's flags).
+pub const CT_SCOPE_PROXY: u8 = 1;
 
 /// `struct ct_entry`.
 #[repr(C)]

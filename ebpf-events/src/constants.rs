@@ -23,6 +23,9 @@ pub mod message_type {
 pub mod trace_point {
     /// Delivered into a local endpoint (Hubble "to-endpoint").
     pub const TO_LXC: u8 = 0;
+    /// Steered to the agent's L7 proxy (Hubble "to-proxy"); the record's
+    /// `dst_endpoint` holds the proxy port, as Cilium's `DstID`.
+    pub const TO_PROXY: u8 = 1;
     /// Handed to the node's network stack (Hubble "to-stack").
     pub const TO_STACK: u8 = 3;
     /// Sent by a local endpoint to another local endpoint (Hubble
@@ -43,6 +46,13 @@ pub mod drop_reason {
     pub const INVALID_IPV6_EXTENSION_HEADER: u8 = 156;
     /// A non-first IP fragment reached an endpoint that enforces policy.
     pub const IP_FRAGMENTATION_NOT_SUPPORTED: u8 = 157;
+    /// A connection to redirect found no proxy socket on its proxy port.
+    pub const SOCKET_LOOKUP_FAILED: u8 = 178;
+    /// Assigning the packet to the proxy's socket failed.
+    pub const SOCKET_ASSIGN_FAILED: u8 = 179;
+    /// An entry with a proxy port matched where no redirect is possible; the
+    /// packet is dropped rather than let through without its L7 rules.
+    pub const PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL: u8 = 180;
 }
 
 /// Connection tracking states (`event_header.reason`), numbered as in
@@ -83,6 +93,41 @@ pub mod policy_action {
     pub const DENIED: u8 = 2;
     /// The connection would have been denied; the endpoint is in audit mode.
     pub const AUDIT: u8 = 4;
+    /// The connection was allowed and steered to the L7 proxy
+    /// (`PolicyVerdictInfo::proxy_port` names it).
+    pub const REDIRECTED: u8 = 5;
+}
+
+/// `skb->mark` conventions of the L7 redirect (Cilium's values): bits 8-11 a
+/// magic; [`mark::TO_PROXY`] carries the proxy port in bits 16-31, the proxy
+/// magics the original client's identity ([`mark::proxy`]).
+pub mod mark {
+    /// Mask of the magic bits.
+    pub const MAGIC_HOST_MASK: u32 = 0x0F00;
+    /// Set by the datapath on packets it hands to the proxy; the agent routes
+    /// this mark to a local table so they are delivered locally.
+    pub const TO_PROXY: u32 = 0x0200;
+    /// On the ingress proxy's connections to the backend.
+    pub const PROXY_INGRESS: u32 = 0x0A00;
+    /// On the egress proxy's connections to the destination.
+    pub const PROXY_EGRESS: u32 = 0x0B00;
+
+    /// The socket mark of a proxy connection carrying `identity` (24 bits:
+    /// the low 16 in bits 16-31, bits 16-23 in bits 0-7).
+    pub fn proxy(identity: u32, ingress: bool) -> u32 {
+        let magic = if ingress { PROXY_INGRESS } else { PROXY_EGRESS };
+        ((identity & 0xFFFF) << 16) | ((identity >> 16) & 0xFF) | magic
+    }
+
+    /// The identity and direction (true: ingress) a proxy mark carries.
+    pub fn proxy_identity(mark: u32) -> Option<(u32, bool)> {
+        let ingress = match mark & MAGIC_HOST_MASK {
+            PROXY_INGRESS => true,
+            PROXY_EGRESS => false,
+            _ => return None,
+        };
+        Some(((mark >> 16) | ((mark & 0xFF) << 16), ingress))
+    }
 }
 
 /// Reserved security identities (Cilium's numbers).
@@ -131,6 +176,9 @@ mod tests {
             .unwrap_or_else(|| panic!("events.h has no #define {name}"));
         let value = line.split_whitespace().nth(2).unwrap_or_default();
         let value = value.trim_start_matches('(');
+        if let Some(hex) = value.strip_prefix("0x") {
+            return u64::from_str_radix(hex, 16).expect("hex value");
+        }
         if let Some(shift) = line.split("<<").nth(1) {
             let shift: u64 = shift.trim().trim_end_matches(')').parse().expect("shift");
             return 1 << shift;
@@ -184,6 +232,29 @@ mod tests {
             ),
             ("TRACE_TO_LXC", u64::from(trace_point::TO_LXC)),
             ("TRACE_TO_STACK", u64::from(trace_point::TO_STACK)),
+            ("TRACE_TO_PROXY", u64::from(trace_point::TO_PROXY)),
+            (
+                "DROP_SOCKET_LOOKUP_FAILED",
+                u64::from(drop_reason::SOCKET_LOOKUP_FAILED),
+            ),
+            (
+                "DROP_SOCKET_ASSIGN_FAILED",
+                u64::from(drop_reason::SOCKET_ASSIGN_FAILED),
+            ),
+            (
+                "DROP_PROXY_REDIRECTION_NOT_SUPPORTED",
+                u64::from(drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL),
+            ),
+            (
+                "POLICY_ACTION_REDIRECTED",
+                u64::from(policy_action::REDIRECTED),
+            ),
+            ("MARK_MAGIC_HOST_MASK", u64::from(mark::MAGIC_HOST_MASK)),
+            ("MARK_MAGIC_TO_PROXY", u64::from(mark::TO_PROXY)),
+            ("MARK_MAGIC_PROXY_INGRESS", u64::from(mark::PROXY_INGRESS)),
+            ("MARK_MAGIC_PROXY_EGRESS", u64::from(mark::PROXY_EGRESS)),
+            ("CT_SCOPE_ENDPOINT", u64::from(abi::CT_SCOPE_ENDPOINT)),
+            ("CT_SCOPE_PROXY", u64::from(abi::CT_SCOPE_PROXY)),
             ("TRACE_FROM_LXC", u64::from(trace_point::FROM_LXC)),
             ("CT_STATE_UNKNOWN", u64::from(trace_reason::UNKNOWN)),
             ("CT_STATE_NEW", u64::from(trace_reason::NEW)),

@@ -240,7 +240,7 @@ fn decode_verdict(record: &[u8]) -> Result<PolicyVerdictInfo, DecodeError> {
         direction: fields.u8(base + offset_of!(PolicyVerdictInfo, direction)),
         match_type: fields.u8(base + offset_of!(PolicyVerdictInfo, match_type)),
         action: fields.u8(base + offset_of!(PolicyVerdictInfo, action)),
-        pad0: fields.u16(base + offset_of!(PolicyVerdictInfo, pad0)),
+        proxy_port: fields.u16(base + offset_of!(PolicyVerdictInfo, proxy_port)),
     })
 }
 

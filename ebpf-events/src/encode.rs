@@ -134,8 +134,8 @@ fn write_verdict(out: &mut [u8], base: usize, v: &PolicyVerdictInfo) {
     );
     put(
         out,
-        base + offset_of!(PolicyVerdictInfo, pad0),
-        &v.pad0.to_ne_bytes(),
+        base + offset_of!(PolicyVerdictInfo, proxy_port),
+        &v.proxy_port.to_ne_bytes(),
     );
 }
 

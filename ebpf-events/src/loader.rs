@@ -34,6 +34,7 @@ use crate::abi::{
 use crate::constants::monitor_aggregation;
 
 pub mod pins;
+pub mod proxy;
 mod reader;
 mod sock;
 
@@ -47,6 +48,7 @@ static DATAPATH_OBJECT: &[u8] =
 
 const FROM_CONTAINER: &str = "from_container";
 const TO_CONTAINER: &str = "to_container";
+const FROM_NETDEV: &str = "from_netdev";
 
 /// Default ring backlog at which the programs wake the reader: about 390
 /// trace records, so a busy node pays one wake-up per few hundred events
@@ -242,10 +244,10 @@ struct Attachment {
 enum AttachmentLinks {
     // Dropping a link detaches it (TCX link fd closed or clsact filter removed);
     // the links are held only for that.
-    Owned(#[allow(dead_code)] [SchedClassifierLink; 2]),
+    Owned(#[allow(dead_code)] Vec<SchedClassifierLink>),
     // Dropping closes the descriptors only: the pins keep the programs attached
     // until they are removed.
-    Pinned([PinnedLink; 2]),
+    Pinned(Vec<PinnedLink>),
 }
 
 /// The loaded datapath: programs, maps and attachments.
@@ -304,7 +306,7 @@ impl Datapath {
         pin_dir: Option<PathBuf>,
         pin_state: PinState,
     ) -> Result<Self, LoaderError> {
-        for name in [FROM_CONTAINER, TO_CONTAINER] {
+        for name in [FROM_CONTAINER, TO_CONTAINER, FROM_NETDEV] {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|e| LoaderError::Program {
@@ -404,15 +406,59 @@ impl Datapath {
         let links = match (&self.pin_dir, tcx) {
             (Some(dir), true) => {
                 let dir = dir.clone();
-                AttachmentLinks::Pinned([
+                AttachmentLinks::Pinned(vec![
                     self.attach_pinned(FROM_CONTAINER, ifname, TcAttachType::Ingress, &dir)?,
                     self.attach_pinned(TO_CONTAINER, ifname, TcAttachType::Egress, &dir)?,
                 ])
             }
-            _ => AttachmentLinks::Owned([
+            _ => AttachmentLinks::Owned(vec![
                 self.attach_one(FROM_CONTAINER, ifname, TcAttachType::Ingress)?,
                 self.attach_one(TO_CONTAINER, ifname, TcAttachType::Egress)?,
             ]),
+        };
+        self.attachments.insert(
+            ifname.to_string(),
+            Attachment {
+                ifindex,
+                _links: links,
+            },
+        );
+        Ok(ifindex)
+    }
+
+    /// Attaches `from_netdev` to the ingress hook of the node's uplink device
+    /// `ifname` (Cilium's `--devices`): connections from other nodes to local
+    /// endpoints whose ingress policy redirects them to the L7 proxy are handed
+    /// to it there (socket assignment only works at a tc ingress hook); all
+    /// other traffic passes untouched. Pinned like an endpoint's links
+    /// (`links/<ifname>-ingress`). Attaching twice is a no-op.
+    pub fn attach_device(&mut self, ifname: &str) -> Result<u32, LoaderError> {
+        let ifindex = ifindex_of(ifname)?;
+        if let Some(existing) = self.attachments.get(ifname) {
+            if existing.ifindex == ifindex {
+                return Ok(ifindex);
+            }
+            self.attachments.remove(ifname);
+        }
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        if !tcx {
+            let _ = tc::qdisc_add_clsact(ifname);
+        }
+        let links = match (&self.pin_dir, tcx) {
+            (Some(dir), true) => {
+                let dir = dir.clone();
+                AttachmentLinks::Pinned(vec![self.attach_pinned(
+                    FROM_NETDEV,
+                    ifname,
+                    TcAttachType::Ingress,
+                    &dir,
+                )?])
+            }
+            _ => AttachmentLinks::Owned(vec![self.attach_one(
+                FROM_NETDEV,
+                ifname,
+                TcAttachType::Ingress,
+            )?]),
         };
         self.attachments.insert(
             ifname.to_string(),

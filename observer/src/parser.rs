@@ -139,6 +139,10 @@ impl Parser {
                 flow.verdict = flow::Verdict::Forwarded as i32;
                 flow.trace_observation_point = observation_point(header.subtype);
                 flow.trace_reason = i32::from(header.reason & 0x7f);
+                // As Hubble's decodeProxyPort: a to-proxy trace's DstID is the port.
+                if header.subtype == trace_point::TO_PROXY {
+                    flow.proxy_port = u32::from(header.dst_endpoint);
+                }
                 let known = header.reason != trace_reason::UNKNOWN;
                 if known {
                     let is_reply = header.reason == trace_reason::REPLY;
@@ -180,6 +184,7 @@ impl Parser {
                 flow.verdict = match info.action {
                     policy_action::DENIED => flow::Verdict::Dropped as i32,
                     policy_action::AUDIT => flow::Verdict::Audit as i32,
+                    policy_action::REDIRECTED => flow::Verdict::Redirected as i32,
                     _ => flow::Verdict::Forwarded as i32,
                 };
                 if info.action == policy_action::DENIED {

@@ -74,7 +74,7 @@ fn verdict_record_round_trips() {
         direction: 0,
         match_type: policy_match::L3_L4,
         action: policy_action::DENIED,
-        pad0: 0,
+        proxy_port: 0,
     };
     let bytes = encode_record(
         &header(message_type::POLICY_VERDICT, 0),

@@ -234,6 +234,57 @@ fn policy_verdict_carries_match_type_and_remote_identity() {
 }
 
 #[test]
+fn redirected_verdict_and_to_proxy_trace_name_the_proxy_port() {
+    // The deathstar's ingress policy redirects to the proxy on port 15001.
+    let h = header(message_type::POLICY_VERDICT, 0, 1224, 0);
+    let info = PolicyVerdictInfo {
+        remote_identity: 6305,
+        dport: 80,
+        protocol: 6,
+        direction: 0,
+        match_type: policy_match::L3_L4,
+        action: policy_action::REDIRECTED,
+        proxy_port: 15001,
+        ..Default::default()
+    };
+    let record = encode_record(
+        &h,
+        Some(&info),
+        &tcp_frame(XWING, DEATHSTAR, 38870, 80, 0x02),
+    );
+    let flow = parser().parse(&record).unwrap();
+    assert_eq!(flow.verdict, flow::Verdict::Redirected as i32);
+    assert_eq!(flow.drop_reason_desc, 0);
+    assert_eq!(
+        flow.is_reply,
+        Some(pbjson_types::BoolValue { value: false })
+    );
+    // Hubble takes the proxy port from to-proxy traces only.
+    assert_eq!(flow.proxy_port, 0);
+
+    let mut h = header(
+        message_type::TRACE,
+        trace_point::TO_PROXY,
+        1224,
+        trace_reason::NEW,
+    );
+    h.dst_endpoint = 15001;
+    h.flags = EVENT_FLAG_TO_ENDPOINT;
+    let record = encode_record(&h, None, &tcp_frame(XWING, DEATHSTAR, 38870, 80, 0x02));
+    let flow = parser().parse(&record).unwrap();
+    assert_eq!(flow.proxy_port, 15001);
+    assert_eq!(flow.verdict, flow::Verdict::Forwarded as i32);
+    assert_eq!(
+        flow.trace_observation_point,
+        flow::TraceObservationPoint::ToProxy as i32
+    );
+    assert_eq!(
+        flow.traffic_direction,
+        flow::TrafficDirection::Ingress as i32
+    );
+}
+
+#[test]
 fn unknown_peers_get_identity_labels_and_garbage_is_an_error() {
     let mut h = header(
         message_type::TRACE,
