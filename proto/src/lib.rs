@@ -8,6 +8,8 @@
 //! - [`transport`]: dialing a node's Unix socket, and transport errors with causes.
 //! - [`names`]: every name table of the API (enum names, observation points, ICMP,
 //!   reserved identities), once.
+//! - [`accesslog`]: the record an L7 proxy writes per request and response, read by
+//!   the observer's L7 parser.
 
 #![allow(deprecated)]
 
@@ -39,6 +41,7 @@ pub mod peer {
     include!(concat!(env!("OUT_DIR"), "/peer.serde.rs"));
 }
 
+pub mod accesslog;
 pub mod fieldmask;
 pub mod filter;
 pub mod json;
