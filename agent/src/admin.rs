@@ -2,11 +2,12 @@
 //! `/var/run/hubble-rs/agent.sock`, mode 0660) speaking newline-delimited
 //! JSON, the server side over [`AgentState`](crate::state::AgentState), and
 //! the client side behind `hubble-agent endpoint list`, `policy import FILE`,
-//! `policy get`, `policy delete [--all | NAME | LABELS]`, `identity list` and
-//! `service list|update|delete`, which print what the `cilium` command prints.
+//! `policy get`, `policy delete [--all | NAME | LABELS]`, `identity list`,
+//! `service list|update|delete` and `fqdn cache list`, which print what the `cilium` command prints.
 
 mod client;
 mod command;
+mod fqdn;
 mod print;
 mod protocol;
 mod server;
@@ -18,6 +19,7 @@ pub use command::{
     execute_admin_command, run_admin_command, AdminCommand, CommandOutput, EndpointCommand,
     IdentityCommand, PolicyCommand,
 };
+pub use fqdn::{format_fqdn_cache, FqdnCacheCommand, FqdnCommand};
 pub use print::{format_endpoint_list, format_identity_list, format_policy_get, format_revision};
 pub use protocol::{
     AdminRequest, AdminResponse, DeleteRequest, EndpointRow, IdentityRow, MAX_REQUEST_BYTES,

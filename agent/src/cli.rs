@@ -125,6 +125,10 @@ pub struct DaemonArgs {
     pub datapath: bool,
     #[arg(long, value_enum, default_value = "none")]
     pub monitor_aggregation: Aggregation,
+    /// The minimum time, in seconds, to use DNS data for toFQDNs policies and flow
+    /// names; shorter TTLs in answers are raised to it (0 keeps the answers' TTLs).
+    #[arg(long = "tofqdns-min-ttl", value_name = "SECONDS", default_value_t = crate::fqdn::DEFAULT_MIN_TTL)]
+    pub tofqdns_min_ttl: u32,
     /// Where the agent keeps its policy, endpoints and identities across restarts,
     /// written atomically on every change and restored before anything else
     /// (default with the datapath: /var/lib/hubble-rs/<node>; "" keeps nothing).
@@ -234,6 +238,7 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
         datapath,
         state_dir,
         discard_corrupt_state: args.discard_corrupt_state,
+        fqdn_min_ttl: args.tofqdns_min_ttl,
         bpf_pin_dir,
         socket_lb: args
             .cgroup_root

@@ -67,6 +67,8 @@ pub struct DaemonConfig {
     pub state_dir: Option<PathBuf>,
     /// Start empty when the state file cannot be used, instead of refusing to start.
     pub discard_corrupt_state: bool,
+    /// `--tofqdns-min-ttl`: the least time, in seconds, DNS answers are remembered.
+    pub fqdn_min_ttl: u32,
     /// Where the datapath's maps and links are pinned (`None`: not pinned; the
     /// datapath then goes away with the agent).
     pub bpf_pin_dir: Option<PathBuf>,
@@ -77,6 +79,10 @@ pub struct DaemonConfig {
 /// How long a restarted agent in a cluster waits for etcd's identities and pods
 /// before its first datapath sync; its pinned maps keep enforcing meanwhile.
 const CLUSTER_LISTING_WAIT: Duration = Duration::from_secs(10);
+
+/// How often expired names leave the FQDN cache and a changed cache is saved: a burst
+/// of DNS answers costs one state write per interval.
+const FQDN_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig) -> Result<()> {
@@ -117,6 +123,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         // Endpoints are `ready` only once the datapath has programmed them.
         state.expect_datapath();
     }
+    state.configure_fqdn(config.fqdn_min_ttl);
     // The saved state goes back before the datapath is programmed or anything served.
     if let Some(dir) = &config.state_dir {
         restore_state(&state, dir, &config.node_name, config.discard_corrupt_state).await?;
@@ -127,6 +134,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     if let Some(kvstore) = &kvstore {
         tasks.spawn(kvstore.follow(state.clone()));
     }
+    tasks.spawn(maintain_fqdn_cache(state.clone(), shutdown()));
     tasks.spawn(serve_admin(
         admin,
         state.clone(),
@@ -288,8 +296,32 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         kvstore.stop().await;
     }
     tasks.abort_all();
+    if let Err(e) = state.save_fqdn_if_changed() {
+        tracing::error!("saving the FQDN cache: {e}");
+    }
     let _ = std::fs::remove_file(&config.admin_socket);
     Ok(())
+}
+
+/// Expires names and saves the FQDN cache when it changed, every
+/// [`FQDN_MAINTENANCE_INTERVAL`], until shutdown.
+async fn maintain_fqdn_cache(
+    state: Arc<AgentState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(FQDN_MAINTENANCE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticks.tick() => {}
+        }
+        state.expire_fqdn();
+        if let Err(e) = state.save_fqdn_if_changed() {
+            tracing::warn!("saving the FQDN cache: {e}");
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod daemon;
 pub mod dirwatch;
 pub mod endpoints;
+pub mod fqdn;
 pub mod fuzzing;
 pub mod identity;
 pub mod kvstore;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::endpoints::{
     security_labels, Endpoint, EndpointEvent, EndpointStatus, EndpointTable, WatchedEndpoint,
 };
+use crate::fqdn::FqdnCache;
 use crate::identity::{CidrIdentities, Identity, IdentityAllocator, IdentityError};
 use crate::kvstore::RemoteEndpoints;
 use crate::labels::LabelSet;
@@ -33,6 +34,7 @@ use crate::services::{
 
 pub mod store;
 
+mod fqdn;
 mod restore;
 
 pub use restore::{RestoreError, RestoreReport};
@@ -60,6 +62,11 @@ pub struct AgentState {
     lb: Mutex<Option<(u64, Arc<LbTable>)>>,
     /// Pods of the other nodes (cluster mode), as service backends.
     remote: RwLock<Option<RemoteEndpoints>>,
+    /// Names the endpoints looked up through the DNS proxy.
+    fqdn: Mutex<FqdnCache>,
+    /// Set when the name cache changed since it was last saved (saved in batches,
+    /// see [`AgentState::save_fqdn_if_changed`]).
+    fqdn_unsaved: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -101,6 +108,8 @@ impl AgentState {
             services: Mutex::new(ServiceTable::new()),
             lb: Mutex::new(None),
             remote: RwLock::new(None),
+            fqdn: Mutex::new(FqdnCache::new(crate::fqdn::DEFAULT_MIN_TTL)),
+            fqdn_unsaved: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -146,6 +155,7 @@ impl AgentState {
                 })
                 .collect(),
             services: lock(&self.services).snapshot(),
+            fqdn: lock(&self.fqdn).records(),
         }
     }
 
@@ -332,6 +342,7 @@ impl AgentState {
             }
             EndpointEvent::Removed(watched) => {
                 let removed = write(&self.endpoints).remove(watched.id);
+                lock(&self.fqdn).remove_endpoint(watched.id);
                 if let Some(old) = removed {
                     self.allocator.release(old.identity).await?;
                 }
@@ -695,5 +706,42 @@ mod tests {
             "{error}"
         );
         assert!(other.endpoints().is_empty());
+    }
+
+    #[tokio::test]
+    async fn looked_up_names_survive_a_restart_and_leave_with_their_endpoint() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = store::StateStore::new(dir.path().join("node1"));
+        let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        state.persist_to(store.clone(), "node1").expect("writable");
+        let mut xwing = watched("xwing", &[("class", "xwing")], "10.200.1.12");
+        xwing.id = 4;
+        state
+            .apply_endpoint_event(EndpointEvent::Added(xwing.clone()))
+            .await
+            .expect("added");
+        let github: std::net::IpAddr = "192.0.2.10".parse().expect("ip");
+        let outcome = state.record_dns_answer(4, "api.github.com.", &[github], 300);
+        assert_eq!(outcome.new_ips, vec![github]);
+        // Saved in the next batch, not before.
+        let saved = store.load().expect("readable").expect("saved");
+        assert!(saved.fqdn.is_empty());
+        assert!(state.save_fqdn_if_changed().expect("saved"));
+        assert!(!state.save_fqdn_if_changed().expect("nothing new"));
+
+        let snapshot = store.load().expect("readable").expect("saved");
+        let restored = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        restored
+            .restore(snapshot, &store.path(), "node1")
+            .await
+            .expect("restores");
+        assert_eq!(restored.fqdn_names_of(4, github), vec!["api.github.com"]);
+        assert_eq!(restored.fqdn_records(), state.fqdn_records());
+
+        restored
+            .apply_endpoint_event(EndpointEvent::Removed(xwing))
+            .await
+            .expect("removed");
+        assert!(restored.fqdn_records().is_empty());
     }
 }

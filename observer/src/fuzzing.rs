@@ -151,6 +151,7 @@ fn parser() -> Parser {
             links: Some(Arc::new(Links)),
             cgroups: Some(Arc::new(Cgroups)),
             services: None,
+            dns: None,
         },
     )
 }

@@ -49,6 +49,12 @@ pub trait ServiceGetter: Send + Sync {
     fn service_by_backend(&self, ip: IpAddr, port: u16) -> Option<flow::Service>;
 }
 
+/// The DNS names an endpoint looked up (Hubble's DNS getter): the names under which
+/// the endpoint with `endpoint_id` learned `ip`, without the trailing dot.
+pub trait DnsGetter: Send + Sync {
+    fn names_of(&self, endpoint_id: u32, ip: IpAddr) -> Vec<String>;
+}
+
 /// The getters a parser enriches flows with; each is optional.
 #[derive(Clone, Default)]
 pub struct Getters {
@@ -58,6 +64,8 @@ pub struct Getters {
     /// Socket owners of trace-sock records; without it those records are skipped.
     pub cgroups: Option<Arc<dyn CgroupGetter>>,
     pub services: Option<Arc<dyn ServiceGetter>>,
+    /// `source_names` and `destination_names`; without it flows carry no names.
+    pub dns: Option<Arc<dyn DnsGetter>>,
 }
 
 /// A record that could not become a flow.
@@ -213,7 +221,33 @@ impl Parser {
         flow.source = Some(source);
         flow.destination = Some(destination);
         self.fill_services(&mut flow, false);
+        self.fill_names(&mut flow);
         flow
+    }
+
+    /// Fills `source_names` and `destination_names` as Hubble does: the names the
+    /// destination endpoint looked up for the source address, and those the source
+    /// endpoint looked up for the destination address.
+    pub fn fill_names(&self, flow: &mut Flow) {
+        let Some(dns) = self.getters.dns.as_ref() else {
+            return;
+        };
+        let Some(ip) = flow.ip.as_ref() else {
+            return;
+        };
+        let endpoint_id = |endpoint: &Option<flow::Endpoint>| endpoint.as_ref().map_or(0, |e| e.id);
+        let source_id = endpoint_id(&flow.source);
+        let destination_id = endpoint_id(&flow.destination);
+        if destination_id != 0 {
+            if let Ok(source) = ip.source.parse::<IpAddr>() {
+                flow.source_names = dns.names_of(destination_id, source);
+            }
+        }
+        if source_id != 0 {
+            if let Ok(destination) = ip.destination.parse::<IpAddr>() {
+                flow.destination_names = dns.names_of(source_id, destination);
+            }
+        }
     }
 
     /// Fills `source_service` and `destination_service` from the flow's addresses and

@@ -29,6 +29,9 @@ pub enum AdminCommand {
     /// Manage services & loadbalancers.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage the FQDN proxy's names.
+    #[command(subcommand)]
+    Fqdn(super::fqdn::FqdnCommand),
 }
 
 /// `endpoint` subcommands.
@@ -147,6 +150,7 @@ pub async fn execute_admin_command(
                 .map(|id| format!("Service {id} deleted successfully\n"))
                 .collect(),
         ),
+        AdminResponse::FqdnCache { entries } => output(super::fqdn::format_fqdn_cache(&entries)),
         AdminResponse::Error { message } => return Err(AdminError::Agent(message)),
     })
 }
@@ -157,6 +161,7 @@ fn to_request(command: &AdminCommand) -> Result<AdminRequest, AdminError> {
         AdminCommand::Identity(IdentityCommand::List) => AdminRequest::IdentityList,
         AdminCommand::Policy(PolicyCommand::Get) => AdminRequest::PolicyGet,
         AdminCommand::Service(service) => super::service::to_request(service)?,
+        AdminCommand::Fqdn(fqdn) => super::fqdn::to_request(fqdn),
         AdminCommand::Policy(PolicyCommand::Import { file }) => AdminRequest::PolicyImport {
             text: read_policy_file(file)?,
         },

@@ -44,6 +44,11 @@ pub enum AdminRequest {
         /// Every frontend `service update` set.
         all: bool,
     },
+    /// List the FQDN cache.
+    FqdnCacheList {
+        /// Only this endpoint's entries.
+        endpoint: Option<u16>,
+    },
 }
 
 /// Which rules to delete, as sent over the wire.
@@ -139,6 +144,11 @@ pub enum AdminResponse {
     ServicesDeleted {
         /// Their IDs.
         ids: Vec<u16>,
+    },
+    /// The FQDN cache entries.
+    FqdnCache {
+        /// By endpoint and name.
+        entries: Vec<crate::fqdn::FqdnRecord>,
     },
     /// The request failed.
     Error {

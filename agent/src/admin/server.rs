@@ -211,6 +211,7 @@ pub fn handle_request(state: &AgentState, request: AdminRequest) -> AdminRespons
         request @ (AdminRequest::ServiceList
         | AdminRequest::ServiceUpdate { .. }
         | AdminRequest::ServiceDelete { .. }) => super::service::handle(state, request),
+        AdminRequest::FqdnCacheList { endpoint } => super::fqdn::handle(state, endpoint),
         AdminRequest::IdentityList => AdminResponse::Identities {
             identities: state
                 .identities()

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use observer::parser::{
-    CgroupGetter, EndpointGetter, Getters, IdentityGetter, LinkGetter, ServiceGetter,
+    CgroupGetter, DnsGetter, EndpointGetter, Getters, IdentityGetter, LinkGetter, ServiceGetter,
 };
 use proto::flow;
 
@@ -93,6 +93,16 @@ impl StateGetters {
                 .is_some()
                 .then(|| this.clone() as Arc<dyn CgroupGetter>),
             services: Some(this.clone()),
+            dns: Some(this.clone()),
+        }
+    }
+}
+
+impl DnsGetter for StateGetters {
+    fn names_of(&self, endpoint_id: u32, ip: IpAddr) -> Vec<String> {
+        match u16::try_from(endpoint_id) {
+            Ok(id) => self.state.fqdn_names_of(id, ip),
+            Err(_) => Vec::new(),
         }
     }
 }

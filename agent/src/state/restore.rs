@@ -123,6 +123,7 @@ impl AgentState {
             PolicyRepository::restored(snapshot.policy.rules, snapshot.policy.revision);
         *lock(&self.cidrs) = cidrs;
         *lock(&self.services) = services;
+        self.restore_fqdn(&snapshot.fqdn, &ids);
         for mut endpoint in snapshot.endpoints {
             let name = format!("{}/{}", endpoint.spec.namespace, endpoint.spec.name);
             match self.allocator.restore(endpoint.identity, &endpoint.labels) {

@@ -51,6 +51,10 @@ pub struct Snapshot {
     /// before services existed).
     #[serde(default)]
     pub services: ServicesSnapshot,
+    /// The names the endpoints looked up (absent in files written before the DNS
+    /// proxy existed).
+    #[serde(default)]
+    pub fqdn: Vec<crate::fqdn::FqdnRecord>,
 }
 
 /// The policy repository: rules in import order and the revision.

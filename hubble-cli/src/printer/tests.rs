@@ -42,3 +42,31 @@ pub fn wrap(f: Flow) -> GetFlowsResponse {
         response_types: Some(ResponseTypes::Flow(f)),
     }
 }
+
+#[test]
+fn compact_prints_the_names_the_endpoint_looked_up() {
+    let mut flow = fixtures::trace_to_endpoint();
+    flow.source = fixtures::ep("default", "xwing", 6305);
+    flow.ip = Some(proto::flow::Ip {
+        source: "10.200.1.12".into(),
+        destination: "192.0.2.10".into(),
+        ..Default::default()
+    });
+    if let Some(proto::flow::layer4::Protocol::Tcp(tcp)) =
+        flow.l4.as_mut().and_then(|l4| l4.protocol.as_mut())
+    {
+        tcp.source_port = 50502;
+        tcp.destination_port = 443;
+    }
+    flow.destination = Some(proto::flow::Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".into()],
+        ..Default::default()
+    });
+    flow.destination_names = vec!["api.github.com".into()];
+    let (out, _) = render(opts(Output::Compact), &[wrap(flow)]);
+    assert!(
+        out.contains("default/xwing:50502 (ID:6305) -> api.github.com:443 (world) "),
+        "{out}"
+    );
+}

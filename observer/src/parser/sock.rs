@@ -100,6 +100,7 @@ impl Parser {
         };
         // After the forward translation the destination is the chosen backend.
         self.fill_services(&mut flow, point == xlate_point::POST_DIRECTION_FWD);
+        self.fill_names(&mut flow);
         Ok(flow)
     }
 

@@ -26,6 +26,20 @@ impl IdentityGetter for Identities {
     }
 }
 
+/// xwing (endpoint 1899) looked up `www.google.com` (1.1.1.1 here) and the
+/// deathstar (1224) looked up 192.0.2.99 as `rebel-base.example`.
+struct Names;
+
+impl DnsGetter for Names {
+    fn names_of(&self, endpoint_id: u32, ip: IpAddr) -> Vec<String> {
+        match (endpoint_id, ip.to_string().as_str()) {
+            (1899, "1.1.1.1") => vec!["www.google.com".to_string()],
+            (1224, "192.0.2.99") => vec!["rebel-base.example".to_string()],
+            _ => Vec::new(),
+        }
+    }
+}
+
 const XWING: &str = "10.200.1.12";
 const DEATHSTAR: &str = "10.200.1.10";
 const DEATHSTAR_VIP: &str = "10.96.60.53";
@@ -91,6 +105,7 @@ fn parser() -> Parser {
             links: None,
             cgroups: Some(Arc::new(Cgroups)),
             services: Some(Arc::new(Services)),
+            dns: Some(Arc::new(Names)),
         },
     )
 }
@@ -310,6 +325,40 @@ fn unknown_peers_get_identity_labels_and_garbage_is_an_error() {
         flow::TrafficDirection::Egress as i32
     );
     assert!(parser().parse(&[1, 2, 3]).is_err());
+}
+
+#[test]
+fn names_come_from_the_endpoint_that_looked_them_up() {
+    let h = header(
+        message_type::TRACE,
+        trace_point::TO_STACK,
+        1899,
+        trace_reason::NEW,
+    );
+    let flow = parser()
+        .parse(&encode_record(
+            &h,
+            None,
+            &tcp_frame(XWING, "1.1.1.1", 40000, 443, 0x02),
+        ))
+        .unwrap();
+    assert_eq!(flow.destination_names, vec!["www.google.com".to_string()]);
+    assert!(flow.source_names.is_empty());
+    // Into the deathstar: its own lookups name the source.
+    let flow = parser()
+        .parse(&encode_record(
+            &header(
+                message_type::TRACE,
+                trace_point::TO_LXC,
+                1224,
+                trace_reason::NEW,
+            ),
+            None,
+            &tcp_frame("192.0.2.99", DEATHSTAR, 40000, 80, 0x02),
+        ))
+        .unwrap();
+    assert_eq!(flow.source_names, vec!["rebel-base.example".to_string()]);
+    assert!(flow.destination_names.is_empty());
 }
 
 #[test]

@@ -31,6 +31,7 @@ fn xwing() -> Endpoint {
 
 fn snapshot() -> Snapshot {
     let endpoint = xwing();
+    let endpoint_id = endpoint.id;
     Snapshot {
         version: STATE_FORMAT_VERSION,
         node: "node1".into(),
@@ -48,6 +49,13 @@ fn snapshot() -> Snapshot {
             id: Identity(1 << 24),
         }],
         services: Default::default(),
+        fqdn: vec![crate::fqdn::FqdnRecord {
+            endpoint: endpoint_id,
+            fqdn: "api.github.com.".into(),
+            ttl: 30,
+            lookup_time: 1_796_000_000,
+            ips: vec!["192.0.2.10".parse().expect("ip")],
+        }],
     }
 }
 

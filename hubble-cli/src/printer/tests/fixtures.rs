@@ -14,7 +14,7 @@ fn reply(value: bool) -> Option<pbjson_types::BoolValue> {
     Some(pbjson_types::BoolValue { value })
 }
 
-fn ep(namespace: &str, pod: &str, identity: u32) -> Option<flow::Endpoint> {
+pub fn ep(namespace: &str, pod: &str, identity: u32) -> Option<flow::Endpoint> {
     Some(flow::Endpoint {
         identity,
         namespace: namespace.to_string(),
