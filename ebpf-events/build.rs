@@ -19,6 +19,8 @@ fn main() {
     println!("cargo:rerun-if-changed=bpf/datapath.c");
     println!("cargo:rerun-if-changed=bpf/sock.c");
     println!("cargo:rerun-if-changed=bpf/proxy.c");
+    println!("cargo:rerun-if-changed=bpf/lb_maps.h");
+    println!("cargo:rerun-if-changed=bpf/lb_tc.c");
     println!("cargo:rerun-if-env-changed=CLANG");
     if env::var_os("CARGO_FEATURE_LOADER").is_none() {
         return;

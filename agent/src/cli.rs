@@ -152,7 +152,8 @@ pub struct DaemonArgs {
     /// it sockets are not load-balanced.
     #[arg(long, value_name = "DIR")]
     pub cgroup_root: Option<PathBuf>,
-    /// Chooses backends by a hash of this seed and the socket cookie instead of at
+    /// Chooses backends by a hash of this seed and the socket cookie (at the socket
+    /// programs) or the client's address and port (at the tc programs) instead of at
     /// random, so tests can predict them (0: random).
     #[arg(long, default_value_t = 0, hide = true)]
     pub socket_lb_seed: u32,

@@ -126,6 +126,7 @@ struct packet_info {
 	__u16 dport_be;
 	__u16 related_sport_be;
 	__u16 related_dport_be;
+	__u16 l4_off; /* offset of the L4 header in the frame */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u8 related_saddr[16];
@@ -214,6 +215,7 @@ static __always_inline void parse_quoted_ipv6(struct __sk_buff *skb, __u32 off,
 static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 				    struct packet_info *p)
 {
+	p->l4_off = off;
 	if (p->non_first_fragment)
 		return 0;
 
@@ -659,12 +661,17 @@ static __always_inline void policy_lookup(__u32 local, __u32 remote,
 /* L7 redirect helpers and the uplink program. */
 #include "proxy.c"
 
+/* ------------------------------------------------ service translation */
+
+#include "lb_tc.c"
+
 /* ----------------------------------------------------------- programs */
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct datapath_config defaults = { .events_enabled = 1 };
 	struct packet_info p = {};
+	struct lb_tc_result lb = {};
 	struct event_meta meta = {};
 	struct policy_verdict_info verdict = {};
 	struct ipcache_key ck = {};
@@ -709,6 +716,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (events)
 			emit_drop(skb, cfg, ret, &meta);
 		return TC_ACT_SHOT;
+	}
+	if (dir == DIR_EGRESS) {
+		ret = lb_tc_xlate_fwd(skb, cfg, ep, &p, &lb);
+		if (ret > 0) {
+			if (events)
+				emit_drop(skb, cfg, ret, &meta);
+			return TC_ACT_SHOT;
+		}
 	}
 
 	/* The remote side: destination when leaving, source when arriving. */
@@ -820,7 +835,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 trace:
 	if (!events)
-		return TC_ACT_OK;
+		goto out;
 	trace = 1;
 	if (cfg->monitor_aggregation >= MONITOR_AGGREGATION_MEDIUM)
 		trace = state == CT_STATE_NEW ||
@@ -834,8 +849,16 @@ trace:
 			point = TRACE_FROM_LXC;
 		else
 			point = TRACE_TO_STACK;
-		emit_trace(skb, cfg, point, &meta);
+		/* A translated packet was reported as from-endpoint before
+		 * its rewrite, as Cilium reports it once per packet. */
+		if (!(lb.translated && point == TRACE_FROM_LXC))
+			emit_trace(skb, cfg, point, &meta);
 	}
+out:
+	/* Replies of connections the tc load balancer translated get their
+	 * frontend back, after they were traced with the backend. */
+	if (dir == DIR_INGRESS)
+		lb_tc_xlate_rev(skb, &p);
 	return TC_ACT_OK;
 }
 

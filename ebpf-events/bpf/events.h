@@ -60,6 +60,8 @@
  * without passing a tc ingress hook that redirects): dropped, never let
  * through without its L7 rules. */
 #define DROP_PROXY_REDIRECTION_NOT_SUPPORTED 180
+/* A service frontend without an active backend (tc-level translation). */
+#define DROP_NO_SERVICE 158
 
 /* ---- Policy match types (Cilium's PolicyMatchType numbers). ---- */
 #define POLICY_MATCH_NONE 0
@@ -338,6 +340,20 @@ struct lb_revnat_value {
 	__u16 service_id;
 };
 
+/* LB_NAT_CT: what the tc-level load balancer (lb_tc.c) remembers per
+ * connection, keyed by struct ct_key of the client's veth. With direction
+ * DIR_EGRESS the key is the client's tuple towards the frontend and the value
+ * holds the chosen backend; with DIR_INGRESS the key is the client's tuple
+ * towards that backend and the value holds the frontend, so replies are
+ * translated back. */
+struct lb_nat_entry {
+	__u64 expires_ns;   /* ktime after which the entry counts as gone */
+	__u8 addr[16];      /* backend (egress) or frontend (ingress) */
+	__u16 port_be;
+	__u16 service_id;
+	__u32 backend_id;   /* LB_BACKENDS key of the chosen backend */
+};
+
 /* The same sizes are asserted on the Rust side (ebpf_events::abi). */
 _Static_assert(sizeof(struct event_header) == 40, "event_header layout");
 _Static_assert(sizeof(struct trace_event) == 168, "trace_event layout");
@@ -359,5 +375,6 @@ _Static_assert(sizeof(struct lb_service_value) == 12, "lb_service_value layout")
 _Static_assert(sizeof(struct lb_backend) == 20, "lb_backend layout");
 _Static_assert(sizeof(struct lb_revnat_key) == 32, "lb_revnat_key layout");
 _Static_assert(sizeof(struct lb_revnat_value) == 20, "lb_revnat_value layout");
+_Static_assert(sizeof(struct lb_nat_entry) == 32, "lb_nat_entry layout");
 
 #endif /* HUBBLE_RS_EVENTS_H */

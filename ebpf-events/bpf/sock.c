@@ -32,26 +32,7 @@
 #define ENOMEM 12
 #endif
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct lb_service_key);
-	__type(value, struct lb_service_value);
-} LB_SERVICES SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct lb_backend);
-} LB_BACKENDS SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 131072);
-	__type(key, struct lb_revnat_key);
-	__type(value, struct lb_revnat_value);
-} LB_REVNAT_SK SEC(".maps");
+#include "lb_maps.h"
 
 /* An address and port as the socket call carries them. */
 struct sock_addr {
@@ -148,18 +129,6 @@ static __always_inline void emit_sock(struct bpf_sock_addr *ctx,
 	e->sock.l4_proto = sock_l4_proto(ctx->protocol);
 	__builtin_memcpy(e->dst_addr, addr, 16);
 	submit_event(e, cfg);
-}
-
-/* A 64-bit mix (splitmix64's finaliser) of the seed and the cookie; the
- * Rust side computes the same (ebpf_events::lb::seeded_slot). */
-static __always_inline __u64 lb_mix(__u64 x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
 }
 
 /* Slot 1..count of the backend a new connection gets: random for TCP,

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub mod lb;
 
 pub use lb::{
-    LbBackend, LbRevnatKey, LbRevnatValue, LbServiceKey, LbServiceValue, TraceSockInfo,
+    LbBackend, LbNatEntry, LbRevnatKey, LbRevnatValue, LbServiceKey, LbServiceValue, TraceSockInfo,
     TraceSockRecord,
 };
 

@@ -53,6 +53,9 @@ pub mod drop_reason {
     /// An entry with a proxy port matched where no redirect is possible; the
     /// packet is dropped rather than let through without its L7 rules.
     pub const PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL: u8 = 180;
+    /// A packet to a service frontend that has no active backend (tc-level
+    /// translation; the socket programs refuse the connect instead).
+    pub const NO_SERVICE: u8 = 158;
 }
 
 /// Connection tracking states (`event_header.reason`), numbered as in
@@ -278,6 +281,7 @@ mod tests {
                 "DROP_FRAG_NOT_SUPPORTED",
                 u64::from(drop_reason::IP_FRAGMENTATION_NOT_SUPPORTED),
             ),
+            ("DROP_NO_SERVICE", u64::from(drop_reason::NO_SERVICE)),
             ("POLICY_MATCH_NONE", u64::from(policy_match::NONE)),
             ("POLICY_MATCH_L3_ONLY", u64::from(policy_match::L3_ONLY)),
             ("POLICY_MATCH_L3_L4", u64::from(policy_match::L3_L4)),

@@ -28,8 +28,8 @@ use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use ipnet::IpNet;
 
 use crate::abi::{
-    DatapathConfigValue, EndpointEntry, IpcacheEntry, IpcacheKey, LbBackend, LbServiceKey,
-    LbServiceValue, PolicyKey, PolicyValue,
+    CtKey, DatapathConfigValue, EndpointEntry, IpcacheEntry, IpcacheKey, LbBackend, LbNatEntry,
+    LbServiceKey, LbServiceValue, PolicyKey, PolicyValue,
 };
 use crate::constants::monitor_aggregation;
 
@@ -74,6 +74,10 @@ unsafe impl Pod for LbServiceKey {}
 unsafe impl Pod for LbServiceValue {}
 // SAFETY: as above.
 unsafe impl Pod for LbBackend {}
+// SAFETY: as above.
+unsafe impl Pod for CtKey {}
+// SAFETY: as above.
+unsafe impl Pod for LbNatEntry {}
 
 /// The part of [`IpcacheKey`] after the LPM prefix length, which aya's
 /// [`Key`] carries separately.
@@ -258,6 +262,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     lb_services: HashMap<MapData, LbServiceKey, LbServiceValue>,
     lb_backends: HashMap<MapData, u32, LbBackend>,
+    lb_nat_ct: HashMap<MapData, CtKey, LbNatEntry>,
     endpoints: HashMap<MapData, u32, EndpointEntry>,
     ipcache: LpmTrie<MapData, IpcacheKeyData, IpcacheEntry>,
     policy: HashMap<MapData, PolicyKey, PolicyValue>,
@@ -345,12 +350,14 @@ impl Datapath {
             HashMap::try_from(take("LB_SERVICES")?).map_err(map_err("LB_SERVICES"))?;
         let lb_backends =
             HashMap::try_from(take("LB_BACKENDS")?).map_err(map_err("LB_BACKENDS"))?;
+        let lb_nat_ct = HashMap::try_from(take("LB_NAT_CT")?).map_err(map_err("LB_NAT_CT"))?;
         let mut datapath = Self {
             attachments: BTreeMap::new(),
             cgroup_links: None,
             ebpf,
             lb_services,
             lb_backends,
+            lb_nat_ct,
             endpoints,
             ipcache,
             policy,

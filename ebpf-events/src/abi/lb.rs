@@ -205,6 +205,23 @@ pub struct LbRevnatValue {
     pub service_id: u16,
 }
 
+/// `struct lb_nat_entry`: a value of `LB_NAT_CT`, the tc-level load balancer's
+/// per-connection state (see `bpf/lb_tc.c`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbNatEntry {
+    /// ktime (ns) after which the entry counts as gone.
+    pub expires_ns: u64,
+    /// The backend (forward entries) or the frontend (reverse entries).
+    pub addr: [u8; 16],
+    /// Its port, network order.
+    pub port_be: u16,
+    /// Service id.
+    pub service_id: u16,
+    /// `LB_BACKENDS` key of the chosen backend.
+    pub backend_id: u32,
+}
+
 /// The backend slot (1..=count) the socket programs give socket `cookie` when the
 /// datapath is configured with `seed` (`datapath_config.lb_seed`, non-zero): the
 /// same mix as `lb_mix` in `bpf/sock.c`, so tests can predict the choice.
@@ -215,6 +232,25 @@ pub fn seeded_slot(seed: u32, cookie: u64, count: u16) -> u16 {
     let r = mix((u64::from(seed) << 32) ^ cookie);
     // The remainder is below `count`, so it fits.
     u16::try_from(r % u64::from(count)).unwrap_or(0) + 1
+}
+
+/// The backend slot (1..=count) the tc programs give a new connection from
+/// `source`:`source_port` (a process the socket programs do not see) when the
+/// datapath is configured with `seed`: the same mix as [`seeded_slot`] over the
+/// source port (high 32 bits) and the source address folded into 32 bits (its four
+/// 32-bit words, as they lie in memory, XORed), as `lb_tc_flow_key` in
+/// `bpf/lb_tc.c` computes it.
+pub fn seeded_tc_slot(seed: u32, source: IpAddr, source_port: u16, count: u16) -> u16 {
+    let (_, bytes) = addr_bytes(source);
+    let fold = bytes
+        .chunks_exact(4)
+        .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+        .fold(0u32, |acc, w| acc ^ w);
+    seeded_slot(
+        seed,
+        (u64::from(source_port) << 32) | u64::from(fold),
+        count,
+    )
 }
 
 fn mix(mut x: u64) -> u64 {
@@ -276,6 +312,11 @@ const _: () = {
     assert!(size_of::<LbRevnatValue>() == 20);
     assert!(offset_of!(LbRevnatValue, port_be) == 16);
     assert!(offset_of!(LbRevnatValue, service_id) == 18);
+    assert!(size_of::<LbNatEntry>() == 32);
+    assert!(offset_of!(LbNatEntry, addr) == 8);
+    assert!(offset_of!(LbNatEntry, port_be) == 24);
+    assert!(offset_of!(LbNatEntry, service_id) == 26);
+    assert!(offset_of!(LbNatEntry, backend_id) == 28);
 };
 
 #[cfg(test)]
@@ -293,6 +334,24 @@ mod tests {
         assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
         assert_eq!(seeded_slot(7, 5, 0), 0);
         assert_eq!(seeded_slot(7, 5, 2), seeded_slot(7, 5, 2));
+    }
+
+    #[test]
+    fn seeded_tc_slots_depend_on_the_source_port_and_address() {
+        let client: IpAddr = "10.200.1.12".parse().expect("ip");
+        let mut seen = [0u32; 2];
+        for port in 32768..33068u16 {
+            let slot = seeded_tc_slot(7, client, port, 2);
+            assert!((1..=2).contains(&slot), "slot {slot}");
+            seen[usize::from(slot - 1)] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 100), "{seen:?}");
+        // The fold of 10.200.1.12 is its first word; the port sits above it.
+        let fold = u32::from_ne_bytes([10, 200, 1, 12]);
+        assert_eq!(
+            seeded_tc_slot(7, client, 40000, 3),
+            seeded_slot(7, (40000u64 << 32) | u64::from(fold), 3)
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ```text
 //! <dir>/IPCACHE, ENDPOINTS, POLICY, CT, EVENTS, LOST, CONFIG   the maps
 //! <dir>/links/<ifname>-ingress, <ifname>-egress               TCX links per endpoint veth
-//! <dir>/LB_SERVICES, LB_BACKENDS, LB_REVNAT_SK                 service load balancing
+//! <dir>/LB_SERVICES, LB_BACKENDS, LB_REVNAT_SK, LB_NAT_CT,     service load balancing
+//! <dir>/LB_TC_SCRATCH
 //! <dir>/cgroup/<program>                                       socket programs' cgroup links
 //! ```
 //!
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use super::{LoaderError, DATAPATH_OBJECT};
 
 /// Every map of the datapath object, all pinned.
-pub(crate) const MAP_NAMES: [&str; 10] = [
+pub(crate) const MAP_NAMES: [&str; 12] = [
     "IPCACHE",
     "ENDPOINTS",
     "POLICY",
@@ -31,6 +32,8 @@ pub(crate) const MAP_NAMES: [&str; 10] = [
     "LB_SERVICES",
     "LB_BACKENDS",
     "LB_REVNAT_SK",
+    "LB_NAT_CT",
+    "LB_TC_SCRATCH",
 ];
 
 /// Sub-directory of the socket programs' cgroup links.

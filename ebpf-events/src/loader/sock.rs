@@ -16,7 +16,7 @@ use aya::programs::CgroupSockAddr;
 
 use super::{ignore_missing, map_err, pins, Datapath, LoaderError};
 use crate::abi::lb::{backend_state, LB_SERVICE_F_NODEPORT};
-use crate::abi::{LbBackend, LbServiceKey, LbServiceValue};
+use crate::abi::{CtKey, LbBackend, LbNatEntry, LbServiceKey, LbServiceValue};
 
 /// The socket programs, by their function names in `bpf/sock.c`.
 pub(crate) const SOCK_PROGRAMS: [&str; 8] = [
@@ -248,6 +248,16 @@ impl Datapath {
             .iter()
             .collect::<Result<_, _>>()
             .map_err(map_err("LB_SERVICES"))
+    }
+
+    /// The tc load balancer's connection entries (`LB_NAT_CT`): client tuple towards
+    /// the frontend (egress) -> backend, client tuple towards the backend (ingress)
+    /// -> frontend.
+    pub fn lb_nat_entries(&self) -> Result<Vec<(CtKey, LbNatEntry)>, LoaderError> {
+        self.lb_nat_ct
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("LB_NAT_CT"))
     }
 
     /// The backend map's contents (id -> backend).
