@@ -157,6 +157,11 @@ pub struct DaemonArgs {
     /// random, so tests can predict them (0: random).
     #[arg(long, default_value_t = 0, hide = true)]
     pub socket_lb_seed: u32,
+    /// The node's uplink devices (Cilium's flag; repeated or comma-separated):
+    /// connections from other nodes to local endpoints whose ingress policy has L7
+    /// rules are redirected to the agent's proxy at their ingress.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<String>,
 }
 
 fn optional(value: &str) -> Option<String> {
@@ -248,6 +253,7 @@ fn daemon_config(args: DaemonArgs) -> Result<DaemonConfig> {
                 cgroup_root,
                 seed: args.socket_lb_seed,
             }),
+        devices: args.devices.into_iter().filter(|d| !d.is_empty()).collect(),
         replay: args.replay,
         replay_rate: args.replay_rate,
         replay_retimestamp: args.replay_retimestamp,

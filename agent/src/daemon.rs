@@ -74,6 +74,9 @@ pub struct DaemonConfig {
     pub bpf_pin_dir: Option<PathBuf>,
     /// Socket-level service load balancing (`--cgroup-root`); `None`: off.
     pub socket_lb: Option<SocketLb>,
+    /// The node's uplink devices (`--devices`): connections from other nodes are
+    /// redirected to the L7 proxy at their ingress.
+    pub devices: Vec<String>,
 }
 
 /// How long a restarted agent in a cluster waits for etcd's identities and pods
@@ -184,6 +187,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         .context("loading the eBPF datapath")?;
         let (datapath, reader) = datapath
             .with_remote_endpoints(remote.clone())
+            .with_devices(&config.devices)?
             .with_reader()?;
         let getters = StateGetters::new(state.clone(), links.clone())
             .with_remote_endpoints(remote.clone())

@@ -18,6 +18,7 @@ mod l7;
 mod limits;
 mod peers;
 mod ports;
+mod redirect;
 mod repository;
 mod resolve;
 mod selector;
@@ -42,6 +43,10 @@ pub use limits::{
 pub use peers::{Cidr, CidrRule, Entity, Unsupported};
 pub use ports::{
     proto, Port, PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,
+};
+pub use redirect::{
+    PeerRules, ProxyPortRecord, ProxyPorts, ProxyPortsExhausted, RedirectKey, Redirects,
+    PROXY_PORT_RANGE,
 };
 pub use repository::{DeleteSelector, ImportOutcome, PolicyRepository};
 pub use selector::{split_key, EndpointSelector, Operator, Requirement, MAX_SELECTOR_KEY_LEN};

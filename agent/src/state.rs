@@ -25,7 +25,7 @@ use crate::kvstore::RemoteEndpoints;
 use crate::labels::LabelSet;
 use crate::policy::{
     compile, enforcement_for, parse_policy, CompileInput, CompiledPolicy, DeleteSelector,
-    Enforcement, ImportOutcome, PolicyError, PolicyRepository,
+    Enforcement, ImportOutcome, PolicyError, PolicyRepository, ProxyPorts,
 };
 use crate::services::{
     ApiService, Frontend, LbService, LbTable, Protocol, ServiceName, ServiceSource, ServiceSpec,
@@ -67,6 +67,8 @@ pub struct AgentState {
     /// Set when the name cache changed since it was last saved (saved in batches,
     /// see [`AgentState::save_fqdn_if_changed`]).
     fqdn_unsaved: std::sync::atomic::AtomicBool,
+    /// The proxy port of each L7 redirect, kept while the redirect exists.
+    proxy_ports: Mutex<ProxyPorts>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -110,6 +112,7 @@ impl AgentState {
             remote: RwLock::new(None),
             fqdn: Mutex::new(FqdnCache::new(crate::fqdn::DEFAULT_MIN_TTL)),
             fqdn_unsaved: std::sync::atomic::AtomicBool::new(false),
+            proxy_ports: Mutex::new(ProxyPorts::default()),
         })
     }
 
@@ -156,6 +159,7 @@ impl AgentState {
                 .collect(),
             services: lock(&self.services).snapshot(),
             fqdn: lock(&self.fqdn).records(),
+            proxy_ports: lock(&self.proxy_ports).records(),
         }
     }
 
@@ -303,6 +307,14 @@ impl AgentState {
         all
     }
 
+    /// The L7 redirects of the last compilation with their proxy ports.
+    pub fn proxy_redirects(&self) -> Vec<(crate::policy::RedirectKey, u16)> {
+        lock(&self.proxy_ports)
+            .iter()
+            .map(|(k, p)| (*k, p))
+            .collect()
+    }
+
     /// Compiles the policy for the current endpoints, first bringing the
     /// CIDR identities in line with the rules.
     pub fn compile(&self) -> Result<CompiledPolicy, IdentityError> {
@@ -311,13 +323,31 @@ impl AgentState {
         let identities = self.allocator.list();
         let mut cidrs = lock(&self.cidrs);
         cidrs.sync(&repository.cidr_prefixes())?;
-        Ok(compile(&CompileInput {
+        let mut compiled = compile(&CompileInput {
             rules: repository.rules(),
             local: &local,
             identities: &identities,
             cidrs: &cidrs,
             cluster: &self.cluster,
-        }))
+        });
+        drop((cidrs, repository));
+        let changed = {
+            let mut ports = lock(&self.proxy_ports);
+            let changed = ports.assign(compiled.redirects.keys()).unwrap_or_else(|e| {
+                // Redirects without a port get no allow entry (datapath_sync): denied,
+                // never allowed without their L7 rules.
+                tracing::error!("{e}");
+                true
+            });
+            compiled.proxy_ports = ports.iter().map(|(k, p)| (*k, p)).collect();
+            changed
+        };
+        if changed {
+            if let Err(e) = self.save() {
+                tracing::error!("saving the proxy ports: {e}");
+            }
+        }
+        Ok(compiled)
     }
 
     /// Applies a watcher event: allocates or releases identities and

@@ -42,12 +42,34 @@ fn rows_of_seed_table(table: &str) -> Vec<EndpointRow> {
                 ipv4: ipv4.to_string(),
                 interface: String::new(),
                 status: status.to_string(),
+                proxy_redirects: Vec::new(),
             });
         } else if let (Some(row), [label]) = (rows.last_mut(), fields.as_slice()) {
             row.labels.push(label.to_string());
         }
     }
     rows
+}
+
+#[test]
+fn endpoint_list_shows_proxy_redirects_under_the_labels() {
+    let mut rows = rows_of_seed_table(SEED_ENDPOINT_LIST);
+    rows.truncate(1);
+    rows[0].proxy_redirects = vec![(format!("{}:ingress:TCP:80", rows[0].id), 10000)];
+    let printed = format_endpoint_list(&rows);
+    let line = printed
+        .lines()
+        .find(|l| l.contains("proxy-redirect"))
+        .unwrap_or_else(|| panic!("no redirect line in\n{printed}"));
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        [
+            "proxy-redirect",
+            &format!("{}:ingress:TCP:80", rows[0].id),
+            "=>",
+            "10000"
+        ]
+    );
 }
 
 #[test]

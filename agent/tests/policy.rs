@@ -142,14 +142,29 @@ fn every_seed_form_of_rule1_compiles_the_same() {
 }
 
 #[test]
-fn l7_seed_imports_with_a_warning() {
+fn l7_seed_imports_without_warning_and_compiles_a_redirect() {
     let mut repo = PolicyRepository::new();
     let outcome = repo.import(RULE1_L7_YAML).expect("valid policy");
-    assert_eq!(
-        outcome.warnings,
-        ["spec.ingress[0].toPorts[0].rules: L7 rules are not enforced; 80/TCP allowed at L4"]
-    );
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
     assert_eq!(outcome.revision, 2);
+    // The deathstar's port 80 goes through the proxy for every org=empire peer
+    // (the tiefighter, and the deathstar itself), with the seed's one rule.
+    let policy = compiled(RULE1_L7_YAML);
+    let redirects: Vec<_> = policy.redirects.iter().collect();
+    assert_eq!(redirects.len(), 1, "{redirects:?}");
+    let (key, peers) = redirects[0];
+    assert_eq!(key.local_identity, DEATHSTAR);
+    assert_eq!((key.dport, key.protocol), (80, 6));
+    assert_eq!(key.direction, Direction::Ingress);
+    assert_eq!(
+        peers.keys().copied().collect::<Vec<_>>(),
+        [DEATHSTAR, TIEFIGHTER]
+    );
+    assert_eq!(peers[&TIEFIGHTER].len(), 1);
+    assert_eq!(peers[&TIEFIGHTER][0].method, "POST");
+    assert_eq!(peers[&TIEFIGHTER][0].path, "/v1/request-landing");
+    // Without its L7 part, rule1 has no redirect.
+    assert!(compiled(RULE1_YAML).redirects.is_empty());
 }
 
 #[test]

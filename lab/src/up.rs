@@ -518,6 +518,9 @@ pub fn start_agent(
         path(state_dir),
         "--bpf-pin-dir".to_string(),
         path(pin_dir),
+        // The node's link to the others: L7 redirects of connections from them.
+        "--devices".to_string(),
+        "eth0".to_string(),
     ];
     if crate::cgroup::enabled(layout, state) {
         // Socket load balancing for the processes of this node's pods.

@@ -45,6 +45,10 @@ pub fn format_endpoint_list(rows: &[EndpointRow]) -> String {
                 let _ = writeln!(text, "\t\t\t\t{label}\t\t\t\t");
             }
         }
+        // L7 redirects under the labels, as `<id>:<direction>:<PROTO>:<port> => proxy port`.
+        for (redirect, port) in &row.proxy_redirects {
+            let _ = writeln!(text, "\t\t\t\tproxy-redirect {redirect} => {port}\t\t\t\t");
+        }
     }
     align(&text, 5, 3)
 }

@@ -182,6 +182,10 @@ pub struct EndpointRow {
     pub interface: String,
     /// Lifecycle state (`waiting-for-identity`, `regenerating`, `ready`).
     pub status: String,
+    /// L7 proxy redirects of the endpoint's policy, as Cilium names them
+    /// (`<endpoint>:<direction>:<PROTO>:<port>`) with their proxy port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_redirects: Vec<(String, u16)>,
 }
 
 impl EndpointRow {
@@ -203,7 +207,31 @@ impl EndpointRow {
             ipv4: endpoint.spec.ipv4.to_string(),
             interface: endpoint.spec.interface.clone(),
             status: endpoint.status.to_string(),
+            proxy_redirects: Vec::new(),
         }
+    }
+
+    /// Adds the endpoint's L7 redirects (those of its identity).
+    pub fn with_redirects(mut self, redirects: &[(crate::policy::RedirectKey, u16)]) -> Self {
+        for (key, port) in redirects {
+            if key.local_identity != self.identity {
+                continue;
+            }
+            let direction = match key.direction {
+                crate::policy::Direction::Ingress => "ingress",
+                crate::policy::Direction::Egress => "egress",
+            };
+            let protocol = match key.protocol {
+                6 => "TCP".to_string(),
+                17 => "UDP".to_string(),
+                other => other.to_string(),
+            };
+            self.proxy_redirects.push((
+                format!("{}:{direction}:{protocol}:{}", self.id, key.dport),
+                *port,
+            ));
+        }
+        self
     }
 
     /// Lists a ready endpoint as `regenerating` (Cilium's state between a change and its

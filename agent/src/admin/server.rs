@@ -178,11 +178,14 @@ pub fn handle_request(state: &AgentState, request: AdminRequest) -> AdminRespons
             let endpoints = state.endpoints_with_enforcement();
             // Read after the endpoints: one added since has bumped the generation.
             let realized = state.is_realized();
+            let redirects = state.proxy_redirects();
             AdminResponse::Endpoints {
                 endpoints: endpoints
                     .iter()
                     .map(|(endpoint, enforcement)| {
-                        EndpointRow::new(endpoint, *enforcement).with_datapath_realized(realized)
+                        EndpointRow::new(endpoint, *enforcement)
+                            .with_datapath_realized(realized)
+                            .with_redirects(&redirects)
                     })
                     .collect(),
             }

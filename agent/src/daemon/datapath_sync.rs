@@ -21,7 +21,7 @@ use proto::flow::{LostEvent, LostEventSource};
 use super::enrich::Links;
 use super::hooks::FlowHooks;
 use crate::kvstore::RemoteEndpoints;
-use crate::policy::Direction as PolicyDirection;
+use crate::policy::{Direction as PolicyDirection, PolicyEntry};
 use crate::services::{BackendState, LbService, ServiceKind};
 use crate::state::AgentState;
 
@@ -80,6 +80,8 @@ pub struct DatapathSync {
     remote: Option<RemoteEndpoints>,
     /// Endpoint map keys left by a previous agent, checked at the first sync.
     inherited_endpoints: BTreeSet<u32>,
+    /// Uplink devices with `from_netdev` attached (`--devices`).
+    devices: BTreeSet<String>,
 }
 
 impl DatapathSync {
@@ -128,6 +130,7 @@ impl DatapathSync {
             kernel_lost: 0,
             remote: None,
             inherited_endpoints,
+            devices: BTreeSet::new(),
         })
     }
 
@@ -135,6 +138,22 @@ impl DatapathSync {
     pub fn with_remote_endpoints(mut self, remote: Option<RemoteEndpoints>) -> Self {
         self.remote = remote;
         self
+    }
+
+    /// Attaches the uplink program to each device (`--devices`) and installs the
+    /// routing of the L7 redirect ([`ebpf_events::loader::proxy::install_routes`]).
+    pub fn with_devices(mut self, devices: &[String]) -> Result<Self> {
+        ebpf_events::loader::proxy::install_routes()?;
+        for device in devices {
+            self.datapath
+                .attach_device(device)
+                .with_context(|| format!("--devices {device}"))?;
+            self.devices.insert(device.clone());
+        }
+        if !devices.is_empty() {
+            tracing::info!(devices = ?devices, "uplink redirect attached");
+        }
+        Ok(self)
     }
 
     /// Takes the ring buffer reader out (once).
@@ -207,7 +226,7 @@ impl DatapathSync {
             .collect();
         for name in self
             .datapath
-            .retain_link_pins(|name| interfaces.contains(name))
+            .retain_link_pins(|name| interfaces.contains(name) || self.devices.contains(name))
         {
             tracing::info!("removed the pinned programs of {name} (no endpoint uses it)");
         }
@@ -247,7 +266,7 @@ impl DatapathSync {
             .entries
             .iter()
             .enumerate()
-            .map(|(i, e)| {
+            .filter_map(|(i, e)| {
                 let direction = match e.direction {
                     PolicyDirection::Ingress => Direction::Ingress,
                     PolicyDirection::Egress => Direction::Egress,
@@ -263,9 +282,14 @@ impl DatapathSync {
                 let value = if e.deny {
                     PolicyValue::deny(cookie)
                 } else {
-                    PolicyValue::allow(cookie)
+                    match redirect_port(&compiled, e) {
+                        Redirect::None => PolicyValue::allow(cookie),
+                        Redirect::Port(port) => PolicyValue::redirect(cookie, port),
+                        // No proxy port: denied rather than allowed without its rules.
+                        Redirect::Unassigned => return None,
+                    }
                 };
-                (key, value)
+                Some((key, value))
             })
             .collect();
         let (written, deleted) = self.datapath.sync_policy(&entries)?;
@@ -357,5 +381,32 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Whether an allow entry goes through the L7 proxy.
+enum Redirect {
+    None,
+    Port(u16),
+    Unassigned,
+}
+
+fn redirect_port(compiled: &crate::policy::CompiledPolicy, e: &PolicyEntry) -> Redirect {
+    let key = crate::policy::RedirectKey {
+        local_identity: e.local_identity,
+        dport: e.dport,
+        protocol: e.protocol,
+        direction: e.direction,
+    };
+    let redirected = compiled
+        .redirects
+        .get(&key)
+        .is_some_and(|peers| peers.contains_key(&e.remote_identity));
+    if !redirected {
+        return Redirect::None;
+    }
+    match compiled.proxy_ports.get(&key) {
+        Some(port) => Redirect::Port(*port),
+        None => Redirect::Unassigned,
     }
 }

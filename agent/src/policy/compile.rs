@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{Rule, Section};
 use super::peers::Cidr;
+use super::redirect::{RedirectCollector, Redirects};
 use super::resolve::Resolver;
 use crate::identity::{CidrIdentities, Identity};
 use crate::labels::LabelSet;
@@ -88,6 +89,12 @@ pub struct CompiledPolicy {
     pub entries: Vec<PolicyEntry>,
     /// (prefix, identity) pairs for the datapath's ipcache.
     pub cidr_identities: Vec<(IpNet, Identity)>,
+    /// L7 redirects: allow entries of these (local identity, port, protocol,
+    /// direction) and peers go through the HTTP proxy with these rules.
+    pub redirects: Redirects,
+    /// The proxy port of each redirect (filled by `AgentState::compile`, which
+    /// keeps the allocations).
+    pub proxy_ports: BTreeMap<super::redirect::RedirectKey, u16>,
 }
 
 impl CompiledPolicy {
@@ -151,6 +158,7 @@ fn has_sections(rule: &Rule) -> (bool, bool) {
 pub fn compile(input: &CompileInput<'_>) -> CompiledPolicy {
     let resolver = Resolver::new(input);
     let mut entries = BTreeSet::new();
+    let mut redirects = RedirectCollector::default();
     let mut enforcement = BTreeMap::new();
     let locals: BTreeMap<Identity, &LabelSet> =
         input.local.iter().map(|(id, l)| (*id, l)).collect();
@@ -169,12 +177,14 @@ pub fn compile(input: &CompileInput<'_>) -> CompiledPolicy {
             let egress_deny = rule.egress_deny.as_deref().unwrap_or_default();
             for section in ingress {
                 resolver.section_entries(local.0, section, Direction::Ingress, false, &mut entries);
+                resolver.section_redirects(local.0, section, Direction::Ingress, &mut redirects);
             }
             for section in ingress_deny {
                 resolver.section_entries(local.0, section, Direction::Ingress, true, &mut entries);
             }
             for section in egress {
                 resolver.section_entries(local.0, section, Direction::Egress, false, &mut entries);
+                resolver.section_redirects(local.0, section, Direction::Egress, &mut redirects);
             }
             for section in egress_deny {
                 resolver.section_entries(local.0, section, Direction::Egress, true, &mut entries);
@@ -204,6 +214,8 @@ pub fn compile(input: &CompileInput<'_>) -> CompiledPolicy {
         enforcement,
         entries: entries.into_iter().collect(),
         cidr_identities: input.cidrs.entries(),
+        redirects: redirects.finish(),
+        proxy_ports: BTreeMap::new(),
     }
 }
 

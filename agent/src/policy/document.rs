@@ -37,7 +37,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub struct ParsedPolicy {
     /// Normalized rules, in document order.
     pub rules: Vec<Rule>,
-    /// Things accepted but not enforced (L7 rules).
+    /// Things accepted but not enforced (L7 rules other than HTTP).
     pub warnings: Vec<String>,
 }
 
@@ -247,28 +247,55 @@ fn add_policy_labels(rule: &mut Rule, scope: &Scope) {
     }
 }
 
+/// Warns about L7 rules that are accepted but not enforced: HTTP rules go
+/// through the proxy (`policy::redirect`) when their port is a TCP port number;
+/// `kafka`, `dns` and generic (`l7proto`/`l7`) rules are not enforced and their
+/// port is allowed at L4.
 fn warn_l7(port_rules: Option<&[PortRule]>, path: &str, warnings: &mut Vec<String>) {
     for (i, port_rule) in port_rules.unwrap_or_default().iter().enumerate() {
-        if port_rule.l7().is_some() {
-            let ports: Vec<String> = port_rule
-                .ports()
-                .iter()
-                .map(|p| {
-                    let port = p.port.map_or(0, |p| p.0);
-                    match p.end_port {
-                        Some(end) => format!("{port}-{end}/{}", p.protocol.name()),
-                        None => format!("{port}/{}", p.protocol.name()),
-                    }
-                })
-                .collect();
-            warnings.push(format!(
-                "{path}.toPorts[{i}].rules: L7 rules are not enforced; {} allowed at L4",
-                if ports.is_empty() {
-                    "all ports".to_string()
-                } else {
-                    ports.join(", ")
-                }
-            ));
+        let Some(l7) = port_rule.l7() else {
+            continue;
+        };
+        let mut kinds = Vec::new();
+        let tcp_port = port_rule
+            .ports()
+            .iter()
+            .flat_map(|p| p.expand())
+            .any(|(port, protocol)| port != 0 && protocol == super::ports::proto::TCP);
+        if !l7.http.is_empty() && !tcp_port {
+            kinds.push("http (no TCP port)");
         }
+        if !l7.kafka.is_empty() {
+            kinds.push("kafka");
+        }
+        if !l7.dns.is_empty() {
+            kinds.push("dns");
+        }
+        if !l7.l7proto.is_empty() || !l7.l7.is_empty() {
+            kinds.push("l7proto");
+        }
+        if kinds.is_empty() {
+            continue;
+        }
+        let ports: Vec<String> = port_rule
+            .ports()
+            .iter()
+            .map(|p| {
+                let port = p.port.map_or(0, |p| p.0);
+                match p.end_port {
+                    Some(end) => format!("{port}-{end}/{}", p.protocol.name()),
+                    None => format!("{port}/{}", p.protocol.name()),
+                }
+            })
+            .collect();
+        warnings.push(format!(
+            "{path}.toPorts[{i}].rules: {} rules are not enforced; {} allowed at L4",
+            kinds.join(", "),
+            if ports.is_empty() {
+                "all ports".to_string()
+            } else {
+                ports.join(", ")
+            }
+        ));
     }
 }

@@ -1,5 +1,6 @@
-//! L7 rules of `toPorts`. They are accepted and printed back by `policy
-//! get`, but not enforced: their port is allowed at L4.
+//! L7 rules of `toPorts`, printed back by `policy get`. HTTP rules are
+//! enforced by the agent's proxy (`policy::redirect`); the others are accepted
+//! with a warning and their port is allowed at L4.
 
 use serde::{Deserialize, Serialize};
 

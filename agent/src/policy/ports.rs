@@ -246,7 +246,8 @@ pub struct PortRule {
     /// Envoy listeners are not supported.
     #[serde(default, skip_serializing)]
     pub listener: Option<Unsupported>,
-    /// L7 rules: accepted, printed back, not enforced (the port is allowed at L4).
+    /// L7 rules: HTTP enforced through the proxy, the others accepted and not
+    /// enforced (the port is allowed at L4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<L7Rules>,
 }

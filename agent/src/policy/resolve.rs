@@ -7,7 +7,8 @@ use ipnet::IpNet;
 use super::api::{Peers, Section};
 use super::compile::{CompileInput, Direction, PolicyEntry};
 use super::peers::{Cidr, CidrRule, Entity};
-use super::ports::PortSpec;
+use super::ports::{proto, PortSpec};
+use super::redirect::{RedirectCollector, RedirectKey};
 use super::selector::EndpointSelector;
 use crate::identity::{CidrIdentities, Identity, ReservedIdentity};
 use crate::labels::{Label, LabelSet, POLICY_CLUSTER_KEY, SOURCE_K8S, SOURCE_RESERVED};
@@ -71,6 +72,57 @@ impl<'a> Resolver<'a> {
                     direction,
                     deny,
                 });
+            }
+        }
+    }
+
+    /// Collects the HTTP rules of an allow section's port rules per (redirect,
+    /// peer), and the (redirect, peer) pairs its port rules without L7 rules allow.
+    pub(super) fn section_redirects<S: Section>(
+        &self,
+        local: u32,
+        section: &S,
+        direction: Direction,
+        out: &mut RedirectCollector,
+    ) {
+        let Some(port_rules) = section.to_ports() else {
+            return;
+        };
+        let peers = section.peers();
+        let remotes: Vec<u32> = if peers.absent() {
+            vec![0]
+        } else {
+            match self.resolve(peers) {
+                Remote::Any => vec![0],
+                Remote::Some(ids) => ids.into_iter().collect(),
+            }
+        };
+        for port_rule in port_rules {
+            let http = port_rule.l7().map(|l7| &l7.http).filter(|h| !h.is_empty());
+            for port in port_rule.ports() {
+                for (dport, protocol) in port.expand() {
+                    if dport == 0 || protocol != proto::TCP {
+                        continue;
+                    }
+                    let key = RedirectKey {
+                        local_identity: local,
+                        dport,
+                        protocol,
+                        direction,
+                    };
+                    for &remote in &remotes {
+                        match http {
+                            Some(rules) => out
+                                .http
+                                .entry((key, remote))
+                                .or_default()
+                                .extend(rules.iter().cloned()),
+                            None => {
+                                out.plain.insert((key, remote));
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -219,14 +219,22 @@ fn clusterwide_policy_peers_need_a_namespace() {
 }
 
 #[test]
-fn l7_rules_are_kept_with_a_warning() {
+fn http_rules_are_enforced_other_l7_rules_warned() {
     let text = format!(
         "{HEADER}spec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports:\n      - port: 80\n        protocol: TCP\n      rules:\n        http:\n        - method: GET\n"
     );
     let parsed = parse_policy(&text).expect("valid policy");
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let text = format!(
+        "{HEADER}spec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports:\n      - port: 9092\n        protocol: TCP\n      rules:\n        kafka:\n        - topic: t\n    - ports:\n      - port: 53\n        protocol: UDP\n      rules:\n        http:\n        - method: GET\n"
+    );
+    let parsed = parse_policy(&text).expect("valid policy");
     assert_eq!(
         parsed.warnings,
-        ["spec.ingress[0].toPorts[0].rules: L7 rules are not enforced; 80/TCP allowed at L4"]
+        [
+            "spec.ingress[0].toPorts[0].rules: kafka rules are not enforced; 9092/TCP allowed at L4",
+            "spec.ingress[0].toPorts[1].rules: http (no TCP port) rules are not enforced; 53/UDP allowed at L4"
+        ]
     );
 }
 

@@ -111,6 +111,8 @@ impl AgentState {
         let cidrs = CidrIdentities::restored(&prefixes)
             .map_err(|e| inconsistent(format!("cidr_identities: {e}")))?;
         let services = ServiceTable::restored(snapshot.services).map_err(inconsistent)?;
+        let proxy_ports = crate::policy::ProxyPorts::restored(&snapshot.proxy_ports)
+            .map_err(|e| inconsistent(format!("proxy_ports: {e}")))?;
 
         let mut report = RestoreReport {
             revision: snapshot.policy.revision.max(1),
@@ -124,6 +126,7 @@ impl AgentState {
         *lock(&self.cidrs) = cidrs;
         *lock(&self.services) = services;
         self.restore_fqdn(&snapshot.fqdn, &ids);
+        *lock(&self.proxy_ports) = proxy_ports;
         for mut endpoint in snapshot.endpoints {
             let name = format!("{}/{}", endpoint.spec.namespace, endpoint.spec.name);
             match self.allocator.restore(endpoint.identity, &endpoint.labels) {

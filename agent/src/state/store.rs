@@ -55,6 +55,10 @@ pub struct Snapshot {
     /// proxy existed).
     #[serde(default)]
     pub fqdn: Vec<crate::fqdn::FqdnRecord>,
+    /// The proxy port of each L7 redirect (absent in files written before L7
+    /// redirects existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_ports: Vec<crate::policy::ProxyPortRecord>,
 }
 
 /// The policy repository: rules in import order and the revision.

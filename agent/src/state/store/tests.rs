@@ -56,6 +56,7 @@ fn snapshot() -> Snapshot {
             lookup_time: 1_796_000_000,
             ips: vec!["192.0.2.10".parse().expect("ip")],
         }],
+        proxy_ports: Vec::new(),
     }
 }
 
