@@ -67,6 +67,36 @@ fn prints_every_flow_in_file_order_and_warns_about_bad_lines() {
     assert!(stderr(&out).contains("this line is not a flow"));
 }
 
+/// A lab capture (`hubble observe -o jsonpb` through the relay) of the deathstar
+/// service: tiefighter's socket-translated call (pre-xlate-fwd, post-xlate-fwd, the
+/// SYN at the backend), a call from outside its cgroup translated at tc level
+/// (from-endpoint towards the VIP, the SYN at the backend), and the pre-xlate-fwd flow
+/// once more without `destination_service`, as the seed's Cilium produced it. The
+/// expected lines are what upstream `hubble observe --input-file` prints for the same
+/// file: a flow naming its destination service prints the service instead of the VIP.
+#[test]
+fn service_translation_flows_print_as_upstream() {
+    let out = hubble_on(include_str!("data/service_translation.json"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    expect_test::expect![[r#"
+        Dec  2 15:25:59.880: default/tiefighter (ID:257) <> default/deathstar:80 (world) pre-xlate-fwd TRACED (TCP)
+        Dec  2 15:25:59.880: default/tiefighter (ID:257) <> default/deathstar-1:80 (ID:256) post-xlate-fwd TRANSLATED (TCP)
+        Dec  2 15:25:59.881: default/tiefighter:43916 (ID:257) -> default/deathstar-1:80 (ID:256) to-endpoint FORWARDED (TCP Flags: SYN)
+        Dec  2 15:26:00.010: default/tiefighter:34674 (ID:257) <> default/deathstar:80 (world) from-endpoint FORWARDED (TCP Flags: SYN)
+        Dec  2 15:26:00.010: default/tiefighter:34674 (ID:257) -> default/deathstar-2:80 (ID:256) to-endpoint FORWARDED (TCP Flags: SYN)
+        Dec  2 15:25:59.880: default/tiefighter (ID:257) <> 10.96.60.53:80 (world) pre-xlate-fwd TRACED (TCP)
+    "#]]
+    .assert_eq(&stdout(&out));
+    // `--to-service` finds the flows that name the service (the VIP ones, and the
+    // post-xlate-fwd one, which this parser also names by its backend).
+    let out = hubble_on(
+        include_str!("data/service_translation.json"),
+        &["--to-service", "default/deathstar", "-o", "compact"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+}
+
 #[test]
 fn a_capture_from_a_newer_hubble_keeps_its_flows() {
     // An unknown field and an unknown enum name, as a newer Hubble writes them: upstream
