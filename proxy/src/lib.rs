@@ -10,6 +10,7 @@
 //! identities and the upstream sockets, and reads the records.
 //!
 //! - [`http`]: HTTP/1.1 (CiliumNetworkPolicy `rules.http`).
+//! - [`dns`]: DNS over UDP and TCP (`rules.dns`; answers feed the agent's FQDN cache).
 
 use std::future::Future;
 use std::io;
@@ -19,6 +20,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
+pub mod dns;
+pub mod fuzzing;
 pub mod http;
 mod records;
 

@@ -57,3 +57,8 @@ fn nodes_file() {
 fn input_file() {
     check("input_file", hubble_cli::fuzzing::input_file);
 }
+
+#[test]
+fn dns_message() {
+    check("dns_message", proxy::fuzzing::dns_message);
+}
