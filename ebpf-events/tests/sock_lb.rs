@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use ebpf_events::abi::lb::IPPROTO_UDP;
 use ebpf_events::abi::lb::{backend_state, l4_protocol, seeded_slot, xlate_point, IPPROTO_TCP};
-use ebpf_events::loader::{Datapath, DatapathConfig, EventReader, LbBackendSpec, LbFrontend};
+use ebpf_events::loader::{
+    remove_pins, Datapath, DatapathConfig, EventReader, LbBackendSpec, LbFrontend,
+};
 use ebpf_events::{decode, DatapathEvent, TraceSockEvent};
 use topology::{enter_netns, in_netns, Topology};
 
@@ -455,5 +457,111 @@ fn services_balance_translate_and_report() -> Result<()> {
     datapath.sync_services(&[])?;
     assert!(datapath.lb_service_entries()?.is_empty());
     assert!(datapath.lb_backend_entries()?.is_empty());
+    Ok(())
+}
+
+/// A BPF file system of the test's own (`/tmp/hrt-<pid>-<tag>-bpffs`), unmounted and
+/// removed on drop.
+struct TestBpffs {
+    path: PathBuf,
+}
+
+impl TestBpffs {
+    fn mount(tag: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("hrt-{}-{tag}-bpffs", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        let fs = Self { path };
+        let status = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&fs.path)
+            .status()?;
+        ensure!(status.success(), "mounting a bpffs on {:?}", fs.path);
+        Ok(fs)
+    }
+}
+
+impl Drop for TestBpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// The programs attached to `cgroup` (attach type, program id), from `bpftool`.
+fn cgroup_programs(cgroup: &Path) -> Result<Vec<(String, u64)>> {
+    let out = Command::new("bpftool")
+        .args(["-j", "cgroup", "show"])
+        .arg(cgroup)
+        .output()
+        .context("running bpftool (scripts/setup.sh installs it)")?;
+    ensure!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let programs: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+    Ok(programs
+        .iter()
+        .map(|p| {
+            (
+                p["attach_type"].as_str().unwrap_or_default().to_string(),
+                p["id"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// An agent restarting with its pins attaches its socket programs next to the old
+/// ones and then replaces the pins: the cgroup ends up with one program per hook,
+/// the new ones, never two.
+#[test]
+fn a_restart_replaces_the_cgroup_links() -> Result<()> {
+    if !tests::skip::require_root(
+        "a_restart_replaces_the_cgroup_links",
+        "cgroups, a BPF file system, eBPF",
+    ) {
+        return Ok(());
+    }
+    let cgroup = TestCgroup::create("pin")?;
+    let bpffs = TestBpffs::mount("pin")?;
+    let dir = bpffs.path.join("node");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _guard = runtime.enter();
+    let start = || -> Result<()> {
+        let mut datapath = Datapath::load_pinned(DatapathConfig::default(), &dir)?;
+        datapath.attach_cgroup(&cgroup.root)?;
+        // Dropped here, as when the agent exits: the pins keep the links.
+        Ok(())
+    };
+    start()?;
+    let first = cgroup_programs(&cgroup.root)?;
+    let hooks: std::collections::BTreeSet<&str> = first.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(first.len(), 8, "{first:?}");
+    assert_eq!(hooks.len(), 8, "one program per hook: {first:?}");
+
+    start()?;
+    let second = cgroup_programs(&cgroup.root)?;
+    assert_eq!(second.len(), 8, "replaced, not added: {second:?}");
+    let mut types: Vec<&str> = second.iter().map(|(t, _)| t.as_str()).collect();
+    types.sort_unstable();
+    let mut before: Vec<&str> = hooks.into_iter().collect();
+    before.sort_unstable();
+    assert_eq!(types, before);
+    assert!(
+        second
+            .iter()
+            .all(|(_, id)| first.iter().all(|(_, old)| old != id)),
+        "the new agent's programs: {first:?} -> {second:?}"
+    );
+
+    // Removing the pins detaches them.
+    remove_pins(&dir)?;
+    assert_eq!(cgroup_programs(&cgroup.root)?, Vec::new());
     Ok(())
 }
