@@ -16,6 +16,7 @@ use ebpf_events::constants::{message_type, policy_action, trace_point, trace_rea
 use ebpf_events::decode::{decode, DatapathEvent, DecodeError};
 use proto::flow::{self, Flow};
 
+pub mod l7;
 mod packet;
 mod sock;
 

@@ -8,6 +8,7 @@ use super::*;
 
 mod fixtures;
 mod golden;
+mod l7_records;
 mod upstream;
 
 /// Prints `responses` and returns (stdout, stderr).
