@@ -5,7 +5,7 @@
 //! removed from the service gets no new connections, and Hubble shows what Cilium's
 //! per-packet load balancer leads it to show (from-endpoint towards the VIP with the
 //! service, to-endpoint at the backend). A call from inside the cgroup is translated
-//! by the socket programs only.
+//! by the socket programs only; a DNS query to the kube-dns VIP (UDP) is answered.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -166,6 +166,39 @@ fn the_tc_programs_balance_processes_outside_the_pod_cgroups() -> Result<()> {
         "{} SYNs towards the VIP after a socket-translated call, {} before",
         vip_syns_now,
         vip_syns.len()
+    );
+
+    // UDP: a DNS query to the kube-dns VIP from outside xwing's cgroup is answered.
+    let netns = format!("{}xwing", lab.prefix);
+    let answer = tests::run_ok(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &netns])
+            .arg(tests::bin("hubble-lab")?)
+            .args(["request", "dns", "--server", "10.96.0.10:53"])
+            .args(["--name", "deathstar.default.svc.cluster.local"])
+            .args(["--timeout-ms", "2000"]),
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(
+        answer.contains("\"rcode\":0"),
+        "DNS through the VIP: {answer}"
+    );
+    let dns = lab.observe_json(&[
+        "--last",
+        "5000",
+        "--type",
+        "trace",
+        "--from-pod",
+        "default/xwing",
+        "--to-service",
+        "kube-system/kube-dns",
+    ])?;
+    ensure!(
+        dns.iter()
+            .any(|v| v["flow"]["trace_observation_point"] == "FROM_ENDPOINT"
+                && v["flow"]["IP"]["destination"] == "10.96.0.10"
+                && v["flow"]["l4"]["UDP"]["destination_port"] == 53),
+        "no from-endpoint towards the kube-dns VIP: {dns:#?}"
     );
 
     // deathstar-2 removed from the service: new connections all go to deathstar-1.
