@@ -352,7 +352,13 @@ struct lb_nat_entry {
 	__u16 port_be;
 	__u16 service_id;
 	__u32 backend_id;   /* LB_BACKENDS key of the chosen backend */
+	__u32 flags;        /* LB_NAT_F_* */
+	__u32 pad0;
 };
+
+/* lb_nat_entry.flags: the connection saw a FIN or RST; its entry is not
+ * extended any more. */
+#define LB_NAT_F_CLOSING (1 << 0)
 
 /* The same sizes are asserted on the Rust side (ebpf_events::abi). */
 _Static_assert(sizeof(struct event_header) == 40, "event_header layout");
@@ -375,6 +381,6 @@ _Static_assert(sizeof(struct lb_service_value) == 12, "lb_service_value layout")
 _Static_assert(sizeof(struct lb_backend) == 20, "lb_backend layout");
 _Static_assert(sizeof(struct lb_revnat_key) == 32, "lb_revnat_key layout");
 _Static_assert(sizeof(struct lb_revnat_value) == 20, "lb_revnat_value layout");
-_Static_assert(sizeof(struct lb_nat_entry) == 32, "lb_nat_entry layout");
+_Static_assert(sizeof(struct lb_nat_entry) == 40, "lb_nat_entry layout");
 
 #endif /* HUBBLE_RS_EVENTS_H */

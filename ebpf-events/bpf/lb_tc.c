@@ -83,25 +83,38 @@ static __always_inline __u16 lb_tc_select_slot(const struct datapath_config *cfg
 	return (__u16)(r % count) + 1;
 }
 
+/* Conntrack's lifetimes: a connection that only sent a SYN (one a policy
+ * may drop) is kept as long as an opening one, any later packet extends it
+ * to an established one's, FIN or RST shortens it to a closing one's. */
 static __always_inline __u64 lb_tc_timeout(const struct packet_info *p)
 {
 	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
 		return CT_TIMEOUT_CLOSING;
-	if (p->protocol == IPPROTO_TCP)
-		return CT_TIMEOUT_TCP_ESTABLISHED;
-	return CT_TIMEOUT_NON_TCP;
+	if (p->protocol != IPPROTO_TCP)
+		return CT_TIMEOUT_NON_TCP;
+	if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return CT_TIMEOUT_TCP_OPENING;
+	return CT_TIMEOUT_TCP_ESTABLISHED;
 }
 
-/* Extends a live entry's lifetime (at most once a second, or at once when
- * the connection closes). */
+/* Extends a live entry's lifetime (when it gains more than a second), or
+ * shortens it at once when the connection closes; a closing entry is not
+ * extended again (the last ACKs of a close would otherwise make it an
+ * established one). */
 static __always_inline void lb_tc_refresh(struct lb_nat_entry *e,
 					  const struct packet_info *p, __u64 now)
 {
 	__u64 expires = now + lb_tc_timeout(p);
 
-	if ((p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) ||
-	    expires - e->expires_ns > NSEC_PER_SEC)
+	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) {
+		if (!(e->flags & LB_NAT_F_CLOSING)) {
+			e->flags |= LB_NAT_F_CLOSING;
+			e->expires_ns = expires;
+		}
+	} else if (!(e->flags & LB_NAT_F_CLOSING) &&
+		   expires > e->expires_ns + NSEC_PER_SEC) {
 		e->expires_ns = expires;
+	}
 }
 
 /* Rewrites the packet's destination (or, with `source`, its source) address
@@ -238,6 +251,9 @@ static __always_inline int lb_tc_xlate_fwd(struct __sk_buff *skb,
 		w->entry.port_be = backend->port_be;
 		w->entry.service_id = svc->service_id;
 		w->entry.backend_id = slot->backend_id;
+		w->entry.flags = p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)
+					 ? LB_NAT_F_CLOSING : 0;
+		w->entry.pad0 = 0;
 		if (bpf_map_update_elem(&LB_NAT_CT, &w->k, &w->entry, BPF_ANY) < 0)
 			return DROP_NO_SERVICE;
 		fresh = 1;
@@ -255,6 +271,8 @@ static __always_inline int lb_tc_xlate_fwd(struct __sk_buff *skb,
 		w->rev.port_be = p->dport_be;
 		w->rev.service_id = w->entry.service_id;
 		w->rev.backend_id = w->entry.backend_id;
+		w->rev.flags = w->entry.flags;
+		w->rev.pad0 = 0;
 		bpf_map_update_elem(&LB_NAT_CT, &w->k, &w->rev, BPF_ANY);
 	}
 

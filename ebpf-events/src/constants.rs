@@ -282,6 +282,7 @@ mod tests {
                 u64::from(drop_reason::IP_FRAGMENTATION_NOT_SUPPORTED),
             ),
             ("DROP_NO_SERVICE", u64::from(drop_reason::NO_SERVICE)),
+            ("LB_NAT_F_CLOSING", u64::from(abi::lb::LB_NAT_F_CLOSING)),
             ("POLICY_MATCH_NONE", u64::from(policy_match::NONE)),
             ("POLICY_MATCH_L3_ONLY", u64::from(policy_match::L3_ONLY)),
             ("POLICY_MATCH_L3_L4", u64::from(policy_match::L3_L4)),

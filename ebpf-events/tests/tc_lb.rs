@@ -416,6 +416,34 @@ fn tc_programs_balance_what_the_sockets_do_not() -> Result<()> {
                 && r.header.dst_identity == ID_B
         })
     })?;
+    // A connection that never got past its SYN is remembered as an opening one
+    // (at most a minute, not the 6 hours of an established one); the answered ones
+    // closed (FIN: 10 seconds).
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    let now = u64::try_from(now.tv_sec())? * 1_000_000_000 + u64::try_from(now.tv_nsec())?;
+    let forward = datapath.lb_nat_entries()?;
+    let lifetime = |backend: IpAddr| {
+        let addr = ebpf_events::abi::lb::addr_bytes(backend).1;
+        forward
+            .iter()
+            .filter(|(k, e)| {
+                k.direction == Direction::Egress as u8
+                    && k.protocol == IPPROTO_TCP
+                    && e.addr == addr
+            })
+            .map(|(_, e)| e.expires_ns.saturating_sub(now) / 1_000_000_000)
+            .collect::<Vec<u64>>()
+    };
+    let (to_a, to_b) = (lifetime(a_ip), lifetime(b_ip));
+    // B's entries: the earlier, closed connections and the denied ones.
+    ensure!(
+        to_b.iter().all(|s| *s <= 60) && to_b.iter().any(|s| (11..=60).contains(s)),
+        "seconds left to the entries of connections given to B: {to_b:?}"
+    );
+    ensure!(
+        to_a.iter().all(|s| *s <= 10),
+        "seconds left to the closed connections' entries: {to_a:?}"
+    );
     datapath.sync_policy(&policy)?;
 
     // A terminating backend gets no new connections.

@@ -220,7 +220,15 @@ pub struct LbNatEntry {
     pub service_id: u16,
     /// `LB_BACKENDS` key of the chosen backend.
     pub backend_id: u32,
+    /// [`LB_NAT_F_CLOSING`].
+    pub flags: u32,
+    /// Padding, zero.
+    pub pad0: u32,
 }
+
+/// `lb_nat_entry.flags`: the connection saw a FIN or RST; its entry is not extended
+/// any more.
+pub const LB_NAT_F_CLOSING: u32 = 1 << 0;
 
 /// The backend slot (1..=count) the socket programs give socket `cookie` when the
 /// datapath is configured with `seed` (`datapath_config.lb_seed`, non-zero): the
@@ -312,11 +320,12 @@ const _: () = {
     assert!(size_of::<LbRevnatValue>() == 20);
     assert!(offset_of!(LbRevnatValue, port_be) == 16);
     assert!(offset_of!(LbRevnatValue, service_id) == 18);
-    assert!(size_of::<LbNatEntry>() == 32);
+    assert!(size_of::<LbNatEntry>() == 40);
     assert!(offset_of!(LbNatEntry, addr) == 8);
     assert!(offset_of!(LbNatEntry, port_be) == 24);
     assert!(offset_of!(LbNatEntry, service_id) == 26);
     assert!(offset_of!(LbNatEntry, backend_id) == 28);
+    assert!(offset_of!(LbNatEntry, flags) == 32);
 };
 
 #[cfg(test)]
