@@ -165,3 +165,191 @@ pub fn flow(n: u64) -> Flow {
         ..Default::default()
     }
 }
+
+/// Labels every pod of a Kubernetes cluster carries besides its own.
+const CLUSTER_LABELS: &[&str] = &[
+    "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=default",
+    "k8s:io.cilium.k8s.policy.cluster=default",
+    "k8s:io.cilium.k8s.policy.serviceaccount=default",
+];
+
+fn with_cluster_labels(endpoint: &mut Option<Endpoint>) {
+    if let Some(endpoint) = endpoint {
+        endpoint
+            .labels
+            .extend(CLUSTER_LABELS.iter().map(|l| (*l).to_string()));
+        endpoint.labels.sort();
+    }
+}
+
+fn policy(name: &str) -> flow::Policy {
+    flow::Policy {
+        name: name.to_string(),
+        namespace: "default".to_string(),
+        labels: vec![
+            "k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy".to_string(),
+            format!("k8s:io.cilium.k8s.policy.name={name}"),
+            "k8s:io.cilium.k8s.policy.namespace=default".to_string(),
+            "k8s:io.cilium.k8s.policy.uid=8c4b2f8e-2a5d-4c55-9d0f-6e1a3b7c9d21".to_string(),
+        ],
+        revision: 7,
+        kind: "CiliumNetworkPolicy".to_string(),
+    }
+}
+
+/// The `n`-th flow of a realistic capture mix, for benchmarks that need flows shaped
+/// like a cluster's: half L3/L4 trace events (some dropped by policy), and in equal
+/// parts HTTP requests and responses, DNS queries and answers, policy verdicts and
+/// drops for other reasons; endpoints carry their cluster's labels. Times advance
+/// by 1 ms per flow from [`flow`]'s.
+pub fn corpus_flow(n: u64) -> Flow {
+    let mut flow = flow(n);
+    with_cluster_labels(&mut flow.source);
+    with_cluster_labels(&mut flow.destination);
+    flow.trace_context = Some(flow::TraceContext {
+        parent: Some(flow::TraceParent {
+            trace_id: format!("{:032x}", n.wrapping_mul(0x2545_f491_4f6c_dd1d)),
+        }),
+    });
+    match n % 20 {
+        // HTTP request and response between a tiefighter and a deathstar.
+        10..=12 => {
+            let response = n % 2 == 1;
+            flow.r#type = flow::FlowType::L7 as i32;
+            flow.verdict = flow::Verdict::Forwarded as i32;
+            flow.drop_reason = 0;
+            flow.drop_reason_desc = 0;
+            flow.event_type = Some(flow::CiliumEventType {
+                r#type: 129,
+                sub_type: 0,
+            });
+            flow.trace_observation_point = 0;
+            flow.is_reply = Some(pbjson_types::BoolValue { value: response });
+            let url = if n.is_multiple_of(3) {
+                "http://deathstar.default.svc.cluster.local/v1/exhaust-port"
+            } else {
+                "http://deathstar.default.svc.cluster.local/v1/request-landing"
+            };
+            flow.l7 = Some(flow::Layer7 {
+                r#type: if response {
+                    flow::L7FlowType::Response as i32
+                } else {
+                    flow::L7FlowType::Request as i32
+                },
+                latency_ns: if response { 180_000 + n % 90_000 } else { 0 },
+                record: Some(flow::layer7::Record::Http(flow::Http {
+                    code: if response { 200 } else { 0 },
+                    method: if n.is_multiple_of(3) { "PUT" } else { "POST" }.to_string(),
+                    url: url.to_string(),
+                    protocol: "HTTP/1.1".to_string(),
+                    headers: vec![
+                        flow::HttpHeader {
+                            key: ":authority".to_string(),
+                            value: "deathstar.default.svc.cluster.local".to_string(),
+                        },
+                        flow::HttpHeader {
+                            key: "User-Agent".to_string(),
+                            value: "curl/8.5.0".to_string(),
+                        },
+                        flow::HttpHeader {
+                            key: "X-Request-Id".to_string(),
+                            value: format!("{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                        },
+                    ],
+                })),
+            });
+            flow.destination_service = Some(flow::Service {
+                name: "deathstar".to_string(),
+                namespace: "default".to_string(),
+            });
+        }
+        // DNS query and answer towards the cluster's resolver.
+        13..=15 => {
+            let answer = n % 2 == 1;
+            flow.r#type = flow::FlowType::L7 as i32;
+            flow.verdict = flow::Verdict::Forwarded as i32;
+            flow.drop_reason = 0;
+            flow.drop_reason_desc = 0;
+            flow.event_type = Some(flow::CiliumEventType {
+                r#type: 129,
+                sub_type: 0,
+            });
+            flow.trace_observation_point = 0;
+            flow.l4 = Some(flow::Layer4 {
+                protocol: Some(layer4::Protocol::Udp(flow::Udp {
+                    source_port: 40_000 + (n % 10_000) as u32,
+                    destination_port: 53,
+                })),
+            });
+            let query = format!("svc-{}.default.svc.cluster.local.", n % 37);
+            flow.l7 = Some(flow::Layer7 {
+                r#type: if answer {
+                    flow::L7FlowType::Response as i32
+                } else {
+                    flow::L7FlowType::Request as i32
+                },
+                latency_ns: if answer { 90_000 + n % 40_000 } else { 0 },
+                record: Some(flow::layer7::Record::Dns(flow::Dns {
+                    query: query.clone(),
+                    ips: if answer {
+                        vec![format!("10.96.{}.{}", n % 7, 10 + n % 200)]
+                    } else {
+                        Vec::new()
+                    },
+                    ttl: if answer { 30 } else { 0 },
+                    cnames: Vec::new(),
+                    observation_source: "proxy".to_string(),
+                    rcode: 0,
+                    qtypes: vec!["A".to_string()],
+                    rrtypes: if answer {
+                        vec!["A".to_string()]
+                    } else {
+                        Vec::new()
+                    },
+                })),
+            });
+            if answer {
+                flow.destination_names = vec![query];
+            }
+        }
+        // Policy verdicts: allowed by a named policy, or denied.
+        16 | 17 => {
+            let denied = n % 40 == 17;
+            flow.r#type = flow::FlowType::L3L4 as i32;
+            flow.event_type = Some(flow::CiliumEventType {
+                r#type: 5,
+                sub_type: 0,
+            });
+            flow.trace_observation_point = 0;
+            flow.policy_match_type = 2;
+            if denied {
+                flow.verdict = flow::Verdict::Dropped as i32;
+                flow.drop_reason = 133;
+                flow.drop_reason_desc = flow::DropReason::PolicyDenied as i32;
+            } else {
+                flow.verdict = flow::Verdict::Forwarded as i32;
+                flow.drop_reason = 0;
+                flow.drop_reason_desc = 0;
+                flow.ingress_allowed_by = vec![policy("rule1")];
+            }
+        }
+        // Drops for reasons other than policy.
+        18 | 19 => {
+            flow.verdict = flow::Verdict::Dropped as i32;
+            let (code, reason) = if n % 40 == 18 {
+                (155, flow::DropReason::CtMapInsertionFailed)
+            } else {
+                (132, flow::DropReason::InvalidSourceIp)
+            };
+            flow.drop_reason = code;
+            flow.drop_reason_desc = reason as i32;
+            flow.event_type = Some(flow::CiliumEventType {
+                r#type: 1,
+                sub_type: code as i32,
+            });
+            flow.trace_observation_point = 0;
+        }
+        _ => {}
+    }
+    flow
+}

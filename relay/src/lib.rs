@@ -25,6 +25,7 @@ pub mod raw;
 pub mod self_metrics;
 mod server;
 pub mod status;
+mod wire_check;
 
 pub use address::{Dialer, PeerAddress};
 pub use config::{ClientTlsFiles, RelayConfig, ServerTlsFiles};

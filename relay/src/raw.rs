@@ -126,11 +126,16 @@ impl RawResponse {
     }
 
     /// Like [`RawResponse::parse`], after checking that the whole response decodes as a
-    /// client decodes it; the decoded message is dropped and the bytes go on unchanged.
+    /// client decodes it; the bytes go on unchanged.
     /// Without this check one node's bad string would end every client's stream (their
     /// decoders fail on it), not just that node's.
+    ///
+    /// The common case costs a walk over the bytes (`crate::wire_check`), no allocation;
+    /// only what the walk cannot vouch for is decoded by prost, whose answer is final.
     pub fn parse_checked(bytes: Bytes) -> NodeResponse {
-        GetFlowsResponse::decode(bytes.as_ref()).map_err(|e| InvalidResponse(e.to_string()))?;
+        if !crate::wire_check::decodes(&bytes) {
+            GetFlowsResponse::decode(bytes.as_ref()).map_err(|e| InvalidResponse(e.to_string()))?;
+        }
         Self::parse(bytes).map_err(|e| InvalidResponse(e.to_string()))
     }
 
