@@ -111,6 +111,43 @@ echo
 show hubble observe --server "$relay" --type policy-verdict --from-pod default/xwing --last 2
 echo
 show hubble status --server "$relay"
+
+echo
+echo "== rule1 with its L7 part (only POST /v1/request-landing reaches the deathstar)"
+for sock in "$HUBBLE_LAB_RUN_DIR"/node*/agent.sock; do
+  hubble-agent policy import --admin-socket "$sock" examples/policies/rule1-l7.yaml
+done
+# Prints "yes" once every deathstar on the node of admin socket $1 (if any) has its
+# proxy redirect programmed (listed under its labels, endpoint ready).
+l7_in_force() {
+  local list
+  list=$(hubble-agent endpoint list --admin-socket "$1") || return 1
+  if grep -q 'k8s:app.kubernetes.io/name=deathstar ' <<<"$list"; then
+    grep -q 'proxy-redirect .*:ingress:TCP:80 ' <<<"$list" || return 1
+    grep -q ' regenerating *$' <<<"$list" && return 1
+  fi
+  echo yes
+}
+for sock in "$HUBBLE_LAB_RUN_DIR"/node*/agent.sock; do
+  wait_for "the L7 redirect on the deathstars ($sock)" l7_in_force "$sock"
+done
+monitor_log=$(mktemp)
+hubble-agent monitor -v --type l7 --unix-socket "$HUBBLE_LAB_RUN_DIR/node1/hubble.sock" \
+  >"$monitor_log" 2>&1 &
+monitor_pid=$!
+sleep 0.5
+show hubble-lab exec tiefighter -- curl -s --max-time 5 -XPOST "$ship_url"
+show hubble-lab exec tiefighter -- curl -s --max-time 5 -XPUT deathstar.default.svc.cluster.local/v1/exhaust-port
+wait_for "the denied request in the relay" \
+  hubble observe --server "$relay" --pod deathstar --verdict DROPPED --type l7 --last 1
+show hubble observe --server "$relay" --pod deathstar --verdict DROPPED --type l7 --last 1
+show hubble observe --server "$relay" --type l7 --from-pod default/tiefighter --last 2
+echo "\$ hubble-agent monitor -v --type l7"
+wait_for "the L7 records in the monitor" grep 'verdict Denied' "$monitor_log"
+sleep 0.5
+kill "$monitor_pid" 2>/dev/null || true
+grep '^<-\|^->' "$monitor_log" || true
+rm -f "$monitor_log"
 cat <<MSG
 
 Where to look:

@@ -23,6 +23,7 @@ pub use datapath_sync::SocketLb;
 mod enrich;
 mod events;
 mod hooks;
+mod l7proxy;
 mod pipeline;
 mod restart;
 pub mod self_metrics;
@@ -185,18 +186,34 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
             config.socket_lb.as_ref(),
         )
         .context("loading the eBPF datapath")?;
+        // The L7 proxies' records become flows like the datapath's records.
+        let (records, record_queue) = proxy::RecordSink::channel(proxy::RECORD_QUEUE_CAPACITY);
+        let l7 = l7proxy::L7Proxies::new(state.clone(), records);
         let (datapath, reader) = datapath
             .with_remote_endpoints(remote.clone())
             .with_devices(&config.devices)?
+            .with_l7_proxies(l7)
             .with_reader()?;
         let getters = StateGetters::new(state.clone(), links.clone())
             .with_remote_endpoints(remote.clone())
             .with_cgroup_root(config.socket_lb.as_ref().map(|lb| lb.cgroup_root.clone()));
+        let clock = ebpf_events::KtimeClock::measure().context("measuring the kernel clock")?;
         let parser = observer::parser::Parser::new(
             config.node_name.clone(),
-            ebpf_events::KtimeClock::measure().context("measuring the kernel clock")?,
-            getters.into_parser_getters(),
+            clock,
+            getters.clone().into_parser_getters(),
         );
+        tasks.spawn(l7proxy::run_records(
+            record_queue,
+            observer::parser::Parser::new(
+                config.node_name.clone(),
+                clock,
+                getters.into_parser_getters(),
+            ),
+            ingest.clone(),
+            hooks.clone(),
+            shutdown(),
+        ));
         tasks.spawn(pipeline::run(
             reader,
             parser,

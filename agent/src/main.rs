@@ -34,7 +34,7 @@ enum Command {
         /// same: flows carry decoded fields, not the captured bytes).
         #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
         verbose: u8,
-        /// Only events of these types: drop, trace, policy-verdict.
+        /// Only events of these types: drop, trace, policy-verdict, l7.
         #[arg(short = 't', long = "type")]
         types: Vec<String>,
         /// The agent's Hubble API socket.

@@ -12,7 +12,15 @@ use proto::observer::{
 };
 
 /// Event types `--type` accepts, with Cilium's monitor message numbers.
-const TYPES: &[(&str, i32)] = &[("drop", 1), ("trace", 4), ("policy-verdict", 5)];
+const TYPES: &[(&str, i32)] = &[
+    ("drop", 1),
+    ("trace", 4),
+    ("policy-verdict", 5),
+    ("l7", L7_EVENT_TYPE),
+];
+
+/// Cilium's MessageTypeAccessLog: the L7 proxies' records.
+const L7_EVENT_TYPE: i32 = 129;
 
 /// Follows the datapath events of the agent behind `socket`.
 pub async fn run(socket: &Path, types: &[String], verbose: bool) -> Result<()> {
@@ -48,6 +56,9 @@ pub async fn run(socket: &Path, types: &[String], verbose: bool) -> Result<()> {
     println!("Listening for events on {}", socket.display());
     while let Some(response) = stream.message().await.context("reading events")? {
         match response.response_types {
+            Some(ResponseTypes::Flow(flow)) if flow.l7.is_some() => {
+                println!("{}", format_l7(&flow))
+            }
             Some(ResponseTypes::Flow(flow)) if verbose => print!("{}", format_verbose(&flow)),
             Some(ResponseTypes::Flow(flow)) => println!("{}", format_event(&flow)),
             Some(ResponseTypes::LostEvents(lost)) => {
@@ -166,6 +177,58 @@ pub fn format_event(f: &Flow) -> String {
     }
 }
 
+/// An L7 record as `cilium monitor` prints an access log record (the same line with
+/// and without `-v`): `<- Request http from 1899 ([labels]) to 1224 ([labels]),
+/// identity 62396->50122, verdict Denied PUT http://... => 0`. A response flow's
+/// source is the server, so it reads `to <client> from <server>`.
+pub fn format_l7(f: &Flow) -> String {
+    let (src, dst, _) = sides(f);
+    let arrow = if f.traffic_direction == flow::TrafficDirection::Egress as i32 {
+        "->"
+    } else {
+        "<-"
+    };
+    let labels = |e: &flow::Endpoint| format!("[{}]", e.labels.join(" "));
+    let l7 = f.l7.clone().unwrap_or_default();
+    let response = l7.r#type == flow::L7FlowType::Response as i32;
+    let (http, proto) = match &l7.record {
+        Some(flow::layer7::Record::Http(http)) => (Some(http), "http"),
+        Some(flow::layer7::Record::Dns(_)) => (None, "dns"),
+        Some(flow::layer7::Record::Kafka(_)) => (None, "kafka"),
+        None => (None, "unknown"),
+    };
+    let verdict = match flow::Verdict::try_from(f.verdict) {
+        Ok(flow::Verdict::Dropped) => "Denied",
+        Ok(flow::Verdict::Error) => "Error",
+        _ => "Forwarded",
+    };
+    let mut line = if response {
+        format!(
+            "{arrow} Response {proto} to {} ({}) from {} ({}), identity {}->{}, verdict {verdict}",
+            dst.id,
+            labels(&dst),
+            src.id,
+            labels(&src),
+            src.identity,
+            dst.identity
+        )
+    } else {
+        format!(
+            "{arrow} Request {proto} from {} ({}) to {} ({}), identity {}->{}, verdict {verdict}",
+            src.id,
+            labels(&src),
+            dst.id,
+            labels(&dst),
+            src.identity,
+            dst.identity
+        )
+    };
+    if let Some(http) = http {
+        line.push_str(&format!(" {} {} => {}", http.method, http.url, http.code));
+    }
+    line
+}
+
 /// The event's source and destination endpoints and its interface name (empty when the
 /// flow has none).
 fn sides(f: &Flow) -> (flow::Endpoint, flow::Endpoint, String) {
@@ -193,6 +256,7 @@ fn verdict_action(f: &Flow) -> &'static str {
     match flow::Verdict::try_from(f.verdict) {
         Ok(flow::Verdict::Dropped) => "deny",
         Ok(flow::Verdict::Audit) => "audit",
+        Ok(flow::Verdict::Redirected) => "redirect",
         _ => "allow",
     }
 }
@@ -383,6 +447,70 @@ mod tests {
         assert_eq!(
             text,
             "-> endpoint 34 flow 0x0 , identity 257->256 state new ifindex lxc1: 10.200.1.12:51000 -> 10.200.1.10:80 tcp SYN"
+        );
+    }
+
+    fn l7_flow(response: bool, verdict: flow::Verdict, code: u32) -> Flow {
+        let tiefighter = flow::Endpoint {
+            id: 1899,
+            identity: 62396,
+            labels: vec![
+                "k8s:app.kubernetes.io/name=tiefighter".into(),
+                "k8s:class=tiefighter".into(),
+            ],
+            ..Default::default()
+        };
+        let deathstar = flow::Endpoint {
+            id: 1224,
+            identity: 50122,
+            labels: vec!["k8s:class=deathstar".into()],
+            ..Default::default()
+        };
+        let (source, destination) = if response {
+            (deathstar, tiefighter)
+        } else {
+            (tiefighter, deathstar)
+        };
+        Flow {
+            event_type: Some(flow::CiliumEventType {
+                r#type: L7_EVENT_TYPE,
+                sub_type: 0,
+            }),
+            verdict: verdict as i32,
+            traffic_direction: flow::TrafficDirection::Ingress as i32,
+            source: Some(source),
+            destination: Some(destination),
+            l7: Some(flow::Layer7 {
+                r#type: if response {
+                    flow::L7FlowType::Response as i32
+                } else {
+                    flow::L7FlowType::Request as i32
+                },
+                record: Some(flow::layer7::Record::Http(flow::Http {
+                    code,
+                    method: "PUT".into(),
+                    url: "http://deathstar.default.svc.cluster.local/v1/exhaust-port".into(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn l7_records_print_as_the_seed() {
+        assert_eq!(
+            format_l7(&l7_flow(false, flow::Verdict::Dropped, 0)),
+            "<- Request http from 1899 ([k8s:app.kubernetes.io/name=tiefighter k8s:class=tiefighter]) \
+             to 1224 ([k8s:class=deathstar]), identity 62396->50122, verdict Denied PUT \
+             http://deathstar.default.svc.cluster.local/v1/exhaust-port => 0"
+        );
+        assert_eq!(
+            format_l7(&l7_flow(true, flow::Verdict::Forwarded, 403)),
+            "<- Response http to 1899 ([k8s:app.kubernetes.io/name=tiefighter k8s:class=tiefighter]) \
+             from 1224 ([k8s:class=deathstar]), identity 50122->62396, verdict Forwarded PUT \
+             http://deathstar.default.svc.cluster.local/v1/exhaust-port => 403"
         );
     }
 }

@@ -307,6 +307,18 @@ impl AgentState {
         all
     }
 
+    /// The security identity of an address: a local endpoint's, else a pod of
+    /// another node's (cluster mode).
+    pub fn identity_of_ip(&self, ip: std::net::IpAddr) -> Option<Identity> {
+        if let Some(endpoint) = self.endpoint_by_ip(ip) {
+            return Some(endpoint.identity);
+        }
+        read(&self.remote)
+            .as_ref()
+            .and_then(|remote| remote.by_ip(ip))
+            .map(|pod| pod.identity)
+    }
+
     /// The L7 redirects of the last compilation with their proxy ports.
     pub fn proxy_redirects(&self) -> Vec<(crate::policy::RedirectKey, u16)> {
         lock(&self.proxy_ports)

@@ -1,7 +1,9 @@
 //! README command 1 as a test: `scripts/demo.sh` end to end, with the binaries of this
 //! build (no nested build), nothing on PATH but the system's, and a lab of its own
 //! (run dir, prefix, node subnet, relay port). Checks what a user sees: both ships land,
-//! then rule1 stops the xwing (`Policy denied DROPPED`) with `policy-verdict` lines.
+//! then rule1 stops the xwing (`Policy denied DROPPED`) with `policy-verdict` lines,
+//! then rule1's L7 part answers the exhaust port `Access denied` (`http-request
+//! DROPPED`, `monitor -v --type l7`).
 //! Needs root; prints a SKIP line otherwise.
 
 use std::path::Path;
@@ -60,7 +62,7 @@ fn the_demo_script_runs_to_the_end() -> Result<()> {
         "{before}"
     );
 
-    let after = section(&stdout, "== Importing rule1", "Where to look")?;
+    let after = section(&stdout, "== Importing rule1", "== rule1 with its L7 part")?;
     let ships = section(after, "$ hubble-lab exec tiefighter", "$ hubble observe")?;
     assert_eq!(ships.matches("\nShip landed\n").count(), 1, "{ships}");
     assert!(
@@ -87,6 +89,26 @@ fn the_demo_script_runs_to_the_end() -> Result<()> {
         "xwing's verdict:\n{after}"
     );
     assert!(after.contains("Connected Nodes: 1/1"), "{after}");
+
+    // The seed's L7 step: the landing passes the proxy, the exhaust port is refused.
+    let l7 = section(&stdout, "== rule1 with its L7 part", "Where to look")?;
+    assert!(l7.contains("\nShip landed\n"), "{l7}");
+    assert!(l7.contains("\nAccess denied\r\n"), "{l7}");
+    assert!(
+        l7.lines().any(|l| l.contains("default/tiefighter:")
+            && l.contains("http-request DROPPED (HTTP/1.1 PUT http://deathstar.default.svc.cluster.local/v1/exhaust-port)")),
+        "{l7}"
+    );
+    assert!(
+        l7.lines().any(|l| l.starts_with("<- Request http from ")
+            && l.contains("verdict Denied PUT http://deathstar.default.svc.cluster.local/v1/exhaust-port => 0")),
+        "{l7}"
+    );
+    assert!(
+        l7.lines().any(|l| l.starts_with("<- Response http to ")
+            && l.contains("verdict Forwarded PUT http://deathstar.default.svc.cluster.local/v1/exhaust-port => 403")),
+        "{l7}"
+    );
 
     // The agent exported the same flows to its rotated file.
     let export = std::fs::read_to_string(lab.run_dir.join("node1/events.log"))

@@ -82,6 +82,8 @@ pub struct DatapathSync {
     inherited_endpoints: BTreeSet<u32>,
     /// Uplink devices with `from_netdev` attached (`--devices`).
     devices: BTreeSet<String>,
+    /// The HTTP proxies the L7 redirects lead to.
+    l7: Option<Arc<super::l7proxy::L7Proxies>>,
 }
 
 impl DatapathSync {
@@ -131,6 +133,7 @@ impl DatapathSync {
             remote: None,
             inherited_endpoints,
             devices: BTreeSet::new(),
+            l7: None,
         })
     }
 
@@ -156,6 +159,12 @@ impl DatapathSync {
         Ok(self)
     }
 
+    /// Runs the L7 proxies of the redirects this datapath programs.
+    pub fn with_l7_proxies(mut self, proxies: Arc<super::l7proxy::L7Proxies>) -> Self {
+        self.l7 = Some(proxies);
+        self
+    }
+
     /// Takes the ring buffer reader out (once).
     pub fn with_reader(mut self) -> Result<(Self, EventReader)> {
         let reader = self
@@ -169,6 +178,11 @@ impl DatapathSync {
     /// attached is logged and skipped; the others still get their policy.
     pub fn sync(&mut self, state: &AgentState, links: &Links) -> Result<()> {
         let compiled = state.compile().context("compiling policy")?;
+        // Listeners first: no policy entry ever names a port nobody listens on.
+        let closing = match &self.l7 {
+            Some(proxies) => proxies.update(&compiled)?,
+            None => Vec::new(),
+        };
         let endpoints = state.endpoints_with_enforcement();
 
         let mut wanted_links = BTreeMap::new();
@@ -293,6 +307,9 @@ impl DatapathSync {
             })
             .collect();
         let (written, deleted) = self.datapath.sync_policy(&entries)?;
+        if let Some(proxies) = &self.l7 {
+            proxies.close(&closing);
+        }
         let frontends = lb_frontends(&state.lb_services());
         let (lb_written, lb_deleted) = self.datapath.sync_services(&frontends)?;
         tracing::info!(

@@ -1,0 +1,355 @@
+//! The node's L7 (HTTP) proxies: one transparent listener per redirect's proxy
+//! port, the policy they enforce, the sockets they open to the original
+//! destination, and their records turned into flows.
+//!
+//! - [`L7Proxies::update`] runs in the datapath sync before the policy map is
+//!   written: it compiles the redirects' HTTP rules once per policy change and binds
+//!   a listener (`IP_TRANSPARENT`, IPv4 and IPv6) for every new proxy port, so no
+//!   policy entry ever names a port nobody listens on; listeners of redirects that
+//!   went away are closed after the entries no longer name them.
+//! - [`AgentLookup`] answers the proxy's [`PolicyLookup`]: the redirect by proxy
+//!   port, the client's and the destination's identities from the endpoints and the
+//!   cluster's ipcache, the rules for the client's identity (or any peer).
+//! - [`MarkedConnector`] opens the upstream connection from the client's own
+//!   address (transparent bind) with the socket mark
+//!   [`ebpf_events::constants::mark::proxy`] carrying the client's identity: the
+//!   datapath recognises it, does not redirect it again, applies policy with the
+//!   client's identity and steers the backend's replies back to this socket.
+//! - [`run_records`] turns the proxies' records into flows
+//!   (`observer::parser::Parser::parse_log_record`) through the same hooks and into
+//!   the same ring as datapath flows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ebpf_events::constants::mark;
+use observer::parser::Parser;
+use observer::IngestHandle;
+use proto::accesslog::LogRecord;
+use proxy::http::{HttpPolicy, HttpProxy, HttpRuleSpec, ProxyConfig};
+use proxy::{ConnInfo, ConnectFuture, Decision, PolicyLookup, RecordSink, UpstreamConnector};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::sync::{mpsc, watch};
+
+use super::hooks::FlowHooks;
+use crate::identity::ReservedIdentity;
+use crate::policy::{CompiledPolicy, Direction, HttpRule, RedirectKey, Redirects};
+use crate::state::AgentState;
+
+/// Pending connections per proxy listener.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// One redirect as the proxy sees it: rules compiled per peer identity.
+struct Redirect {
+    key: RedirectKey,
+    peers: BTreeMap<u32, Arc<HttpPolicy>>,
+}
+
+/// The redirects by proxy port, rebuilt when the policy changes.
+#[derive(Default)]
+struct Table {
+    source: Redirects,
+    by_port: HashMap<u16, Arc<Redirect>>,
+}
+
+/// The policy and identities the proxies ask for.
+pub struct AgentLookup {
+    state: Arc<AgentState>,
+    table: RwLock<Table>,
+}
+
+impl AgentLookup {
+    /// The security identity of an address: a local endpoint, a pod of another node,
+    /// else world.
+    fn identity_of(&self, ip: IpAddr) -> u32 {
+        self.state
+            .identity_of_ip(ip)
+            .map_or(ReservedIdentity::World.id(), |id| id.0)
+    }
+}
+
+impl PolicyLookup for AgentLookup {
+    fn http_decision(&self, conn: &ConnInfo) -> Option<Decision> {
+        let redirect = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_port
+            .get(&conn.proxy_port)?
+            .clone();
+        let source_identity = self.identity_of(conn.source.ip());
+        let destination_identity = self.identity_of(conn.destination.ip());
+        let (local, peer) = match redirect.key.direction {
+            Direction::Ingress => (destination_identity, source_identity),
+            Direction::Egress => (source_identity, destination_identity),
+        };
+        if local != redirect.key.local_identity || conn.destination.port() != redirect.key.dport {
+            return None;
+        }
+        let policy = redirect
+            .peers
+            .get(&peer)
+            .or_else(|| redirect.peers.get(&0))?
+            .clone();
+        Some(Decision {
+            policy,
+            source_identity,
+            destination_identity,
+        })
+    }
+}
+
+/// Opens the proxy's connection to the original destination from the client's
+/// address, marked with the client's identity.
+pub struct MarkedConnector {
+    lookup: Arc<AgentLookup>,
+}
+
+impl UpstreamConnector for MarkedConnector {
+    fn connect<'a>(&'a self, conn: &'a ConnInfo) -> ConnectFuture<'a> {
+        Box::pin(async move {
+            let identity = self.lookup.identity_of(conn.source.ip());
+            let domain = match conn.destination {
+                SocketAddr::V4(_) => Domain::IPV4,
+                SocketAddr::V6(_) => Domain::IPV6,
+            };
+            let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+            if domain == Domain::IPV6 {
+                socket.set_only_v6(true)?;
+            }
+            socket.set_ip_transparent(true)?;
+            socket.set_mark(mark::proxy(identity, conn.ingress))?;
+            socket.set_nodelay(true)?;
+            socket.bind(&SockAddr::from(SocketAddr::new(conn.source.ip(), 0)))?;
+            socket.set_nonblocking(true)?;
+            let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+            socket.connect(conn.destination).await
+        })
+    }
+}
+
+/// One proxy port's listeners.
+struct Listener {
+    stop: watch::Sender<bool>,
+}
+
+/// The node's HTTP proxies.
+pub struct L7Proxies {
+    lookup: Arc<AgentLookup>,
+    connector: Arc<MarkedConnector>,
+    records: RecordSink,
+    listeners: Mutex<BTreeMap<u16, Listener>>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A listener that could not be opened, naming its port.
+#[derive(Debug, thiserror::Error)]
+#[error("L7 proxy listener on port {port} ({family}): {source}")]
+pub struct ListenError {
+    pub port: u16,
+    pub family: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+impl L7Proxies {
+    /// Proxies for `state`; records go to `records`. Call from a tokio runtime.
+    pub fn new(state: Arc<AgentState>, records: RecordSink) -> Arc<Self> {
+        let lookup = Arc::new(AgentLookup {
+            state,
+            table: RwLock::new(Table::default()),
+        });
+        Arc::new(L7Proxies {
+            connector: Arc::new(MarkedConnector {
+                lookup: lookup.clone(),
+            }),
+            lookup,
+            records,
+            listeners: Mutex::new(BTreeMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Brings the rules and listeners in line with `compiled` (before its policy
+    /// entries are written): compiles the HTTP rules when they changed and opens a
+    /// listener for every new proxy port. Returns the ports whose listeners are no
+    /// longer needed; close them with [`L7Proxies::close`] once the datapath no longer
+    /// names them.
+    pub fn update(&self, compiled: &CompiledPolicy) -> Result<Vec<u16>, ListenError> {
+        {
+            let mut table = self.lookup.table.write().unwrap_or_else(|e| e.into_inner());
+            let ports_changed = compiled.proxy_ports.len() != table.by_port.len()
+                || table
+                    .by_port
+                    .iter()
+                    .any(|(port, r)| compiled.proxy_ports.get(&r.key) != Some(port));
+            if table.source != compiled.redirects || ports_changed {
+                table.by_port = compile_table(compiled);
+                table.source = compiled.redirects.clone();
+            }
+        }
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, &port) in &compiled.proxy_ports {
+            if listeners.contains_key(&port) {
+                continue;
+            }
+            let ingress = key.direction == Direction::Ingress;
+            let v4 = listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).map_err(
+                |source| ListenError {
+                    port,
+                    family: "IPv4",
+                    source,
+                },
+            )?;
+            let v6 = listen(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+            let proxy = Arc::new(HttpProxy::new(
+                ProxyConfig::new(port, ingress),
+                self.lookup.clone(),
+                self.connector.clone(),
+                self.records.clone(),
+            ));
+            let (stop, stopped) = watch::channel(false);
+            let _guard = self.runtime.enter();
+            for listener in std::iter::once(Ok(v4)).chain(std::iter::once(v6)) {
+                let listener = match listener.and_then(tokio::net::TcpListener::from_std) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        // IPv6 may be off on the node; IPv4 alone still serves.
+                        tracing::warn!(port, "L7 proxy: no IPv6 listener: {e}");
+                        continue;
+                    }
+                };
+                let proxy = proxy.clone();
+                let mut stopped = stopped.clone();
+                self.runtime.spawn(async move {
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = proxy.serve(listener, shutdown).await {
+                        tracing::error!(port, "L7 proxy stopped: {e}");
+                    }
+                });
+            }
+            tracing::info!(
+                port,
+                ingress,
+                identity = key.local_identity,
+                dport = key.dport,
+                "L7 proxy listening"
+            );
+            listeners.insert(port, Listener { stop });
+        }
+        let wanted: std::collections::BTreeSet<u16> =
+            compiled.proxy_ports.values().copied().collect();
+        Ok(listeners
+            .keys()
+            .filter(|p| !wanted.contains(p))
+            .copied()
+            .collect())
+    }
+
+    /// Closes the listeners of `ports` (open connections finish their request).
+    pub fn close(&self, ports: &[u16]) {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for port in ports {
+            if let Some(listener) = listeners.remove(port) {
+                let _ = listener.stop.send(true);
+                tracing::info!(port, "L7 proxy closed");
+            }
+        }
+    }
+}
+
+/// A transparent, non-blocking listener on `addr`.
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let domain = Domain::for_address(addr);
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_ip_transparent(true)?;
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Compiles every redirect's rules (once per policy change). A rule set that does
+/// not compile leaves that peer without rules: its requests are denied.
+fn compile_table(compiled: &CompiledPolicy) -> HashMap<u16, Arc<Redirect>> {
+    let mut by_port = HashMap::new();
+    for (key, peers) in &compiled.redirects {
+        let Some(&port) = compiled.proxy_ports.get(key) else {
+            continue;
+        };
+        let mut compiled_peers = BTreeMap::new();
+        for (peer, rules) in peers {
+            match http_policy(rules) {
+                Ok(policy) => {
+                    compiled_peers.insert(*peer, Arc::new(policy));
+                }
+                Err(e) => tracing::error!(
+                    identity = key.local_identity,
+                    port = key.dport,
+                    peer,
+                    "L7 rules not compiled, requests denied: {e}"
+                ),
+            }
+        }
+        by_port.insert(
+            port,
+            Arc::new(Redirect {
+                key: *key,
+                peers: compiled_peers,
+            }),
+        );
+    }
+    by_port
+}
+
+fn http_policy(rules: &[HttpRule]) -> Result<HttpPolicy, String> {
+    let specs = rules
+        .iter()
+        .map(|rule| {
+            let header_matches = rule
+                .header_matches
+                .iter()
+                .map(|m| serde_yaml::from_value(m.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("headerMatches: {e}"))?;
+            Ok(HttpRuleSpec {
+                method: rule.method.clone(),
+                path: rule.path.clone(),
+                host: rule.host.clone(),
+                headers: rule.headers.clone(),
+                header_matches,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    HttpPolicy::compile(&specs).map_err(|e| e.to_string())
+}
+
+/// Turns the proxies' records into flows: the same hooks (metrics, export) and the
+/// same ring as datapath flows.
+pub async fn run_records(
+    mut records: mpsc::Receiver<LogRecord>,
+    parser: Parser,
+    ingest: IngestHandle,
+    hooks: FlowHooks,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            record = records.recv() => {
+                let Some(record) = record else { break };
+                let flow = parser.parse_log_record(&record);
+                ingest.push_flow(hooks.on_flow(flow));
+            }
+        }
+    }
+}

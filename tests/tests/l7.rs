@@ -1,0 +1,181 @@
+//! The seeds' L7 scenario on the lab: rule1 with its HTTP rule lets the tiefighter
+//! land (`POST /v1/request-landing`) and answers its `PUT /v1/exhaust-port` with
+//! `Access denied` from the agent's proxy, which the deathstar never sees; the xwing
+//! is still dropped at L3/L4; both through the deathstar's cluster IP. Removing the
+//! L7 part restores plain forwarding. Needs root; prints a SKIP line otherwise.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use tests::{eventually, require_root, run_with_timeout, Lab};
+
+const VIP_URL: &str = "deathstar.default.svc.cluster.local";
+
+fn policy(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/policies/{name}"))
+}
+
+/// `curl -s` from `pod` with `method` to the deathstar's `path`; (stdout, exit code).
+fn curl(lab: &Lab, pod: &str, method: &str, path: &str) -> Result<(String, i32)> {
+    let url = format!("{VIP_URL}{path}");
+    let mut cmd = lab.cmd();
+    cmd.args([
+        "exec",
+        pod,
+        "--",
+        "curl",
+        "-s",
+        "--max-time",
+        "3",
+        "-X",
+        method,
+        &url,
+    ]);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(20))?;
+    Ok((
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        out.status.code().unwrap_or(-1),
+    ))
+}
+
+/// Requests the deathstars logged (`<peer> <METHOD> <target> -> <status>`).
+fn deathstar_requests(lab: &Lab, method: &str) -> usize {
+    ["deathstar-1", "deathstar-2"]
+        .iter()
+        .filter_map(|pod| std::fs::read_to_string(lab.run_dir.join(format!("lab/{pod}.log"))).ok())
+        .map(|log| {
+            log.lines()
+                .filter(|l| l.contains(&format!(" {method} /v1/")))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn l7_policy_through_the_proxy() -> Result<()> {
+    if !require_root("l7_policy_through_the_proxy") {
+        return Ok(());
+    }
+    let lab = Lab::up("l7", "10.104.0.0/24")?;
+    lab.wait_until_programmed()?;
+
+    let out = lab.agent(&[
+        "policy",
+        "import",
+        policy("rule1-l7.yaml").to_str().unwrap_or_default(),
+    ])?;
+    assert!(out.contains("Revision: 2"), "{out}");
+    let list = eventually(Duration::from_secs(20), || {
+        let list = lab.agent(&["endpoint", "list"])?;
+        Ok((list.contains("proxy-redirect") && !list.contains("regenerating")).then_some(list))
+    })?;
+    assert!(list.contains(":ingress:TCP:80 => 1"), "{list}");
+    let get = lab.agent(&["policy", "get"])?;
+    assert!(get.contains("\"path\": \"/v1/request-landing\""), "{get}");
+
+    // The allowed call lands, as a request/response pair of L7 flows.
+    let (out, _) = eventually(Duration::from_secs(20), || {
+        let (out, code) = curl(&lab, "tiefighter", "POST", "/v1/request-landing")?;
+        Ok(out.contains("Ship landed").then_some((out, code)))
+    })?;
+    assert_eq!(out, "Ship landed\n");
+    let l7 = eventually(Duration::from_secs(10), || {
+        // Responses go from the deathstar to the tiefighter: --pod takes both.
+        let out = lab.observe(&[
+            "--type",
+            "l7",
+            "--pod",
+            "default/tiefighter",
+            "--last",
+            "50",
+        ])?;
+        Ok(
+            (out.contains("http-request FORWARDED") && out.contains("http-response FORWARDED"))
+                .then_some(out),
+        )
+    })?;
+    assert!(
+        l7.contains(
+            "(HTTP/1.1 POST http://deathstar.default.svc.cluster.local/v1/request-landing)"
+        ),
+        "{l7}"
+    );
+
+    // The forbidden call: 403 from the proxy, the deathstar never sees it.
+    let puts_before = deathstar_requests(&lab, "PUT");
+    let (out, _) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
+    assert_eq!(out, "Access denied\r\n");
+    let dropped = eventually(Duration::from_secs(10), || {
+        let out = lab.observe(&["--type", "l7", "--verdict", "DROPPED", "--last", "20"])?;
+        Ok(out.contains("http-request DROPPED").then_some(out))
+    })?;
+    assert!(
+        dropped
+            .contains("(HTTP/1.1 PUT http://deathstar.default.svc.cluster.local/v1/exhaust-port)"),
+        "{dropped}"
+    );
+    assert_eq!(
+        deathstar_requests(&lab, "PUT"),
+        puts_before,
+        "the deathstar saw the PUT"
+    );
+
+    // The datapath's view: the redirect verdict and the to-proxy trace.
+    let verdicts = lab.observe_json(&[
+        "--type",
+        "policy-verdict",
+        "--from-pod",
+        "default/tiefighter",
+        "--last",
+        "20",
+    ])?;
+    ensure!(
+        verdicts
+            .iter()
+            .any(|v| v["flow"]["verdict"] == "REDIRECTED"
+                && v["flow"]["traffic_direction"] == "INGRESS"),
+        "no REDIRECTED verdict: {verdicts:?}"
+    );
+    let to_proxy = lab.observe_json(&[
+        "--type",
+        "trace",
+        "--from-pod",
+        "default/tiefighter",
+        "--last",
+        "100",
+    ])?;
+    ensure!(
+        to_proxy
+            .iter()
+            .any(|v| v["flow"]["trace_observation_point"] == "TO_PROXY"
+                && v["flow"]["proxy_port"].as_u64().is_some_and(|p| p >= 10000)),
+        "no to-proxy trace with a proxy port"
+    );
+
+    // The xwing is still dropped at L3/L4.
+    let (out, code) = curl(&lab, "xwing", "POST", "/v1/request-landing")?;
+    assert!(
+        code != 0 && !out.contains("Ship landed"),
+        "xwing: {code} {out}"
+    );
+
+    // Without the L7 part, plain forwarding again: the PUT reaches the deathstar.
+    let out = lab.agent(&[
+        "policy",
+        "import",
+        policy("rule1.yaml").to_str().unwrap_or_default(),
+    ])?;
+    assert!(out.contains("Revision: 3"), "{out}");
+    let (out, _) = eventually(Duration::from_secs(20), || {
+        let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
+        Ok(out
+            .contains("Panic: deathstar exploded")
+            .then_some((out, code)))
+    })?;
+    assert!(out.starts_with("Panic: deathstar exploded"), "{out}");
+    assert!(deathstar_requests(&lab, "PUT") > puts_before);
+    let list = lab.agent(&["endpoint", "list"])?;
+    assert!(!list.contains("proxy-redirect"), "{list}");
+    Ok(())
+}
