@@ -17,6 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+mod hook;
+
+pub use hook::CacheAnswerHook;
+
 /// Default of `--tofqdns-min-ttl` (Cilium's default: 0 keeps the answers' TTLs).
 pub const DEFAULT_MIN_TTL: u32 = 0;
 
