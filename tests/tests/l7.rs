@@ -160,6 +160,54 @@ fn l7_policy_through_the_proxy() -> Result<()> {
         "xwing: {code} {out}"
     );
 
+    // A killed agent: the pinned datapath keeps redirecting to the proxy port, which
+    // nobody serves, so the PUT fails instead of reaching the deathstar (no gap). The
+    // restarted agent serves the same port again.
+    let ports_before: Vec<String> = list
+        .lines()
+        .filter(|l| l.contains("proxy-redirect"))
+        .map(str::trim)
+        .map(String::from)
+        .collect();
+    let mut stop = lab.cmd();
+    stop.args(["stop", "agent", "--node", "1", "--kill"]);
+    let out = run_with_timeout(&mut stop, Duration::from_secs(30))?;
+    ensure!(out.status.success(), "stopping the agent: {out:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
+    assert!(
+        code != 0 && out.is_empty(),
+        "without the agent: {code} {out:?}"
+    );
+    assert_eq!(
+        deathstar_requests(&lab, "PUT"),
+        puts_before,
+        "the PUT got through while the agent was down"
+    );
+    let mut start = lab.cmd();
+    start.args(["start", "agent", "--node", "1"]);
+    let out = run_with_timeout(&mut start, Duration::from_secs(60))?;
+    ensure!(out.status.success(), "starting the agent: {out:?}");
+    let (out, _) = eventually(Duration::from_secs(30), || {
+        let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
+        Ok(out.contains("Access denied").then_some((out, code)))
+    })?;
+    assert_eq!(out, "Access denied\r\n");
+    let list = lab.agent(&["endpoint", "list"])?;
+    let ports_after: Vec<String> = list
+        .lines()
+        .filter(|l| l.contains("proxy-redirect"))
+        .map(str::trim)
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        ports_after, ports_before,
+        "the redirects keep their ports across a restart"
+    );
+    let (out, _) = curl(&lab, "tiefighter", "POST", "/v1/request-landing")?;
+    assert_eq!(out, "Ship landed\n");
+    assert_eq!(deathstar_requests(&lab, "PUT"), puts_before);
+
     // Without the L7 part, plain forwarding again: the PUT reaches the deathstar.
     let out = lab.agent(&[
         "policy",
