@@ -168,6 +168,23 @@ fn l7_seed_imports_without_warning_and_compiles_a_redirect() {
 }
 
 #[test]
+fn a_peer_also_allowed_without_l7_rules_gets_an_allow_all_rule() {
+    // rule1 with its L7 part, plus a rule allowing the tiefighter on port 80 at L4.
+    let extra = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: plain\nspec:\n  endpointSelector:\n    matchLabels:\n      class: deathstar\n  ingress:\n  - fromEndpoints:\n    - matchLabels:\n        class: tiefighter\n    toPorts:\n    - ports:\n      - port: \"80\"\n        protocol: TCP\n";
+    let mut repo = PolicyRepository::new();
+    repo.import(RULE1_L7_YAML).expect("valid policy");
+    repo.import(extra).expect("valid policy");
+    let policy = Demo::new().compile(&repo);
+    let (_, peers) = policy.redirects.iter().next().expect("one redirect");
+    let tiefighter = &peers[&TIEFIGHTER];
+    assert_eq!(tiefighter.len(), 2, "{tiefighter:?}");
+    assert_eq!(tiefighter[0].method, "POST");
+    assert_eq!(tiefighter[1], agent::policy::HttpRule::default());
+    // The deathstar itself is allowed only through rule1's L7 part.
+    assert_eq!(peers[&DEATHSTAR].len(), 1);
+}
+
+#[test]
 fn policy_get_output_round_trips_exactly() {
     let mut repo = PolicyRepository::new();
     repo.import(POLICY_GET_L7).expect("valid rules");
