@@ -16,7 +16,8 @@ packages=(
   g++                                # libFuzzer for the by-hand fuzz runs (cargo fuzz)
   curl jq ca-certificates pkg-config # curl: the demo's requests from the pods
   util-linux procps                  # setsid, setpriv, kill (the lab and its tests)
-  wrk                                # scripts/bench-services.sh: requests/s over a VIP
+  wrk                                # scripts/bench-services.sh, bench-proxy.sh: requests/s
+  haproxy                            # scripts/bench-proxy.sh: the proxy compared with HAProxy
 )
 
 # npm: Debian's package, unless the installed Node.js already bundles it.

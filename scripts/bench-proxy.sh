@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Figures for the L7 HTTP proxy, printed (not pass/fail):
+#
+#   scripts/bench-proxy.sh
+#
+# On loopback, one run: a backend (proxy/examples/l7_bench.rs, its own core), then wrk
+# straight to it, through our proxy, and through HAProxy, the two proxies each on the
+# same other core with the same rule (only POST /v1/request-landing, anchored), wrk
+# (one thread) on the backend's core. Two loads per target: CONNECTIONS keep-alive
+# connections for requests/s, one connection for latency. Prints requests/s, p50/p99,
+# the latency each proxy adds over the direct path, and the ratios.
+set -euo pipefail
+
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+LOAD_CPU=${LOAD_CPU:-0}   # backend and wrk
+PROXY_CPU=${PROXY_CPU:-1} # our proxy, then HAProxy
+TARGET=${CARGO_TARGET_DIR:-target}
+
+for tool in wrk haproxy taskset cargo; do
+  command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+cargo build -q --release -p proxy --example l7_bench
+BENCH=$TARGET/release/examples/l7_bench
+
+work=$(mktemp -d /tmp/hubble-rs-bench-proxy.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+base=$((20000 + RANDOM % 20000))
+backend=127.0.0.1:$base ours=127.0.0.1:$((base + 1)) theirs=127.0.0.1:$((base + 2))
+
+taskset -c "$LOAD_CPU" "$BENCH" backend "$backend" & pids+=($!)
+taskset -c "$PROXY_CPU" "$BENCH" proxy "$ours" "$backend" & pids+=($!)
+cat >"$work/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-request 10s
+frontend deathstar
+  bind $theirs
+  acl post method POST
+  acl landing path_reg ^/v1/request-landing\$
+  http-request deny deny_status 403 unless post landing
+  default_backend deathstar
+backend deathstar
+  server backend $backend
+CFG
+haproxy -c -q -f "$work/haproxy.cfg"
+taskset -c "$PROXY_CPU" haproxy -db -f "$work/haproxy.cfg" & pids+=($!)
+
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.path = "/v1/request-landing"
+wrk.headers["Host"] = "deathstar.default.svc.cluster.local"
+LUA
+
+for address in "$backend" "$ours" "$theirs"; do
+  for _ in $(seq 50); do
+    curl -s -o /dev/null -X POST "http://$address/v1/request-landing" && break
+    sleep 0.1
+  done
+done
+for address in "$ours" "$theirs"; do
+  denied=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "http://$address/v1/exhaust-port")
+  landed=$(curl -s -X POST "http://$address/v1/request-landing")
+  [[ $denied == 403 && $landed == "Ship landed" ]] || { echo "bench-proxy: $address does not enforce the rule ($denied, $landed)" >&2; exit 1; }
+done
+
+# wrk's figures: requests/s, p50 and p99 in microseconds.
+run() { # address connections
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$2" -d"${SECONDS_PER_RUN}s" --latency -s "$work/post.lua" "http://$1" |
+    awk '
+      function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }
+      /Requests\/sec/ { rps = $2 }
+      $1 == "50%" { p50 = us($2) }
+      $1 == "99%" { p99 = us($2) }
+      / Non-2xx or 3xx responses/ { bad = $NF }
+      END { if (bad) { print "bench-proxy: " bad " failed requests" > "/dev/stderr"; exit 1 } printf "%.0f %.1f %.1f\n", rps, p50, p99 }'
+}
+
+echo "L7 proxy figures ($(uname -r), $(nproc) CPUs, ${SECONDS_PER_RUN}s per run; proxies on CPU $PROXY_CPU, backend and wrk on CPU $LOAD_CPU)"
+read -r d_rps _ _ < <(run "$backend" "$CONNECTIONS")
+read -r o_rps _ _ < <(run "$ours" "$CONNECTIONS")
+read -r h_rps _ _ < <(run "$theirs" "$CONNECTIONS")
+read -r _ d50 d99 < <(run "$backend" 1)
+read -r _ o50 o99 < <(run "$ours" 1)
+read -r _ h50 h99 < <(run "$theirs" 1)
+
+awk -v c="$CONNECTIONS" -v d="$d_rps" -v o="$o_rps" -v h="$h_rps" \
+    -v d50="$d50" -v d99="$d99" -v o50="$o50" -v o99="$o99" -v h50="$h50" -v h99="$h99" 'BEGIN {
+  printf "requests/s (%d keep-alive connections): direct %d, hubble-rs proxy %d (%.2fx direct), haproxy %d (%.2fx direct); proxy/haproxy %.2fx\n", c, d, o, o / d, h, h / d, o / h
+  printf "latency (1 connection) p50/p99 us: direct %.0f/%.0f, hubble-rs proxy %.0f/%.0f, haproxy %.0f/%.0f\n", d50, d99, o50, o99, h50, h99
+  ao50 = o50 - d50; ao99 = o99 - d99; ah50 = h50 - d50; ah99 = h99 - d99
+  printf "added latency p50/p99 us: hubble-rs proxy %.0f/%.0f, haproxy %.0f/%.0f; proxy/haproxy %.2fx/%.2fx\n", ao50, ao99, ah50, ah99, (ah50 > 0 ? ao50 / ah50 : 0), (ah99 > 0 ? ao99 / ah99 : 0)
+}'
