@@ -33,6 +33,11 @@ pub const MAX_IPS_PER_NAME: usize = 1000;
 /// agent's memory and state file without bound; the name that expires first gives way.
 pub const MAX_NAMES_PER_ENDPOINT: usize = 4096;
 
+/// Entries every cache of this process dropped at a bound, for the agent's
+/// `/metrics` (`hubble_agent_fqdn_cache_evictions_total`).
+pub static FQDN_CACHE_EVICTIONS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// What the cache list says an entry came from (Cilium's `Source` column): answers
 /// seen by the DNS proxy.
 pub const SOURCE_LOOKUP: &str = "lookup";
@@ -149,6 +154,7 @@ impl FqdnCache {
             if let Some(victim) = first_to_expire(names) {
                 names.remove(&victim);
                 self.evictions += 1;
+                FQDN_CACHE_EVICTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         let addresses = names.entry(name).or_default();
@@ -169,6 +175,7 @@ impl FqdnCache {
                         if let Some(victim) = victim {
                             addresses.remove(&victim);
                             self.evictions += 1;
+                            FQDN_CACHE_EVICTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     addresses.insert(*ip, lookup);

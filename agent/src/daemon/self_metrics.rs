@@ -38,6 +38,7 @@ pub struct AgentMetrics {
     ring_capacity: AtomicU64,
     events_seen: AtomicU64,
     unparsable_records: AtomicU64,
+    fqdn_cache_evictions: AtomicU64,
     grpc_started: Mutex<BTreeMap<GrpcKey, u64>>,
     grpc_handled: Mutex<BTreeMap<(GrpcKey, String), u64>>,
 }
@@ -62,6 +63,12 @@ impl AgentMetrics {
     /// (`daemon::pipeline::UNPARSABLE_RECORDS`).
     pub fn set_unparsable_records(&self, total: u64) {
         self.unparsable_records.store(total, Ordering::Relaxed);
+    }
+
+    /// Sets how many FQDN cache entries were dropped at a bound since the agent
+    /// started (`agent::fqdn::FQDN_CACHE_EVICTIONS`).
+    pub fn set_fqdn_cache_evictions(&self, total: u64) {
+        self.fqdn_cache_evictions.store(total, Ordering::Relaxed);
     }
 
     /// Counts a gRPC call that started (`grpc_server_started_total`).
@@ -125,6 +132,14 @@ impl Collect for AgentMetrics {
             vec![SeriesSnapshot::counter(
                 Vec::new(),
                 self.unparsable_records.load(Ordering::Relaxed),
+            )],
+        ));
+        out.push(FamilySnapshot::counter(
+            "hubble_agent_fqdn_cache_evictions_total",
+            "Number of FQDN cache entries dropped because a cache bound was reached",
+            vec![SeriesSnapshot::counter(
+                Vec::new(),
+                self.fqdn_cache_evictions.load(Ordering::Relaxed),
             )],
         ));
         let started = self

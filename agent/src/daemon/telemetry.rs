@@ -148,6 +148,9 @@ async fn self_metrics(observer: Arc<LocalObserver>, agent: Arc<AgentMetrics>, fl
         agent.set_unparsable_records(
             super::pipeline::UNPARSABLE_RECORDS.load(std::sync::atomic::Ordering::Relaxed),
         );
+        agent.set_fqdn_cache_evictions(
+            crate::fqdn::FQDN_CACHE_EVICTIONS.load(std::sync::atomic::Ordering::Relaxed),
+        );
         let total = observer.queue_discards();
         if total > discards {
             flows.lost_events(

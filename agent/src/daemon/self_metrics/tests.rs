@@ -11,6 +11,7 @@ fn prints_ring_events_unparsable_records_and_grpc_counters() {
     agent.set_ring(5, 4095);
     agent.events_seen(5);
     agent.set_unparsable_records(2);
+    agent.set_fqdn_cache_evictions(3);
     agent.grpc_started(GrpcType::ServerStream, "observer.Observer", "GetFlows");
     agent.grpc_handled(GrpcType::Unary, "observer.Observer", "ServerStatus", "OK");
     let mut registry = Registry::new();
@@ -22,6 +23,9 @@ fn prints_ring_events_unparsable_records_and_grpc_counters() {
         # HELP grpc_server_started_total Total number of RPCs started on the server.
         # TYPE grpc_server_started_total counter
         grpc_server_started_total{grpc_method="GetFlows",grpc_service="observer.Observer",grpc_type="server_stream"} 1
+        # HELP hubble_agent_fqdn_cache_evictions_total Number of FQDN cache entries dropped because a cache bound was reached
+        # TYPE hubble_agent_fqdn_cache_evictions_total counter
+        hubble_agent_fqdn_cache_evictions_total 3
         # HELP hubble_observer_events_seen_total Number of events received from the datapath
         # TYPE hubble_observer_events_seen_total counter
         hubble_observer_events_seen_total 5
