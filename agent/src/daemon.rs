@@ -108,11 +108,28 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
 
     // Control plane.
     // In a cluster, identities, pods of other nodes and the node list come from etcd.
-    let hub = peer_service::NodeHub::new();
     let kvstore = match config.kvstore.clone() {
-        Some(kv) => Some(Kvstore::start(kv, hub.clone()).context("joining the cluster store")?),
+        Some(kv) => Some(Kvstore::start(kv).context("joining the cluster store")?),
         None => None,
     };
+    // The peer service's node list: etcd in a cluster, else the nodes file, else this
+    // node alone (`peer_service::sources::choose`).
+    let hub = peer_service::NodeHub::new();
+    let node_source = peer_service::sources::choose(
+        kvstore
+            .as_ref()
+            .map(|kvstore| Box::new(kvstore.node_source()) as Box<dyn peer_service::NodeSource>),
+        config
+            .peers_file
+            .as_ref()
+            .map(peer_service::sources::file::NodesFile::new),
+        peer_service::Node::new(
+            config.node_name.clone(),
+            config.listen_address.clone().unwrap_or_default(),
+        ),
+    );
+    tracing::info!(source = %node_source.describe(), "node list");
+    let node_source = node_source.start(hub.clone());
     let allocator: Arc<dyn IdentityAllocator> = match &kvstore {
         Some(kvstore) => kvstore.allocator(),
         None => Arc::new(LocalIdentityAllocator::new()),
@@ -264,21 +281,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         });
     }
 
-    // The Hubble API with the peer service next to it; the cluster store, when there is
-    // one, feeds the hub instead of the nodes file.
-    let peers_file = config.peers_file.as_ref().filter(|_| kvstore.is_none());
-    let _nodes_watcher = peers_file.map(|path| {
-        peer_service::NodesFileWatcher::spawn(
-            path,
-            hub.clone(),
-            peer_service::DEFAULT_RESCAN_INTERVAL,
-        )
-    });
-    if config.peers_file.is_none() && kvstore.is_none() {
-        // A single node announces itself, as an agent without a cluster does.
-        let address = config.listen_address.clone().unwrap_or_default();
-        hub.upsert(peer_service::Node::new(config.node_name.clone(), address));
-    }
+    // The Hubble API with the peer service next to it, over the node source's hub.
     let routes = tonic::service::Routes::new(peer_service::peer_service(
         hub,
         peer_service::PeerServiceConfig {
@@ -313,6 +316,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         Err(_) => tracing::warn!("Hubble API server did not stop in time"),
         _ => {}
     }
+    drop(node_source);
     if let Some(kvstore) = kvstore {
         kvstore.stop().await;
     }

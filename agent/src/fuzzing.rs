@@ -11,9 +11,10 @@ use std::path::Path;
 use crate::admin::format_policy_get;
 use crate::endpoints::{parse_endpoint_file, security_labels};
 use crate::identity::{reserved_identities, CidrIdentities, Identity};
-use crate::kvstore::keys::{decode_json, decode_labels, parse_identity, IpcacheValue, NodeValue};
+use crate::kvstore::keys::{decode_json, decode_labels, parse_identity, IpcacheValue};
 use crate::labels::LabelSet;
 use crate::policy::{compile, parse_policy, CompileInput, PolicyRepository};
+use peer_service::sources::etcd::NodeValue;
 
 /// The cluster name the fuzzed documents are read in.
 const CLUSTER: &str = "default";

@@ -11,8 +11,12 @@
 //! - **Services** ([`ClusterServices`]): `ClusterService` JSON per service, which
 //!   every agent declares in its state, so every node serves every service.
 //! - **The node list**: every agent registers its node (name, Hubble API
-//!   address) under its lease; a watch feeds the peer service's `NodeHub`, so a node
-//!   whose agent dies disappears when its lease expires.
+//!   address) under its lease; the peer service's etcd node source
+//!   ([`Kvstore::node_source`], `peer_service::sources::etcd`) watches them into its
+//!   `NodeHub`, so a node whose agent dies disappears when its lease expires.
+//!
+//! The etcd connection and the list-then-watch loop are `peer_service::sources::etcd`'s,
+//! shared by every watch here.
 //!
 //! Losing etcd never stops an agent: it keeps enforcing with what it knows, the
 //! session, the watches and allocations retry with backoff, and once etcd is back the
@@ -25,6 +29,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use peer_service::sources::etcd::{watch_prefix, Connection, EtcdError, EtcdNodes, WatchHandler};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -32,20 +37,17 @@ use crate::endpoints::Endpoint;
 use crate::services::ServiceSource;
 use crate::state::AgentState;
 
-mod connection;
 mod identity;
 mod ipcache;
 pub mod keys;
-mod nodes;
 mod services;
 mod session;
-mod watcher;
 
 pub use services::{service_key, services_prefix, ClusterService, ClusterServices, L4Addr};
 
-pub use connection::Backoff;
 pub use identity::EtcdIdentityAllocator;
 pub use ipcache::{IpcachePublisher, RemoteEndpoint, RemoteEndpoints};
+pub use peer_service::sources::etcd::Backoff;
 
 /// Lease time-to-live of an agent's keys: a dead agent's node, pods and identity
 /// references disappear this long after its last keep-alive.
@@ -106,6 +108,16 @@ pub enum KvstoreError {
 impl From<etcd_client::Error> for KvstoreError {
     fn from(error: etcd_client::Error) -> Self {
         KvstoreError::Etcd(Box::new(error))
+    }
+}
+
+impl From<EtcdError> for KvstoreError {
+    fn from(error: EtcdError) -> Self {
+        match error {
+            EtcdError::Etcd(error) => KvstoreError::Etcd(error),
+            EtcdError::WatchEnded { prefix, reason } => KvstoreError::WatchEnded { prefix, reason },
+            EtcdError::BadValue { key, reason } => KvstoreError::BadValue { key, reason },
+        }
     }
 }
 
@@ -202,8 +214,10 @@ pub struct Kvstore {
     session_task: JoinHandle<()>,
     watch_tasks: Vec<JoinHandle<()>>,
     session: Arc<session::Session>,
+    connection: Arc<Connection>,
     me: peer_service::Node,
     node_ip: IpAddr,
+    listed_tx: Arc<watch::Sender<usize>>,
     listed: watch::Receiver<usize>,
     watch_count: usize,
     services: ClusterServices,
@@ -211,18 +225,15 @@ pub struct Kvstore {
 
 impl Kvstore {
     /// Starts the session (lease, node registration) and the watches of identities,
-    /// ipcache entries and nodes; `hub` receives the node list. Returns at once: etcd
-    /// need not be up yet.
-    pub fn start(
-        config: KvstoreConfig,
-        hub: peer_service::NodeHub,
-    ) -> Result<Kvstore, KvstoreError> {
+    /// ipcache entries and services; the node list is [`Kvstore::node_source`]'s.
+    /// Returns at once: etcd need not be up yet.
+    pub fn start(config: KvstoreConfig) -> Result<Kvstore, KvstoreError> {
         let first = config.endpoints.first().ok_or(KvstoreError::NoEndpoints)?;
         let node_ip = match config.node_ip {
             Some(ip) => ip,
             None => local_address_towards(first)?,
         };
-        let connection = Arc::new(connection::Connection::new(config.endpoints.clone()));
+        let connection = Arc::new(Connection::new(config.endpoints.clone()));
         let session = Arc::new(session::Session::new(connection.clone(), config.lease_ttl));
         let (changes_tx, changes) = watch::channel(0u64);
         let changes_tx = Arc::new(changes_tx);
@@ -246,7 +257,7 @@ impl Kvstore {
             address: hubble_address(node_ip, config.hubble_listen_address.as_deref()),
             cluster: Some(config.cluster_name.clone()),
         };
-        let watches: Vec<(String, Arc<dyn watcher::WatchHandler>)> = vec![
+        let watches: Vec<(String, Arc<dyn WatchHandler>)> = vec![
             (
                 keys::IDENTITY_ID_PREFIX.to_string(),
                 allocator.watch_handler(),
@@ -260,10 +271,6 @@ impl Kvstore {
                 )),
             ),
             (
-                keys::nodes_prefix(&config.cluster_name),
-                Arc::new(nodes::NodesHandler::new(hub, me.clone())),
-            ),
-            (
                 services_prefix(&config.cluster_name),
                 Arc::new(services::ServicesHandler::new(
                     services.clone(),
@@ -271,18 +278,19 @@ impl Kvstore {
                 )),
             ),
         ];
-        let watch_count = watches.len();
+        // The node source's watch is counted too (see `node_source`).
+        let watch_count = watches.len() + 1;
         let (listed_tx, listed) = watch::channel(0usize);
         let listed_tx = Arc::new(listed_tx);
         let watch_tasks = watches
             .into_iter()
             .map(|(prefix, handler)| {
-                tokio::spawn(watcher::run(
+                tokio::spawn(watch_prefix(
                     connection.clone(),
                     prefix,
                     handler,
                     shutdown_rx.clone(),
-                    listed_tx.clone(),
+                    Some(listed_tx.clone()),
                 ))
             })
             .collect();
@@ -301,15 +309,18 @@ impl Kvstore {
             session_task,
             watch_tasks,
             session,
+            connection,
             me,
             node_ip,
+            listed_tx,
             listed,
             watch_count,
             services,
         })
     }
 
-    /// Waits until every watch (identities, ipcache, nodes) has listed its keys once,
+    /// Waits until every watch (identities, ipcache, services, and the nodes of a
+    /// started [`Kvstore::node_source`]) has listed its keys once,
     /// or `timeout` passes; returns whether they all did. A restarted agent waits for
     /// this before it rewrites its pinned datapath maps, so pods of other nodes and
     /// their identities are not dropped from the maps in between.
@@ -341,11 +352,22 @@ impl Kvstore {
         self.node_ip
     }
 
+    /// The peer service's node source of this cluster: this node and every node
+    /// registered in etcd, read through this store's connection. Start it before
+    /// [`Kvstore::wait_listed`], which counts its first listing.
+    pub fn node_source(&self) -> EtcdNodes {
+        EtcdNodes::new(self.connection.clone(), self.me.clone()).with_listed(self.listed_tx.clone())
+    }
+
     /// Registers this node (name, Hubble API address) under the lease, so that the
     /// other nodes' peer services announce it. Call it once the Hubble API serves: a
     /// relay connects as soon as it hears of the node.
     pub fn register_node(&self) {
-        nodes::register(&self.session, &self.me, self.node_ip);
+        if let Some((key, value)) =
+            peer_service::sources::etcd::registration(&self.me, self.node_ip)
+        {
+            self.session.set(key, value);
+        }
     }
 
     /// True while the session holds a live lease (etcd reachable, keys published).

@@ -7,7 +7,7 @@ use std::path::Path;
 use proto::peer::ChangeNotificationType;
 
 use crate::hub::NodeHub;
-use crate::static_file::parse_nodes;
+use crate::sources::file::parse_nodes;
 
 /// The text of a nodes file (`--peers-file`), parsed as the watcher parses it; an
 /// accepted list goes into a node registry and is announced to peers as the Peer

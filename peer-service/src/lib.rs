@@ -2,7 +2,9 @@
 //!
 //! - [`NodeRegistry`] is any source of node-list changes; [`NodeHub`] is the in-memory
 //!   registry that node sources feed.
-//! - [`NodesFileWatcher`] feeds a [`NodeHub`] from a static YAML nodes file.
+//! - [`sources`]: every node source behind one trait, [`sources::NodeSource`]: the
+//!   static YAML nodes file ([`NodesFileWatcher`]), this node alone, and etcd (feature
+//!   `etcd`, which only the agent turns on); [`sources::choose`] picks a node's source.
 //! - [`peer_service`] builds the `peer.Peer` gRPC server over a registry: `Notify` first
 //!   sends `PEER_ADDED` for every known node, then `PEER_ADDED` / `PEER_UPDATED` /
 //!   `PEER_DELETED` as the registry changes.
@@ -30,7 +32,7 @@ pub mod fuzzing;
 mod hub;
 mod node;
 mod service;
-mod static_file;
+pub mod sources;
 
 pub use hub::{NodeHub, NodeRegistry, Subscription, SUBSCRIBER_QUEUE_CAPACITY};
 pub use node::{
@@ -38,7 +40,8 @@ pub use node::{
     PEER_SERVICE_NAME,
 };
 pub use service::{peer_service, PeerService, PeerServiceConfig, NOTIFY_STREAM_CAPACITY};
-pub use static_file::{load_nodes_file, parse_nodes, NodesFileWatcher, DEFAULT_RESCAN_INTERVAL};
+pub use sources::file::{load_nodes_file, parse_nodes, NodesFileWatcher, DEFAULT_RESCAN_INTERVAL};
+pub use sources::NodeSource;
 
 /// Why a nodes file could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! Architecture invariants of the dependency graph (ARCHITECTURE.md, "Invariants"):
 //! the relay, the CLI and the UI never depend, through normal dependencies at any
-//! depth, on aya, on the flow-metrics crate (`metrics`), on the agent, or on
-//! `ebpf-events` with its `loader` feature.
+//! depth, on aya, on the flow-metrics crate (`metrics`), on the agent, on
+//! `ebpf-events` with its `loader` feature, or on `etcd-client` (the peer service's etcd
+//! node source is its feature `etcd`, which only the agent turns on).
 //!
 //! The graph comes from `cargo metadata --format-version 1`. Cargo's own resolve unifies
 //! features over the whole workspace (the agent turns `ebpf-events/loader` on for
@@ -159,12 +160,15 @@ fn violations(closure: &Enabled) -> Vec<String> {
         if name == "ebpf-events" && features.contains("loader") {
             found.push("ebpf-events with feature `loader`".to_owned());
         }
+        if name == "etcd-client" {
+            found.push("etcd-client (the cluster store belongs to the agent)".to_owned());
+        }
     }
     found
 }
 
 #[test]
-fn relay_cli_and_ui_never_depend_on_the_datapath_flow_handlers_or_agent() -> Result<()> {
+fn relay_cli_and_ui_never_depend_on_the_datapath_flow_handlers_agent_or_etcd() -> Result<()> {
     let graph = Graph::load()?;
     let mut report = Vec::new();
     for client in CLIENT_CRATES {
@@ -180,7 +184,8 @@ fn relay_cli_and_ui_never_depend_on_the_datapath_flow_handlers_or_agent() -> Res
     Ok(())
 }
 
-/// The check sees what it must: the agent does load eBPF and run flow handlers.
+/// The check sees what it must: the agent does load eBPF, run flow handlers and talk
+/// to etcd.
 #[test]
 fn the_agent_is_seen_to_depend_on_what_clients_must_not() -> Result<()> {
     let graph = Graph::load()?;
@@ -190,6 +195,7 @@ fn the_agent_is_seen_to_depend_on_what_clients_must_not() -> Result<()> {
         "aya (eBPF loading belongs to the agent)",
         "metrics (flow handlers belong to the agent)",
         "ebpf-events with feature `loader`",
+        "etcd-client (the cluster store belongs to the agent)",
     ] {
         assert!(
             found.iter().any(|v| v == expected),
@@ -205,5 +211,21 @@ fn the_agent_is_seen_to_depend_on_what_clients_must_not() -> Result<()> {
         "{:?}",
         violations(&observer)
     );
+    // An optional dependency is followed only when a feature turns it on: the peer
+    // service alone has no etcd client, with feature `etcd` it has.
+    let peer = graph.normal_closure("peer-service")?;
+    assert!(!peer.contains_key("etcd-client"), "{:?}", peer.keys());
+    let peer_with_etcd = {
+        let mut enabled = Enabled::new();
+        enabled.insert(
+            "peer-service".to_owned(),
+            BTreeSet::from(["etcd".to_owned()]),
+        );
+        for package in graph.packages.get("peer-service").into_iter().flatten() {
+            propagate(package, &BTreeSet::from(["etcd".to_owned()]), &mut enabled)?;
+        }
+        enabled
+    };
+    assert!(peer_with_etcd.contains_key("etcd-client"));
     Ok(())
 }

@@ -16,13 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::watch;
 
-use super::connection::{Backoff, Connection};
 use super::keys::{
     decode_labels, encode_labels, identity_id_key, identity_labels_key, identity_reference_key,
     parse_identity,
 };
 use super::session::Session;
-use super::watcher::WatchHandler;
 use super::KvstoreError;
 use crate::identity::{
     check_allocatable, reserved_identities, AllocatorFuture, Identity, IdentityAllocator,
@@ -30,6 +28,8 @@ use crate::identity::{
     MIN_ALLOCATED_IDENTITY,
 };
 use crate::labels::LabelSet;
+use peer_service::sources::etcd::WatchHandler;
+use peer_service::sources::etcd::{Backoff, Connection};
 
 /// Compare-and-swap attempts per allocation before giving up on a busy range.
 pub const MAX_CAS_ATTEMPTS: usize = 64;

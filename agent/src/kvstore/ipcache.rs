@@ -8,9 +8,9 @@ use tokio::sync::watch;
 
 use super::keys::{decode_json, ipcache_key, IpcacheValue};
 use super::session::Session;
-use super::watcher::WatchHandler;
 use crate::endpoints::Endpoint;
 use crate::identity::Identity;
+use peer_service::sources::etcd::WatchHandler;
 
 /// A pod of another node, as its agent published it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! cilium/state/identities/v1/labels/<labels>      <id>          persistent
 //! cilium/state/identities/v1/value/<labels>/<node> <id>         under the node's lease
 //! cilium/state/ip/v1/default/<ip>                 JSON pod      under the node's lease
-//! cilium/state/nodes/v1/<cluster>/<node>          JSON node     under the node's lease
+//! cilium/state/nodes/v1/<cluster>/<node>          JSON node     under the node's lease (*)
 //! cilium/state/services/v1/<cluster>/<ns>/<name>   JSON service  persistent (ClusterService)
 //! ```
 //!
@@ -16,6 +16,9 @@
 //! data: freeing one would need a cluster-wide check that no node is about to take a
 //! new reference, and the range (256..=65535) outlasts any lab. The `value/` keys
 //! show which nodes use an identity and vanish with a dead node's lease.
+//!
+//! (*) The node registrations belong to the peer service's etcd node source:
+//! `peer_service::sources::etcd::{NODES_PREFIX, node_key, NodeValue}`.
 
 use std::net::IpAddr;
 
@@ -33,8 +36,6 @@ pub const IDENTITY_LABELS_PREFIX: &str = "cilium/state/identities/v1/labels/";
 pub const IDENTITY_VALUE_PREFIX: &str = "cilium/state/identities/v1/value/";
 /// Prefix of the ipcache entries (Cilium's default address space).
 pub const IPCACHE_PREFIX: &str = "cilium/state/ip/v1/default/";
-/// Prefix of the node registrations.
-pub const NODES_PREFIX: &str = "cilium/state/nodes/v1/";
 /// Prefix of the services (`<cluster>/<namespace>/<name>` below it).
 pub const SERVICES_PREFIX: &str = "cilium/state/services/v1/";
 
@@ -72,16 +73,6 @@ pub fn identity_reference_key(encoded: &str, node: &str) -> String {
 /// The ipcache key of an address.
 pub fn ipcache_key(ip: IpAddr) -> String {
     format!("{IPCACHE_PREFIX}{ip}")
-}
-
-/// The prefix of a cluster's node registrations.
-pub fn nodes_prefix(cluster: &str) -> String {
-    format!("{NODES_PREFIX}{cluster}/")
-}
-
-/// The registration key of a node.
-pub fn node_key(cluster: &str, node: &str) -> String {
-    format!("{}{node}", nodes_prefix(cluster))
 }
 
 /// Parses an identity number stored as decimal text.
@@ -123,29 +114,6 @@ pub struct IpcacheValue {
     pub node_name: String,
     #[serde(rename = "Labels", default)]
     pub labels: Vec<String>,
-}
-
-/// One address of a node registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeAddress {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(rename = "IP")]
-    pub ip: IpAddr,
-}
-
-/// A node registration as stored: Cilium's node fields that matter here, plus the
-/// address of its Hubble API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeValue {
-    #[serde(rename = "Name")]
-    pub name: String,
-    #[serde(rename = "Cluster")]
-    pub cluster: String,
-    #[serde(rename = "IPAddresses", default)]
-    pub addresses: Vec<NodeAddress>,
-    #[serde(rename = "HubbleAddress")]
-    pub hubble_address: String,
 }
 
 /// Decodes a JSON value stored at `key`.

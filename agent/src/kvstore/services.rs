@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::keys::decode_json;
-use super::watcher::WatchHandler;
 use crate::services::{
     Protocol, ServiceBackendSpec, ServiceKind, ServiceName, ServicePortSpec, ServiceSpec,
 };
+use peer_service::sources::etcd::WatchHandler;
 
 /// Prefix of the services of `cluster`.
 pub fn services_prefix(cluster: &str) -> String {

@@ -15,8 +15,8 @@ use std::time::Duration;
 use etcd_client::{Client, LeaseTimeToLiveOptions, PutOptions};
 use tokio::sync::{watch, Notify};
 
-use super::connection::{stopped, Backoff, Connection};
 use super::KvstoreError;
+use peer_service::sources::etcd::{stopped, Backoff, Connection};
 
 /// The wanted keys and their values, and the lease state.
 pub struct Session {

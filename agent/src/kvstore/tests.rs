@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use peer_service::NodeHub;
+use peer_service::sources::Running;
+use peer_service::{NodeHub, NodeSource};
 
 use super::keys::{decode_labels, encode_labels};
 use super::*;
@@ -109,12 +110,13 @@ fn config(etcd: &Etcd, node: &str, octet: u8) -> KvstoreConfig {
     }
 }
 
-/// Starts a store client for `node` and registers the node, as the daemon does once its
-/// Hubble API serves.
-fn join(etcd: &Etcd, node: &str, octet: u8, hub: NodeHub) -> Kvstore {
-    let kvstore = Kvstore::start(config(etcd, node, octet), hub).expect("start");
+/// Starts a store client for `node` with its node source feeding `hub`, and registers
+/// the node, as the daemon does once its Hubble API serves.
+fn join(etcd: &Etcd, node: &str, octet: u8, hub: NodeHub) -> (Kvstore, Running) {
+    let kvstore = Kvstore::start(config(etcd, node, octet)).expect("start");
+    let nodes = Box::new(kvstore.node_source()).start(hub);
     kvstore.register_node();
-    kvstore
+    (kvstore, nodes)
 }
 
 fn labels(class: &str) -> LabelSet {
@@ -190,8 +192,8 @@ async fn nodes_agree_on_identities() {
     let Some(etcd) = Etcd::start("nodes_agree_on_identities") else {
         return;
     };
-    let a = join(&etcd, "node1", 11, NodeHub::new());
-    let b = join(&etcd, "node2", 12, NodeHub::new());
+    let (a, _a_nodes) = join(&etcd, "node1", 11, NodeHub::new());
+    let (b, _b_nodes) = join(&etcd, "node2", 12, NodeHub::new());
     let (alloc_a, alloc_b) = (a.allocator(), b.allocator());
 
     // The same new label set from both nodes at once gets one number.
@@ -249,8 +251,8 @@ async fn pods_and_nodes_follow_leases() {
         return;
     };
     let hub_b = NodeHub::new();
-    let a = join(&etcd, "node1", 11, NodeHub::new());
-    let b = join(&etcd, "node2", 12, hub_b.clone());
+    let (a, _a_nodes) = join(&etcd, "node1", 11, NodeHub::new());
+    let (b, _b_nodes) = join(&etcd, "node2", 12, hub_b.clone());
     a.register_node();
     b.register_node();
 
@@ -318,7 +320,7 @@ async fn pods_and_nodes_follow_leases() {
     );
 
     // A gracefully stopped agent leaves at once.
-    let c = Kvstore::start(config(&etcd, "node3", 13), NodeHub::new()).expect("c");
+    let c = Kvstore::start(config(&etcd, "node3", 13)).expect("c");
     eventually("c holds a lease", || c.has_lease().then_some(())).await;
     assert_eq!(
         names(&hub_b).len(),
@@ -344,8 +346,8 @@ async fn identities_survive_an_etcd_restart() {
         return;
     };
     let hub_b = NodeHub::new();
-    let a = join(&etcd, "node1", 11, NodeHub::new());
-    let b = join(&etcd, "node2", 12, hub_b.clone());
+    let (a, _a_nodes) = join(&etcd, "node1", 11, NodeHub::new());
+    let (b, _b_nodes) = join(&etcd, "node2", 12, hub_b.clone());
     a.register_node();
     b.register_node();
     eventually("a holds a lease", || a.has_lease().then_some(())).await;
@@ -394,7 +396,7 @@ async fn identities_survive_an_etcd_restart() {
     })
     .await;
     // A fresh agent on the restarted store gets the same numbers.
-    let c = join(&etcd, "node3", 13, NodeHub::new());
+    let (c, _c_nodes) = join(&etcd, "node3", 13, NodeHub::new());
     assert_eq!(c.allocator().allocate(&xwing).await, Ok(before));
     assert_eq!(c.allocator().allocate(&labels("ywing")).await, Ok(ywing));
     // Everyone is registered again and the pod is still published.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use notify::Watcher;
 use tokio::sync::mpsc;
 
+use super::{NodeSource, Running};
 use crate::hub::NodeHub;
 use crate::node::Node;
 use crate::NodesFileError;
@@ -72,6 +73,39 @@ pub fn load_nodes_file(path: &Path) -> Result<Vec<Node>, NodesFileError> {
         source,
     })?;
     parse_nodes(path, &text)
+}
+
+/// The nodes file as a [`NodeSource`]: a [`NodesFileWatcher`] on `path`.
+#[derive(Debug, Clone)]
+pub struct NodesFile {
+    /// The file.
+    pub path: PathBuf,
+    /// How often it is re-read without a change notification.
+    pub rescan_interval: Duration,
+}
+
+impl NodesFile {
+    /// The file at `path`, rescanned every [`DEFAULT_RESCAN_INTERVAL`].
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            rescan_interval: DEFAULT_RESCAN_INTERVAL,
+        }
+    }
+}
+
+impl NodeSource for NodesFile {
+    fn describe(&self) -> String {
+        format!("nodes file {}", self.path.display())
+    }
+
+    fn start(self: Box<Self>, hub: NodeHub) -> Running {
+        Running::keep(NodesFileWatcher::spawn(
+            self.path,
+            hub,
+            self.rescan_interval,
+        ))
+    }
 }
 
 /// Keeps a [`NodeHub`] in step with a nodes file until dropped.

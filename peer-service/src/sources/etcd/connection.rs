@@ -6,7 +6,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions};
 use tokio::sync::Mutex;
 
-use super::KvstoreError;
+use super::EtcdError;
 
 /// How long to wait for a TCP connection to etcd.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,13 +46,14 @@ impl Backoff {
     }
 }
 
-/// A lazily (re)built etcd client.
+/// A lazily (re)built etcd client, shared by everything of a node that talks to etcd.
 pub struct Connection {
     endpoints: Vec<String>,
     client: Mutex<Option<Client>>,
 }
 
 impl Connection {
+    /// A connection to `endpoints` (`http://host:port`), made on first use.
     pub fn new(endpoints: Vec<String>) -> Self {
         Connection {
             endpoints,
@@ -61,7 +62,7 @@ impl Connection {
     }
 
     /// A client, connecting first if there is none.
-    pub async fn client(&self) -> Result<Client, KvstoreError> {
+    pub async fn client(&self) -> Result<Client, EtcdError> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());

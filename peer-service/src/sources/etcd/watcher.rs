@@ -11,7 +11,7 @@ use etcd_client::{EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
 
 use super::connection::{stopped, Backoff, Connection};
-use super::KvstoreError;
+use super::EtcdError;
 
 /// Receives the contents of a prefix; keys come without the prefix.
 pub trait WatchHandler: Send + Sync + 'static {
@@ -23,16 +23,17 @@ pub trait WatchHandler: Send + Sync + 'static {
     fn delete(&self, key: &str);
 }
 
-/// Lists and watches `prefix` until `shutdown` turns true.
+/// Lists and watches `prefix` until `shutdown` turns true. `listed`, when given, is
+/// counted up once, after the first listing.
 pub async fn run(
     connection: Arc<Connection>,
     prefix: String,
     handler: Arc<dyn WatchHandler>,
     mut shutdown: watch::Receiver<bool>,
-    listed: Arc<watch::Sender<usize>>,
+    listed: Option<Arc<watch::Sender<usize>>>,
 ) {
     let mut backoff = Backoff::default();
-    let mut first = Some(listed);
+    let mut first = listed;
     loop {
         match watch_once(
             &connection,
@@ -68,7 +69,7 @@ async fn watch_once(
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
     first: &mut Option<Arc<watch::Sender<usize>>>,
-) -> Result<(), KvstoreError> {
+) -> Result<(), EtcdError> {
     let mut client = connection.client().await?;
     let listed = client
         .get(prefix, Some(GetOptions::new().with_prefix()))
@@ -80,7 +81,7 @@ async fn watch_once(
         .filter_map(|kv| Some((strip(prefix, kv.key())?.to_string(), kv.value().to_vec())))
         .collect();
     handler.snapshot(entries);
-    // Counts the prefixes listed at least once (see `Kvstore::wait_listed`).
+    // Counts the prefixes listed at least once (the agent waits for its watches).
     if let Some(listed) = first.take() {
         listed.send_modify(|n| *n += 1);
     }
@@ -95,7 +96,7 @@ async fn watch_once(
         )
         .await?;
     backoff.reset();
-    let ended = |reason: String| KvstoreError::WatchEnded {
+    let ended = |reason: String| EtcdError::WatchEnded {
         prefix: prefix.to_string(),
         reason,
     };
