@@ -122,7 +122,13 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        let res = match serde_json::from_slice::<GetFlowsResponse>(text) {
+        // Valid UTF-8 is checked once for the line, not string by string; a line that
+        // is not UTF-8 goes through the byte parser, which names where it fails.
+        let parsed = match std::str::from_utf8(text) {
+            Ok(text) => serde_json::from_str::<GetFlowsResponse>(text),
+            Err(_) => serde_json::from_slice::<GetFlowsResponse>(text),
+        };
+        let res = match parsed {
             Ok(res) => res,
             Err(e) => {
                 let _ = writeln!(
