@@ -39,6 +39,18 @@ fn curl(lab: &Lab, pod: &str, method: &str, path: &str) -> Result<(String, i32)>
     ))
 }
 
+/// A plain HTTP/1.0 GET, enough for a metrics scrape.
+fn http_get(address: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = address.parse()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    Ok(body)
+}
+
 /// Requests the deathstars logged (`<peer> <METHOD> <target> -> <status>`).
 fn deathstar_requests(lab: &Lab, method: &str) -> usize {
     ["deathstar-1", "deathstar-2"]
@@ -119,6 +131,34 @@ fn l7_policy_through_the_proxy() -> Result<()> {
         deathstar_requests(&lab, "PUT"),
         puts_before,
         "the deathstar saw the PUT"
+    );
+
+    // The http metrics come from this real traffic.
+    let scrape = http_get("10.104.0.11:9965", "/metrics")?;
+    // httpV2 (the lab's default metrics): requests counted with their response status.
+    ensure!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("hubble_http_requests_total{")
+                && l.contains("method=\"PUT\"")
+                && l.contains("status=\"403\"")),
+        "no denied PUT in hubble_http_requests_total:\n{scrape}"
+    );
+    ensure!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("hubble_http_requests_total{")
+                && l.contains("method=\"POST\"")
+                && l.contains("status=\"200\"")),
+        "no landing in hubble_http_requests_total:\n{scrape}"
+    );
+    ensure!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("hubble_flows_processed_total{")
+                && l.contains("subtype=\"HTTP\"")
+                && l.contains("type=\"L7\"")),
+        "no L7 flows in hubble_flows_processed_total:\n{scrape}"
     );
 
     // The datapath's view: the redirect verdict and the to-proxy trace.
