@@ -92,7 +92,10 @@ try {
     await page.waitForSelector(serviceEdge(from, to), { timeout: WAIT });
   }
   const backendCounts = await page.$eval(`${serviceEdge(SERVICE, 'default/deathstar')} title`, (t) => t.textContent);
-  if (!backendCounts.includes('1 dropped') || !backendCounts.includes('1 forwarded')) {
+  // The backend edge keeps the verdicts of the flows routed through the service: with
+  // the scripted server its forwarded and dropped flows; in a lab the datapath's
+  // post-xlate-fwd (TRANSLATED) flows, the ones that name the service after translation.
+  if (!/\b[1-9]\d* (forwarded|dropped|translated)\b/.test(backendCounts)) {
     throw new Error(`service -> deathstar lost its verdict counts: ${backendCounts}`);
   }
   step(`the deathstar service box sits between the ships and the deathstar pods (${backendCounts.split('\n')[1]})`);
