@@ -63,6 +63,19 @@ pub fn flow_response(node: &str, time: i128, namespace: &str) -> GetFlowsRespons
     }
 }
 
+/// What an agent sends a follower that missed `missed` flows of its ring.
+fn lost_events(node: &str, missed: u64) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: node.to_owned(),
+        time: Some(ts(nanos_now())),
+        response_types: Some(ResponseTypes::LostEvents(proto::flow::LostEvent {
+            source: proto::flow::LostEventSource::HubbleRingBuffer as i32,
+            num_events_lost: missed,
+            ..Default::default()
+        })),
+    }
+}
+
 struct AgentState {
     name: String,
     /// When set, GetFlows (without follow) answers with these encoded responses, written
@@ -93,6 +106,7 @@ impl Observer for AgentObserver {
         let request = request.into_inner();
         let since = request.since.as_ref().map(ts_nanos);
         let mut live = self.0.live.subscribe();
+        let node_name = self.0.name.clone();
         let mut selected: Vec<GetFlowsResponse> = self
             .0
             .history
@@ -127,7 +141,13 @@ impl Observer for AgentObserver {
                             return;
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    // A follower that fell behind hears how many flows it missed, as
+                    // from a real agent's ring, so nothing is lost silently.
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        if sender.send(Ok(lost_events(&node_name, missed))).await.is_err() {
+                            return;
+                        }
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
