@@ -144,7 +144,11 @@ impl Observer for AgentObserver {
                     // A follower that fell behind hears how many flows it missed, as
                     // from a real agent's ring, so nothing is lost silently.
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        if sender.send(Ok(lost_events(&node_name, missed))).await.is_err() {
+                        if sender
+                            .send(Ok(lost_events(&node_name, missed)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
