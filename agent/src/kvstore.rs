@@ -81,43 +81,17 @@ pub enum KvstoreError {
         /// Why it failed.
         reason: String,
     },
-    /// etcd answered with an error or could not be reached.
-    #[error("etcd: {0}")]
-    Etcd(Box<etcd_client::Error>),
+    /// etcd answered with an error, a watch ended, or a stored value was bad.
+    #[error(transparent)]
+    Store(#[from] EtcdError),
     /// The lease expired or was revoked behind this agent's back.
     #[error("lease {0:x} is gone")]
     LeaseLost(i64),
-    /// A watch ended or was cancelled by etcd.
-    #[error("watch on {prefix} ended: {reason}")]
-    WatchEnded {
-        /// The watched prefix.
-        prefix: String,
-        /// Why it ended.
-        reason: String,
-    },
-    /// A stored value could not be decoded.
-    #[error("bad value at {key}: {reason}")]
-    BadValue {
-        /// The key.
-        key: String,
-        /// What is wrong with its value.
-        reason: String,
-    },
 }
 
 impl From<etcd_client::Error> for KvstoreError {
     fn from(error: etcd_client::Error) -> Self {
-        KvstoreError::Etcd(Box::new(error))
-    }
-}
-
-impl From<EtcdError> for KvstoreError {
-    fn from(error: EtcdError) -> Self {
-        match error {
-            EtcdError::Etcd(error) => KvstoreError::Etcd(error),
-            EtcdError::WatchEnded { prefix, reason } => KvstoreError::WatchEnded { prefix, reason },
-            EtcdError::BadValue { key, reason } => KvstoreError::BadValue { key, reason },
-        }
+        KvstoreError::Store(EtcdError::from(error))
     }
 }
 

@@ -24,6 +24,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use peer_service::sources::etcd::EtcdError;
+
 use super::KvstoreError;
 use crate::identity::Identity;
 use crate::labels::{Label, LabelSet};
@@ -81,12 +83,14 @@ pub fn parse_identity(key: &str, value: &[u8]) -> Result<Identity, KvstoreError>
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .map(Identity)
-        .ok_or_else(|| KvstoreError::BadValue {
-            key: key.to_string(),
-            reason: format!(
-                "expected an identity number, got {:?}",
-                String::from_utf8_lossy(value)
-            ),
+        .ok_or_else(|| {
+            KvstoreError::Store(EtcdError::BadValue {
+                key: key.to_string(),
+                reason: format!(
+                    "expected an identity number, got {:?}",
+                    String::from_utf8_lossy(value)
+                ),
+            })
         })
 }
 
@@ -121,8 +125,10 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(
     key: &str,
     value: &[u8],
 ) -> Result<T, KvstoreError> {
-    serde_json::from_slice(value).map_err(|e| KvstoreError::BadValue {
-        key: key.to_string(),
-        reason: e.to_string(),
+    serde_json::from_slice(value).map_err(|e| {
+        KvstoreError::Store(EtcdError::BadValue {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
     })
 }
