@@ -45,8 +45,8 @@ pub use ports::{
     proto, Port, PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,
 };
 pub use redirect::{
-    PeerRules, ProxyPortRecord, ProxyPorts, ProxyPortsExhausted, RedirectKey, Redirects,
-    PROXY_PORT_RANGE,
+    DnsPeerRules, DnsRedirects, PeerRules, ProxyPortRecord, ProxyPorts, ProxyPortsExhausted,
+    RedirectKey, Redirects, PROXY_PORT_RANGE,
 };
 pub use repository::{DeleteSelector, ImportOutcome, PolicyRepository};
 pub use selector::{split_key, EndpointSelector, Operator, Requirement, MAX_SELECTOR_KEY_LEN};

@@ -345,12 +345,19 @@ impl AgentState {
         drop((cidrs, repository));
         let changed = {
             let mut ports = lock(&self.proxy_ports);
-            let changed = ports.assign(compiled.redirects.keys()).unwrap_or_else(|e| {
-                // Redirects without a port get no allow entry (datapath_sync): denied,
-                // never allowed without their L7 rules.
-                tracing::error!("{e}");
-                true
-            });
+            let changed = ports
+                .assign(
+                    compiled
+                        .redirects
+                        .keys()
+                        .chain(compiled.dns_redirects.keys()),
+                )
+                .unwrap_or_else(|e| {
+                    // Redirects without a port get no allow entry (datapath_sync): denied,
+                    // never allowed without their L7 rules.
+                    tracing::error!("{e}");
+                    true
+                });
             compiled.proxy_ports = ports.iter().map(|(k, p)| (*k, p)).collect();
             changed
         };

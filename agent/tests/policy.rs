@@ -445,3 +445,44 @@ fn output_is_sorted_and_deduplicated() {
         format!("{XWING_EGRESS}  egress:\n  - toEntities: [host, host]\n  - toEntities: [host]\n");
     assert_eq!(compiled(&text).entries, [egress(1, 0, 0)]);
 }
+
+#[test]
+fn dns_visibility_example_compiles_dns_redirects_for_udp_and_tcp() {
+    let text = include_str!("../../examples/policies/dns-visibility.yaml");
+    let mut repo = PolicyRepository::new();
+    let outcome = repo.import(text).expect("valid policy");
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    let mut demo = Demo::new();
+    let coredns_labels = pod(&[("k8s-app", "kube-dns")], "kube-system");
+    let coredns = demo
+        .allocator
+        .allocate_now(&coredns_labels)
+        .expect("identity");
+    demo.local.push((coredns, coredns_labels));
+    let policy = demo.compile(&repo);
+    // No HTTP redirect; one DNS redirect per ship and transport, to kube-dns only.
+    assert!(policy.redirects.is_empty(), "{:?}", policy.redirects);
+    let keys: Vec<(u32, u16, u8, Direction)> = policy
+        .dns_redirects
+        .keys()
+        .map(|k| (k.local_identity, k.dport, k.protocol, k.direction))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (TIEFIGHTER, 53, 6, Direction::Egress),
+            (TIEFIGHTER, 53, 17, Direction::Egress),
+            (XWING, 53, 6, Direction::Egress),
+            (XWING, 53, 17, Direction::Egress),
+        ]
+    );
+    for peers in policy.dns_redirects.values() {
+        assert_eq!(peers.keys().copied().collect::<Vec<_>>(), [coredns.0]);
+        assert_eq!(peers[&coredns.0].len(), 1);
+        assert_eq!(peers[&coredns.0][0].match_pattern, "**.cluster.local");
+    }
+    // The deathstar's port stays plain L4, with no redirect.
+    assert!(policy
+        .entries
+        .contains(&entry(XWING, DEATHSTAR, 80, 6, Direction::Egress, false)));
+}

@@ -127,6 +127,14 @@ pub trait DnsPolicyLookup: Send + Sync + 'static {
     fn original_destination(&self, _client: SocketAddr, local: SocketAddr) -> SocketAddr {
         local
     }
+
+    /// Prepares the socket of the proxy's own query for `conn` before it is bound
+    /// and connected: the agent binds the client's address transparently and marks
+    /// it so the datapath does not redirect it again. The default leaves it as it is
+    /// (an ephemeral address of the node).
+    fn prepare_upstream(&self, _conn: &ConnInfo, _socket: &socket2::Socket) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The future of [`AnswerHook::allowed_answer`].

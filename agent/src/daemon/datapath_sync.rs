@@ -418,7 +418,11 @@ fn redirect_port(compiled: &crate::policy::CompiledPolicy, e: &PolicyEntry) -> R
     let redirected = compiled
         .redirects
         .get(&key)
-        .is_some_and(|peers| peers.contains_key(&e.remote_identity));
+        .is_some_and(|peers| peers.contains_key(&e.remote_identity))
+        || compiled
+            .dns_redirects
+            .get(&key)
+            .is_some_and(|peers| peers.contains_key(&e.remote_identity));
     if !redirected {
         return Redirect::None;
     }

@@ -15,6 +15,11 @@
 //!   [`ebpf_events::constants::mark::proxy`] carrying the client's identity: the
 //!   datapath recognises it, does not redirect it again, applies policy with the
 //!   client's identity and steers the backend's replies back to this socket.
+//! - DNS redirects (`rules.dns`) get [`proxy::dns::DnsProxy`] on a transparent
+//!   UDP socket (reading each query's original destination from
+//!   `IP_ORIGDSTADDR`) or TCP listener; its own query leaves from the client's
+//!   address with the same mark, and allowed answers feed the FQDN cache
+//!   ([`crate::fqdn::CacheAnswerHook`]) before they are released.
 //! - [`run_records`] turns the proxies' records into flows
 //!   (`observer::parser::Parser::parse_log_record`) through the same hooks and into
 //!   the same ring as datapath flows.
@@ -28,6 +33,7 @@ use ebpf_events::constants::mark;
 use observer::parser::Parser;
 use observer::IngestHandle;
 use proto::accesslog::LogRecord;
+use proxy::dns::{DnsDecision, DnsPolicy, DnsPolicyLookup, DnsProxy, DnsRuleSpec};
 use proxy::http::{HttpPolicy, HttpProxy, HttpRuleSpec, ProxyConfig};
 use proxy::{ConnInfo, ConnectFuture, Decision, PolicyLookup, RecordSink, UpstreamConnector};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -35,7 +41,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::hooks::FlowHooks;
 use crate::identity::ReservedIdentity;
-use crate::policy::{CompiledPolicy, Direction, HttpRule, RedirectKey, Redirects};
+use crate::policy::{
+    CompiledPolicy, Direction, DnsRedirects, DnsRule, HttpRule, RedirectKey, Redirects,
+};
 use crate::state::AgentState;
 
 /// Pending connections per proxy listener.
@@ -47,11 +55,19 @@ struct Redirect {
     peers: BTreeMap<u32, Arc<HttpPolicy>>,
 }
 
+/// One DNS redirect as the DNS proxy sees it: rules compiled per peer identity.
+struct DnsRedirect {
+    key: RedirectKey,
+    peers: BTreeMap<u32, Arc<DnsPolicy>>,
+}
+
 /// The redirects by proxy port, rebuilt when the policy changes.
 #[derive(Default)]
 struct Table {
     source: Redirects,
     by_port: HashMap<u16, Arc<Redirect>>,
+    dns_source: DnsRedirects,
+    dns_by_port: HashMap<u16, Arc<DnsRedirect>>,
 }
 
 /// The policy and identities the proxies ask for.
@@ -101,6 +117,47 @@ impl PolicyLookup for AgentLookup {
     }
 }
 
+impl DnsPolicyLookup for AgentLookup {
+    fn dns_decision(&self, conn: &proxy::ConnInfo) -> Option<DnsDecision> {
+        let redirect = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .dns_by_port
+            .get(&conn.proxy_port)?
+            .clone();
+        let source_identity = self.identity_of(conn.source.ip());
+        let destination_identity = self.identity_of(conn.destination.ip());
+        if source_identity != redirect.key.local_identity
+            || conn.destination.port() != redirect.key.dport
+        {
+            return None;
+        }
+        let policy = redirect
+            .peers
+            .get(&destination_identity)
+            .or_else(|| redirect.peers.get(&0))?
+            .clone();
+        Some(DnsDecision {
+            policy,
+            source_identity,
+            destination_identity,
+        })
+    }
+
+    /// The query leaves from the client's address, marked with its identity: the
+    /// datapath does not redirect it again and steers the answer back here.
+    fn prepare_upstream(&self, conn: &proxy::ConnInfo, socket: &Socket) -> io::Result<()> {
+        let identity = self.identity_of(conn.source.ip());
+        if conn.destination.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_ip_transparent(true)?;
+        socket.set_mark(mark::proxy(identity, false))?;
+        socket.bind(&SockAddr::from(SocketAddr::new(conn.source.ip(), 0)))
+    }
+}
+
 /// Opens the proxy's connection to the original destination from the client's
 /// address, marked with the client's identity.
 pub struct MarkedConnector {
@@ -138,6 +195,7 @@ struct Listener {
 /// The node's HTTP proxies.
 pub struct L7Proxies {
     lookup: Arc<AgentLookup>,
+    answers: Arc<crate::fqdn::CacheAnswerHook>,
     connector: Arc<MarkedConnector>,
     records: RecordSink,
     listeners: Mutex<BTreeMap<u16, Listener>>,
@@ -157,11 +215,13 @@ pub struct ListenError {
 impl L7Proxies {
     /// Proxies for `state`; records go to `records`. Call from a tokio runtime.
     pub fn new(state: Arc<AgentState>, records: RecordSink) -> Arc<Self> {
+        let answers = Arc::new(crate::fqdn::CacheAnswerHook::new(state.clone()));
         let lookup = Arc::new(AgentLookup {
             state,
             table: RwLock::new(Table::default()),
         });
         Arc::new(L7Proxies {
+            answers,
             connector: Arc::new(MarkedConnector {
                 lookup: lookup.clone(),
             }),
@@ -185,14 +245,28 @@ impl L7Proxies {
                     .by_port
                     .iter()
                     .any(|(port, r)| compiled.proxy_ports.get(&r.key) != Some(port));
+            let ports_changed = ports_changed
+                || table
+                    .dns_by_port
+                    .iter()
+                    .any(|(port, r)| compiled.proxy_ports.get(&r.key) != Some(port));
             if table.source != compiled.redirects || ports_changed {
                 table.by_port = compile_table(compiled);
                 table.source = compiled.redirects.clone();
+            }
+            if table.dns_source != compiled.dns_redirects || ports_changed {
+                table.dns_by_port = compile_dns_table(compiled);
+                table.dns_source = compiled.dns_redirects.clone();
             }
         }
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         for (key, &port) in &compiled.proxy_ports {
             if listeners.contains_key(&port) {
+                continue;
+            }
+            if compiled.dns_redirects.contains_key(key) {
+                let stop = self.start_dns(key, port)?;
+                listeners.insert(port, Listener { stop });
                 continue;
             }
             let ingress = key.direction == Direction::Ingress;
@@ -250,6 +324,74 @@ impl L7Proxies {
             .collect())
     }
 
+    /// Opens the DNS proxy of one DNS redirect: a transparent UDP socket (asking
+    /// for each datagram's original destination) or TCP listener, IPv4 and IPv6.
+    fn start_dns(&self, key: &RedirectKey, port: u16) -> Result<watch::Sender<bool>, ListenError> {
+        let proxy = DnsProxy::new(
+            port,
+            self.lookup.clone(),
+            self.answers.clone(),
+            self.records.clone(),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let _guard = self.runtime.enter();
+        let udp = key.protocol == crate::policy::proto::UDP;
+        for (family, ip) in [
+            ("IPv4", IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            ("IPv6", IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        ] {
+            let addr = SocketAddr::new(ip, port);
+            let mut stopped = stopped.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            let opened = if udp {
+                listen_udp(addr)
+                    .and_then(tokio::net::UdpSocket::from_std)
+                    .map(|socket| {
+                        let proxy = proxy.clone();
+                        self.runtime.spawn(async move {
+                            if let Err(e) = proxy::dns::serve_udp(proxy, socket, shutdown).await {
+                                tracing::error!(port, "DNS proxy stopped: {e}");
+                            }
+                        });
+                    })
+            } else {
+                listen(addr)
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .map(|listener| {
+                        let proxy = proxy.clone();
+                        self.runtime.spawn(async move {
+                            if let Err(e) = proxy::dns::serve_tcp(proxy, listener, shutdown).await {
+                                tracing::error!(port, "DNS proxy stopped: {e}");
+                            }
+                        });
+                    })
+            };
+            match opened {
+                Ok(()) => {}
+                // IPv6 may be off on the node; IPv4 alone still serves.
+                Err(e) if ip.is_ipv6() => tracing::warn!(port, "DNS proxy: no IPv6 socket: {e}"),
+                Err(source) => {
+                    let _ = stop.send(true);
+                    return Err(ListenError {
+                        port,
+                        family,
+                        source,
+                    });
+                }
+            }
+        }
+        tracing::info!(
+            port,
+            identity = key.local_identity,
+            dport = key.dport,
+            protocol = key.protocol,
+            "DNS proxy listening"
+        );
+        Ok(stop)
+    }
+
     /// Closes the listeners of `ports` (open connections finish their request).
     pub fn close(&self, ports: &[u16]) {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
@@ -275,6 +417,69 @@ fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// A transparent, non-blocking UDP socket on `addr` that reports each datagram's
+/// original destination.
+fn listen_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let domain = Domain::for_address(addr);
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+        setsockopt(&socket, sockopt::Ipv6OrigDstAddr, &true)?;
+    } else {
+        setsockopt(&socket, sockopt::Ipv4OrigDstAddr, &true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_ip_transparent(true)?;
+    socket.bind(&SockAddr::from(addr))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Compiles every DNS redirect's rules (once per policy change). Rules that do not
+/// compile leave that peer without rules: its queries are refused.
+fn compile_dns_table(compiled: &CompiledPolicy) -> HashMap<u16, Arc<DnsRedirect>> {
+    let mut by_port = HashMap::new();
+    for (key, peers) in &compiled.dns_redirects {
+        let Some(&port) = compiled.proxy_ports.get(key) else {
+            continue;
+        };
+        let mut compiled_peers = BTreeMap::new();
+        for (peer, rules) in peers {
+            match DnsPolicy::compile(&dns_specs(rules)) {
+                Ok(policy) => {
+                    compiled_peers.insert(*peer, Arc::new(policy));
+                }
+                Err(e) => tracing::error!(
+                    identity = key.local_identity,
+                    port = key.dport,
+                    peer,
+                    "DNS rules not compiled, queries refused: {e}"
+                ),
+            }
+        }
+        by_port.insert(
+            port,
+            Arc::new(DnsRedirect {
+                key: *key,
+                peers: compiled_peers,
+            }),
+        );
+    }
+    by_port
+}
+
+fn dns_specs(rules: &[DnsRule]) -> Vec<DnsRuleSpec> {
+    let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+    rules
+        .iter()
+        .map(|rule| DnsRuleSpec {
+            match_name: some(&rule.match_name),
+            match_pattern: some(&rule.match_pattern),
+        })
+        .collect()
 }
 
 /// Compiles every redirect's rules (once per policy change). A rule set that does

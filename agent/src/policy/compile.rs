@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{Rule, Section};
 use super::peers::Cidr;
-use super::redirect::{RedirectCollector, Redirects};
+use super::redirect::{DnsRedirects, RedirectCollector, Redirects};
 use super::resolve::Resolver;
 use crate::identity::{CidrIdentities, Identity};
 use crate::labels::LabelSet;
@@ -92,6 +92,9 @@ pub struct CompiledPolicy {
     /// L7 redirects: allow entries of these (local identity, port, protocol,
     /// direction) and peers go through the HTTP proxy with these rules.
     pub redirects: Redirects,
+    /// DNS redirects: allow entries of these go through the DNS proxy with these
+    /// rules.
+    pub dns_redirects: DnsRedirects,
     /// The proxy port of each redirect (filled by `AgentState::compile`, which
     /// keeps the allocations).
     pub proxy_ports: BTreeMap<super::redirect::RedirectKey, u16>,
@@ -210,11 +213,13 @@ pub fn compile(input: &CompileInput<'_>) -> CompiledPolicy {
         enforcement.insert(local, flags);
     }
 
+    let (redirects, dns_redirects) = redirects.finish();
     CompiledPolicy {
         enforcement,
         entries: entries.into_iter().collect(),
         cidr_identities: input.cidrs.entries(),
-        redirects: redirects.finish(),
+        redirects,
+        dns_redirects,
         proxy_ports: BTreeMap::new(),
     }
 }

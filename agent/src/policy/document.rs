@@ -248,9 +248,10 @@ fn add_policy_labels(rule: &mut Rule, scope: &Scope) {
 }
 
 /// Warns about L7 rules that are accepted but not enforced: HTTP rules go
-/// through the proxy (`policy::redirect`) when their port is a TCP port number;
-/// `kafka`, `dns` and generic (`l7proto`/`l7`) rules are not enforced and their
-/// port is allowed at L4.
+/// through the proxy (`policy::redirect`) when their port is a TCP port number,
+/// DNS rules through the DNS proxy when their port is a TCP or UDP port number;
+/// `kafka` and generic (`l7proto`/`l7`) rules are not enforced and their port is
+/// allowed at L4.
 fn warn_l7(port_rules: Option<&[PortRule]>, path: &str, warnings: &mut Vec<String>) {
     for (i, port_rule) in port_rules.unwrap_or_default().iter().enumerate() {
         let Some(l7) = port_rule.l7() else {
@@ -268,8 +269,17 @@ fn warn_l7(port_rules: Option<&[PortRule]>, path: &str, warnings: &mut Vec<Strin
         if !l7.kafka.is_empty() {
             kinds.push("kafka");
         }
-        if !l7.dns.is_empty() {
-            kinds.push("dns");
+        let dns_port = port_rule
+            .ports()
+            .iter()
+            .flat_map(|p| p.expand())
+            .any(|(port, protocol)| {
+                port != 0
+                    && (protocol == super::ports::proto::TCP
+                        || protocol == super::ports::proto::UDP)
+            });
+        if !l7.dns.is_empty() && !dns_port {
+            kinds.push("dns (no TCP or UDP port)");
         }
         if !l7.l7proto.is_empty() || !l7.l7.is_empty() {
             kinds.push("l7proto");

@@ -6,8 +6,11 @@
 //! Each peer identity the sections allow gets the union of their HTTP rules; a
 //! peer also allowed on that port by a section without L7 rules gets an allow-all
 //! rule (`{}`), so its requests pass and are recorded, as Cilium merges them.
-//! Only TCP ports with a number are redirected; other L7 rules (`kafka`, `dns`,
-//! `l7proto`) are not enforced (their port is allowed at L4, with a warning).
+//! Only TCP ports with a number are redirected for HTTP. `rules.dns` on a port
+//! number (TCP or UDP) makes a DNS redirect ([`DnsRedirects`]) to the agent's DNS
+//! proxy, merged the same way (a peer also allowed without L7 rules may ask any
+//! name). Other L7 rules (`kafka`, `l7proto`) are not enforced (their port is
+//! allowed at L4, with a warning).
 //!
 //! Each redirect gets a proxy port from [`PROXY_PORT_RANGE`] ([`ProxyPorts`]), kept
 //! while the redirect exists and across restarts (saved with the state), so
@@ -19,7 +22,7 @@ use std::ops::RangeInclusive;
 use serde::{Deserialize, Serialize};
 
 use super::compile::Direction;
-use super::l7::HttpRule;
+use super::l7::{DnsRule, HttpRule};
 
 /// Proxy ports the agent hands out (Cilium's default `--proxy-port-range`
 /// minimum and maximum); a redirect beyond it is refused by name.
@@ -44,18 +47,45 @@ pub type PeerRules = BTreeMap<u32, Vec<HttpRule>>;
 /// Every redirect of a compiled policy.
 pub type Redirects = BTreeMap<RedirectKey, PeerRules>;
 
+/// The DNS rules of one DNS redirect, per peer identity (0: any peer).
+pub type DnsPeerRules = BTreeMap<u32, Vec<DnsRule>>;
+
+/// Every DNS redirect of a compiled policy.
+pub type DnsRedirects = BTreeMap<RedirectKey, DnsPeerRules>;
+
 /// What compilation collects from allow sections before merging.
 #[derive(Debug, Default)]
 pub(super) struct RedirectCollector {
     pub(super) http: BTreeMap<(RedirectKey, u32), Vec<HttpRule>>,
+    pub(super) dns: BTreeMap<(RedirectKey, u32), Vec<DnsRule>>,
     pub(super) plain: BTreeSet<(RedirectKey, u32)>,
 }
 
 impl RedirectCollector {
     /// The redirects: HTTP rules per key and peer, allow-all added for peers that
     /// another section allows without L7 rules; duplicates removed.
-    pub(super) fn finish(self) -> Redirects {
+    pub(super) fn finish(self) -> (Redirects, DnsRedirects) {
         let mut out = Redirects::new();
+        let mut dns_out = DnsRedirects::new();
+        for ((key, remote), mut rules) in self.dns {
+            // A port whose HTTP rules already redirect it stays with the HTTP proxy.
+            if self.http.contains_key(&(key, remote)) {
+                continue;
+            }
+            if self.plain.contains(&(key, remote)) || self.plain.contains(&(key, 0)) {
+                rules.push(DnsRule {
+                    match_name: String::new(),
+                    match_pattern: "*".to_string(),
+                });
+            }
+            let mut unique: Vec<DnsRule> = Vec::new();
+            for rule in rules {
+                if !unique.contains(&rule) {
+                    unique.push(rule);
+                }
+            }
+            dns_out.entry(key).or_default().insert(remote, unique);
+        }
         for ((key, remote), mut rules) in self.http {
             if self.plain.contains(&(key, remote)) || self.plain.contains(&(key, 0)) {
                 rules.push(HttpRule::default());
@@ -68,7 +98,7 @@ impl RedirectCollector {
             }
             out.entry(key).or_default().insert(remote, unique);
         }
-        out
+        (out, dns_out)
     }
 }
 

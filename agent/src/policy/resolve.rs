@@ -99,9 +99,10 @@ impl<'a> Resolver<'a> {
         };
         for port_rule in port_rules {
             let http = port_rule.l7().map(|l7| &l7.http).filter(|h| !h.is_empty());
+            let dns = port_rule.l7().map(|l7| &l7.dns).filter(|d| !d.is_empty());
             for port in port_rule.ports() {
                 for (dport, protocol) in port.expand() {
-                    if dport == 0 || protocol != proto::TCP {
+                    if dport == 0 || (protocol != proto::TCP && protocol != proto::UDP) {
                         continue;
                     }
                     let key = RedirectKey {
@@ -111,13 +112,19 @@ impl<'a> Resolver<'a> {
                         direction,
                     };
                     for &remote in &remotes {
-                        match http {
-                            Some(rules) => out
+                        match (http, dns) {
+                            (_, Some(rules)) => out
+                                .dns
+                                .entry((key, remote))
+                                .or_default()
+                                .extend(rules.iter().cloned()),
+                            (Some(rules), None) if protocol == proto::TCP => out
                                 .http
                                 .entry((key, remote))
                                 .or_default()
                                 .extend(rules.iter().cloned()),
-                            None => {
+                            (Some(_), None) => {}
+                            (None, None) => {
                                 out.plain.insert((key, remote));
                             }
                         }

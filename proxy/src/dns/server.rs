@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use proto::accesslog::{DnsLog, L7Log, LogRecord, RecordEndpoint, RecordKind, RecordVerdict};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -118,7 +120,7 @@ impl DnsProxy {
             None,
             request,
         );
-        let answer = match exchange(conn.destination, bytes, &query, transport).await {
+        let answer = match exchange(&*self.lookup, &conn, bytes, &query, transport).await {
             Ok(answer) => answer,
             Err(error) => {
                 DnsStats::bump(&self.stats.upstream_failures);
@@ -189,15 +191,33 @@ impl DnsProxy {
 /// Asks `server` over the query's transport; the answer must parse and carry the
 /// query's id. Bounded by [`UPSTREAM_TIMEOUT`].
 async fn exchange(
-    server: SocketAddr,
+    lookup: &dyn DnsPolicyLookup,
+    conn: &ConnInfo,
     bytes: &[u8],
     query: &Query,
     transport: Transport,
 ) -> io::Result<(Vec<u8>, DnsLog)> {
+    let server = conn.destination;
     let exchange = async {
         match transport {
-            Transport::Udp => exchange_udp(server, bytes, query).await,
-            Transport::Tcp => exchange_tcp(server, bytes, query).await,
+            Transport::Udp => {
+                exchange_udp(
+                    upstream_socket(lookup, conn, transport)?,
+                    server,
+                    bytes,
+                    query,
+                )
+                .await
+            }
+            Transport::Tcp => {
+                exchange_tcp(
+                    upstream_socket(lookup, conn, transport)?,
+                    server,
+                    bytes,
+                    query,
+                )
+                .await
+            }
         }
     };
     tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
@@ -214,17 +234,30 @@ fn invalid(error: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
+/// The socket of the proxy's own query to `conn.destination`, prepared by the
+/// lookup (the agent binds the client's address and marks it), non-blocking.
+fn upstream_socket(
+    lookup: &dyn DnsPolicyLookup,
+    conn: &ConnInfo,
+    transport: Transport,
+) -> io::Result<Socket> {
+    let domain = Domain::for_address(conn.destination);
+    let socket = match transport {
+        Transport::Udp => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
+        Transport::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+    };
+    lookup.prepare_upstream(conn, &socket)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
 async fn exchange_udp(
+    socket: Socket,
     server: SocketAddr,
     bytes: &[u8],
     query: &Query,
 ) -> io::Result<(Vec<u8>, DnsLog)> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(bind).await?;
+    let socket = UdpSocket::from_std(socket.into())?;
     socket.connect(server).await?;
     socket.send(bytes).await?;
     let mut buffer = vec![0u8; MAX_MESSAGE_BYTES];
@@ -241,11 +274,13 @@ async fn exchange_udp(
 }
 
 async fn exchange_tcp(
+    socket: Socket,
     server: SocketAddr,
     bytes: &[u8],
     query: &Query,
 ) -> io::Result<(Vec<u8>, DnsLog)> {
-    let mut stream = TcpStream::connect(server).await?;
+    let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+    let mut stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
     write_framed(&mut stream, bytes).await?;
     let answer = read_framed(&mut stream).await?;
@@ -283,8 +318,73 @@ async fn write_framed(stream: &mut TcpStream, message: &[u8]) -> io::Result<()> 
     stream.write_all(&framed).await
 }
 
+/// One datagram read with its original destination: the `IP_ORIGDSTADDR` /
+/// `IPV6_ORIGDSTADDR` control message when the socket asks for it (a transparent
+/// proxy socket receiving redirected queries), else `None`.
+fn recv_original(
+    socket: &UdpSocket,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<SocketAddr>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut iov = [io::IoSliceMut::new(buffer)];
+    let mut cmsg = nix::cmsg_space!(nix::libc::sockaddr_in6);
+    let msg = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let length = msg.bytes;
+    let client = msg
+        .address
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)))
+                .or_else(|| {
+                    a.as_sockaddr_in6()
+                        .map(|a| SocketAddr::from(std::net::SocketAddrV6::from(*a)))
+                })
+        })
+        .ok_or_else(|| invalid("datagram without a source address"))?;
+    let mut original = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        match c {
+            ControlMessageOwned::Ipv4OrigDstAddr(addr) => {
+                let ip = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+                original = Some(SocketAddr::new(ip.into(), u16::from_be(addr.sin_port)));
+            }
+            ControlMessageOwned::Ipv6OrigDstAddr(addr) => {
+                let ip = Ipv6Addr::from(addr.sin6_addr.s6_addr);
+                original = Some(SocketAddr::new(ip.into(), u16::from_be(addr.sin6_port)));
+            }
+            _ => {}
+        }
+    }
+    Ok((length, client, original))
+}
+
+/// Sends a reply to `client` from `from`, the address the client sent its query
+/// to: a socket bound to that (non-local) address with `IP_TRANSPARENT`, so the
+/// client's connected socket accepts it.
+fn send_from(from: SocketAddr, client: SocketAddr, reply: &[u8]) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(from), Type::DGRAM, Some(Protocol::UDP))?;
+    if from.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_ip_transparent(true)?;
+    socket.bind(&SockAddr::from(from))?;
+    socket.send_to(reply, &SockAddr::from(client))?;
+    Ok(())
+}
+
 /// Serves queries arriving on `socket` until `shutdown` completes. Each query runs
-/// as its own task holding one of [`MAX_PENDING_QUERIES`] permits.
+/// as its own task holding one of [`MAX_PENDING_QUERIES`] permits. A query's
+/// original destination is the socket's `IP_ORIGDSTADDR` control message when the
+/// socket asks for it (the agent's transparent sockets; the answer then goes back
+/// from that address), else the socket's own address.
 pub async fn serve_udp(
     proxy: Arc<DnsProxy>,
     socket: UdpSocket,
@@ -295,9 +395,9 @@ pub async fn serve_udp(
     let mut buffer = vec![0u8; MAX_MESSAGE_BYTES];
     tokio::pin!(shutdown);
     loop {
-        let (length, client) = tokio::select! {
+        let (length, client, original) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            received = socket.recv_from(&mut buffer) => match received {
+            received = socket.async_io(Interest::READABLE, || recv_original(&socket, &mut buffer)) => match received {
                 Ok(received) => received,
                 Err(error) => {
                     tracing::debug!("DNS proxy receive failed: {error}");
@@ -313,8 +413,14 @@ pub async fn serve_udp(
         let socket = socket.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Some(reply) = proxy.handle(client, local, &datagram, Transport::Udp).await {
-                if let Err(error) = socket.send_to(&reply, client).await {
+            let at = original.unwrap_or(local);
+            if let Some(reply) = proxy.handle(client, at, &datagram, Transport::Udp).await {
+                let sent = if at == local {
+                    socket.send_to(&reply, client).await.map(drop)
+                } else {
+                    send_from(at, client, &reply)
+                };
+                if let Err(error) = sent {
                     tracing::debug!(%client, "DNS proxy reply failed: {error}");
                 }
             }
