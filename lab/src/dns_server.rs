@@ -1,7 +1,9 @@
 //! The DNS responder of the `coredns` pod: answers A/AAAA queries from a fixed table.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
 
 use crate::dns::{self, Answer, AnswerData, DnsError, RecordType, ResponseCode};
 use crate::error::{LabError, Result};
@@ -13,6 +15,10 @@ pub const ANSWER_TTL: u32 = 30;
 
 /// Largest datagram read; queries with EDNS may exceed 512 bytes.
 pub const MAX_DATAGRAM: usize = 4096;
+
+/// How long a TCP client may stay silent before its connection is closed (TCP
+/// connections are served one at a time).
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Names and their addresses; names are lowercase without the trailing dot.
 #[derive(Debug, Clone, Default)]
@@ -75,9 +81,25 @@ impl Records {
     }
 }
 
-/// Serves `records` on UDP `listen` until the process is stopped. Malformed queries
-/// get no answer; they are counted and logged.
+/// Serves `records` on UDP and TCP `listen` until the process is stopped. Malformed
+/// queries get no answer; they are counted and logged. TCP connections (length-
+/// prefixed messages, several per connection) are served one at a time, each closed
+/// after [`TCP_IDLE_TIMEOUT`] of silence.
 pub fn serve(listen: SocketAddr, records: &Records) -> Result<()> {
+    let listener = TcpListener::bind(listen).map_err(|error| LabError::Io {
+        action: "listening on",
+        path: listen.to_string().into(),
+        source: error,
+    })?;
+    let tcp_records = records.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            match stream {
+                Ok(stream) => serve_tcp_connection(stream, &tcp_records),
+                Err(error) => eprintln!("accept failed: {error}"),
+            }
+        }
+    });
     let socket = UdpSocket::bind(listen).map_err(|error| LabError::Io {
         action: "listening on",
         path: listen.to_string().into(),
@@ -111,6 +133,39 @@ pub fn serve(listen: SocketAddr, records: &Records) -> Result<()> {
     }
 }
 
+/// Answers the queries of one TCP connection until it closes, stays silent for
+/// [`TCP_IDLE_TIMEOUT`] or sends a malformed query.
+fn serve_tcp_connection(mut stream: TcpStream, records: &Records) {
+    if stream.set_read_timeout(Some(TCP_IDLE_TIMEOUT)).is_err() {
+        return;
+    }
+    loop {
+        let mut length = [0u8; 2];
+        if stream.read_exact(&mut length).is_err() {
+            return;
+        }
+        let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        if stream.read_exact(&mut message).is_err() {
+            return;
+        }
+        let response = match records.answer(&message) {
+            Ok(response) => response,
+            Err(error) => {
+                eprintln!("closed a TCP connection after a malformed query: {error}");
+                return;
+            }
+        };
+        let Ok(length) = u16::try_from(response.len()) else {
+            return;
+        };
+        let mut framed = length.to_be_bytes().to_vec();
+        framed.extend_from_slice(&response);
+        if stream.write_all(&framed).is_err() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +176,39 @@ mod tests {
             .insert_spec("deathstar.default.svc.cluster.local=10.200.1.10")
             .expect("record");
         records
+    }
+
+    #[test]
+    fn tcp_connections_carry_several_framed_queries() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            serve_tcp_connection(stream, &records());
+        });
+        let mut client = TcpStream::connect(address).expect("connect");
+        for id in [7, 8] {
+            let query = dns::encode_query(id, "deathstar.default.svc.cluster.local", RecordType::A)
+                .expect("query");
+            let mut framed = u16::try_from(query.len())
+                .expect("length")
+                .to_be_bytes()
+                .to_vec();
+            framed.extend_from_slice(&query);
+            client.write_all(&framed).expect("send");
+            let mut length = [0u8; 2];
+            client.read_exact(&mut length).expect("length");
+            let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            client.read_exact(&mut answer).expect("answer");
+            let response = dns::parse_response(&answer).expect("parse");
+            assert_eq!(response.rcode, 0);
+            assert_eq!(
+                response.addresses,
+                vec!["10.200.1.10".parse::<IpAddr>().expect("ip")]
+            );
+        }
+        drop(client);
+        server.join().expect("server");
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! DNS visibility on the lab: `examples/policies/dns-visibility.yaml` sends every
 //! lookup of the xwing and the tiefighter through the agent's DNS proxy. Names in
-//! the cluster still resolve (and the ships still reach the deathstar by name), each
-//! lookup shows as a `dns-request` / `dns-response` L7 flow, the answer lands in the
-//! FQDN cache, the dns metrics count it, and a name the policy does not allow is
-//! answered REFUSED with a `dns-request DROPPED` flow. Needs root; prints a SKIP
-//! line otherwise.
+//! the cluster still resolve over UDP and TCP (and the ships still reach the
+//! deathstar by name), each lookup shows as a `dns-request` / `dns-response` L7
+//! flow, the answer lands in the FQDN cache, the dns metrics count it, and a name
+//! the policy does not allow is answered REFUSED with a `dns-request DROPPED` flow.
+//! Needs root; prints a SKIP line otherwise.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,11 +18,14 @@ fn policy(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/policies/{name}"))
 }
 
-/// `getent ahostsv4 name` (A queries over UDP through the pod's resolv.conf) in
-/// `pod`: (stdout, exit code). The lab's DNS server answers over UDP only.
-fn lookup(lab: &Lab, pod: &str, name: &str) -> Result<(String, i32)> {
+/// `getent ahostsv4 name` (A queries through the pod's resolv.conf) in `pod`, over
+/// TCP when `tcp` (the resolver's `use-vc` option): (stdout, exit code).
+fn lookup(lab: &Lab, pod: &str, name: &str, tcp: bool) -> Result<(String, i32)> {
+    let options = format!("RES_OPTIONS={}", if tcp { "use-vc" } else { "" });
     let mut cmd = lab.cmd();
-    cmd.args(["exec", pod, "--", "getent", "ahostsv4", name]);
+    cmd.args([
+        "exec", pod, "--", "env", &options, "getent", "ahostsv4", name,
+    ]);
     let out = run_with_timeout(&mut cmd, Duration::from_secs(30))?;
     Ok((
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -65,7 +68,7 @@ fn dns_lookups_through_the_dns_proxy() -> Result<()> {
 
     // The lookup still resolves, now through the proxy.
     let (out, _) = eventually(Duration::from_secs(20), || {
-        let (out, code) = lookup(&lab, "xwing", DEATHSTAR)?;
+        let (out, code) = lookup(&lab, "xwing", DEATHSTAR, false)?;
         Ok((code == 0 && out.contains("10.96.60.53")).then_some((out, code)))
     })?;
     assert!(out.contains(DEATHSTAR), "{out}");
@@ -93,6 +96,19 @@ fn dns_lookups_through_the_dns_proxy() -> Result<()> {
             && l7.contains(&format!("(Proxy {DEATHSTAR}. A))")),
         "{l7}"
     );
+    // Over TCP the same: one more answer through the proxy.
+    let answers = |out: &str| {
+        out.lines()
+            .filter(|l| l.contains("dns-response proxy FORWARDED (DNS Answer \"10.96.60.53\""))
+            .count()
+    };
+    let before = answers(&lab.observe(&["--type", "l7", "--protocol", "dns", "--last", "1000"])?);
+    let (out, code) = lookup(&lab, "tiefighter", DEATHSTAR, true)?;
+    assert!(code == 0 && out.contains("10.96.60.53"), "{code} {out}");
+    eventually(Duration::from_secs(10), || {
+        let out = lab.observe(&["--type", "l7", "--protocol", "dns", "--last", "1000"])?;
+        Ok((answers(&out) > before).then_some(()))
+    })?;
     let cache = lab.agent(&["fqdn", "cache", "list"])?;
     assert!(cache.contains(&format!("{DEATHSTAR}.")), "{cache}");
     assert!(cache.contains("10.96.60.53"), "{cache}");
@@ -115,7 +131,7 @@ fn dns_lookups_through_the_dns_proxy() -> Result<()> {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Ship landed\n");
 
     // A name outside the policy: REFUSED by the proxy, recorded as DROPPED.
-    let (out, code) = lookup(&lab, "xwing", "empire.example.")?;
+    let (out, code) = lookup(&lab, "xwing", "empire.example.", false)?;
     assert!(code != 0 && out.is_empty(), "{code} {out}");
     let dropped = eventually(Duration::from_secs(10), || {
         let out = lab.observe(&[

@@ -367,3 +367,91 @@ fn no_rules_allow_nothing_and_star_allows_everything() {
     .expect_err("a regex is not a pattern");
     assert!(error.to_string().contains("(.*)"), "{error}");
 }
+
+/// Binds the proxy's own query to 127.0.0.3, as the agent binds the client's address.
+struct BoundLookup(Lookup);
+
+impl DnsPolicyLookup for BoundLookup {
+    fn dns_decision(&self, conn: &ConnInfo) -> Option<DnsDecision> {
+        self.0.dns_decision(conn)
+    }
+
+    fn original_destination(&self, client: SocketAddr, local: SocketAddr) -> SocketAddr {
+        self.0.original_destination(client, local)
+    }
+
+    fn prepare_upstream(&self, _conn: &ConnInfo, socket: &socket2::Socket) -> std::io::Result<()> {
+        socket.bind(&socket2::SockAddr::from(SocketAddr::from((
+            [127, 0, 0, 3],
+            0,
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn upstream_queries_leave_from_the_socket_the_lookup_prepared() {
+    // A server that answers over UDP and TCP and notes where each query came from.
+    let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    let server = udp.local_addr().expect("address");
+    let tcp = TcpListener::bind(server).await.expect("bind tcp");
+    let peers = Arc::new(Mutex::new(Vec::<IpAddr>::new()));
+    let udp_peers = peers.clone();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        while let Ok((length, peer)) = udp.recv_from(&mut buffer).await {
+            udp_peers.lock().expect("lock").push(peer.ip());
+            if let Some(answer) = server_answer(&buffer[..length]) {
+                let _ = udp.send_to(&answer, peer).await;
+            }
+        }
+    });
+    let tcp_peers = peers.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, peer)) = tcp.accept().await {
+            tcp_peers.lock().expect("lock").push(peer.ip());
+            let Ok(length) = stream.read_u16().await else {
+                continue;
+            };
+            let mut query = vec![0u8; usize::from(length)];
+            if stream.read_exact(&mut query).await.is_err() {
+                continue;
+            }
+            if let Some(answer) = server_answer(&query) {
+                let _ = stream.write_u16(answer.len() as u16).await;
+                let _ = stream.write_all(&answer).await;
+            }
+        }
+    });
+    let (sink, _records) = RecordSink::channel(64);
+    let proxy = DnsProxy::new(
+        15053,
+        Arc::new(BoundLookup(Lookup {
+            server,
+            policy: Arc::new(DnsPolicy::allow_all()),
+        })),
+        Arc::new(NoHook),
+        sink,
+    );
+    let proxy_udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let proxy_udp_address = proxy_udp.local_addr().expect("address");
+    let proxy_tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy_tcp_address = proxy_tcp.local_addr().expect("address");
+    tokio::spawn(serve_udp(proxy.clone(), proxy_udp, std::future::pending()));
+    tokio::spawn(serve_tcp(proxy, proxy_tcp, std::future::pending()));
+
+    let answer = ask_udp(
+        proxy_udp_address,
+        &query(21, "api.github.com", RecordType::A),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(ips(&answer), vec![GITHUB.parse::<IpAddr>().expect("ip")]);
+    let answer = ask_tcp(
+        proxy_tcp_address,
+        &query(22, "api.github.com", RecordType::A),
+    )
+    .await;
+    assert_eq!(ips(&answer), vec![GITHUB.parse::<IpAddr>().expect("ip")]);
+    let from = IpAddr::from([127, 0, 0, 3]);
+    assert_eq!(*peers.lock().expect("lock"), [from, from]);
+}
