@@ -240,7 +240,8 @@ impl L7Proxies {
     pub fn update(&self, compiled: &CompiledPolicy) -> Result<Vec<u16>, ListenError> {
         {
             let mut table = self.lookup.table.write().unwrap_or_else(|e| e.into_inner());
-            let ports_changed = compiled.proxy_ports.len() != table.by_port.len()
+            let ports_changed = compiled.proxy_ports.len()
+                != table.by_port.len() + table.dns_by_port.len()
                 || table
                     .by_port
                     .iter()
