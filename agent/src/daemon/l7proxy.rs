@@ -50,16 +50,15 @@ use crate::state::AgentState;
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// One redirect as the proxy sees it: rules compiled per peer identity.
-struct Redirect {
+struct PortRedirect<P> {
     key: RedirectKey,
-    peers: BTreeMap<u32, Arc<HttpPolicy>>,
+    peers: BTreeMap<u32, Arc<P>>,
 }
 
-/// One DNS redirect as the DNS proxy sees it: rules compiled per peer identity.
-struct DnsRedirect {
-    key: RedirectKey,
-    peers: BTreeMap<u32, Arc<DnsPolicy>>,
-}
+/// An HTTP redirect: its rules compiled per peer identity.
+type Redirect = PortRedirect<HttpPolicy>;
+/// A DNS redirect: its rules compiled per peer identity.
+type DnsRedirect = PortRedirect<DnsPolicy>;
 
 /// The redirects by proxy port, rebuilt when the policy changes.
 #[derive(Default)]
@@ -439,17 +438,23 @@ fn listen_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// Compiles every DNS redirect's rules (once per policy change). Rules that do not
-/// compile leave that peer without rules: its queries are refused.
-fn compile_dns_table(compiled: &CompiledPolicy) -> HashMap<u16, Arc<DnsRedirect>> {
+/// Compiles every redirect's rules of one kind (once per policy change), by proxy
+/// port. Rules that do not compile leave that peer without rules: its requests
+/// are denied (HTTP) or its queries refused (DNS).
+fn compile_by_port<R, P>(
+    redirects: &BTreeMap<RedirectKey, BTreeMap<u32, Vec<R>>>,
+    proxy_ports: &BTreeMap<RedirectKey, u16>,
+    kind: &str,
+    compile: impl Fn(&[R]) -> Result<P, String>,
+) -> HashMap<u16, Arc<PortRedirect<P>>> {
     let mut by_port = HashMap::new();
-    for (key, peers) in &compiled.dns_redirects {
-        let Some(&port) = compiled.proxy_ports.get(key) else {
+    for (key, peers) in redirects {
+        let Some(&port) = proxy_ports.get(key) else {
             continue;
         };
         let mut compiled_peers = BTreeMap::new();
         for (peer, rules) in peers {
-            match DnsPolicy::compile(&dns_specs(rules)) {
+            match compile(rules) {
                 Ok(policy) => {
                     compiled_peers.insert(*peer, Arc::new(policy));
                 }
@@ -457,19 +462,28 @@ fn compile_dns_table(compiled: &CompiledPolicy) -> HashMap<u16, Arc<DnsRedirect>
                     identity = key.local_identity,
                     port = key.dport,
                     peer,
-                    "DNS rules not compiled, queries refused: {e}"
+                    "{kind} rules not compiled, that peer is denied: {e}"
                 ),
             }
         }
         by_port.insert(
             port,
-            Arc::new(DnsRedirect {
+            Arc::new(PortRedirect {
                 key: *key,
                 peers: compiled_peers,
             }),
         );
     }
     by_port
+}
+
+fn compile_dns_table(compiled: &CompiledPolicy) -> HashMap<u16, Arc<DnsRedirect>> {
+    compile_by_port(
+        &compiled.dns_redirects,
+        &compiled.proxy_ports,
+        "DNS",
+        |rules| DnsPolicy::compile(&dns_specs(rules)).map_err(|e| e.to_string()),
+    )
 }
 
 fn dns_specs(rules: &[DnsRule]) -> Vec<DnsRuleSpec> {
@@ -483,37 +497,13 @@ fn dns_specs(rules: &[DnsRule]) -> Vec<DnsRuleSpec> {
         .collect()
 }
 
-/// Compiles every redirect's rules (once per policy change). A rule set that does
-/// not compile leaves that peer without rules: its requests are denied.
 fn compile_table(compiled: &CompiledPolicy) -> HashMap<u16, Arc<Redirect>> {
-    let mut by_port = HashMap::new();
-    for (key, peers) in &compiled.redirects {
-        let Some(&port) = compiled.proxy_ports.get(key) else {
-            continue;
-        };
-        let mut compiled_peers = BTreeMap::new();
-        for (peer, rules) in peers {
-            match http_policy(rules) {
-                Ok(policy) => {
-                    compiled_peers.insert(*peer, Arc::new(policy));
-                }
-                Err(e) => tracing::error!(
-                    identity = key.local_identity,
-                    port = key.dport,
-                    peer,
-                    "L7 rules not compiled, requests denied: {e}"
-                ),
-            }
-        }
-        by_port.insert(
-            port,
-            Arc::new(Redirect {
-                key: *key,
-                peers: compiled_peers,
-            }),
-        );
-    }
-    by_port
+    compile_by_port(
+        &compiled.redirects,
+        &compiled.proxy_ports,
+        "L7",
+        http_policy,
+    )
 }
 
 fn http_policy(rules: &[HttpRule]) -> Result<HttpPolicy, String> {
