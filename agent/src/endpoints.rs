@@ -82,6 +82,10 @@ pub const DEFAULT_ENDPOINTS_DIR: &str = "/var/run/hubble-rs/endpoints";
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_INTERFACE_NAME: usize = 15;
+/// Most owners an endpoint file may name (a pod has one controller in practice).
+pub const MAX_WORKLOADS: usize = 4;
+/// Longest workload name or kind (a Kubernetes object name, DNS subdomain).
+const MAX_WORKLOAD_NAME: usize = 253;
 
 /// The content of an endpoint file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +105,20 @@ pub struct EndpointSpec {
     pub ipv6: Option<Ipv6Addr>,
     /// Host-side interface name, in the agent's network namespace.
     pub interface: String,
+    /// The controllers that own the pod (a Deployment's name and kind), as
+    /// Kubernetes' owner references give them; empty for a bare pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadSpec>,
+}
+
+/// A pod's owning controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// The controller's name (`deathstar`).
+    pub name: String,
+    /// Its kind (`Deployment`).
+    pub kind: String,
 }
 
 /// Errors reading an endpoint file.
@@ -181,6 +199,28 @@ pub fn parse_endpoint_file(path: &Path, text: &str) -> Result<EndpointSpec, Endp
     if let Some(key) = spec.labels.keys().find(|k| k.is_empty() || k.contains(':')) {
         return Err(invalid(
             format!("labels: {key:?} is not a label key (non-empty, no ':')"),
+            None,
+        ));
+    }
+    if spec.workloads.len() > MAX_WORKLOADS {
+        return Err(invalid(
+            format!(
+                "workloads: {} entries, at most {MAX_WORKLOADS} (MAX_WORKLOADS)",
+                spec.workloads.len()
+            ),
+            None,
+        ));
+    }
+    if let Some(bad) = spec.workloads.iter().find(|w| {
+        [&w.name, &w.kind]
+            .iter()
+            .any(|v| v.is_empty() || v.len() > MAX_WORKLOAD_NAME)
+    }) {
+        return Err(invalid(
+            format!(
+                "workloads: {{name: {:?}, kind: {:?}}} needs a name and a kind of 1 to {MAX_WORKLOAD_NAME} characters",
+                bad.name, bad.kind
+            ),
             None,
         ));
     }

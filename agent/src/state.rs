@@ -628,6 +628,7 @@ mod tests {
             ipv4: "10.200.1.13".parse().expect("ip"),
             ipv6: None,
             interface: "lxc0".to_string(),
+            workloads: Vec::new(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -667,6 +668,7 @@ mod tests {
                 ipv4: ip.parse().expect("address"),
                 ipv6: None,
                 interface: format!("lxc{name}"),
+                workloads: Vec::new(),
             },
         }
     }

@@ -94,6 +94,7 @@ fn spec(name: &str, labels: &[(&str, &str)], last_octet: u8) -> EndpointSpec {
         ipv4: Ipv4Addr::new(10, 200, 1, last_octet),
         ipv6: format!("fd00:200:1::{last_octet}").parse().ok(),
         interface: format!("lxc{name}"),
+        workloads: Vec::new(),
     }
 }
 

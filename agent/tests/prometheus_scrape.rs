@@ -11,16 +11,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{free_port, Agent};
+use tests::prometheus::Prometheus;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 /// The scrape job, and the `job` label of every series Prometheus stores.
 const JOB: &str = "hubble-agent";
 /// How long Prometheus may take to start, scrape the agent and hold every value.
@@ -219,141 +216,6 @@ fn write_capture(path: &Path) {
     std::fs::write(path, out).expect("write capture");
 }
 
-/// The Prometheus server started by this test; killed (by PID) and reaped when dropped.
-struct Prometheus {
-    child: Child,
-    web: SocketAddr,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    fn start(dir: &Path, target: u16) -> Prometheus {
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: {JOB}\n    scrape_interval: 1s\n    \
-                 scrape_timeout: 1s\n    static_configs:\n      \
-                 - targets: ['127.0.0.1:{target}']\n"
-            ),
-        )
-        .expect("write prometheus.yml");
-        let web = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let log = dir.join("prometheus.log");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("prometheus log"))
-            .spawn()
-            .expect("start prometheus");
-        Prometheus { child, web, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics with Prometheus' log if it has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("prometheus exited with {status}:\n{}", self.log());
-        }
-    }
-
-    /// The result vector of instant query `expr`, or an error while Prometheus is not
-    /// ready to answer.
-    fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
-        let path = format!("/api/v1/query?query={}", percent_encode(expr));
-        let body = http_get(self.web, &path)?;
-        let response: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-        if response["status"] != "success" {
-            return Err(format!("query {expr} failed: {response}"));
-        }
-        response["data"]["result"]
-            .as_array()
-            .cloned()
-            .ok_or_else(|| format!("query {expr}: no result vector in {response}"))
-    }
-
-    /// The series of `expr` as `labels -> value`, the labels (without `job` and
-    /// `instance`) sorted and printed `name="value",...`.
-    fn series(&self, expr: &str) -> BTreeMap<String, String> {
-        let result = self
-            .query(expr)
-            .unwrap_or_else(|e| panic!("{e}\nprometheus log:\n{}", self.log()));
-        result
-            .iter()
-            .map(|sample| {
-                let labels = sample["metric"]
-                    .as_object()
-                    .map(|m| {
-                        let mut labels: Vec<String> = m
-                            .iter()
-                            .filter(|(name, _)| {
-                                !["__name__", "job", "instance"].contains(&name.as_str())
-                            })
-                            .map(|(name, value)| format!("{name}={value}"))
-                            .collect();
-                        labels.sort();
-                        labels.join(",")
-                    })
-                    .unwrap_or_default();
-                let value = sample["value"][1].as_str().unwrap_or_default().to_string();
-                (labels, value)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Everything but RFC 3986's unreserved characters, percent-encoded.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
-
-/// The body of a 200 response to `GET path`.
-fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP response: {response}"))?;
-    let status = head.lines().next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("GET {path}: {status}\n{body}"));
-    }
-    Ok(body.to_string())
-}
-
 /// `labels -> value` from `(labels, value)` pairs, written as [`Prometheus::series`]
 /// writes them (labels in any order here; absent labels are empty ones).
 fn expected(rows: &[(&[(&str, &str)], usize)]) -> BTreeMap<String, String> {
@@ -373,7 +235,7 @@ fn expected(rows: &[(&[(&str, &str)], usize)]) -> BTreeMap<String, String> {
 fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
     if !tests::skip::require_file(
         "prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent",
-        PROMETHEUS,
+        tests::prometheus::PROMETHEUS,
         "prometheus",
     ) {
         return;
@@ -395,7 +257,9 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
     );
     let prometheus_dir = dir.join("prometheus");
     std::fs::create_dir_all(&prometheus_dir).expect("prometheus directory");
-    let mut prometheus = Prometheus::start(&prometheus_dir, metrics_port);
+    let mut prometheus =
+        Prometheus::start(&prometheus_dir, JOB, &[format!("127.0.0.1:{metrics_port}")])
+            .expect("start prometheus");
 
     // Until Prometheus has scraped the agent (target up) after the whole capture was
     // counted.
@@ -404,7 +268,7 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
     let deadline = Instant::now() + SCRAPE_DEADLINE;
     loop {
         agent.assert_running();
-        prometheus.assert_running();
+        prometheus.check_running().expect("prometheus running");
         let state = prometheus.query(&up).and_then(|up| {
             let total = prometheus.query(&complete)?;
             Ok((up, total))
@@ -418,7 +282,7 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
                 }
                 format!("up: {up:?}, flows counted: {count:?}")
             }
-            Err(e) => e,
+            Err(e) => format!("{e:#}"),
         };
         assert!(
             Instant::now() < deadline,
@@ -442,7 +306,9 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
     // Drops by reason and protocol, with the pods as source and destination. Denied
     // policy verdicts are drops too (verdict DROPPED, POLICY_DENIED), as upstream counts
     // them; world has no pod, so its drops have no source label.
-    let drops = prometheus.series(&format!("hubble_drop_total{{job=\"{JOB}\"}}"));
+    let drops = prometheus
+        .series(&format!("hubble_drop_total{{job=\"{JOB}\"}}"))
+        .expect("series");
     assert_eq!(
         drops,
         expected(&[
@@ -466,10 +332,12 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
         ]),
         "hubble_drop_total"
     );
-    let xwing_drops = prometheus.series(
-        "hubble_drop_total{reason=\"POLICY_DENIED\",protocol=\"TCP\",\
+    let xwing_drops = prometheus
+        .series(
+            "hubble_drop_total{reason=\"POLICY_DENIED\",protocol=\"TCP\",\
          source=\"default/xwing\",destination=\"default/deathstar-1\"}",
-    );
+        )
+        .expect("series");
     assert_eq!(
         xwing_drops.values().collect::<Vec<_>>(),
         [&(POLICY_DROPS + VERDICTS_DENIED).to_string()],
@@ -477,9 +345,11 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
     );
 
     // Every flow by verdict, and by type and observation point.
-    let by_verdict = prometheus.series(&format!(
-        "sum by (verdict) (hubble_flows_processed_total{{job=\"{JOB}\"}})"
-    ));
+    let by_verdict = prometheus
+        .series(&format!(
+            "sum by (verdict) (hubble_flows_processed_total{{job=\"{JOB}\"}})"
+        ))
+        .expect("series");
     assert_eq!(
         by_verdict,
         expected(&[
@@ -494,7 +364,9 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
         ]),
         "flows by verdict"
     );
-    let flows = prometheus.series(&format!("hubble_flows_processed_total{{job=\"{JOB}\"}}"));
+    let flows = prometheus
+        .series(&format!("hubble_flows_processed_total{{job=\"{JOB}\"}}"))
+        .expect("series");
     assert_eq!(
         flows,
         expected(&[
@@ -548,7 +420,9 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
     // app label (xwing), else the workload name (deathstar), else the pod
     // (default/tiefighter), else the reserved identity (world); namespaces as labels.
     // The host's verdicts are not counted.
-    let verdicts = prometheus.series(&format!("hubble_policy_verdicts_total{{job=\"{JOB}\"}}"));
+    let verdicts = prometheus
+        .series(&format!("hubble_policy_verdicts_total{{job=\"{JOB}\"}}"))
+        .expect("series");
     assert_eq!(
         verdicts,
         expected(&[
@@ -590,11 +464,13 @@ fn prometheus_scrapes_drops_flows_and_policy_verdicts_from_the_agent() {
         ]),
         "hubble_policy_verdicts_total"
     );
-    let allowed = prometheus.series(
-        "hubble_policy_verdicts_total{match=\"l3-l4\",direction=\"ingress\",\
+    let allowed = prometheus
+        .series(
+            "hubble_policy_verdicts_total{match=\"l3-l4\",direction=\"ingress\",\
          action=\"forwarded\",source=\"default/tiefighter\",destination=\"deathstar\",\
          source_namespace=\"default\",destination_namespace=\"default\"}",
-    );
+        )
+        .expect("series");
     assert_eq!(
         allowed.values().collect::<Vec<_>>(),
         [&VERDICTS_ALLOWED.to_string()],

@@ -19,6 +19,16 @@ pub struct EndpointFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Addr>,
     pub interface: String,
+    /// The pod's owning controller, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadRef>,
+}
+
+/// A pod's owner, as the agent's endpoint files name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadRef {
+    pub name: String,
+    pub kind: String,
 }
 
 impl EndpointFile {
@@ -31,6 +41,15 @@ impl EndpointFile {
             ipv4: pod.ipv4,
             ipv6: Some(pod.ipv6),
             interface: pod.host_link.clone(),
+            workloads: pod
+                .workload
+                .owner()
+                .map(|(name, kind)| WorkloadRef {
+                    name: name.to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -96,6 +115,13 @@ mod tests {
         assert_eq!(value["ipv4"].as_str(), Some("10.200.1.13"));
         assert_eq!(value["ipv6"].as_str(), Some("fd00:200:1::13"));
         assert_eq!(value["interface"].as_str(), Some(xwing.host_link.as_str()));
+        // A bare pod has no owner; the deathstars come from a Deployment.
+        assert!(value.get("workloads").is_none(), "{yaml}");
+        let deathstar = topology.pod("deathstar-1").expect("deathstar-1");
+        let yaml = EndpointFile::for_pod(deathstar).to_yaml().expect("yaml");
+        let value: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("parse back");
+        assert_eq!(value["workloads"][0]["name"].as_str(), Some("deathstar"));
+        assert_eq!(value["workloads"][0]["kind"].as_str(), Some("Deployment"));
     }
 
     #[test]

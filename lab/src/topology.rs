@@ -37,6 +37,19 @@ pub enum Workload {
     Client,
 }
 
+impl Workload {
+    /// The controller that owns such a pod (name, kind), as in the Star Wars demo's
+    /// manifests: the deathstars and coredns come from Deployments, the tiefighter
+    /// and the xwing are bare pods.
+    pub fn owner(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Workload::Deathstar => Some(("deathstar", "Deployment")),
+            Workload::Dns => Some(("coredns", "Deployment")),
+            Workload::Client => None,
+        }
+    }
+}
+
 /// One pod of the demo: name, Kubernetes namespace, labels and workload.
 pub struct DemoPod {
     pub name: &'static str,

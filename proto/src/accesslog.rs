@@ -79,6 +79,9 @@ pub struct HttpLog {
     pub protocol: String,
     /// Headers of the request or response, in order, names as received.
     pub headers: Vec<(String, String)>,
+    /// The request's W3C `traceparent` header, carried by the request and by its
+    /// response (Hubble's trace context, and the http metrics' exemplars).
+    pub trace_parent: Option<String>,
 }
 
 /// A DNS query or answer (Cilium's `accesslog.LogRecordDNS`).

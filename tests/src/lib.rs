@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod fuzz;
 mod lab;
+pub mod prometheus;
 pub mod skip;
 pub use lab::{Lab, COMMAND_TIMEOUT};
 pub use skip::skip;

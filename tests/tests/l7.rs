@@ -8,9 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use tests::prometheus::Prometheus;
 use tests::{eventually, require_root, run_with_timeout, Lab};
 
 const VIP_URL: &str = "deathstar.default.svc.cluster.local";
+/// The lab agent's metrics listener (node 1 of the lab's subnet).
+const METRICS: &str = "10.104.0.11:9965";
+/// The trace id of the W3C `traceparent` the tiefighter sends with one landing.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 fn policy(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/policies/{name}"))
@@ -18,6 +23,17 @@ fn policy(name: &str) -> PathBuf {
 
 /// `curl -s` from `pod` with `method` to the deathstar's `path`; (stdout, exit code).
 fn curl(lab: &Lab, pod: &str, method: &str, path: &str) -> Result<(String, i32)> {
+    curl_with(lab, pod, method, path, &[])
+}
+
+/// [`curl`] with more arguments (`-H ...`).
+fn curl_with(
+    lab: &Lab,
+    pod: &str,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+) -> Result<(String, i32)> {
     let url = format!("{VIP_URL}{path}");
     let mut cmd = lab.cmd();
     cmd.args([
@@ -30,8 +46,8 @@ fn curl(lab: &Lab, pod: &str, method: &str, path: &str) -> Result<(String, i32)>
         "3",
         "-X",
         method,
-        &url,
     ]);
+    cmd.args(extra).arg(&url);
     let out = run_with_timeout(&mut cmd, Duration::from_secs(20))?;
     Ok((
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -39,13 +55,16 @@ fn curl(lab: &Lab, pod: &str, method: &str, path: &str) -> Result<(String, i32)>
     ))
 }
 
-/// A plain HTTP/1.0 GET, enough for a metrics scrape.
-fn http_get(address: &str, path: &str) -> Result<String> {
+/// A plain HTTP/1.0 GET, enough for a metrics scrape; `accept` picks the format.
+fn http_get(address: &str, path: &str, accept: &str) -> Result<String> {
     use std::io::{Read, Write};
     let addr: std::net::SocketAddr = address.parse()?;
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nAccept: {accept}\r\n\r\n"
+    )?;
     let mut body = String::new();
     stream.read_to_string(&mut body)?;
     Ok(body)
@@ -134,7 +153,7 @@ fn l7_policy_through_the_proxy() -> Result<()> {
     );
 
     // The http metrics come from this real traffic.
-    let scrape = http_get("10.104.0.11:9965", "/metrics")?;
+    let scrape = http_get(METRICS, "/metrics", "text/plain")?;
     // httpV2 (the lab's default metrics): requests counted with their response status.
     ensure!(
         scrape
@@ -160,6 +179,86 @@ fn l7_policy_through_the_proxy() -> Result<()> {
                 && l.contains("type=\"L7\"")),
         "no L7 flows in hubble_flows_processed_total:\n{scrape}"
     );
+
+    // A landing with a W3C trace context: its flows carry the trace id, and the
+    // duration histogram's exemplar is that trace (OpenMetrics, as Prometheus asks).
+    let traceparent = format!("traceparent: 00-{TRACE_ID}-00f067aa0ba902b7-01");
+    let (out, _) = curl_with(
+        &lab,
+        "tiefighter",
+        "POST",
+        "/v1/request-landing",
+        &["-H", &traceparent],
+    )?;
+    assert_eq!(out, "Ship landed\n");
+    let traced = eventually(Duration::from_secs(10), || {
+        let flows = lab.observe_json(&["--type", "l7", "--last", "50"])?;
+        let traced: Vec<_> = flows
+            .into_iter()
+            .filter(|f| f["flow"]["trace_context"]["parent"]["trace_id"] == TRACE_ID)
+            .collect();
+        Ok((traced.len() == 2).then_some(traced))
+    })?;
+    let types: Vec<_> = traced
+        .iter()
+        .map(|f| f["flow"]["l7"]["type"].clone())
+        .collect();
+    assert_eq!(types, ["REQUEST", "RESPONSE"], "{traced:?}");
+    let open = http_get(
+        METRICS,
+        "/metrics",
+        "application/openmetrics-text; version=1.0.0",
+    )?;
+    let exemplar = format!("# {{traceID=\"{TRACE_ID}\"}}");
+    ensure!(
+        open.lines().any(
+            |l| l.starts_with("hubble_http_request_duration_seconds_bucket{")
+                && l.contains("method=\"POST\"")
+                && l.contains(&exemplar)
+        ),
+        "no exemplar with the trace id on the duration histogram:\n{open}"
+    );
+
+    // Debian's Prometheus scrapes the http series, with the lab's labelsContext: the
+    // deathstars' Deployment as destination_workload, the denied PUT by status, the
+    // exemplar with its trace id.
+    let prometheus_dir = lab.run_dir.join("prometheus");
+    std::fs::create_dir_all(&prometheus_dir)?;
+    let mut prometheus = Prometheus::start(&prometheus_dir, "hubble", &[METRICS.to_owned()])?;
+    let denied = eventually(Duration::from_secs(60), || {
+        prometheus.check_running()?;
+        let series = prometheus
+            .series("hubble_http_requests_total{method=\"PUT\",status=\"403\"}")
+            .unwrap_or_default();
+        Ok((!series.is_empty()).then_some(series))
+    })?;
+    ensure!(
+        denied.keys().any(|labels| {
+            labels.contains("destination_workload=\"deathstar\"")
+                // The tiefighter is a bare pod: Prometheus drops empty labels.
+                && !labels.contains("source_workload=")
+                && labels.contains("destination_namespace=\"default\"")
+                && labels.contains("traffic_direction=\"ingress\"")
+        }),
+        "{denied:?}"
+    );
+    let landed = prometheus.series(
+        "hubble_http_request_duration_seconds_count{method=\"POST\",destination_workload=\"deathstar\"}",
+    )?;
+    ensure!(
+        landed
+            .values()
+            .any(|v| v.parse::<f64>().is_ok_and(|n| n >= 2.0)),
+        "{landed:?}"
+    );
+    let traces = eventually(Duration::from_secs(30), || {
+        let traces = prometheus
+            .exemplar_trace_ids("hubble_http_request_duration_seconds_bucket")
+            .unwrap_or_default();
+        Ok(traces.iter().any(|t| t == TRACE_ID).then_some(traces))
+    })?;
+    assert!(traces.iter().all(|t| t == TRACE_ID), "{traces:?}");
+    drop(prometheus);
 
     // The datapath's view: the redirect verdict and the to-proxy trace.
     let verdicts = lab.observe_json(&[

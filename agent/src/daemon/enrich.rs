@@ -119,7 +119,15 @@ impl EndpointGetter for StateGetters {
             namespace: endpoint.spec.namespace.clone(),
             labels: endpoint.labels.to_strings(),
             pod_name: endpoint.spec.name.clone(),
-            workloads: Vec::new(),
+            workloads: endpoint
+                .spec
+                .workloads
+                .iter()
+                .map(|w| flow::Workload {
+                    name: w.name.clone(),
+                    kind: w.kind.clone(),
+                })
+                .collect(),
         })
     }
 }

@@ -65,6 +65,39 @@ fn bad_fields_name_path_line_and_field() {
     );
 }
 
+#[test]
+fn workloads_name_the_pods_owner() {
+    let owned = format!("{XWING}workloads: [{{name: xwing, kind: Deployment}}]\n");
+    let spec = parse_endpoint_file(Path::new("x.yaml"), &owned).expect("valid file");
+    assert_eq!(
+        spec.workloads,
+        [WorkloadSpec {
+            name: "xwing".into(),
+            kind: "Deployment".into()
+        }]
+    );
+    assert!(parse_endpoint_file(Path::new("x.yaml"), XWING)
+        .expect("valid file")
+        .workloads
+        .is_empty());
+
+    let nameless = format!("{XWING}workloads: [{{name: \"\", kind: Deployment}}]\n");
+    let error = parse_endpoint_file(Path::new("x.yaml"), &nameless).expect_err("empty name");
+    assert_eq!(
+        error.to_string(),
+        "x.yaml: workloads: {name: \"\", kind: \"Deployment\"} needs a name and a kind of 1 to 253 characters"
+    );
+    let many = format!(
+        "{XWING}workloads: [{}]\n",
+        vec!["{name: a, kind: ReplicaSet}"; MAX_WORKLOADS + 1].join(", ")
+    );
+    let error = parse_endpoint_file(Path::new("x.yaml"), &many).expect_err("too many");
+    assert_eq!(
+        error.to_string(),
+        "x.yaml: workloads: 5 entries, at most 4 (MAX_WORKLOADS)"
+    );
+}
+
 fn write(dir: &Path, name: &str, text: &str) {
     // Write then rename, as writers of this directory should.
     let tmp = dir.join(format!(".{name}.tmp"));

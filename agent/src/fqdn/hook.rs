@@ -114,6 +114,7 @@ mod tests {
                 ipv4: "127.0.0.1".parse().expect("ip"),
                 ipv6: None,
                 interface: "lxcxwing".into(),
+                workloads: Vec::new(),
             },
         };
         state

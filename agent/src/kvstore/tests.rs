@@ -149,6 +149,7 @@ fn endpoint(name: &str, ip: Ipv4Addr, identity: Identity, labels: LabelSet) -> E
             ipv4: ip,
             ipv6: None,
             interface: "lxc0".to_string(),
+            workloads: Vec::new(),
         },
         labels,
         identity,

@@ -38,6 +38,7 @@ fn pod(id: u16, name: &str, class: &str, org: &str, ipv4: &str) -> WatchedEndpoi
             ipv4: ipv4.parse().expect("address"),
             ipv6: None,
             interface: format!("lxc{id}"),
+            workloads: Vec::new(),
         },
     }
 }

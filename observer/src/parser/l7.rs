@@ -98,6 +98,9 @@ impl Parser {
             } as i32,
             ..Default::default()
         };
+        if let L7Log::Http(http) = &record.l7 {
+            flow.trace_context = http.trace_parent.as_deref().and_then(trace_context);
+        }
         #[allow(deprecated)]
         {
             flow.reply = response;
@@ -118,6 +121,41 @@ fn timestamp(record: &LogRecord) -> pbjson_types::Timestamp {
         seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
         nanos: since_epoch.subsec_nanos() as i32,
     }
+}
+
+/// The trace context of a W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`),
+/// as Hubble extracts it: only a well-formed header with a non-zero trace id and
+/// parent id; later versions may append fields after the flags.
+fn trace_context(traceparent: &str) -> Option<flow::TraceContext> {
+    fn hex(field: &str, len: usize) -> bool {
+        field.len() == len
+            && field
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+    let mut fields = traceparent.trim().split('-');
+    let version = fields.next()?;
+    let trace_id = fields.next()?;
+    let parent_id = fields.next()?;
+    let flags = fields.next()?;
+    let rest_ok = if version == "00" {
+        fields.next().is_none()
+    } else {
+        true
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && hex(parent_id, 16)
+        && parent_id.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && rest_ok;
+    valid.then(|| flow::TraceContext {
+        parent: Some(flow::TraceParent {
+            trace_id: trace_id.to_owned(),
+        }),
+    })
 }
 
 /// Requests carry no code (Hubble sets only the request's fields).

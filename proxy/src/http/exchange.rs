@@ -40,6 +40,9 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::UPGRADE,
 ];
 
+/// W3C Trace Context's header, kept on the request's records.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 pub(crate) struct Exchange {
     shared: Arc<Shared>,
     conn: ConnInfo,
@@ -55,6 +58,7 @@ struct RequestLog {
     protocol: &'static str,
     source_identity: u32,
     destination_identity: u32,
+    trace_parent: Option<String>,
 }
 
 impl Exchange {
@@ -84,6 +88,11 @@ impl Exchange {
             protocol: protocol_name(request.version()),
             source_identity: decision.as_ref().map_or(0, |d| d.source_identity),
             destination_identity: decision.as_ref().map_or(0, |d| d.destination_identity),
+            trace_parent: request
+                .headers()
+                .get(TRACEPARENT)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
         };
         let allowed = decision.as_ref().is_some_and(|Decision { policy, .. }| {
             let parts = RequestParts {
@@ -232,6 +241,7 @@ impl Exchange {
                 url: log.url.clone(),
                 protocol: log.protocol.to_owned(),
                 headers: header_pairs(headers),
+                trace_parent: log.trace_parent.clone(),
             }),
         });
     }
@@ -254,6 +264,7 @@ impl Exchange {
                 url: log.url.clone(),
                 protocol: log.protocol.to_owned(),
                 headers: header_pairs(response.headers()),
+                trace_parent: log.trace_parent.clone(),
             }),
         });
     }

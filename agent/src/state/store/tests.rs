@@ -18,6 +18,7 @@ fn xwing() -> Endpoint {
         ipv4: "10.200.1.12".parse().expect("address"),
         ipv6: "fd00:200:1::12".parse().ok(),
         interface: "lxc8f3a1c2d".into(),
+        workloads: Vec::new(),
     };
     Endpoint {
         id: 1234,

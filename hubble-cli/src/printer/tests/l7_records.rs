@@ -76,6 +76,7 @@ fn records() -> Vec<LogRecord> {
             url: format!("http://deathstar.default.svc.cluster.local{path}"),
             protocol: "HTTP/1.1".into(),
             headers: Vec::new(),
+            trace_parent: None,
         }),
     };
     vec![

@@ -83,6 +83,7 @@ fn http_record(kind: RecordKind, verdict: RecordVerdict, method: &str, code: u32
                 ("x-b3-flags".into(), "1".into()),
                 ("accept".into(), "text/plain".into()),
             ],
+            trace_parent: None,
         }),
     }
 }
@@ -209,6 +210,42 @@ fn headers_are_canonical_and_sorted_by_key() {
     assert_eq!(canonical_header_key("x-request-id"), "X-Request-Id");
     assert_eq!(canonical_header_key("CONTENT-TYPE"), "Content-Type");
     assert_eq!(canonical_header_key("bad key"), "bad key");
+}
+
+#[test]
+fn a_traceparent_is_the_trace_context_of_request_and_response() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    for kind in [RecordKind::Request, RecordKind::Response] {
+        let mut record = http_record(kind, RecordVerdict::Forwarded, "POST", 200);
+        let L7Log::Http(http) = &mut record.l7 else {
+            unreachable!()
+        };
+        http.trace_parent = Some(format!("00-{TRACE}-00f067aa0ba902b7-01"));
+        let f = parser().parse_log_record(&record);
+        let parent = f
+            .trace_context
+            .and_then(|t| t.parent)
+            .expect("trace context");
+        assert_eq!(parent.trace_id, TRACE);
+    }
+    // Malformed or invalid headers give no trace context.
+    for bad in [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "not a traceparent",
+    ] {
+        let mut record = http_record(RecordKind::Request, RecordVerdict::Forwarded, "GET", 0);
+        let L7Log::Http(http) = &mut record.l7 else {
+            unreachable!()
+        };
+        http.trace_parent = Some(bad.to_owned());
+        let f = parser().parse_log_record(&record);
+        assert_eq!(f.trace_context, None, "{bad}");
+    }
 }
 
 #[test]
