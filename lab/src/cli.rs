@@ -214,6 +214,14 @@ pub enum ServeCommand {
         /// NAME=ADDRESS, repeatable.
         #[arg(long)]
         record: Vec<String>,
+        /// NAME=TARGET: NAME is an alias (CNAME) of TARGET, repeatable.
+        #[arg(long)]
+        cname: Vec<String>,
+    },
+    /// The internet's hosts: plain HTTP naming the called host.
+    Internet {
+        #[arg(long, default_value = "[::]:443")]
+        listen: SocketAddr,
     },
 }
 

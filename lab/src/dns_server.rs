@@ -20,10 +20,15 @@ pub const MAX_DATAGRAM: usize = 4096;
 /// connections are served one at a time).
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Names and their addresses; names are lowercase without the trailing dot.
+/// Longest chain of aliases followed for one answer (a loop of aliases ends here).
+pub const MAX_ALIAS_CHAIN: usize = 8;
+
+/// Names and their addresses, and aliases (CNAME records); names are lowercase without
+/// the trailing dot.
 #[derive(Debug, Clone, Default)]
 pub struct Records {
     entries: BTreeMap<String, Vec<IpAddr>>,
+    aliases: BTreeMap<String, String>,
 }
 
 impl Records {
@@ -53,6 +58,29 @@ impl Records {
         Ok(())
     }
 
+    /// Parses `NAME=TARGET`: `NAME` is an alias (CNAME) of `TARGET`.
+    pub fn insert_alias_spec(&mut self, spec: &str) -> Result<()> {
+        let invalid = |reason: &str| LabError::InvalidConfig {
+            what: "DNS alias",
+            value: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let (name, target) = spec
+            .split_once('=')
+            .ok_or_else(|| invalid("expected NAME=TARGET"))?;
+        let normalize = |name: &str| name.trim_end_matches('.').to_ascii_lowercase();
+        let (name, target) = (normalize(name), normalize(target));
+        if name.is_empty() || target.is_empty() {
+            return Err(invalid("the name and the target must not be empty"));
+        }
+        if self.entries.contains_key(&name) {
+            return Err(invalid("the name already has addresses"));
+        }
+        dns::parse_name(&target).map_err(|error| invalid(&error.to_string()))?;
+        self.aliases.insert(name, target);
+        Ok(())
+    }
+
     /// Builds the response to a query message, or an error if it is malformed.
     pub fn answer(&self, message: &[u8]) -> Result<Vec<u8>, DnsError> {
         let query = dns::parse_query(message)?;
@@ -62,22 +90,37 @@ impl Records {
         if query.qclass != DNSClass::IN {
             return dns::encode_response(&query, ResponseCode::Refused, &[], 0);
         }
-        let Some(addresses) = self.entries.get(&query.name) else {
-            return dns::encode_response(&query, ResponseCode::NXDomain, &[], ANSWER_TTL);
+        // Aliases first, as a recursive server answers: each CNAME record, then the
+        // addresses of the last name of the chain.
+        let mut answers = Vec::new();
+        let mut name = query.name.clone();
+        while let Some(target) = self.aliases.get(&name) {
+            if answers.len() >= MAX_ALIAS_CHAIN {
+                return dns::encode_response(&query, ResponseCode::ServFail, &[], 0);
+            }
+            answers.push(Answer {
+                name: name.clone(),
+                data: AnswerData::Alias(target.clone()),
+            });
+            name = target.clone();
+        }
+        let Some(addresses) = self.entries.get(&name) else {
+            return dns::encode_response(&query, ResponseCode::NXDomain, &answers, ANSWER_TTL);
         };
-        let matching: Vec<Answer> = addresses
-            .iter()
-            .filter(|address| match query.qtype {
-                RecordType::A => address.is_ipv4(),
-                RecordType::AAAA => address.is_ipv6(),
-                _ => false,
-            })
-            .map(|address| Answer {
-                name: query.name.clone(),
-                data: AnswerData::Address(*address),
-            })
-            .collect();
-        dns::encode_response(&query, ResponseCode::NoError, &matching, ANSWER_TTL)
+        answers.extend(
+            addresses
+                .iter()
+                .filter(|address| match query.qtype {
+                    RecordType::A => address.is_ipv4(),
+                    RecordType::AAAA => address.is_ipv6(),
+                    _ => false,
+                })
+                .map(|address| Answer {
+                    name: name.clone(),
+                    data: AnswerData::Address(*address),
+                }),
+        );
+        dns::encode_response(&query, ResponseCode::NoError, &answers, ANSWER_TTL)
     }
 }
 
@@ -235,6 +278,38 @@ mod tests {
         let response =
             dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
         assert_eq!(response.rcode, 3);
+    }
+
+    #[test]
+    fn an_alias_answers_its_chain_then_the_addresses() {
+        let mut records = records();
+        records
+            .insert_spec("cilium.io=203.0.113.20")
+            .expect("record");
+        records
+            .insert_alias_spec("www.cilium.io=cilium.io.")
+            .expect("alias");
+        records
+            .insert_alias_spec("docs.cilium.io=www.cilium.io")
+            .expect("alias");
+        let query = dns::encode_query(9, "docs.cilium.io", RecordType::A).expect("query");
+        let response =
+            dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        assert_eq!(response.rcode, 0);
+        assert_eq!(response.aliases, ["www.cilium.io", "cilium.io"]);
+        assert_eq!(
+            response.addresses,
+            vec!["203.0.113.20".parse::<IpAddr>().expect("ip")]
+        );
+        // A loop of aliases is a server failure, not an endless answer.
+        records.insert_alias_spec("a.loop=b.loop").expect("alias");
+        records.insert_alias_spec("b.loop=a.loop").expect("alias");
+        let query = dns::encode_query(10, "a.loop", RecordType::A).expect("query");
+        let response =
+            dns::parse_response(&records.answer(&query).expect("answer")).expect("parse");
+        assert_eq!(response.rcode, 2);
+        assert!(records.insert_alias_spec("cilium.io=x.io").is_err());
+        assert!(records.insert_alias_spec("noequals").is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod etcd;
 pub mod exec;
 pub mod files;
 pub mod http;
+pub mod internet;
 pub mod network;
 pub mod paths;
 pub mod pod_dns;

@@ -96,6 +96,9 @@ pub fn route_new_node(topology: &Topology, new: &NodePlan) -> Result<()> {
         route_to(new, other)?;
         route_to(other, new)?;
     }
+    if let Some(internet) = &topology.internet {
+        crate::internet::route_node(internet, new)?;
+    }
     Ok(())
 }
 

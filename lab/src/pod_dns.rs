@@ -49,7 +49,7 @@ pub fn pod_name(pod: &PodPlan) -> String {
 
 /// Every name the DNS pod answers, with its addresses: each service (`deathstar`,
 /// `kube-dns`) with its cluster IP, as CoreDNS answers a ClusterIP service, and each
-/// pod's name. Without a load balancer (`load_balanced` false: a lab without agents)
+/// pod's name, and the internet's hosts ([`crate::internet`]). Without a load balancer (`load_balanced` false: a lab without agents)
 /// a cluster IP would lead nowhere, so a service's name answers its pods' addresses,
 /// as CoreDNS answers a headless service.
 pub fn records(topology: &Topology, load_balanced: bool) -> Vec<(String, IpAddr)> {
@@ -71,6 +71,10 @@ pub fn records(topology: &Topology, load_balanced: bool) -> Vec<(String, IpAddr)
     for pod in &topology.pods {
         records.push((pod_name(pod), IpAddr::V4(pod.ipv4)));
         records.push((pod_name(pod), IpAddr::V6(pod.ipv6)));
+    }
+    // The internet's hosts, as CoreDNS forwards outside names to an upstream server.
+    if topology.internet.is_some() {
+        records.extend(crate::internet::dns_records());
     }
     records
 }

@@ -160,6 +160,9 @@ pub struct Topology {
     pub bridge_address: Ipv4Net,
     pub nodes: Vec<NodePlan>,
     pub pods: Vec<PodPlan>,
+    /// The namespace standing for the internet (absent in labs made before it).
+    #[serde(default)]
+    pub internet: Option<crate::internet::InternetPlan>,
 }
 
 impl Topology {
@@ -221,12 +224,14 @@ impl Topology {
                 host_link: host_link_name(prefix, demo.namespace, demo.name),
             });
         }
+        let internet = crate::internet::InternetPlan::plan(prefix, bridge_address)?;
         Ok(Topology {
             prefix: prefix.clone(),
             bridge,
             bridge_address,
             nodes,
             pods,
+            internet: Some(internet),
         })
     }
 

@@ -191,6 +191,9 @@ fn check_names_are_free(topology: &Topology) -> Result<()> {
             });
         }
     }
+    if let Some(internet) = &topology.internet {
+        crate::internet::check_free(internet)?;
+    }
     let links =
         std::iter::once(&topology.bridge).chain(topology.nodes.iter().map(|node| &node.root_link));
     for name in links {
@@ -310,6 +313,12 @@ fn build_network(config: &UpConfig, topology: &Topology, state: &mut StateFile) 
         network::connect_node(self_exe, topology, node)?;
     }
     network::route_between_nodes(topology)?;
+    if let Some(internet) = &topology.internet {
+        state.record(|state| state.namespaces.push(internet.netns.clone()))?;
+        network::create_namespace(self_exe, &internet.netns)?;
+        state.record(|state| state.links.push(internet.root_link.clone()))?;
+        crate::internet::connect(topology, internet)?;
+    }
     for pod in &topology.pods {
         let node = topology
             .node(pod.node)
@@ -383,6 +392,10 @@ fn start_workloads(
         dns_args.push("--record".to_string());
         dns_args.push(format!("{name}={address}"));
     }
+    for (name, target) in crate::internet::INTERNET_ALIASES {
+        dns_args.push("--cname".to_string());
+        dns_args.push(format!("{name}={target}"));
+    }
     for pod in &topology.pods {
         let (args, table, port) = match pod.workload {
             Workload::Client => continue,
@@ -415,7 +428,41 @@ fn start_workloads(
             process::has_socket(record.pid, table, port)
         })?;
     }
+    if let Some(internet) = &topology.internet {
+        start_internet(config, layout, internet, state)?;
+    }
     Ok(())
+}
+
+/// Starts the internet's server (outside the cluster: no cgroup, no endpoint).
+fn start_internet(
+    config: &UpConfig,
+    layout: &RunLayout,
+    internet: &crate::internet::InternetPlan,
+    state: &mut StateFile,
+) -> Result<()> {
+    let log = crate::internet::log_file(layout);
+    record_file(state, &log)?;
+    let port = crate::internet::INTERNET_PORT;
+    let record = process::spawn_detached(Launch {
+        role: "internet".to_string(),
+        kind: ProcessKind::Workload,
+        netns: Some(&internet.netns),
+        cgroup: None,
+        program: &config.self_exe,
+        args: vec![
+            "serve".to_string(),
+            "internet".to_string(),
+            "--listen".to_string(),
+            format!("[::]:{port}"),
+        ],
+        log: &log,
+    })?;
+    state.record(|state| state.processes.push(record.clone()))?;
+    let waiting_for = format!("tcp port {port} in {}", internet.netns);
+    process::wait_ready(&record, WORKLOAD_READY_TIMEOUT, &waiting_for, || {
+        process::has_socket(record.pid, "tcp", port)
+    })
 }
 
 /// Mounts the BPF file system the agents pin their datapath in, so that it stays in

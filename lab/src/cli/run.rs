@@ -83,12 +83,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::deathstar::serve(listen)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(ServeCommand::Dns { listen, record }) => {
+        Command::Serve(ServeCommand::Dns {
+            listen,
+            record,
+            cname,
+        }) => {
             let mut records = Records::default();
             for spec in &record {
                 records.insert_spec(spec)?;
             }
+            for spec in &cname {
+                records.insert_alias_spec(spec)?;
+            }
             crate::dns_server::serve(listen, &records)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(ServeCommand::Internet { listen }) => {
+            crate::internet::serve(listen)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sysctl { settings } => {

@@ -27,6 +27,18 @@ pub(super) fn print_summary(state: &crate::state::StateFile) {
             pod.netns
         );
     }
+    if let Some(internet) = &topology.internet {
+        for host in crate::internet::INTERNET_HOSTS {
+            println!(
+                "  {:<24} {:<12} {} (netns {}, outside the cluster, plain HTTP on port {})",
+                host.name,
+                host.ipv4,
+                host.ipv6,
+                internet.netns,
+                crate::internet::INTERNET_PORT
+            );
+        }
+    }
     for record in &state.processes {
         if record.kind != crate::state::ProcessKind::Workload {
             println!(
