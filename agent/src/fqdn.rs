@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 mod hook;
 
-pub use hook::CacheAnswerHook;
+pub use hook::{CacheAnswerHook, FQDN_ANSWERS_RELEASED_UNPROGRAMMED, MAX_ANSWER_DELAY};
 
 /// Default of `--tofqdns-min-ttl` (Cilium's default: 0 keeps the answers' TTLs).
 pub const DEFAULT_MIN_TTL: u32 = 0;
@@ -144,8 +144,9 @@ impl FqdnCache {
         if ips.is_empty() {
             return outcome;
         }
+        let now_seconds = unix_seconds(now);
         let lookup = Lookup {
-            lookup_time: unix_seconds(now),
+            lookup_time: now_seconds,
             ttl: ttl.max(self.min_ttl),
         };
         let name = normalize_name(name);
@@ -162,6 +163,11 @@ impl FqdnCache {
             match addresses.get_mut(ip) {
                 Some(known) => {
                     if lookup.expires() > known.expires() {
+                        // An address whose entry had expired (not yet removed) is
+                        // known again: new for policy.
+                        if known.expires() <= now_seconds {
+                            outcome.new_ips.push(*ip);
+                        }
                         *known = lookup;
                         outcome.changed = true;
                     }
@@ -215,6 +221,17 @@ impl FqdnCache {
             }
         }
         entries
+    }
+
+    /// Every distinct (name, address) pair alive at `now` over all endpoints, sorted:
+    /// what `toFQDNs` selects from.
+    pub fn live_names(&self, now: SystemTime) -> Vec<(String, IpAddr)> {
+        let names: std::collections::BTreeSet<(String, IpAddr)> = self
+            .live_entries(now)
+            .into_iter()
+            .map(|(_, name, ip)| (name.to_string(), ip))
+            .collect();
+        names.into_iter().collect()
     }
 
     /// Removes what expired at or before `now`; returns how many addresses went.

@@ -55,6 +55,8 @@ pub fn policy_document(data: &[u8]) {
         identities: &identities,
         cidrs: &cidrs,
         cluster: CLUSTER,
+        fqdn: &crate::policy::FqdnMatcher::new(repository.rules()),
+        fqdn_names: &[],
     });
 }
 

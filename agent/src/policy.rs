@@ -12,6 +12,7 @@
 mod api;
 mod compile;
 mod document;
+mod fqdn;
 mod icmp;
 mod kubernetes;
 mod l7;
@@ -35,12 +36,16 @@ pub use document::{
     parse_policy, ParsedPolicy, DEFAULT_NAMESPACE, POLICY_DERIVED_FROM_KEY, POLICY_NAMESPACE_KEY,
     POLICY_NAME_KEY, POLICY_UID_KEY,
 };
+pub use fqdn::{
+    note_refused as note_fqdn_refused, FqdnMatcher, FqdnSelector, FQDN_IDENTITIES_REFUSED,
+    MAX_FQDN_IDENTITIES,
+};
 pub use icmp::{IcmpFamily, IcmpField, IcmpRule, IcmpType};
 pub use l7::{DnsRule, HttpRule, L7Rules};
 pub use limits::{
     check_policy_text, MAX_ALIAS_EXPANDED_NODES, MAX_NESTING_DEPTH, MAX_POLICY_BYTES,
 };
-pub use peers::{Cidr, CidrRule, Entity, Unsupported};
+pub use peers::{Cidr, CidrRule, Entity, IngressFqdns, Unsupported};
 pub use ports::{
     proto, Port, PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, MAX_PORT_RANGE,
 };

@@ -25,7 +25,7 @@ use crate::kvstore::RemoteEndpoints;
 use crate::labels::LabelSet;
 use crate::policy::{
     compile, enforcement_for, parse_policy, CompileInput, CompiledPolicy, DeleteSelector,
-    Enforcement, ImportOutcome, PolicyError, PolicyRepository, ProxyPorts,
+    Enforcement, FqdnMatcher, ImportOutcome, PolicyError, PolicyRepository, ProxyPorts,
 };
 use crate::services::{
     ApiService, Frontend, LbService, LbTable, Protocol, ServiceName, ServiceSource, ServiceSpec,
@@ -69,6 +69,10 @@ pub struct AgentState {
     fqdn_unsaved: std::sync::atomic::AtomicBool,
     /// The proxy port of each L7 redirect, kept while the redirect exists.
     proxy_ports: Mutex<ProxyPorts>,
+    /// The rules' `toFQDNs` selectors, compiled for the policy revision they came from.
+    fqdn_matcher: Mutex<Option<(u64, Arc<FqdnMatcher>)>>,
+    /// Woken whenever the datapath catches up ([`AgentState::mark_realized`]).
+    realized_notify: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -113,6 +117,8 @@ impl AgentState {
             fqdn: Mutex::new(FqdnCache::new(crate::fqdn::DEFAULT_MIN_TTL)),
             fqdn_unsaved: std::sync::atomic::AtomicBool::new(false),
             proxy_ports: Mutex::new(ProxyPorts::default()),
+            fqdn_matcher: Mutex::new(None),
+            realized_notify: tokio::sync::Notify::new(),
         })
     }
 
@@ -128,12 +134,16 @@ impl AgentState {
 
     /// What a restart needs, as saved in the state directory.
     pub fn snapshot(&self, node: &str) -> Snapshot {
+        let fqdn_names = self.fqdn_live_names();
         let repository = read(&self.repository);
-        // CIDR identities follow the rules; bring them in line first so the saved
-        // table matches the saved rules (compile does the same).
+        // CIDR identities follow the rules and the names toFQDNs selects; bring them
+        // in line first so the saved table matches the saved rules and names (compile
+        // does the same), and a restart gives each address its number back.
         let endpoints = read(&self.endpoints);
+        let matcher = self.fqdn_matcher_of(&repository);
+        let wanted = wanted_cidr_prefixes(&repository, &matcher, &fqdn_names);
         let mut cidrs = lock(&self.cidrs);
-        if let Err(e) = cidrs.sync(&repository.cidr_prefixes()) {
+        if let Err(e) = cidrs.sync(&wanted) {
             tracing::warn!("CIDR identities: {e}");
         }
         Snapshot {
@@ -206,6 +216,25 @@ impl AgentState {
         self.changes.send_modify(|generation| *generation += 1);
     }
 
+    /// Waits until the datapath is in line with every change up to `generation`, at
+    /// most `timeout`; true when it is (or when no datapath programs this state).
+    pub async fn wait_realized(&self, generation: u64, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.realized_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match *lock(&self.realized) {
+                None => return true,
+                Some(done) if done >= generation => return true,
+                Some(_) => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// The generation of the latest change, which the datapath has to catch up with.
     pub fn generation(&self) -> u64 {
         *self.changes.borrow()
@@ -224,6 +253,7 @@ impl AgentState {
     pub fn mark_realized(&self, generation: u64) {
         let mut realized = lock(&self.realized);
         *realized = Some(realized.map_or(generation, |done| done.max(generation)));
+        self.realized_notify.notify_waiters();
     }
 
     /// Whether the datapath is in line with the latest change (always, without one).
@@ -330,17 +360,22 @@ impl AgentState {
     /// Compiles the policy for the current endpoints, first bringing the
     /// CIDR identities in line with the rules.
     pub fn compile(&self) -> Result<CompiledPolicy, IdentityError> {
+        let fqdn_names = self.fqdn_live_names();
         let repository = read(&self.repository);
         let local = read(&self.endpoints).local_identities();
         let identities = self.allocator.list();
+        let matcher = self.fqdn_matcher_of(&repository);
+        let wanted = wanted_cidr_prefixes(&repository, &matcher, &fqdn_names);
         let mut cidrs = lock(&self.cidrs);
-        cidrs.sync(&repository.cidr_prefixes())?;
+        cidrs.sync(&wanted)?;
         let mut compiled = compile(&CompileInput {
             rules: repository.rules(),
             local: &local,
             identities: &identities,
             cidrs: &cidrs,
             cluster: &self.cluster,
+            fqdn: &matcher,
+            fqdn_names: &fqdn_names,
         });
         drop((cidrs, repository));
         let changed = {
@@ -367,6 +402,26 @@ impl AgentState {
             }
         }
         Ok(compiled)
+    }
+
+    /// The `toFQDNs` selectors of `repository`'s rules, compiled once per revision.
+    fn fqdn_matcher_of(&self, repository: &PolicyRepository) -> Arc<FqdnMatcher> {
+        let revision = repository.revision();
+        let mut cached = lock(&self.fqdn_matcher);
+        if let Some((at, matcher)) = cached.as_ref() {
+            if *at == revision {
+                return matcher.clone();
+            }
+        }
+        let matcher = Arc::new(FqdnMatcher::new(repository.rules()));
+        *cached = Some((revision, matcher.clone()));
+        matcher
+    }
+
+    /// The `toFQDNs` selectors of the rules in force.
+    pub fn fqdn_matcher(&self) -> Arc<FqdnMatcher> {
+        let repository = read(&self.repository);
+        self.fqdn_matcher_of(&repository)
     }
 
     /// Applies a watcher event: allocates or releases identities and
@@ -567,6 +622,21 @@ impl AgentState {
             status: EndpointStatus::Ready,
         })
     }
+}
+
+/// The prefixes that get CIDR identities: those the rules name, and the addresses of
+/// names alive in the FQDN cache that a `toFQDNs` selector matches (bounded, see
+/// `policy::fqdn`).
+fn wanted_cidr_prefixes(
+    repository: &PolicyRepository,
+    matcher: &FqdnMatcher,
+    fqdn_names: &[(String, std::net::IpAddr)],
+) -> std::collections::BTreeSet<ipnet::IpNet> {
+    let mut wanted = repository.cidr_prefixes();
+    let (selected, refused) = matcher.prefixes(fqdn_names);
+    crate::policy::note_fqdn_refused(refused);
+    wanted.extend(selected);
+    wanted
 }
 
 #[cfg(test)]

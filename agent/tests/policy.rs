@@ -71,6 +71,8 @@ impl Demo {
             identities: &identities,
             cidrs: &self.cidrs,
             cluster: DEFAULT_CLUSTER_NAME,
+            fqdn: &agent::policy::FqdnMatcher::new(repo.rules()),
+            fqdn_names: &[],
         })
     }
 }

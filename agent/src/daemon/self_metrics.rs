@@ -39,6 +39,8 @@ pub struct AgentMetrics {
     events_seen: AtomicU64,
     unparsable_records: AtomicU64,
     fqdn_cache_evictions: AtomicU64,
+    fqdn_identities_refused: AtomicU64,
+    fqdn_answers_unprogrammed: AtomicU64,
     grpc_started: Mutex<BTreeMap<GrpcKey, u64>>,
     grpc_handled: Mutex<BTreeMap<(GrpcKey, String), u64>>,
 }
@@ -69,6 +71,17 @@ impl AgentMetrics {
     /// started (`agent::fqdn::FQDN_CACHE_EVICTIONS`).
     pub fn set_fqdn_cache_evictions(&self, total: u64) {
         self.fqdn_cache_evictions.store(total, Ordering::Relaxed);
+    }
+
+    /// Sets how many addresses selected by `toFQDNs` the latest compilation left
+    /// without an identity (`agent::policy::FQDN_IDENTITIES_REFUSED`), and how many
+    /// answers were released before the datapath had their addresses
+    /// (`agent::fqdn::FQDN_ANSWERS_RELEASED_UNPROGRAMMED`).
+    pub fn set_fqdn_policy(&self, refused: u64, unprogrammed: u64) {
+        self.fqdn_identities_refused
+            .store(refused, Ordering::Relaxed);
+        self.fqdn_answers_unprogrammed
+            .store(unprogrammed, Ordering::Relaxed);
     }
 
     /// Counts a gRPC call that started (`grpc_server_started_total`).
@@ -140,6 +153,19 @@ impl Collect for AgentMetrics {
             vec![SeriesSnapshot::counter(
                 Vec::new(),
                 self.fqdn_cache_evictions.load(Ordering::Relaxed),
+            )],
+        ));
+        out.push(FamilySnapshot::gauge(
+            "hubble_agent_fqdn_identities_refused",
+            "Addresses selected by toFQDNs left without an identity at MAX_FQDN_IDENTITIES",
+            self.fqdn_identities_refused.load(Ordering::Relaxed) as f64,
+        ));
+        out.push(FamilySnapshot::counter(
+            "hubble_agent_fqdn_answers_released_unprogrammed_total",
+            "DNS answers released before the datapath had the addresses toFQDNs selects",
+            vec![SeriesSnapshot::counter(
+                Vec::new(),
+                self.fqdn_answers_unprogrammed.load(Ordering::Relaxed),
             )],
         ));
         let started = self

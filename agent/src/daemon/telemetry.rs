@@ -151,6 +151,11 @@ async fn self_metrics(observer: Arc<LocalObserver>, agent: Arc<AgentMetrics>, fl
         agent.set_fqdn_cache_evictions(
             crate::fqdn::FQDN_CACHE_EVICTIONS.load(std::sync::atomic::Ordering::Relaxed),
         );
+        agent.set_fqdn_policy(
+            crate::policy::FQDN_IDENTITIES_REFUSED.load(std::sync::atomic::Ordering::Relaxed),
+            crate::fqdn::FQDN_ANSWERS_RELEASED_UNPROGRAMMED
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         let total = observer.queue_discards();
         if total > discards {
             flows.lost_events(

@@ -2,13 +2,25 @@
 //! cache of the endpoint that asked before the proxy releases it, so flows to the
 //! answered addresses carry the name from the first packet on.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::accesslog::DnsLog;
 use proxy::dns::{AnswerHook, HookFuture};
 use proxy::ConnInfo;
 
 use crate::state::AgentState;
+
+/// Longest an answer with new addresses for a `toFQDNs` selector is held while the
+/// datapath takes them (Cilium's `--tofqdns-proxy-response-max-delay` plays the same
+/// part); after it the answer is released anyway and
+/// [`FQDN_ANSWERS_RELEASED_UNPROGRAMMED`] counts it.
+pub const MAX_ANSWER_DELAY: Duration = Duration::from_secs(2);
+
+/// Answers released before the datapath had their addresses
+/// (`hubble_agent_fqdn_answers_released_unprogrammed_total`).
+pub static FQDN_ANSWERS_RELEASED_UNPROGRAMMED: AtomicU64 = AtomicU64::new(0);
 
 /// Records allowed answers in [`AgentState`]'s FQDN cache.
 #[derive(Clone)]
@@ -31,8 +43,22 @@ impl AnswerHook for CacheAnswerHook {
                 tracing::debug!(client = %conn.source, "DNS answer for an unknown client");
                 return;
             };
-            self.state
-                .record_dns_answer(endpoint.id, &answer.query, &answer.ips, answer.ttl);
+            let outcome =
+                self.state
+                    .record_dns_answer(endpoint.id, &answer.query, &answer.ips, answer.ttl);
+            // New addresses of a name toFQDNs selects: their identities and policy
+            // entries go into the datapath before the pod has the answer, so its first
+            // connection is already allowed.
+            if outcome.new_ips.is_empty() || !self.state.fqdn_matcher().selects(&answer.query) {
+                return;
+            }
+            if !self.state.program_fqdn_policy(MAX_ANSWER_DELAY).await {
+                FQDN_ANSWERS_RELEASED_UNPROGRAMMED.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    name = %answer.query,
+                    "the datapath did not take the answer's addresses within {MAX_ANSWER_DELAY:?}; released it anyway"
+                );
+            }
         })
     }
 }

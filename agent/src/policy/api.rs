@@ -7,8 +7,9 @@
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::fqdn::FqdnSelector;
 use super::icmp::IcmpRule;
-use super::peers::{Cidr, CidrRule, Entity, Unsupported};
+use super::peers::{Cidr, CidrRule, Entity, IngressFqdns, Unsupported};
 use super::ports::{PortDenyRule, PortRule};
 use super::selector::EndpointSelector;
 use crate::labels::{Label, LabelSet, SOURCE_UNSPEC};
@@ -96,6 +97,9 @@ pub struct IngressRuleOf<P> {
     /// Node selectors are not supported.
     #[serde(default, skip_serializing)]
     pub from_nodes: Option<Unsupported>,
+    /// DNS names select egress peers only, as in Cilium: refused by name.
+    #[serde(default, rename = "fromFQDNs", skip_serializing)]
+    pub from_fqdns: Option<IngressFqdns>,
     /// Ports; absent means every port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_ports: Option<Vec<P>>,
@@ -138,9 +142,10 @@ pub struct EgressRuleOf<P> {
     /// Ports; absent means every port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_ports: Option<Vec<P>>,
-    /// DNS names are not supported.
-    #[serde(default, rename = "toFQDNs", skip_serializing)]
-    pub to_fqdns: Option<Unsupported>,
+    /// Peers by DNS name, from the answers the DNS proxy let through (allow
+    /// sections only; refused in `egressDeny`, as in Cilium).
+    #[serde(default, rename = "toFQDNs", skip_serializing_if = "Option::is_none")]
+    pub to_fqdns: Option<Vec<FqdnSelector>>,
     /// ICMP types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmps: Option<Vec<IcmpRule>>,
@@ -169,6 +174,8 @@ pub struct Peers<'a> {
     pub cidr_sets: Option<&'a [CidrRule]>,
     /// Entities.
     pub entities: Option<&'a [Entity]>,
+    /// DNS names (`toFQDNs`, egress only).
+    pub fqdns: Option<&'a [FqdnSelector]>,
 }
 
 impl Peers<'_> {
@@ -178,6 +185,7 @@ impl Peers<'_> {
             && self.cidrs.is_none()
             && self.cidr_sets.is_none()
             && self.entities.is_none()
+            && self.fqdns.is_none()
     }
 }
 
@@ -202,6 +210,7 @@ impl<P: super::ports::PortSpec> Section for IngressRuleOf<P> {
             cidrs: self.from_cidr.as_deref(),
             cidr_sets: self.from_cidr_set.as_deref(),
             entities: self.from_entities.as_deref(),
+            fqdns: None,
         }
     }
 
@@ -223,6 +232,7 @@ impl<P: super::ports::PortSpec> Section for EgressRuleOf<P> {
             cidrs: self.to_cidr.as_deref(),
             cidr_sets: self.to_cidr_set.as_deref(),
             entities: self.to_entities.as_deref(),
+            fqdns: self.to_fqdns.as_deref(),
         }
     }
 

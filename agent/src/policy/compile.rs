@@ -78,6 +78,11 @@ pub struct CompileInput<'a> {
     pub cidrs: &'a CidrIdentities,
     /// The cluster name (for the `cluster` entity).
     pub cluster: &'a str,
+    /// The rules' `toFQDNs` selectors.
+    pub fqdn: &'a super::fqdn::FqdnMatcher,
+    /// (name, address) pairs alive in the FQDN cache, for `toFQDNs`; their selected
+    /// addresses are in `cidrs` (see `policy::fqdn`).
+    pub fqdn_names: &'a [(String, std::net::IpAddr)],
 }
 
 /// The result of compilation, sorted and deduplicated.

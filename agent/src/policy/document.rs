@@ -181,6 +181,7 @@ fn normalize(
             .for_each(&scope_peer);
     }
     for (i, section) in rule.egress.iter_mut().flatten().enumerate() {
+        check_fqdn_peers(section, &format!("{path}.egress[{i}]"))?;
         section
             .to_endpoints
             .iter_mut()
@@ -192,7 +193,13 @@ fn normalize(
             &mut warnings,
         );
     }
-    for section in rule.egress_deny.iter_mut().flatten() {
+    for (i, section) in rule.egress_deny.iter_mut().flatten().enumerate() {
+        if section.to_fqdns.is_some() {
+            return Err(PolicyError::invalid(format!(
+                "{path}.egressDeny[{i}].toFQDNs: not supported in deny rules (as in Cilium); \
+                 deny by address with toCIDR, or allow only the names wanted with toFQDNs"
+            )));
+        }
         section
             .to_endpoints
             .iter_mut()
@@ -208,6 +215,27 @@ fn normalize(
     rule.enable_default_deny.egress.get_or_insert(has_egress);
 
     Ok((rule, warnings))
+}
+
+/// As Cilium: `toFQDNs` selects its peers alone; another peer field in the same
+/// section is refused, naming both.
+fn check_fqdn_peers(section: &super::api::EgressRule, path: &str) -> Result<(), PolicyError> {
+    if section.to_fqdns.is_none() {
+        return Ok(());
+    }
+    let others = [
+        ("toEndpoints", section.to_endpoints.is_some()),
+        ("toCIDR", section.to_cidr.is_some()),
+        ("toCIDRSet", section.to_cidr_set.is_some()),
+        ("toEntities", section.to_entities.is_some()),
+    ];
+    match others.iter().find(|(_, present)| *present) {
+        Some((other, _)) => Err(PolicyError::invalid(format!(
+            "{path}: combining toFQDNs and {other} in one egress rule is not supported (as in Cilium); \
+             write two egress rules"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn has_sections<T>(sections: &Option<Vec<T>>) -> bool {

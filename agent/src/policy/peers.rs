@@ -150,6 +150,22 @@ impl TryFrom<RawCidrRule> for CidrRule {
     }
 }
 
+/// `fromFQDNs`: refused whatever its value, naming the field, as Cilium refuses it
+/// (DNS names only select egress peers, through `toFQDNs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressFqdns {}
+
+const FROM_FQDNS: &str =
+    "fromFQDNs is not supported: DNS names select egress peers only (use toFQDNs in an egress rule)";
+
+impl<'de> Deserialize<'de> for IngressFqdns {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Read the value whole, then refuse it: the error carries the field's path.
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Err(de::Error::custom(FROM_FQDNS))
+    }
+}
+
 /// Stands for a Cilium field this agent does not implement: reading any
 /// value for it fails with a message naming it (the error path names the
 /// field), so such a policy is rejected instead of half-enforced.

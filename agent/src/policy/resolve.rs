@@ -6,6 +6,7 @@ use ipnet::IpNet;
 
 use super::api::{Peers, Section};
 use super::compile::{CompileInput, Direction, PolicyEntry};
+use super::fqdn::{FqdnMatcher, FqdnSelector};
 use super::peers::{Cidr, CidrRule, Entity};
 use super::ports::{proto, PortSpec};
 use super::redirect::{RedirectCollector, RedirectKey};
@@ -25,6 +26,8 @@ pub(super) struct Resolver<'a> {
     identities: Vec<(Identity, LabelSet)>,
     cidrs: &'a CidrIdentities,
     cluster_label: Label,
+    fqdn: &'a FqdnMatcher,
+    fqdn_names: &'a [(String, std::net::IpAddr)],
 }
 
 impl<'a> Resolver<'a> {
@@ -35,6 +38,8 @@ impl<'a> Resolver<'a> {
             identities,
             cidrs: input.cidrs,
             cluster_label: Label::new(SOURCE_K8S, POLICY_CLUSTER_KEY, input.cluster),
+            fqdn: input.fqdn,
+            fqdn_names: input.fqdn_names,
         }
     }
 
@@ -154,6 +159,9 @@ impl<'a> Resolver<'a> {
         for set in peers.cidr_sets.unwrap_or_default() {
             ids.extend(self.cidr(set));
         }
+        for selector in peers.fqdns.unwrap_or_default() {
+            ids.extend(self.fqdn_ids(selector));
+        }
         Remote::Some(ids)
     }
 
@@ -210,6 +218,17 @@ impl<'a> Resolver<'a> {
             .iter()
             .filter(|(_, labels)| predicate(labels))
             .map(|(id, _)| id.0)
+            .collect()
+    }
+
+    /// The identities of the addresses learned for names `selector` matches (those
+    /// that got one: see `policy::fqdn`).
+    fn fqdn_ids(&self, selector: &FqdnSelector) -> Vec<u32> {
+        self.fqdn_names
+            .iter()
+            .filter(|(name, _)| self.fqdn.selector_matches(selector, name))
+            .filter_map(|(_, ip)| self.cidrs.get(&IpNet::from(*ip)))
+            .map(|id| id.0)
             .collect()
     }
 

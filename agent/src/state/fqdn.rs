@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use super::{lock, AgentState};
 use crate::fqdn::{FqdnCache, FqdnRecord, UpdateOutcome};
@@ -47,13 +48,40 @@ impl AgentState {
         lock(&self.fqdn).evictions()
     }
 
-    /// Removes expired entries; returns how many addresses went.
+    /// Removes expired entries; returns how many addresses went. When `toFQDNs`
+    /// rules exist, the datapath then drops the identities and policy entries of
+    /// addresses no live name selects any more.
     pub fn expire_fqdn(&self) -> usize {
         let removed = lock(&self.fqdn).expire(SystemTime::now());
         if removed > 0 {
             self.fqdn_unsaved.store(true, Ordering::Release);
+            if !self.fqdn_matcher().is_empty() {
+                self.request_sync();
+            }
         }
         removed
+    }
+
+    /// The distinct (name, address) pairs alive in the cache, for `toFQDNs`.
+    pub(super) fn fqdn_live_names(&self) -> Vec<(String, IpAddr)> {
+        lock(&self.fqdn).live_names(SystemTime::now())
+    }
+
+    /// Programs the datapath for the names learned so far (identities of the
+    /// addresses `toFQDNs` selects, their ipcache and policy entries) and waits, at
+    /// most `timeout`, until it is in force; false when the time ran out. The name
+    /// cache is then saved off this task, so a restart finds what was programmed.
+    pub async fn program_fqdn_policy(self: &Arc<Self>, timeout: Duration) -> bool {
+        self.request_sync();
+        let generation = self.generation();
+        let programmed = self.wait_realized(generation, timeout).await;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = state.save_fqdn_if_changed() {
+                tracing::warn!("saving the FQDN cache: {e}");
+            }
+        });
+        programmed
     }
 
     /// Saves the state if the name cache changed since the last save. The daemon calls
@@ -80,3 +108,6 @@ impl AgentState {
         *cache = FqdnCache::restored(cache.min_ttl(), &kept, SystemTime::now());
     }
 }
+
+#[cfg(test)]
+mod tests;
