@@ -160,9 +160,9 @@ const FROM_FQDNS: &str =
 
 impl<'de> Deserialize<'de> for IngressFqdns {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Read the value whole, then refuse it: the error carries the field's path.
-        serde::de::IgnoredAny::deserialize(deserializer)?;
-        Err(de::Error::custom(FROM_FQDNS))
+        deserializer
+            .deserialize_any(Refuse(FROM_FQDNS))
+            .map(|never| match never {})
     }
 }
 
@@ -174,13 +174,13 @@ pub enum Unsupported {}
 
 impl<'de> Deserialize<'de> for Unsupported {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(Refuse)
+        deserializer.deserialize_any(Refuse(UNSUPPORTED))
     }
 }
 
 /// Fails on every value, inside the value, so the error carries the path of
 /// the field it was written for.
-struct Refuse;
+struct Refuse(&'static str);
 
 const UNSUPPORTED: &str =
     "this field is not supported by hubble-agent (only L3/L4 policy is enforced)";
@@ -189,38 +189,38 @@ impl<'de> de::Visitor<'de> for Refuse {
     type Value = Unsupported;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(UNSUPPORTED)
+        f.write_str(self.0)
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Unsupported, E> {
-        Err(E::custom(UNSUPPORTED))
+        Err(E::custom(self.0))
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Unsupported, E> {
-        Err(E::custom(UNSUPPORTED))
+        Err(E::custom(self.0))
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Unsupported, E> {
-        Err(E::custom(UNSUPPORTED))
+        Err(E::custom(self.0))
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Unsupported, E> {
-        Err(E::custom(UNSUPPORTED))
+        Err(E::custom(self.0))
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Unsupported, E> {
-        Err(E::custom(UNSUPPORTED))
+        Err(E::custom(self.0))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Unsupported, E> {
-        Err(E::custom(UNSUPPORTED))
+        Err(E::custom(self.0))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Unsupported, A::Error> {
-        Err(de::Error::custom(UNSUPPORTED))
+        Err(de::Error::custom(self.0))
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Unsupported, A::Error> {
-        Err(de::Error::custom(UNSUPPORTED))
+        Err(de::Error::custom(self.0))
     }
 }

@@ -123,11 +123,19 @@ fn port_ranges_are_checked() {
 #[test]
 fn unsupported_cilium_fields_are_named() {
     let text = format!(
-        "{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - toFQDNs:\n    - matchName: example.com\n"
+        "{HEADER}spec:\n  endpointSelector: {{}}\n  egress:\n  - toServices:\n    - k8sService: {{serviceName: x}}\n"
     );
     let message = error_of(&text).to_string();
     assert!(
-        message.starts_with("spec.egress[0].toFQDNs: this field is not supported by hubble-agent"),
+        message.starts_with("spec.egress[0].toServices: this field is not supported by hubble-agent"),
+        "{message}"
+    );
+    let text = format!(
+        "{HEADER}spec:\n  endpointSelector: {{}}\n  ingress:\n  - fromFQDNs:\n    - matchName: example.com\n"
+    );
+    let message = error_of(&text).to_string();
+    assert!(
+        message.starts_with("spec.ingress[0].fromFQDNs: fromFQDNs is not supported"),
         "{message}"
     );
 }

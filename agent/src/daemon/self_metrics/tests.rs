@@ -23,9 +23,15 @@ fn prints_ring_events_unparsable_records_and_grpc_counters() {
         # HELP grpc_server_started_total Total number of RPCs started on the server.
         # TYPE grpc_server_started_total counter
         grpc_server_started_total{grpc_method="GetFlows",grpc_service="observer.Observer",grpc_type="server_stream"} 1
+        # HELP hubble_agent_fqdn_answers_released_unprogrammed_total DNS answers released before the datapath had the addresses toFQDNs selects
+        # TYPE hubble_agent_fqdn_answers_released_unprogrammed_total counter
+        hubble_agent_fqdn_answers_released_unprogrammed_total 0
         # HELP hubble_agent_fqdn_cache_evictions_total Number of FQDN cache entries dropped because a cache bound was reached
         # TYPE hubble_agent_fqdn_cache_evictions_total counter
         hubble_agent_fqdn_cache_evictions_total 3
+        # HELP hubble_agent_fqdn_identities_refused Addresses selected by toFQDNs left without an identity at MAX_FQDN_IDENTITIES
+        # TYPE hubble_agent_fqdn_identities_refused gauge
+        hubble_agent_fqdn_identities_refused 0
         # HELP hubble_observer_events_seen_total Number of events received from the datapath
         # TYPE hubble_observer_events_seen_total counter
         hubble_observer_events_seen_total 5
