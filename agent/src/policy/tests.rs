@@ -127,7 +127,8 @@ fn unsupported_cilium_fields_are_named() {
     );
     let message = error_of(&text).to_string();
     assert!(
-        message.starts_with("spec.egress[0].toServices: this field is not supported by hubble-agent"),
+        message
+            .starts_with("spec.egress[0].toServices: this field is not supported by hubble-agent"),
         "{message}"
     );
     let text = format!(
