@@ -52,6 +52,7 @@ async fn xwing_state() -> (Arc<AgentState>, Identity) {
                 ipv4: "127.0.0.1".parse().expect("ip"),
                 ipv6: None,
                 interface: "lxcxwing".into(),
+                workloads: Vec::new(),
             },
         }))
         .await
