@@ -1,7 +1,8 @@
 //! A three-node cluster on the real kernel datapath, sharing its state through etcd:
 //! flows of every node through the relay, a policy on one node recognising a pod of
 //! another, an agent crash and restart under a running follow, a node joining later,
-//! and an etcd restart that keeps every identity. Needs root; prints a SKIP line
+//! rule1's L7 part enforced by the deathstars' nodes for a remote tiefighter, and an
+//! etcd restart that keeps every identity. Needs root; prints a SKIP line
 //! otherwise. Prints the figures of the closing note (`FIGURE ...` lines).
 
 use std::io::{BufRead, BufReader};
@@ -242,7 +243,11 @@ fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
 }
 
 fn rule1() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/rule1.yaml")
+    policy("rule1.yaml")
+}
+
+fn policy(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/policies/{name}"))
 }
 
 /// The identity list's numbers with their labels, as one comparable text.
@@ -454,6 +459,111 @@ fn three_node_cluster_through_etcd_and_the_relay() -> Result<()> {
         !landed.is_empty(),
         "tiefighter of node3 should pass rule1 on node2"
     );
+
+    // 2b. rule1 with its L7 part on every node: the tiefighter of node3 lands, and its
+    // PUT is answered `Access denied` by the proxy on the node of whichever deathstar
+    // the service picked; the relay shows the L7 flows of both deathstar nodes, the
+    // remote tiefighter enriched by name.
+    for node in 1..=3 {
+        let out = lab.agent(
+            node,
+            &[
+                "policy",
+                "import",
+                policy("rule1-l7.yaml").to_str().unwrap_or_default(),
+            ],
+        )?;
+        assert!(out.contains("Revision: 3"), "{out}");
+    }
+    let url = "deathstar.default.svc.cluster.local/v1/exhaust-port";
+    let dropped = eventually(Duration::from_secs(60), || {
+        let out = lab.lab(&[
+            "exec",
+            "tiefighter",
+            "--",
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "-X",
+            "PUT",
+            url,
+        ])?;
+        if out != "Access denied\r\n" {
+            return Ok(None);
+        }
+        let flows = lab.observe_json(&[
+            "--type",
+            "l7",
+            "--verdict",
+            "DROPPED",
+            "--from-pod",
+            "default/tiefighter",
+            "--last",
+            "50",
+        ])?;
+        let nodes: std::collections::BTreeSet<&str> = flows
+            .iter()
+            .filter_map(|v| v["flow"]["node_name"].as_str())
+            .collect();
+        Ok((nodes.contains("node1") && nodes.contains("node2")).then_some(flows))
+    })?;
+    for v in &dropped {
+        let f = &v["flow"];
+        assert_eq!(field(f, "l7.http.method"), "PUT", "{f}");
+        assert_eq!(
+            field(f, "l7.http.url").as_str(),
+            Some(format!("http://{url}").as_str()),
+            "{f}"
+        );
+        assert_eq!(field(f, "source.pod_name"), "tiefighter", "{f}");
+        assert_eq!(
+            field(f, "source.ID").as_u64().unwrap_or(0),
+            0,
+            "the tiefighter is remote: {f}"
+        );
+        assert!(
+            field(f, "destination.pod_name")
+                .as_str()
+                .is_some_and(|p| p.starts_with("deathstar-")),
+            "{f}"
+        );
+    }
+    let compact = lab.hubble(&[
+        "observe",
+        "--type",
+        "l7",
+        "--verdict",
+        "DROPPED",
+        "--node-name",
+        "node2",
+        "--last",
+        "1",
+    ])?;
+    assert!(
+        compact.contains(&format!("http-request DROPPED (HTTP/1.1 PUT http://{url})")),
+        "{compact}"
+    );
+    let out = lab.lab(&[
+        "exec",
+        "tiefighter",
+        "--",
+        "curl",
+        "-s",
+        "--max-time",
+        "3",
+        "-X",
+        "POST",
+        "deathstar.default.svc.cluster.local/v1/request-landing",
+    ])?;
+    assert_eq!(out, "Ship landed\n");
+    for node in 1..=3 {
+        let out = lab.agent(
+            node,
+            &["policy", "import", rule1().to_str().unwrap_or_default()],
+        )?;
+        assert!(out.contains("Revision: 4"), "{out}");
+    }
 
     // 3. An agent dies during a follow: a node error line, the stream goes on, status
     // says unavailable; restarting it brings its flows back through the same relay.
