@@ -107,6 +107,27 @@ impl Lab {
         run_ok(&mut cmd, COMMAND_TIMEOUT)
     }
 
+    /// `hubble observe ARGS` through the relay with our CLI and with the upstream CLI
+    /// named by `HUBBLE_UPSTREAM` (built by hand, never part of the repository): an
+    /// error unless both print the same bytes. `Ok(None)` when the variable is unset.
+    pub fn compare_with_upstream(&self, args: &[&str]) -> Result<Option<String>> {
+        let Some(upstream) = std::env::var_os("HUBBLE_UPSTREAM") else {
+            return Ok(None);
+        };
+        let run = |program: &std::ffi::OsStr| {
+            let mut cmd = Command::new(program);
+            cmd.args(["observe", "--server", &self.relay]).args(args);
+            run_ok(&mut cmd, COMMAND_TIMEOUT)
+        };
+        let ours = run(bin("hubble")?.as_os_str())?;
+        let theirs = run(&upstream)?;
+        anyhow::ensure!(
+            ours == theirs,
+            "hubble observe {args:?} differs from upstream's:\n--- ours\n{ours}\n--- upstream\n{theirs}"
+        );
+        Ok(Some(ours))
+    }
+
     /// `hubble observe -o json` on the node, one value per line.
     pub fn observe_json(&self, args: &[&str]) -> Result<Vec<Value>> {
         let mut all = vec!["-o", "json"];

@@ -151,6 +151,17 @@ fn l7_policy_through_the_proxy() -> Result<()> {
         puts_before,
         "the deathstar saw the PUT"
     );
+    // The upstream CLI prints the same L7 lines through the relay, in every format.
+    for output in ["compact", "dict", "json", "table"] {
+        let args = ["--type", "l7", "--last", "20", "-o", output];
+        match lab.compare_with_upstream(&args)? {
+            Some(out) => assert!(out.contains("exhaust-port"), "{out}"),
+            None => {
+                println!("upstream comparison not run: HUBBLE_UPSTREAM is not set");
+                break;
+            }
+        }
+    }
 
     // The http metrics come from this real traffic.
     let scrape = http_get(METRICS, "/metrics", "text/plain")?;
