@@ -103,6 +103,16 @@ pub struct DnsLog {
     pub qtypes: Vec<String>,
     /// Answer record types by name.
     pub rrtypes: Vec<String>,
+    /// The transport the query came over (Cilium's `TransportProtocol`).
+    pub transport: DnsTransport,
+}
+
+/// The transport of a DNS exchange; flows of its records carry it as their L4.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DnsTransport {
+    #[default]
+    Udp,
+    Tcp,
 }
 
 impl LogRecord {

@@ -205,6 +205,48 @@ fn to_fqdns_allows_api_github_com_only() -> Result<()> {
         "no NXDOMAIN answer in\n{dns}"
     );
 
+    // A lookup over TCP (the resolver's `use-vc`) shows as TCP, one over UDP as UDP.
+    let (out, code) = exec(
+        &lab,
+        "xwing",
+        &[
+            "env",
+            "RES_OPTIONS=use-vc",
+            "getent",
+            "ahostsv4",
+            "api.github.com.",
+        ],
+    )?;
+    assert!(code == 0 && out.contains(GITHUB_V4), "{code} {out}");
+    let transports = eventually(Duration::from_secs(15), || {
+        let flows = lab.observe_json(&[
+            "--type",
+            "l7",
+            "--protocol",
+            "dns",
+            "--from-pod",
+            "default/xwing",
+            "--last",
+            "200",
+        ])?;
+        let requests: Vec<&Value> = flows
+            .iter()
+            .filter(|v| v["flow"]["l7"]["dns"]["query"] == "api.github.com.")
+            .filter(|v| v["flow"]["l7"]["type"] == "REQUEST")
+            .collect();
+        let tcp = requests
+            .iter()
+            .any(|v| v["flow"]["l4"]["TCP"]["destination_port"] == 53);
+        let udp = requests
+            .iter()
+            .any(|v| v["flow"]["l4"]["UDP"]["destination_port"] == 53);
+        Ok((tcp && udp).then_some(()))
+    });
+    ensure!(
+        transports.is_ok(),
+        "no DNS request flow over TCP and over UDP"
+    );
+
     // A name a DNS rule does not allow: dns-visibility.yaml lets the tiefighter ask
     // only for cluster names.
     let out = lab.agent(&[

@@ -14,7 +14,9 @@
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use proto::accesslog::{DnsLog, HttpLog, L7Log, LogRecord, RecordKind, RecordVerdict};
+use proto::accesslog::{
+    DnsLog, DnsTransport, HttpLog, L7Log, LogRecord, RecordKind, RecordVerdict,
+};
 use proto::flow::{self, layer4, layer7, Flow};
 use proto::names::MESSAGE_TYPE_ACCESS_LOG;
 
@@ -51,6 +53,14 @@ impl Parser {
         let ipv6 = from.ip.is_ipv6();
         let protocol = match record.l7 {
             L7Log::Http(_) => layer4::Protocol::Tcp(flow::Tcp {
+                source_port: u32::from(from.port),
+                destination_port: u32::from(to.port),
+                flags: None,
+            }),
+            L7Log::Dns(DnsLog {
+                transport: DnsTransport::Tcp,
+                ..
+            }) => layer4::Protocol::Tcp(flow::Tcp {
                 source_port: u32::from(from.port),
                 destination_port: u32::from(to.port),
                 flags: None,

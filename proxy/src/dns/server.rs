@@ -20,12 +20,9 @@ use super::{
 };
 use crate::{ConnInfo, RecordSink};
 
-/// How a query reached the proxy, and so how it goes on to its server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transport {
-    Udp,
-    Tcp,
-}
+/// How a query reached the proxy, and so how it goes on to its server; its records
+/// carry it.
+use proto::accesslog::DnsTransport as Transport;
 
 /// One DNS proxy listener's shared part: policy, hook, records and bounds.
 pub struct DnsProxy {
@@ -99,7 +96,8 @@ impl DnsProxy {
             .as_ref()
             .is_some_and(|decision| decision.policy.allows(&query.name));
         let started = Instant::now();
-        let request = message::request_log(&query);
+        let mut request = message::request_log(&query);
+        request.transport = transport;
         if !allowed {
             DnsStats::bump(&self.stats.denied);
             self.record(
@@ -126,6 +124,7 @@ impl DnsProxy {
                 DnsStats::bump(&self.stats.upstream_failures);
                 tracing::debug!(server = %conn.destination, "DNS query failed: {error}");
                 let mut log = message::request_log(&query);
+                log.transport = transport;
                 log.rcode = u32::from(u16::from(hickory_proto::op::ResponseCode::ServFail));
                 self.record(
                     &conn,
@@ -138,7 +137,8 @@ impl DnsProxy {
                 return message::server_failure(&query).ok();
             }
         };
-        let (answer_bytes, log) = answer;
+        let (answer_bytes, mut log) = answer;
+        log.transport = transport;
         if log.rcode == 0 && !log.ips.is_empty() {
             self.hook.allowed_answer(&conn, &log).await;
         }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use hickory_proto::op::{Message, MessageType, OpCode, Query as Question, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use proto::accesslog::{LogRecord, RecordKind, RecordVerdict};
+use proto::accesslog::{DnsTransport, LogRecord, RecordKind, RecordVerdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -272,6 +272,7 @@ async fn allowed_query_is_forwarded_recorded_and_hooked_before_release() {
     assert_eq!(dns.ips, vec![GITHUB.parse::<IpAddr>().expect("ip")]);
     assert_eq!((dns.ttl, dns.rcode), (30, 0));
     assert_eq!(dns.rrtypes, vec!["A".to_string()]);
+    assert_eq!(dns.transport, DnsTransport::Udp);
     assert_eq!(
         h.hook.answers.lock().expect("lock")[0].query,
         "api.github.com."
@@ -335,6 +336,11 @@ async fn tcp_queries_are_served_too() {
     assert_eq!(ips(&answer), vec![GITHUB.parse::<IpAddr>().expect("ip")]);
     let request = h.records.recv().await.expect("request");
     assert_eq!(request.verdict, RecordVerdict::Forwarded);
+    let response = h.records.recv().await.expect("response");
+    for record in [&request, &response] {
+        let dns = record.dns().expect("dns");
+        assert_eq!(dns.transport, DnsTransport::Tcp, "{record:?}");
+    }
     let refused = ask_tcp(h.tcp, &query(12, "cilium.io", RecordType::A)).await;
     assert_eq!(refused.response_code(), ResponseCode::Refused);
 }

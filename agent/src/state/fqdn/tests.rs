@@ -197,6 +197,7 @@ async fn the_hook_releases_an_answer_only_once_the_datapath_has_its_addresses() 
         rcode: 0,
         qtypes: vec!["A".to_string()],
         rrtypes: vec!["A".to_string()],
+        transport: Default::default(),
     };
     let github_answer = answer("api.github.com.", github());
     hook.allowed_answer(&conn, &github_answer).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use ebpf_events::clock::KtimeClock;
 use proto::accesslog::{
-    DnsLog, HttpLog, L7Log, LogRecord, RecordEndpoint, RecordKind, RecordVerdict,
+    DnsLog, DnsTransport, HttpLog, L7Log, LogRecord, RecordEndpoint, RecordKind, RecordVerdict,
 };
 use proto::flow::{self, layer4, layer7};
 
@@ -269,6 +269,7 @@ fn dns_record(kind: RecordKind, rcode: u32) -> LogRecord {
         rcode,
         qtypes: vec!["A".into()],
         rrtypes: vec!["A".into()],
+        transport: DnsTransport::Udp,
     });
     record
 }
@@ -301,4 +302,21 @@ fn dns_queries_and_answers_read_as_hubble_prints_them() {
         failed.summary,
         "DNS Answer RCode: Non-Existent Domain TTL: 30 (Proxy deathstar.default.svc.cluster.local. A)"
     );
+}
+
+#[test]
+fn dns_over_tcp_reads_as_tcp() {
+    let mut record = dns_record(RecordKind::Response, 0);
+    if let L7Log::Dns(dns) = &mut record.l7 {
+        dns.transport = DnsTransport::Tcp;
+    }
+    let answer = parser().parse_log_record(&record);
+    assert!(matches!(
+        answer.l4.as_ref().unwrap().protocol,
+        Some(layer4::Protocol::Tcp(flow::Tcp {
+            source_port: 53,
+            destination_port: 49534,
+            flags: None,
+        }))
+    ));
 }
