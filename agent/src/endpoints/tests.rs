@@ -89,7 +89,7 @@ fn workloads_name_the_pods_owner() {
     );
     let many = format!(
         "{XWING}workloads: [{}]\n",
-        vec!["{name: a, kind: ReplicaSet}"; MAX_WORKLOADS + 1].join(", ")
+        ["{name: a, kind: ReplicaSet}"; MAX_WORKLOADS + 1].join(", ")
     );
     let error = parse_endpoint_file(Path::new("x.yaml"), &many).expect_err("too many");
     assert_eq!(
