@@ -104,6 +104,7 @@ async fn run_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), Error
         policy: Arc::new(HttpPolicy::compile(&[rule])?),
         source_identity: 62396,
         destination_identity: 50122,
+        chained_ingress: None,
     };
     let (records, mut reader) = RecordSink::channel(RECORD_QUEUE_CAPACITY);
     tokio::spawn(async move { while reader.recv().await.is_some() {} });

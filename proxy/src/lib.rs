@@ -50,6 +50,11 @@ pub struct Decision {
     pub source_identity: u32,
     /// The original destination's security identity (for the records).
     pub destination_identity: u32,
+    /// For an egress redirect to a local endpoint whose ingress policy redirects the
+    /// same connection too: that endpoint's HTTP rules for the client. The egress
+    /// proxy enforces both and records both directions, and its connection to the
+    /// destination carries the ingress proxy's mark, so it is not redirected twice.
+    pub chained_ingress: Option<Arc<http::HttpPolicy>>,
 }
 
 /// The agent's view of policy, asked once per request (so a policy change

@@ -118,6 +118,73 @@ async fn the_seed_rule_lands_ships_and_denies_the_exhaust_port() {
 }
 
 #[tokio::test]
+async fn an_egress_redirect_chained_to_the_destinations_ingress_rules_enforces_and_records_both() {
+    let mut running = start_redirect(&seed_rule(), Limits::default(), false).await;
+    // The client may POST and PUT under /v1/; the deathstar only takes landings.
+    let egress = [
+        HttpRuleSpec {
+            method: "POST".into(),
+            path: "/v1/.*".into(),
+            ..HttpRuleSpec::default()
+        },
+        HttpRuleSpec {
+            method: "PUT".into(),
+            path: "/v1/.*".into(),
+            ..HttpRuleSpec::default()
+        },
+    ];
+    running.lookup.set_chained(&egress, &seed_rule());
+    let mut client = client(running.addr).await;
+    let mut status = Vec::new();
+    for (method, path) in [
+        ("POST", "/v1/request-landing"),
+        ("PUT", "/v1/exhaust-port"),
+        ("GET", "/v1/"),
+    ] {
+        let response = client
+            .send_request(request(method, path, ""))
+            .await
+            .unwrap();
+        status.push(response.status().as_u16());
+        let _ = body_text(response).await;
+    }
+    assert_eq!(status, [200, 403, 403]);
+    assert_eq!(
+        *running.backend.requests.lock().unwrap(),
+        vec!["POST /v1/request-landing".to_owned()]
+    );
+    let records: Vec<_> = running
+        .records()
+        .iter()
+        .map(|r| {
+            let http = r.http().unwrap();
+            (http.method.clone(), r.kind, r.ingress, r.verdict, http.code)
+        })
+        .collect();
+    use RecordKind::{Request as Req, Response as Resp};
+    use RecordVerdict::{Denied, Forwarded};
+    let row = |m: &str, k, i, v, c| (m.to_owned(), k, i, v, c);
+    assert_eq!(
+        records,
+        [
+            // Allowed by both: egress, then ingress; the response back through both.
+            row("POST", Req, false, Forwarded, 0),
+            row("POST", Req, true, Forwarded, 0),
+            row("POST", Resp, true, Forwarded, 200),
+            row("POST", Resp, false, Forwarded, 200),
+            // Allowed at egress, denied by the deathstar's ingress rules.
+            row("PUT", Req, false, Forwarded, 0),
+            row("PUT", Req, true, Denied, 0),
+            row("PUT", Resp, true, Forwarded, 403),
+            row("PUT", Resp, false, Forwarded, 403),
+            // Denied at egress: the ingress proxy never sees it.
+            row("GET", Req, false, Denied, 0),
+            row("GET", Resp, false, Forwarded, 403),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn keep_alive_carries_many_requests_on_one_upstream_connection_and_policy_changes_apply_to_the_next(
 ) {
     let mut running = start(&seed_rule(), Limits::default()).await;

@@ -21,6 +21,38 @@ fn policy(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/policies/{name}"))
 }
 
+/// Egress HTTP rules of the tiefighter: POST and PUT under /v1/ to the deathstars,
+/// and its lookups.
+const TIEFIGHTER_EGRESS_HTTP: &str = r#"apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "tiefighter-egress-http"
+spec:
+  endpointSelector:
+    matchLabels:
+      class: tiefighter
+  egress:
+  - toEndpoints:
+    - matchLabels:
+        class: deathstar
+    toPorts:
+    - ports:
+      - port: "80"
+        protocol: TCP
+      rules:
+        http:
+        - method: "POST|PUT"
+          path: "/v1/.*"
+  - toEndpoints:
+    - matchLabels:
+        "k8s:io.kubernetes.pod.namespace": kube-system
+        "k8s:k8s-app": kube-dns
+    toPorts:
+    - ports:
+      - port: "53"
+        protocol: ANY
+"#;
+
 /// `curl -s` from `pod` with `method` to the deathstar's `path`; (stdout, exit code).
 fn curl(lab: &Lab, pod: &str, method: &str, path: &str) -> Result<(String, i32)> {
     curl_with(lab, pod, method, path, &[])
@@ -358,13 +390,65 @@ fn l7_policy_through_the_proxy() -> Result<()> {
     assert_eq!(out, "Ship landed\n");
     assert_eq!(deathstar_requests(&lab, "PUT"), puts_before);
 
+    // The tiefighter's own egress HTTP rules on top of the deathstar's ingress ones:
+    // its egress proxy enforces both (a connection is redirected once) and the flows
+    // show both directions; the PUT passes the egress rules, not the deathstar's.
+    let egress = lab.run_dir.join("tiefighter-egress-http.yaml");
+    std::fs::write(&egress, TIEFIGHTER_EGRESS_HTTP)?;
+    let out = lab.agent(&["policy", "import", egress.to_str().unwrap_or_default()])?;
+    assert!(out.contains("Revision: 3"), "{out}");
+    let puts_before = deathstar_requests(&lab, "PUT");
+    let (out, _) = eventually(Duration::from_secs(20), || {
+        let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
+        let flows = lab.observe_json(&["--type", "l7", "--last", "20"])?;
+        let egress_seen = flows
+            .iter()
+            .any(|f| f["flow"]["traffic_direction"] == "EGRESS");
+        Ok((out.contains("Access denied") && egress_seen).then_some((out, code)))
+    })?;
+    assert_eq!(out, "Access denied\r\n");
+    assert_eq!(deathstar_requests(&lab, "PUT"), puts_before);
+    let (out, _) = curl(&lab, "tiefighter", "POST", "/v1/request-landing")?;
+    assert_eq!(out, "Ship landed\n");
+    let flows = lab.observe_json(&["--type", "l7", "--last", "8"])?;
+    let seen: Vec<(String, String, String, String)> = flows
+        .iter()
+        .map(|f| {
+            let f = &f["flow"];
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            (
+                text(&f["l7"]["http"]["method"]),
+                text(&f["l7"]["type"]),
+                text(&f["traffic_direction"]),
+                text(&f["verdict"]),
+            )
+        })
+        .collect();
+    let row = |m: &str, t: &str, d: &str, v: &str| (m.into(), t.into(), d.into(), v.into());
+    assert_eq!(
+        seen,
+        [
+            row("PUT", "REQUEST", "EGRESS", "FORWARDED"),
+            row("PUT", "REQUEST", "INGRESS", "DROPPED"),
+            row("PUT", "RESPONSE", "INGRESS", "FORWARDED"),
+            row("PUT", "RESPONSE", "EGRESS", "FORWARDED"),
+            row("POST", "REQUEST", "EGRESS", "FORWARDED"),
+            row("POST", "REQUEST", "INGRESS", "FORWARDED"),
+            row("POST", "RESPONSE", "INGRESS", "FORWARDED"),
+            row("POST", "RESPONSE", "EGRESS", "FORWARDED"),
+        ],
+        "{flows:?}"
+    );
+    let out = lab.agent(&["policy", "delete", "tiefighter-egress-http"])?;
+    assert!(out.contains("Revision: 4"), "{out}");
+
     // Without the L7 part, plain forwarding again: the PUT reaches the deathstar.
     let out = lab.agent(&[
         "policy",
         "import",
         policy("rule1.yaml").to_str().unwrap_or_default(),
     ])?;
-    assert!(out.contains("Revision: 3"), "{out}");
+    assert!(out.contains("Revision: 5"), "{out}");
     let (out, _) = eventually(Duration::from_secs(20), || {
         let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
         Ok(out

@@ -9,7 +9,12 @@
 //!   went away are closed after the entries no longer name them.
 //! - [`AgentLookup`] answers the proxy's [`PolicyLookup`]: the redirect by proxy
 //!   port, the client's and the destination's identities from the endpoints and the
-//!   cluster's ipcache, the rules for the client's identity (or any peer).
+//!   cluster's ipcache, the rules for the client's identity (or any peer). An
+//!   egress redirect to a local endpoint whose ingress policy redirects the same
+//!   connection carries that endpoint's rules too (`Decision::chained_ingress`):
+//!   the egress proxy enforces and records both directions, and its connection
+//!   carries the ingress proxy's mark, so the datapath neither redirects it a
+//!   second time nor drops it for want of a redirect.
 //! - [`MarkedConnector`] opens the upstream connection from the client's own
 //!   address (transparent bind) with the socket mark
 //!   [`ebpf_events::constants::mark::proxy`] carrying the client's identity: the
@@ -65,6 +70,9 @@ type DnsRedirect = PortRedirect<DnsPolicy>;
 struct Table {
     source: Redirects,
     by_port: HashMap<u16, Arc<Redirect>>,
+    /// The ingress redirects of `by_port` by (endpoint identity, port), for egress
+    /// redirects that reach a local endpoint whose ingress redirects them too.
+    ingress: HashMap<(u32, u16), Arc<Redirect>>,
     dns_source: DnsRedirects,
     dns_by_port: HashMap<u16, Arc<DnsRedirect>>,
 }
@@ -83,17 +91,50 @@ impl AgentLookup {
             .identity_of_ip(ip)
             .map_or(ReservedIdentity::World.id(), |id| id.0)
     }
+
+    /// The ingress rules a local destination endpoint has for the client of an egress
+    /// redirect, when its policy redirects the same connection: the egress proxy
+    /// enforces them too (a connection is redirected once).
+    fn chained_ingress(
+        &self,
+        table: &Table,
+        conn: &ConnInfo,
+        source_identity: u32,
+        destination_identity: u32,
+    ) -> Option<Arc<HttpPolicy>> {
+        if conn.ingress {
+            return None;
+        }
+        let redirect = table
+            .ingress
+            .get(&(destination_identity, conn.destination.port()))?;
+        self.state.endpoint_by_ip(conn.destination.ip())?;
+        redirect
+            .peers
+            .get(&source_identity)
+            .or_else(|| redirect.peers.get(&0))
+            .cloned()
+    }
+
+    /// Whether the proxy's connection for `conn` is an ingress proxy's as the
+    /// datapath sees it (an ingress redirect, or an egress one chained to ingress
+    /// rules).
+    fn enforces_ingress(&self, conn: &ConnInfo) -> bool {
+        if conn.ingress {
+            return true;
+        }
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let source = self.identity_of(conn.source.ip());
+        let destination = self.identity_of(conn.destination.ip());
+        self.chained_ingress(&table, conn, source, destination)
+            .is_some()
+    }
 }
 
 impl PolicyLookup for AgentLookup {
     fn http_decision(&self, conn: &ConnInfo) -> Option<Decision> {
-        let redirect = self
-            .table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_port
-            .get(&conn.proxy_port)?
-            .clone();
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let redirect = table.by_port.get(&conn.proxy_port)?;
         let source_identity = self.identity_of(conn.source.ip());
         let destination_identity = self.identity_of(conn.destination.ip());
         let (local, peer) = match redirect.key.direction {
@@ -108,10 +149,13 @@ impl PolicyLookup for AgentLookup {
             .get(&peer)
             .or_else(|| redirect.peers.get(&0))?
             .clone();
+        let chained_ingress =
+            self.chained_ingress(&table, conn, source_identity, destination_identity);
         Some(Decision {
             policy,
             source_identity,
             destination_identity,
+            chained_ingress,
         })
     }
 }
@@ -167,6 +211,7 @@ impl UpstreamConnector for MarkedConnector {
     fn connect<'a>(&'a self, conn: &'a ConnInfo) -> ConnectFuture<'a> {
         Box::pin(async move {
             let identity = self.lookup.identity_of(conn.source.ip());
+            let ingress = self.lookup.enforces_ingress(conn);
             let domain = match conn.destination {
                 SocketAddr::V4(_) => Domain::IPV4,
                 SocketAddr::V6(_) => Domain::IPV6,
@@ -176,7 +221,7 @@ impl UpstreamConnector for MarkedConnector {
                 socket.set_only_v6(true)?;
             }
             socket.set_ip_transparent(true)?;
-            socket.set_mark(mark::proxy(identity, conn.ingress))?;
+            socket.set_mark(mark::proxy(identity, ingress))?;
             socket.set_nodelay(true)?;
             socket.bind(&SockAddr::from(SocketAddr::new(conn.source.ip(), 0)))?;
             socket.set_nonblocking(true)?;
@@ -252,6 +297,12 @@ impl L7Proxies {
                     .any(|(port, r)| compiled.proxy_ports.get(&r.key) != Some(port));
             if table.source != compiled.redirects || ports_changed {
                 table.by_port = compile_table(compiled);
+                table.ingress = table
+                    .by_port
+                    .values()
+                    .filter(|r| r.key.direction == Direction::Ingress)
+                    .map(|r| ((r.key.local_identity, r.key.dport), r.clone()))
+                    .collect();
                 table.source = compiled.redirects.clone();
             }
             if table.dns_source != compiled.dns_redirects || ports_changed {

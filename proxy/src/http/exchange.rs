@@ -94,47 +94,84 @@ impl Exchange {
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned),
         };
-        let allowed = decision.as_ref().is_some_and(|Decision { policy, .. }| {
-            let parts = RequestParts {
-                method: &log.method,
-                path: &path,
-                host: &host,
-            };
-            policy.evaluate(parts, request.headers_mut()).allowed()
-        });
+        let parts = RequestParts {
+            method: &log.method,
+            path: &path,
+            host: &host,
+        };
+        // The directions whose proxy sees the request, in the order it passes them:
+        // the redirect's own, then a chained ingress; each with its verdict.
+        let mut stage_list = [(self.conn.ingress, false); 2];
+        let mut stage_count = 1;
+        match &decision {
+            None => {}
+            Some(Decision {
+                policy,
+                chained_ingress,
+                ..
+            }) => {
+                let allowed = policy.evaluate(parts, request.headers_mut()).allowed();
+                stage_list[0].1 = allowed;
+                if let (true, Some(chained)) = (allowed, chained_ingress) {
+                    let allowed = chained.evaluate(parts, request.headers_mut()).allowed();
+                    stage_list[1] = (true, allowed);
+                    stage_count = 2;
+                }
+            }
+        }
+        let stages = &stage_list[..stage_count];
+        let allowed = stages.iter().all(|&(_, allowed)| allowed);
         let stats = &self.shared.stats;
         if !allowed {
             ProxyStats::add(&stats.requests_denied);
-            self.record_request(&log, RecordVerdict::Denied, request.headers());
+            for &(ingress, allowed) in stages {
+                let verdict = if allowed {
+                    RecordVerdict::Forwarded
+                } else {
+                    RecordVerdict::Denied
+                };
+                self.record_request(&log, verdict, request.headers(), ingress);
+            }
             let response = local_response(StatusCode::FORBIDDEN, ACCESS_DENIED_BODY);
-            self.record_response(&log, RecordVerdict::Forwarded, &response);
+            for &(ingress, _) in stages.iter().rev() {
+                self.record_response(&log, RecordVerdict::Forwarded, &response, ingress);
+            }
             return response;
         }
         if let Some(reason) = refused_feature(&request) {
             ProxyStats::add(&stats.requests_refused);
-            self.record_request(&log, RecordVerdict::Error, request.headers());
             let response = local_response(StatusCode::NOT_IMPLEMENTED, &reason);
-            self.record_response(&log, RecordVerdict::Error, &response);
+            for &(ingress, _) in stages {
+                self.record_request(&log, RecordVerdict::Error, request.headers(), ingress);
+            }
+            for &(ingress, _) in stages.iter().rev() {
+                self.record_response(&log, RecordVerdict::Error, &response, ingress);
+            }
             return response;
         }
         ProxyStats::add(&stats.requests_forwarded);
-        self.record_request(&log, RecordVerdict::Forwarded, request.headers());
+        for &(ingress, _) in stages {
+            self.record_request(&log, RecordVerdict::Forwarded, request.headers(), ingress);
+        }
         strip_hop_by_hop(request.headers_mut());
-        match self.forward(request).await {
+        let (verdict, response) = match self.forward(request).await {
             Ok(mut response) => {
                 strip_hop_by_hop(response.headers_mut());
-                let response = response.map(Either::Left);
-                self.record_response(&log, RecordVerdict::Forwarded, &response);
-                response
+                (RecordVerdict::Forwarded, response.map(Either::Left))
             }
             Err((status, reason)) => {
                 ProxyStats::add(&stats.upstream_errors);
                 tracing::debug!(destination = %self.conn.destination, %reason, "http proxy: upstream failed");
-                let response = local_response(status, &format!("{reason}\r\n"));
-                self.record_response(&log, RecordVerdict::Error, &response);
-                response
+                (
+                    RecordVerdict::Error,
+                    local_response(status, &format!("{reason}\r\n")),
+                )
             }
+        };
+        for &(ingress, _) in stages.iter().rev() {
+            self.record_response(&log, verdict, &response, ingress);
         }
+        response
     }
 
     /// Sends the request on the kept-alive upstream connection, opening one first
@@ -224,13 +261,19 @@ impl Exchange {
         (source, destination)
     }
 
-    fn record_request(&self, log: &RequestLog, verdict: RecordVerdict, headers: &HeaderMap) {
+    fn record_request(
+        &self,
+        log: &RequestLog,
+        verdict: RecordVerdict,
+        headers: &HeaderMap,
+        ingress: bool,
+    ) {
         let (source, destination) = self.endpoints(log);
         self.shared.records.send(LogRecord {
             time: log.time,
             kind: RecordKind::Request,
             verdict,
-            ingress: self.conn.ingress,
+            ingress,
             proxy_port: self.conn.proxy_port,
             source,
             destination,
@@ -246,14 +289,20 @@ impl Exchange {
         });
     }
 
-    fn record_response<B>(&self, log: &RequestLog, verdict: RecordVerdict, response: &Response<B>) {
+    fn record_response<B>(
+        &self,
+        log: &RequestLog,
+        verdict: RecordVerdict,
+        response: &Response<B>,
+        ingress: bool,
+    ) {
         let (source, destination) = self.endpoints(log);
         let latency = log.started.elapsed();
         self.shared.records.send(LogRecord {
             time: log.time + latency,
             kind: RecordKind::Response,
             verdict,
-            ingress: self.conn.ingress,
+            ingress,
             proxy_port: self.conn.proxy_port,
             source,
             destination,

@@ -144,6 +144,19 @@ impl TestLookup {
             policy: Arc::new(HttpPolicy::compile(rules).expect("test support")),
             source_identity: CLIENT_IDENTITY,
             destination_identity: DEATHSTAR_IDENTITY,
+            chained_ingress: None,
+        });
+    }
+
+    /// An egress redirect's rules, and the destination's ingress rules chained to it.
+    pub fn set_chained(&self, egress: &[HttpRuleSpec], ingress: &[HttpRuleSpec]) {
+        *self.decision.lock().expect("test support") = Some(Decision {
+            policy: Arc::new(HttpPolicy::compile(egress).expect("test support")),
+            source_identity: CLIENT_IDENTITY,
+            destination_identity: DEATHSTAR_IDENTITY,
+            chained_ingress: Some(Arc::new(
+                HttpPolicy::compile(ingress).expect("test support"),
+            )),
         });
     }
 }
@@ -199,14 +212,19 @@ impl Running {
     }
 }
 
-/// A backend and a proxy with `rules` in front of it.
+/// A backend and an ingress proxy with `rules` in front of it.
 pub async fn start(rules: &[HttpRuleSpec], limits: Limits) -> Running {
+    start_redirect(rules, limits, true).await
+}
+
+/// A backend and a proxy of an ingress (`ingress`) or egress redirect in front of it.
+pub async fn start_redirect(rules: &[HttpRuleSpec], limits: Limits, ingress: bool) -> Running {
     let (backend_addr, backend) = backend().await;
     let lookup = TestLookup::new(rules);
     let (sink, records) = RecordSink::channel(proxy::RECORD_QUEUE_CAPACITY);
     let config = ProxyConfig {
         proxy_port: PROXY_PORT,
-        ingress: true,
+        ingress,
         limits,
     };
     let proxy = Arc::new(HttpProxy::new(
