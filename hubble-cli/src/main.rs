@@ -1,5 +1,8 @@
 //! The `hubble` binary.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     hubble_cli::run()
 }

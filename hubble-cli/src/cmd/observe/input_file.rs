@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
+use std::sync::mpsc;
 
 use proto::filter::FilterSet;
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlowsResponse};
@@ -105,8 +106,76 @@ impl InputFilter {
     }
 }
 
+/// Lines read and parsed together: one batch is parsed on the second core while the
+/// reading thread parses the next one and prints.
+pub const BATCH_LINES: usize = 512;
+/// Batches sent to the parsing thread and not yet printed (the channel's bound; the
+/// reader waits, nothing is dropped).
+pub const IN_FLIGHT_BATCHES: usize = 2;
+
+/// Lines of the input, one after the other in one buffer.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes` (without its line break).
+    ends: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    /// Reads up to `BATCH_LINES` lines; an empty batch means the input ended.
+    fn read<R: BufRead>(input: &mut R) -> std::io::Result<Self> {
+        let mut batch = Batch {
+            bytes: Vec::with_capacity(BATCH_LINES * 2048),
+            ends: Vec::with_capacity(BATCH_LINES),
+        };
+        while batch.ends.len() < BATCH_LINES {
+            let start = batch.bytes.len();
+            if input.read_until(b'\n', &mut batch.bytes)? == 0 {
+                break;
+            }
+            let line = &batch.bytes[start..];
+            let mut len = line.len();
+            if line.ends_with(b"\n") {
+                len -= 1;
+                if line[..len].ends_with(b"\r") {
+                    len -= 1;
+                }
+            }
+            batch.ends.push((start, start + len));
+        }
+        Ok(batch)
+    }
+
+    fn parse(&self) -> Vec<Result<GetFlowsResponse, String>> {
+        self.ends
+            .iter()
+            .map(|&(start, end)| parse_line(&self.bytes[start..end]))
+            .collect()
+    }
+}
+
+/// One line as a response, or the warning upstream prints for it.
+fn parse_line(text: &[u8]) -> Result<GetFlowsResponse, String> {
+    // Valid UTF-8 is checked once for the line, not string by string; a line that is
+    // not UTF-8 goes through the byte parser, which names where it fails.
+    let parsed = match std::str::from_utf8(text) {
+        Ok(text) => serde_json::from_str::<GetFlowsResponse>(text),
+        Err(_) => serde_json::from_slice::<GetFlowsResponse>(text),
+    };
+    parsed.map_err(|e| {
+        format!(
+            "level=WARN msg=\"Failed to unmarshal json to flow\" error={} line={}\n",
+            crate::quote::go_quote(&e.to_string()),
+            crate::quote::go_quote(&String::from_utf8_lossy(text))
+        )
+    })
+}
+
 /// Reads `input` to the end (or until `--first` is satisfied) and prints the selected
 /// flows. Lines that are not valid responses are reported on `warnings` and skipped.
+///
+/// Two cores share the parsing: batches alternate between a parsing thread and this
+/// thread, which reads, filters and prints everything in the input's order.
 pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
     req: &GetFlowsRequest,
     mut input: R,
@@ -114,42 +183,87 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
     warnings: &mut L,
 ) -> anyhow::Result<()> {
     let mut filter = InputFilter::new(req)?;
-    let mut line = Vec::with_capacity(4096);
-    while !filter.done() {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        // Valid UTF-8 is checked once for the line, not string by string; a line that
-        // is not UTF-8 goes through the byte parser, which names where it fails.
-        let parsed = match std::str::from_utf8(text) {
-            Ok(text) => serde_json::from_str::<GetFlowsResponse>(text),
-            Err(_) => serde_json::from_slice::<GetFlowsResponse>(text),
-        };
-        let res = match parsed {
-            Ok(res) => res,
-            Err(e) => {
-                let _ = writeln!(
-                    warnings,
-                    "level=WARN msg=\"Failed to unmarshal json to flow\" error={} line={}",
-                    crate::quote::go_quote(&e.to_string()),
-                    crate::quote::go_quote(&String::from_utf8_lossy(text))
-                );
-                continue;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (to_parser, batches) = mpsc::sync_channel::<Batch>(IN_FLIGHT_BATCHES);
+        let (parsed_tx, parsed) = mpsc::sync_channel(IN_FLIGHT_BATCHES);
+        scope.spawn(move || {
+            for batch in batches {
+                if parsed_tx.send(batch.parse()).is_err() {
+                    break;
+                }
             }
-        };
-        if !filter.accepts(&res) {
-            continue;
+        });
+        let mut ended = false;
+        // Batches handed to the parsing thread and not yet printed.
+        let mut sent = 0usize;
+        let first = Batch::read(&mut input)?;
+        if first.ends.is_empty() {
+            ended = true;
+        } else {
+            to_parser
+                .send(first)
+                .map_err(|_| anyhow::anyhow!("the parsing thread stopped"))?;
+            sent += 1;
         }
-        if let Some(res) = filter.offer(res) {
-            printer.write_get_flows_response(&res)?;
+        while sent > 0 && !filter.done() {
+            let own = if ended {
+                Vec::new()
+            } else {
+                let batch = Batch::read(&mut input)?;
+                ended = batch.ends.len() < BATCH_LINES;
+                batch.parse()
+            };
+            if !ended {
+                let next = Batch::read(&mut input)?;
+                if next.ends.is_empty() {
+                    ended = true;
+                } else {
+                    ended = next.ends.len() < BATCH_LINES;
+                    to_parser
+                        .send(next)
+                        .map_err(|_| anyhow::anyhow!("the parsing thread stopped"))?;
+                    sent += 1;
+                }
+            }
+            let theirs = parsed
+                .recv()
+                .map_err(|_| anyhow::anyhow!("the parsing thread stopped"))?;
+            sent -= 1;
+            for line in theirs.into_iter().chain(own) {
+                if filter.done() {
+                    break;
+                }
+                take(line, &mut filter, printer, warnings)?;
+            }
         }
-    }
+        drop(to_parser);
+        Ok(())
+    })?;
     for res in filter.finish() {
         printer.write_get_flows_response(&res)?;
     }
     printer.close()?;
+    Ok(())
+}
+
+/// Warns about a bad line, or filters and prints (or keeps) a response.
+fn take<W: Write, E: Write, L: Write>(
+    line: Result<GetFlowsResponse, String>,
+    filter: &mut InputFilter,
+    printer: &mut Printer<W, E>,
+    warnings: &mut L,
+) -> anyhow::Result<()> {
+    let res = match line {
+        Ok(res) => res,
+        Err(warning) => {
+            let _ = warnings.write_all(warning.as_bytes());
+            return Ok(());
+        }
+    };
+    if filter.accepts(&res) {
+        if let Some(res) = filter.offer(res) {
+            printer.write_get_flows_response(&res)?;
+        }
+    }
     Ok(())
 }
