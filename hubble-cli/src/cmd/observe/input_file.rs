@@ -267,3 +267,92 @@ fn take<W: Write, E: Write, L: Write>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::{Output, PrinterOptions};
+
+    /// Lines spanning several batches: response `k` is named `nK`, every 97th line is
+    /// not JSON.
+    fn lines(count: usize) -> String {
+        let mut text = String::new();
+        for k in 0..count {
+            if k % 97 == 5 {
+                text.push_str(&format!("not json {k}\n"));
+            } else {
+                text.push_str(&format!("{{\"flow\":{{}},\"node_name\":\"n{k}\"}}\r\n"));
+            }
+        }
+        text
+    }
+
+    /// The node names printed and the warnings' lines, in order.
+    fn run(req: &GetFlowsRequest, input: &str) -> (Vec<usize>, Vec<usize>) {
+        let opts = PrinterOptions {
+            output: Output::JsonPb,
+            ..PrinterOptions::default()
+        };
+        let mut printer = Printer::new(opts, Vec::new(), None::<Vec<u8>>);
+        let mut warnings = Vec::new();
+        process(req, input.as_bytes(), &mut printer, &mut warnings).expect("process");
+        let number = |line: &str, prefix: &str| -> usize {
+            let start = line.find(prefix).expect("prefix") + prefix.len();
+            let digits: String = line[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().expect("number")
+        };
+        let out = String::from_utf8(printer.out_mut().clone()).expect("utf-8");
+        let printed = out
+            .lines()
+            .map(|l| number(l, "\"node_name\":\"n"))
+            .collect();
+        let warned = String::from_utf8(warnings).expect("utf-8");
+        let warned = warned
+            .lines()
+            .map(|l| number(l, "line=\"not json "))
+            .collect();
+        (printed, warned)
+    }
+
+    #[test]
+    fn batches_keep_the_input_order_and_warn_in_order() {
+        let count = BATCH_LINES * 5 + 17;
+        let input = lines(count);
+        let good: Vec<usize> = (0..count).filter(|k| k % 97 != 5).collect();
+        let bad: Vec<usize> = (0..count).filter(|k| k % 97 == 5).collect();
+        let all = GetFlowsRequest::default();
+        assert_eq!(run(&all, &input), (good.clone(), bad.clone()));
+
+        let first = GetFlowsRequest {
+            first: true,
+            number: (BATCH_LINES + 3) as u64,
+            ..GetFlowsRequest::default()
+        };
+        let (printed, _) = run(&first, &input);
+        assert_eq!(printed, good[..BATCH_LINES + 3].to_vec());
+
+        let last = GetFlowsRequest {
+            number: (BATCH_LINES * 2 + 1) as u64,
+            ..GetFlowsRequest::default()
+        };
+        let (printed, warned) = run(&last, &input);
+        assert_eq!(printed, good[good.len() - (BATCH_LINES * 2 + 1)..].to_vec());
+        assert_eq!(warned, bad);
+
+        for count in [
+            0,
+            1,
+            BATCH_LINES - 1,
+            BATCH_LINES,
+            BATCH_LINES + 1,
+            BATCH_LINES * 2,
+        ] {
+            let input = lines(count);
+            let good: Vec<usize> = (0..count).filter(|k| k % 97 != 5).collect();
+            assert_eq!(run(&all, &input).0, good, "{count} lines");
+        }
+    }
+}
