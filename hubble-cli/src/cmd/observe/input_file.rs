@@ -106,12 +106,18 @@ impl InputFilter {
     }
 }
 
-/// Lines read and parsed together: one batch is parsed on the second core while the
-/// reading thread parses the next one and prints.
+/// Lines read and parsed together, on the parsing thread or on the reading one.
 pub const BATCH_LINES: usize = 512;
-/// Batches sent to the parsing thread and not yet printed (the channel's bound; the
-/// reader waits, nothing is dropped).
+/// Batches queued for the parsing thread, and parsed batches it has not handed back
+/// (each channel's bound; when the first is full this thread parses the batch itself,
+/// nothing is dropped).
 pub const IN_FLIGHT_BATCHES: usize = 2;
+/// Batches read and not yet printed; at the limit this thread waits for the parsing
+/// thread before reading more.
+pub const MAX_PENDING_BATCHES: usize = 8;
+
+/// One line as a response, or the warning printed for it.
+type ParsedLine = Result<GetFlowsResponse, String>;
 
 /// Lines of the input, one after the other in one buffer.
 #[derive(Default)]
@@ -146,7 +152,7 @@ impl Batch {
         Ok(batch)
     }
 
-    fn parse(&self) -> Vec<Result<GetFlowsResponse, String>> {
+    fn parse(&self) -> Vec<ParsedLine> {
         self.ends
             .iter()
             .map(|&(start, end)| parse_line(&self.bytes[start..end]))
@@ -155,7 +161,7 @@ impl Batch {
 }
 
 /// One line as a response, or the warning upstream prints for it.
-fn parse_line(text: &[u8]) -> Result<GetFlowsResponse, String> {
+fn parse_line(text: &[u8]) -> ParsedLine {
     // Valid UTF-8 is checked once for the line, not string by string; a line that is
     // not UTF-8 goes through the byte parser, which names where it fails.
     let parsed = match std::str::from_utf8(text) {
@@ -174,8 +180,9 @@ fn parse_line(text: &[u8]) -> Result<GetFlowsResponse, String> {
 /// Reads `input` to the end (or until `--first` is satisfied) and prints the selected
 /// flows. Lines that are not valid responses are reported on `warnings` and skipped.
 ///
-/// Two cores share the parsing: batches alternate between a parsing thread and this
-/// thread, which reads, filters and prints everything in the input's order.
+/// Two cores share the parsing: each batch read goes to a parsing thread when its
+/// queue has room, else this thread parses it; this thread filters and prints
+/// everything in the input's order.
 pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
     req: &GetFlowsRequest,
     mut input: R,
@@ -193,43 +200,45 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
                 }
             }
         });
+        let stopped = || anyhow::anyhow!("the parsing thread stopped");
+        // Batches read and not yet printed, in order: `None` is parsed by the thread.
+        let mut pending: VecDeque<Option<Vec<ParsedLine>>> = VecDeque::new();
         let mut ended = false;
-        // Batches handed to the parsing thread and not yet printed.
-        let mut sent = 0usize;
-        let first = Batch::read(&mut input)?;
-        if first.ends.is_empty() {
-            ended = true;
-        } else {
-            to_parser
-                .send(first)
-                .map_err(|_| anyhow::anyhow!("the parsing thread stopped"))?;
-            sent += 1;
-        }
-        while sent > 0 && !filter.done() {
-            let own = if ended {
-                Vec::new()
-            } else {
+        while !filter.done() {
+            if !ended && pending.len() < MAX_PENDING_BATCHES {
                 let batch = Batch::read(&mut input)?;
                 ended = batch.ends.len() < BATCH_LINES;
-                batch.parse()
-            };
-            if !ended {
-                let next = Batch::read(&mut input)?;
-                if next.ends.is_empty() {
-                    ended = true;
-                } else {
-                    ended = next.ends.len() < BATCH_LINES;
-                    to_parser
-                        .send(next)
-                        .map_err(|_| anyhow::anyhow!("the parsing thread stopped"))?;
-                    sent += 1;
+                if !batch.ends.is_empty() {
+                    match to_parser.try_send(batch) {
+                        Ok(()) => pending.push_back(None),
+                        Err(mpsc::TrySendError::Full(batch)) => {
+                            pending.push_back(Some(batch.parse()))
+                        }
+                        Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+                    }
                 }
             }
-            let theirs = parsed
-                .recv()
-                .map_err(|_| anyhow::anyhow!("the parsing thread stopped"))?;
-            sent -= 1;
-            for line in theirs.into_iter().chain(own) {
+            let lines = match pending.front_mut() {
+                None => break,
+                Some(Some(_)) => pending.pop_front().flatten(),
+                Some(None) => {
+                    let must_wait = ended || pending.len() >= MAX_PENDING_BATCHES;
+                    let ready = if must_wait {
+                        Some(parsed.recv().map_err(|_| stopped())?)
+                    } else {
+                        match parsed.try_recv() {
+                            Ok(lines) => Some(lines),
+                            Err(mpsc::TryRecvError::Empty) => None,
+                            Err(mpsc::TryRecvError::Disconnected) => return Err(stopped()),
+                        }
+                    };
+                    if ready.is_some() {
+                        pending.pop_front();
+                    }
+                    ready
+                }
+            };
+            for line in lines.into_iter().flatten() {
                 if filter.done() {
                     break;
                 }
@@ -248,7 +257,7 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
 
 /// Warns about a bad line, or filters and prints (or keeps) a response.
 fn take<W: Write, E: Write, L: Write>(
-    line: Result<GetFlowsResponse, String>,
+    line: ParsedLine,
     filter: &mut InputFilter,
     printer: &mut Printer<W, E>,
     warnings: &mut L,
