@@ -229,11 +229,26 @@ fn lower_camel(path: &str) -> String {
     out
 }
 
+/// Bytes that may start something to escape: control characters, `"`, `\`, `<`, `>`,
+/// `&`, and 0xE2 (the first byte of U+2028 and U+2029).
+const MAY_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[b'<' as usize] = true;
+    table[b'>' as usize] = true;
+    table[b'&' as usize] = true;
+    table[0xE2] = true;
+    table
+};
+
 fn escape_into(out: &mut String, value: &str) {
-    if !value
-        .bytes()
-        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xE2))
-    {
+    if !value.bytes().any(|b| MAY_ESCAPE[b as usize]) {
         out.push_str(value);
         return;
     }

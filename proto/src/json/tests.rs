@@ -126,3 +126,23 @@ fn unknown_enum_names_are_discarded_and_numbers_kept() {
     // A filter's repeated enum field stays strict: a misspelt verdict is an error.
     assert!(serde_json::from_str::<flow::FlowFilter>(r#"{"verdict":["DROPED"]}"#).is_err());
 }
+
+#[test]
+fn every_character_that_go_escapes_is_escaped_and_the_rest_kept() {
+    let chars = (0u32..0x100)
+        .chain(0x2020..0x2030)
+        .filter_map(char::from_u32);
+    for c in chars {
+        let value = format!("a{c}b");
+        let mut w = Writer::default();
+        w.string(&value);
+        let back: String = serde_json::from_str(w.as_str()).expect("valid JSON");
+        assert_eq!(back, value, "{c:?}");
+        if c == '"' || c == '\\' {
+            // The round trip shows these are escaped; their escapes hold them.
+            continue;
+        }
+        let escaped = (c as u32) < 0x20 || "<>&\u{2028}\u{2029}".contains(c);
+        assert_eq!(!w.as_str().contains(c), escaped, "{c:?}: {}", w.as_str());
+    }
+}
