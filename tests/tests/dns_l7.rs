@@ -151,6 +151,18 @@ fn dns_lookups_through_the_dns_proxy() -> Result<()> {
         "{dropped}"
     );
 
+    // The upstream CLI prints the same DNS lines through the relay, in every format.
+    for output in ["compact", "dict", "json", "table"] {
+        let args = ["--type", "l7", "--protocol", "dns", "--last", "30", "-o", output];
+        match lab.compare_with_upstream(&args)? {
+            Some(out) => assert!(out.contains("empire.example."), "{out}"),
+            None => {
+                println!("upstream comparison not run: HUBBLE_UPSTREAM is not set");
+                break;
+            }
+        }
+    }
+
     // The dns metrics (enabled by the agent's default metrics) count the lookups.
     let scrape = http_get("10.137.0.11:9965", "/metrics")?;
     ensure!(
