@@ -40,6 +40,9 @@ pub struct Query {
     pub name: String,
     pub qtype: RecordType,
     pub qclass: DNSClass,
+    /// Largest response the asker takes over UDP: its EDNS payload size, or
+    /// [`MAX_UDP_MESSAGE`] without EDNS.
+    pub udp_payload: u16,
     /// The question as received, echoed in the response.
     question: Question,
 }
@@ -67,6 +70,8 @@ pub struct Response {
     pub id: u16,
     /// The header's 4-bit response code.
     pub rcode: u8,
+    /// The TC bit: the answer did not fit and must be asked for again over TCP.
+    pub truncated: bool,
     pub addresses: Vec<IpAddr>,
     pub aliases: Vec<String>,
 }
@@ -122,6 +127,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Query, DnsError> {
         name: name_text(question.name()),
         qtype: question.query_type(),
         qclass: question.query_class(),
+        udp_payload: message.max_payload(),
         question: question.clone(),
     })
 }
@@ -134,15 +140,7 @@ pub fn encode_response(
     answers: &[Answer],
     ttl: u32,
 ) -> Result<Vec<u8>, DnsError> {
-    let mut message = Message::new();
-    message
-        .set_id(query.id)
-        .set_message_type(MessageType::Response)
-        .set_op_code(query.op_code)
-        .set_authoritative(true)
-        .set_recursion_desired(query.recursion_desired)
-        .set_response_code(rcode)
-        .add_query(query.question.clone());
+    let mut message = response_header(query, rcode);
     for answer in answers {
         let data = match &answer.data {
             AnswerData::Address(IpAddr::V4(v4)) => RData::A(A(*v4)),
@@ -152,6 +150,28 @@ pub fn encode_response(
         message.add_answer(Record::from_rdata(parse_name(&answer.name)?, ttl, data));
     }
     encode(&message)
+}
+
+/// The response to `query` that says only "truncated, ask again over TCP": the TC bit
+/// set and no records, as a server answers over UDP when the whole answer would be
+/// longer than the asker takes.
+pub fn encode_truncated(query: &Query) -> Result<Vec<u8>, DnsError> {
+    let mut message = response_header(query, ResponseCode::NoError);
+    message.set_truncated(true);
+    encode(&message)
+}
+
+fn response_header(query: &Query, rcode: ResponseCode) -> Message {
+    let mut message = Message::new();
+    message
+        .set_id(query.id)
+        .set_message_type(MessageType::Response)
+        .set_op_code(query.op_code)
+        .set_authoritative(true)
+        .set_recursion_desired(query.recursion_desired)
+        .set_response_code(rcode)
+        .add_query(query.question.clone());
+    message
 }
 
 /// Parses a response, collecting the addresses of its A and AAAA answers and the
@@ -177,6 +197,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, DnsError> {
     Ok(Response {
         id: message.id(),
         rcode: message.response_code().low(),
+        truncated: message.truncated(),
         addresses,
         aliases,
     })

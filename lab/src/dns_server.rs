@@ -83,7 +83,22 @@ impl Records {
 
     /// Builds the response to a query message, or an error if it is malformed.
     pub fn answer(&self, message: &[u8]) -> Result<Vec<u8>, DnsError> {
+        self.answer_query(&dns::parse_query(message)?)
+    }
+
+    /// Builds the response to a query that came over UDP: when the whole answer is
+    /// longer than the asker takes (512 bytes, or its EDNS payload size), a response
+    /// with the TC bit and no records, so that the asker asks again over TCP.
+    pub fn answer_datagram(&self, message: &[u8]) -> Result<Vec<u8>, DnsError> {
         let query = dns::parse_query(message)?;
+        let response = self.answer_query(&query)?;
+        if response.len() > usize::from(query.udp_payload) {
+            return dns::encode_truncated(&query);
+        }
+        Ok(response)
+    }
+
+    fn answer_query(&self, query: &dns::Query) -> Result<Vec<u8>, DnsError> {
         if query.op_code != OpCode::Query {
             return dns::encode_response(&query, ResponseCode::NotImp, &[], 0);
         }
@@ -162,7 +177,7 @@ pub fn serve(listen: SocketAddr, records: &Records) -> Result<()> {
                 continue;
             }
         };
-        match records.answer(&buffer[..length]) {
+        match records.answer_datagram(&buffer[..length]) {
             Ok(response) => {
                 if let Err(error) = socket.send_to(&response, peer) {
                     eprintln!("reply to {peer} failed: {error}");
@@ -252,6 +267,32 @@ mod tests {
         }
         drop(client);
         server.join().expect("server");
+    }
+
+    #[test]
+    fn an_answer_too_long_for_udp_is_truncated_there_and_whole_over_tcp() {
+        let mut records = records();
+        for host in 0..40u8 {
+            records.insert("pool.example", IpAddr::from([203, 0, 113, 100 + host]));
+        }
+        let query = dns::encode_query(9, "pool.example", RecordType::A).expect("query");
+        let whole = records.answer(&query).expect("answer");
+        assert!(whole.len() > dns::MAX_UDP_MESSAGE, "{} bytes", whole.len());
+        let whole = dns::parse_response(&whole).expect("parse");
+        assert_eq!((whole.truncated, whole.addresses.len()), (false, 40));
+
+        let datagram = records.answer_datagram(&query).expect("answer");
+        assert!(datagram.len() <= dns::MAX_UDP_MESSAGE);
+        let datagram = dns::parse_response(&datagram).expect("parse");
+        assert_eq!((datagram.id, datagram.rcode), (9, 0));
+        assert_eq!((datagram.truncated, datagram.addresses.len()), (true, 0));
+
+        // A short answer goes over UDP whole.
+        let query = dns::encode_query(10, "deathstar.default.svc.cluster.local", RecordType::A)
+            .expect("query");
+        let short =
+            dns::parse_response(&records.answer_datagram(&query).expect("answer")).expect("parse");
+        assert_eq!((short.truncated, short.addresses.len()), (false, 1));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! pod CIDRs back to that node, so pods' addresses are seen unchanged (no NAT). One
 //! server (`hubble-lab serve internet`) answers plain HTTP (no TLS) on port 443 on
 //! every address with the name of the host whose address was called. The DNS pod
-//! answers the names (A and AAAA) and `www.cilium.io` as a CNAME of `cilium.io`.
+//! answers the names (A and AAAA), `www.cilium.io` as a CNAME of `cilium.io`, and
+//! `releases.cilium.io` with 40 addresses, too many for one UDP answer.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -71,6 +72,19 @@ pub const INTERNET_HOSTS: &[InternetHost] = &[
     },
 ];
 
+/// A name with more addresses than one 512-byte UDP answer holds: the DNS pod answers
+/// it over UDP with the TC bit and no records, and whole over TCP, so a resolver asks
+/// twice. Only DNS knows it; nothing listens on its addresses.
+pub const INTERNET_POOL_NAME: &str = "releases.cilium.io";
+
+/// How many addresses [`INTERNET_POOL_NAME`] has: `203.0.113.100` onwards.
+pub const INTERNET_POOL_SIZE: u8 = 40;
+
+/// The addresses of [`INTERNET_POOL_NAME`].
+pub fn pool_addresses() -> impl Iterator<Item = Ipv4Addr> {
+    (0..INTERNET_POOL_SIZE).map(|host| Ipv4Addr::new(203, 0, 113, 100 + host))
+}
+
 /// Aliases the DNS pod answers with a CNAME record: (name, target).
 pub const INTERNET_ALIASES: &[(&str, &str)] = &[("www.cilium.io", "cilium.io")];
 
@@ -118,6 +132,9 @@ pub fn dns_records() -> Vec<(String, IpAddr)> {
                 (host.name.to_string(), IpAddr::V6(host.ipv6)),
             ]
         })
+        .chain(
+            pool_addresses().map(|address| (INTERNET_POOL_NAME.to_string(), IpAddr::V4(address))),
+        )
         .collect()
 }
 
@@ -344,6 +361,11 @@ mod tests {
             Some("cilium.io")
         );
         assert_eq!(host_of("203.0.113.99".parse().expect("ip")), None);
+        for address in pool_addresses() {
+            assert!(INTERNET_PREFIX_V4.contains(&address));
+            assert!(INTERNET_HOSTS.iter().all(|host| host.ipv4 != address));
+        }
+        assert_eq!(pool_addresses().count(), usize::from(INTERNET_POOL_SIZE));
     }
 
     #[test]

@@ -153,7 +153,16 @@ fn dns_lookups_through_the_dns_proxy() -> Result<()> {
 
     // The upstream CLI prints the same DNS lines through the relay, in every format.
     for output in ["compact", "dict", "json", "table"] {
-        let args = ["--type", "l7", "--protocol", "dns", "--last", "30", "-o", output];
+        let args = [
+            "--type",
+            "l7",
+            "--protocol",
+            "dns",
+            "--last",
+            "30",
+            "-o",
+            output,
+        ];
         match lab.compare_with_upstream(&args)? {
             Some(out) => assert!(out.contains("empire.example."), "{out}"),
             None => {

@@ -3,7 +3,8 @@
 //! every lookup through the agent's DNS proxy. The first connection right after the
 //! lookup is allowed (the answer's addresses are programmed before the pod has it),
 //! cilium.io is dropped by policy, `--to-fqdn` finds the connection, the DNS flows
-//! show A and AAAA answers, NXDOMAIN and a CNAME, a name a DNS rule does not allow is
+//! show A and AAAA answers, NXDOMAIN, a CNAME and an answer truncated over UDP then
+//! asked again over TCP, a name a DNS rule does not allow is
 //! answered REFUSED with a `dns-request DROPPED` flow, and after the agent is killed
 //! and started again the names are still on flows and api.github.com still reachable.
 //! Needs root; prints a SKIP line otherwise.
@@ -245,6 +246,55 @@ fn to_fqdns_allows_api_github_com_only() -> Result<()> {
     ensure!(
         transports.is_ok(),
         "no DNS request flow over TCP and over UDP"
+    );
+
+    // A name with too many addresses for one UDP answer: the server answers over UDP
+    // truncated (TC, no records), the resolver asks again over TCP and gets them all;
+    // both answers pass the proxy and show as flows.
+    let (out, code) = exec(
+        &lab,
+        "xwing",
+        &["getent", "ahostsv4", "releases.cilium.io."],
+    )?;
+    let pool: std::collections::BTreeSet<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(code == 0 && pool.len() == 40, "{code} {out}");
+    let answers = eventually(Duration::from_secs(15), || {
+        let flows = lab.observe_json(&[
+            "--type",
+            "l7",
+            "--protocol",
+            "dns",
+            "--to-pod",
+            "default/xwing",
+            "--last",
+            "200",
+        ])?;
+        let responses: Vec<(bool, usize)> = flows
+            .iter()
+            .filter(|v| v["flow"]["l7"]["dns"]["query"] == "releases.cilium.io.")
+            .filter(|v| v["flow"]["l7"]["type"] == "RESPONSE")
+            .map(|v| {
+                let tcp = v["flow"]["l4"]["TCP"]["source_port"] == 53;
+                let ips = v["flow"]["l7"]["dns"]["ips"].as_array().map_or(0, Vec::len);
+                (tcp, ips)
+            })
+            .collect();
+        Ok(
+            (responses.contains(&(false, 0)) && responses.contains(&(true, 40)))
+                .then_some(responses),
+        )
+    });
+    ensure!(
+        answers.is_ok(),
+        "no truncated UDP answer and whole TCP answer for releases.cilium.io"
+    );
+    let cache = lab.agent(&["fqdn", "cache", "list"])?;
+    assert!(
+        cache.contains("releases.cilium.io.") && cache.contains("203.0.113.139"),
+        "{cache}"
     );
 
     // A name a DNS rule does not allow: dns-visibility.yaml lets the tiefighter ask
