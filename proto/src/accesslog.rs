@@ -6,6 +6,7 @@
 //! observer turns it into a `flow::Flow` of type L7.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// One request or response seen by a proxy.
@@ -71,12 +72,13 @@ pub enum L7Log {
 pub struct HttpLog {
     /// Status code of a response; 0 in requests.
     pub code: u32,
-    /// Request method (responses carry their request's).
-    pub method: String,
-    /// `http://host/path?query` of the request (responses carry their request's).
-    pub url: String,
+    /// Request method (responses carry their request's, shared).
+    pub method: Arc<str>,
+    /// `http://host/path?query` of the request (responses carry their request's,
+    /// shared).
+    pub url: Arc<str>,
     /// `HTTP/1.1`, `HTTP/1.0`, `HTTP/2`.
-    pub protocol: String,
+    pub protocol: &'static str,
     /// Headers of the request or response, in order, names as received.
     pub headers: Vec<(String, String)>,
     /// The request's W3C `traceparent` header, carried by the request and by its

@@ -21,6 +21,10 @@ use proxy::dns::{serve_udp, DnsDecision, DnsPolicy, DnsPolicyLookup, DnsProxy, N
 use proxy::{ConnInfo, RecordSink, RECORD_QUEUE_CAPACITY};
 use tokio::net::UdpSocket;
 
+/// As in `hubble-agent`, which runs the proxies.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct AllowAll {
     server: SocketAddr,
     policy: Arc<DnsPolicy>,

@@ -23,6 +23,10 @@ use proxy::{
 };
 use tokio::net::TcpListener;
 
+/// As in `hubble-agent`, which runs the proxies.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Error = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Error> {

@@ -55,8 +55,8 @@ async fn the_seed_rule_lands_ships_and_denies_the_exhaust_port() {
             (
                 r.kind,
                 r.verdict,
-                http.method.as_str(),
-                http.url.as_str(),
+                &*http.method,
+                &*http.url,
                 http.code,
             )
         })
@@ -158,7 +158,7 @@ async fn an_egress_redirect_chained_to_the_destinations_ingress_rules_enforces_a
         .iter()
         .map(|r| {
             let http = r.http().unwrap();
-            (http.method.clone(), r.kind, r.ingress, r.verdict, http.code)
+            (http.method.to_string(), r.kind, r.ingress, r.verdict, http.code)
         })
         .collect();
     use RecordKind::{Request as Req, Response as Resp};

@@ -1,10 +1,10 @@
 //! Our binaries side by side with upstream's: `hubble observe --input-file`, history
-//! through the relay and follow latency with 8 replaying agents (see `perf`).
+//! through the relay and follow latency with 8 replaying agents, agent memory per stored flow (see `perf`).
 //!
 //! ```text
 //! cargo build --release -p agent -p relay -p hubble-cli
 //! HUBBLE_UPSTREAM=/path/to/hubble HUBBLE_RELAY_UPSTREAM=/path/to/hubble-relay \
-//!     cargo bench -p tests --bench side_by_side -- [--quick] [--flows N] [--only cli,relay,follow]
+//!     cargo bench -p tests --bench side_by_side -- [--quick] [--flows N] [--only cli,relay,follow,agent]
 //! ```
 
 mod perf;

@@ -183,9 +183,9 @@ fn http_record(http: &HttpLog, response: bool) -> flow::Http {
     headers.sort_by(|a, b| a.key.cmp(&b.key));
     flow::Http {
         code: if response { http.code } else { 0 },
-        method: http.method.clone(),
-        url: http.url.clone(),
-        protocol: http.protocol.clone(),
+        method: http.method.to_string(),
+        url: http.url.to_string(),
+        protocol: http.protocol.to_owned(),
         headers,
     }
 }

@@ -40,6 +40,9 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::UPGRADE,
 ];
 
+/// The `h2c` upgrade's settings, meaningless once the upgrade is dropped.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
 /// W3C Trace Context's header, kept on the request's records.
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
@@ -53,8 +56,8 @@ pub(crate) struct Exchange {
 struct RequestLog {
     time: SystemTime,
     started: Instant,
-    method: String,
-    url: String,
+    method: Arc<str>,
+    url: Arc<str>,
     protocol: &'static str,
     source_identity: u32,
     destination_identity: u32,
@@ -70,33 +73,33 @@ impl Exchange {
         }
     }
 
-    pub(crate) async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let time = SystemTime::now();
         let decision = self.shared.lookup.http_decision(&self.conn);
-        let host = request_host(&request);
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |path| path.as_str())
-            .to_owned();
+        // Taken apart so the rules can read the target while they edit the headers;
+        // the Host value is a cheap clone of its shared bytes.
+        let (mut head, body) = request.into_parts();
+        let host_value = request_host(&head);
+        let host = String::from_utf8_lossy(host_value.as_ref().map_or(&[][..], |v| v.as_bytes()));
+        let path = head.uri.path_and_query().map_or("/", |path| path.as_str());
         let log = RequestLog {
             time,
             started,
-            method: request.method().as_str().to_owned(),
-            url: format!("http://{host}{path}"),
-            protocol: protocol_name(request.version()),
+            method: Arc::from(head.method.as_str()),
+            url: Arc::from(["http://", &host, path].concat()),
+            protocol: protocol_name(head.version),
             source_identity: decision.as_ref().map_or(0, |d| d.source_identity),
             destination_identity: decision.as_ref().map_or(0, |d| d.destination_identity),
-            trace_parent: request
-                .headers()
+            trace_parent: head
+                .headers
                 .get(TRACEPARENT)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned),
         };
         let parts = RequestParts {
-            method: &log.method,
-            path: &path,
+            method: head.method.as_str(),
+            path,
             host: &host,
         };
         // The directions whose proxy sees the request, in the order it passes them:
@@ -110,16 +113,17 @@ impl Exchange {
                 chained_ingress,
                 ..
             }) => {
-                let allowed = policy.evaluate(parts, request.headers_mut()).allowed();
+                let allowed = policy.evaluate(parts, &mut head.headers).allowed();
                 stage_list[0].1 = allowed;
                 if let (true, Some(chained)) = (allowed, chained_ingress) {
-                    let allowed = chained.evaluate(parts, request.headers_mut()).allowed();
+                    let allowed = chained.evaluate(parts, &mut head.headers).allowed();
                     stage_list[1] = (true, allowed);
                     stage_count = 2;
                 }
             }
         }
         let stages = &stage_list[..stage_count];
+        let mut request = Request::from_parts(head, body);
         let allowed = stages.iter().all(|&(_, allowed)| allowed);
         let stats = &self.shared.stats;
         if !allowed {
@@ -282,7 +286,7 @@ impl Exchange {
                 code: 0,
                 method: log.method.clone(),
                 url: log.url.clone(),
-                protocol: log.protocol.to_owned(),
+                protocol: log.protocol,
                 headers: header_pairs(headers),
                 trace_parent: log.trace_parent.clone(),
             }),
@@ -311,7 +315,7 @@ impl Exchange {
                 code: u32::from(response.status().as_u16()),
                 method: log.method.clone(),
                 url: log.url.clone(),
-                protocol: log.protocol.to_owned(),
+                protocol: log.protocol,
                 headers: header_pairs(response.headers()),
                 trace_parent: log.trace_parent.clone(),
             }),
@@ -353,6 +357,11 @@ fn refused_feature(request: &Request<Incoming>) -> Option<String> {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names decides, so the common
+    // case costs no lookups by name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     // Fields named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -364,19 +373,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    headers.remove("http2-settings");
+    headers.remove(HTTP2_SETTINGS);
 }
 
-/// The request's host: the `Host` header, else the target's authority.
-fn request_host<B>(request: &Request<B>) -> String {
-    if let Some(host) = request.headers().get(header::HOST) {
-        return String::from_utf8_lossy(host.as_bytes()).into_owned();
+/// Whether `name` is always hop-by-hop (Connection itself among them, so the fields
+/// it names are found too).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == HTTP2_SETTINGS
+}
+
+/// The request's host: the `Host` header, else the target's authority (a clone of
+/// shared bytes, not a copy).
+fn request_host(head: &http::request::Parts) -> Option<HeaderValue> {
+    if let Some(host) = head.headers.get(header::HOST) {
+        return Some(host.clone());
     }
-    request
-        .uri()
+    head.uri
         .authority()
-        .map(|authority| authority.as_str().to_owned())
-        .unwrap_or_default()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
 }
 
 fn protocol_name(version: Version) -> &'static str {
@@ -399,4 +413,47 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::try_from(*name).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_stripped() {
+        let mut map = headers(&[
+            ("host", "deathstar"),
+            ("connection", "keep-alive, x-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+            ("x-end-to-end", "kept"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["host", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn a_message_without_hop_by_hop_fields_is_left_alone() {
+        let mut map = headers(&[("host", "deathstar"), ("x-hop", "1"), ("accept", "*/*")]);
+        let before = map.clone();
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map, before);
+        let mut map = headers(&[("upgrade", "h2c"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["accept"]);
+    }
 }

@@ -32,6 +32,8 @@ pub const MAX_PROXY_CONNECTIONS: usize = 16_384;
 pub const MAX_REQUEST_HEADER_BYTES: usize = 60 * 1024;
 /// Most header fields in a request, Envoy's default (`max_headers_count`); more gets 431.
 pub const MAX_REQUEST_HEADERS: usize = 100;
+/// The number of header fields hyper allows when not told otherwise.
+const HYPER_MAX_HEADERS: usize = 100;
 /// A request head must be complete within this time from when the proxy starts
 /// waiting for it (slowloris; also ends idle keep-alive connections).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +44,14 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// After shutdown is asked, connections get this long to finish their request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest interval between two ticks of the listener's keep-warm timer. Tokio's
+/// timer wakes its sleeping driver (an eventfd write, then one more `epoll_wait`)
+/// whenever a timer is set earlier than the earliest one it sleeps on; hyper sets
+/// the header-read timer after every response, so without a timer that is always
+/// due sooner, every keep-alive request would pay those two syscalls. The tick is
+/// also never longer than the header-read timeout.
+pub const TIMER_TICK: Duration = Duration::from_secs(1);
 
 /// The first pause after a failed accept (EMFILE and friends); it doubles up to
 /// ACCEPT_BACKOFF_MAX while accepting keeps failing.
@@ -120,10 +130,15 @@ impl HttpProxy {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_headers(limits.max_headers)
             .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes.max(8192))
             .keep_alive(true);
+        // hyper's own limit is MAX_REQUEST_HEADERS already; naming it again would make
+        // hyper fill a header array of that size for every request instead of leaving
+        // it uninitialised on the stack.
+        if limits.max_headers != HYPER_MAX_HEADERS {
+            http.max_headers(limits.max_headers);
+        }
         HttpProxy {
             shared: Arc::new(Shared {
                 config,
@@ -158,10 +173,13 @@ impl HttpProxy {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let (stop, stopped) = watch::channel(false);
         let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut tick = tokio::time::interval(TIMER_TICK.min(limits.header_read_timeout));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
                 () = &mut shutdown => break,
+                _ = tick.tick() => continue,
                 accepted = listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {

@@ -10,7 +10,9 @@
 //!   clock, flows/s, relay CPU per flow and peak RSS, order checked;
 //! - follow latency: the agents replay in a loop at a set rate with fresh times, and
 //!   a `hubble observe --follow` client on the relay measures how old each flow is
-//!   when it arrives, against a client on one agent directly.
+//!   when it arrives, against a client on one agent directly;
+//! - agent memory: one agent replays the capture in a loop until its ring of 1,048,575
+//!   flows is full: resident memory per stored flow, and the replay's flows/s.
 //!
 //! `Options::quick` runs each figure briefly (CI runs it to keep the harness working;
 //! timings are printed, never checked).
@@ -30,6 +32,11 @@ pub const FULL_FLOWS: usize = 101_500;
 pub const QUICK_FLOWS: usize = 2_000;
 /// Agents replaying the capture behind the relay.
 pub const AGENTS: usize = 8;
+/// Flows the agent figure's ring holds in a full run (2^20 - 1, upstream's largest
+/// `--hubble-event-buffer-capacity`).
+pub const AGENT_RING_FLOWS: usize = 1_048_575;
+/// The figures `--only` picks from.
+const FIGURES: [&str; 4] = ["cli", "relay", "follow", "agent"];
 /// Longest any one measured command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -51,7 +58,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// Options from the command line (`--quick`, `--flows N`, `--only cli,relay,follow`)
+    /// Options from the command line (`--quick`, `--flows N`, `--only cli,relay,follow,agent`)
     /// and the environment (`HUBBLE_UPSTREAM`, `HUBBLE_RELAY_UPSTREAM`).
     pub fn from_args(args: impl IntoIterator<Item = String>, bin_dir: PathBuf) -> Result<Self> {
         let mut options = Options {
@@ -73,11 +80,13 @@ impl Options {
                         .with_context(|| format!("--flows: not a number of flows: {value:?}"))?;
                 }
                 "--only" => {
-                    let value = args.next().context("--only needs cli, relay or follow")?;
+                    let value = args
+                        .next()
+                        .context("--only needs cli, relay, follow or agent")?;
                     for part in value.split(',') {
                         ensure!(
-                            ["cli", "relay", "follow"].contains(&part),
-                            "--only: unknown figure {part:?} (cli, relay, follow)"
+                            FIGURES.contains(&part),
+                            "--only: unknown figure {part:?} (cli, relay, follow, agent)"
                         );
                         options.only.push(part.to_string());
                     }
@@ -155,7 +164,42 @@ pub fn run(options: &Options) -> Result<()> {
     if options.wants("follow") {
         follow_latency(options, &capture, &dir.path)?;
     }
+    if options.wants("agent") {
+        agent_memory(options, &capture, &dir.path)?;
+    }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Agent memory and replay
+
+/// One agent replays the capture in a loop into a ring of `AGENT_RING_FLOWS` (the
+/// capture's size rounded up in a quick run) until the ring is full: how long that takes
+/// (the whole ingest path from a JSON line to a stored flow), and the agent's resident
+/// memory then, per stored flow.
+fn agent_memory(options: &Options, capture: &Path, dir: &Path) -> Result<()> {
+    let capacity = if options.quick {
+        (options.flows + 1).next_power_of_two() - 1
+    } else {
+        AGENT_RING_FLOWS
+    };
+    let mut agents = start_agents_with(options, 1, capacity, capture, dir, &["--replay-loop"])?;
+    let filled = wait_for_replays(&mut agents, capacity as u64)?;
+    let pid = agents.agents[0].pid();
+    let rss = rss_kib(pid);
+    println!(
+        "agent holding {capacity} corpus flows: RSS {:.1} MiB = {:.0} bytes/flow (peak {:.1} MiB); ring filled in {filled:.2?} ({:.0} k flows/s, replay of the capture in a loop)",
+        mib(rss),
+        rss as f64 * 1024.0 / capacity as f64,
+        mib(peak_rss_kib(pid)),
+        capacity as f64 / filled.as_secs_f64() / 1e3
+    );
+    Ok(())
+}
+
+/// Resident memory of a process now, in KiB (VmRSS from /proc).
+fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -262,12 +306,17 @@ fn cpu_time(pid: u32) -> Duration {
 
 /// Peak resident memory of a process so far, in KiB (VmHWM from /proc).
 fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// A `kB` line of /proc/<pid>/status, 0 when it cannot be read.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
@@ -524,9 +573,22 @@ struct Agents {
 /// Starts `AGENTS` agents replaying `capture` (`extra` adds replay flags), each on its
 /// own loopback port, the first serving the peer service over a nodes file naming all.
 fn start_agents(options: &Options, capture: &Path, dir: &Path, extra: &[&str]) -> Result<Agents> {
+    let capacity = (options.flows + 1).next_power_of_two() - 1;
+    start_agents_with(options, AGENTS, capacity, capture, dir, extra)
+}
+
+/// Starts `count` agents with rings of `capacity` flows replaying `capture`.
+fn start_agents_with(
+    options: &Options,
+    count: usize,
+    capacity: usize,
+    capture: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<Agents> {
     let binary = options.ours("hubble-agent")?;
     let mut addrs = Vec::new();
-    for _ in 0..AGENTS {
+    for _ in 0..count {
         addrs.push(free_port()?);
     }
     let nodes_file = dir.join("nodes.yaml");
@@ -535,7 +597,6 @@ fn start_agents(options: &Options, capture: &Path, dir: &Path, extra: &[&str]) -
         text.push_str(&format!("- {{name: node{k}, address: \"{addr}\"}}\n"));
     }
     std::fs::write(&nodes_file, text)?;
-    let capacity = (options.flows + 1).next_power_of_two() - 1;
     let mut agents = Vec::new();
     for (k, addr) in addrs.iter().enumerate() {
         let mut command = Command::new(&binary);

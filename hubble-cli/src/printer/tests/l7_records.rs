@@ -73,8 +73,8 @@ fn records() -> Vec<LogRecord> {
         l7: L7Log::Http(HttpLog {
             code,
             method: method.into(),
-            url: format!("http://deathstar.default.svc.cluster.local{path}"),
-            protocol: "HTTP/1.1".into(),
+            url: format!("http://deathstar.default.svc.cluster.local{path}").into(),
+            protocol: "HTTP/1.1",
             headers: Vec::new(),
             trace_parent: None,
         }),

@@ -76,7 +76,7 @@ fn http_record(kind: RecordKind, verdict: RecordVerdict, method: &str, code: u32
             code,
             method: method.into(),
             url: URL.into(),
-            protocol: "HTTP/1.1".into(),
+            protocol: "HTTP/1.1",
             headers: vec![
                 ("user-agent".into(), "curl/7.81.0".into()),
                 ("accept".into(), "*/*".into()),
