@@ -10,7 +10,7 @@
 //!   services, policies, summary) repeat across flows and are interned in [`Tables`];
 //!   the record holds their numbers;
 //! - rare or large parts (L7, DNS names, tunnel, trace context, ...) go into an
-//!   [`Extra::Rare`] flow that holds only those fields;
+//!   [`Extra::Rare`] ([`Rare`]: only those parts, each as large as what it holds);
 //! - a flow with a value the record cannot hold exactly (an unknown enum beyond 255, a
 //!   non-canonical IP text, a full table, ...) is kept whole as [`Extra::Full`].
 //!
@@ -19,6 +19,7 @@
 
 #![allow(deprecated)]
 
+mod rare;
 pub mod table;
 pub mod text;
 mod view;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use proto::flow::{self, layer4, Endpoint, Flow, LostEvent};
 
+pub use self::rare::{Names, Other, Rare};
 use self::table::{FastHasher, Interner, Ref, Table};
 pub use self::view::StoredFlow;
 
@@ -41,12 +43,13 @@ pub type Record = [u64; WORDS];
 /// The shared, rarely present part of a stored event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Extra {
-    /// The rare fields of a compact flow, in an otherwise empty `Flow`.
-    Rare(Flow),
-    /// A flow that the record cannot hold exactly, whole.
-    Full(Flow),
-    /// A lost-events notice.
-    Lost(LostEvent),
+    /// The rare parts of a compact flow.
+    Rare(Rare),
+    /// A flow that the record cannot hold exactly, whole (boxed: a `Flow` is large,
+    /// and every extra is as large as its largest kind).
+    Full(Box<Flow>),
+    /// A lost-events notice (boxed, as `Full`).
+    Lost(Box<LostEvent>),
 }
 
 /// A stored event as the writer hands it to the ring.
@@ -306,7 +309,7 @@ impl Encoder {
         set_time(&mut record, Some(&time));
         Encoded {
             record,
-            extra: Some(Arc::new(Extra::Lost(lost))),
+            extra: Some(Arc::new(Extra::Lost(Box::new(lost)))),
         }
     }
 
@@ -322,7 +325,7 @@ impl Encoder {
         };
         let extra = has_rare(&flow, &record).then(|| {
             record[W_FLAGS] |= F_EXTRA;
-            Arc::new(Extra::Rare(take_rare(&mut flow, &record)))
+            Arc::new(Extra::Rare(Rare::take(&mut flow, &record)))
         });
         Encoded { record, extra }
     }
@@ -338,26 +341,7 @@ impl Encoder {
         };
         let extra = has_rare(flow, &record).then(|| {
             record[W_FLAGS] |= F_EXTRA;
-            let mut rare = Flow {
-                l7: flow.l7.clone(),
-                source_names: flow.source_names.clone(),
-                destination_names: flow.destination_names.clone(),
-                tunnel: flow.tunnel.clone(),
-                trace_context: flow.trace_context.clone(),
-                file: flow.file.clone(),
-                ip_trace_id: flow.ip_trace_id,
-                extensions: flow.extensions.clone(),
-                aggregate: flow.aggregate,
-                uuid: flow.uuid.clone(),
-                ip: flow.ip.clone(),
-                ethernet: flow.ethernet.clone(),
-                l4: flow.l4.clone(),
-                socket_cookie: flow.socket_cookie,
-                cgroup_id: flow.cgroup_id,
-                ..Flow::default()
-            };
-            // Keep only what `take_rare` would have moved.
-            take_rare(&mut rare, &record)
+            Rare::copy(flow, &record)
         });
         Encoded {
             record,
@@ -384,7 +368,7 @@ impl Encoder {
         set_time(&mut record, flow.time.as_ref());
         Encoded {
             record,
-            extra: Some(Arc::new(Extra::Full(flow))),
+            extra: Some(Arc::new(Extra::Full(Box::new(flow)))),
         }
     }
 
@@ -581,46 +565,14 @@ fn has_rare(flow: &Flow, r: &Record) -> bool {
         || bits(r[W_L4], 0, 4) == L4_EXTRA
 }
 
-/// Moves everything the record and tables do not hold into a new flow.
-fn take_rare(flow: &mut Flow, r: &Record) -> Flow {
-    let flags = r[W_FLAGS];
-    let mut rare = Flow {
-        l7: flow.l7.take(),
-        source_names: std::mem::take(&mut flow.source_names),
-        destination_names: std::mem::take(&mut flow.destination_names),
-        tunnel: flow.tunnel.take(),
-        trace_context: flow.trace_context.take(),
-        file: flow.file.take(),
-        ip_trace_id: flow.ip_trace_id.take(),
-        socket_cookie: flow.socket_cookie,
-        cgroup_id: flow.cgroup_id,
-        extensions: flow.extensions.take(),
-        aggregate: flow.aggregate.take(),
-        ..Flow::default()
-    };
-    if bits(flags, UUID_SHIFT, 2) == UUID_EXTRA {
-        rare.uuid = std::mem::take(&mut flow.uuid);
-    }
-    if flags & F_IP == 0 {
-        rare.ip = flow.ip.take();
-    }
-    if flags & F_ETHERNET == 0 {
-        rare.ethernet = flow.ethernet.take();
-    }
-    if bits(r[W_L4], 0, 4) == L4_EXTRA {
-        rare.l4 = flow.l4.take();
-    }
-    rare
-}
-
 // === decoding ===
 
 /// Rebuilds the flow of a stored record, or `None` for a lost-events notice.
 pub fn to_flow(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flow> {
     let mut flow = match (kind(r), extra) {
-        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.clone(),
+        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.to_flow(),
         (KIND_COMPACT, None) => Flow::default(),
-        (KIND_FULL, Some(Extra::Full(full))) => return Some(full.clone()),
+        (KIND_FULL, Some(Extra::Full(full))) => return Some(Flow::clone(full)),
         _ => return None,
     };
     let flags = r[W_FLAGS];

@@ -114,7 +114,7 @@ impl FlowStore {
         let (record, extra) = raw;
         if compact::kind(&record) == compact::KIND_LOST {
             let event = match extra.as_deref() {
-                Some(Extra::Lost(lost)) => *lost,
+                Some(Extra::Lost(lost)) => **lost,
                 _ => LostEvent::default(),
             };
             return StoredEvent::Lost {

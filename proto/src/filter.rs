@@ -21,7 +21,7 @@ mod view;
 pub use budget::{MAX_FILTER_VALUES, MAX_FLOW_FILTERS, MAX_REGEX_BYTES};
 pub use ip::FlowIp;
 pub use labels::{split_label, LabelSelector};
-pub use view::{tcp_flag_bits, FlowView, L4Protocol, TcpFlagBits};
+pub use view::{parts, tcp_flag_bits, FlowView, L4Protocol, TcpFlagBits};
 
 /// Cilium's monitor message type of L7 access-log events.
 const MESSAGE_TYPE_ACCESS_LOG: i32 = 129;

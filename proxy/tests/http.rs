@@ -52,13 +52,7 @@ async fn the_seed_rule_lands_ships_and_denies_the_exhaust_port() {
         .iter()
         .map(|r| {
             let http = r.http().unwrap();
-            (
-                r.kind,
-                r.verdict,
-                &*http.method,
-                &*http.url,
-                http.code,
-            )
+            (r.kind, r.verdict, &*http.method, &*http.url, http.code)
         })
         .collect();
     let landing = "http://deathstar.default.svc.cluster.local/v1/request-landing";
@@ -158,7 +152,13 @@ async fn an_egress_redirect_chained_to_the_destinations_ingress_rules_enforces_a
         .iter()
         .map(|r| {
             let http = r.http().unwrap();
-            (http.method.to_string(), r.kind, r.ingress, r.verdict, http.code)
+            (
+                http.method.to_string(),
+                r.kind,
+                r.ingress,
+                r.verdict,
+                http.code,
+            )
         })
         .collect();
     use RecordKind::{Request as Req, Response as Resp};

@@ -279,7 +279,7 @@ fn lost_events_are_not_flows() {
     let encoded = encoder.encode_lost(lost, at);
     assert_eq!(kind(&encoded.record), KIND_LOST);
     assert_eq!(time(&encoded.record), Some(at));
-    assert_eq!(encoded.extra.as_deref(), Some(&Extra::Lost(lost)));
+    assert_eq!(encoded.extra.as_deref(), Some(&Extra::Lost(Box::new(lost))));
     assert!(to_flow(encoder.tables(), &encoded.record, encoded.extra.as_deref()).is_none());
 }
 
@@ -354,4 +354,31 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_extra_of_a_compact_flow_stays_small() {
+    // A `Flow` is 1,400 bytes; the extra of nearly every flow of a real capture must
+    // not be one (see `rare`).
+    assert!(std::mem::size_of::<Flow>() > 1000);
+    assert_eq!(std::mem::size_of::<super::Rare>(), 48);
+    assert!(
+        std::mem::size_of::<Extra>() <= 56,
+        "{}",
+        std::mem::size_of::<Extra>()
+    );
+    let mut encoder = Encoder::new(Arc::default());
+    let mut flow = l7_http();
+    flow.trace_context = Some(flow::TraceContext {
+        parent: Some(flow::TraceParent {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        }),
+    });
+    let (encoded, back) = round_trip(&mut encoder, &flow);
+    assert_eq!(back, flow);
+    let Some(Extra::Rare(rare)) = encoded.extra.as_deref() else {
+        panic!("no rare parts: {:?}", encoded.extra);
+    };
+    assert!(rare.l7.is_some() && rare.trace_context.is_some());
+    assert!(rare.other.is_none(), "{rare:?}");
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use proto::filter::{FlowIp, FlowView, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
+use super::rare::RareView;
 use super::{
     bits, kind, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE, F_IP, KIND_COMPACT, KIND_FULL,
     L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT,
@@ -103,12 +104,13 @@ impl<'a> StoredFlow<'a> {
         }
     }
 
-    /// The flow holding the rare fields (an empty one if there are none).
+    /// The rare parts (none if there are none).
     #[inline]
-    fn rare(&self) -> &Flow {
+    fn rare(&self) -> RareView<'_> {
         match self.extra.as_deref() {
-            Some(Extra::Rare(f) | Extra::Full(f)) => f,
-            _ => &EMPTY,
+            Some(Extra::Rare(rare)) => RareView::Parts(rare),
+            Some(Extra::Full(f)) => RareView::Whole(f),
+            _ => RareView::None,
         }
     }
 
@@ -133,7 +135,7 @@ impl FlowView for StoredFlow<'_> {
             return &f.uuid;
         }
         if bits(self.record[W_FLAGS], UUID_SHIFT, 2) != UUID_PACKED {
-            return &self.rare().uuid;
+            return self.rare().uuid();
         }
         let bytes = self
             .uuid
@@ -200,11 +202,11 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn source_names(&self) -> &[String] {
-        &self.rare().source_names
+        self.rare().source_names()
     }
 
     fn destination_names(&self) -> &[String] {
-        &self.rare().destination_names
+        self.rare().destination_names()
     }
 
     fn source_service(&self) -> Option<&flow::Service> {

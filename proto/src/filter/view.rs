@@ -5,7 +5,7 @@
 //! them without rebuilding a `Flow`; `Flow` itself implements the view too.
 
 use super::FlowIp;
-use crate::flow::{self, layer4, layer7, Flow};
+use crate::flow::{self, Flow};
 
 /// The L4 protocol of a flow, as far as filters care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +76,78 @@ fn ip_text(text: &str) -> Option<FlowIp<'_>> {
     (!text.is_empty()).then_some(FlowIp::Text(text))
 }
 
-impl Flow {
-    fn l7_record(&self) -> Option<&layer7::Record> {
-        self.l7.as_ref().and_then(|l7| l7.record.as_ref())
+/// Readers of a flow's parts, for every [`FlowView`] that keeps those parts as `Flow`
+/// has them (a whole `Flow`, or a store's rare parts of one).
+pub mod parts {
+    use super::{ip_text, tcp_flag_bits, FlowIp, L4Protocol, TcpFlagBits};
+    use crate::flow::{self, layer4, layer7};
+
+    pub fn source_ip(ip: Option<&flow::Ip>) -> Option<FlowIp<'_>> {
+        ip.and_then(|ip| ip_text(&ip.source))
+    }
+    pub fn source_ip_xlated(ip: Option<&flow::Ip>) -> Option<FlowIp<'_>> {
+        ip.and_then(|ip| ip_text(&ip.source_xlated))
+    }
+    pub fn destination_ip(ip: Option<&flow::Ip>) -> Option<FlowIp<'_>> {
+        ip.and_then(|ip| ip_text(&ip.destination))
+    }
+    pub fn ip_version(ip: Option<&flow::Ip>) -> i32 {
+        ip.map_or(0, |ip| ip.ip_version)
+    }
+    pub fn encrypted(ip: Option<&flow::Ip>) -> bool {
+        ip.is_some_and(|ip| ip.encrypted)
+    }
+    pub fn l4_protocol(l4: Option<&flow::Layer4>) -> Option<L4Protocol> {
+        Some(match l4?.protocol.as_ref()? {
+            layer4::Protocol::Tcp(_) => L4Protocol::Tcp,
+            layer4::Protocol::Udp(_) => L4Protocol::Udp,
+            layer4::Protocol::IcmPv4(_) => L4Protocol::Icmpv4,
+            layer4::Protocol::IcmPv6(_) => L4Protocol::Icmpv6,
+            layer4::Protocol::Sctp(_) => L4Protocol::Sctp,
+            layer4::Protocol::Vrrp(_) => L4Protocol::Vrrp,
+            layer4::Protocol::Igmp(_) => L4Protocol::Igmp,
+        })
+    }
+    pub fn ports(l4: Option<&flow::Layer4>) -> Option<(u16, u16)> {
+        let (src, dst) = match l4?.protocol.as_ref()? {
+            layer4::Protocol::Tcp(p) => (p.source_port, p.destination_port),
+            layer4::Protocol::Udp(p) => (p.source_port, p.destination_port),
+            layer4::Protocol::Sctp(p) => (p.source_port, p.destination_port),
+            _ => return None,
+        };
+        Some((src as u16, dst as u16))
+    }
+    pub fn tcp_flags(l4: Option<&flow::Layer4>) -> Option<TcpFlagBits> {
+        match l4?.protocol.as_ref()? {
+            layer4::Protocol::Tcp(tcp) => tcp.flags.as_ref().map(tcp_flag_bits),
+            _ => None,
+        }
+    }
+    fn l7_record(l7: Option<&flow::Layer7>) -> Option<&layer7::Record> {
+        l7.and_then(|l7| l7.record.as_ref())
+    }
+    pub fn http(l7: Option<&flow::Layer7>) -> Option<&flow::Http> {
+        match l7_record(l7)? {
+            layer7::Record::Http(http) => Some(http),
+            _ => None,
+        }
+    }
+    pub fn dns(l7: Option<&flow::Layer7>) -> Option<&flow::Dns> {
+        match l7_record(l7)? {
+            layer7::Record::Dns(dns) => Some(dns),
+            _ => None,
+        }
+    }
+    pub fn is_kafka(l7: Option<&flow::Layer7>) -> bool {
+        matches!(l7_record(l7), Some(layer7::Record::Kafka(_)))
+    }
+    pub fn trace_id(trace: Option<&flow::TraceContext>) -> &str {
+        trace
+            .and_then(|t| t.parent.as_ref())
+            .map_or("", |p| p.trace_id.as_str())
+    }
+    pub fn ip_trace_id(trace: Option<&flow::IpTraceId>) -> u64 {
+        trace.map_or(0, |t| t.trace_id)
     }
 }
 
@@ -87,19 +156,19 @@ impl FlowView for Flow {
         &self.uuid
     }
     fn source_ip(&self) -> Option<FlowIp<'_>> {
-        self.ip.as_ref().and_then(|ip| ip_text(&ip.source))
+        parts::source_ip(self.ip.as_ref())
     }
     fn source_ip_xlated(&self) -> Option<FlowIp<'_>> {
-        self.ip.as_ref().and_then(|ip| ip_text(&ip.source_xlated))
+        parts::source_ip_xlated(self.ip.as_ref())
     }
     fn destination_ip(&self) -> Option<FlowIp<'_>> {
-        self.ip.as_ref().and_then(|ip| ip_text(&ip.destination))
+        parts::destination_ip(self.ip.as_ref())
     }
     fn ip_version(&self) -> i32 {
-        self.ip.as_ref().map_or(0, |ip| ip.ip_version)
+        parts::ip_version(self.ip.as_ref())
     }
     fn encrypted(&self) -> bool {
-        self.ip.as_ref().is_some_and(|ip| ip.encrypted)
+        parts::encrypted(self.ip.as_ref())
     }
     fn source(&self) -> Option<&flow::Endpoint> {
         self.source.as_ref()
@@ -129,45 +198,22 @@ impl FlowView for Flow {
         self.event_type.as_ref().map(|e| (e.r#type, e.sub_type))
     }
     fn l4_protocol(&self) -> Option<L4Protocol> {
-        Some(match self.l4.as_ref()?.protocol.as_ref()? {
-            layer4::Protocol::Tcp(_) => L4Protocol::Tcp,
-            layer4::Protocol::Udp(_) => L4Protocol::Udp,
-            layer4::Protocol::IcmPv4(_) => L4Protocol::Icmpv4,
-            layer4::Protocol::IcmPv6(_) => L4Protocol::Icmpv6,
-            layer4::Protocol::Sctp(_) => L4Protocol::Sctp,
-            layer4::Protocol::Vrrp(_) => L4Protocol::Vrrp,
-            layer4::Protocol::Igmp(_) => L4Protocol::Igmp,
-        })
+        parts::l4_protocol(self.l4.as_ref())
     }
     fn ports(&self) -> Option<(u16, u16)> {
-        let (src, dst) = match self.l4.as_ref()?.protocol.as_ref()? {
-            layer4::Protocol::Tcp(p) => (p.source_port, p.destination_port),
-            layer4::Protocol::Udp(p) => (p.source_port, p.destination_port),
-            layer4::Protocol::Sctp(p) => (p.source_port, p.destination_port),
-            _ => return None,
-        };
-        Some((src as u16, dst as u16))
+        parts::ports(self.l4.as_ref())
     }
     fn tcp_flags(&self) -> Option<TcpFlagBits> {
-        match self.l4.as_ref()?.protocol.as_ref()? {
-            layer4::Protocol::Tcp(tcp) => tcp.flags.as_ref().map(tcp_flag_bits),
-            _ => None,
-        }
+        parts::tcp_flags(self.l4.as_ref())
     }
     fn http(&self) -> Option<&flow::Http> {
-        match self.l7_record()? {
-            layer7::Record::Http(http) => Some(http),
-            _ => None,
-        }
+        parts::http(self.l7.as_ref())
     }
     fn dns(&self) -> Option<&flow::Dns> {
-        match self.l7_record()? {
-            layer7::Record::Dns(dns) => Some(dns),
-            _ => None,
-        }
+        parts::dns(self.l7.as_ref())
     }
     fn is_kafka(&self) -> bool {
-        matches!(self.l7_record(), Some(layer7::Record::Kafka(_)))
+        parts::is_kafka(self.l7.as_ref())
     }
     fn traffic_direction(&self) -> i32 {
         self.traffic_direction
@@ -182,13 +228,10 @@ impl FlowView for Flow {
         &self.node_labels
     }
     fn trace_id(&self) -> &str {
-        self.trace_context
-            .as_ref()
-            .and_then(|t| t.parent.as_ref())
-            .map_or("", |p| p.trace_id.as_str())
+        parts::trace_id(self.trace_context.as_ref())
     }
     fn ip_trace_id(&self) -> u64 {
-        self.ip_trace_id.as_ref().map_or(0, |t| t.trace_id)
+        parts::ip_trace_id(self.ip_trace_id.as_ref())
     }
     fn interface(&self) -> Option<&flow::NetworkInterface> {
         self.interface.as_ref()

@@ -454,6 +454,9 @@ mod tests {
         assert_eq!(map, before);
         let mut map = headers(&[("upgrade", "h2c"), ("accept", "*/*")]);
         strip_hop_by_hop(&mut map);
-        assert_eq!(map.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["accept"]);
+        assert_eq!(
+            map.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["accept"]
+        );
     }
 }

@@ -1,0 +1,267 @@
+//! The rare parts of a compact flow: what its record and the interned tables do not
+//! hold (L7, names, tunnel, trace context, ... and any UUID, IP, Ethernet or L4 part the
+//! record could not pack), each only as large as what it holds.
+//!
+//! A `Flow` is 1,400 bytes however empty; flows of real captures nearly all have some
+//! rare part (a trace context, an L7 record), so this type, not a `Flow`, is what the
+//! ring keeps for them: 48 bytes, with what is there behind a pointer or two.
+
+use proto::filter::{parts, FlowIp, L4Protocol, TcpFlagBits};
+use proto::flow::{self, Flow};
+
+use super::{bits, Record, F_ETHERNET, F_IP, L4_EXTRA, UUID_EXTRA, UUID_SHIFT, W_FLAGS, W_L4};
+
+/// What of a flow the record did not pack, as its `Flow` fields have it: the parts
+/// real captures have often (an L7 record, a trace context) at hand, names and the
+/// seldom-present rest behind one pointer each. 48 bytes when empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rare {
+    pub l7: Option<Box<flow::Layer7>>,
+    pub trace_context: Option<flow::TraceContext>,
+    pub names: Option<Box<Names>>,
+    pub other: Option<Box<Other>>,
+}
+
+/// DNS names of a flow's ends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Names {
+    pub source_names: Vec<String>,
+    pub destination_names: Vec<String>,
+}
+
+/// The seldom-present rare parts, and any UUID, IP, Ethernet or L4 part the record
+/// could not pack.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Other {
+    pub uuid: String,
+    pub ip: Option<flow::Ip>,
+    pub ethernet: Option<flow::Ethernet>,
+    pub l4: Option<flow::Layer4>,
+    pub tunnel: Option<flow::Tunnel>,
+    pub file: Option<flow::FileInfo>,
+    pub ip_trace_id: Option<flow::IpTraceId>,
+    pub socket_cookie: u64,
+    pub cgroup_id: u64,
+    pub extensions: Option<pbjson_types::Any>,
+    pub aggregate: Option<flow::Aggregate>,
+}
+
+/// Which of the parts the record may pack did not fit in `r`.
+struct Unpacked {
+    uuid: bool,
+    ip: bool,
+    ethernet: bool,
+    l4: bool,
+}
+
+impl Unpacked {
+    fn of(r: &Record) -> Self {
+        let flags = r[W_FLAGS];
+        Unpacked {
+            uuid: bits(flags, UUID_SHIFT, 2) == UUID_EXTRA,
+            ip: flags & F_IP == 0,
+            ethernet: flags & F_ETHERNET == 0,
+            l4: bits(r[W_L4], 0, 4) == L4_EXTRA,
+        }
+    }
+}
+
+impl Rare {
+    /// Moves out of `flow` everything record `r` and the tables do not hold.
+    pub fn take(flow: &mut Flow, r: &Record) -> Self {
+        let unpacked = Unpacked::of(r);
+        let names = Names {
+            source_names: std::mem::take(&mut flow.source_names),
+            destination_names: std::mem::take(&mut flow.destination_names),
+        };
+        let other = Other {
+            uuid: if unpacked.uuid {
+                std::mem::take(&mut flow.uuid)
+            } else {
+                String::new()
+            },
+            ip: if unpacked.ip { flow.ip.take() } else { None },
+            ethernet: if unpacked.ethernet {
+                flow.ethernet.take()
+            } else {
+                None
+            },
+            l4: if unpacked.l4 { flow.l4.take() } else { None },
+            tunnel: flow.tunnel.take(),
+            file: flow.file.take(),
+            ip_trace_id: flow.ip_trace_id.take(),
+            socket_cookie: flow.socket_cookie,
+            cgroup_id: flow.cgroup_id,
+            extensions: flow.extensions.take(),
+            aggregate: flow.aggregate.take(),
+        };
+        Rare {
+            l7: flow.l7.take().map(Box::new),
+            trace_context: flow.trace_context.take(),
+            names: (names != Names::default()).then(|| Box::new(names)),
+            other: (other != Other::default()).then(|| Box::new(other)),
+        }
+    }
+
+    /// Copies out of `flow` everything record `r` and the tables do not hold.
+    pub fn copy(flow: &Flow, r: &Record) -> Self {
+        let unpacked = Unpacked::of(r);
+        let mut parts = Flow {
+            l7: flow.l7.clone(),
+            trace_context: flow.trace_context.clone(),
+            source_names: flow.source_names.clone(),
+            destination_names: flow.destination_names.clone(),
+            uuid: if unpacked.uuid {
+                flow.uuid.clone()
+            } else {
+                String::new()
+            },
+            ip: if unpacked.ip { flow.ip.clone() } else { None },
+            ethernet: if unpacked.ethernet {
+                flow.ethernet.clone()
+            } else {
+                None
+            },
+            l4: if unpacked.l4 { flow.l4.clone() } else { None },
+            tunnel: flow.tunnel.clone(),
+            file: flow.file.clone(),
+            ip_trace_id: flow.ip_trace_id,
+            socket_cookie: flow.socket_cookie,
+            cgroup_id: flow.cgroup_id,
+            extensions: flow.extensions.clone(),
+            aggregate: flow.aggregate,
+            ..Flow::default()
+        };
+        Rare::take(&mut parts, r)
+    }
+
+    /// A `Flow` with the rare parts and nothing else (the record's parts are filled in
+    /// by the caller).
+    pub fn to_flow(&self) -> Flow {
+        let mut flow = Flow {
+            l7: self.l7.as_deref().cloned(),
+            trace_context: self.trace_context.clone(),
+            ..Flow::default()
+        };
+        if let Some(names) = self.names.as_deref() {
+            flow.source_names = names.source_names.clone();
+            flow.destination_names = names.destination_names.clone();
+        }
+        if let Some(other) = self.other.as_deref() {
+            let other = other.clone();
+            flow.uuid = other.uuid;
+            flow.ip = other.ip;
+            flow.ethernet = other.ethernet;
+            flow.l4 = other.l4;
+            flow.tunnel = other.tunnel;
+            flow.file = other.file;
+            flow.ip_trace_id = other.ip_trace_id;
+            flow.socket_cookie = other.socket_cookie;
+            flow.cgroup_id = other.cgroup_id;
+            flow.extensions = other.extensions;
+            flow.aggregate = other.aggregate;
+        }
+        flow
+    }
+}
+
+/// The rare parts a stored flow's view reads: a compact flow's [`Rare`], or a flow
+/// stored whole.
+#[derive(Clone, Copy)]
+pub(super) enum RareView<'a> {
+    Parts(&'a Rare),
+    Whole(&'a Flow),
+    None,
+}
+
+impl<'a> RareView<'a> {
+    pub(super) fn uuid(self) -> &'a str {
+        match self {
+            RareView::Parts(r) => r.other.as_deref().map_or("", |o| &o.uuid),
+            RareView::Whole(f) => &f.uuid,
+            RareView::None => "",
+        }
+    }
+    fn ip(self) -> Option<&'a flow::Ip> {
+        match self {
+            RareView::Parts(r) => r.other.as_deref().and_then(|o| o.ip.as_ref()),
+            RareView::Whole(f) => f.ip.as_ref(),
+            RareView::None => None,
+        }
+    }
+    fn l4(self) -> Option<&'a flow::Layer4> {
+        match self {
+            RareView::Parts(r) => r.other.as_deref().and_then(|o| o.l4.as_ref()),
+            RareView::Whole(f) => f.l4.as_ref(),
+            RareView::None => None,
+        }
+    }
+    fn l7(self) -> Option<&'a flow::Layer7> {
+        match self {
+            RareView::Parts(r) => r.l7.as_deref(),
+            RareView::Whole(f) => f.l7.as_ref(),
+            RareView::None => None,
+        }
+    }
+    pub(super) fn source_names(self) -> &'a [String] {
+        match self {
+            RareView::Parts(r) => r.names.as_deref().map_or(&[], |n| &n.source_names),
+            RareView::Whole(f) => &f.source_names,
+            RareView::None => &[],
+        }
+    }
+    pub(super) fn destination_names(self) -> &'a [String] {
+        match self {
+            RareView::Parts(r) => r.names.as_deref().map_or(&[], |n| &n.destination_names),
+            RareView::Whole(f) => &f.destination_names,
+            RareView::None => &[],
+        }
+    }
+    pub(super) fn source_ip(self) -> Option<FlowIp<'a>> {
+        parts::source_ip(self.ip())
+    }
+    pub(super) fn source_ip_xlated(self) -> Option<FlowIp<'a>> {
+        parts::source_ip_xlated(self.ip())
+    }
+    pub(super) fn destination_ip(self) -> Option<FlowIp<'a>> {
+        parts::destination_ip(self.ip())
+    }
+    pub(super) fn ip_version(self) -> i32 {
+        parts::ip_version(self.ip())
+    }
+    pub(super) fn encrypted(self) -> bool {
+        parts::encrypted(self.ip())
+    }
+    pub(super) fn l4_protocol(self) -> Option<L4Protocol> {
+        parts::l4_protocol(self.l4())
+    }
+    pub(super) fn ports(self) -> Option<(u16, u16)> {
+        parts::ports(self.l4())
+    }
+    pub(super) fn tcp_flags(self) -> Option<TcpFlagBits> {
+        parts::tcp_flags(self.l4())
+    }
+    pub(super) fn http(self) -> Option<&'a flow::Http> {
+        parts::http(self.l7())
+    }
+    pub(super) fn dns(self) -> Option<&'a flow::Dns> {
+        parts::dns(self.l7())
+    }
+    pub(super) fn is_kafka(self) -> bool {
+        parts::is_kafka(self.l7())
+    }
+    pub(super) fn trace_id(self) -> &'a str {
+        parts::trace_id(match self {
+            RareView::Parts(r) => r.trace_context.as_ref(),
+            RareView::Whole(f) => f.trace_context.as_ref(),
+            RareView::None => None,
+        })
+    }
+    pub(super) fn ip_trace_id(self) -> u64 {
+        parts::ip_trace_id(match self {
+            RareView::Parts(r) => r.other.as_deref().and_then(|o| o.ip_trace_id.as_ref()),
+            RareView::Whole(f) => f.ip_trace_id.as_ref(),
+            RareView::None => None,
+        })
+    }
+}
