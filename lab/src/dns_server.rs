@@ -100,10 +100,10 @@ impl Records {
 
     fn answer_query(&self, query: &dns::Query) -> Result<Vec<u8>, DnsError> {
         if query.op_code != OpCode::Query {
-            return dns::encode_response(&query, ResponseCode::NotImp, &[], 0);
+            return dns::encode_response(query, ResponseCode::NotImp, &[], 0);
         }
         if query.qclass != DNSClass::IN {
-            return dns::encode_response(&query, ResponseCode::Refused, &[], 0);
+            return dns::encode_response(query, ResponseCode::Refused, &[], 0);
         }
         // Aliases first, as a recursive server answers: each CNAME record, then the
         // addresses of the last name of the chain.
@@ -111,7 +111,7 @@ impl Records {
         let mut name = query.name.clone();
         while let Some(target) = self.aliases.get(&name) {
             if answers.len() >= MAX_ALIAS_CHAIN {
-                return dns::encode_response(&query, ResponseCode::ServFail, &[], 0);
+                return dns::encode_response(query, ResponseCode::ServFail, &[], 0);
             }
             answers.push(Answer {
                 name: name.clone(),
@@ -120,7 +120,7 @@ impl Records {
             name = target.clone();
         }
         let Some(addresses) = self.entries.get(&name) else {
-            return dns::encode_response(&query, ResponseCode::NXDomain, &answers, ANSWER_TTL);
+            return dns::encode_response(query, ResponseCode::NXDomain, &answers, ANSWER_TTL);
         };
         answers.extend(
             addresses
@@ -135,7 +135,7 @@ impl Records {
                     data: AnswerData::Address(*address),
                 }),
         );
-        dns::encode_response(&query, ResponseCode::NoError, &answers, ANSWER_TTL)
+        dns::encode_response(query, ResponseCode::NoError, &answers, ANSWER_TTL)
     }
 }
 
