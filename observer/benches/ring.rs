@@ -198,6 +198,14 @@ fn main() {
         &[],
     )
     .expect("valid filter");
+    // No filter: what reading and viewing the slots alone costs, the ceiling of any
+    // filtered scan.
+    let none = FilterSet::default();
+    let (scanned, matched, d) = scan(&store, &none, false);
+    println!(
+        "  scan, no filter (reading the slots)      : {}, {matched} of {scanned} match",
+        rate(scanned, d)
+    );
     for (name, filters) in [
         ("source_pod default/xwing", &pod),
         ("verdict DROPPED", &verdict),
