@@ -285,14 +285,19 @@ fn l7_policy_through_the_proxy() -> Result<()> {
         }),
         "{denied:?}"
     );
-    let landed = prometheus.series(
-        "hubble_http_request_duration_seconds_count{method=\"POST\",destination_workload=\"deathstar\"}",
-    )?;
+    // Summed over the series: the service spreads the landings over both deathstars.
+    let landings = |series: &std::collections::BTreeMap<String, String>| -> f64 {
+        series.values().filter_map(|v| v.parse::<f64>().ok()).sum()
+    };
+    let landed = eventually(Duration::from_secs(30), || {
+        let landed = prometheus.series(
+            "hubble_http_request_duration_seconds_count{method=\"POST\",destination_workload=\"deathstar\"}",
+        )?;
+        Ok((landings(&landed) >= 2.0).then_some(landed))
+    });
     ensure!(
-        landed
-            .values()
-            .any(|v| v.parse::<f64>().is_ok_and(|n| n >= 2.0)),
-        "{landed:?}"
+        landed.is_ok(),
+        "fewer than two landings in Prometheus: {landed:?}"
     );
     let traces = eventually(Duration::from_secs(30), || {
         let traces = prometheus
