@@ -1,6 +1,6 @@
 //! Flow ring figures: insert rate of compact flows on one core, heap bytes per stored
 //! flow, and GetFlows-style scan rates with a pod filter and a verdict filter over a
-//! full ring of 2^20 - 1 flows.
+//! full ring of 2^20 - 1 flows; for the demo mix, then for the corpus mix.
 //!
 //! Run with `cargo bench -p observer --bench ring` (add `-- --quick` for a smaller
 //! ring).
@@ -80,11 +80,22 @@ impl Timer {
 /// the time spent converting and inserting (including dropping what the compact form
 /// does not keep).
 fn fill(writer: &mut FlowStoreWriter, start: u64, total: u64, by_ref: bool) -> Spent {
+    fill_with(writer, start, total, by_ref, sample::flow)
+}
+
+/// As [`fill`], with the flows `make` builds.
+fn fill_with(
+    writer: &mut FlowStoreWriter,
+    start: u64,
+    total: u64,
+    by_ref: bool,
+    make: fn(u64) -> Flow,
+) -> Spent {
     let mut spent = Spent::default();
     let mut n = start;
     while n < start + total {
         let end = (n + BATCH).min(start + total);
-        let batch: Vec<Flow> = (n..end).map(sample::flow).collect();
+        let batch: Vec<Flow> = (n..end).map(make).collect();
         n = end;
         let t = Timer::start();
         if by_ref {
@@ -218,6 +229,32 @@ fn main() {
         let (scanned, _, d) = scan(&store, filters, true);
         println!(
             "  scan + rebuild matches as Flow, {name:<24}: {}",
+            rate(scanned, d)
+        );
+    }
+
+    // The corpus mix (L3/L4, L7 HTTP, DNS, drops, policy verdicts; every flow with a
+    // trace context), as real captures have it: the same ring, overwritten.
+    let corpus = fill_with(&mut writer, 0, capacity + 1, false, sample::corpus_flow);
+    let held = LIVE.load(Ordering::Relaxed) - before;
+    println!("flow ring, capacity {capacity}, corpus mix (sample::corpus_flow)");
+    println!(
+        "  insert owned Flow, warm ring (incl. drop)   : {}",
+        rate(capacity + 1, corpus)
+    );
+    println!(
+        "  heap held by the full ring                  : {:>8.1} MiB = {:.1} bytes/flow",
+        held as f64 / (1 << 20) as f64,
+        held as f64 / capacity as f64
+    );
+    for (name, filters) in [
+        ("no filter (reading the slots)", &none),
+        ("source_pod default/xwing", &pod),
+        ("verdict DROPPED", &verdict),
+    ] {
+        let (scanned, matched, d) = scan(&store, filters, false);
+        println!(
+            "  scan, {name:<30}: {}, {matched} of {scanned} match",
             rate(scanned, d)
         );
     }
