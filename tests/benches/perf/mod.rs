@@ -80,13 +80,14 @@ impl Options {
                         .with_context(|| format!("--flows: not a number of flows: {value:?}"))?;
                 }
                 "--only" => {
+                    let figures = FIGURES.join(", ");
                     let value = args
                         .next()
-                        .context("--only needs cli, relay, follow or agent")?;
+                        .with_context(|| format!("--only needs some of {figures}"))?;
                     for part in value.split(',') {
                         ensure!(
                             FIGURES.contains(&part),
-                            "--only: unknown figure {part:?} (cli, relay, follow, agent)"
+                            "--only: unknown figure {part:?} ({figures})"
                         );
                         options.only.push(part.to_string());
                     }
