@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-base=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768-60999), where the runs leave ports in TIME_WAIT.
+base=$((10000 + RANDOM % 20000))
 backend=127.0.0.1:$base ours=127.0.0.1:$((base + 1)) theirs=127.0.0.1:$((base + 2))
 
 taskset -c "$LOAD_CPU" "$BENCH" backend "$backend" & pids+=($!)

@@ -1,23 +1,32 @@
-//! One redirected connection's requests: policy per request, the 403, the
-//! upstream connection (opened on the first allowed request, kept alive), and
-//! the Request/Response records.
+//! One redirected connection, request by request: read a head, ask the policy,
+//! answer a denied request `403` itself, pass an allowed one to the original
+//! destination over a kept-alive upstream connection, pass the response back,
+//! and write the Request and Response records.
 //!
-//! Bodies stream both ways as hyper's `Incoming`: the proxy never holds more of
-//! a body than hyper's buffers, whatever its size or framing.
+//! Heads are parsed in place ([`super::head`]) and passed on as they arrived
+//! unless hop-by-hop fields or a rule's edits change them; bodies pass in their
+//! own framing ([`super::body`]), a read buffer at a time, both ways, so the
+//! proxy never holds a body whatever its size. Pipelined requests wait in the
+//! client's buffer and are taken in order. While a request body passes, the
+//! upstream is watched: an interim `1xx` (`100 Continue`) goes to the client at
+//! once, and an early final response ends the upload (and both connections
+//! after it).
 
-use std::time::{Instant, SystemTime};
-
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use proto::accesslog::{HttpLog, L7Log, LogRecord, RecordEndpoint, RecordKind, RecordVerdict};
+use std::io;
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
 
+use bytes::{Buf, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use proto::accesslog::{HttpLog, L7Log, LogRecord, RecordEndpoint, RecordKind, RecordVerdict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::body::Body;
+use super::head::{self, Framing, HeadError, RequestHead, ResponseHead};
+use super::idle::{Deadline, IdleTimeout};
 use super::rules::RequestParts;
 use super::server::Shared;
 use super::stats::ProxyStats;
@@ -26,31 +35,15 @@ use crate::{ConnInfo, Decision};
 /// The body of a denied request's answer, as Envoy under Cilium sends it.
 pub const ACCESS_DENIED_BODY: &str = "Access denied\r\n";
 
-/// A response body: the upstream's, streamed, or one the proxy wrote.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// Room made in a read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1); hyper
-/// frames each side itself.
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// The `h2c` upgrade's settings, meaningless once the upgrade is dropped.
-const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
-
-/// W3C Trace Context's header, kept on the request's records.
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-
-pub(crate) struct Exchange {
-    shared: Arc<Shared>,
-    conn: ConnInfo,
-    upstream: Mutex<Option<SendRequest<Incoming>>>,
-}
+/// After answering a request whose body the proxy will not read (denied, refused,
+/// or failed upstream) with `connection: close`, it reads and discards what the
+/// client still sends for at most LINGER_TIME or LINGER_BYTES before closing, so
+/// the client reads the answer instead of a reset.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// What the records of one request share.
 struct RequestLog {
@@ -64,191 +57,614 @@ struct RequestLog {
     trace_parent: Option<String>,
 }
 
-impl Exchange {
-    pub(crate) fn new(shared: Arc<Shared>, conn: ConnInfo) -> Exchange {
-        Exchange {
-            shared,
-            conn,
-            upstream: Mutex::new(None),
+/// Why an exchange could not finish.
+enum Failure {
+    /// The client broke the exchange (closed, reset, framing): end quietly.
+    Client(String),
+    /// The upstream failed before a response reached the client: answer with this
+    /// status and reason, then close.
+    Upstream(u16, String),
+    /// The upstream failed after the response started: close.
+    Broken(String),
+}
+
+struct Upstream {
+    io: IdleTimeout<TcpStream>,
+    buf: BytesMut,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    client: IdleTimeout<TcpStream>,
+    buf: BytesMut,
+    upstream: Option<Upstream>,
+    request: RequestHead,
+    response: ResponseHead,
+    /// Heads written anew and the proxy's own answers.
+    out: Vec<u8>,
+    header_deadline: Deadline,
+}
+
+/// Serves one redirected connection until it closes, fails, or `stopped` asks
+/// (after the request in progress).
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    conn: ConnInfo,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let limits = shared.config.limits;
+    let mut connection = Connection {
+        client: IdleTimeout::new(stream, limits.idle_timeout),
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        upstream: None,
+        request: RequestHead::default(),
+        response: ResponseHead::default(),
+        out: Vec::new(),
+        header_deadline: Deadline::new(tokio::time::Instant::now() + limits.header_read_timeout),
+        shared,
+        conn,
+    };
+    loop {
+        match connection.read_request(&mut stopped).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                connection.refuse_head(error).await;
+                return;
+            }
+        }
+        match connection.exchange().await {
+            Ok(true) if !*stopped.borrow() => {}
+            Ok(_) => return,
+            Err(Failure::Client(reason) | Failure::Broken(reason)) => {
+                tracing::debug!(peer = %connection.conn.source, %reason, "http proxy: connection ended");
+                return;
+            }
+            Err(Failure::Upstream(..)) => return,
+        }
+    }
+}
+
+/// Why no request head could be read.
+enum HeadFailure {
+    Head(HeadError),
+    TooLarge,
+    Timeout,
+    Io(io::Error),
+}
+
+impl Connection {
+    /// Reads the next request head into the buffer; false: the client closed
+    /// between requests or a stop was asked while it was idle.
+    async fn read_request(
+        &mut self,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Result<bool, HeadFailure> {
+        let limits = self.shared.config.limits;
+        self.header_deadline
+            .set(tokio::time::Instant::now() + limits.header_read_timeout);
+        loop {
+            if !self.buf.is_empty() {
+                match head::parse_request(&self.buf, limits.max_headers, &mut self.request) {
+                    Ok(true) => return Ok(true),
+                    Ok(false) if self.buf.len() >= limits.max_header_bytes => {
+                        return Err(HeadFailure::TooLarge)
+                    }
+                    Ok(false) => {}
+                    Err(error) => return Err(HeadFailure::Head(error)),
+                }
+            }
+            self.buf.reserve(READ_CHUNK);
+            let idle = self.buf.is_empty();
+            tokio::select! {
+                biased;
+                read = self.client.read_buf(&mut self.buf) => match read {
+                    Ok(0) => return Ok(false),
+                    Ok(_) => {}
+                    Err(error) => return Err(HeadFailure::Io(error)),
+                },
+                () = self.header_deadline.passed() => return Err(HeadFailure::Timeout),
+                () = stop_requested(stopped), if idle => return Ok(false),
+            }
         }
     }
 
-    pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+    /// Answers a head that cannot be taken (400, 431) and counts it; timeouts and
+    /// I/O errors are counted and the connection closed.
+    async fn refuse_head(&mut self, failure: HeadFailure) {
+        let stats = &self.shared.stats;
+        let peer = self.conn.source;
+        let (status, reason) = match failure {
+            HeadFailure::Head(HeadError::Malformed(reason)) => {
+                ProxyStats::add(&stats.malformed_requests);
+                tracing::debug!(%peer, %reason, "http proxy: malformed request");
+                (400, "Bad Request")
+            }
+            HeadFailure::Head(HeadError::TooManyFields) | HeadFailure::TooLarge => {
+                ProxyStats::add(&stats.headers_too_large);
+                tracing::debug!(%peer, "http proxy: request head over MAX_REQUEST_HEADER_BYTES or MAX_REQUEST_HEADERS");
+                (431, "Request Header Fields Too Large")
+            }
+            HeadFailure::Timeout => {
+                ProxyStats::add(&stats.header_timeouts);
+                tracing::debug!(%peer, "http proxy: no request head within HEADER_READ_TIMEOUT");
+                return;
+            }
+            HeadFailure::Io(error) => {
+                if error.kind() == io::ErrorKind::TimedOut {
+                    ProxyStats::add(&stats.idle_timeouts);
+                }
+                tracing::debug!(%peer, %error, "http proxy: connection ended");
+                return;
+            }
+        };
+        self.out.clear();
+        local_response(&mut self.out, status, reason, "", true);
+        let _ = self.client.write_all(&self.out).await;
+        self.linger().await;
+    }
+
+    /// One request and its response; Ok(true): the connection carries another.
+    async fn exchange(&mut self) -> Result<bool, Failure> {
         let started = Instant::now();
         let time = SystemTime::now();
         let decision = self.shared.lookup.http_decision(&self.conn);
-        // Taken apart so the rules can read the target while they edit the headers;
-        // the Host value is a cheap clone of its shared bytes.
-        let (mut head, body) = request.into_parts();
-        let host_value = request_host(&head);
-        let host = String::from_utf8_lossy(host_value.as_ref().map_or(&[][..], |v| v.as_bytes()));
-        let path = head.uri.path_and_query().map_or("/", |path| path.as_str());
+        let buf = &self.buf[..];
+        let request = &self.request;
+        let method = request.method(buf);
+        let path = request.path(buf);
+        let host = String::from_utf8_lossy(request.host(buf));
         let log = RequestLog {
             time,
             started,
-            method: Arc::from(head.method.as_str()),
+            method: Arc::from(method),
             url: Arc::from(["http://", &host, path].concat()),
-            protocol: protocol_name(head.version),
+            protocol: if request.minor == 0 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            },
             source_identity: decision.as_ref().map_or(0, |d| d.source_identity),
             destination_identity: decision.as_ref().map_or(0, |d| d.destination_identity),
-            trace_parent: head
-                .headers
-                .get(TRACEPARENT)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
+            trace_parent: request
+                .fields
+                .traceparent
+                .map(|value| String::from_utf8_lossy(value.get(buf)).into_owned()),
         };
         let parts = RequestParts {
-            method: head.method.as_str(),
+            method,
             path,
             host: &host,
         };
+        // A map of the fields only when a rule reads them.
+        let mut fields = decision
+            .as_ref()
+            .filter(|d| {
+                d.policy.reads_headers()
+                    || d.chained_ingress
+                        .as_ref()
+                        .is_some_and(|c| c.reads_headers())
+            })
+            .map(|_| header_map(buf, request));
+        let mut edited = false;
         // The directions whose proxy sees the request, in the order it passes them:
         // the redirect's own, then a chained ingress; each with its verdict.
         let mut stage_list = [(self.conn.ingress, false); 2];
         let mut stage_count = 1;
-        match &decision {
-            None => {}
-            Some(Decision {
-                policy,
-                chained_ingress,
-                ..
-            }) => {
-                let allowed = policy.evaluate(parts, &mut head.headers).allowed();
-                stage_list[0].1 = allowed;
-                if let (true, Some(chained)) = (allowed, chained_ingress) {
-                    let allowed = chained.evaluate(parts, &mut head.headers).allowed();
-                    stage_list[1] = (true, allowed);
-                    stage_count = 2;
+        if let Some(Decision {
+            policy,
+            chained_ingress,
+            ..
+        }) = &decision
+        {
+            let mut empty = HeaderMap::new();
+            let map = match fields.as_mut() {
+                Some(Ok(map)) => map,
+                Some(Err(reason)) => {
+                    return self.malformed(reason.clone()).await;
                 }
+                None => &mut empty,
+            };
+            let verdict = policy.evaluate(parts, map);
+            edited |= verdict.edits_headers();
+            stage_list[0].1 = verdict.allowed();
+            if let (true, Some(chained)) = (verdict.allowed(), chained_ingress) {
+                let verdict = chained.evaluate(parts, map);
+                edited |= verdict.edits_headers();
+                stage_list[1] = (true, verdict.allowed());
+                stage_count = 2;
             }
         }
         let stages = &stage_list[..stage_count];
-        let mut request = Request::from_parts(head, body);
-        let allowed = stages.iter().all(|&(_, allowed)| allowed);
-        let stats = &self.shared.stats;
-        if !allowed {
+        let request_fields = match &fields {
+            Some(Ok(map)) => header_pairs(map),
+            _ => head::record_fields(buf, &request.fields),
+        };
+        let edited = match fields {
+            Some(Ok(map)) if edited => Some(map),
+            _ => None,
+        };
+        let stats = self.shared.stats.clone();
+        let request_records = |verdict: fn(bool) -> RecordVerdict| {
+            let mut verdicts = [(false, RecordVerdict::Forwarded); 2];
+            for (slot, &(ingress, allowed)) in verdicts.iter_mut().zip(stages) {
+                *slot = (ingress, verdict(allowed));
+            }
+            (verdicts, stages.len())
+        };
+        if !stages.iter().all(|&(_, allowed)| allowed) {
             ProxyStats::add(&stats.requests_denied);
-            for &(ingress, allowed) in stages {
-                let verdict = if allowed {
+            let (verdicts, count) = request_records(|allowed| {
+                if allowed {
                     RecordVerdict::Forwarded
                 } else {
                     RecordVerdict::Denied
-                };
-                self.record_request(&log, verdict, request.headers(), ingress);
-            }
-            let response = local_response(StatusCode::FORBIDDEN, ACCESS_DENIED_BODY);
-            for &(ingress, _) in stages.iter().rev() {
-                self.record_response(&log, RecordVerdict::Forwarded, &response, ingress);
-            }
-            return response;
+                }
+            });
+            self.records(&log, 0, &verdicts[..count], request_fields);
+            return self
+                .answer_unforwarded(
+                    &log,
+                    stages,
+                    RecordVerdict::Forwarded,
+                    403,
+                    "Forbidden",
+                    ACCESS_DENIED_BODY,
+                )
+                .await;
         }
-        if let Some(reason) = refused_feature(&request) {
+        if let Some(reason) = refused_feature(buf, request) {
             ProxyStats::add(&stats.requests_refused);
-            let response = local_response(StatusCode::NOT_IMPLEMENTED, &reason);
-            for &(ingress, _) in stages {
-                self.record_request(&log, RecordVerdict::Error, request.headers(), ingress);
-            }
-            for &(ingress, _) in stages.iter().rev() {
-                self.record_response(&log, RecordVerdict::Error, &response, ingress);
-            }
-            return response;
+            let (verdicts, count) = request_records(|_| RecordVerdict::Error);
+            self.records(&log, 0, &verdicts[..count], request_fields);
+            self.request.fields.close = true;
+            return self
+                .answer_unforwarded(
+                    &log,
+                    stages,
+                    RecordVerdict::Error,
+                    501,
+                    "Not Implemented",
+                    &reason,
+                )
+                .await;
         }
         ProxyStats::add(&stats.requests_forwarded);
-        for &(ingress, _) in stages {
-            self.record_request(&log, RecordVerdict::Forwarded, request.headers(), ingress);
+        let (verdicts, count) = request_records(|_| RecordVerdict::Forwarded);
+        // Sent once the request is on its way upstream (or has failed).
+        let mut pending = Some(request_fields);
+        let forwarded = self
+            .forward(edited.as_ref(), &log, &verdicts[..count], &mut pending)
+            .await;
+        if let Some(fields) = pending {
+            self.records(&log, 0, &verdicts[..count], fields);
         }
-        strip_hop_by_hop(request.headers_mut());
-        let (verdict, response) = match self.forward(request).await {
-            Ok(mut response) => {
-                strip_hop_by_hop(response.headers_mut());
-                (RecordVerdict::Forwarded, response.map(Either::Left))
+        let responses = |verdict| response_verdicts(stages, verdict);
+        match forwarded {
+            Ok(mut passing) => {
+                let fields = std::mem::take(&mut passing.fields);
+                let (verdicts, count) = responses(RecordVerdict::Forwarded);
+                self.records(&log, passing.code, &verdicts[..count], fields);
+                let keep_alive = passing.client_keeps;
+                self.pass_response_body(passing).await?;
+                Ok(keep_alive)
             }
-            Err((status, reason)) => {
+            Err(Failure::Upstream(status, reason)) => {
                 ProxyStats::add(&stats.upstream_errors);
                 tracing::debug!(destination = %self.conn.destination, %reason, "http proxy: upstream failed");
-                (
-                    RecordVerdict::Error,
-                    local_response(status, &format!("{reason}\r\n")),
-                )
+                self.upstream = None;
+                self.out.clear();
+                let body = format!("{reason}\r\n");
+                local_response(&mut self.out, status, status_reason(status), &body, true);
+                let (verdicts, count) = responses(RecordVerdict::Error);
+                self.records(&log, status, &verdicts[..count], local_fields(&body));
+                let _ = self.client.write_all(&self.out).await;
+                self.linger().await;
+                Err(Failure::Upstream(status, reason))
             }
-        };
-        for &(ingress, _) in stages.iter().rev() {
-            self.record_response(&log, verdict, &response, ingress);
+            Err(other) => Err(other),
         }
-        response
     }
 
-    /// Sends the request on the kept-alive upstream connection, opening one first
-    /// when there is none or it closed.
+    /// Answers a request the proxy does not forward; its body is skipped when it
+    /// is already in the buffer, else the connection closes after the answer.
+    async fn answer_unforwarded(
+        &mut self,
+        log: &RequestLog,
+        stages: &[(bool, bool)],
+        verdict: RecordVerdict,
+        status: u16,
+        reason: &str,
+        body: &str,
+    ) -> Result<bool, Failure> {
+        let mut request_body = Body::new(self.request.framing());
+        let after = &self.buf[self.request.len..];
+        let taken = request_body.take(after).map_err(Failure::Client)?;
+        let keep_alive = self.request.keep_alive() && request_body.done();
+        self.out.clear();
+        local_response(&mut self.out, status, reason, body, !keep_alive);
+        let (verdicts, count) = response_verdicts(stages, verdict);
+        self.records(log, status, &verdicts[..count], local_fields(body));
+        self.client
+            .write_all(&self.out)
+            .await
+            .map_err(|error| Failure::Client(error.to_string()))?;
+        if keep_alive {
+            self.buf.advance(self.request.len + taken);
+        } else {
+            self.linger().await;
+        }
+        Ok(keep_alive)
+    }
+
+    /// Sends the request (head and body) upstream and passes the response head
+    /// (and what of its body came with it) to the client.
     async fn forward(
-        &self,
-        request: Request<Incoming>,
-    ) -> Result<Response<Incoming>, (StatusCode, String)> {
-        let pending = {
-            let mut upstream = self.upstream.lock().await;
-            let sender = match upstream.as_mut() {
-                Some(sender) if !sender.is_closed() => sender,
-                _ => upstream.insert(self.connect().await?),
-            };
-            sender.ready().await.map_err(|error| {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "upstream connection to {} failed: {error}",
-                        self.conn.destination
-                    ),
-                )
-            })?;
-            sender.send_request(request)
+        &mut self,
+        edited: Option<&HeaderMap>,
+        log: &RequestLog,
+        verdicts: &[(bool, RecordVerdict)],
+        request_fields: &mut Option<Vec<(String, String)>>,
+    ) -> Result<Passing, Failure> {
+        let head_request = self.request.method(&self.buf) == "HEAD";
+        let mut upstream = match self.upstream.take() {
+            Some(upstream) if usable(upstream.io.get_ref()) => upstream,
+            _ => self.connect().await?,
         };
-        pending.await.map_err(|error| {
-            (
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "upstream {} failed before answering: {error}",
-                    self.conn.destination
-                ),
+        // The head, with what of the body is already here, in one write.
+        let mut body = Body::new(self.request.framing());
+        let len = self.request.len;
+        let taken = body
+            .take(&self.buf[len..])
+            .map_err(|reason| Failure::Client(format!("request body: {reason}")))?;
+        let sent = if edited.is_some() || head::needs_rewrite(&self.request.fields) {
+            self.out.clear();
+            self.request.encode(&self.buf, edited, &mut self.out);
+            self.out.extend_from_slice(&self.buf[len..len + taken]);
+            upstream.io.write_all(&self.out).await
+        } else {
+            upstream.io.write_all(&self.buf[..len + taken]).await
+        };
+        sent.map_err(|error| self.upstream_failed("failed", &error))?;
+        self.buf.advance(len + taken);
+        if let Some(fields) = request_fields.take() {
+            self.records(log, 0, verdicts, fields);
+        }
+        let upload_whole = self.upload(&mut upstream, &mut body).await?;
+        self.read_response(&mut upstream).await?;
+        let response = &self.response;
+        let destination = self.conn.destination;
+        let framing = response.framing(head_request).map_err(|error| {
+            Failure::Upstream(
+                502,
+                format!("upstream {destination}: {}", head_error(&error)),
             )
+        })?;
+        let fields = head::record_fields(&upstream.buf, &response.fields);
+        let mut response_body = Body::new(framing);
+        let len = response.len;
+        let taken = response_body.take(&upstream.buf[len..]).map_err(|reason| {
+            Failure::Upstream(
+                502,
+                format!("upstream {destination} response body: {reason}"),
+            )
+        })?;
+        let written = if head::needs_rewrite(&response.fields) {
+            self.out.clear();
+            response.encode(&upstream.buf, &mut self.out);
+            self.out.extend_from_slice(&upstream.buf[len..len + taken]);
+            self.client.write_all(&self.out).await
+        } else {
+            self.client.write_all(&upstream.buf[..len + taken]).await
+        };
+        written.map_err(|error| Failure::Broken(format!("client write: {error}")))?;
+        upstream.buf.advance(len + taken);
+        let reusable = upload_whole && framing != Framing::UntilClose;
+        Ok(Passing {
+            upstream_keeps: reusable && response.keep_alive(),
+            client_keeps: reusable && self.request.keep_alive(),
+            code: response.code,
+            fields,
+            upstream,
+            body: response_body,
         })
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, (StatusCode, String)> {
-        let timeout = self.shared.config.limits.upstream_connect_timeout;
+    /// Opens the connection to the original destination within
+    /// UPSTREAM_CONNECT_TIMEOUT.
+    async fn connect(&self) -> Result<Upstream, Failure> {
+        let limits = self.shared.config.limits;
+        let timeout = limits.upstream_connect_timeout;
         let destination = self.conn.destination;
-        let stream =
-            match tokio::time::timeout(timeout, self.shared.upstream.connect(&self.conn)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    return Err((
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("upstream connect to {destination} failed: {error}"),
-                    ))
-                }
-                Err(_) => {
-                    return Err((
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "upstream connect to {destination} timed out after {timeout:?} \
-                         (UPSTREAM_CONNECT_TIMEOUT)"
-                        ),
-                    ))
-                }
-            };
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("upstream handshake with {destination} failed: {error}"),
-                )
-            })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%destination, %error, "http proxy: upstream connection ended");
+        match tokio::time::timeout(timeout, self.shared.upstream.connect(&self.conn)).await {
+            Ok(Ok(stream)) => Ok(Upstream {
+                io: IdleTimeout::new(stream, limits.idle_timeout),
+                buf: BytesMut::with_capacity(READ_CHUNK),
+            }),
+            Ok(Err(error)) => Err(Failure::Upstream(
+                503,
+                format!("upstream connect to {destination} failed: {error}"),
+            )),
+            Err(_) => Err(Failure::Upstream(
+                504,
+                format!(
+                    "upstream connect to {destination} timed out after {timeout:?} \
+                     (UPSTREAM_CONNECT_TIMEOUT)"
+                ),
+            )),
+        }
+    }
+
+    fn upstream_failed(&self, what: &str, error: &io::Error) -> Failure {
+        Failure::Upstream(
+            502,
+            format!(
+                "upstream {} {what} before answering: {error}",
+                self.conn.destination
+            ),
+        )
+    }
+
+    /// Passes the rest of the request body upstream, watching the upstream:
+    /// interim responses go to the client, a final one ends the upload early.
+    /// Returns whether the whole body went.
+    async fn upload(&mut self, upstream: &mut Upstream, body: &mut Body) -> Result<bool, Failure> {
+        loop {
+            if body.done() {
+                return Ok(true);
             }
-        });
-        Ok(sender)
+            if !self.buf.is_empty() {
+                let taken = body
+                    .take(&self.buf)
+                    .map_err(|reason| Failure::Client(format!("request body: {reason}")))?;
+                upstream
+                    .io
+                    .write_all(&self.buf[..taken])
+                    .await
+                    .map_err(|error| self.upstream_failed("failed", &error))?;
+                self.buf.advance(taken);
+                continue;
+            }
+            self.buf.reserve(READ_CHUNK);
+            tokio::select! {
+                biased;
+                read = self.client.read_buf(&mut self.buf) => match read {
+                    Ok(0) => return Err(Failure::Client("closed in the middle of the request body".to_owned())),
+                    Ok(_) => {}
+                    Err(error) => return Err(Failure::Client(format!("request body: {error}"))),
+                },
+                ready = upstream.io.get_ref().readable() => {
+                    ready.map_err(|error| self.upstream_failed("failed", &error))?;
+                    upstream.buf.reserve(READ_CHUNK);
+                    match upstream.io.get_ref().try_read_buf(&mut upstream.buf) {
+                        Ok(0) => return Err(self.upstream_failed("closed", &io::ErrorKind::UnexpectedEof.into())),
+                        Ok(_) => {}
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(error) => return Err(self.upstream_failed("failed", &error)),
+                    }
+                    if self.interim_responses(upstream).await? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Passes on the interim (`1xx`) responses at the start of the upstream's
+    /// buffer; true when a final response head is there (left in the buffer).
+    async fn interim_responses(&mut self, upstream: &mut Upstream) -> Result<bool, Failure> {
+        let destination = self.conn.destination;
+        loop {
+            match head::parse_response(&upstream.buf, &mut self.response) {
+                Ok(false) if upstream.buf.len() >= self.shared.config.limits.max_header_bytes => {
+                    return Err(Failure::Upstream(
+                        502,
+                        format!("upstream {destination} response head over MAX_REQUEST_HEADER_BYTES"),
+                    ))
+                }
+                Ok(false) => return Ok(false),
+                Err(error) => {
+                    return Err(Failure::Upstream(
+                        502,
+                        format!("upstream {destination}: {}", head_error(&error)),
+                    ))
+                }
+                Ok(true) if self.response.code == 101 => {
+                    return Err(Failure::Upstream(
+                        502,
+                        format!("upstream {destination} switched protocols, which the L7 proxy does not carry"),
+                    ))
+                }
+                Ok(true) if self.response.code < 200 => {
+                    let len = self.response.len;
+                    self.client
+                        .write_all(&upstream.buf[..len])
+                        .await
+                        .map_err(|error| Failure::Client(format!("client write: {error}")))?;
+                    upstream.buf.advance(len);
+                }
+                Ok(true) => return Ok(true),
+            }
+        }
+    }
+
+    /// Reads until a final response head is at the start of the upstream's buffer.
+    async fn read_response(&mut self, upstream: &mut Upstream) -> Result<(), Failure> {
+        loop {
+            if !upstream.buf.is_empty() && self.interim_responses(upstream).await? {
+                return Ok(());
+            }
+            upstream.buf.reserve(READ_CHUNK);
+            match upstream.io.read_buf(&mut upstream.buf).await {
+                Ok(0) => {
+                    return Err(self.upstream_failed("closed", &io::ErrorKind::UnexpectedEof.into()))
+                }
+                Ok(_) => {}
+                Err(error) => return Err(self.upstream_failed("failed", &error)),
+            }
+        }
+    }
+
+    /// Passes the rest of the response body; keeps the upstream connection when
+    /// it can carry another request.
+    async fn pass_response_body(&mut self, passing: Passing) -> Result<(), Failure> {
+        let Passing {
+            mut upstream,
+            mut body,
+            upstream_keeps,
+            ..
+        } = passing;
+        while !body.done() {
+            upstream.buf.reserve(READ_CHUNK);
+            let read = upstream
+                .io
+                .read_buf(&mut upstream.buf)
+                .await
+                .map_err(|error| Failure::Broken(format!("upstream response body: {error}")))?;
+            if read == 0 {
+                body.closed()
+                    .map_err(|reason| Failure::Broken(format!("upstream {reason}")))?;
+                break;
+            }
+            let taken = body
+                .take(&upstream.buf)
+                .map_err(|reason| Failure::Broken(format!("upstream response body: {reason}")))?;
+            self.client
+                .write_all(&upstream.buf[..taken])
+                .await
+                .map_err(|error| Failure::Broken(format!("client write: {error}")))?;
+            upstream.buf.advance(taken);
+        }
+        if upstream_keeps && upstream.buf.is_empty() {
+            self.upstream = Some(upstream);
+        }
+        Ok(())
+    }
+
+    /// After an answer with `connection: close`: stop writing, read and discard
+    /// for at most LINGER_TIME or LINGER_BYTES.
+    async fn linger(&mut self) {
+        let _ = self.client.shutdown().await;
+        let mut discarded = 0;
+        let mut scratch = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            while discarded < LINGER_BYTES {
+                match self.client.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => discarded += read,
+                }
+            }
+        })
+        .await;
+    }
+
+    /// A request whose fields the rules cannot read: 400, counted, closed.
+    async fn malformed(&mut self, reason: String) -> Result<bool, Failure> {
+        self.refuse_head(HeadFailure::Head(HeadError::Malformed(reason)))
+            .await;
+        Ok(false)
     }
 
     fn endpoints(&self, log: &RequestLog) -> (RecordEndpoint, RecordEndpoint) {
@@ -265,142 +681,157 @@ impl Exchange {
         (source, destination)
     }
 
-    fn record_request(
+    /// One record per direction (`verdicts`: ingress and verdict, in the order
+    /// the records go); a request's when `code` is 0, else a response's. The
+    /// fields are cloned only for a chained direction.
+    fn records(
         &self,
         log: &RequestLog,
-        verdict: RecordVerdict,
-        headers: &HeaderMap,
-        ingress: bool,
+        code: u16,
+        verdicts: &[(bool, RecordVerdict)],
+        fields: Vec<(String, String)>,
     ) {
         let (source, destination) = self.endpoints(log);
-        self.shared.records.send(LogRecord {
-            time: log.time,
-            kind: RecordKind::Request,
-            verdict,
-            ingress,
-            proxy_port: self.conn.proxy_port,
-            source,
-            destination,
-            latency: None,
-            l7: L7Log::Http(HttpLog {
-                code: 0,
-                method: log.method.clone(),
-                url: log.url.clone(),
-                protocol: log.protocol,
-                headers: header_pairs(headers),
-                trace_parent: log.trace_parent.clone(),
-            }),
-        });
-    }
-
-    fn record_response<B>(
-        &self,
-        log: &RequestLog,
-        verdict: RecordVerdict,
-        response: &Response<B>,
-        ingress: bool,
-    ) {
-        let (source, destination) = self.endpoints(log);
-        let latency = log.started.elapsed();
-        self.shared.records.send(LogRecord {
-            time: log.time + latency,
-            kind: RecordKind::Response,
-            verdict,
-            ingress,
-            proxy_port: self.conn.proxy_port,
-            source,
-            destination,
-            latency: Some(latency),
-            l7: L7Log::Http(HttpLog {
-                code: u32::from(response.status().as_u16()),
-                method: log.method.clone(),
-                url: log.url.clone(),
-                protocol: log.protocol,
-                headers: header_pairs(response.headers()),
-                trace_parent: log.trace_parent.clone(),
-            }),
-        });
+        let (kind, time, latency) = if code == 0 {
+            (RecordKind::Request, log.time, None)
+        } else {
+            let latency = log.started.elapsed();
+            (RecordKind::Response, log.time + latency, Some(latency))
+        };
+        let mut fields = Some(fields);
+        for (at, &(ingress, verdict)) in verdicts.iter().enumerate() {
+            let headers = if at + 1 == verdicts.len() {
+                fields.take().unwrap_or_default()
+            } else {
+                fields.clone().unwrap_or_default()
+            };
+            self.shared.records.send(LogRecord {
+                time,
+                kind,
+                verdict,
+                ingress,
+                proxy_port: self.conn.proxy_port,
+                source,
+                destination,
+                latency,
+                l7: L7Log::Http(HttpLog {
+                    code: u32::from(code),
+                    method: log.method.clone(),
+                    url: log.url.clone(),
+                    protocol: log.protocol,
+                    headers,
+                    trace_parent: log.trace_parent.clone(),
+                }),
+            });
+        }
     }
 }
 
-/// A response the proxy writes itself: `text/plain`, the body's length, and
-/// the `Date` hyper adds.
-fn local_response(status: StatusCode, body: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::copy_from_slice(
-        body.as_bytes(),
-    ))));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    response
+/// The response records' directions: the request's stages in reverse order, each
+/// with `verdict`.
+fn response_verdicts(
+    stages: &[(bool, bool)],
+    verdict: RecordVerdict,
+) -> ([(bool, RecordVerdict); 2], usize) {
+    let mut verdicts = [(false, verdict); 2];
+    for (slot, &(ingress, _)) in verdicts.iter_mut().zip(stages.iter().rev()) {
+        *slot = (ingress, verdict);
+    }
+    (verdicts, stages.len())
+}
+
+/// A response on its way: the head has reached the client, the body follows.
+struct Passing {
+    upstream: Upstream,
+    body: Body,
+    upstream_keeps: bool,
+    client_keeps: bool,
+    code: u16,
+    fields: Vec<(String, String)>,
+}
+
+/// The connection is still open as far as the runtime knows without a syscall:
+/// no readiness since the last read, or a read that would block. A closed or
+/// reset upstream (or one that sent bytes nobody asked for) is not reused.
+fn usable(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            matches!(stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// An answer the proxy writes itself: `text/plain`, the body's length, the date.
+fn local_response(out: &mut Vec<u8>, status: u16, reason: &str, body: &str, close: bool) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\ndate: {}\r\n{}\r\n{body}",
+        body.len(),
+        httpdate::fmt_http_date(SystemTime::now()),
+        if close { "connection: close\r\n" } else { "" },
+    );
+}
+
+/// The fields of an answer the proxy writes, for the records.
+fn local_fields(body: &str) -> Vec<(String, String)> {
+    vec![
+        ("content-type".to_owned(), "text/plain".to_owned()),
+        ("content-length".to_owned(), body.len().to_string()),
+    ]
+}
+
+fn status_reason(status: u16) -> &'static str {
+    match status {
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+fn head_error(error: &HeadError) -> String {
+    match error {
+        HeadError::Malformed(reason) => reason.clone(),
+        HeadError::TooManyFields => format!(
+            "more than {} header fields (MAX_REQUEST_HEADERS)",
+            super::server::MAX_REQUEST_HEADERS
+        ),
+    }
 }
 
 /// What the proxy cannot carry, and why: CONNECT tunnels and protocol upgrades
 /// (WebSocket, ...). An `h2c` upgrade offer is dropped instead (a server may
 /// ignore it) and the request goes on as HTTP/1.1.
-fn refused_feature(request: &Request<Incoming>) -> Option<String> {
-    if request.method() == Method::CONNECT {
+fn refused_feature(buf: &[u8], request: &RequestHead) -> Option<String> {
+    if request.method(buf) == "CONNECT" {
         return Some("CONNECT is not supported by the L7 proxy\r\n".to_owned());
     }
-    let upgrade = request.headers().get(header::UPGRADE)?;
-    let protocols = String::from_utf8_lossy(upgrade.as_bytes());
-    if protocols
-        .split(',')
-        .all(|p| p.trim().eq_ignore_ascii_case("h2c"))
-    {
+    let upgrade = request.fields.upgrade?.get(buf);
+    if head::tokens(upgrade).all(|p| p.eq_ignore_ascii_case(b"h2c")) {
         return None;
     }
     Some(format!(
-        "protocol upgrade to {protocols:?} is not supported by the L7 proxy\r\n"
+        "protocol upgrade to {:?} is not supported by the L7 proxy\r\n",
+        String::from_utf8_lossy(upgrade)
     ))
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names decides, so the common
-    // case costs no lookups by name.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
+/// The request's fields as a map for rules that read them.
+fn header_map(buf: &[u8], request: &RequestHead) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(request.fields.list.len());
+    for (name, value) in &request.fields.list {
+        let name = HeaderName::from_bytes(name.get(buf))
+            .map_err(|_| format!("header name {:?}", String::from_utf8_lossy(name.get(buf))))?;
+        let value =
+            HeaderValue::from_bytes(value.get(buf)).map_err(|_| format!("header {name} value"))?;
+        map.append(name, value);
     }
-    // Fields named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-    headers.remove(HTTP2_SETTINGS);
-}
-
-/// Whether `name` is always hop-by-hop (Connection itself among them, so the fields
-/// it names are found too).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == HTTP2_SETTINGS
-}
-
-/// The request's host: the `Host` header, else the target's authority (a clone of
-/// shared bytes, not a copy).
-fn request_host(head: &http::request::Parts) -> Option<HeaderValue> {
-    if let Some(host) = head.headers.get(header::HOST) {
-        return Some(host.clone());
-    }
-    head.uri
-        .authority()
-        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-}
-
-fn protocol_name(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
-    }
+    Ok(map)
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -415,48 +846,11 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::try_from(*name).expect("name"),
-                HeaderValue::from_str(value).expect("value"),
-            );
+/// Completes when the listener asks its connections to stop (or is gone).
+async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    while !*stopped.borrow_and_update() {
+        if stopped.changed().await.is_err() {
+            return;
         }
-        map
-    }
-
-    #[test]
-    fn hop_by_hop_fields_and_those_connection_names_are_stripped() {
-        let mut map = headers(&[
-            ("host", "deathstar"),
-            ("connection", "keep-alive, x-hop"),
-            ("keep-alive", "timeout=5"),
-            ("x-hop", "1"),
-            ("te", "trailers"),
-            ("http2-settings", "AAMAAABkAAQAAP__"),
-            ("x-end-to-end", "kept"),
-        ]);
-        strip_hop_by_hop(&mut map);
-        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["host", "x-end-to-end"]);
-    }
-
-    #[test]
-    fn a_message_without_hop_by_hop_fields_is_left_alone() {
-        let mut map = headers(&[("host", "deathstar"), ("x-hop", "1"), ("accept", "*/*")]);
-        let before = map.clone();
-        strip_hop_by_hop(&mut map);
-        assert_eq!(map, before);
-        let mut map = headers(&[("upgrade", "h2c"), ("accept", "*/*")]);
-        strip_hop_by_hop(&mut map);
-        assert_eq!(
-            map.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
-            ["accept"]
-        );
     }
 }

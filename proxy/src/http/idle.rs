@@ -1,6 +1,10 @@
-//! An idle timeout on a connection: no byte read or written for the timeout
-//! makes the next poll fail with `TimedOut`. The deadline moves lazily (only
-//! when the timer fires), so busy connections cost no timer operations.
+//! Timeouts that cost busy connections no timer operations: their deadlines
+//! move lazily, only when the timer fires.
+//!
+//! - [`IdleTimeout`]: no byte read or written for the timeout makes the next poll
+//!   fail with `TimedOut`.
+//! - [`Deadline`]: a deadline set again and again (the header-read timeout, once
+//!   per request) that re-arms its timer only when an earlier setting fires.
 
 use std::future::Future;
 use std::io;
@@ -19,6 +23,11 @@ pub(crate) struct IdleTimeout<T> {
 }
 
 impl<T> IdleTimeout<T> {
+    /// The connection, for readiness checks and `try_` calls (they count as no activity).
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
     pub(crate) fn new(inner: T, timeout: Duration) -> Self {
         let now = Instant::now();
         IdleTimeout {
@@ -105,5 +114,39 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+pub(crate) struct Deadline {
+    due: Instant,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    pub(crate) fn new(due: Instant) -> Deadline {
+        Deadline {
+            due,
+            sleep: Box::pin(tokio::time::sleep_until(due)),
+        }
+    }
+
+    /// Moves the deadline; a later one costs nothing until the timer fires.
+    pub(crate) fn set(&mut self, due: Instant) {
+        self.due = due;
+        if self.sleep.deadline() > due {
+            self.sleep.as_mut().reset(due);
+        }
+    }
+
+    /// Completes when the deadline has passed.
+    pub(crate) async fn passed(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            if Instant::now() >= self.due {
+                return;
+            }
+            let due = self.due;
+            self.sleep.as_mut().reset(due);
+        }
     }
 }

@@ -174,6 +174,13 @@ impl RuleVerdict {
     pub fn allowed(&self) -> bool {
         self.matched_rule.is_some()
     }
+
+    /// The matching rule changed the request's fields (ADD, REPLACE or DELETE).
+    pub fn edits_headers(&self) -> bool {
+        self.mismatches
+            .iter()
+            .any(|mismatch| mismatch.action != MismatchAction::Log)
+    }
 }
 
 /// The parts of a request a policy looks at.
@@ -208,6 +215,14 @@ impl HttpPolicy {
     /// No rule: every request is denied.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Some rule looks at header fields (`headers` or `headerMatches`); without
+    /// one, [`HttpPolicy::evaluate`] never reads or edits the map it is given.
+    pub fn reads_headers(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| !rule.headers.is_empty() || !rule.header_matches.is_empty())
     }
 
     /// Evaluates a request. On a match, the matching rule's header edits are

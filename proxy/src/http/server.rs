@@ -1,5 +1,5 @@
 //! The listener: accepts redirected connections within MAX_PROXY_CONNECTIONS and
-//! serves each with hyper's HTTP/1.1 server under the header limits and timeouts.
+//! serves each ([`super::exchange`]) under the header limits and timeouts.
 //!
 //! Invariant: a connection costs at most its buffers (bounded by the header and
 //! buffer limits) and one task; a slow or silent client holds only its own task
@@ -11,29 +11,24 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use super::exchange::Exchange;
-use super::idle::IdleTimeout;
 use super::stats::{ProxyStats, StatsSnapshot};
 use crate::{ConnInfo, PolicyLookup, RecordSink, UpstreamConnector};
 
 /// Connections one listener serves at once; one more is closed at accept and
-/// counted. Each costs a task and its buffers (a few KiB idle, at most
-/// MAX_REQUEST_HEADER_BYTES plus hyper's write buffer busy), so the limit
+/// counted. Each costs a task and its buffers (16 KiB idle, at most
+/// MAX_REQUEST_HEADER_BYTES and a read buffer each way busy), so the limit
 /// bounds the proxy's memory to a few hundred MiB in the worst case.
 pub const MAX_PROXY_CONNECTIONS: usize = 16_384;
 /// Largest request head (request line and headers), Envoy's default
 /// (`max_request_headers_kb` 60); larger gets 431.
 pub const MAX_REQUEST_HEADER_BYTES: usize = 60 * 1024;
-/// Most header fields in a request, Envoy's default (`max_headers_count`); more gets 431.
+/// Most header fields in a request, Envoy's default (`max_headers_count`); more gets
+/// 431. Responses get the same bound (more: 502). [`Limits::max_headers`] can only
+/// lower it.
 pub const MAX_REQUEST_HEADERS: usize = 100;
-/// The number of header fields hyper allows when not told otherwise.
-const HYPER_MAX_HEADERS: usize = 100;
 /// A request head must be complete within this time from when the proxy starts
 /// waiting for it (slowloris; also ends idle keep-alive connections).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,10 +42,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest interval between two ticks of the listener's keep-warm timer. Tokio's
 /// timer wakes its sleeping driver (an eventfd write, then one more `epoll_wait`)
-/// whenever a timer is set earlier than the earliest one it sleeps on; hyper sets
-/// the header-read timer after every response, so without a timer that is always
-/// due sooner, every keep-alive request would pay those two syscalls. The tick is
-/// also never longer than the header-read timeout.
+/// whenever a timer is set earlier than the earliest one it sleeps on; a
+/// connection's timers move lazily but still re-arm when they fire, so a timer that
+/// is always due sooner spares those two syscalls. The tick is also never longer
+/// than the header-read timeout.
 pub const TIMER_TICK: Duration = Duration::from_secs(1);
 
 /// The first pause after a failed accept (EMFILE and friends); it doubles up to
@@ -111,7 +106,6 @@ pub(crate) struct Shared {
     pub(crate) upstream: Arc<dyn UpstreamConnector>,
     pub(crate) records: RecordSink,
     pub(crate) stats: Arc<ProxyStats>,
-    http: http1::Builder,
 }
 
 /// An HTTP proxy listener: build it, keep its [`HttpProxy::stats`], then [`HttpProxy::serve`].
@@ -126,19 +120,6 @@ impl HttpProxy {
         upstream: Arc<dyn UpstreamConnector>,
         records: RecordSink,
     ) -> HttpProxy {
-        let limits = config.limits;
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_header_size(limits.max_header_bytes)
-            .max_buf_size(limits.max_header_bytes.max(8192))
-            .keep_alive(true);
-        // hyper's own limit is MAX_REQUEST_HEADERS already; naming it again would make
-        // hyper fill a header array of that size for every request instead of leaving
-        // it uninitialised on the stack.
-        if limits.max_headers != HYPER_MAX_HEADERS {
-            http.max_headers(limits.max_headers);
-        }
         HttpProxy {
             shared: Arc::new(Shared {
                 config,
@@ -146,7 +127,6 @@ impl HttpProxy {
                 upstream,
                 records,
                 stats: Arc::new(ProxyStats::default()),
-                http,
             }),
         }
     }
@@ -237,61 +217,11 @@ async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
     _slot: OwnedSemaphorePermit,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
     let stats = shared.stats.clone();
     stats.connections_active.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(IdleTimeout::new(stream, shared.config.limits.idle_timeout));
-    let exchange = Arc::new(Exchange::new(shared.clone(), conn));
-    let service = service_fn(move |request| {
-        let exchange = exchange.clone();
-        async move { Ok::<_, std::convert::Infallible>(exchange.handle(request).await) }
-    });
-    let connection = shared.http.serve_connection(io, service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = stop_requested(&mut stopped) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        count_connection_error(&stats, &error);
-        tracing::debug!(peer = %conn.source, %error, "http proxy: connection ended");
-    }
+    super::exchange::serve(shared, stream, conn, stopped).await;
     stats.connections_active.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// Completes when the listener asks its connections to stop (or is gone).
-async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
-    while !*stopped.borrow_and_update() {
-        if stopped.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-fn count_connection_error(stats: &ProxyStats, error: &hyper::Error) {
-    if error.is_parse_too_large() {
-        ProxyStats::add(&stats.headers_too_large);
-    } else if error.is_parse() {
-        ProxyStats::add(&stats.malformed_requests);
-    } else if error.is_timeout() {
-        ProxyStats::add(&stats.header_timeouts);
-    } else if io_error_kind(error) == Some(io::ErrorKind::TimedOut) {
-        ProxyStats::add(&stats.idle_timeouts);
-    }
-}
-
-fn io_error_kind(error: &hyper::Error) -> Option<io::ErrorKind> {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            return Some(io.kind());
-        }
-        source = cause.source();
-    }
-    None
 }
