@@ -9,7 +9,7 @@
 # (one thread) on the backend's core. Two loads per target: CONNECTIONS keep-alive
 # connections for requests/s, one connection for latency, ROUNDS times over. Prints each
 # round, then the medians: requests/s, p50/p99, the latency each proxy adds over the
-# direct path, and the ratios.
+# direct path, and the ratios (each the median of the rounds' ratios: rounds are paired runs).
 set -euo pipefail
 
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
@@ -95,7 +95,7 @@ run() { # address connections
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "L7 proxy figures ($(uname -r), $(nproc) CPUs, ${SECONDS_PER_RUN}s per run, $ROUNDS rounds, medians; proxies on CPU $PROXY_CPU, backend and wrk on CPU $LOAD_CPU)"
-declare -a D O H D50 D99 O50 O99 H50 H99 RPS_RATIO
+declare -a D O H D50 D99 O50 O99 H50 H99 RPS_RATIO P50_RATIO P99_RATIO
 for round in $(seq "$ROUNDS"); do
   # Each round runs the three targets back to back, so a slow spell of the machine
   # weighs on all three; the medians over rounds are what is printed.
@@ -107,16 +107,19 @@ for round in $(seq "$ROUNDS"); do
   read -r _ h50 h99 < <(run "$theirs" 1)
   D+=("$d") O+=("$o") H+=("$h") D50+=("$d50") D99+=("$d99") O50+=("$o50") O99+=("$o99") H50+=("$h50") H99+=("$h99")
   RPS_RATIO+=("$(awk -v o="$o" -v h="$h" 'BEGIN { printf "%.3f", o / h }')")
+  # Added latency over the direct path of the same round, ours over HAProxy's.
+  P50_RATIO+=("$(awk -v o="$o50" -v h="$h50" -v d="$d50" 'BEGIN { printf "%.3f", (h > d) ? (o - d) / (h - d) : 0 }')")
+  P99_RATIO+=("$(awk -v o="$o99" -v h="$h99" -v d="$d99" 'BEGIN { printf "%.3f", (h > d) ? (o - d) / (h - d) : 0 }')")
   echo "round $round: requests/s direct $d, hubble-rs proxy $o, haproxy $h; p50/p99 us direct $d50/$d99, hubble-rs proxy $o50/$o99, haproxy $h50/$h99"
 done
 d_rps=$(median "${D[@]}") o_rps=$(median "${O[@]}") h_rps=$(median "${H[@]}")
 d50=$(median "${D50[@]}") d99=$(median "${D99[@]}") o50=$(median "${O50[@]}") o99=$(median "${O99[@]}") h50=$(median "${H50[@]}") h99=$(median "${H99[@]}")
-ratio=$(median "${RPS_RATIO[@]}")
+ratio=$(median "${RPS_RATIO[@]}") p50_ratio=$(median "${P50_RATIO[@]}") p99_ratio=$(median "${P99_RATIO[@]}")
 
-awk -v c="$CONNECTIONS" -v d="$d_rps" -v o="$o_rps" -v h="$h_rps" -v r="$ratio" \
+awk -v c="$CONNECTIONS" -v d="$d_rps" -v o="$o_rps" -v h="$h_rps" -v r="$ratio" -v r50="$p50_ratio" -v r99="$p99_ratio" \
     -v d50="$d50" -v d99="$d99" -v o50="$o50" -v o99="$o99" -v h50="$h50" -v h99="$h99" 'BEGIN {
   printf "requests/s (%d keep-alive connections): direct %d, hubble-rs proxy %d (%.2fx direct), haproxy %d (%.2fx direct); proxy/haproxy %.2fx (median of the per-round ratios)\n", c, d, o, o / d, h, h / d, r
   printf "latency (1 connection) p50/p99 us: direct %.0f/%.0f, hubble-rs proxy %.0f/%.0f, haproxy %.0f/%.0f\n", d50, d99, o50, o99, h50, h99
   ao50 = o50 - d50; ao99 = o99 - d99; ah50 = h50 - d50; ah99 = h99 - d99
-  printf "added latency p50/p99 us: hubble-rs proxy %.0f/%.0f, haproxy %.0f/%.0f; proxy/haproxy %.2fx/%.2fx\n", ao50, ao99, ah50, ah99, (ah50 > 0 ? ao50 / ah50 : 0), (ah99 > 0 ? ao99 / ah99 : 0)
+  printf "added latency p50/p99 us (medians over rounds): hubble-rs proxy %.0f/%.0f, haproxy %.0f/%.0f; proxy/haproxy %.2fx/%.2fx (median of the per-round ratios)\n", ao50, ao99, ah50, ah99, r50, r99
 }'

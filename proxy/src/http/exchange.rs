@@ -207,146 +207,76 @@ impl Connection {
     }
 
     /// One request and its response; Ok(true): the connection carries another.
+    ///
+    /// Records are built after the bytes they describe have been written on (the
+    /// head is still in its buffer then), so they add nothing to the latency.
     async fn exchange(&mut self) -> Result<bool, Failure> {
-        let started = Instant::now();
-        let time = SystemTime::now();
         let decision = self.shared.lookup.http_decision(&self.conn);
-        let buf = &self.buf[..];
-        let request = &self.request;
-        let method = request.method(buf);
-        let path = request.path(buf);
-        let host = String::from_utf8_lossy(request.host(buf));
-        let log = RequestLog {
-            time,
-            started,
-            method: Arc::from(method),
-            url: Arc::from(["http://", &host, path].concat()),
-            protocol: if request.minor == 0 {
-                "HTTP/1.0"
-            } else {
-                "HTTP/1.1"
-            },
+        let stamp = Stamp {
+            time: SystemTime::now(),
+            started: Instant::now(),
             source_identity: decision.as_ref().map_or(0, |d| d.source_identity),
             destination_identity: decision.as_ref().map_or(0, |d| d.destination_identity),
-            trace_parent: request
-                .fields
-                .traceparent
-                .map(|value| String::from_utf8_lossy(value.get(buf)).into_owned()),
         };
-        let parts = RequestParts {
-            method,
-            path,
-            host: &host,
+        let (stage_list, edited) = match self.evaluate(decision.as_ref()) {
+            Ok(evaluated) => evaluated,
+            Err(reason) => return self.malformed(reason).await,
         };
-        // A map of the fields only when a rule reads them.
-        let mut fields = decision
-            .as_ref()
-            .filter(|d| {
-                d.policy.reads_headers()
-                    || d.chained_ingress
-                        .as_ref()
-                        .is_some_and(|c| c.reads_headers())
-            })
-            .map(|_| header_map(buf, request));
-        let mut edited = false;
-        // The directions whose proxy sees the request, in the order it passes them:
-        // the redirect's own, then a chained ingress; each with its verdict.
-        let mut stage_list = [(self.conn.ingress, false); 2];
-        let mut stage_count = 1;
-        if let Some(Decision {
-            policy,
-            chained_ingress,
-            ..
-        }) = &decision
-        {
-            let mut empty = HeaderMap::new();
-            let map = match fields.as_mut() {
-                Some(Ok(map)) => map,
-                Some(Err(reason)) => {
-                    return self.malformed(reason.clone()).await;
-                }
-                None => &mut empty,
-            };
-            let verdict = policy.evaluate(parts, map);
-            edited |= verdict.edits_headers();
-            stage_list[0].1 = verdict.allowed();
-            if let (true, Some(chained)) = (verdict.allowed(), chained_ingress) {
-                let verdict = chained.evaluate(parts, map);
-                edited |= verdict.edits_headers();
-                stage_list[1] = (true, verdict.allowed());
-                stage_count = 2;
-            }
-        }
-        let stages = &stage_list[..stage_count];
-        let request_fields = match &fields {
-            Some(Ok(map)) => header_pairs(map),
-            _ => head::record_fields(buf, &request.fields),
-        };
-        let edited = match fields {
-            Some(Ok(map)) if edited => Some(map),
-            _ => None,
-        };
+        let stages = stage_list.as_slice();
         let stats = self.shared.stats.clone();
-        let request_records = |verdict: fn(bool) -> RecordVerdict| {
-            let mut verdicts = [(false, RecordVerdict::Forwarded); 2];
-            for (slot, &(ingress, allowed)) in verdicts.iter_mut().zip(stages) {
-                *slot = (ingress, verdict(allowed));
-            }
-            (verdicts, stages.len())
-        };
         if !stages.iter().all(|&(_, allowed)| allowed) {
             ProxyStats::add(&stats.requests_denied);
-            let (verdicts, count) = request_records(|allowed| {
+            let verdicts = stage_list.map(|allowed| {
                 if allowed {
                     RecordVerdict::Forwarded
                 } else {
                     RecordVerdict::Denied
                 }
             });
-            self.records(&log, 0, &verdicts[..count], request_fields);
+            let answer = Answer {
+                verdict: RecordVerdict::Forwarded,
+                status: 403,
+                reason: "Forbidden",
+                body: ACCESS_DENIED_BODY,
+            };
             return self
-                .answer_unforwarded(
-                    &log,
-                    stages,
-                    RecordVerdict::Forwarded,
-                    403,
-                    "Forbidden",
-                    ACCESS_DENIED_BODY,
-                )
+                .answer_unforwarded(stamp, &verdicts, edited.as_ref(), answer)
                 .await;
         }
-        if let Some(reason) = refused_feature(buf, request) {
+        if let Some(reason) = refused_feature(&self.buf, &self.request) {
             ProxyStats::add(&stats.requests_refused);
-            let (verdicts, count) = request_records(|_| RecordVerdict::Error);
-            self.records(&log, 0, &verdicts[..count], request_fields);
             self.request.fields.close = true;
+            let verdicts = stage_list.map(|_| RecordVerdict::Error);
+            let answer = Answer {
+                verdict: RecordVerdict::Error,
+                status: 501,
+                reason: "Not Implemented",
+                body: &reason,
+            };
             return self
-                .answer_unforwarded(
-                    &log,
-                    stages,
-                    RecordVerdict::Error,
-                    501,
-                    "Not Implemented",
-                    &reason,
-                )
+                .answer_unforwarded(stamp, &verdicts, edited.as_ref(), answer)
                 .await;
         }
         ProxyStats::add(&stats.requests_forwarded);
-        let (verdicts, count) = request_records(|_| RecordVerdict::Forwarded);
-        // Sent once the request is on its way upstream (or has failed).
-        let mut pending = Some(request_fields);
+        let verdicts = stage_list.map(|_| RecordVerdict::Forwarded);
+        let mut log = None;
         let forwarded = self
-            .forward(edited.as_ref(), &log, &verdicts[..count], &mut pending)
+            .forward(stamp, &verdicts, edited.as_ref(), &mut log)
             .await;
-        if let Some(fields) = pending {
-            self.records(&log, 0, &verdicts[..count], fields);
-        }
-        let responses = |verdict| response_verdicts(stages, verdict);
+        let log = match log {
+            Some(log) => log,
+            None => {
+                // Failed before the request went: its records go now.
+                let (log, fields) = self.request_log(stamp, edited.as_ref());
+                self.records(&log, 0, verdicts.as_slice(), fields);
+                log
+            }
+        };
         match forwarded {
             Ok(mut passing) => {
                 let fields = std::mem::take(&mut passing.fields);
-                let (verdicts, count) = responses(RecordVerdict::Forwarded);
-                self.records(&log, passing.code, &verdicts[..count], fields);
+                let verdicts = stage_list.responses(RecordVerdict::Forwarded);
+                self.records(&log, passing.code, verdicts.as_slice(), fields);
                 let keep_alive = passing.client_keeps;
                 self.pass_response_body(passing).await?;
                 Ok(keep_alive)
@@ -358,9 +288,9 @@ impl Connection {
                 self.out.clear();
                 let body = format!("{reason}\r\n");
                 local_response(&mut self.out, status, status_reason(status), &body, true);
-                let (verdicts, count) = responses(RecordVerdict::Error);
-                self.records(&log, status, &verdicts[..count], local_fields(&body));
                 let _ = self.client.write_all(&self.out).await;
+                let verdicts = stage_list.responses(RecordVerdict::Error);
+                self.records(&log, status, verdicts.as_slice(), local_fields(&body));
                 self.linger().await;
                 Err(Failure::Upstream(status, reason))
             }
@@ -368,29 +298,119 @@ impl Connection {
         }
     }
 
+    /// The policy's verdicts on the request in the buffer, and its fields as a
+    /// rule edited them (None: unchanged). Err: fields no rule can read.
+    fn evaluate(
+        &self,
+        decision: Option<&Decision>,
+    ) -> Result<(Stages<bool>, Option<HeaderMap>), String> {
+        let buf = &self.buf[..];
+        let request = &self.request;
+        let host = head::lossy(request.host(buf));
+        let parts = RequestParts {
+            method: request.method(buf),
+            path: request.path(buf),
+            host: &host,
+        };
+        // The directions whose proxy sees the request, in the order it passes them:
+        // the redirect's own, then a chained ingress; each with its verdict.
+        let mut stages = Stages {
+            list: [(self.conn.ingress, false); 2],
+            count: 1,
+        };
+        let Some(Decision {
+            policy,
+            chained_ingress,
+            ..
+        }) = decision
+        else {
+            return Ok((stages, None));
+        };
+        // A map of the fields only when a rule reads them.
+        let reads =
+            policy.reads_headers() || chained_ingress.as_ref().is_some_and(|c| c.reads_headers());
+        let mut map = if reads {
+            header_map(buf, request)?
+        } else {
+            HeaderMap::new()
+        };
+        let verdict = policy.evaluate(parts, &mut map);
+        let mut edited = verdict.edits_headers();
+        stages.list[0].1 = verdict.allowed();
+        if let (true, Some(chained)) = (verdict.allowed(), chained_ingress) {
+            let verdict = chained.evaluate(parts, &mut map);
+            edited |= verdict.edits_headers();
+            stages.list[1] = (true, verdict.allowed());
+            stages.count = 2;
+        }
+        Ok((stages, edited.then_some(map)))
+    }
+
+    /// What the records of the request in the buffer share, and its fields.
+    fn request_log(
+        &self,
+        stamp: Stamp,
+        edited: Option<&HeaderMap>,
+    ) -> (RequestLog, Vec<(String, String)>) {
+        let buf = &self.buf[..];
+        let request = &self.request;
+        let host = head::lossy(request.host(buf));
+        let log = RequestLog {
+            time: stamp.time,
+            started: stamp.started,
+            method: Arc::from(request.method(buf)),
+            url: Arc::from(["http://", &host, request.path(buf)].concat()),
+            protocol: if request.minor == 0 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            },
+            source_identity: stamp.source_identity,
+            destination_identity: stamp.destination_identity,
+            trace_parent: request
+                .fields
+                .traceparent
+                .map(|value| head::text(value.get(buf))),
+        };
+        let fields = match edited {
+            Some(map) => header_pairs(map),
+            None => head::record_fields(buf, &request.fields),
+        };
+        (log, fields)
+    }
+
     /// Answers a request the proxy does not forward; its body is skipped when it
     /// is already in the buffer, else the connection closes after the answer.
     async fn answer_unforwarded(
         &mut self,
-        log: &RequestLog,
-        stages: &[(bool, bool)],
-        verdict: RecordVerdict,
-        status: u16,
-        reason: &str,
-        body: &str,
+        stamp: Stamp,
+        verdicts: &Stages<RecordVerdict>,
+        edited: Option<&HeaderMap>,
+        answer: Answer<'_>,
     ) -> Result<bool, Failure> {
         let mut request_body = Body::new(self.request.framing());
         let after = &self.buf[self.request.len..];
         let taken = request_body.take(after).map_err(Failure::Client)?;
         let keep_alive = self.request.keep_alive() && request_body.done();
         self.out.clear();
-        local_response(&mut self.out, status, reason, body, !keep_alive);
-        let (verdicts, count) = response_verdicts(stages, verdict);
-        self.records(log, status, &verdicts[..count], local_fields(body));
-        self.client
-            .write_all(&self.out)
-            .await
-            .map_err(|error| Failure::Client(error.to_string()))?;
+        local_response(
+            &mut self.out,
+            answer.status,
+            answer.reason,
+            answer.body,
+            !keep_alive,
+        );
+        let written = self.client.write_all(&self.out).await;
+        let (log, fields) = self.request_log(stamp, edited);
+        self.records(&log, 0, verdicts.as_slice(), fields);
+        let responses = verdicts.responses(answer.verdict);
+        self.records(
+            &log,
+            answer.status,
+            responses.as_slice(),
+            local_fields(answer.body),
+        );
+        written.map_err(|error| Failure::Client(error.to_string()))?;
         if keep_alive {
             self.buf.advance(self.request.len + taken);
         } else {
@@ -400,13 +420,14 @@ impl Connection {
     }
 
     /// Sends the request (head and body) upstream and passes the response head
-    /// (and what of its body came with it) to the client.
+    /// (and what of its body came with it) to the client. The request's records
+    /// go once its head is on its way (`log` then holds what they share).
     async fn forward(
         &mut self,
+        stamp: Stamp,
+        verdicts: &Stages<RecordVerdict>,
         edited: Option<&HeaderMap>,
-        log: &RequestLog,
-        verdicts: &[(bool, RecordVerdict)],
-        request_fields: &mut Option<Vec<(String, String)>>,
+        log: &mut Option<RequestLog>,
     ) -> Result<Passing, Failure> {
         let head_request = self.request.method(&self.buf) == "HEAD";
         let mut upstream = match self.upstream.take() {
@@ -428,10 +449,10 @@ impl Connection {
             upstream.io.write_all(&self.buf[..len + taken]).await
         };
         sent.map_err(|error| self.upstream_failed("failed", &error))?;
+        let (request_log, fields) = self.request_log(stamp, edited);
+        self.records(&request_log, 0, verdicts.as_slice(), fields);
+        *log = Some(request_log);
         self.buf.advance(len + taken);
-        if let Some(fields) = request_fields.take() {
-            self.records(log, 0, verdicts, fields);
-        }
         let upload_whole = self.upload(&mut upstream, &mut body).await?;
         self.read_response(&mut upstream).await?;
         let response = &self.response;
@@ -442,7 +463,6 @@ impl Connection {
                 format!("upstream {destination}: {}", head_error(&error)),
             )
         })?;
-        let fields = head::record_fields(&upstream.buf, &response.fields);
         let mut response_body = Body::new(framing);
         let len = response.len;
         let taken = response_body.take(&upstream.buf[len..]).map_err(|reason| {
@@ -460,6 +480,7 @@ impl Connection {
             self.client.write_all(&upstream.buf[..len + taken]).await
         };
         written.map_err(|error| Failure::Broken(format!("client write: {error}")))?;
+        let fields = head::record_fields(&upstream.buf, &response.fields);
         upstream.buf.advance(len + taken);
         let reusable = upload_whole && framing != Framing::UntilClose;
         Ok(Passing {
@@ -727,17 +748,52 @@ impl Connection {
     }
 }
 
-/// The response records' directions: the request's stages in reverse order, each
-/// with `verdict`.
-fn response_verdicts(
-    stages: &[(bool, bool)],
-    verdict: RecordVerdict,
-) -> ([(bool, RecordVerdict); 2], usize) {
-    let mut verdicts = [(false, verdict); 2];
-    for (slot, &(ingress, _)) in verdicts.iter_mut().zip(stages.iter().rev()) {
-        *slot = (ingress, verdict);
+/// When a request came and whose it is, for its records.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    time: SystemTime,
+    started: Instant,
+    source_identity: u32,
+    destination_identity: u32,
+}
+
+/// One value per direction whose proxy sees the request (the redirect's own, then a
+/// chained ingress): (ingress, value).
+#[derive(Debug, Clone, Copy)]
+struct Stages<T> {
+    list: [(bool, T); 2],
+    count: usize,
+}
+
+impl<T: Copy> Stages<T> {
+    fn as_slice(&self) -> &[(bool, T)] {
+        &self.list[..self.count]
     }
-    (verdicts, stages.len())
+
+    fn map<U: Copy>(&self, f: impl Fn(T) -> U) -> Stages<U> {
+        Stages {
+            list: self.list.map(|(ingress, value)| (ingress, f(value))),
+            count: self.count,
+        }
+    }
+
+    /// The response records' directions: the stages in reverse order, each with `verdict`.
+    fn responses<U: Copy>(&self, verdict: U) -> Stages<U> {
+        let mut list = self.list.map(|(ingress, _)| (ingress, verdict));
+        list[..self.count].reverse();
+        Stages {
+            list,
+            count: self.count,
+        }
+    }
+}
+
+/// An answer the proxy writes itself instead of forwarding.
+struct Answer<'a> {
+    verdict: RecordVerdict,
+    status: u16,
+    reason: &'a str,
+    body: &'a str,
 }
 
 /// A response on its way: the head has reached the client, the body follows.

@@ -243,9 +243,14 @@ pub(crate) fn parse_request(
 
 /// Parses a response head at the start of `buf`; Ok(false): not complete yet.
 pub(crate) fn parse_response(buf: &[u8], head: &mut ResponseHead) -> Result<bool, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let len = match response.parse(buf) {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_REQUEST_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(false),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields),
@@ -431,12 +436,25 @@ pub(crate) fn record_fields(buf: &[u8], fields: &Fields) -> Vec<(String, String)
         .iter()
         .filter(|(name, _)| !(fields.hop_by_hop && stripped(name.get(buf), &named)))
         .map(|(name, value)| {
-            (
-                name.text(buf).to_ascii_lowercase(),
-                String::from_utf8_lossy(value.get(buf)).into_owned(),
-            )
+            let mut name = name.text(buf).to_owned();
+            name.make_ascii_lowercase();
+            (name, text(value.get(buf)))
         })
         .collect()
+}
+
+/// A field value as text: as it is when it is UTF-8 (the common case, checked
+/// quickly), else with replacement characters.
+pub(crate) fn text(value: &[u8]) -> String {
+    lossy(value).into_owned()
+}
+
+/// Bytes as text, borrowed when they are UTF-8.
+pub(crate) fn lossy(value: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
+    }
 }
 
 /// Whether the head must be written anew rather than passed on as it came.

@@ -133,11 +133,28 @@ pub struct HttpPolicy {
 
 #[derive(Debug, Clone)]
 struct CompiledRule {
-    method: Option<Regex>,
-    path: Option<Regex>,
-    host: Option<Regex>,
+    method: Option<Pattern>,
+    path: Option<Pattern>,
+    host: Option<Pattern>,
     headers: Vec<HeaderCheck>,
     header_matches: Vec<CompiledHeaderMatch>,
+}
+
+/// An anchored regular expression; one without metacharacters (`POST`,
+/// `/v1/request-landing`) is compared as the string it is.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Literal(String),
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Pattern::Literal(literal) => literal == text,
+            Pattern::Regex(regex) => regex.is_match(text),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -261,14 +278,20 @@ impl HttpPolicy {
 
 impl CompiledRule {
     fn compile(rule: usize, spec: &HttpRuleSpec) -> Result<CompiledRule, RuleError> {
-        let regex = |field: &'static str, pattern: &str| -> Result<Option<Regex>, RuleError> {
+        let regex = |field: &'static str, pattern: &str| -> Result<Option<Pattern>, RuleError> {
             if pattern.is_empty() {
                 return Ok(None);
+            }
+            // Outside a class, only these characters are not themselves.
+            if !pattern.contains([
+                '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+            ]) {
+                return Ok(Some(Pattern::Literal(pattern.to_owned())));
             }
             RegexBuilder::new(&format!("^(?:{pattern})$"))
                 .size_limit(MAX_RULE_REGEX_SIZE)
                 .build()
-                .map(Some)
+                .map(|regex| Some(Pattern::Regex(regex)))
                 .map_err(|error| RuleError::Regex {
                     rule,
                     field,
@@ -296,8 +319,9 @@ impl CompiledRule {
     }
 
     fn matches_request(&self, request: RequestParts<'_>, headers: &HeaderMap) -> bool {
-        let field =
-            |regex: &Option<Regex>, text: &str| regex.as_ref().is_none_or(|r| r.is_match(text));
+        let field = |pattern: &Option<Pattern>, text: &str| {
+            pattern.as_ref().is_none_or(|p| p.is_match(text))
+        };
         field(&self.method, request.method)
             && field(&self.path, request.path)
             && field(&self.host, request.host)

@@ -273,6 +273,20 @@ proptest! {
         }
     }
 
+    /// A pattern with no metacharacter is compared as a string, and decides as its
+    /// anchored regex would (`-`, `&`, `~`, `#` and spaces are themselves outside a class).
+    #[test]
+    fn literal_patterns_decide_as_their_regex(
+        pattern in "[a-zA-Z0-9/ _&~#-]{1,10}",
+        text in "[a-zA-Z0-9/ _&~#-]{0,10}",
+    ) {
+        let policy = HttpPolicy::compile(&[rule("GET", &pattern)]).unwrap();
+        prop_assert!(matches!(policy.rules[0].path, Some(Pattern::Literal(_))));
+        let regex = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+        prop_assert_eq!(allowed(&policy, "GET", &text), regex.is_match(&text));
+        prop_assert!(allowed(&policy, "GET", &pattern));
+    }
+
     /// `[{}]` allows any method and target; and the verdict equals "some rule matches".
     #[test]
     fn allow_all_and_any_rule(method in "[A-Z]{1,7}", path in "/[ -~]{0,30}") {
