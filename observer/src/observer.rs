@@ -15,7 +15,7 @@ use crate::event_rings::{EventRing, EventWriter, AGENT_EVENTS_CAPACITY, DEBUG_EV
 use crate::ingest::{self, IngestHandle, IngestStats, WriterContext, Writers};
 use crate::namespaces::Namespaces;
 use crate::ring::{Read, DEFAULT_CAPACITY};
-use crate::store::FlowStore;
+use crate::store::{FlowStore, RawEvent};
 
 /// The cluster name Cilium assumes when none is configured.
 pub const DEFAULT_CLUSTER_NAME: &str = "default";
@@ -166,7 +166,7 @@ impl LocalObserver {
         while let Some(prev) = pos.checked_sub(1) {
             pos = prev;
             match ring.read(pos) {
-                Read::Value((record, _)) => {
+                Read::Value(RawEvent { record, .. }) => {
                     if compact::kind(&record) == compact::KIND_LOST {
                         continue;
                     }

@@ -73,8 +73,8 @@ pub trait SlotData: Default + Send + Sync + 'static {
     type Raw;
     /// Stores `value` (called by the single writer only).
     fn store(&self, value: Self::Value);
-    /// Copies the slot out (possibly torn; validated by the caller).
-    fn load(&self) -> Self::Raw;
+    /// Copies the slot at position `pos` out (possibly torn; validated by the caller).
+    fn load(&self, pos: u64) -> Self::Raw;
 }
 
 struct Slot<D> {
@@ -180,7 +180,7 @@ impl<D: SlotData> Ring<D> {
                 oldest: self.oldest().max(pos + 1),
             };
         }
-        let raw = slot.data.load();
+        let raw = slot.data.load(pos);
         fence(Ordering::Acquire);
         let after = slot.stamp.load(Ordering::Relaxed);
         if after != expected {
@@ -189,6 +189,20 @@ impl<D: SlotData> Ring<D> {
             };
         }
         Read::Value(raw)
+    }
+
+    /// Runs `f` on the data of position `pos`'s slot; None when the position is not
+    /// (or no longer) what the slot holds before and after, so what `f` read is
+    /// torn or someone else's. For parts of an entry read after the entry itself.
+    pub fn load_checked<R>(&self, pos: u64, f: impl FnOnce(&D) -> R) -> Option<R> {
+        let slot = &self.slots[(pos & self.mask) as usize];
+        let expected = 2 * pos + 2;
+        if slot.stamp.load(Ordering::Acquire) != expected {
+            return None;
+        }
+        let read = f(&slot.data);
+        fence(Ordering::Acquire);
+        (slot.stamp.load(Ordering::Relaxed) == expected).then_some(read)
     }
 
     /// Waits until position `pos` has been written. Returns at once if it already is.
@@ -320,7 +334,7 @@ impl<T: Send + Sync + 'static> SlotData for ArcSlot<T> {
         drop(old);
     }
 
-    fn load(&self) -> Option<Arc<T>> {
+    fn load(&self, _pos: u64) -> Option<Arc<T>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

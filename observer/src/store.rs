@@ -25,8 +25,15 @@ impl Default for FlowSlot {
     }
 }
 
-/// What a reader copies out of a slot.
-pub type RawEvent = (Record, Option<Arc<Extra>>);
+/// What a reader copies out of a slot: the record and its position. The extra, when
+/// the record has one, is read only when something asks for it
+/// ([`StoredFlow`] loads it through [`Ring::load_checked`]), so a scan whose filter
+/// needs only the record never touches it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawEvent {
+    pub record: Record,
+    pub pos: u64,
+}
 
 impl SlotData for FlowSlot {
     type Value = Encoded;
@@ -47,14 +54,18 @@ impl SlotData for FlowSlot {
         }
     }
 
-    fn load(&self) -> RawEvent {
-        let record: Record = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
-        let extra = if record[compact::W_FLAGS] & compact::F_EXTRA != 0 {
-            self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
-        } else {
-            None
-        };
-        (record, extra)
+    fn load(&self, pos: u64) -> RawEvent {
+        RawEvent {
+            record: std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed)),
+            pos,
+        }
+    }
+}
+
+impl FlowSlot {
+    /// The slot's extra (validate with [`Ring::load_checked`]).
+    pub(crate) fn extra(&self) -> Option<Arc<Extra>> {
+        self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -111,8 +122,9 @@ impl FlowStore {
 
     /// Interprets a copied slot.
     pub fn event(&self, raw: RawEvent) -> StoredEvent<'_> {
-        let (record, extra) = raw;
+        let RawEvent { record, pos } = raw;
         if compact::kind(&record) == compact::KIND_LOST {
+            let extra = self.ring.load_checked(pos, FlowSlot::extra).flatten();
             let event = match extra.as_deref() {
                 Some(Extra::Lost(lost)) => **lost,
                 _ => LostEvent::default(),
@@ -122,7 +134,7 @@ impl FlowStore {
                 event,
             };
         }
-        match StoredFlow::new(&self.tables, record, extra) {
+        match StoredFlow::in_ring(&self.tables, record, &self.ring, pos) {
             Some(flow) => StoredEvent::Flow(flow),
             None => StoredEvent::Lost {
                 time: compact::time(&record),
@@ -159,5 +171,71 @@ impl FlowStoreWriter {
     /// The ring being written.
     pub fn ring(&self) -> &Arc<Ring<FlowSlot>> {
         self.writer.ring()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::flow::{self, Flow};
+
+    use super::*;
+
+    fn traced(n: u64) -> Flow {
+        Flow {
+            uuid: format!("flow-{n}"),
+            trace_context: Some(flow::TraceContext {
+                parent: Some(flow::TraceParent {
+                    trace_id: format!("{n:032x}"),
+                }),
+            }),
+            ..Flow::default()
+        }
+    }
+
+    fn read(store: &FlowStore, pos: u64) -> RawEvent {
+        match store.ring().read(pos) {
+            crate::ring::Read::Value(raw) => raw,
+            other => panic!("position {pos}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flows_extra_is_read_when_asked_for_and_a_lapped_slot_is_torn() {
+        let (mut writer, store) = FlowStore::new(3).unwrap();
+        for n in 0..3 {
+            writer.push_flow(traced(n), &mut |_| {});
+        }
+        let raw = read(&store, 1);
+        let StoredEvent::Flow(flow) = store.event(raw) else {
+            panic!("a flow");
+        };
+        let whole = flow.to_flow();
+        assert!(!flow.torn());
+        assert_eq!(whole.uuid, "flow-1");
+        assert_eq!(
+            whole
+                .trace_context
+                .and_then(|t| t.parent)
+                .map(|p| p.trace_id),
+            Some(format!("{:032x}", 1))
+        );
+
+        // Read the record, then let the writer lap the slot before the extra is read.
+        let raw = read(&store, 2);
+        for n in 3..7 {
+            writer.push_flow(traced(n), &mut |_| {});
+        }
+        let StoredEvent::Flow(flow) = store.event(raw) else {
+            panic!("a flow");
+        };
+        let whole = flow.to_flow();
+        assert!(flow.torn(), "the slot now holds flow 6's extra");
+        assert_ne!(
+            whole
+                .trace_context
+                .and_then(|t| t.parent)
+                .map(|p| p.trace_id),
+            Some(format!("{:032x}", 6))
+        );
     }
 }

@@ -2,24 +2,31 @@
 //! for straight from the record, the interned tables and the extra, without building
 //! a `Flow`.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 
 use proto::filter::{FlowIp, FlowView, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
 use super::rare::RareView;
+use crate::ring::Ring;
+use crate::store::FlowSlot;
+
 use super::{
-    bits, kind, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE, F_IP, KIND_COMPACT, KIND_FULL,
-    L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT,
-    W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
+    bits, kind, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE, F_EXTRA, F_IP, KIND_COMPACT,
+    KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED,
+    UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
 };
 
 /// A stored flow as a reader copied it out of the ring.
 pub struct StoredFlow<'a> {
     tables: &'a Tables,
     record: Record,
-    extra: Option<Arc<Extra>>,
+    /// The extra, loaded from `slot` the first time something asks for it.
+    extra: OnceCell<Option<Arc<Extra>>>,
+    slot: Option<(&'a Ring<FlowSlot>, u64)>,
+    /// The slot was overwritten before its extra was read.
+    torn: Cell<bool>,
     uuid: OnceCell<[u8; 36]>,
 }
 
@@ -78,11 +85,49 @@ impl<'a> StoredFlow<'a> {
             KIND_COMPACT | KIND_FULL => Some(Self {
                 tables,
                 record,
-                extra,
+                extra: OnceCell::from(extra),
+                slot: None,
+                torn: Cell::new(false),
                 uuid: OnceCell::new(),
             }),
             _ => None,
         }
+    }
+
+    /// Wraps a record read from position `pos` of `ring`; its extra is read from the
+    /// slot only when asked for. Check [`StoredFlow::torn`] after using the flow.
+    pub fn in_ring(
+        tables: &'a Tables,
+        record: Record,
+        ring: &'a Ring<FlowSlot>,
+        pos: u64,
+    ) -> Option<Self> {
+        let mut flow = Self::new(tables, record, None)?;
+        if record[W_FLAGS] & F_EXTRA != 0 {
+            flow.extra = OnceCell::new();
+            flow.slot = Some((ring, pos));
+        }
+        Some(flow)
+    }
+
+    /// The ring slot was overwritten before the flow's extra was read from it: what
+    /// was read of the flow is not whole, and the flow counts as overwritten.
+    pub fn torn(&self) -> bool {
+        self.torn.get()
+    }
+
+    #[inline]
+    fn extra(&self) -> Option<&Extra> {
+        self.extra
+            .get_or_init(|| {
+                let (ring, pos) = self.slot?;
+                let loaded = ring.load_checked(pos, FlowSlot::extra);
+                if loaded.is_none() {
+                    self.torn.set(true);
+                }
+                loaded.flatten()
+            })
+            .as_deref()
     }
 
     /// The record.
@@ -92,13 +137,13 @@ impl<'a> StoredFlow<'a> {
 
     /// Rebuilds the whole flow.
     pub fn to_flow(&self) -> Flow {
-        to_flow(self.tables, &self.record, self.extra.as_deref()).unwrap_or_default()
+        to_flow(self.tables, &self.record, self.extra()).unwrap_or_default()
     }
 
     /// The flow stored whole, when the record could not hold it.
     #[inline]
     fn full(&self) -> Option<&Flow> {
-        match self.extra.as_deref() {
+        match self.extra() {
             Some(Extra::Full(f)) => Some(f),
             _ => None,
         }
@@ -107,7 +152,7 @@ impl<'a> StoredFlow<'a> {
     /// The rare parts (none if there are none).
     #[inline]
     fn rare(&self) -> RareView<'_> {
-        match self.extra.as_deref() {
+        match self.extra() {
             Some(Extra::Rare(rare)) => RareView::Parts(rare),
             Some(Extra::Full(f)) => RareView::Whole(f),
             _ => RareView::None,

@@ -17,7 +17,7 @@ impl SlotData for Word {
         self.0.store(value, Ordering::Relaxed);
     }
 
-    fn load(&self) -> u64 {
+    fn load(&self, _pos: u64) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }

@@ -197,11 +197,22 @@ fn scan(
                 if window.after_until(time.as_ref()) {
                     return Stop::Done;
                 }
-                if window.before_since(time.as_ref()) || !query.filters.matches(&flow) {
+                let skip = window.before_since(time.as_ref()) || !query.filters.matches(&flow);
+                if flow.torn() {
+                    // Overwritten while it was read: lost, as an overwritten entry is.
+                    cursor.loss.add(1);
+                    continue;
+                }
+                if skip {
+                    continue;
+                }
+                let whole = flow.to_flow();
+                if flow.torn() {
+                    cursor.loss.add(1);
                     continue;
                 }
                 cursor.count += 1;
-                let mut flow = flow.to_flow();
+                let mut flow = whole;
                 if query.mask.is_active() {
                     flow = match query.mask.apply(&flow) {
                         Ok(masked) => masked,
