@@ -68,7 +68,22 @@ pub struct ReplayStats {
 }
 
 /// Parses one line into a flow. `Ok(None)` for a valid response without a flow.
+///
+/// A line is read once, straight into a `GetFlowsResponse` (what `hubble observe -o
+/// jsonpb` writes); only a line that is not one (a bare `Flow`, or an error) is read
+/// again, as a `Flow`.
 pub fn parse_line(line: &str) -> Result<Option<Flow>, String> {
+    let response = serde_json::from_str::<GetFlowsResponse>(line);
+    if let Ok(GetFlowsResponse {
+        response_types: Some(types),
+        ..
+    }) = response
+    {
+        return Ok(match types {
+            ResponseTypes::Flow(flow) => Some(flow),
+            _ => None,
+        });
+    }
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let Some(object) = value.as_object() else {
@@ -79,12 +94,10 @@ pub fn parse_line(line: &str) -> Result<Option<Flow>, String> {
         .iter()
         .any(|k| object.contains_key(*k));
     if is_response {
-        let resp: GetFlowsResponse =
-            serde_json::from_value(value).map_err(|e| format!("not a GetFlowsResponse: {e}"))?;
-        return Ok(match resp.response_types {
-            Some(ResponseTypes::Flow(flow)) => Some(flow),
-            _ => None,
-        });
+        return match response {
+            Err(e) => Err(format!("not a GetFlowsResponse: {e}")),
+            Ok(_) => Ok(None),
+        };
     }
     serde_json::from_value::<Flow>(value)
         .map(Some)

@@ -143,6 +143,10 @@ impl<'a> StoredFlow<'a> {
     /// The flow stored whole, when the record could not hold it.
     #[inline]
     fn full(&self) -> Option<&Flow> {
+        // Only a whole-flow record has one: a compact record's extra is not read for it.
+        if kind(&self.record) != KIND_FULL {
+            return None;
+        }
         match self.extra() {
             Some(Extra::Full(f)) => Some(f),
             _ => None,
