@@ -34,6 +34,8 @@ const DRAIN_BATCH: usize = 1024;
 /// What travels through the queue.
 enum IngestEvent {
     Flow(Box<Flow>),
+    /// A replay's batch: one queue slot and one wake-up for many flows.
+    Flows(Vec<Flow>),
     Lost(LostEvent),
     Agent(Box<AgentEvent>),
     Debug(Box<DebugEvent>),
@@ -101,7 +103,19 @@ impl IngestHandle {
     /// Queues a flow, waiting (asynchronously) while the queue is full instead of
     /// discarding it. For replaying captures, where nothing should be dropped.
     pub async fn push_flow_wait(&self, flow: Flow) -> bool {
-        let mut event = IngestEvent::Flow(Box::new(flow));
+        self.wait_to_push(IngestEvent::Flow(Box::new(flow))).await
+    }
+
+    /// [`IngestHandle::push_flow_wait`] for a batch of flows, stored in order: a
+    /// replay hands over many flows with one queue slot and one wake-up of the writer.
+    pub async fn push_flows_wait(&self, flows: Vec<Flow>) -> bool {
+        if flows.is_empty() {
+            return true;
+        }
+        self.wait_to_push(IngestEvent::Flows(flows)).await
+    }
+
+    async fn wait_to_push(&self, mut event: IngestEvent) -> bool {
         loop {
             match self.tx.try_send(event) {
                 Ok(()) => return true,
@@ -205,25 +219,32 @@ fn run(rx: mpsc::Receiver<IngestEvent>, mut writers: Writers, ctx: WriterContext
 
 fn handle(writers: &mut Writers, ctx: &WriterContext, event: IngestEvent) {
     match event {
-        IngestEvent::Flow(flow) => {
-            // Every flow renews its namespaces (they expire an hour after the last).
-            {
-                let now = Instant::now();
-                let mut namespaces = ctx
-                    .namespaces
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                for endpoint in [&flow.source, &flow.destination].into_iter().flatten() {
-                    namespaces.note(&endpoint.namespace, now);
-                }
+        IngestEvent::Flow(flow) => store_flow(writers, ctx, *flow),
+        IngestEvent::Flows(flows) => {
+            for flow in flows {
+                store_flow(writers, ctx, flow);
             }
-            writers.flows.push_flow(*flow, &mut |_| {});
-            ctx.stats.seen_flows.fetch_add(1, Ordering::Relaxed);
         }
         IngestEvent::Lost(lost) => writers.flows.push_lost(lost, now_timestamp()),
         IngestEvent::Agent(event) => writers.agent.push(Timed::now(*event)),
         IngestEvent::Debug(event) => writers.debug.push(Timed::now(*event)),
     }
+}
+
+fn store_flow(writers: &mut Writers, ctx: &WriterContext, flow: Flow) {
+    // Every flow renews its namespaces (they expire an hour after the last).
+    {
+        let now = Instant::now();
+        let mut namespaces = ctx
+            .namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for endpoint in [&flow.source, &flow.destination].into_iter().flatten() {
+            namespaces.note(&endpoint.namespace, now);
+        }
+    }
+    writers.flows.push_flow(flow, &mut |_| {});
+    ctx.stats.seen_flows.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Writes pending queue discards and kernel losses as lost-events notices.

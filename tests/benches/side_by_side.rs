@@ -1,6 +1,8 @@
 //! Our binaries side by side with upstream's: `hubble observe --input-file`, history
 //! through the relay and follow latency with 8 replaying agents, agent memory per stored flow (see `perf`).
 //!
+//! Build our binaries first; it refuses a binary older than the workspace's sources:
+//!
 //! ```text
 //! cargo build --release -p agent -p relay -p hubble-cli
 //! HUBBLE_UPSTREAM=/path/to/hubble HUBBLE_RELAY_UPSTREAM=/path/to/hubble-relay \

@@ -118,8 +118,79 @@ impl Options {
             "{} is not built (cargo build --release -p agent -p relay -p hubble-cli)",
             path.display()
         );
+        // `cargo bench` builds the benchmark and its libraries, not the binaries it
+        // starts: never measure one older than the sources.
+        let built = std::fs::metadata(&path)?.modified()?;
+        if let Some(newer) = newest_source_after(name, built) {
+            bail!(
+                "{} is older than {} (cargo build --release -p agent -p relay -p hubble-cli)",
+                path.display(),
+                newer.display()
+            );
+        }
         Ok(path)
     }
+}
+
+/// A source (`src/`, `build.rs`, BPF C) or manifest of a crate binary `name` is built
+/// from, changed after `built`, if any.
+fn newest_source_after(name: &str, built: std::time::SystemTime) -> Option<PathBuf> {
+    fn walk(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name == "target" || name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                if let Some(found) = walk(&path, built) {
+                    return Some(found);
+                }
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "rs" || e == "c" || e == "h")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m > built)
+            {
+                return Some(path);
+            }
+        }
+        None
+    }
+    let crates: &[&str] = match name {
+        "hubble-agent" => &[
+            "agent",
+            "observer",
+            "ebpf-events",
+            "peer-service",
+            "metrics",
+            "metrics-exposition",
+            "proxy",
+            "proto",
+        ],
+        "hubble-relay" => &["relay", "observer", "ebpf-events", "peer-service", "proto"],
+        "hubble" => &["hubble-cli", "proto"],
+        _ => &[],
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    crates.iter().find_map(|krate| {
+        let dir = workspace.join(krate);
+        ["src", "bpf"]
+            .iter()
+            .find_map(|part| walk(&dir.join(part), built))
+            .or_else(|| {
+                ["Cargo.toml", "build.rs"]
+                    .iter()
+                    .map(|f| dir.join(f))
+                    .find(|f| {
+                        std::fs::metadata(f)
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|m| m > built)
+                    })
+            })
+    })
 }
 
 fn upstream(variable: &str) -> Result<Option<PathBuf>> {
