@@ -479,3 +479,52 @@ async fn connections_beyond_the_limit_are_refused_and_counted() {
     assert_eq!(running.proxy.snapshot().connections_refused, 1);
     drop(open);
 }
+
+#[tokio::test]
+async fn a_response_that_stalls_for_the_idle_timeout_is_closed_and_counted() {
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let running = start(&[HttpRuleSpec::default()], limits).await;
+    let mut client = client(running.addr).await;
+    // The backend sends the head and then nothing until told: the proxy waits for
+    // the body for IDLE_TIMEOUT, then closes.
+    let response = client
+        .send_request(request("GET", "/v1/download", ""))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let ended = timeout(PATIENCE, body.frame())
+        .await
+        .expect("closed in time");
+    assert!(!matches!(ended, Some(Ok(_))), "no data: {ended:?}");
+    let stats = running.proxy.snapshot();
+    assert_eq!(stats.idle_timeouts, 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn expect_100_continue_passes_the_interim_answer_before_the_body() {
+    let running = start(&[HttpRuleSpec::default()], Limits::default()).await;
+    let mut stream = TcpStream::connect(running.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The client sends the body only after the backend's 100 reached it through the proxy.
+    let mut interim = [0u8; 25];
+    timeout(PATIENCE, stream.read_exact(&mut interim))
+        .await
+        .expect("the interim answer arrives")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").await.unwrap();
+    let mut answer = String::new();
+    timeout(PATIENCE, stream.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n5"), "{answer}");
+}

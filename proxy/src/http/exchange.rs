@@ -64,8 +64,22 @@ enum Failure {
     /// The upstream failed before a response reached the client: answer with this
     /// status and reason, then close.
     Upstream(u16, String),
-    /// The upstream failed after the response started: close.
+    /// The upstream failed after the response started, or a write to the client
+    /// failed: close.
     Broken(String),
+    /// No byte either way for IDLE_TIMEOUT: close, counted.
+    Idle(String),
+}
+
+/// An I/O error on the client side (or while a response streams) as a failure:
+/// idle for IDLE_TIMEOUT, or broken.
+fn io_failure(context: &str, error: &io::Error) -> Failure {
+    let reason = format!("{context}: {error}");
+    if error.kind() == io::ErrorKind::TimedOut {
+        Failure::Idle(reason)
+    } else {
+        Failure::Broken(reason)
+    }
 }
 
 struct Upstream {
@@ -118,6 +132,11 @@ pub(crate) async fn serve(
         match connection.exchange().await {
             Ok(true) if !*stopped.borrow() => {}
             Ok(_) => return,
+            Err(Failure::Idle(reason)) => {
+                ProxyStats::add(&connection.shared.stats.idle_timeouts);
+                tracing::debug!(peer = %connection.conn.source, %reason, "http proxy: connection ended");
+                return;
+            }
             Err(Failure::Client(reason) | Failure::Broken(reason)) => {
                 tracing::debug!(peer = %connection.conn.source, %reason, "http proxy: connection ended");
                 return;
@@ -410,7 +429,7 @@ impl Connection {
             responses.as_slice(),
             local_fields(answer.body),
         );
-        written.map_err(|error| Failure::Client(error.to_string()))?;
+        written.map_err(|error| io_failure("client write", &error))?;
         if keep_alive {
             self.buf.advance(self.request.len + taken);
         } else {
@@ -479,7 +498,7 @@ impl Connection {
         } else {
             self.client.write_all(&upstream.buf[..len + taken]).await
         };
-        written.map_err(|error| Failure::Broken(format!("client write: {error}")))?;
+        written.map_err(|error| io_failure("client write", &error))?;
         let fields = head::record_fields(&upstream.buf, &response.fields);
         upstream.buf.advance(len + taken);
         let reusable = upload_whole && framing != Framing::UntilClose;
@@ -554,7 +573,7 @@ impl Connection {
                 read = self.client.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Err(Failure::Client("closed in the middle of the request body".to_owned())),
                     Ok(_) => {}
-                    Err(error) => return Err(Failure::Client(format!("request body: {error}"))),
+                    Err(error) => return Err(io_failure("request body", &error)),
                 },
                 ready = upstream.io.get_ref().readable() => {
                     ready.map_err(|error| self.upstream_failed("failed", &error))?;
@@ -603,7 +622,7 @@ impl Connection {
                     self.client
                         .write_all(&upstream.buf[..len])
                         .await
-                        .map_err(|error| Failure::Client(format!("client write: {error}")))?;
+                        .map_err(|error| io_failure("client write", &error))?;
                     upstream.buf.advance(len);
                 }
                 Ok(true) => return Ok(true),
@@ -643,7 +662,7 @@ impl Connection {
                 .io
                 .read_buf(&mut upstream.buf)
                 .await
-                .map_err(|error| Failure::Broken(format!("upstream response body: {error}")))?;
+                .map_err(|error| io_failure("upstream response body", &error))?;
             if read == 0 {
                 body.closed()
                     .map_err(|reason| Failure::Broken(format!("upstream {reason}")))?;
@@ -655,7 +674,7 @@ impl Connection {
             self.client
                 .write_all(&upstream.buf[..taken])
                 .await
-                .map_err(|error| Failure::Broken(format!("client write: {error}")))?;
+                .map_err(|error| io_failure("client write", &error))?;
             upstream.buf.advance(taken);
         }
         if upstream_keeps && upstream.buf.is_empty() {
