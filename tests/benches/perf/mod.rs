@@ -113,17 +113,18 @@ impl Options {
 
     fn ours(&self, name: &str) -> Result<PathBuf> {
         let path = self.bin_dir.join(name);
-        ensure!(
-            path.exists(),
-            "{} is not built (cargo build --release -p agent -p relay -p hubble-cli)",
-            path.display()
-        );
+        let build = if self.bin_dir.ends_with("release") {
+            "cargo build --release -p agent -p relay -p hubble-cli"
+        } else {
+            "cargo build --workspace"
+        };
+        ensure!(path.exists(), "{} is not built ({build})", path.display());
         // `cargo bench` builds the benchmark and its libraries, not the binaries it
         // starts: never measure one older than the sources.
         let built = std::fs::metadata(&path)?.modified()?;
         if let Some(newer) = newest_source_after(name, built) {
             bail!(
-                "{} is older than {} (cargo build --release -p agent -p relay -p hubble-cli)",
+                "{} is older than {} ({build})",
                 path.display(),
                 newer.display()
             );
