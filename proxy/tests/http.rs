@@ -396,6 +396,28 @@ async fn malformed_and_oversized_requests_get_400_and_431_and_are_counted() {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with(expected), "{sent:.40} -> {answer}");
     }
+    // A head over the limit that arrives whole in one segment is refused too.
+    let limits = Limits {
+        max_header_bytes: 1024,
+        ..Limits::default()
+    };
+    let small = start(&seed_rule(), limits).await;
+    let mut stream = TcpStream::connect(small.addr).await.unwrap();
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    stream.write_all(big.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{answer}"
+    );
+    assert_eq!(small.proxy.snapshot().headers_too_large, 1);
     // Still serving.
     let mut client = client(running.addr).await;
     let response = client

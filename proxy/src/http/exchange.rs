@@ -167,6 +167,10 @@ impl Connection {
         loop {
             if !self.buf.is_empty() {
                 match head::parse_request(&self.buf, limits.max_headers, &mut self.request) {
+                    // A whole head that arrived in few reads is held to the limit too.
+                    Ok(true) if self.request.len > limits.max_header_bytes => {
+                        return Err(HeadFailure::TooLarge)
+                    }
                     Ok(true) => return Ok(true),
                     Ok(false) if self.buf.len() >= limits.max_header_bytes => {
                         return Err(HeadFailure::TooLarge)
