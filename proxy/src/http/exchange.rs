@@ -199,16 +199,16 @@ impl Connection {
     async fn refuse_head(&mut self, failure: HeadFailure) {
         let stats = &self.shared.stats;
         let peer = self.conn.source;
-        let (status, reason) = match failure {
+        let status = match failure {
             HeadFailure::Head(HeadError::Malformed(reason)) => {
                 ProxyStats::add(&stats.malformed_requests);
                 tracing::debug!(%peer, %reason, "http proxy: malformed request");
-                (400, "Bad Request")
+                400
             }
             HeadFailure::Head(HeadError::TooManyFields) | HeadFailure::TooLarge => {
                 ProxyStats::add(&stats.headers_too_large);
                 tracing::debug!(%peer, "http proxy: request head over MAX_REQUEST_HEADER_BYTES or MAX_REQUEST_HEADERS");
-                (431, "Request Header Fields Too Large")
+                431
             }
             HeadFailure::Timeout => {
                 ProxyStats::add(&stats.header_timeouts);
@@ -224,7 +224,7 @@ impl Connection {
             }
         };
         self.out.clear();
-        local_response(&mut self.out, status, reason, "", true);
+        local_response(&mut self.out, status, "", true);
         let _ = self.client.write_all(&self.out).await;
         self.linger().await;
     }
@@ -259,7 +259,6 @@ impl Connection {
             let answer = Answer {
                 verdict: RecordVerdict::Forwarded,
                 status: 403,
-                reason: "Forbidden",
                 body: ACCESS_DENIED_BODY,
             };
             return self
@@ -273,7 +272,6 @@ impl Connection {
             let answer = Answer {
                 verdict: RecordVerdict::Error,
                 status: 501,
-                reason: "Not Implemented",
                 body: &reason,
             };
             return self
@@ -310,7 +308,7 @@ impl Connection {
                 self.upstream = None;
                 self.out.clear();
                 let body = format!("{reason}\r\n");
-                local_response(&mut self.out, status, status_reason(status), &body, true);
+                local_response(&mut self.out, status, &body, true);
                 let _ = self.client.write_all(&self.out).await;
                 let verdicts = stage_list.responses(RecordVerdict::Error);
                 self.records(&log, status, verdicts.as_slice(), local_fields(&body));
@@ -416,13 +414,7 @@ impl Connection {
         let taken = request_body.take(after).map_err(Failure::Client)?;
         let keep_alive = self.request.keep_alive() && request_body.done();
         self.out.clear();
-        local_response(
-            &mut self.out,
-            answer.status,
-            answer.reason,
-            answer.body,
-            !keep_alive,
-        );
+        local_response(&mut self.out, answer.status, answer.body, !keep_alive);
         let written = self.client.write_all(&self.out).await;
         let (log, fields) = self.request_log(stamp, edited);
         self.records(&log, 0, verdicts.as_slice(), fields);
@@ -463,7 +455,7 @@ impl Connection {
         let taken = body
             .take(&self.buf[len..])
             .map_err(|reason| Failure::Client(format!("request body: {reason}")))?;
-        let sent = if edited.is_some() || head::needs_rewrite(&self.request.fields) {
+        let sent = if edited.is_some() || self.request.fields.hop_by_hop {
             self.out.clear();
             self.request.encode(&self.buf, edited, &mut self.out);
             self.out.extend_from_slice(&self.buf[len..len + taken]);
@@ -481,10 +473,7 @@ impl Connection {
         let response = &self.response;
         let destination = self.conn.destination;
         let framing = response.framing(head_request).map_err(|error| {
-            Failure::Upstream(
-                502,
-                format!("upstream {destination}: {}", head_error(&error)),
-            )
+            Failure::Upstream(502, format!("upstream {destination}: {}", error))
         })?;
         let mut response_body = Body::new(framing);
         let len = response.len;
@@ -494,7 +483,7 @@ impl Connection {
                 format!("upstream {destination} response body: {reason}"),
             )
         })?;
-        let written = if head::needs_rewrite(&response.fields) {
+        let written = if response.fields.hop_by_hop {
             self.out.clear();
             response.encode(&upstream.buf, &mut self.out);
             self.out.extend_from_slice(&upstream.buf[len..len + taken]);
@@ -612,7 +601,7 @@ impl Connection {
                 Err(error) => {
                     return Err(Failure::Upstream(
                         502,
-                        format!("upstream {destination}: {}", head_error(&error)),
+                        format!("upstream {destination}: {}", error),
                     ))
                 }
                 Ok(true) if self.response.code == 101 => {
@@ -815,7 +804,6 @@ impl<T: Copy> Stages<T> {
 struct Answer<'a> {
     verdict: RecordVerdict,
     status: u16,
-    reason: &'a str,
     body: &'a str,
 }
 
@@ -844,9 +832,14 @@ fn usable(stream: &TcpStream) -> bool {
     }
 }
 
-/// An answer the proxy writes itself: `text/plain`, the body's length, the date.
-fn local_response(out: &mut Vec<u8>, status: u16, reason: &str, body: &str, close: bool) {
+/// An answer the proxy writes itself: the status with its standard reason phrase,
+/// `text/plain`, the body's length, the date.
+fn local_response(out: &mut Vec<u8>, status: u16, body: &str, close: bool) {
     use std::io::Write;
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("");
     let _ = write!(
         out,
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\ndate: {}\r\n{}\r\n{body}",
@@ -862,25 +855,6 @@ fn local_fields(body: &str) -> Vec<(String, String)> {
         ("content-type".to_owned(), "text/plain".to_owned()),
         ("content-length".to_owned(), body.len().to_string()),
     ]
-}
-
-fn status_reason(status: u16) -> &'static str {
-    match status {
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    }
-}
-
-fn head_error(error: &HeadError) -> String {
-    match error {
-        HeadError::Malformed(reason) => reason.clone(),
-        HeadError::TooManyFields => format!(
-            "more than {} header fields (MAX_REQUEST_HEADERS)",
-            super::server::MAX_REQUEST_HEADERS
-        ),
-    }
 }
 
 /// What the proxy cannot carry, and why: CONNECT tunnels and protocol upgrades

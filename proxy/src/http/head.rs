@@ -41,9 +41,10 @@ impl Span {
 }
 
 /// How a message's body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Framing {
     /// No body.
+    #[default]
     Empty,
     /// `Content-Length` bytes.
     Length(u64),
@@ -61,8 +62,8 @@ pub(crate) type Field = (Span, Span);
 pub(crate) struct Fields {
     /// Every field, in order (reused between heads).
     pub(crate) list: Vec<Field>,
-    /// Some field is hop-by-hop (RFC 9110 §7.6.1): the head must be rewritten
-    /// without them.
+    /// Some field is hop-by-hop (RFC 9110 §7.6.1): the head is written anew
+    /// without them rather than passed on as it came.
     pub(crate) hop_by_hop: bool,
     /// `Connection: close`.
     pub(crate) close: bool,
@@ -77,11 +78,13 @@ pub(crate) struct Fields {
 }
 
 /// Why a head cannot be taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum HeadError {
     /// Not HTTP/1.x, or fields that break framing; the reason names the part.
+    #[error("{0}")]
     Malformed(String),
     /// More header fields than the limit.
+    #[error("more than {MAX_REQUEST_HEADERS} header fields (MAX_REQUEST_HEADERS)")]
     TooManyFields,
 }
 
@@ -94,7 +97,7 @@ pub(crate) struct RequestHead {
     pub(crate) target: Span,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub(crate) minor: u8,
-    pub(crate) framing: Option<Framing>,
+    pub(crate) framing: Framing,
     pub(crate) fields: Fields,
 }
 
@@ -218,7 +221,7 @@ pub(crate) fn parse_request(
     head.minor = minor;
     parse_fields(buf, request.headers, &mut head.fields);
     let fields = &head.fields;
-    head.framing = Some(match (fields.chunked, fields.content_length) {
+    head.framing = match (fields.chunked, fields.content_length) {
         (Some(_), Some(_)) => {
             return Err(HeadError::Malformed(
                 "request has both Content-Length and Transfer-Encoding".to_owned(),
@@ -237,7 +240,7 @@ pub(crate) fn parse_request(
                 "request has an invalid Content-Length".to_owned(),
             ))
         }
-    });
+    };
     Ok(true)
 }
 
@@ -307,7 +310,7 @@ impl RequestHead {
 
     /// The body's framing.
     pub(crate) fn framing(&self) -> Framing {
-        self.framing.unwrap_or(Framing::Empty)
+        self.framing
     }
 
     /// Writes the head without hop-by-hop fields, with `edited`'s fields instead
@@ -457,11 +460,6 @@ pub(crate) fn lossy(value: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Whether the head must be written anew rather than passed on as it came.
-pub(crate) fn needs_rewrite(fields: &Fields) -> bool {
-    fields.hop_by_hop
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,7 +485,7 @@ mod tests {
         assert_eq!(head.framing(), Framing::Length(5));
         assert_eq!(&buf[head.len..], b"hello");
         assert!(head.keep_alive());
-        assert!(!needs_rewrite(&head.fields));
+        assert!(!head.fields.hop_by_hop);
     }
 
     #[test]
@@ -517,7 +515,7 @@ mod tests {
     fn hop_by_hop_fields_and_those_connection_names_are_left_out_when_encoding() {
         let text = "GET / HTTP/1.1\r\nHost: deathstar\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nTE: trailers\r\nHTTP2-Settings: AAMA\r\nX-End-To-End: kept\r\n\r\n";
         let head = request(text).unwrap();
-        assert!(needs_rewrite(&head.fields));
+        assert!(head.fields.hop_by_hop);
         let mut out = Vec::new();
         head.encode(text.as_bytes(), None, &mut out);
         assert_eq!(
