@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 export CARGO_TERM_COLOR=never
+# A CI build is built once: incremental caches would only take disk.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 cargo build --workspace --all-targets --features ebpf-events/loader
 # End-to-end tests create network namespaces and load BPF programs: one at a time.
 cargo test --workspace --features ebpf-events/loader --no-fail-fast -- --test-threads=2
