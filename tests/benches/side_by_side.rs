@@ -8,6 +8,9 @@
 //! HUBBLE_UPSTREAM=/path/to/hubble HUBBLE_RELAY_UPSTREAM=/path/to/hubble-relay \
 //!     cargo bench -p tests --bench side_by_side -- [--quick] [--flows N] [--only cli,relay,follow,agent]
 //! ```
+//!
+//! `-- --write-capture FILE [--flows N]` only writes the capture, to profile one command
+//! on it by hand.
 
 mod perf;
 
