@@ -44,6 +44,10 @@ pub enum ObserverError {
     /// A scan job did not finish (it panicked or the runtime is shutting down).
     #[error("reading the flow ring failed: {0}")]
     ScanTask(String),
+    /// A response the scan encoded did not decode again (only on the trait's own
+    /// decoding path; the server writes the encoded bytes).
+    #[error("decoding an encoded response failed: {0}")]
+    DecodeResponse(String),
 }
 
 impl From<ObserverError> for Status {
@@ -59,6 +63,7 @@ impl From<ObserverError> for Status {
             ObserverError::ShuttingDown => Status::unavailable(message),
             ObserverError::CompileTask(_)
             | ObserverError::ScanTask(_)
+            | ObserverError::DecodeResponse(_)
             | ObserverError::FieldMask(FieldMaskError::Apply(_)) => Status::internal(message),
         }
     }

@@ -4,6 +4,10 @@
 
 use std::sync::Arc;
 
+use std::pin::Pin;
+
+use futures::StreamExt;
+use proto::get_flows::{EncodedFlowsCodec, EncodedResponse, GetFlowsServer};
 use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{
     GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
@@ -44,17 +48,46 @@ impl ObserverService {
         Self { observer, streams }
     }
 
-    /// The tonic server wrapping this service.
-    pub fn into_server(self) -> ObserverServer<Self> {
-        ObserverServer::new(self)
+    /// The tonic server wrapping this service: GetFlows writes the responses its scans
+    /// encoded, every other method is the generated server's.
+    pub fn into_server(self) -> GetFlowsServer<Self, GetFlowsCall, EncodedFlowsCodec> {
+        GetFlowsServer::new(ObserverServer::new(self.clone()), GetFlowsCall(self))
+    }
+
+    /// Opens a GetFlows stream of encoded responses.
+    async fn flows(&self, req: GetFlowsRequest) -> Result<Stream<EncodedResponse>, Status> {
+        let slot = self.streams.acquire()?;
+        // Compiling a request at the budget's limits takes real CPU: do it on the scan
+        // pool so status and other streams keep answering.
+        let query = scan::run(move || flows::FlowsQuery::new(&req))
+            .await
+            .map_err(|e| ObserverError::CompileTask(e.to_string()))??;
+        let rx = flows::stream(Arc::clone(&self.observer), query);
+        Ok(Limited::new(ReceiverStream::new(rx), slot))
+    }
+}
+
+/// GetFlows as the server answers it: responses encoded by the scans.
+#[derive(Clone)]
+pub struct GetFlowsCall(ObserverService);
+
+impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
+    type Response = EncodedResponse;
+    type ResponseStream = Stream<EncodedResponse>;
+    type Future = tonic::codegen::BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<GetFlowsRequest>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(Response::new(service.flows(request.into_inner()).await?)) })
     }
 }
 
 type Stream<T> = Limited<ReceiverStream<Result<T, Status>>>;
+type Decoded<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Observer for ObserverService {
-    type GetFlowsStream = Stream<GetFlowsResponse>;
+    type GetFlowsStream = Decoded<GetFlowsResponse>;
     type GetAgentEventsStream = Stream<GetAgentEventsResponse>;
     type GetDebugEventsStream = Stream<GetDebugEventsResponse>;
 
@@ -62,15 +95,16 @@ impl Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let slot = self.streams.acquire()?;
-        // Compiling a request at the budget's limits takes real CPU: do it on the scan
-        // pool so status and other streams keep answering.
-        let req = request.into_inner();
-        let query = scan::run(move || flows::FlowsQuery::new(&req))
-            .await
-            .map_err(|e| ObserverError::CompileTask(e.to_string()))??;
-        let rx = flows::stream(Arc::clone(&self.observer), query);
-        Ok(Response::new(Limited::new(ReceiverStream::new(rx), slot)))
+        // The server writes the encoded responses (`into_server`); this decoding path
+        // answers anyone calling the trait directly.
+        let stream = self.flows(request.into_inner()).await?.map(|item| {
+            item.and_then(|encoded| {
+                encoded
+                    .decode()
+                    .map_err(|e| ObserverError::DecodeResponse(e.to_string()).into())
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_agent_events(

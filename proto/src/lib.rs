@@ -44,6 +44,7 @@ pub mod peer {
 pub mod accesslog;
 pub mod fieldmask;
 pub mod filter;
+pub mod get_flows;
 pub mod json;
 pub mod names;
 #[doc(hidden)]

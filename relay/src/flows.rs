@@ -34,8 +34,7 @@ mod time;
 
 use time::now_timestamp;
 
-/// The gRPC path of Observer.GetFlows.
-pub const GET_FLOWS_PATH: &str = "/observer.Observer/GetFlows";
+pub use proto::get_flows::GET_FLOWS_PATH;
 
 /// Responses queued from the nodes of one request towards its merger. Large enough to
 /// absorb a burst from every node while the merger sends to the client.

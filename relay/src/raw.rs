@@ -12,15 +12,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
-use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, ProstCodec};
-use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
-use tonic::server::{NamedService, ServerStreamingService};
 use tonic::Status;
 
 use crate::error::RequestError;
-use crate::flows::GET_FLOWS_PATH;
 
 /// Field numbers of `observer.GetFlowsResponse` and `flow.Flow` the relay reads.
 const RESPONSE_FLOW: u32 = 1;
@@ -371,65 +367,9 @@ impl Codec for RelayFlowsCodec {
     }
 }
 
-/// An Observer server whose GetFlows is answered by `get_flows` with [`RelayResponse`]s
-/// written as they are (node bytes pass through undecoded); every other method is the
-/// generated server's.
-pub struct RawGetFlowsServer<T: Observer, C> {
-    generated: ObserverServer<T>,
-    get_flows: C,
-}
-
-impl<T: Observer, C> RawGetFlowsServer<T, C> {
-    /// Serves `generated`, with GetFlows answered by `get_flows`.
-    pub fn new(generated: ObserverServer<T>, get_flows: C) -> Self {
-        Self {
-            generated,
-            get_flows,
-        }
-    }
-}
-
-impl<T: Observer, C: Clone> Clone for RawGetFlowsServer<T, C> {
-    fn clone(&self) -> Self {
-        Self {
-            generated: self.generated.clone(),
-            get_flows: self.get_flows.clone(),
-        }
-    }
-}
-
-impl<T: Observer, C> NamedService for RawGetFlowsServer<T, C> {
-    const NAME: &'static str = <ObserverServer<T> as NamedService>::NAME;
-}
-
-impl<T, C, B> Service<http::Request<B>> for RawGetFlowsServer<T, C>
-where
-    T: Observer,
-    C: ServerStreamingService<GetFlowsRequest, Response = RelayResponse> + Clone + Send + 'static,
-    C::ResponseStream: Send + 'static,
-    C::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::BoxBody>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<http::Request<B>>::poll_ready(&mut self.generated, cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != GET_FLOWS_PATH {
-            return self.generated.call(request);
-        }
-        let call = self.get_flows.clone();
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RelayFlowsCodec);
-            Ok(grpc.server_streaming(call, request).await)
-        })
-    }
-}
+/// An Observer server whose GetFlows is answered with [`RelayResponse`]s written as they
+/// are (node bytes pass through undecoded); every other method is the generated server's.
+pub type RawGetFlowsServer<T, C> = proto::get_flows::GetFlowsServer<T, C, RelayFlowsCodec>;
 
 #[cfg(test)]
 mod tests {

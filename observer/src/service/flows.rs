@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use proto::fieldmask::FieldMask;
 use proto::filter::FilterSet;
 use proto::flow::{LostEvent, LostEventSource};
+use proto::get_flows::EncodedResponse;
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlowsResponse};
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -121,7 +122,7 @@ fn lost_response(
 pub fn stream(
     observer: Arc<LocalObserver>,
     query: FlowsQuery,
-) -> mpsc::Receiver<Result<GetFlowsResponse, Status>> {
+) -> mpsc::Receiver<Result<EncodedResponse, Status>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
         run(observer, Arc::new(query), &tx).await;
@@ -161,13 +162,14 @@ fn start_of(observer: &LocalObserver, query: &FlowsQuery) -> u64 {
 }
 
 /// Reads at most `entries` entries from the cursor, filtering them and rebuilding the
-/// matching flows into `out` (at most [`STREAM_BUFFER`] responses).
+/// matching flows into `out` (at most [`STREAM_BUFFER`] responses), encoded: the scan
+/// builds, encodes and frees each response on its own thread.
 fn scan(
     observer: &LocalObserver,
     query: &FlowsQuery,
     cursor: &mut Cursor,
     entries: u64,
-    out: &mut Vec<GetFlowsResponse>,
+    out: &mut Vec<EncodedResponse>,
 ) -> Stop {
     let store: &FlowStore = observer.flows();
     let node_name = observer.config().node_name.as_str();
@@ -188,7 +190,7 @@ fn scan(
             Next::Value(raw) => raw,
         };
         if let Some(resp) = cursor.loss.take(false, node_name) {
-            out.push(resp);
+            out.push(EncodedResponse::new(&resp));
         }
         let resp = match store.event(raw) {
             StoredEvent::Lost { time, event } => lost_response(event, time, node_name),
@@ -226,7 +228,7 @@ fn scan(
                 }
             }
         };
-        out.push(resp);
+        out.push(EncodedResponse::new(&resp));
     }
     Stop::Paused
 }
@@ -238,8 +240,8 @@ async fn scan_step(
     observer: &Arc<LocalObserver>,
     query: &Arc<FlowsQuery>,
     mut cursor: Cursor,
-    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
-) -> Option<Result<(Cursor, Vec<GetFlowsResponse>, Stop), ObserverError>> {
+    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
+) -> Option<Result<(Cursor, Vec<EncodedResponse>, Stop), ObserverError>> {
     let backlog = observer
         .flows()
         .ring()
@@ -271,7 +273,7 @@ async fn scan_step(
 async fn run(
     observer: Arc<LocalObserver>,
     query: Arc<FlowsQuery>,
-    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
 ) {
     let node_name = observer.config().node_name.clone();
     let start = {
@@ -312,7 +314,7 @@ async fn run(
             Stop::Paused => {}
             Stop::End if query.window.follow => {
                 if let Some(resp) = cursor.loss.take(true, &node_name) {
-                    if tx.send(Ok(resp)).await.is_err() {
+                    if tx.send(Ok(EncodedResponse::new(&resp))).await.is_err() {
                         return;
                     }
                 }
@@ -330,6 +332,6 @@ async fn run(
         }
     }
     if let Some(resp) = cursor.loss.take(true, &node_name) {
-        let _ = tx.send(Ok(resp)).await;
+        let _ = tx.send(Ok(EncodedResponse::new(&resp))).await;
     }
 }
