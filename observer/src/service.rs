@@ -82,6 +82,16 @@ impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
     }
 }
 
+/// An encoded stream item decoded again. Status is the stream's item error type.
+#[allow(clippy::result_large_err)]
+fn decode_item(item: Result<EncodedResponse, Status>) -> Result<GetFlowsResponse, Status> {
+    item.and_then(|encoded| {
+        encoded
+            .decode()
+            .map_err(|e| ObserverError::DecodeResponse(e.to_string()).into())
+    })
+}
+
 type Stream<T> = Limited<ReceiverStream<Result<T, Status>>>;
 type Decoded<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
@@ -97,13 +107,7 @@ impl Observer for ObserverService {
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
         // The server writes the encoded responses (`into_server`); this decoding path
         // answers anyone calling the trait directly.
-        let stream = self.flows(request.into_inner()).await?.map(|item| {
-            item.and_then(|encoded| {
-                encoded
-                    .decode()
-                    .map_err(|e| ObserverError::DecodeResponse(e.to_string()).into())
-            })
-        });
+        let stream = self.flows(request.into_inner()).await?.map(decode_item);
         Ok(Response::new(Box::pin(stream)))
     }
 
