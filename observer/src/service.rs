@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::pin::Pin;
 
 use futures::StreamExt;
-use proto::get_flows::{EncodedFlowsCodec, EncodedResponse, GetFlowsServer};
+use proto::get_flows::{EncodedResponse, EncodedResponseEncoder, GetFlowsServer};
 use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{
     GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
@@ -50,7 +50,7 @@ impl ObserverService {
 
     /// The tonic server wrapping this service: GetFlows writes the responses its scans
     /// encoded, every other method is the generated server's.
-    pub fn into_server(self) -> GetFlowsServer<Self, GetFlowsCall, EncodedFlowsCodec> {
+    pub fn into_server(self) -> GetFlowsServer<Self, GetFlowsCall, EncodedResponseEncoder> {
         GetFlowsServer::new(ObserverServer::new(self.clone()), GetFlowsCall(self))
     }
 

@@ -1,8 +1,8 @@
 //! GetFlows served with a codec of the server's own: [`GetFlowsServer`] answers GetFlows
-//! with the given streaming service and codec, every other Observer method with the
-//! generated server. A node writes responses it encoded ahead of time
-//! ([`EncodedResponse`], [`EncodedFlowsCodec`]); the relay writes node responses as they
-//! arrived.
+//! with the given streaming service and response encoder, every other Observer method
+//! with the generated server. A node writes responses it encoded ahead of time
+//! ([`EncodedResponse`], [`EncodedResponseEncoder`]); the relay writes node responses as
+//! they arrived.
 
 use std::marker::PhantomData;
 
@@ -57,19 +57,28 @@ impl Encoder for EncodedResponseEncoder {
     }
 }
 
-/// Server side of a node's GetFlows: the request decoded by prost, responses written as
-/// they were encoded.
-#[derive(Debug, Default, Clone)]
-pub struct EncodedFlowsCodec;
+/// Server side of GetFlows: the request decoded by prost, responses written by `E`.
+#[derive(Debug)]
+pub struct GetFlowsCodec<E>(PhantomData<fn() -> E>);
 
-impl Codec for EncodedFlowsCodec {
-    type Encode = EncodedResponse;
+impl<E> Default for GetFlowsCodec<E> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<E> Codec for GetFlowsCodec<E>
+where
+    E: Encoder<Error = Status> + Default + Send + 'static,
+    E::Item: Send + 'static,
+{
+    type Encode = E::Item;
     type Decode = GetFlowsRequest;
-    type Encoder = EncodedResponseEncoder;
+    type Encoder = E;
     type Decoder = <ProstCodec<GetFlowsRequest, GetFlowsRequest> as Codec>::Decoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        EncodedResponseEncoder
+        E::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -77,15 +86,15 @@ impl Codec for EncodedFlowsCodec {
     }
 }
 
-/// An Observer server whose GetFlows is answered by `get_flows` through codec `K`;
-/// every other method is the generated server's.
-pub struct GetFlowsServer<T: Observer, S, K> {
+/// An Observer server whose GetFlows is answered by `get_flows`, its responses written
+/// by encoder `E`; every other method is the generated server's.
+pub struct GetFlowsServer<T: Observer, S, E> {
     generated: ObserverServer<T>,
     get_flows: S,
-    codec: PhantomData<fn() -> K>,
+    codec: PhantomData<fn() -> E>,
 }
 
-impl<T: Observer, S, K> GetFlowsServer<T, S, K> {
+impl<T: Observer, S, E> GetFlowsServer<T, S, E> {
     /// Serves `generated`, with GetFlows answered by `get_flows`.
     pub fn new(generated: ObserverServer<T>, get_flows: S) -> Self {
         Self {
@@ -96,7 +105,7 @@ impl<T: Observer, S, K> GetFlowsServer<T, S, K> {
     }
 }
 
-impl<T: Observer, S: Clone, K> Clone for GetFlowsServer<T, S, K> {
+impl<T: Observer, S: Clone, E> Clone for GetFlowsServer<T, S, E> {
     fn clone(&self) -> Self {
         Self {
             generated: self.generated.clone(),
@@ -106,15 +115,16 @@ impl<T: Observer, S: Clone, K> Clone for GetFlowsServer<T, S, K> {
     }
 }
 
-impl<T: Observer, S, K> NamedService for GetFlowsServer<T, S, K> {
+impl<T: Observer, S, E> NamedService for GetFlowsServer<T, S, E> {
     const NAME: &'static str = <ObserverServer<T> as NamedService>::NAME;
 }
 
-impl<T, S, K, B> Service<http::Request<B>> for GetFlowsServer<T, S, K>
+impl<T, S, E, B> Service<http::Request<B>> for GetFlowsServer<T, S, E>
 where
     T: Observer,
-    K: Codec<Decode = GetFlowsRequest> + Default + Send + 'static,
-    S: ServerStreamingService<GetFlowsRequest, Response = K::Encode> + Clone + Send + 'static,
+    E: Encoder<Error = Status> + Default + Send + 'static,
+    E::Item: Send + 'static,
+    S: ServerStreamingService<GetFlowsRequest, Response = E::Item> + Clone + Send + 'static,
     S::ResponseStream: Send + 'static,
     S::Future: Send + 'static,
     B: Body + Send + 'static,
@@ -134,7 +144,7 @@ where
         }
         let call = self.get_flows.clone();
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(K::default());
+            let mut grpc = tonic::server::Grpc::new(GetFlowsCodec::<E>::default());
             Ok(grpc.server_streaming(call, request).await)
         })
     }

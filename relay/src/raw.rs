@@ -7,8 +7,8 @@
 //! events) travel decoded, in [`RelayResponse::Message`].
 //!
 //! [`NodeFlowsCodec`] is the client side (request encoded by prost, responses kept raw);
-//! [`RelayFlowsCodec`] is the server side (request decoded by prost, responses written
-//! as they are).
+//! [`RelayResponseEncoder`] writes the server side's responses as they are
+//! ([`RawGetFlowsServer`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -348,28 +348,9 @@ impl Codec for NodeFlowsCodec {
     }
 }
 
-/// Server side of the relay's GetFlows: the request decoded, responses as they are.
-#[derive(Debug, Default, Clone)]
-pub struct RelayFlowsCodec;
-
-impl Codec for RelayFlowsCodec {
-    type Encode = RelayResponse;
-    type Decode = GetFlowsRequest;
-    type Encoder = RelayResponseEncoder;
-    type Decoder = <ProstCodec<GetFlowsRequest, GetFlowsRequest> as Codec>::Decoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RelayResponseEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<GetFlowsRequest, GetFlowsRequest>::default().decoder()
-    }
-}
-
 /// An Observer server whose GetFlows is answered with [`RelayResponse`]s written as they
 /// are (node bytes pass through undecoded); every other method is the generated server's.
-pub type RawGetFlowsServer<T, C> = proto::get_flows::GetFlowsServer<T, C, RelayFlowsCodec>;
+pub type RawGetFlowsServer<T, C> = proto::get_flows::GetFlowsServer<T, C, RelayResponseEncoder>;
 
 #[cfg(test)]
 mod tests {
