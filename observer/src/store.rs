@@ -91,6 +91,9 @@ pub enum StoredEvent<'a> {
         time: Option<pbjson_types::Timestamp>,
         event: LostEvent,
     },
+    /// A lost-events notice whose slot the writer lapped before its counts were read:
+    /// the reader counts it as an overwritten entry.
+    Overwritten,
 }
 
 impl FlowStore {
@@ -124,7 +127,9 @@ impl FlowStore {
     pub fn event(&self, raw: RawEvent) -> StoredEvent<'_> {
         let RawEvent { record, pos } = raw;
         if compact::kind(&record) == compact::KIND_LOST {
-            let extra = self.ring.load_checked(pos, FlowSlot::extra).flatten();
+            let Some(extra) = self.ring.load_checked(pos, FlowSlot::extra) else {
+                return StoredEvent::Overwritten;
+            };
             let event = match extra.as_deref() {
                 Some(Extra::Lost(lost)) => **lost,
                 _ => LostEvent::default(),
@@ -192,6 +197,12 @@ mod tests {
         }
     }
 
+    fn trace_id(flow: Flow) -> Option<String> {
+        flow.trace_context
+            .and_then(|t| t.parent)
+            .map(|p| p.trace_id)
+    }
+
     fn read(store: &FlowStore, pos: u64) -> RawEvent {
         match store.ring().read(pos) {
             crate::ring::Read::Value(raw) => raw,
@@ -212,13 +223,7 @@ mod tests {
         let whole = flow.to_flow();
         assert!(!flow.torn());
         assert_eq!(whole.uuid, "flow-1");
-        assert_eq!(
-            whole
-                .trace_context
-                .and_then(|t| t.parent)
-                .map(|p| p.trace_id),
-            Some(format!("{:032x}", 1))
-        );
+        assert_eq!(trace_id(whole), Some(format!("{:032x}", 1)));
 
         // Read the record, then let the writer lap the slot before the extra is read.
         let raw = read(&store, 2);
@@ -230,12 +235,25 @@ mod tests {
         };
         let whole = flow.to_flow();
         assert!(flow.torn(), "the slot now holds flow 6's extra");
-        assert_ne!(
-            whole
-                .trace_context
-                .and_then(|t| t.parent)
-                .map(|p| p.trace_id),
-            Some(format!("{:032x}", 6))
-        );
+        assert_ne!(trace_id(whole), Some(format!("{:032x}", 6)));
+    }
+
+    #[test]
+    fn a_lost_notice_lapped_before_its_counts_are_read_is_overwritten() {
+        let (mut writer, store) = FlowStore::new(3).unwrap();
+        let lost = LostEvent {
+            num_events_lost: 5,
+            ..LostEvent::default()
+        };
+        writer.push_lost(lost, pbjson_types::Timestamp::default());
+        let raw = read(&store, 0);
+        match store.event(raw) {
+            StoredEvent::Lost { event, .. } => assert_eq!(event.num_events_lost, 5),
+            _ => panic!("a lost notice"),
+        }
+        for n in 1..5 {
+            writer.push_flow(traced(n), &mut |_| {});
+        }
+        assert!(matches!(store.event(raw), StoredEvent::Overwritten));
     }
 }

@@ -194,6 +194,10 @@ fn scan(
         }
         let resp = match store.event(raw) {
             StoredEvent::Lost { time, event } => lost_response(event, time, node_name),
+            StoredEvent::Overwritten => {
+                cursor.loss.add(1);
+                continue;
+            }
             StoredEvent::Flow(flow) => {
                 let time = compact::time(flow.record());
                 if window.after_until(time.as_ref()) {
