@@ -256,6 +256,10 @@ mod tests {
             if let Err(e) = serde_json::from_str::<GetFlowsResponse>(&line) {
                 panic!("{n}: {e}: {line}");
             }
+            let Some(ResponseTypes::Flow(flow)) = resp.response_types else {
+                unreachable!("built as a flow");
+            };
+            assert_eq!(parse_line(&line), Ok(Some(flow)), "{n}");
         }
     }
 }
