@@ -183,6 +183,23 @@ fn l7_policy_through_the_proxy() -> Result<()> {
         puts_before,
         "the deathstar saw the PUT"
     );
+    // Hubble's L7 filters on this real traffic: method, status, protocol.
+    let put = lab.observe(&["--http-method", "PUT", "--last", "20"])?;
+    ensure!(
+        put.contains("http-request DROPPED") && !put.contains("POST http://"),
+        "--http-method PUT:\n{put}"
+    );
+    let denied = lab.observe(&["--http-status", "403", "--last", "20"])?;
+    ensure!(
+        denied.contains("http-response FORWARDED (HTTP/1.1 403 ")
+            && !denied.contains("http-request"),
+        "--http-status 403:\n{denied}"
+    );
+    let http = lab.observe_json(&["--protocol", "http", "--last", "20"])?;
+    ensure!(
+        !http.is_empty() && http.iter().all(|f| f["flow"]["l7"]["http"].is_object()),
+        "--protocol http: {http:?}"
+    );
     // The upstream CLI prints the same L7 lines through the relay, in every format.
     for output in ["compact", "dict", "json", "table"] {
         let args = ["--type", "l7", "--last", "20", "-o", output];
@@ -447,13 +464,54 @@ fn l7_policy_through_the_proxy() -> Result<()> {
     let out = lab.agent(&["policy", "delete", "tiefighter-egress-http"])?;
     assert!(out.contains("Revision: 4"), "{out}");
 
+    // Visibility without enforcement: `http: [{}]` lets the PUT through the proxy to
+    // the deathstar, and records it with the deathstar's answer.
+    let out = lab.agent(&[
+        "policy",
+        "import",
+        policy("rule1-http-visibility.yaml")
+            .to_str()
+            .unwrap_or_default(),
+    ])?;
+    assert!(out.contains("Revision: 5"), "{out}");
+    let puts_before = deathstar_requests(&lab, "PUT");
+    let (out, _) = eventually(Duration::from_secs(20), || {
+        let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
+        Ok(out
+            .contains("Panic: deathstar exploded")
+            .then_some((out, code)))
+    })?;
+    assert!(out.starts_with("Panic: deathstar exploded"), "{out}");
+    assert!(deathstar_requests(&lab, "PUT") > puts_before);
+    let crashed = eventually(Duration::from_secs(10), || {
+        let out = lab.observe(&[
+            "--type",
+            "l7",
+            "--http-method",
+            "PUT",
+            "--http-status",
+            "500",
+            "--last",
+            "20",
+        ])?;
+        Ok(out
+            .contains("http-response FORWARDED (HTTP/1.1 500 ")
+            .then_some(out))
+    })?;
+    assert!(
+        crashed.contains("PUT http://deathstar.default.svc.cluster.local/v1/exhaust-port"),
+        "{crashed}"
+    );
+    let list = lab.agent(&["endpoint", "list"])?;
+    assert!(list.contains("proxy-redirect"), "{list}");
+
     // Without the L7 part, plain forwarding again: the PUT reaches the deathstar.
     let out = lab.agent(&[
         "policy",
         "import",
         policy("rule1.yaml").to_str().unwrap_or_default(),
     ])?;
-    assert!(out.contains("Revision: 5"), "{out}");
+    assert!(out.contains("Revision: 6"), "{out}");
     let (out, _) = eventually(Duration::from_secs(20), || {
         let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
         Ok(out
