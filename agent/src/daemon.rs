@@ -30,7 +30,7 @@ pub mod self_metrics;
 mod telemetry;
 
 pub use datapath_sync::DatapathSync;
-pub use enrich::StateGetters;
+pub use enrich::{Links, StateGetters};
 pub use hooks::FlowHooks;
 pub use restart::{cleanup, restore_state};
 pub use telemetry::TelemetryConfig;

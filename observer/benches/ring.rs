@@ -3,9 +3,9 @@
 //! full ring of 2^20 - 1 flows; for the demo mix, then for the corpus mix.
 //!
 //! Run with `cargo bench -p observer --bench ring` (add `-- --quick` for a smaller
-//! ring).
+//! ring). Allocations go to mimalloc, `hubble-agent`'s allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,25 +15,28 @@ use observer::store::{FlowStore, FlowStoreWriter, StoredEvent};
 use proto::filter::FilterSet;
 use proto::flow::{Flow, FlowFilter, Verdict};
 
-/// Counts live heap bytes, to measure what the ring really holds.
+/// Counts live heap bytes, to measure what the ring really holds; allocates with
+/// mimalloc as `hubble-agent` does.
 struct Counting;
+
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
-// SAFETY: every method forwards to the system allocator with the caller's arguments
+// SAFETY: every method forwards to mimalloc with the caller's arguments
 // unchanged and only adds bookkeeping on the side.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
         // SAFETY: same layout the caller gave us.
-        unsafe { System.alloc(layout) }
+        unsafe { MIMALLOC.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
         // SAFETY: `ptr` was allocated by `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MIMALLOC.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -42,7 +45,7 @@ unsafe impl GlobalAlloc for Counting {
             Ordering::Relaxed,
         );
         // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { MIMALLOC.realloc(ptr, layout, new_size) }
     }
 }
 

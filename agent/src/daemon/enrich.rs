@@ -43,6 +43,18 @@ pub struct StateGetters {
     cgroup_root: Option<std::path::PathBuf>,
     /// cgroup id -> (namespace, pod), filled on misses.
     cgroups: Arc<RwLock<HashMap<u64, (String, String)>>>,
+    /// Local pods' flow endpoints by address, as built at one state generation.
+    endpoints: Arc<RwLock<EndpointCache>>,
+}
+
+/// Flow endpoints of local pods, built once per state generation: every change of the
+/// endpoints bumps the generation after the table changed, so an entry tagged with the
+/// current generation is what the table holds. Holds at most one entry per local pod
+/// address (misses are not cached), so it is bounded as the endpoint table is.
+#[derive(Default)]
+struct EndpointCache {
+    generation: u64,
+    by_ip: HashMap<IpAddr, flow::Endpoint>,
 }
 
 impl StateGetters {
@@ -53,7 +65,47 @@ impl StateGetters {
             remote: None,
             cgroup_root: None,
             cgroups: Arc::default(),
+            endpoints: Arc::default(),
         }
+    }
+
+    /// The flow endpoint of the local pod at `ip`, from the cache when it is current.
+    fn local_endpoint(&self, ip: IpAddr) -> Option<flow::Endpoint> {
+        // Read before the table: a change after this read is seen at the next call.
+        let generation = self.state.generation();
+        {
+            let cache = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+            if cache.generation == generation {
+                if let Some(endpoint) = cache.by_ip.get(&ip) {
+                    return Some(endpoint.clone());
+                }
+            }
+        }
+        let endpoint = self.state.endpoint_by_ip(ip)?;
+        let endpoint = flow::Endpoint {
+            id: u32::from(endpoint.id),
+            identity: endpoint.identity.0,
+            cluster_name: self.state.cluster().to_string(),
+            namespace: endpoint.spec.namespace.clone(),
+            labels: endpoint.labels.to_strings(),
+            pod_name: endpoint.spec.name.clone(),
+            workloads: endpoint
+                .spec
+                .workloads
+                .iter()
+                .map(|w| flow::Workload {
+                    name: w.name.clone(),
+                    kind: w.kind.clone(),
+                })
+                .collect(),
+        };
+        let mut cache = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        if cache.generation != generation {
+            cache.by_ip.clear();
+            cache.generation = generation;
+        }
+        cache.by_ip.insert(ip, endpoint.clone());
+        Some(endpoint)
     }
 
     /// Finds sockets' pods by cgroup under `root` (see [`CgroupGetter`]).
@@ -109,26 +161,7 @@ impl DnsGetter for StateGetters {
 
 impl EndpointGetter for StateGetters {
     fn endpoint_by_ip(&self, ip: IpAddr) -> Option<flow::Endpoint> {
-        let Some(endpoint) = self.state.endpoint_by_ip(ip) else {
-            return self.remote_endpoint(ip);
-        };
-        Some(flow::Endpoint {
-            id: u32::from(endpoint.id),
-            identity: endpoint.identity.0,
-            cluster_name: self.state.cluster().to_string(),
-            namespace: endpoint.spec.namespace.clone(),
-            labels: endpoint.labels.to_strings(),
-            pod_name: endpoint.spec.name.clone(),
-            workloads: endpoint
-                .spec
-                .workloads
-                .iter()
-                .map(|w| flow::Workload {
-                    name: w.name.clone(),
-                    kind: w.kind.clone(),
-                })
-                .collect(),
-        })
+        self.local_endpoint(ip).or_else(|| self.remote_endpoint(ip))
     }
 }
 
@@ -205,4 +238,67 @@ fn flow_service(name: &crate::services::ServiceName) -> Option<flow::Service> {
         name: name.name.clone(),
         namespace: name.namespace.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::{EndpointEvent, EndpointSpec, WatchedEndpoint};
+    use crate::identity::LocalIdentityAllocator;
+
+    fn xwing(class: &str) -> WatchedEndpoint {
+        WatchedEndpoint {
+            id: 7,
+            path: "/eps/default_xwing.yaml".into(),
+            spec: EndpointSpec {
+                name: "xwing".to_string(),
+                namespace: "default".to_string(),
+                labels: [("class".to_string(), class.to_string())].into(),
+                ipv4: "10.200.1.12".parse().expect("address"),
+                ipv6: None,
+                interface: "lxc7".to_string(),
+                workloads: Vec::new(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_endpoints_follow_every_change_of_the_pod() {
+        let state = AgentState::new(Arc::new(LocalIdentityAllocator::new()), "default");
+        let getters = StateGetters::new(state.clone(), Links::default());
+        let ip: IpAddr = "10.200.1.12".parse().expect("address");
+        assert_eq!(getters.endpoint_by_ip(ip), None);
+
+        state
+            .apply_endpoint_event(EndpointEvent::Added(xwing("xwing")))
+            .await
+            .expect("added");
+        let first = getters.endpoint_by_ip(ip).expect("the pod");
+        assert!(
+            first.labels.contains(&"k8s:class=xwing".to_string()),
+            "{first:?}"
+        );
+        // Asked again at the same generation: the same endpoint, from the cache.
+        assert_eq!(getters.endpoint_by_ip(ip), Some(first.clone()));
+
+        state
+            .apply_endpoint_event(EndpointEvent::Updated {
+                previous: xwing("xwing"),
+                current: xwing("rebel"),
+            })
+            .await
+            .expect("updated");
+        let second = getters.endpoint_by_ip(ip).expect("the pod");
+        assert!(
+            second.labels.contains(&"k8s:class=rebel".to_string()),
+            "{second:?}"
+        );
+        assert_ne!(second.identity, first.identity);
+
+        state
+            .apply_endpoint_event(EndpointEvent::Removed(xwing("rebel")))
+            .await
+            .expect("removed");
+        assert_eq!(getters.endpoint_by_ip(ip), None);
+    }
 }

@@ -3,7 +3,7 @@
 //! gives the very same string; anything else is kept as text.
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// How an address text was packed.
 pub const IP_EMPTY: u64 = 0;
@@ -46,12 +46,13 @@ pub fn pack_ip(text: &str) -> Option<(u64, u64, u64)> {
     if text.is_empty() {
         return Some((IP_EMPTY, 0, 0));
     }
-    let addr: IpAddr = text.parse().ok()?;
-    if let IpAddr::V4(v4) = addr {
+    if !text.contains(':') {
         // The IPv4 parser takes exactly four decimal octets without leading zeros,
         // which is the one way an address prints: no need to format it back.
+        let v4: Ipv4Addr = text.parse().ok()?;
         return Some((IP_V4, u64::from(u32::from(v4)), 0));
     }
+    let addr: IpAddr = text.parse().ok()?;
     let mut out = StackText::new();
     write!(out, "{addr}").ok()?;
     if out.as_bytes() != text.as_bytes() {
@@ -78,7 +79,31 @@ pub fn unpack_ip(kind: u64, hi: u64, lo: u64) -> Option<IpAddr> {
 
 /// The text of an address packed by [`pack_ip`].
 pub fn ip_text(kind: u64, hi: u64, lo: u64) -> String {
-    unpack_ip(kind, hi, lo).map_or_else(String::new, |a| a.to_string())
+    match unpack_ip(kind, hi, lo) {
+        Some(IpAddr::V4(v4)) => ipv4_text(v4),
+        Some(v6) => v6.to_string(),
+        None => String::new(),
+    }
+}
+
+/// An IPv4 address as dotted decimal text (what `Ipv4Addr`'s `Display` prints,
+/// without the formatter machinery: flows carry addresses as text, and the ingest
+/// and GetFlows paths make one per address).
+pub fn ipv4_text(ip: Ipv4Addr) -> String {
+    let mut text = String::with_capacity(15);
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
@@ -168,6 +193,18 @@ pub fn uuid_text(hi: u64, lo: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_text_is_what_display_prints() {
+        for octet in 0..=255u8 {
+            for at in 0..4 {
+                let mut octets = [10, 200, 1, 12];
+                octets[at] = octet;
+                let ip = Ipv4Addr::from(octets);
+                assert_eq!(ipv4_text(ip), ip.to_string());
+            }
+        }
+    }
 
     #[test]
     fn texts_round_trip_or_are_refused() {

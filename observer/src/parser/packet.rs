@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proto::flow::{self, layer4};
 use proto::names;
 
+use crate::compact::text::ipv4_text;
+
 /// What the packet bytes of a record tell.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct DecodedPacket {
@@ -26,12 +28,18 @@ fn be16(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
 }
 
+/// `aa:bb:cc:00:00:01`: lower-case hex pairs joined by colons.
 fn mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            text.push(':');
+        }
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    text
 }
 
 /// Decodes an Ethernet frame.
@@ -68,8 +76,8 @@ fn decode_ipv4(data: &[u8], out: &mut DecodedPacket) {
     let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);
     let dst = Ipv4Addr::new(data[16], data[17], data[18], data[19]);
     out.ip = Some(flow::Ip {
-        source: src.to_string(),
-        destination: dst.to_string(),
+        source: ipv4_text(src),
+        destination: ipv4_text(dst),
         ip_version: flow::IpVersion::IPv4 as i32,
         ..Default::default()
     });
@@ -208,4 +216,15 @@ pub fn tcp_flag_names(flags: &flow::TcpFlags) -> String {
         .map(|(_, name)| *name)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod mac_tests {
+    use super::*;
+
+    #[test]
+    fn mac_is_lower_case_hex_pairs() {
+        assert_eq!(mac(&[0xaa, 0xbb, 0xcc, 0, 0x0f, 0xf0]), "aa:bb:cc:00:0f:f0");
+        assert_eq!(mac(&[]), "");
+    }
 }
