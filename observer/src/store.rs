@@ -54,6 +54,7 @@ impl SlotData for FlowSlot {
         }
     }
 
+    #[inline]
     fn load(&self, pos: u64) -> RawEvent {
         RawEvent {
             record: std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed)),
@@ -124,6 +125,7 @@ impl FlowStore {
     }
 
     /// Interprets a copied slot.
+    #[inline]
     pub fn event(&self, raw: RawEvent) -> StoredEvent<'_> {
         let RawEvent { record, pos } = raw;
         if compact::kind(&record) == compact::KIND_LOST {

@@ -80,6 +80,7 @@ static EMPTY: Flow = Flow {
 
 impl<'a> StoredFlow<'a> {
     /// Wraps a copied record. Returns `None` for a record that is not a flow.
+    #[inline]
     pub fn new(tables: &'a Tables, record: Record, extra: Option<Arc<Extra>>) -> Option<Self> {
         match kind(&record) {
             KIND_COMPACT | KIND_FULL => Some(Self {
@@ -96,6 +97,7 @@ impl<'a> StoredFlow<'a> {
 
     /// Wraps a record read from position `pos` of `ring`; its extra is read from the
     /// slot only when asked for. Check [`StoredFlow::torn`] after using the flow.
+    #[inline]
     pub fn in_ring(
         tables: &'a Tables,
         record: Record,
