@@ -14,6 +14,8 @@ use observer::sample;
 use observer::store::{FlowStore, FlowStoreWriter, StoredEvent};
 use proto::filter::FilterSet;
 use proto::flow::{Flow, FlowFilter, Verdict};
+use proto::get_flows::EncodedResponse;
+use proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
 
 /// Counts live heap bytes, to measure what the ring really holds; allocates with
 /// mimalloc as `hubble-agent` does.
@@ -115,9 +117,23 @@ fn fill_with(
     spent
 }
 
+/// What a scan does with a matching flow.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    /// Nothing: the filter's cost alone.
+    Count,
+    /// Rebuilds it as a `Flow`.
+    Rebuild,
+    /// Writes its GetFlows response, as the agent serves it.
+    Respond,
+    /// Writes its GetFlows response from the rebuilt `Flow` (what the agent did
+    /// before it wrote the tables' encoded endpoints and contexts as they are).
+    RespondRebuilt,
+}
+
 /// Scans the whole ring as GetFlows does without a limit: read each slot, view it,
-/// filter it. With `convert`, matching flows are rebuilt as `Flow`s too.
-fn scan(store: &FlowStore, filters: &FilterSet, convert: bool) -> (u64, u64, Spent) {
+/// filter it, then do `then` with each match.
+fn scan(store: &FlowStore, filters: &FilterSet, then: Then) -> (u64, u64, Spent) {
     let t = Timer::start();
     let mut reader = store.reader(store.ring().oldest());
     let (mut scanned, mut matched) = (0u64, 0u64);
@@ -128,8 +144,22 @@ fn scan(store: &FlowStore, filters: &FilterSet, convert: bool) -> (u64, u64, Spe
                 if let StoredEvent::Flow(flow) = store.event(raw) {
                     if filters.matches(&flow) {
                         matched += 1;
-                        if convert {
-                            std::hint::black_box(flow.to_flow());
+                        match then {
+                            Then::Count => {}
+                            Then::Rebuild => {
+                                std::hint::black_box(flow.to_flow());
+                            }
+                            Then::Respond => {
+                                std::hint::black_box(flow.encode_response());
+                            }
+                            Then::RespondRebuilt => {
+                                let flow = flow.to_flow();
+                                std::hint::black_box(EncodedResponse::new(&GetFlowsResponse {
+                                    time: flow.time,
+                                    node_name: flow.node_name.clone(),
+                                    response_types: Some(ResponseTypes::Flow(flow)),
+                                }));
+                            }
                         }
                     }
                 }
@@ -239,19 +269,32 @@ fn main() {
     print_scans(&store, &filters, false);
 }
 
-/// Prints the scan rate of each filter over the whole ring; with `rebuild`, also the
+/// Prints the scan rate of each filter over the whole ring, then with each match's
+/// GetFlows response written; with `rebuild`, also the
 /// rate when the matching flows are rebuilt as `Flow`s.
 fn print_scans(store: &FlowStore, filters: &[(&str, &FilterSet)], rebuild: bool) {
     for &(name, filters) in filters {
-        let (scanned, matched, d) = scan(store, filters, false);
+        let (scanned, matched, d) = scan(store, filters, Then::Count);
         println!(
             "  scan, {name:<30}     : {}, {matched} of {scanned} match",
             rate(scanned, d)
         );
         if rebuild && !filters.is_empty() {
-            let (scanned, _, d) = scan(store, filters, true);
+            let (scanned, _, d) = scan(store, filters, Then::Rebuild);
             println!(
                 "  scan + rebuild matches as Flow, {name:<24}: {}",
+                rate(scanned, d)
+            );
+        }
+        if !filters.is_empty() {
+            let (scanned, _, d) = scan(store, filters, Then::Respond);
+            println!(
+                "  scan + GetFlows response of each match, {name:<15}: {}",
+                rate(scanned, d)
+            );
+            let (scanned, _, d) = scan(store, filters, Then::RespondRebuilt);
+            println!(
+                "    (the response from the rebuilt Flow instead   : {})",
                 rate(scanned, d)
             );
         }

@@ -151,6 +151,10 @@ pub struct Tables {
     pub endpoints: Table<Endpoint>,
     /// Interned node contexts, each a `Flow` holding only context fields.
     pub contexts: Table<Flow>,
+    /// Each interned endpoint's protobuf encoding (an `Endpoint` message's fields).
+    pub endpoint_wire: Table<Box<[u8]>>,
+    /// Each interned context's protobuf encoding (its fields as `Flow` fields).
+    pub context_wire: Table<Box<[u8]>>,
 }
 
 /// Moves the context fields of `from` into a new flow (or clones them).
@@ -389,12 +393,15 @@ impl Encoder {
         self.scratch.clear();
         prost::Message::encode_raw(endpoint, &mut self.scratch);
         let mut added = false;
-        let r = self
-            .endpoints
-            .intern(&self.tables.endpoints, &self.scratch, || {
+        let r = self.endpoints.intern_encoded(
+            &self.tables.endpoints,
+            &self.tables.endpoint_wire,
+            &self.scratch,
+            || {
                 added = true;
                 endpoint.clone()
-            })?;
+            },
+        )?;
         if added {
             on_new(endpoint);
         }
@@ -422,9 +429,12 @@ impl Encoder {
         }
         self.scratch.clear();
         context_key(flow, &mut self.scratch);
-        let r = self
-            .contexts
-            .intern(&self.tables.contexts, &self.scratch, || context_of(flow))?;
+        let r = self.contexts.intern_encoded(
+            &self.tables.contexts,
+            &self.tables.context_wire,
+            &self.scratch,
+            || context_of(flow),
+        )?;
         if self.context_cache.len() >= CACHE_LIMIT {
             self.context_cache.clear();
         }
@@ -569,10 +579,57 @@ fn has_rare(flow: &Flow, r: &Record) -> bool {
 
 /// Rebuilds the flow of a stored record, or `None` for a lost-events notice.
 pub fn to_flow(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flow> {
+    if kind(r) == KIND_FULL {
+        return match extra {
+            Some(Extra::Full(full)) => Some(Flow::clone(full)),
+            _ => None,
+        };
+    }
+    let mut flow = own_parts(r, extra)?;
+    let ep = r[W_EP];
+    flow.source = tables.endpoints.get(ep as u32).cloned();
+    flow.destination = tables.endpoints.get((ep >> 32) as u32).cloned();
+    if let Some(ctx) = tables.contexts.get(r[W_CTX] as u32) {
+        apply_context(ctx, &mut flow);
+    }
+    Some(flow)
+}
+
+/// The protobuf fields of a compact flow's shared parts as they are kept encoded in
+/// `tables`: its source (field 8) and destination (9) endpoints, and its context's
+/// fields. Together with the fields of [`own_parts`] they are the whole flow's fields
+/// (in another order than prost writes them, which protobuf readers accept). `None`
+/// for a flow stored whole, or if a part is missing from the tables.
+pub fn shared_fields<'t>(
+    tables: &'t Tables,
+    r: &Record,
+) -> Option<(SharedEndpoint<'t>, SharedEndpoint<'t>, &'t [u8])> {
+    if kind(r) != KIND_COMPACT {
+        return None;
+    }
+    let endpoint = |r: u64| -> Option<SharedEndpoint<'t>> {
+        match r as u32 {
+            0 => Some(None),
+            r => tables.endpoint_wire.get(r).map(|b| Some(&**b)),
+        }
+    };
+    let ep = r[W_EP];
+    let ctx = match r[W_CTX] as u32 {
+        0 => &[][..],
+        c => tables.context_wire.get(c)?,
+    };
+    Some((endpoint(ep & 0xffff_ffff)?, endpoint(ep >> 32)?, ctx))
+}
+
+/// An endpoint's encoded fields, or `None` for a flow without that endpoint.
+pub type SharedEndpoint<'t> = Option<&'t [u8]>;
+
+/// A compact flow without its shared parts (endpoints and context): the fields the
+/// record and its extra hold. `None` for a record that is not a compact flow.
+pub fn own_parts(r: &Record, extra: Option<&Extra>) -> Option<Flow> {
     let mut flow = match (kind(r), extra) {
         (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.to_flow(),
         (KIND_COMPACT, None) => Flow::default(),
-        (KIND_FULL, Some(Extra::Full(full))) => return Some(Flow::clone(full)),
         _ => return None,
     };
     let flags = r[W_FLAGS];
@@ -621,12 +678,6 @@ pub fn to_flow(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flo
     flow.reply = bits(e, 52, 1) == 1;
     flow.r#type = bits(e, 53, 2) as i32;
     flow.auth_type = bits(e, 55, 2) as i32;
-    let ep = r[W_EP];
-    flow.source = tables.endpoints.get(ep as u32).cloned();
-    flow.destination = tables.endpoints.get((ep >> 32) as u32).cloned();
-    if let Some(ctx) = tables.contexts.get(r[W_CTX] as u32) {
-        apply_context(ctx, &mut flow);
-    }
     Some(flow)
 }
 

@@ -13,6 +13,7 @@ use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::server::{NamedService, ServerStreamingService};
 use tonic::Status;
 
+use crate::flow::Flow;
 use crate::observer::observer_server::{Observer, ObserverServer};
 use crate::observer::{GetFlowsRequest, GetFlowsResponse};
 
@@ -32,6 +33,50 @@ impl EncodedResponse {
         Self(bytes.into())
     }
 
+    /// A flow response written from the flow's own fields and fields kept encoded
+    /// elsewhere: `flow`'s fields followed by each of `fields` form the `Flow` message.
+    /// Protobuf readers take a message's fields in any order, so the response decodes
+    /// as the flow with those fields set would. `node_name` and `time` are the
+    /// response's own.
+    pub fn from_flow_fields(
+        flow: &Flow,
+        fields: &[EncodedField<'_>],
+        node_name: &str,
+        time: Option<&pbjson_types::Timestamp>,
+    ) -> Self {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+        let field_len = |f: &EncodedField<'_>| match *f {
+            EncodedField::Message(tag, b) => {
+                key_len(tag) + encoded_len_varint(b.len() as u64) + b.len()
+            }
+            EncodedField::Fields(b) => b.len(),
+        };
+        let flow_len = flow.encoded_len() + fields.iter().map(field_len).sum::<usize>();
+        let mut bytes = Vec::with_capacity(flow_len + node_name.len() + 32);
+        encode_key(1, WireType::LengthDelimited, &mut bytes);
+        encode_varint(flow_len as u64, &mut bytes);
+        flow.encode_raw(&mut bytes);
+        for field in fields {
+            match *field {
+                EncodedField::Message(tag, b) => {
+                    encode_key(tag, WireType::LengthDelimited, &mut bytes);
+                    encode_varint(b.len() as u64, &mut bytes);
+                    bytes.extend_from_slice(b);
+                }
+                EncodedField::Fields(b) => bytes.extend_from_slice(b),
+            }
+        }
+        if !node_name.is_empty() {
+            encode_key(1000, WireType::LengthDelimited, &mut bytes);
+            encode_varint(node_name.len() as u64, &mut bytes);
+            bytes.extend_from_slice(node_name.as_bytes());
+        }
+        if let Some(time) = time {
+            prost::encoding::message::encode(1001, time, &mut bytes);
+        }
+        Self(bytes.into())
+    }
+
     /// The encoded response.
     pub fn bytes(&self) -> &Bytes {
         &self.0
@@ -41,6 +86,16 @@ impl EncodedResponse {
     pub fn decode(&self) -> Result<GetFlowsResponse, prost::DecodeError> {
         GetFlowsResponse::decode(self.0.clone())
     }
+}
+
+/// Encoded protobuf fields that [`EncodedResponse::from_flow_fields`] writes into a
+/// flow as they are.
+#[derive(Debug, Clone, Copy)]
+pub enum EncodedField<'a> {
+    /// An embedded message field: the field number and the message's encoded fields.
+    Message(u32, &'a [u8]),
+    /// Fields of the flow itself, each with its key.
+    Fields(&'a [u8]),
 }
 
 /// Writes [`EncodedResponse`]s as they are.

@@ -89,6 +89,30 @@ impl Interner {
         key: &[u8],
         make: impl FnOnce() -> T,
     ) -> Option<Ref> {
+        self.intern_with(table, None, key, make)
+    }
+
+    /// As [`Interner::intern`] for a value whose key is its protobuf encoding: a new
+    /// value's key is also kept in `wire` under the same number, for readers that
+    /// write the value's bytes as they are instead of encoding it again. Both are set
+    /// before the number is returned, so a record that names it finds both.
+    pub fn intern_encoded<T>(
+        &mut self,
+        table: &Table<T>,
+        wire: &Table<Box<[u8]>>,
+        key: &[u8],
+        make: impl FnOnce() -> T,
+    ) -> Option<Ref> {
+        self.intern_with(table, Some(wire), key, make)
+    }
+
+    fn intern_with<T>(
+        &mut self,
+        table: &Table<T>,
+        wire: Option<&Table<Box<[u8]>>>,
+        key: &[u8],
+        make: impl FnOnce() -> T,
+    ) -> Option<Ref> {
         if let Some(r) = self.by_key.get(key) {
             return Some(*r);
         }
@@ -97,6 +121,9 @@ impl Interner {
             return None;
         }
         table.set(index, make());
+        if let Some(wire) = wire {
+            wire.set(index, key.into());
+        }
         let r = Ref::try_from(index + 1).ok()?;
         self.by_key.insert(key.into(), r);
         Some(r)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proto::filter::FlowView;
 use proto::flow::{self, layer4, layer7, Flow};
+use proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
 
 use super::*;
 use crate::sample;
@@ -66,6 +67,20 @@ fn assert_same_view(stored: &StoredFlow<'_>, flow: &Flow) {
     assert_eq!(stored.interface(), FlowView::interface(flow));
 }
 
+/// The GetFlows response written from the record and the tables' encoded parts
+/// decodes as the response made from the flow itself; only whole flows are refused.
+fn assert_same_response(stored: &StoredFlow<'_>, flow: &Flow) {
+    let expected = GetFlowsResponse {
+        time: flow.time,
+        node_name: flow.node_name.clone(),
+        response_types: Some(ResponseTypes::Flow(flow.clone())),
+    };
+    match stored.encode_response() {
+        Some(encoded) => assert_eq!(encoded.decode().expect("a response decodes"), expected),
+        None => assert_eq!(kind(stored.record()), KIND_FULL),
+    }
+}
+
 fn check(encoder: &mut Encoder, flow: &Flow) -> Encoded {
     let (encoded, back) = round_trip(encoder, flow);
     assert_eq!(&back, flow);
@@ -77,7 +92,16 @@ fn check(encoder: &mut Encoder, flow: &Flow) -> Encoded {
         .expect("a flow record is a flow");
     assert_same_view(&stored, flow);
     assert_eq!(&stored.to_flow(), flow);
+    assert_same_response(&stored, flow);
     encoded
+}
+
+#[test]
+fn corpus_flows_are_written_as_their_responses() {
+    let mut encoder = Encoder::new(Arc::default());
+    for n in 0..2_000 {
+        check(&mut encoder, &sample::corpus_flow(n));
+    }
 }
 
 fn l7_http() -> Flow {
@@ -351,6 +375,7 @@ proptest! {
             prop_assert!(stored.is_some());
             if let Some(stored) = stored {
                 assert_same_view(&stored, flow);
+                assert_same_response(&stored, flow);
             }
         }
     }

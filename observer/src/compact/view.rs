@@ -12,10 +12,13 @@ use super::rare::RareView;
 use crate::ring::Ring;
 use crate::store::FlowSlot;
 
+use proto::get_flows::{EncodedField, EncodedResponse};
+
 use super::{
-    bits, kind, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE, F_EXTRA, F_IP, KIND_COMPACT,
-    KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED,
-    UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
+    bits, kind, own_parts, shared_fields, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE,
+    F_EXTRA, F_IP, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP,
+    L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4,
+    W_SRC_IP, W_UUID,
 };
 
 /// A stored flow as a reader copied it out of the ring.
@@ -135,6 +138,34 @@ impl<'a> StoredFlow<'a> {
     /// The record.
     pub fn record(&self) -> &Record {
         &self.record
+    }
+
+    /// The flow's GetFlows response, written from the record, its extra and the
+    /// tables' encoded endpoints and context, without building or encoding those
+    /// shared parts again. `None` for a flow stored whole (it goes the way of
+    /// [`StoredFlow::to_flow`]). Decodes as the response made from `to_flow` does.
+    pub fn encode_response(&self) -> Option<EncodedResponse> {
+        let (source, destination, context) = shared_fields(self.tables, &self.record)?;
+        let own = own_parts(&self.record, self.extra())?;
+        let mut fields = [EncodedField::Fields(&[]); 3];
+        let mut n = 0;
+        for (tag, endpoint) in [(8, source), (9, destination)] {
+            if let Some(bytes) = endpoint {
+                fields[n] = EncodedField::Message(tag, bytes);
+                n += 1;
+            }
+        }
+        if !context.is_empty() {
+            fields[n] = EncodedField::Fields(context);
+            n += 1;
+        }
+        let node_name = FlowView::node_name(self);
+        Some(EncodedResponse::from_flow_fields(
+            &own,
+            &fields[..n],
+            node_name,
+            own.time.as_ref(),
+        ))
     }
 
     /// Rebuilds the whole flow.

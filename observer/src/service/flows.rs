@@ -212,6 +212,18 @@ fn scan(
                 if skip {
                     continue;
                 }
+                if !query.mask.is_active() {
+                    // Endpoints and context as the tables keep them encoded.
+                    if let Some(encoded) = flow.encode_response() {
+                        if flow.torn() {
+                            cursor.loss.add(1);
+                            continue;
+                        }
+                        cursor.count += 1;
+                        out.push(encoded);
+                        continue;
+                    }
+                }
                 let whole = flow.to_flow();
                 if flow.torn() {
                     cursor.loss.add(1);
