@@ -6,9 +6,9 @@
 
 use std::marker::PhantomData;
 
-use prost::bytes::{BufMut, Bytes};
+use prost::bytes::{Buf, BufMut, Bytes};
 use prost::Message;
-use tonic::codec::{Codec, EncodeBuf, Encoder, ProstCodec};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, ProstCodec};
 use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::server::{NamedService, ServerStreamingService};
 use tonic::Status;
@@ -203,6 +203,72 @@ where
             Ok(grpc.server_streaming(call, request).await)
         })
     }
+}
+
+/// Client side of GetFlows: the request encoded by prost, each response decoded from
+/// the one contiguous slice its frame is in. (Decoding from tonic's frame buffer makes
+/// every varint and nested message a round of `Buf` calls on a `BytesMut`; from a
+/// slice they are reads and pointer moves.)
+#[derive(Debug, Default)]
+pub struct GetFlowsClientCodec;
+
+/// Decodes a [`GetFlowsResponse`] from its frame's bytes as one slice.
+#[derive(Debug, Default)]
+pub struct SliceResponseDecoder;
+
+impl Decoder for SliceResponseDecoder {
+    type Item = GetFlowsResponse;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<GetFlowsResponse>, Status> {
+        let len = buf.remaining();
+        let decoded = if buf.chunk().len() == len {
+            let response = GetFlowsResponse::decode(buf.chunk());
+            buf.advance(len);
+            response
+        } else {
+            GetFlowsResponse::decode(buf)
+        };
+        decoded
+            .map(Some)
+            .map_err(|e| Status::internal(format!("decoding a GetFlows response: {e}")))
+    }
+}
+
+impl Codec for GetFlowsClientCodec {
+    type Encode = GetFlowsRequest;
+    type Decode = GetFlowsResponse;
+    type Encoder = <ProstCodec<GetFlowsRequest, GetFlowsResponse> as Codec>::Encoder;
+    type Decoder = SliceResponseDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<GetFlowsRequest, GetFlowsResponse>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        SliceResponseDecoder
+    }
+}
+
+/// Calls GetFlows over `channel` with [`GetFlowsClientCodec`], as the generated
+/// client's `get_flows` does (no limit on a response's size, as `hubble` sets).
+pub async fn call_get_flows<T>(
+    channel: T,
+    request: impl tonic::IntoRequest<GetFlowsRequest>,
+) -> Result<tonic::Response<tonic::Streaming<GetFlowsResponse>>, Status>
+where
+    T: tonic::client::GrpcService<tonic::body::BoxBody>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(format!("Service was not ready: {}", e.into())))?;
+    let path = http::uri::PathAndQuery::from_static(GET_FLOWS_PATH);
+    grpc.server_streaming(request.into_request(), path, GetFlowsClientCodec)
+        .await
 }
 
 #[cfg(test)]

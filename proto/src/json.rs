@@ -112,11 +112,13 @@ impl Writer {
     }
 
     pub fn integer(&mut self, value: i64) {
-        let _ = std::fmt::Write::write_fmt(&mut self.buf, format_args!("{value}"));
+        self.buf.push_str(itoa::Buffer::new().format(value));
     }
 
     pub fn quoted_integer(&mut self, value: i128) {
-        let _ = std::fmt::Write::write_fmt(&mut self.buf, format_args!("\"{value}\""));
+        self.buf.push('"');
+        self.buf.push_str(itoa::Buffer::new().format(value));
+        self.buf.push('"');
     }
 
     pub fn float(&mut self, value: f64) {
@@ -193,24 +195,42 @@ pub fn format_timestamp(out: &mut String, seconds: i64, nanos: i32) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        secs_of_day / 3_600,
-        secs_of_day % 3_600 / 60,
-        secs_of_day % 60
-    );
-    let nanos = nanos.max(0);
+    if (0..=9999).contains(&year) {
+        push_digits(out, year, 4);
+    } else {
+        let _ = write!(out, "{year:04}");
+    }
+    for (separator, value) in [
+        ('-', month),
+        ('-', day),
+        ('T', secs_of_day / 3_600),
+        (':', secs_of_day % 3_600 / 60),
+        (':', secs_of_day % 60),
+    ] {
+        out.push(separator);
+        push_digits(out, value, 2);
+    }
+    let nanos = i64::from(nanos.max(0));
     if nanos != 0 {
+        out.push('.');
         if nanos % 1_000_000 == 0 {
-            let _ = write!(out, ".{:03}", nanos / 1_000_000);
+            push_digits(out, nanos / 1_000_000, 3);
         } else if nanos % 1_000 == 0 {
-            let _ = write!(out, ".{:06}", nanos / 1_000);
+            push_digits(out, nanos / 1_000, 6);
         } else {
-            let _ = write!(out, ".{nanos:09}");
+            push_digits(out, nanos, 9);
         }
     }
     out.push('Z');
+}
+
+/// The last `width` decimal digits of `value` (not negative), zero-padded.
+fn push_digits(out: &mut String, value: i64, width: u32) {
+    let mut divisor = 10i64.pow(width - 1);
+    while divisor > 0 {
+        out.push(char::from(b'0' + (value / divisor % 10) as u8));
+        divisor /= 10;
+    }
 }
 
 fn lower_camel(path: &str) -> String {

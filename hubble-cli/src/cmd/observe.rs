@@ -5,7 +5,7 @@
 use std::io::{self, BufReader, Write};
 
 use anyhow::Context as _;
-use proto::observer::{observer_client::ObserverClient, GetFlowsRequest};
+use proto::observer::GetFlowsRequest;
 
 use super::Context;
 use crate::cli::{FormattingArgs, ObserveArgs, ObserveCommand, ObserveSubcommand};
@@ -176,10 +176,8 @@ async fn run_flows(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<()> 
     }
     let opts = ConnOptions::from_settings(&ctx.settings)?;
     let channel = conn::connect(&opts).await?;
-    let mut client = ObserverClient::new(channel).max_decoding_message_size(usize::MAX);
     let follow = plan.request.follow;
-    let mut stream = client
-        .get_flows(plan.request)
+    let mut stream = proto::get_flows::call_get_flows(channel, plan.request)
         .await
         .map_err(|s| anyhow::anyhow!(rpc_error_for_stream(&s)))?
         .into_inner();

@@ -91,8 +91,7 @@ impl Feed {
     ) -> JoinHandle<()> {
         let feed = self.clone();
         tokio::spawn(async move {
-            let mut client = ObserverClient::new(channel).max_decoding_message_size(usize::MAX);
-            let mut stream = match client.get_flows(request).await {
+            let mut stream = match proto::get_flows::call_get_flows(channel, request).await {
                 Ok(r) => r.into_inner(),
                 Err(s) => {
                     feed.send(generation, Event::Error(rpc_error_for_stream(&s)))

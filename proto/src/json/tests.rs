@@ -81,6 +81,13 @@ fn timestamps_match_protojson() {
         (1_753_456_558, 942_100_000, "2025-07-25T15:15:58.942100Z"),
         (4_102_444_799, 1, "2099-12-31T23:59:59.000000001Z"),
         (-1, 0, "1969-12-31T23:59:59Z"),
+        (-62_135_596_800, 0, "0001-01-01T00:00:00Z"),
+        (
+            253_402_300_799,
+            999_999_999,
+            "9999-12-31T23:59:59.999999999Z",
+        ),
+        (1_000_000_000, 120_000, "2001-09-09T01:46:40.000120Z"),
     ];
     for (seconds, nanos, want) in cases {
         let mut out = String::new();
@@ -145,4 +152,16 @@ fn every_character_that_go_escapes_is_escaped_and_the_rest_kept() {
         let escaped = (c as u32) < 0x20 || "<>&\u{2028}\u{2029}".contains(c);
         assert_eq!(!w.as_str().contains(c), escaped, "{c:?}: {}", w.as_str());
     }
+}
+
+#[test]
+fn integers_print_as_their_decimal_text() {
+    for value in [i64::MIN, -1, 0, 7, 4_294_967_296, i64::MAX] {
+        let mut w = Writer::default();
+        w.integer(value);
+        assert_eq!(w.as_str(), value.to_string());
+    }
+    let mut w = Writer::default();
+    w.quoted_integer(i128::from(u64::MAX) + 1);
+    assert_eq!(w.as_str(), "\"18446744073709551616\"");
 }
