@@ -272,8 +272,9 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         // Replayed flows take the datapath's way: metrics, then export, then the ring.
         let hooks = hooks.clone();
         tasks.spawn(async move {
-            let replayed =
-                observer::replay::replay_with(&path, &options, &ingest, |flow| hooks.on_flow(flow));
+            let replayed = observer::replay::replay_with(&path, &options, &ingest, move |flow| {
+                hooks.on_flow(flow)
+            });
             match replayed.await {
                 Ok(stats) => tracing::info!(?stats, path = %path.display(), "replay finished"),
                 Err(e) => tracing::error!("replay of {} failed: {e}", path.display()),

@@ -115,6 +115,12 @@ impl IngestHandle {
         self.wait_to_push(IngestEvent::Flows(flows)).await
     }
 
+    /// [`IngestHandle::push_flows_wait`] for a thread outside the runtime: blocks
+    /// until the queue has room. False once the writer is gone.
+    pub fn push_flows_blocking(&self, flows: Vec<Flow>) -> bool {
+        flows.is_empty() || self.tx.send(IngestEvent::Flows(flows)).is_ok()
+    }
+
     async fn wait_to_push(&self, mut event: IngestEvent) -> bool {
         loop {
             match self.tx.try_send(event) {

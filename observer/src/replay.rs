@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use proto::flow::Flow;
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::time::Instant;
+use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::ingest::{now_timestamp, IngestHandle};
 
@@ -121,10 +123,50 @@ pub async fn replay(
 /// [`replay`], handing each flow to `on_flow` (paced and re-timestamped, as the ring
 /// will store it) before it is queued: the agent runs its metrics and export hooks
 /// there, as it does for datapath flows.
+///
+/// The file is read and parsed on a thread of the blocking pool with plain reads of
+/// [`REPLAY_READ_BUFFER`] bytes: the runtime's file reads would each be a hop to that
+/// pool and back, and the parsing would hold a runtime worker.
 pub async fn replay_with(
     path: &Path,
     options: &ReplayOptions,
     ingest: &IngestHandle,
+    on_flow: impl FnMut(Flow) -> Flow + Send + 'static,
+) -> Result<ReplayStats, ReplayError> {
+    let (path, options, ingest) = (path.to_path_buf(), options.clone(), ingest.clone());
+    let path_for_error = path.clone();
+    // A dropped replay (the agent shutting down) stops the thread at the next line.
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let stopped = Arc::clone(&stop.0);
+    tokio::task::spawn_blocking(move || {
+        replay_blocking(&path, &options, &ingest, &stopped, on_flow)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ReplayError::Io {
+            path: path_for_error,
+            source: std::io::Error::other(format!("the replay thread failed: {e}")),
+        })
+    })
+}
+
+/// Bytes read from the replay file at a time.
+pub const REPLAY_READ_BUFFER: usize = 1 << 20;
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn replay_blocking(
+    path: &Path,
+    options: &ReplayOptions,
+    ingest: &IngestHandle,
+    stop: &AtomicBool,
     mut on_flow: impl FnMut(Flow) -> Flow,
 ) -> Result<ReplayStats, ReplayError> {
     let io_err = |source| ReplayError::Io {
@@ -134,13 +176,21 @@ pub async fn replay_with(
     let mut stats = ReplayStats::default();
     let rate = options.rate.filter(|r| *r > 0.0 && r.is_finite());
     let started = Instant::now();
+    let mut line = String::new();
     loop {
-        let file = tokio::fs::File::open(path).await.map_err(io_err)?;
-        let mut lines = BufReader::new(file).lines();
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let mut lines = std::io::BufReader::with_capacity(REPLAY_READ_BUFFER, file);
         let mut batch = Vec::with_capacity(REPLAY_BATCH);
         let mut number = 0u64;
         let flows_before = stats.flows;
-        while let Some(line) = lines.next_line().await.map_err(io_err)? {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ReplayError::Closed);
+            }
+            line.clear();
+            if lines.read_line(&mut line).map_err(io_err)? == 0 {
+                break;
+            }
             number += 1;
             if line.trim().is_empty() {
                 continue;
@@ -163,12 +213,12 @@ pub async fn replay_with(
             };
             if let Some(rate) = rate {
                 let due = started + Duration::from_secs_f64(stats.flows as f64 / rate);
-                if due > Instant::now() {
-                    // Paced: what is parsed goes now, before the pause.
-                    if !ingest.push_flows_wait(std::mem::take(&mut batch)).await {
+                let now = Instant::now();
+                if due > now {
+                    if !ingest.push_flows_blocking(std::mem::take(&mut batch)) {
                         return Err(ReplayError::Closed);
                     }
-                    tokio::time::sleep_until(due).await;
+                    std::thread::sleep(due - now);
                 }
             }
             if options.retimestamp {
@@ -177,17 +227,15 @@ pub async fn replay_with(
             batch.push(on_flow(flow));
             stats.flows += 1;
             if batch.len() >= REPLAY_BATCH
-                && !ingest
-                    .push_flows_wait(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(REPLAY_BATCH),
-                    ))
-                    .await
+                && !ingest.push_flows_blocking(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(REPLAY_BATCH),
+                ))
             {
                 return Err(ReplayError::Closed);
             }
         }
-        if !ingest.push_flows_wait(std::mem::take(&mut batch)).await {
+        if !ingest.push_flows_blocking(std::mem::take(&mut batch)) {
             return Err(ReplayError::Closed);
         }
         stats.passes += 1;

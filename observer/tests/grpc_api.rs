@@ -276,6 +276,44 @@ async fn list_services(channel: tonic::transport::Channel) -> anyhow::Result<Vec
 }
 
 #[tokio::test]
+async fn a_dropped_looping_replay_stops_reading() -> anyhow::Result<()> {
+    use observer::replay::{replay, ReplayOptions};
+    let h = Harness::start(4095).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("capture.jsonl");
+    let text: String = (0..50)
+        .map(|n| proto::json::to_string(&sample::flow(n)) + "\n")
+        .collect();
+    std::fs::write(&path, text)?;
+    let options = ReplayOptions {
+        repeat: true,
+        ..Default::default()
+    };
+    let ingest = h.ingest.clone();
+    let looping = tokio::spawn(async move { replay(&path, &options, &ingest).await });
+    h.wait_seen(500).await?;
+    looping.abort();
+    assert!(looping.await.is_err_and(|e| e.is_cancelled()));
+    // The reading thread stops at its next line: the count settles.
+    let mut last = h.observer.seen_flows();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now = h.observer.seen_flows();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        h.observer.seen_flows(),
+        last,
+        "the replay went on after it was dropped"
+    );
+    h.stop().await
+}
+
+#[tokio::test]
 async fn replayed_captures_are_served() -> anyhow::Result<()> {
     use observer::replay::{replay, ReplayOptions};
     use proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
