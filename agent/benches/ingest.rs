@@ -157,9 +157,11 @@ fn records_of_connection(state: &AgentState, n: u64) -> Vec<Vec<u8>> {
             ..Default::default()
         }
     };
-    let syn = tcp_frame(&ship_ip, &ds_ip, sport, 80, 0x02);
-    if ship.spec.name == "xwing" {
-        // rule1 drops the xwing's SYN at the deathstar: a verdict and a drop.
+    let trace = |point: u8, at: &agent::endpoints::Endpoint, reason: u8, frame: &[u8]| {
+        encode_record(&header(message_type::TRACE, point, at, reason), None, frame)
+    };
+    // The deathstar's ingress policy verdict on the ship's SYN.
+    let verdict = |match_type: u8, action: u8, frame: &[u8]| {
         let mut verdict = header(message_type::POLICY_VERDICT, 0, &deathstar, 0);
         verdict.flags = EVENT_FLAG_TO_ENDPOINT;
         let info = PolicyVerdictInfo {
@@ -167,10 +169,15 @@ fn records_of_connection(state: &AgentState, n: u64) -> Vec<Vec<u8>> {
             dport: 80,
             protocol: 6,
             direction: 0,
-            match_type: policy_match::NONE,
-            action: policy_action::DENIED,
+            match_type,
+            action,
             ..Default::default()
         };
+        encode_record(&verdict, Some(&info), frame)
+    };
+    let syn = tcp_frame(&ship_ip, &ds_ip, sport, 80, 0x02);
+    if ship.spec.name == "xwing" {
+        // rule1 drops the xwing's SYN at the deathstar: a verdict and a drop.
         let mut drop = header(
             message_type::DROP,
             drop_reason::POLICY_DENIED,
@@ -179,96 +186,32 @@ fn records_of_connection(state: &AgentState, n: u64) -> Vec<Vec<u8>> {
         );
         drop.flags = EVENT_FLAG_TO_ENDPOINT;
         return vec![
-            encode_record(
-                &header(
-                    message_type::TRACE,
-                    trace_point::FROM_LXC,
-                    &ship,
-                    trace_reason::NEW,
-                ),
-                None,
-                &syn,
-            ),
-            encode_record(&verdict, Some(&info), &syn),
+            trace(trace_point::FROM_LXC, &ship, trace_reason::NEW, &syn),
+            verdict(policy_match::NONE, policy_action::DENIED, &syn),
             encode_record(&drop, None, &syn),
         ];
     }
-    let mut verdict = header(message_type::POLICY_VERDICT, 0, &deathstar, 0);
-    verdict.flags = EVENT_FLAG_TO_ENDPOINT;
-    let info = PolicyVerdictInfo {
-        remote_identity: ship.identity.0,
-        dport: 80,
-        protocol: 6,
-        direction: 0,
-        match_type: policy_match::L3_L4,
-        action: policy_action::ALLOWED,
-        ..Default::default()
-    };
     let syn_ack = tcp_frame(&ds_ip, &ship_ip, 80, sport, 0x12);
     let ack = tcp_frame(&ship_ip, &ds_ip, sport, 80, 0x10);
     let fin = tcp_frame(&ds_ip, &ship_ip, 80, sport, 0x11);
     vec![
-        encode_record(
-            &header(
-                message_type::TRACE,
-                trace_point::FROM_LXC,
-                &ship,
-                trace_reason::NEW,
-            ),
-            None,
-            &syn,
-        ),
-        encode_record(&verdict, Some(&info), &syn),
-        encode_record(
-            &header(
-                message_type::TRACE,
-                trace_point::TO_LXC,
-                &deathstar,
-                trace_reason::NEW,
-            ),
-            None,
-            &syn,
-        ),
-        encode_record(
-            &header(
-                message_type::TRACE,
-                trace_point::FROM_LXC,
-                &deathstar,
-                trace_reason::REPLY,
-            ),
-            None,
+        trace(trace_point::FROM_LXC, &ship, trace_reason::NEW, &syn),
+        verdict(policy_match::L3_L4, policy_action::ALLOWED, &syn),
+        trace(trace_point::TO_LXC, &deathstar, trace_reason::NEW, &syn),
+        trace(
+            trace_point::FROM_LXC,
+            &deathstar,
+            trace_reason::REPLY,
             &syn_ack,
         ),
-        encode_record(
-            &header(
-                message_type::TRACE,
-                trace_point::TO_LXC,
-                &ship,
-                trace_reason::REPLY,
-            ),
-            None,
-            &syn_ack,
-        ),
-        encode_record(
-            &header(
-                message_type::TRACE,
-                trace_point::FROM_LXC,
-                &ship,
-                trace_reason::ESTABLISHED,
-            ),
-            None,
+        trace(trace_point::TO_LXC, &ship, trace_reason::REPLY, &syn_ack),
+        trace(
+            trace_point::FROM_LXC,
+            &ship,
+            trace_reason::ESTABLISHED,
             &ack,
         ),
-        encode_record(
-            &header(
-                message_type::TRACE,
-                trace_point::FROM_LXC,
-                &deathstar,
-                trace_reason::REPLY,
-            ),
-            None,
-            &fin,
-        ),
+        trace(trace_point::FROM_LXC, &deathstar, trace_reason::REPLY, &fin),
     ]
 }
 

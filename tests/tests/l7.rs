@@ -102,6 +102,15 @@ fn http_get(address: &str, path: &str, accept: &str) -> Result<String> {
     Ok(body)
 }
 
+/// PUTs to the exhaust port from the tiefighter until the answer is the deathstar's
+/// own (the request reached it); that answer.
+fn put_until_it_explodes(lab: &Lab) -> Result<String> {
+    eventually(Duration::from_secs(20), || {
+        let (out, _) = curl(lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
+        Ok(out.contains("Panic: deathstar exploded").then_some(out))
+    })
+}
+
 /// Requests the deathstars logged (`<peer> <METHOD> <target> -> <status>`).
 fn deathstar_requests(lab: &Lab, method: &str) -> usize {
     ["deathstar-1", "deathstar-2"]
@@ -475,12 +484,7 @@ fn l7_policy_through_the_proxy() -> Result<()> {
     ])?;
     assert!(out.contains("Revision: 5"), "{out}");
     let puts_before = deathstar_requests(&lab, "PUT");
-    let (out, _) = eventually(Duration::from_secs(20), || {
-        let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
-        Ok(out
-            .contains("Panic: deathstar exploded")
-            .then_some((out, code)))
-    })?;
+    let out = put_until_it_explodes(&lab)?;
     assert!(out.starts_with("Panic: deathstar exploded"), "{out}");
     assert!(deathstar_requests(&lab, "PUT") > puts_before);
     let crashed = eventually(Duration::from_secs(10), || {
@@ -512,12 +516,7 @@ fn l7_policy_through_the_proxy() -> Result<()> {
         policy("rule1.yaml").to_str().unwrap_or_default(),
     ])?;
     assert!(out.contains("Revision: 6"), "{out}");
-    let (out, _) = eventually(Duration::from_secs(20), || {
-        let (out, code) = curl(&lab, "tiefighter", "PUT", "/v1/exhaust-port")?;
-        Ok(out
-            .contains("Panic: deathstar exploded")
-            .then_some((out, code)))
-    })?;
+    let out = put_until_it_explodes(&lab)?;
     assert!(out.starts_with("Panic: deathstar exploded"), "{out}");
     assert!(deathstar_requests(&lab, "PUT") > puts_before);
     let list = lab.agent(&["endpoint", "list"])?;
