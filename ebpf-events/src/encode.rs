@@ -184,3 +184,24 @@ pub fn encode_trace_sock(
     put(&mut out, offset_of!(TraceSockRecord, dst_addr), &addr);
     out
 }
+
+/// An Ethernet + IPv4 + TCP frame (20-byte headers, no payload) from `src:sport` to
+/// `dst:dport` with TCP `flags`, as a datapath record carries one.
+pub fn ipv4_tcp_frame(
+    src: core::net::Ipv4Addr,
+    dst: core::net::Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
+    let mut f = vec![
+        0xaa, 0xbb, 0xcc, 0, 0, 2, 0xaa, 0xbb, 0xcc, 0, 0, 1, 0x08, 0x00,
+    ];
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}

@@ -106,17 +106,9 @@ impl IngestHandle {
         self.wait_to_push(IngestEvent::Flow(Box::new(flow))).await
     }
 
-    /// [`IngestHandle::push_flow_wait`] for a batch of flows, stored in order: a
-    /// replay hands over many flows with one queue slot and one wake-up of the writer.
-    pub async fn push_flows_wait(&self, flows: Vec<Flow>) -> bool {
-        if flows.is_empty() {
-            return true;
-        }
-        self.wait_to_push(IngestEvent::Flows(flows)).await
-    }
-
-    /// [`IngestHandle::push_flows_wait`] for a thread outside the runtime: blocks
-    /// until the queue has room. False once the writer is gone.
+    /// A batch of flows, stored in order (one queue slot and one wake-up of the writer
+    /// for many flows), from a thread outside the runtime: blocks until the queue has
+    /// room. False once the writer is gone.
     pub fn push_flows_blocking(&self, flows: Vec<Flow>) -> bool {
         flows.is_empty() || self.tx.send(IngestEvent::Flows(flows)).is_ok()
     }

@@ -6,7 +6,7 @@ use ebpf_events::abi::{EventHeader, PolicyVerdictInfo, EVENT_FLAG_TO_ENDPOINT};
 use ebpf_events::constants::{
     drop_reason, message_type, policy_action, policy_match, trace_point, trace_reason,
 };
-use ebpf_events::encode::encode_record;
+use ebpf_events::encode::{encode_record, ipv4_tcp_frame};
 
 use super::*;
 
@@ -119,20 +119,10 @@ impl CgroupGetter for Cgroups {
     }
 }
 
-/// An Ethernet + IPv4 + TCP frame.
+/// An Ethernet + IPv4 + TCP frame between two address texts.
 fn tcp_frame(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let mut f = vec![
-        0xaa, 0xbb, 0xcc, 0, 0, 2, 0xaa, 0xbb, 0xcc, 0, 0, 1, 0x08, 0x00,
-    ];
-    let src: std::net::Ipv4Addr = src.parse().unwrap();
-    let dst: std::net::Ipv4Addr = dst.parse().unwrap();
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f
+    let address = |text: &str| text.parse().expect("an IPv4 address");
+    ipv4_tcp_frame(address(src), address(dst), sport, dport, flags)
 }
 
 fn header(msg_type: u8, subtype: u8, source: u16, reason: u8) -> EventHeader {
