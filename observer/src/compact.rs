@@ -65,7 +65,10 @@ pub struct Encoded {
 
 pub(crate) const W_SECS: usize = 0;
 pub(crate) const W_UUID: usize = 1; // and 2
+/// Source address (IPv4 in the first word, IPv6 in both); the second word holds the
+/// trace id's high half when the address is not IPv6 (`F_TRACE`).
 pub(crate) const W_SRC_IP: usize = 3; // and 4
+/// Destination address as the source's; the second word the trace id's low half.
 pub(crate) const W_DST_IP: usize = 5; // and 6
 /// Source MAC (bits 0..48) and proxy port (48..64).
 pub(crate) const W_MAC_SRC: usize = 7;
@@ -99,6 +102,10 @@ pub(crate) const UUID_SHIFT: u32 = 7;
 pub(crate) const UUID_EMPTY: u64 = 0;
 pub(crate) const UUID_PACKED: u64 = 1;
 pub(crate) const UUID_EXTRA: u64 = 2;
+/// The trace id is packed in the low words of the address pairs (`W_SRC_IP + 1`,
+/// `W_DST_IP + 1`), which only IPv6 addresses use: most flows of real captures carry
+/// a trace context, and this keeps it out of the extra.
+pub(crate) const F_TRACE: u64 = 1 << 9;
 
 pub(crate) const L4_NONE: u64 = 0;
 pub(crate) const L4_EMPTY: u64 = 1;
@@ -474,6 +481,8 @@ fn pack_fixed(flow: &Flow) -> Option<Record> {
         }
     }
 
+    pack_trace(&mut r, flow.trace_context.as_ref());
+
     if let Some(eth) = &flow.ethernet {
         if let (Some(s), Some(d)) = (
             text::pack_mac(&eth.source),
@@ -506,6 +515,28 @@ fn pack_fixed(flow: &Flow) -> Option<Record> {
     r[W_ENUMS] = enums;
     r[W_FLAGS] |= KIND_COMPACT;
     Some(r)
+}
+
+/// Packs a trace context holding just a trace id of the W3C form into the address
+/// words no IPv4 address uses (see [`F_TRACE`]); any other is left to the extra.
+fn pack_trace(r: &mut Record, trace: Option<&flow::TraceContext>) {
+    let v6 = |shift| bits(r[W_L4], shift, 2) == text::IP_V6;
+    if r[W_FLAGS] & F_IP != 0 && (v6(50) || v6(52)) {
+        return;
+    }
+    let packed = trace
+        .and_then(|t| t.parent.as_ref())
+        .and_then(|p| text::pack_trace_id(&p.trace_id));
+    if let Some((hi, lo)) = packed {
+        r[W_SRC_IP + 1] = hi;
+        r[W_DST_IP + 1] = lo;
+        r[W_FLAGS] |= F_TRACE;
+    }
+}
+
+/// The trace context packed by [`pack_trace`], if any.
+pub(crate) fn packed_trace(r: &Record) -> Option<(u64, u64)> {
+    (r[W_FLAGS] & F_TRACE != 0).then(|| (r[W_SRC_IP + 1], r[W_DST_IP + 1]))
 }
 
 /// Packs the L4 part into its bits of `W_L4`.
@@ -562,7 +593,7 @@ fn has_rare(flow: &Flow, r: &Record) -> bool {
         || !flow.source_names.is_empty()
         || !flow.destination_names.is_empty()
         || flow.tunnel.is_some()
-        || flow.trace_context.is_some()
+        || (flow.trace_context.is_some() && flags & F_TRACE == 0)
         || flow.file.is_some()
         || flow.ip_trace_id.is_some()
         || flow.socket_cookie != 0
@@ -636,6 +667,13 @@ pub fn own_parts(r: &Record, extra: Option<&Extra>) -> Option<Flow> {
     flow.time = time(r);
     if bits(flags, UUID_SHIFT, 2) == UUID_PACKED {
         flow.uuid = text::uuid_text(r[W_UUID], r[W_UUID + 1]);
+    }
+    if let Some((hi, lo)) = packed_trace(r) {
+        flow.trace_context = Some(flow::TraceContext {
+            parent: Some(flow::TraceParent {
+                trace_id: text::trace_id_text(hi, lo),
+            }),
+        });
     }
     let l4w = r[W_L4];
     if flags & F_IP != 0 {

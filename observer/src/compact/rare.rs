@@ -9,7 +9,9 @@
 use proto::filter::{parts, FlowIp, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
-use super::{bits, Record, F_ETHERNET, F_IP, L4_EXTRA, UUID_EXTRA, UUID_SHIFT, W_FLAGS, W_L4};
+use super::{
+    bits, Record, F_ETHERNET, F_IP, F_TRACE, L4_EXTRA, UUID_EXTRA, UUID_SHIFT, W_FLAGS, W_L4,
+};
 
 /// What of a flow the record did not pack, as its `Flow` fields have it: the parts
 /// real captures have often (an L7 record, a trace context) at hand, names and the
@@ -52,6 +54,7 @@ struct Unpacked {
     ip: bool,
     ethernet: bool,
     l4: bool,
+    trace: bool,
 }
 
 impl Unpacked {
@@ -62,6 +65,7 @@ impl Unpacked {
             ip: flags & F_IP == 0,
             ethernet: flags & F_ETHERNET == 0,
             l4: bits(r[W_L4], 0, 4) == L4_EXTRA,
+            trace: flags & F_TRACE == 0,
         }
     }
 }
@@ -97,7 +101,11 @@ impl Rare {
         };
         Rare {
             l7: flow.l7.take().map(Box::new),
-            trace_context: flow.trace_context.take(),
+            trace_context: if unpacked.trace {
+                flow.trace_context.take()
+            } else {
+                None
+            },
             names: (names != Names::default()).then(|| Box::new(names)),
             other: (other != Other::default()).then(|| Box::new(other)),
         }
@@ -108,7 +116,11 @@ impl Rare {
         let unpacked = Unpacked::of(r);
         let mut parts = Flow {
             l7: flow.l7.clone(),
-            trace_context: flow.trace_context.clone(),
+            trace_context: if unpacked.trace {
+                flow.trace_context.clone()
+            } else {
+                None
+            },
             source_names: flow.source_names.clone(),
             destination_names: flow.destination_names.clone(),
             uuid: if unpacked.uuid {

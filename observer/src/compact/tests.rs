@@ -404,6 +404,50 @@ fn the_extra_of_a_compact_flow_stays_small() {
     let Some(Extra::Rare(rare)) = encoded.extra.as_deref() else {
         panic!("no rare parts: {:?}", encoded.extra);
     };
-    assert!(rare.l7.is_some() && rare.trace_context.is_some());
-    assert!(rare.other.is_none(), "{rare:?}");
+    assert!(rare.l7.is_some() && rare.other.is_none(), "{rare:?}");
+    // The trace id of an IPv4 flow is packed in the record.
+    assert!(rare.trace_context.is_none(), "{rare:?}");
+}
+
+#[test]
+fn trace_ids_pack_into_the_record_where_addresses_leave_room() {
+    let mut encoder = Encoder::new(Arc::default());
+    let traced = |mut flow: Flow, trace_id: &str| {
+        flow.trace_context = Some(flow::TraceContext {
+            parent: Some(flow::TraceParent {
+                trace_id: trace_id.into(),
+            }),
+        });
+        flow
+    };
+    let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // IPv4 and no addresses: packed, no extra.
+    let mut no_ip = sample::flow(7);
+    no_ip.ip = None;
+    for flow in [traced(sample::flow(1), id), traced(no_ip, id)] {
+        let encoded = check(&mut encoder, &flow);
+        assert!(encoded.extra.is_none(), "{flow:?}");
+        assert!(packed_trace(&encoded.record).is_some());
+    }
+    // IPv6 addresses use those words; a trace id not of the W3C form is kept as text.
+    let mut v6 = traced(sample::flow(2), id);
+    v6.ip = Some(flow::Ip {
+        source: "fd00::1".into(),
+        destination: "10.0.0.1".into(),
+        ip_version: 2,
+        ..Default::default()
+    });
+    let upper = traced(sample::flow(3), &id.to_uppercase());
+    let parent_only = {
+        let mut f = sample::flow(4);
+        f.trace_context = Some(flow::TraceContext { parent: None });
+        f
+    };
+    for flow in [v6, upper, parent_only] {
+        let encoded = check(&mut encoder, &flow);
+        assert_eq!(packed_trace(&encoded.record), None, "{flow:?}");
+        assert!(
+            matches!(encoded.extra.as_deref(), Some(Extra::Rare(r)) if r.trace_context.is_some())
+        );
+    }
 }

@@ -190,6 +190,34 @@ pub fn uuid_text(hi: u64, lo: u64) -> String {
     uuid_bytes(hi, lo).iter().map(|&b| b as char).collect()
 }
 
+/// Hex digits of a W3C trace id.
+const TRACE_ID_DIGITS: usize = 32;
+
+/// Packs a trace id of 32 lowercase hex digits (the W3C `traceparent` form) into two
+/// words.
+pub fn pack_trace_id(text: &str) -> Option<(u64, u64)> {
+    let b = text.as_bytes();
+    if b.len() != TRACE_ID_DIGITS {
+        return None;
+    }
+    let mut bits = 0u128;
+    for &c in b {
+        bits = bits << 4 | u128::from(hex_digit(c)?);
+    }
+    Some(((bits >> 64) as u64, bits as u64))
+}
+
+/// The text of a trace id packed by [`pack_trace_id`].
+pub fn trace_id_bytes(hi: u64, lo: u64) -> [u8; TRACE_ID_DIGITS] {
+    let bits = u128::from(hi) << 64 | u128::from(lo);
+    std::array::from_fn(|i| HEX[((bits >> (124 - 4 * i)) & 15) as usize])
+}
+
+/// The text of a trace id packed by [`pack_trace_id`], as a string.
+pub fn trace_id_text(hi: u64, lo: u64) -> String {
+    trace_id_bytes(hi, lo).iter().map(|&b| b as char).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +252,21 @@ mod tests {
         assert_eq!(uuid_text(hi, lo), uuid);
         assert_eq!(pack_uuid("8D0C4D7A-2a46-4a8f-9f0e-0123456789ab"), None);
         assert_eq!(pack_uuid("8d0c4d7a2a464a8f9f0e0123456789ab"), None);
+        for trace in [
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "00000000000000000000000000000000",
+        ] {
+            let (hi, lo) = pack_trace_id(trace).unwrap_or_default();
+            assert_eq!(trace_id_text(hi, lo), trace);
+        }
+        for bad in [
+            "4BF92F3577B34DA6A3CE929D0E0E4736",
+            "4bf92f3577b34da6a3ce929d0e0e473",
+            "4bf92f3577b34da6a3ce929d0e0e47366",
+            "4bf92f3577b34da6-3ce929d0e0e4736",
+            "",
+        ] {
+            assert_eq!(pack_trace_id(bad), None, "{bad}");
+        }
     }
 }

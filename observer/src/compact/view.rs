@@ -15,10 +15,10 @@ use crate::store::FlowSlot;
 use proto::get_flows::{EncodedField, EncodedResponse};
 
 use super::{
-    bits, kind, own_parts, shared_fields, text, to_flow, Extra, Record, Tables, F_EVENT_TYPE,
-    F_EXTRA, F_IP, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE, L4_SCTP,
-    L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS, W_L4,
-    W_SRC_IP, W_UUID,
+    bits, kind, own_parts, packed_trace, shared_fields, text, to_flow, Extra, Record, Tables,
+    F_EVENT_TYPE, F_EXTRA, F_IP, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE,
+    L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS,
+    W_L4, W_SRC_IP, W_UUID,
 };
 
 /// A stored flow as a reader copied it out of the ring.
@@ -31,6 +31,7 @@ pub struct StoredFlow<'a> {
     /// The slot was overwritten before its extra was read.
     torn: Cell<bool>,
     uuid: OnceCell<[u8; 36]>,
+    trace_id: OnceCell<[u8; 32]>,
 }
 
 static EMPTY: Flow = Flow {
@@ -93,6 +94,7 @@ impl<'a> StoredFlow<'a> {
                 slot: None,
                 torn: Cell::new(false),
                 uuid: OnceCell::new(),
+                trace_id: OnceCell::new(),
             }),
             _ => None,
         }
@@ -412,7 +414,11 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn trace_id(&self) -> &str {
-        self.rare().trace_id()
+        let Some((hi, lo)) = packed_trace(&self.record) else {
+            return self.rare().trace_id();
+        };
+        let bytes = self.trace_id.get_or_init(|| text::trace_id_bytes(hi, lo));
+        std::str::from_utf8(bytes).unwrap_or("")
     }
 
     fn ip_trace_id(&self) -> u64 {
