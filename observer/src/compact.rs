@@ -616,7 +616,7 @@ pub fn to_flow(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flo
             _ => None,
         };
     }
-    let mut flow = own_parts(r, extra)?;
+    let mut flow = own_parts(r, extra, true)?;
     let ep = r[W_EP];
     flow.source = tables.endpoints.get(ep as u32).cloned();
     flow.destination = tables.endpoints.get((ep >> 32) as u32).cloned();
@@ -656,10 +656,11 @@ pub fn shared_fields<'t>(
 pub type SharedEndpoint<'t> = Option<&'t [u8]>;
 
 /// A compact flow without its shared parts (endpoints and context): the fields the
-/// record and its extra hold. `None` for a record that is not a compact flow.
-pub fn own_parts(r: &Record, extra: Option<&Extra>) -> Option<Flow> {
+/// record and its extra hold, the L7 record only `with_l7` (it is kept encoded). `None`
+/// for a record that is not a compact flow.
+pub fn own_parts(r: &Record, extra: Option<&Extra>, with_l7: bool) -> Option<Flow> {
     let mut flow = match (kind(r), extra) {
-        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.to_flow(),
+        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.to_flow(with_l7),
         (KIND_COMPACT, None) => Flow::default(),
         _ => return None,
     };

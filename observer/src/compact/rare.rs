@@ -2,9 +2,11 @@
 //! hold (L7, names, tunnel, trace context, ... and any UUID, IP, Ethernet or L4 part the
 //! record could not pack), each only as large as what it holds.
 //!
-//! A `Flow` is 1,400 bytes however empty; flows of real captures nearly all have some
-//! rare part (a trace context, an L7 record), so this type, not a `Flow`, is what the
-//! ring keeps for them: 48 bytes, with what is there behind a pointer or two.
+//! A `Flow` is 1,400 bytes however empty; flows of real captures often have some rare
+//! part (an L7 record, DNS names), so this type, not a `Flow`, is what the ring keeps
+//! for them: 56 bytes, with what is there behind a pointer or two. The L7 record is
+//! kept as its protobuf encoding: a fifth to a half of its decoded size (strings,
+//! header lists and the message's own 170 bytes).
 
 use proto::filter::{parts, FlowIp, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
@@ -14,14 +16,21 @@ use super::{
 };
 
 /// What of a flow the record did not pack, as its `Flow` fields have it: the parts
-/// real captures have often (an L7 record, a trace context) at hand, names and the
-/// seldom-present rest behind one pointer each. 48 bytes when empty.
+/// real captures have often (an L7 record, a trace context the record could not
+/// pack) at hand, names and the seldom-present rest behind one pointer each. 56 bytes
+/// when empty.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rare {
-    pub l7: Option<Box<flow::Layer7>>,
+    /// The L7 record's protobuf encoding (a `Layer7` message's fields).
+    pub l7: Option<Box<[u8]>>,
     pub trace_context: Option<flow::TraceContext>,
     pub names: Option<Box<Names>>,
     pub other: Option<Box<Other>>,
+}
+
+/// The protobuf encoding of an L7 record, as [`Rare`] keeps it.
+fn encode_l7(l7: &flow::Layer7) -> Box<[u8]> {
+    prost::Message::encode_to_vec(l7).into_boxed_slice()
 }
 
 /// DNS names of a flow's ends.
@@ -100,7 +109,7 @@ impl Rare {
             aggregate: flow.aggregate.take(),
         };
         Rare {
-            l7: flow.l7.take().map(Box::new),
+            l7: flow.l7.take().as_ref().map(encode_l7),
             trace_context: if unpacked.trace {
                 flow.trace_context.take()
             } else {
@@ -115,7 +124,6 @@ impl Rare {
     pub fn copy(flow: &Flow, r: &Record) -> Self {
         let unpacked = Unpacked::of(r);
         let mut parts = Flow {
-            l7: flow.l7.clone(),
             trace_context: if unpacked.trace {
                 flow.trace_context.clone()
             } else {
@@ -144,14 +152,24 @@ impl Rare {
             aggregate: flow.aggregate,
             ..Flow::default()
         };
-        Rare::take(&mut parts, r)
+        let mut rare = Rare::take(&mut parts, r);
+        rare.l7 = flow.l7.as_ref().map(encode_l7);
+        rare
+    }
+
+    /// The L7 record, decoded.
+    pub fn l7(&self) -> Option<flow::Layer7> {
+        // The bytes are this type's own encoding of a `Layer7`: they decode.
+        self.l7
+            .as_deref()
+            .and_then(|bytes| prost::Message::decode(bytes).ok())
     }
 
     /// A `Flow` with the rare parts and nothing else (the record's parts are filled in
-    /// by the caller).
-    pub fn to_flow(&self) -> Flow {
+    /// by the caller); its L7 record only `with_l7`.
+    pub fn to_flow(&self, with_l7: bool) -> Flow {
         let mut flow = Flow {
-            l7: self.l7.as_deref().cloned(),
+            l7: if with_l7 { self.l7() } else { None },
             trace_context: self.trace_context.clone(),
             ..Flow::default()
         };
@@ -208,13 +226,6 @@ impl<'a> RareView<'a> {
             RareView::None => None,
         }
     }
-    fn l7(self) -> Option<&'a flow::Layer7> {
-        match self {
-            RareView::Parts(r) => r.l7.as_deref(),
-            RareView::Whole(f) => f.l7.as_ref(),
-            RareView::None => None,
-        }
-    }
     pub(super) fn source_names(self) -> &'a [String] {
         match self {
             RareView::Parts(r) => r.names.as_deref().map_or(&[], |n| &n.source_names),
@@ -252,15 +263,6 @@ impl<'a> RareView<'a> {
     }
     pub(super) fn tcp_flags(self) -> Option<TcpFlagBits> {
         parts::tcp_flags(self.l4())
-    }
-    pub(super) fn http(self) -> Option<&'a flow::Http> {
-        parts::http(self.l7())
-    }
-    pub(super) fn dns(self) -> Option<&'a flow::Dns> {
-        parts::dns(self.l7())
-    }
-    pub(super) fn is_kafka(self) -> bool {
-        parts::is_kafka(self.l7())
     }
     pub(super) fn trace_id(self) -> &'a str {
         parts::trace_id(match self {

@@ -5,7 +5,7 @@
 use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 
-use proto::filter::{FlowIp, FlowView, L4Protocol, TcpFlagBits};
+use proto::filter::{parts, FlowIp, FlowView, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
 use super::rare::RareView;
@@ -15,7 +15,7 @@ use crate::store::FlowSlot;
 use proto::get_flows::{EncodedField, EncodedResponse};
 
 use super::{
-    bits, kind, own_parts, packed_trace, shared_fields, text, to_flow, Extra, Record, Tables,
+    bits, kind, own_parts, packed_trace, shared_fields, Rare, text, to_flow, Extra, Record, Tables,
     F_EVENT_TYPE, F_EXTRA, F_IP, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE,
     L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS,
     W_L4, W_SRC_IP, W_UUID,
@@ -32,7 +32,12 @@ pub struct StoredFlow<'a> {
     torn: Cell<bool>,
     uuid: OnceCell<[u8; 36]>,
     trace_id: OnceCell<[u8; 32]>,
+    /// The L7 record, decoded the first time a filter asks for it.
+    l7: OnceCell<Option<flow::Layer7>>,
 }
+
+/// The field number of `Flow.l7`.
+const FLOW_L7_FIELD: u32 = 15;
 
 static EMPTY: Flow = Flow {
     time: None,
@@ -95,6 +100,7 @@ impl<'a> StoredFlow<'a> {
                 torn: Cell::new(false),
                 uuid: OnceCell::new(),
                 trace_id: OnceCell::new(),
+                l7: OnceCell::new(),
             }),
             _ => None,
         }
@@ -148,9 +154,13 @@ impl<'a> StoredFlow<'a> {
     /// [`StoredFlow::to_flow`]). Decodes as the response made from `to_flow` does.
     pub fn encode_response(&self) -> Option<EncodedResponse> {
         let (source, destination, context) = shared_fields(self.tables, &self.record)?;
-        let own = own_parts(&self.record, self.extra())?;
-        let mut fields = [EncodedField::Fields(&[]); 3];
+        let own = own_parts(&self.record, self.extra(), false)?;
+        let mut fields = [EncodedField::Fields(&[]); 4];
         let mut n = 0;
+        if let Some(Extra::Rare(Rare { l7: Some(l7), .. })) = self.extra() {
+            fields[n] = EncodedField::Message(FLOW_L7_FIELD, l7);
+            n += 1;
+        }
         for (tag, endpoint) in [(8, source), (9, destination)] {
             if let Some(bytes) = endpoint {
                 fields[n] = EncodedField::Message(tag, bytes);
@@ -205,6 +215,15 @@ impl<'a> StoredFlow<'a> {
             .contexts
             .get(self.record[W_CTX] as u32)
             .unwrap_or(&EMPTY)
+    }
+
+    /// The L7 record: a compact flow's decoded once, a whole flow's as it is.
+    fn l7(&self) -> Option<&flow::Layer7> {
+        match self.rare() {
+            RareView::Parts(rare) => self.l7.get_or_init(|| rare.l7()).as_ref(),
+            RareView::Whole(f) => f.l7.as_ref(),
+            RareView::None => None,
+        }
     }
 
     #[inline]
@@ -371,15 +390,15 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn http(&self) -> Option<&flow::Http> {
-        self.rare().http()
+        parts::http(self.l7())
     }
 
     fn dns(&self) -> Option<&flow::Dns> {
-        self.rare().dns()
+        parts::dns(self.l7())
     }
 
     fn is_kafka(&self) -> bool {
-        self.rare().is_kafka()
+        parts::is_kafka(self.l7())
     }
 
     fn traffic_direction(&self) -> i32 {
