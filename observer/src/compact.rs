@@ -152,8 +152,9 @@ fn set_time(record: &mut Record, time: Option<&pbjson_types::Timestamp>) {
 // === tables ===
 
 /// Values shared by many flows, readable by every reader without locks.
-#[derive(Default)]
 pub struct Tables {
+    /// Names these tables among all of the process's (see [`proto::filter::Interned`]).
+    pub id: u64,
     /// Interned endpoints.
     pub endpoints: Table<Endpoint>,
     /// Interned node contexts, each a `Flow` holding only context fields.
@@ -162,6 +163,19 @@ pub struct Tables {
     pub endpoint_wire: Table<Box<[u8]>>,
     /// Each interned context's protobuf encoding (its fields as `Flow` fields).
     pub context_wire: Table<Box<[u8]>>,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            endpoints: Table::default(),
+            contexts: Table::default(),
+            endpoint_wire: Table::default(),
+            context_wire: Table::default(),
+        }
+    }
 }
 
 /// Moves the context fields of `from` into a new flow (or clones them).

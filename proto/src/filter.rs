@@ -15,12 +15,14 @@ mod budget;
 pub mod cel;
 mod ip;
 mod labels;
+mod memo;
 mod patterns;
 mod view;
 
 pub use budget::{MAX_FILTER_VALUES, MAX_FLOW_FILTERS, MAX_REGEX_BYTES};
 pub use ip::FlowIp;
 pub use labels::{split_label, LabelSelector};
+pub use memo::{Interned, MEMO_ENTRIES};
 pub use view::{parts, tcp_flag_bits, FlowView, L4Protocol, TcpFlagBits};
 
 /// Cilium's monitor message type of L7 access-log events.
@@ -139,7 +141,54 @@ enum ProtocolName {
 /// A compiled FlowFilter: all predicates must match.
 #[derive(Debug)]
 pub struct CompiledFilter {
+    /// Conditions on the flow's own fields.
     predicates: Vec<Predicate>,
+    /// Conditions on one part flows share, each part's with what they found for it.
+    on_parts: Vec<PartConditions>,
+}
+
+/// A part of a flow that stores intern (see [`Interned`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Source,
+    Destination,
+    Context,
+}
+
+impl Part {
+    fn of_side(side: Side) -> Self {
+        match side {
+            Side::Source => Part::Source,
+            Side::Destination => Part::Destination,
+        }
+    }
+
+    fn number(self, interned: &Interned) -> u32 {
+        match self {
+            Part::Source => interned.source,
+            Part::Destination => interned.destination,
+            Part::Context => interned.context,
+        }
+    }
+}
+
+/// The conditions of a filter that read one shared part alone, evaluated once per
+/// interned part of a store.
+#[derive(Debug)]
+struct PartConditions {
+    part: Part,
+    predicates: Vec<Predicate>,
+    memo: memo::Memo,
+}
+
+impl PartConditions {
+    fn matches<F: FlowView + ?Sized>(&self, flow: &F, interned: Option<&Interned>) -> bool {
+        let all = || self.predicates.iter().all(|p| p.matches(flow));
+        match interned {
+            Some(i) => self.memo.get_or(i.store, self.part.number(i), all),
+            None => all(),
+        }
+    }
 }
 
 /// A compiled allowlist and denylist.
@@ -503,12 +552,39 @@ impl CompiledFilter {
         {
             p.push(P::Cel(cel::CelFilter::compile(exprs)?));
         }
-        Ok(Self { predicates: p })
+        let mut predicates = Vec::new();
+        let mut on_parts: Vec<PartConditions> = Vec::new();
+        for predicate in p {
+            let Some(part) = predicate.part() else {
+                predicates.push(predicate);
+                continue;
+            };
+            match on_parts.iter_mut().find(|c| c.part == part) {
+                Some(conditions) => conditions.predicates.push(predicate),
+                None => on_parts.push(PartConditions {
+                    part,
+                    predicates: vec![predicate],
+                    memo: memo::Memo::default(),
+                }),
+            }
+        }
+        Ok(Self {
+            predicates,
+            on_parts,
+        })
     }
 
     /// Whether every predicate holds for `flow`.
     pub fn matches<F: FlowView + ?Sized>(&self, flow: &F) -> bool {
-        self.predicates.iter().all(|p| p.matches(flow))
+        let interned = if self.on_parts.is_empty() {
+            None
+        } else {
+            flow.interned()
+        };
+        self.on_parts
+            .iter()
+            .all(|c| c.matches(flow, interned.as_ref()))
+            && self.predicates.iter().all(|p| p.matches(flow))
     }
 }
 
@@ -529,6 +605,23 @@ fn name_matches(filters: &[(String, String)], ns: &str, name: &str) -> bool {
 }
 
 impl Predicate {
+    /// The one shared part this condition reads, if it reads nothing else.
+    fn part(&self) -> Option<Part> {
+        match self {
+            Predicate::Identity(side, _)
+            | Predicate::Pod(side, _)
+            | Predicate::Workload(side, _)
+            | Predicate::ClusterName(side, _) => Some(Part::of_side(*side)),
+            Predicate::Labels(LabelsOf::Source, _) => Some(Part::Source),
+            Predicate::Labels(LabelsOf::Destination, _) => Some(Part::Destination),
+            Predicate::Labels(LabelsOf::Node, _)
+            | Predicate::Service(..)
+            | Predicate::NodeName(_)
+            | Predicate::Interface(_) => Some(Part::Context),
+            _ => None,
+        }
+    }
+
     fn matches<F: FlowView + ?Sized>(&self, flow: &F) -> bool {
         match self {
             Predicate::Uuid(ids) => ids.iter().any(|id| id == flow.uuid()),

@@ -5,7 +5,7 @@
 use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 
-use proto::filter::{parts, FlowIp, FlowView, L4Protocol, TcpFlagBits};
+use proto::filter::{parts, FlowIp, FlowView, Interned, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
 use super::rare::RareView;
@@ -15,7 +15,7 @@ use crate::store::FlowSlot;
 use proto::get_flows::{EncodedField, EncodedResponse};
 
 use super::{
-    bits, kind, own_parts, packed_trace, shared_fields, Rare, text, to_flow, Extra, Record, Tables,
+    bits, kind, own_parts, packed_trace, shared_fields, text, to_flow, Extra, Rare, Record, Tables,
     F_EVENT_TYPE, F_EXTRA, F_IP, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE,
     L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS,
     W_L4, W_SRC_IP, W_UUID,
@@ -32,8 +32,9 @@ pub struct StoredFlow<'a> {
     torn: Cell<bool>,
     uuid: OnceCell<[u8; 36]>,
     trace_id: OnceCell<[u8; 32]>,
-    /// The L7 record, decoded the first time a filter asks for it.
-    l7: OnceCell<Option<flow::Layer7>>,
+    /// The L7 record, decoded the first time a filter asks for it (boxed: scans
+    /// make a view per flow, and few flows are asked for theirs).
+    l7: OnceCell<Option<Box<flow::Layer7>>>,
 }
 
 /// The field number of `Flow.l7`.
@@ -220,7 +221,7 @@ impl<'a> StoredFlow<'a> {
     /// The L7 record: a compact flow's decoded once, a whole flow's as it is.
     fn l7(&self) -> Option<&flow::Layer7> {
         match self.rare() {
-            RareView::Parts(rare) => self.l7.get_or_init(|| rare.l7()).as_ref(),
+            RareView::Parts(rare) => self.l7.get_or_init(|| rare.l7().map(Box::new)).as_deref(),
             RareView::Whole(f) => f.l7.as_ref(),
             RareView::None => None,
         }
@@ -449,6 +450,15 @@ impl FlowView for StoredFlow<'_> {
             Some(f) => f.interface.as_ref(),
             None => self.ctx().interface.as_ref(),
         }
+    }
+
+    fn interned(&self) -> Option<Interned> {
+        (kind(&self.record) == KIND_COMPACT).then(|| Interned {
+            store: self.tables.id,
+            source: self.record[W_EP] as u32,
+            destination: (self.record[W_EP] >> 32) as u32,
+            context: self.record[W_CTX] as u32,
+        })
     }
 
     fn whole(&self) -> std::borrow::Cow<'_, Flow> {

@@ -4,7 +4,7 @@
 //! reads lets a store that keeps flows in a compact form (the observer's ring) filter
 //! them without rebuilding a `Flow`; `Flow` itself implements the view too.
 
-use super::FlowIp;
+use super::{FlowIp, Interned};
 use crate::flow::{self, Flow};
 
 /// The L4 protocol of a flow, as far as filters care.
@@ -68,6 +68,13 @@ pub trait FlowView {
     fn interface(&self) -> Option<&flow::NetworkInterface>;
     /// The whole flow (for CEL expressions, which may read any field).
     fn whole(&self) -> std::borrow::Cow<'_, Flow>;
+    /// The numbers under which a store interned this flow's endpoints and node
+    /// context: what a filter finds for one of them holds for every flow with the same
+    /// number from the same store. `None` (the default) for a flow not read from such
+    /// a store.
+    fn interned(&self) -> Option<Interned> {
+        None
+    }
 }
 
 // === impl FlowView for Flow ===
