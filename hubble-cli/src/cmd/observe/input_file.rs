@@ -153,22 +153,17 @@ impl Batch {
     }
 
     fn parse(&self) -> Vec<ParsedLine> {
+        let mut scratch = Vec::new();
         self.ends
             .iter()
-            .map(|&(start, end)| parse_line(&self.bytes[start..end]))
+            .map(|&(start, end)| parse_line(&self.bytes[start..end], &mut scratch))
             .collect()
     }
 }
 
 /// One line as a response, or the warning upstream prints for it.
-fn parse_line(text: &[u8]) -> ParsedLine {
-    // Valid UTF-8 is checked once for the line, not string by string; a line that is
-    // not UTF-8 goes through the byte parser, which names where it fails.
-    let parsed = match std::str::from_utf8(text) {
-        Ok(text) => serde_json::from_str::<GetFlowsResponse>(text),
-        Err(_) => serde_json::from_slice::<GetFlowsResponse>(text),
-    };
-    parsed.map_err(|e| {
+fn parse_line(text: &[u8], scratch: &mut Vec<u8>) -> ParsedLine {
+    proto::json::from_slice::<GetFlowsResponse>(text, scratch).map_err(|e| {
         format!(
             "level=WARN msg=\"Failed to unmarshal json to flow\" error={} line={}\n",
             crate::quote::go_quote(&e.to_string()),
