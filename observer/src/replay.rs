@@ -79,11 +79,14 @@ const REPLAY_BATCH: usize = 256;
 /// jsonpb` writes); only a line that is not one (a bare `Flow`, or an error) is read
 /// again, as a `Flow`.
 pub fn parse_line(line: &str) -> Result<Option<Flow>, String> {
-    parse_line_in(line, &mut Vec::new())
+    parse_line_in(line, &mut proto::json::ReadScratch::default())
 }
 
 /// [`parse_line`], with `scratch` for the parser's copy of the line.
-pub fn parse_line_in(line: &str, scratch: &mut Vec<u8>) -> Result<Option<Flow>, String> {
+pub fn parse_line_in(
+    line: &str,
+    scratch: &mut proto::json::ReadScratch,
+) -> Result<Option<Flow>, String> {
     let response = proto::json::from_slice::<GetFlowsResponse>(line.as_bytes(), scratch);
     if let Ok(GetFlowsResponse {
         response_types: Some(types),
@@ -186,7 +189,7 @@ fn replay_blocking(
         let file = std::fs::File::open(path).map_err(io_err)?;
         let mut lines = std::io::BufReader::with_capacity(REPLAY_READ_BUFFER, file);
         let mut batch = Vec::with_capacity(REPLAY_BATCH);
-        let mut scratch = Vec::new();
+        let mut scratch = proto::json::ReadScratch::default();
         let mut number = 0u64;
         let flows_before = stats.flows;
         loop {

@@ -175,7 +175,7 @@ fn documents_read_as_serde_json_reads_them() {
         r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"3"}}"#,
         r#"  {"node_status":{"state_change":"NODE_CONNECTED","node_names":["a","b"]}}  "#,
     ];
-    let mut scratch = Vec::new();
+    let mut scratch = crate::json::ReadScratch::default();
     for doc in documents {
         let want: GetFlowsResponse = serde_json::from_str(doc).expect("serde_json reads it");
         let got: GetFlowsResponse =

@@ -153,7 +153,7 @@ impl Batch {
     }
 
     fn parse(&self) -> Vec<ParsedLine> {
-        let mut scratch = Vec::new();
+        let mut scratch = proto::json::ReadScratch::default();
         self.ends
             .iter()
             .map(|&(start, end)| parse_line(&self.bytes[start..end], &mut scratch))
@@ -162,7 +162,7 @@ impl Batch {
 }
 
 /// One line as a response, or the warning upstream prints for it.
-fn parse_line(text: &[u8], scratch: &mut Vec<u8>) -> ParsedLine {
+fn parse_line(text: &[u8], scratch: &mut proto::json::ReadScratch) -> ParsedLine {
     proto::json::from_slice::<GetFlowsResponse>(text, scratch).map_err(|e| {
         format!(
             "level=WARN msg=\"Failed to unmarshal json to flow\" error={} line={}\n",
