@@ -59,7 +59,7 @@ impl Memo {
         }
         let result = evaluate();
         word.fetch_or(
-            (KNOWN | u64::from(result) * MATCHES) << shift,
+            (KNOWN | if result { MATCHES } else { 0 }) << shift,
             Ordering::Relaxed,
         );
         result
