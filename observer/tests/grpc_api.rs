@@ -357,3 +357,34 @@ async fn replayed_captures_are_served() -> anyhow::Result<()> {
     );
     h.stop().await
 }
+
+#[tokio::test]
+async fn a_paced_replay_keeps_its_rate_within_the_slack() -> anyhow::Result<()> {
+    use observer::replay::{replay, ReplayOptions, REPLAY_PACING_SLACK};
+    let h = Harness::start(4095).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("capture.jsonl");
+    let flows = 41u64;
+    let text: String = (0..flows)
+        .map(|n| proto::json::to_string(&sample::flow(n)) + "\n")
+        .collect();
+    std::fs::write(&path, text)?;
+    let rate = 200.0;
+    let options = ReplayOptions {
+        rate: Some(rate),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let stats = replay(&path, &options, &h.ingest).await?;
+    assert_eq!(stats.flows, flows);
+    // The last flow is due (flows - 1) / rate after the first; it may go out at most
+    // the slack early.
+    let due = std::time::Duration::from_secs_f64((flows - 1) as f64 / rate);
+    assert!(
+        started.elapsed() + REPLAY_PACING_SLACK >= due,
+        "{:?} for {flows} flows at {rate}/s",
+        started.elapsed()
+    );
+    h.wait_seen(flows).await?;
+    h.stop().await
+}
