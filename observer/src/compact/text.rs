@@ -187,13 +187,19 @@ pub fn pack_uuid(text: &str) -> Option<(u64, u64)> {
     if b.len() != 36 || UUID_DASHES.iter().any(|&i| b[i] != b'-') {
         return None;
     }
-    let mut bits = 0u128;
-    for group in [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]] {
-        for &c in group {
-            bits = bits << 4 | u128::from(hex_digit(c)?);
-        }
-    }
+    let groups = [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]];
+    let bits = groups
+        .iter()
+        .try_fold(0, |bits, group| push_hex(bits, group))?;
     Some(((bits >> 64) as u64, bits as u64))
+}
+
+/// `bits` followed by the lowercase hex digits of `digits`, 4 bits each; `None` if one
+/// is not such a digit.
+fn push_hex(bits: u128, digits: &[u8]) -> Option<u128> {
+    digits
+        .iter()
+        .try_fold(bits, |bits, &c| Some(bits << 4 | u128::from(hex_digit(c)?)))
 }
 
 /// Writes the UUID packed by [`pack_uuid`] into `out`.
@@ -227,10 +233,7 @@ pub fn pack_trace_id(text: &str) -> Option<(u64, u64)> {
     if b.len() != TRACE_ID_DIGITS {
         return None;
     }
-    let mut bits = 0u128;
-    for &c in b {
-        bits = bits << 4 | u128::from(hex_digit(c)?);
-    }
+    let bits = push_hex(0, b)?;
     Some(((bits >> 64) as u64, bits as u64))
 }
 
