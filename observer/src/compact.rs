@@ -62,32 +62,44 @@ pub struct Encoded {
 }
 
 // === record layout ===
+//
+// The first `HEAD` words hold what filters and time windows read most (time, L4,
+// endpoints, context, enums, flags): a scan copies them out of the slot and loads the
+// rest (UUID, addresses, MACs) only for the flows it asks more of.
 
+/// Seconds of the timestamp.
 pub(crate) const W_SECS: usize = 0;
-pub(crate) const W_UUID: usize = 1; // and 2
-/// Source address (IPv4 in the first word, IPv6 in both); the second word holds the
-/// trace id's high half when the address is not IPv6 (`F_TRACE`).
-pub(crate) const W_SRC_IP: usize = 3; // and 4
-/// Destination address as the source's; the second word the trace id's low half.
-pub(crate) const W_DST_IP: usize = 5; // and 6
-/// Source MAC (bits 0..48) and proxy port (48..64).
-pub(crate) const W_MAC_SRC: usize = 7;
-/// Destination MAC (0..48), policy match type (48..56), deprecated drop reason (56..64).
-pub(crate) const W_MAC_DST: usize = 8;
 /// L4 kind (0..4), TCP flags present (4), flags (5..14), ports or ICMP type/code
 /// (16..32, 32..48), IP version (48..50), source/destination IP kinds (50..52,
 /// 52..54), encrypted (54).
-pub(crate) const W_L4: usize = 9;
+pub(crate) const W_L4: usize = 1;
 /// Source endpoint (0..32) and destination endpoint (32..64) numbers.
-pub(crate) const W_EP: usize = 10;
+pub(crate) const W_EP: usize = 2;
 /// Context number (0..32) and timestamp nanoseconds (32..64).
-pub(crate) const W_CTX: usize = 11;
+pub(crate) const W_CTX: usize = 3;
 /// Verdict (0..8), drop reason (8..16), event type (16..24) and sub type (24..32),
 /// observation point (32..40), trace reason (40..48), direction (48..50), is_reply
 /// (50..52: none, false, true), deprecated reply (52), flow type (53..55), auth (55..57).
-pub(crate) const W_ENUMS: usize = 12;
+pub(crate) const W_ENUMS: usize = 4;
 /// Kind (0..2) and presence flags.
-pub(crate) const W_FLAGS: usize = 13;
+pub(crate) const W_FLAGS: usize = 5;
+/// The words a reader copies with the slot's stamp checked (see [`Head`]).
+pub const HEAD: usize = 6;
+pub(crate) const W_UUID: usize = 6; // and 7
+/// Source address (IPv4 in the first word, IPv6 in both); the second word holds the
+/// trace id's high half when the address is not IPv6 (`F_TRACE`).
+pub(crate) const W_SRC_IP: usize = 8; // and 9
+/// Destination address as the source's; the second word the trace id's low half.
+pub(crate) const W_DST_IP: usize = 10; // and 11
+/// Source MAC (bits 0..48) and proxy port (48..64).
+pub(crate) const W_MAC_SRC: usize = 12;
+/// Destination MAC (0..48), policy match type (48..56), deprecated drop reason (56..64).
+pub(crate) const W_MAC_DST: usize = 13;
+
+/// The first [`HEAD`] words of a record.
+pub type Head = [u64; HEAD];
+/// The words of a record after its head.
+pub type Rest = [u64; WORDS - HEAD];
 
 pub(crate) const KIND_COMPACT: u64 = 0;
 pub(crate) const KIND_FULL: u64 = 1;
@@ -126,15 +138,15 @@ fn small(value: i64, width: u32) -> Option<u64> {
     u64::try_from(value).ok().filter(|v| *v < (1u64 << width))
 }
 
-/// The record's kind.
+/// The record's kind (from its head, or the whole record).
 #[inline]
-pub fn kind(record: &Record) -> u64 {
+pub fn kind(record: &[u64]) -> u64 {
     record[W_FLAGS] & 3
 }
 
-/// The event's timestamp.
+/// The event's timestamp (from its head, or the whole record).
 #[inline]
-pub fn time(record: &Record) -> Option<pbjson_types::Timestamp> {
+pub fn time(record: &[u64]) -> Option<pbjson_types::Timestamp> {
     (record[W_FLAGS] & F_TIME != 0).then(|| pbjson_types::Timestamp {
         seconds: record[W_SECS] as i64,
         nanos: (record[W_CTX] >> 32) as u32 as i32,

@@ -166,11 +166,11 @@ impl LocalObserver {
         while let Some(prev) = pos.checked_sub(1) {
             pos = prev;
             match ring.read(pos) {
-                Read::Value(RawEvent { record, .. }) => {
-                    if compact::kind(&record) == compact::KIND_LOST {
+                Read::Value(RawEvent { head, .. }) => {
+                    if compact::kind(&head) == compact::KIND_LOST {
                         continue;
                     }
-                    let Some(t) = compact::time(&record) else {
+                    let Some(t) = compact::time(&head) else {
                         continue;
                     };
                     let t = t.seconds as f64 + f64::from(t.nanos) / 1e9;

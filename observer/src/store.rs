@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use proto::flow::{Endpoint, Flow, LostEvent};
 
-use crate::compact::{self, Encoded, Encoder, Extra, Record, StoredFlow, Tables, WORDS};
+use crate::compact::{self, Encoded, Encoder, Extra, Head, Rest, StoredFlow, Tables, HEAD, WORDS};
 use crate::ring::{CapacityError, Ring, RingReader, RingWriter, SlotData};
 
 /// A ring slot: the record as atomics and the optional extra behind a lock that is held
@@ -25,13 +25,13 @@ impl Default for FlowSlot {
     }
 }
 
-/// What a reader copies out of a slot: the record and its position. The extra, when
-/// the record has one, is read only when something asks for it
-/// ([`StoredFlow`] loads it through [`Ring::load_checked`]), so a scan whose filter
-/// needs only the record never touches it.
+/// What a reader copies out of a slot: the record's head and its position. The rest
+/// of the record and the extra, when the record has one, are read only when something
+/// asks for them ([`StoredFlow`] loads them through [`Ring::load_checked`]), so a scan
+/// whose filter reads only the head never touches them.
 #[derive(Debug, Clone, Copy)]
 pub struct RawEvent {
-    pub record: Record,
+    pub head: Head,
     pub pos: u64,
 }
 
@@ -57,13 +57,19 @@ impl SlotData for FlowSlot {
     #[inline]
     fn load(&self, pos: u64) -> RawEvent {
         RawEvent {
-            record: std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed)),
+            head: std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed)),
             pos,
         }
     }
 }
 
 impl FlowSlot {
+    /// The record's words after its head (validate with [`Ring::load_checked`]).
+    #[inline]
+    pub(crate) fn rest(&self) -> Rest {
+        std::array::from_fn(|i| self.words[HEAD + i].load(Ordering::Relaxed))
+    }
+
     /// The slot's extra (validate with [`Ring::load_checked`]).
     pub(crate) fn extra(&self) -> Option<Arc<Extra>> {
         self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -127,8 +133,8 @@ impl FlowStore {
     /// Interprets a copied slot.
     #[inline]
     pub fn event(&self, raw: RawEvent) -> StoredEvent<'_> {
-        let RawEvent { record, pos } = raw;
-        if compact::kind(&record) == compact::KIND_LOST {
+        let RawEvent { head, pos } = raw;
+        if compact::kind(&head) == compact::KIND_LOST {
             let Some(extra) = self.ring.load_checked(pos, FlowSlot::extra) else {
                 return StoredEvent::Overwritten;
             };
@@ -137,14 +143,14 @@ impl FlowStore {
                 _ => LostEvent::default(),
             };
             return StoredEvent::Lost {
-                time: compact::time(&record),
+                time: compact::time(&head),
                 event,
             };
         }
-        match StoredFlow::in_ring(&self.tables, record, &self.ring, pos) {
+        match StoredFlow::in_ring(&self.tables, head, &self.ring, pos) {
             Some(flow) => StoredEvent::Flow(flow),
             None => StoredEvent::Lost {
-                time: compact::time(&record),
+                time: compact::time(&head),
                 event: LostEvent::default(),
             },
         }
@@ -238,6 +244,37 @@ mod tests {
         let whole = flow.to_flow();
         assert!(flow.torn(), "the slot now holds flow 6's extra");
         assert_ne!(trace_id(whole), Some(format!("{:032x}", 6)));
+    }
+
+    #[test]
+    fn the_rest_of_a_record_is_read_when_asked_for_and_a_lapped_slot_is_torn() {
+        use proto::filter::FlowView;
+        // UUIDs of this form are packed in the record's rest, not in an extra.
+        let uuid = |n: u64| format!("4a7b0c7e-2f0e-4b43-9a43-{n:012x}");
+        let packed = |n: u64| Flow {
+            uuid: uuid(n),
+            ..Flow::default()
+        };
+        let (mut writer, store) = FlowStore::new(3).unwrap();
+        for n in 0..3 {
+            writer.push_flow(packed(n), &mut |_| {});
+        }
+        let StoredEvent::Flow(flow) = store.event(read(&store, 1)) else {
+            panic!("a flow");
+        };
+        assert_eq!(flow.uuid(), uuid(1));
+        assert!(!flow.torn());
+
+        // The head is read; the writer laps the slot before the UUID is.
+        let raw = read(&store, 2);
+        for n in 3..7 {
+            writer.push_flow(packed(n), &mut |_| {});
+        }
+        let StoredEvent::Flow(flow) = store.event(raw) else {
+            panic!("a flow");
+        };
+        assert_ne!(flow.uuid(), uuid(6));
+        assert!(flow.torn(), "the slot now holds flow 6's record");
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn assert_same_response(stored: &StoredFlow<'_>, flow: &Flow) {
     };
     match stored.encode_response() {
         Some(encoded) => assert_eq!(encoded.decode().expect("a response decodes"), expected),
-        None => assert_eq!(kind(stored.record()), KIND_FULL),
+        None => assert_eq!(kind(stored.head()), KIND_FULL),
     }
 }
 

@@ -15,20 +15,24 @@ use crate::store::FlowSlot;
 use proto::get_flows::{EncodedField, EncodedResponse};
 
 use super::{
-    bits, kind, own_parts, packed_trace, shared_fields, text, to_flow, Extra, Rare, Record, Tables,
-    F_EVENT_TYPE, F_EXTRA, F_IP, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4, L4_ICMPV6, L4_NONE,
-    L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP, W_ENUMS, W_EP, W_FLAGS,
-    W_L4, W_SRC_IP, W_UUID,
+    bits, kind, own_parts, packed_trace, shared_fields, text, to_flow, Extra, Head, Rare, Record,
+    Rest, Tables, F_EVENT_TYPE, F_EXTRA, F_IP, HEAD, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4,
+    L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, WORDS, W_CTX, W_DST_IP,
+    W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
 };
 
 /// A stored flow as a reader copied it out of the ring.
 pub struct StoredFlow<'a> {
     tables: &'a Tables,
-    record: Record,
+    /// The record's first words, copied when the view is made.
+    head: Head,
+    /// The record's other words, loaded from `slot` the first time something asks
+    /// for one of them (a scan whose filter reads only the head never loads them).
+    rest: OnceCell<Rest>,
     /// The extra, loaded from `slot` the first time something asks for it.
     extra: OnceCell<Option<Arc<Extra>>>,
     slot: Option<(&'a Ring<FlowSlot>, u64)>,
-    /// The slot was overwritten before its extra was read.
+    /// The slot was overwritten before its rest or extra was read.
     torn: Cell<bool>,
     uuid: OnceCell<[u8; 36]>,
     trace_id: OnceCell<[u8; 32]>,
@@ -92,11 +96,26 @@ impl<'a> StoredFlow<'a> {
     /// Wraps a copied record. Returns `None` for a record that is not a flow.
     #[inline]
     pub fn new(tables: &'a Tables, record: Record, extra: Option<Arc<Extra>>) -> Option<Self> {
-        match kind(&record) {
+        let mut head = [0; HEAD];
+        let mut rest = [0; WORDS - HEAD];
+        head.copy_from_slice(&record[..HEAD]);
+        rest.copy_from_slice(&record[HEAD..]);
+        Self::from_parts(tables, head, OnceCell::from(rest), OnceCell::from(extra))
+    }
+
+    #[inline]
+    fn from_parts(
+        tables: &'a Tables,
+        head: Head,
+        rest: OnceCell<Rest>,
+        extra: OnceCell<Option<Arc<Extra>>>,
+    ) -> Option<Self> {
+        match kind(&head) {
             KIND_COMPACT | KIND_FULL => Some(Self {
                 tables,
-                record,
-                extra: OnceCell::from(extra),
+                head,
+                rest,
+                extra,
                 slot: None,
                 torn: Cell::new(false),
                 uuid: OnceCell::new(),
@@ -107,21 +126,48 @@ impl<'a> StoredFlow<'a> {
         }
     }
 
-    /// Wraps a record read from position `pos` of `ring`; its extra is read from the
-    /// slot only when asked for. Check [`StoredFlow::torn`] after using the flow.
+    /// Wraps the head of a record read from position `pos` of `ring`; the rest of the
+    /// record and the extra are read from the slot only when asked for. Check
+    /// [`StoredFlow::torn`] after using the flow.
     #[inline]
     pub fn in_ring(
         tables: &'a Tables,
-        record: Record,
+        head: Head,
         ring: &'a Ring<FlowSlot>,
         pos: u64,
     ) -> Option<Self> {
-        let mut flow = Self::new(tables, record, None)?;
-        if record[W_FLAGS] & F_EXTRA != 0 {
-            flow.extra = OnceCell::new();
-            flow.slot = Some((ring, pos));
-        }
+        let extra = if head[W_FLAGS] & F_EXTRA != 0 {
+            OnceCell::new()
+        } else {
+            OnceCell::from(None)
+        };
+        let mut flow = Self::from_parts(tables, head, OnceCell::new(), extra)?;
+        flow.slot = Some((ring, pos));
         Some(flow)
+    }
+
+    /// The record's words after its head, loaded from the slot the first time.
+    #[inline]
+    fn rest(&self) -> &Rest {
+        self.rest.get_or_init(|| {
+            let Some((ring, pos)) = self.slot else {
+                return [0; WORDS - HEAD];
+            };
+            ring.load_checked(pos, FlowSlot::rest).unwrap_or_else(|| {
+                self.torn.set(true);
+                [0; WORDS - HEAD]
+            })
+        })
+    }
+
+    /// Word `i` of the record.
+    #[inline]
+    fn w(&self, i: usize) -> u64 {
+        if i < HEAD {
+            self.head[i]
+        } else {
+            self.rest()[i - HEAD]
+        }
     }
 
     /// The ring slot was overwritten before the flow's extra was read from it: what
@@ -144,9 +190,17 @@ impl<'a> StoredFlow<'a> {
             .as_deref()
     }
 
-    /// The record.
-    pub fn record(&self) -> &Record {
-        &self.record
+    /// The record's head (kind, time, endpoints, context, enums, flags).
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The whole record (its rest loaded from the slot if not yet).
+    pub fn record(&self) -> Record {
+        let mut record = [0; WORDS];
+        record[..HEAD].copy_from_slice(&self.head);
+        record[HEAD..].copy_from_slice(self.rest());
+        record
     }
 
     /// The flow's GetFlows response, written from the record, its extra and the
@@ -154,8 +208,9 @@ impl<'a> StoredFlow<'a> {
     /// shared parts again. `None` for a flow stored whole (it goes the way of
     /// [`StoredFlow::to_flow`]). Decodes as the response made from `to_flow` does.
     pub fn encode_response(&self) -> Option<EncodedResponse> {
-        let (source, destination, context) = shared_fields(self.tables, &self.record)?;
-        let own = own_parts(&self.record, self.extra(), false)?;
+        let record = self.record();
+        let (source, destination, context) = shared_fields(self.tables, &record)?;
+        let own = own_parts(&record, self.extra(), false)?;
         let mut fields = [EncodedField::Fields(&[]); 4];
         let mut n = 0;
         if let Some(Extra::Rare(Rare { l7: Some(l7), .. })) = self.extra() {
@@ -183,14 +238,14 @@ impl<'a> StoredFlow<'a> {
 
     /// Rebuilds the whole flow.
     pub fn to_flow(&self) -> Flow {
-        to_flow(self.tables, &self.record, self.extra()).unwrap_or_default()
+        to_flow(self.tables, &self.record(), self.extra()).unwrap_or_default()
     }
 
     /// The flow stored whole, when the record could not hold it.
     #[inline]
     fn full(&self) -> Option<&Flow> {
         // Only a whole-flow record has one: a compact record's extra is not read for it.
-        if kind(&self.record) != KIND_FULL {
+        if kind(&self.head) != KIND_FULL {
             return None;
         }
         match self.extra() {
@@ -214,7 +269,7 @@ impl<'a> StoredFlow<'a> {
     fn ctx(&self) -> &'a Flow {
         self.tables
             .contexts
-            .get(self.record[W_CTX] as u32)
+            .get(self.w(W_CTX) as u32)
             .unwrap_or(&EMPTY)
     }
 
@@ -229,7 +284,7 @@ impl<'a> StoredFlow<'a> {
 
     #[inline]
     fn l4_kind(&self) -> u64 {
-        bits(self.record[W_L4], 0, 4)
+        bits(self.w(W_L4), 0, 4)
     }
 }
 
@@ -238,26 +293,21 @@ impl FlowView for StoredFlow<'_> {
         if let Some(f) = self.full() {
             return &f.uuid;
         }
-        if bits(self.record[W_FLAGS], UUID_SHIFT, 2) != UUID_PACKED {
+        if bits(self.w(W_FLAGS), UUID_SHIFT, 2) != UUID_PACKED {
             return self.rare().uuid();
         }
         let bytes = self
             .uuid
-            .get_or_init(|| text::uuid_bytes(self.record[W_UUID], self.record[W_UUID + 1]));
+            .get_or_init(|| text::uuid_bytes(self.w(W_UUID), self.w(W_UUID + 1)));
         std::str::from_utf8(bytes).unwrap_or("")
     }
 
     fn source_ip(&self) -> Option<FlowIp<'_>> {
-        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+        if self.w(W_FLAGS) & F_IP == 0 || self.full().is_some() {
             return self.rare().source_ip();
         }
-        let w = self.record[W_L4];
-        text::unpack_ip(
-            bits(w, 50, 2),
-            self.record[W_SRC_IP],
-            self.record[W_SRC_IP + 1],
-        )
-        .map(FlowIp::Addr)
+        let w = self.w(W_L4);
+        text::unpack_ip(bits(w, 50, 2), self.w(W_SRC_IP), self.w(W_SRC_IP + 1)).map(FlowIp::Addr)
     }
 
     fn source_ip_xlated(&self) -> Option<FlowIp<'_>> {
@@ -265,43 +315,38 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn destination_ip(&self) -> Option<FlowIp<'_>> {
-        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+        if self.w(W_FLAGS) & F_IP == 0 || self.full().is_some() {
             return self.rare().destination_ip();
         }
-        let w = self.record[W_L4];
-        text::unpack_ip(
-            bits(w, 52, 2),
-            self.record[W_DST_IP],
-            self.record[W_DST_IP + 1],
-        )
-        .map(FlowIp::Addr)
+        let w = self.w(W_L4);
+        text::unpack_ip(bits(w, 52, 2), self.w(W_DST_IP), self.w(W_DST_IP + 1)).map(FlowIp::Addr)
     }
 
     fn ip_version(&self) -> i32 {
-        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+        if self.w(W_FLAGS) & F_IP == 0 || self.full().is_some() {
             return self.rare().ip_version();
         }
-        bits(self.record[W_L4], 48, 2) as i32
+        bits(self.w(W_L4), 48, 2) as i32
     }
 
     fn encrypted(&self) -> bool {
-        if self.record[W_FLAGS] & F_IP == 0 || self.full().is_some() {
+        if self.w(W_FLAGS) & F_IP == 0 || self.full().is_some() {
             return self.rare().encrypted();
         }
-        bits(self.record[W_L4], 54, 1) == 1
+        bits(self.w(W_L4), 54, 1) == 1
     }
 
     fn source(&self) -> Option<&flow::Endpoint> {
         match self.full() {
             Some(f) => f.source.as_ref(),
-            None => self.tables.endpoints.get(self.record[W_EP] as u32),
+            None => self.tables.endpoints.get(self.w(W_EP) as u32),
         }
     }
 
     fn destination(&self) -> Option<&flow::Endpoint> {
         match self.full() {
             Some(f) => f.destination.as_ref(),
-            None => self.tables.endpoints.get((self.record[W_EP] >> 32) as u32),
+            None => self.tables.endpoints.get((self.w(W_EP) >> 32) as u32),
         }
     }
 
@@ -330,14 +375,14 @@ impl FlowView for StoredFlow<'_> {
     fn verdict(&self) -> i32 {
         match self.full() {
             Some(f) => f.verdict,
-            None => bits(self.record[W_ENUMS], 0, 8) as i32,
+            None => bits(self.w(W_ENUMS), 0, 8) as i32,
         }
     }
 
     fn drop_reason_desc(&self) -> i32 {
         match self.full() {
             Some(f) => f.drop_reason_desc,
-            None => bits(self.record[W_ENUMS], 8, 8) as i32,
+            None => bits(self.w(W_ENUMS), 8, 8) as i32,
         }
     }
 
@@ -345,8 +390,8 @@ impl FlowView for StoredFlow<'_> {
         if let Some(f) = self.full() {
             return f.event_type();
         }
-        let e = self.record[W_ENUMS];
-        (self.record[W_FLAGS] & F_EVENT_TYPE != 0)
+        let e = self.w(W_ENUMS);
+        (self.w(W_FLAGS) & F_EVENT_TYPE != 0)
             .then(|| (bits(e, 16, 8) as i32, bits(e, 24, 8) as i32))
     }
 
@@ -369,7 +414,7 @@ impl FlowView for StoredFlow<'_> {
         if self.full().is_some() {
             return self.rare().ports();
         }
-        let w = self.record[W_L4];
+        let w = self.w(W_L4);
         match self.l4_kind() {
             L4_TCP | L4_UDP | L4_SCTP => Some((bits(w, 16, 16) as u16, bits(w, 32, 16) as u16)),
             L4_EXTRA => self.rare().ports(),
@@ -381,7 +426,7 @@ impl FlowView for StoredFlow<'_> {
         if self.full().is_some() {
             return self.rare().tcp_flags();
         }
-        let w = self.record[W_L4];
+        let w = self.w(W_L4);
         match self.l4_kind() {
             L4_TCP => (bits(w, 4, 1) == 1).then(|| bits(w, 5, 9) as u16),
             L4_EXTRA => self.rare().tcp_flags(),
@@ -405,7 +450,7 @@ impl FlowView for StoredFlow<'_> {
     fn traffic_direction(&self) -> i32 {
         match self.full() {
             Some(f) => f.traffic_direction,
-            None => bits(self.record[W_ENUMS], 48, 2) as i32,
+            None => bits(self.w(W_ENUMS), 48, 2) as i32,
         }
     }
 
@@ -413,7 +458,7 @@ impl FlowView for StoredFlow<'_> {
         if let Some(f) = self.full() {
             return f.is_reply();
         }
-        match bits(self.record[W_ENUMS], 50, 2) {
+        match bits(self.w(W_ENUMS), 50, 2) {
             0 => None,
             v => Some(v == 2),
         }
@@ -434,7 +479,7 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn trace_id(&self) -> &str {
-        let Some((hi, lo)) = packed_trace(&self.record) else {
+        let Some((hi, lo)) = packed_trace(&self.record()) else {
             return self.rare().trace_id();
         };
         let bytes = self.trace_id.get_or_init(|| text::trace_id_bytes(hi, lo));
@@ -453,11 +498,11 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn interned(&self) -> Option<Interned> {
-        (kind(&self.record) == KIND_COMPACT).then(|| Interned {
+        (kind(&self.head) == KIND_COMPACT).then(|| Interned {
             store: self.tables.id,
-            source: self.record[W_EP] as u32,
-            destination: (self.record[W_EP] >> 32) as u32,
-            context: self.record[W_CTX] as u32,
+            source: self.w(W_EP) as u32,
+            destination: (self.w(W_EP) >> 32) as u32,
+            context: self.w(W_CTX) as u32,
         })
     }
 

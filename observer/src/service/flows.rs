@@ -155,7 +155,7 @@ fn start_of(observer: &LocalObserver, query: &FlowsQuery) -> u64 {
     let store = observer.flows();
     start_position(store.ring(), &query.window, |raw| match store.event(raw) {
         StoredEvent::Flow(flow) if query.filters.matches(&flow) => {
-            Back::Event(compact::time(flow.record()))
+            Back::Event(compact::time(flow.head()))
         }
         _ => Back::Skip,
     })
@@ -199,7 +199,7 @@ fn scan(
                 continue;
             }
             StoredEvent::Flow(flow) => {
-                let time = compact::time(flow.record());
+                let time = compact::time(flow.head());
                 if window.after_until(time.as_ref()) {
                     return Stop::Done;
                 }
