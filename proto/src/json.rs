@@ -42,6 +42,23 @@ pub fn from_slice<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// [`from_slice`] for a document the caller lets the parser work in: one without a
+/// backslash is parsed where it is (simd-json writes into its input only to unescape
+/// strings), one with a backslash is copied first; either way the document is left
+/// as it was (tested), so a caller can still quote a refused one.
+pub fn from_mut_slice<T: serde::de::DeserializeOwned>(
+    document: &mut [u8],
+    scratch: &mut ReadScratch,
+) -> serde_json::Result<T> {
+    if memchr::memchr(b'\\', document).is_some() {
+        return from_slice(document, scratch);
+    }
+    match simd_json::serde::from_slice_with_buffers::<T>(document, &mut scratch.buffers) {
+        Ok(value) => Ok(value),
+        Err(_) => serde_json::from_slice(document),
+    }
+}
+
 /// Returns `value` as compact JSON, exactly as upstream prints it.
 pub fn to_string<T: ToJson + ?Sized>(value: &T) -> String {
     let mut w = Writer::with_capacity(512);

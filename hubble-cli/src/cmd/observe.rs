@@ -2,7 +2,7 @@
 //! debug-events`): build the request, then print what the server (or
 //! `--input-file`) returns.
 
-use std::io::{self, BufReader, Write};
+use std::io::{self, Write};
 
 use anyhow::Context as _;
 use proto::observer::GetFlowsRequest;
@@ -171,8 +171,7 @@ async fn run_flows(args: &ObserveArgs, ctx: &mut Context) -> anyhow::Result<()> 
             return input_file::process(&plan.request, stdin, &mut printer, &mut warnings);
         }
         let file = std::fs::File::open(path).with_context(|| format!("open {path}"))?;
-        let reader = BufReader::with_capacity(256 * 1024, file);
-        return input_file::process(&plan.request, reader, &mut printer, &mut warnings);
+        return input_file::process(&plan.request, file, &mut printer, &mut warnings);
     }
     let opts = ConnOptions::from_settings(&ctx.settings)?;
     let channel = conn::connect(&opts).await?;

@@ -181,10 +181,17 @@ fn documents_read_as_serde_json_reads_them() {
         let got: GetFlowsResponse =
             crate::json::from_slice(doc.as_bytes(), &mut scratch).expect("read");
         assert_eq!(got, want, "{doc}");
+        let mut bytes = doc.as_bytes().to_vec();
+        let got: GetFlowsResponse =
+            crate::json::from_mut_slice(&mut bytes, &mut scratch).expect("read in place");
+        assert_eq!(got, want, "{doc}");
+        assert_eq!(bytes, doc.as_bytes(), "left as it was");
     }
     // What serde_json refuses is refused, with serde_json's words for it.
-    let bad: [&[u8]; 6] = [
+    let bad: [&[u8]; 8] = [
         b"{not json",
+        br#"{"node_name":"a\"b\u00e9","flow":{"verdict":[]}}"#,
+        br#"{"node_name":"a\"b\u00e9"} trailing"#,
         br#"{"node_name":7}"#,
         br#"{"flow":{"verdict":["DROPPED"]}}"#,
         b"{\"node_name\":\"\xff\"}",
@@ -199,5 +206,11 @@ fn documents_read_as_serde_json_reads_them() {
             .expect_err("refused")
             .to_string();
         assert_eq!(got, want, "{}", String::from_utf8_lossy(bad));
+        let mut bytes = bad.to_vec();
+        let got = crate::json::from_mut_slice::<GetFlowsResponse>(&mut bytes, &mut scratch)
+            .expect_err("refused in place")
+            .to_string();
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(bytes, bad, "left as it was");
     }
 }

@@ -3,7 +3,7 @@
 //! they are read.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use proto::filter::FilterSet;
@@ -79,20 +79,21 @@ impl InputFilter {
         matches!(self.keep, Keep::First(n) if self.returned >= n)
     }
 
-    /// Offers an accepted response; returns it when it is to be printed now.
-    pub fn offer(&mut self, res: GetFlowsResponse) -> Option<GetFlowsResponse> {
+    /// Offers an accepted response; true when it is to be printed now, else it was
+    /// taken to be kept for the end.
+    pub fn offer(&mut self, res: &mut GetFlowsResponse) -> bool {
         match &mut self.keep {
-            Keep::All => Some(res),
+            Keep::All => true,
             Keep::First(_) => {
                 self.returned += 1;
-                Some(res)
+                true
             }
             Keep::Last(buffer, cap) => {
                 if buffer.len() == *cap {
                     buffer.pop_front();
                 }
-                buffer.push_back(res);
-                None
+                buffer.push_back(std::mem::take(res));
+                false
             }
         }
     }
@@ -106,8 +107,10 @@ impl InputFilter {
     }
 }
 
-/// Lines read and parsed together, on the parsing thread or on the reading one.
-pub const BATCH_LINES: usize = 512;
+/// Bytes read at once and cut into lines parsed together, on the parsing thread or on
+/// the reading one (a batch holds the whole lines of one read; a line longer than
+/// this makes its batch as long as the line).
+pub const BATCH_BYTES: usize = 512 * 1024;
 /// Batches queued for the parsing thread, and parsed batches it has not handed back
 /// (each channel's bound; when the first is full this thread parses the batch itself,
 /// nothing is dropped).
@@ -115,6 +118,10 @@ pub const IN_FLIGHT_BATCHES: usize = 2;
 /// Batches read and not yet printed; at the limit this thread waits for the parsing
 /// thread before reading more.
 pub const MAX_PENDING_BATCHES: usize = 8;
+/// Printed batches handed back to the parsing thread, which frees what it allocated
+/// (a free on the allocating thread is the allocator's fast path); beyond it this
+/// thread frees them itself.
+pub const SPENT_BATCHES: usize = 4;
 
 /// One line as a response, or the warning printed for it.
 type ParsedLine = Result<GetFlowsResponse, String>;
@@ -123,47 +130,92 @@ type ParsedLine = Result<GetFlowsResponse, String>;
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
-    /// Where each line ends in `bytes` (without its line break).
+    /// Where each line starts and ends in `bytes` (without its line break).
     ends: Vec<(usize, usize)>,
 }
 
-impl Batch {
-    /// Reads up to `BATCH_LINES` lines; an empty batch means the input ended.
-    fn read<R: BufRead>(input: &mut R) -> std::io::Result<Self> {
-        let mut batch = Batch {
-            bytes: Vec::with_capacity(BATCH_LINES * 2048),
-            ends: Vec::with_capacity(BATCH_LINES),
-        };
-        while batch.ends.len() < BATCH_LINES {
-            let start = batch.bytes.len();
-            if input.read_until(b'\n', &mut batch.bytes)? == 0 {
-                break;
-            }
-            let line = &batch.bytes[start..];
-            let mut len = line.len();
-            if line.ends_with(b"\n") {
-                len -= 1;
-                if line[..len].ends_with(b"\r") {
-                    len -= 1;
-                }
-            }
-            batch.ends.push((start, start + len));
+/// The input, read in blocks of `batch_bytes` straight into the batches' buffers and
+/// cut into lines; the part of a line a block ends in is carried into the next batch.
+struct Lines<R> {
+    input: R,
+    batch_bytes: usize,
+    carry: Vec<u8>,
+    ended: bool,
+}
+
+impl<R: Read> Lines<R> {
+    fn new(input: R, batch_bytes: usize) -> Self {
+        Self {
+            input,
+            batch_bytes: batch_bytes.max(1),
+            carry: Vec::new(),
+            ended: false,
         }
-        Ok(batch)
     }
 
-    fn parse(&self) -> Vec<ParsedLine> {
+    /// The next batch of whole lines; an empty batch means the input ended.
+    fn batch(&mut self) -> std::io::Result<Batch> {
+        let mut bytes = std::mem::take(&mut self.carry);
+        let mut ends = Vec::new();
+        let mut start = 0;
+        let mut searched = 0;
+        while !self.ended {
+            let filled = bytes.len();
+            bytes.resize(filled + self.batch_bytes, 0);
+            let n = loop {
+                match self.input.read(&mut bytes[filled..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    bytes.truncate(filled);
+                    return Err(e);
+                }
+            };
+            bytes.truncate(filled + n);
+            self.ended = n == 0;
+            for newline in memchr::memchr_iter(b'\n', &bytes[searched..]) {
+                let end = searched + newline;
+                let line_end = if end > start && bytes[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
+                ends.push((start, line_end));
+                start = end + 1;
+            }
+            searched = bytes.len();
+            if !ends.is_empty() {
+                break;
+            }
+        }
+        if self.ended && start < bytes.len() {
+            // The last line, without a line break.
+            ends.push((start, bytes.len()));
+            start = bytes.len();
+        }
+        self.carry = bytes[start..].to_vec();
+        bytes.truncate(start);
+        Ok(Batch { bytes, ends })
+    }
+}
+
+impl Batch {
+    fn parse(mut self) -> Vec<ParsedLine> {
         let mut scratch = proto::json::ReadScratch::default();
-        self.ends
-            .iter()
-            .map(|&(start, end)| parse_line(&self.bytes[start..end], &mut scratch))
+        let Batch { bytes, ends } = &mut self;
+        ends.iter()
+            .map(|&(start, end)| parse_line(&mut bytes[start..end], &mut scratch))
             .collect()
     }
 }
 
 /// One line as a response, or the warning upstream prints for it.
-fn parse_line(text: &[u8], scratch: &mut proto::json::ReadScratch) -> ParsedLine {
-    proto::json::from_slice::<GetFlowsResponse>(text, scratch).map_err(|e| {
+fn parse_line(text: &mut [u8], scratch: &mut proto::json::ReadScratch) -> ParsedLine {
+    proto::json::from_mut_slice::<GetFlowsResponse>(text, scratch).map_err(|e| {
         format!(
             "level=WARN msg=\"Failed to unmarshal json to flow\" error={} line={}\n",
             crate::quote::go_quote(&e.to_string()),
@@ -177,19 +229,36 @@ fn parse_line(text: &[u8], scratch: &mut proto::json::ReadScratch) -> ParsedLine
 ///
 /// Two cores share the parsing: each batch read goes to a parsing thread when its
 /// queue has room, else this thread parses it; this thread filters and prints
-/// everything in the input's order.
-pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
+/// everything in the input's order, and hands the parsing thread's batches back to it
+/// to be freed.
+pub fn process<R: Read, W: Write, E: Write, L: Write>(
     req: &GetFlowsRequest,
-    mut input: R,
+    input: R,
     printer: &mut Printer<W, E>,
     warnings: &mut L,
 ) -> anyhow::Result<()> {
+    process_in_batches(req, input, printer, warnings, BATCH_BYTES)
+}
+
+/// [`process`], reading `batch_bytes` at a time.
+fn process_in_batches<R: Read, W: Write, E: Write, L: Write>(
+    req: &GetFlowsRequest,
+    input: R,
+    printer: &mut Printer<W, E>,
+    warnings: &mut L,
+    batch_bytes: usize,
+) -> anyhow::Result<()> {
     let mut filter = InputFilter::new(req)?;
+    let mut input = Lines::new(input, batch_bytes);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (to_parser, batches) = mpsc::sync_channel::<Batch>(IN_FLIGHT_BATCHES);
         let (parsed_tx, parsed) = mpsc::sync_channel(IN_FLIGHT_BATCHES);
+        let (spent_tx, spent) = mpsc::sync_channel::<Vec<ParsedLine>>(SPENT_BATCHES);
         scope.spawn(move || {
             for batch in batches {
+                while let Ok(lines) = spent.try_recv() {
+                    drop(lines);
+                }
                 if parsed_tx.send(batch.parse()).is_err() {
                     break;
                 }
@@ -201,9 +270,9 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
         let mut ended = false;
         while !filter.done() {
             if !ended && pending.len() < MAX_PENDING_BATCHES {
-                let batch = Batch::read(&mut input)?;
-                ended = batch.ends.len() < BATCH_LINES;
-                if !batch.ends.is_empty() {
+                let batch = input.batch()?;
+                ended = batch.ends.is_empty();
+                if !ended {
                     match to_parser.try_send(batch) {
                         Ok(()) => pending.push_back(None),
                         Err(mpsc::TrySendError::Full(batch)) => {
@@ -213,9 +282,10 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
                     }
                 }
             }
-            let lines = match pending.front_mut() {
+            // The batch to print, and whether the parsing thread made it.
+            let (lines, theirs) = match pending.front_mut() {
                 None => break,
-                Some(Some(_)) => pending.pop_front().flatten(),
+                Some(Some(_)) => (pending.pop_front().flatten(), false),
                 Some(None) => {
                     let must_wait = ended || pending.len() >= MAX_PENDING_BATCHES;
                     let ready = if must_wait {
@@ -230,14 +300,21 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
                     if ready.is_some() {
                         pending.pop_front();
                     }
-                    ready
+                    (ready, true)
                 }
             };
-            for line in lines.into_iter().flatten() {
+            let Some(mut lines) = lines else {
+                continue;
+            };
+            for line in &mut lines {
                 if filter.done() {
                     break;
                 }
                 take(line, &mut filter, printer, warnings)?;
+            }
+            if theirs {
+                // A full queue (or a stopped thread) leaves them to be freed here.
+                let _ = spent_tx.try_send(lines);
             }
         }
         drop(to_parser);
@@ -252,7 +329,7 @@ pub fn process<R: BufRead, W: Write, E: Write, L: Write>(
 
 /// Warns about a bad line, or filters and prints (or keeps) a response.
 fn take<W: Write, E: Write, L: Write>(
-    line: ParsedLine,
+    line: &mut ParsedLine,
     filter: &mut InputFilter,
     printer: &mut Printer<W, E>,
     warnings: &mut L,
@@ -264,10 +341,8 @@ fn take<W: Write, E: Write, L: Write>(
             return Ok(());
         }
     };
-    if filter.accepts(&res) {
-        if let Some(res) = filter.offer(res) {
-            printer.write_get_flows_response(&res)?;
-        }
+    if filter.accepts(res) && filter.offer(res) {
+        printer.write_get_flows_response(res)?;
     }
     Ok(())
 }
@@ -291,15 +366,26 @@ mod tests {
         text
     }
 
-    /// The node names printed and the warnings' lines, in order.
-    fn run(req: &GetFlowsRequest, input: &str) -> (Vec<usize>, Vec<usize>) {
+    /// Lines per batch in these tests' inputs (their lines are 34-40 bytes long).
+    const LINES: usize = 50;
+    const BATCH: usize = 40 * LINES;
+
+    /// The node names printed and the warnings' lines, in order, reading the input
+    /// `batch_bytes` at a time, in reads of at most `read_size` bytes.
+    fn run_with(
+        req: &GetFlowsRequest,
+        input: &str,
+        batch_bytes: usize,
+        read_size: u64,
+    ) -> (Vec<usize>, Vec<usize>) {
         let opts = PrinterOptions {
             output: Output::JsonPb,
             ..PrinterOptions::default()
         };
         let mut printer = Printer::new(opts, Vec::new(), None::<Vec<u8>>);
         let mut warnings = Vec::new();
-        process(req, input.as_bytes(), &mut printer, &mut warnings).expect("process");
+        let input = Trickle(input.as_bytes(), read_size);
+        process_in_batches(req, input, &mut printer, &mut warnings, batch_bytes).expect("process");
         let number = |line: &str, prefix: &str| -> usize {
             let start = line.find(prefix).expect("prefix") + prefix.len();
             let digits: String = line[start..]
@@ -321,42 +407,68 @@ mod tests {
         (printed, warned)
     }
 
+    fn run(req: &GetFlowsRequest, input: &str) -> (Vec<usize>, Vec<usize>) {
+        run_with(req, input, BATCH, u64::MAX)
+    }
+
+    /// A reader that hands out at most `.1` bytes per read.
+    struct Trickle<'a>(&'a [u8], u64);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.1 as usize).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     #[test]
     fn batches_keep_the_input_order_and_warn_in_order() {
-        let count = BATCH_LINES * 5 + 17;
+        let count = LINES * 5 + 17;
         let input = lines(count);
         let good: Vec<usize> = (0..count).filter(|k| k % 97 != 5).collect();
         let bad: Vec<usize> = (0..count).filter(|k| k % 97 == 5).collect();
         let all = GetFlowsRequest::default();
         assert_eq!(run(&all, &input), (good.clone(), bad.clone()));
+        // Batches of one line, lines cut by reads anywhere, one batch for everything.
+        for (batch, read) in [
+            (1, u64::MAX),
+            (7, 5),
+            (BATCH, 1),
+            (BATCH, 333),
+            (1 << 20, 1 << 20),
+        ] {
+            assert_eq!(
+                run_with(&all, &input, batch, read),
+                (good.clone(), bad.clone()),
+                "batch {batch}, reads of {read}"
+            );
+        }
 
         let first = GetFlowsRequest {
             first: true,
-            number: (BATCH_LINES + 3) as u64,
+            number: (LINES + 3) as u64,
             ..GetFlowsRequest::default()
         };
         let (printed, _) = run(&first, &input);
-        assert_eq!(printed, good[..BATCH_LINES + 3].to_vec());
+        assert_eq!(printed, good[..LINES + 3].to_vec());
 
         let last = GetFlowsRequest {
-            number: (BATCH_LINES * 2 + 1) as u64,
+            number: (LINES * 2 + 1) as u64,
             ..GetFlowsRequest::default()
         };
         let (printed, warned) = run(&last, &input);
-        assert_eq!(printed, good[good.len() - (BATCH_LINES * 2 + 1)..].to_vec());
+        assert_eq!(printed, good[good.len() - (LINES * 2 + 1)..].to_vec());
         assert_eq!(warned, bad);
 
-        for count in [
-            0,
-            1,
-            BATCH_LINES - 1,
-            BATCH_LINES,
-            BATCH_LINES + 1,
-            BATCH_LINES * 2,
-        ] {
+        for count in [0, 1, LINES - 1, LINES, LINES + 1, LINES * 2] {
             let input = lines(count);
             let good: Vec<usize> = (0..count).filter(|k| k % 97 != 5).collect();
             assert_eq!(run(&all, &input).0, good, "{count} lines");
+            // Without the last line break.
+            let trimmed = input.trim_end_matches(['\r', '\n']);
+            assert_eq!(run(&all, trimmed).0, good, "{count} lines, no last break");
         }
     }
 }
