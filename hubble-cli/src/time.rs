@@ -92,6 +92,14 @@ pub fn write_timestamp(out: &mut String, layout: TimeLayout, ts: Option<&pbjson_
     write_time(out, layout, &t);
 }
 
+/// Appends the last `width` decimal digits of `value`, zero-padded.
+fn push_zero_padded(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
+}
+
 /// Appends `t` (UTC) in `layout`.
 pub fn write_time(out: &mut String, layout: TimeLayout, t: &DateTime<Utc>) {
     let nanos = t.nanosecond() % 1_000_000_000;
@@ -100,16 +108,24 @@ pub fn write_time(out: &mut String, layout: TimeLayout, t: &DateTime<Utc>) {
     };
     match layout {
         TimeLayout::StampMilli => {
-            let _ = write!(
-                out,
-                "{} {:>2} {:02}:{:02}:{:02}.{:03}",
-                month_abbr(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                nanos / 1_000_000
-            );
+            // "Jan  2 15:04:05.000", the compact output's every line: written digit by
+            // digit, not through `format_args!`.
+            out.push_str(month_abbr(t.month()));
+            out.push(' ');
+            if t.day() < 10 {
+                out.push(' ');
+                push_zero_padded(out, t.day(), 1);
+            } else {
+                push_zero_padded(out, t.day(), 2);
+            }
+            out.push(' ');
+            push_zero_padded(out, t.hour(), 2);
+            out.push(':');
+            push_zero_padded(out, t.minute(), 2);
+            out.push(':');
+            push_zero_padded(out, t.second(), 2);
+            out.push('.');
+            push_zero_padded(out, nanos / 1_000_000, 3);
         }
         TimeLayout::YearMonthDay => date(out),
         TimeLayout::YearMonthDayHour => {

@@ -103,34 +103,30 @@ pub fn escape_terminal(out: &mut Vec<u8>, text: &str, colors: bool) {
     let bytes = text.as_bytes();
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            0x1b => {
-                out.extend_from_slice(&bytes[start..i]);
-                let rest = &text[i..];
-                match ALLOWED_SEQUENCES
-                    .iter()
-                    .find(|s| colors && rest.starts_with(**s))
-                {
-                    Some(seq) => {
-                        out.extend_from_slice(seq.as_bytes());
-                        i += seq.len();
-                    }
-                    None => {
-                        out.extend_from_slice(b"^[");
-                        i += 1;
-                    }
+    while let Some(found) = memchr::memchr2(0x1b, b'\r', &bytes[i..]) {
+        i += found;
+        out.extend_from_slice(&bytes[start..i]);
+        if bytes[i] == b'\r' {
+            out.extend_from_slice(b"\\r");
+            i += 1;
+        } else {
+            // ESC: one of the printer's own colour sequences, or neutralised.
+            let rest = &text[i..];
+            match ALLOWED_SEQUENCES
+                .iter()
+                .find(|s| colors && rest.starts_with(**s))
+            {
+                Some(seq) => {
+                    out.extend_from_slice(seq.as_bytes());
+                    i += seq.len();
                 }
-                start = i;
+                None => {
+                    out.extend_from_slice(b"^[");
+                    i += 1;
+                }
             }
-            b'\r' => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(b"\\r");
-                i += 1;
-                start = i;
-            }
-            _ => i += 1,
         }
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
 }

@@ -126,7 +126,7 @@ pub fn write_host(style: &FlowStyle, h: &Host<'_>, out: &mut String) {
     }
     out.push(':');
     style.colors.paint(out, Color::Yellow, |out| {
-        let _ = write!(out, "{port}");
+        out.push_str(itoa::Buffer::new().format(port));
     });
 }
 
@@ -188,7 +188,9 @@ pub fn write_identity(colors: &Colorer, id: u32, out: &mut String) {
                 let _ = write!(out, "({name})");
             }
             None => {
-                let _ = write!(out, "(ID:{id})");
+                out.push_str("(ID:");
+                out.push_str(itoa::Buffer::new().format(id));
+                out.push(')');
             }
         },
     );
