@@ -129,6 +129,8 @@ type ParsedLine = Result<GetFlowsResponse, String>;
 /// Lines of the input, one after the other in one buffer.
 #[derive(Default)]
 struct Batch {
+    /// The buffer, all of it initialised (the lines are in its first part): buffers
+    /// are handed back to the reader and filled again without being cleared.
     bytes: Vec<u8>,
     /// Where each line starts and ends in `bytes` (without its line break).
     ends: Vec<(usize, usize)>,
@@ -153,32 +155,29 @@ impl<R: Read> Lines<R> {
         }
     }
 
-    /// The next batch of whole lines; an empty batch means the input ended.
-    fn batch(&mut self) -> std::io::Result<Batch> {
-        let mut bytes = std::mem::take(&mut self.carry);
+    /// The next batch of whole lines, in `bytes` (a buffer handed back, or a new one
+    /// when empty); an empty batch means the input ended.
+    fn batch(&mut self, mut bytes: Vec<u8>) -> std::io::Result<Batch> {
+        let mut filled = self.carry.len();
+        if bytes.len() < filled {
+            bytes.resize(filled, 0);
+        }
+        bytes[..filled].copy_from_slice(&self.carry);
         let mut ends = Vec::new();
         let mut start = 0;
-        let mut searched = 0;
         while !self.ended {
-            let filled = bytes.len();
-            bytes.resize(filled + self.batch_bytes, 0);
+            if bytes.len() < filled + self.batch_bytes {
+                bytes.resize(filled + self.batch_bytes, 0);
+            }
             let n = loop {
-                match self.input.read(&mut bytes[filled..]) {
+                match self.input.read(&mut bytes[filled..filled + self.batch_bytes]) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    other => break other,
+                    other => break other?,
                 }
             };
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    bytes.truncate(filled);
-                    return Err(e);
-                }
-            };
-            bytes.truncate(filled + n);
             self.ended = n == 0;
-            for newline in memchr::memchr_iter(b'\n', &bytes[searched..]) {
-                let end = searched + newline;
+            for newline in memchr::memchr_iter(b'\n', &bytes[filled..filled + n]) {
+                let end = filled + newline;
                 let line_end = if end > start && bytes[end - 1] == b'\r' {
                     end - 1
                 } else {
@@ -187,29 +186,31 @@ impl<R: Read> Lines<R> {
                 ends.push((start, line_end));
                 start = end + 1;
             }
-            searched = bytes.len();
+            filled += n;
             if !ends.is_empty() {
                 break;
             }
         }
-        if self.ended && start < bytes.len() {
+        if self.ended && start < filled {
             // The last line, without a line break.
-            ends.push((start, bytes.len()));
-            start = bytes.len();
+            ends.push((start, filled));
+            start = filled;
         }
-        self.carry = bytes[start..].to_vec();
-        bytes.truncate(start);
+        self.carry.clear();
+        self.carry.extend_from_slice(&bytes[start..filled]);
         Ok(Batch { bytes, ends })
     }
 }
 
 impl Batch {
-    fn parse(mut self) -> Vec<ParsedLine> {
-        let mut scratch = proto::json::ReadScratch::default();
-        let Batch { bytes, ends } = &mut self;
-        ends.iter()
-            .map(|&(start, end)| parse_line(&mut bytes[start..end], &mut scratch))
-            .collect()
+    /// Parses the lines; returns them and the buffer, to be filled again.
+    fn parse(self, scratch: &mut proto::json::ReadScratch) -> (Vec<ParsedLine>, Vec<u8>) {
+        let Batch { mut bytes, ends } = self;
+        let lines = ends
+            .iter()
+            .map(|&(start, end)| parse_line(&mut bytes[start..end], scratch))
+            .collect();
+        (lines, bytes)
     }
 }
 
@@ -254,29 +255,43 @@ fn process_in_batches<R: Read, W: Write, E: Write, L: Write>(
         let (to_parser, batches) = mpsc::sync_channel::<Batch>(IN_FLIGHT_BATCHES);
         let (parsed_tx, parsed) = mpsc::sync_channel(IN_FLIGHT_BATCHES);
         let (spent_tx, spent) = mpsc::sync_channel::<Vec<ParsedLine>>(SPENT_BATCHES);
+        // Read buffers the parsing thread is done with, to be filled again.
+        let (buffers_tx, buffers) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT_BATCHES);
         scope.spawn(move || {
+            let mut scratch = proto::json::ReadScratch::default();
             for batch in batches {
                 while let Ok(lines) = spent.try_recv() {
                     drop(lines);
                 }
-                if parsed_tx.send(batch.parse()).is_err() {
+                let (lines, buffer) = batch.parse(&mut scratch);
+                let _ = buffers_tx.try_send(buffer);
+                if parsed_tx.send(lines).is_err() {
                     break;
                 }
             }
         });
+        let mut scratch = proto::json::ReadScratch::default();
+        // A read buffer this thread is done with.
+        let mut own_buffer = Vec::new();
         let stopped = || anyhow::anyhow!("the parsing thread stopped");
         // Batches read and not yet printed, in order: `None` is parsed by the thread.
         let mut pending: VecDeque<Option<Vec<ParsedLine>>> = VecDeque::new();
         let mut ended = false;
         while !filter.done() {
             if !ended && pending.len() < MAX_PENDING_BATCHES {
-                let batch = input.batch()?;
+                let buffer = match buffers.try_recv() {
+                    Ok(buffer) => buffer,
+                    Err(_) => std::mem::take(&mut own_buffer),
+                };
+                let batch = input.batch(buffer)?;
                 ended = batch.ends.is_empty();
                 if !ended {
                     match to_parser.try_send(batch) {
                         Ok(()) => pending.push_back(None),
                         Err(mpsc::TrySendError::Full(batch)) => {
-                            pending.push_back(Some(batch.parse()))
+                            let (lines, buffer) = batch.parse(&mut scratch);
+                            own_buffer = buffer;
+                            pending.push_back(Some(lines));
                         }
                         Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
                     }
