@@ -165,6 +165,9 @@ pub async fn replay_with(
     })
 }
 
+/// Stored batches the writer hands back to the replay thread to be freed there.
+pub const SPENT_BATCHES: usize = 4;
+
 /// Bytes read from the replay file at a time.
 pub const REPLAY_READ_BUFFER: usize = 1 << 20;
 
@@ -192,6 +195,14 @@ fn replay_blocking(
     let rate = options.rate.filter(|r| *r > 0.0 && r.is_finite());
     let started = Instant::now();
     let mut line = String::new();
+    // Batches the writer stored, handed back to be freed on this thread, which made them.
+    let (spent_tx, spent) = std::sync::mpsc::sync_channel::<Vec<Flow>>(SPENT_BATCHES);
+    let push = |batch: Vec<Flow>| {
+        while let Ok(stored) = spent.try_recv() {
+            drop(stored);
+        }
+        ingest.push_flows_returning(batch, &spent_tx)
+    };
     loop {
         let file = std::fs::File::open(path).map_err(io_err)?;
         let mut lines = std::io::BufReader::with_capacity(REPLAY_READ_BUFFER, file);
@@ -231,7 +242,7 @@ fn replay_blocking(
                 let due = started + Duration::from_secs_f64(stats.flows as f64 / rate);
                 let now = Instant::now();
                 if due > now + REPLAY_PACING_SLACK {
-                    if !ingest.push_flows_blocking(std::mem::take(&mut batch)) {
+                    if !push(std::mem::take(&mut batch)) {
                         return Err(ReplayError::Closed);
                     }
                     std::thread::sleep(due - now);
@@ -243,7 +254,7 @@ fn replay_blocking(
             batch.push(on_flow(flow));
             stats.flows += 1;
             if batch.len() >= REPLAY_BATCH
-                && !ingest.push_flows_blocking(std::mem::replace(
+                && !push(std::mem::replace(
                     &mut batch,
                     Vec::with_capacity(REPLAY_BATCH),
                 ))
@@ -251,7 +262,7 @@ fn replay_blocking(
                 return Err(ReplayError::Closed);
             }
         }
-        if !ingest.push_flows_blocking(std::mem::take(&mut batch)) {
+        if !push(std::mem::take(&mut batch)) {
             return Err(ReplayError::Closed);
         }
         stats.passes += 1;
