@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use proto::flow::Flow;
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
-use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,6 +94,24 @@ pub fn parse_line_in(
     scratch: &mut proto::json::ReadScratch,
 ) -> Result<Option<Flow>, String> {
     let response = proto::json::from_slice::<GetFlowsResponse>(line.as_bytes(), scratch);
+    flow_of(response, line.as_bytes())
+}
+
+/// [`parse_line`] for a line the parser may work in (left as it was).
+fn parse_line_bytes(
+    line: &mut [u8],
+    scratch: &mut proto::json::ReadScratch,
+) -> Result<Option<Flow>, String> {
+    let response = proto::json::from_mut_slice::<GetFlowsResponse>(line, scratch);
+    flow_of(response, line)
+}
+
+/// The flow of a line read as a response; a line that is not one is read again as
+/// JSON, to tell a bare `Flow` from an error.
+fn flow_of(
+    response: serde_json::Result<GetFlowsResponse>,
+    line: &[u8],
+) -> Result<Option<Flow>, String> {
     if let Ok(GetFlowsResponse {
         response_types: Some(types),
         ..
@@ -106,7 +123,7 @@ pub fn parse_line_in(
         });
     }
     let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
     let Some(object) = value.as_object() else {
         return Err("expected a JSON object".to_string());
     };
@@ -139,9 +156,10 @@ pub async fn replay(
 /// will store it) before it is queued: the agent runs its metrics and export hooks
 /// there, as it does for datapath flows.
 ///
-/// The file is read and parsed on a thread of the blocking pool with plain reads of
-/// [`REPLAY_READ_BUFFER`] bytes: the runtime's file reads would each be a hop to that
-/// pool and back, and the parsing would hold a runtime worker.
+/// The file is read on a thread of the blocking pool and parsed there and on one more
+/// thread (`proto::json::lines`, plain reads of 512 KiB): the runtime's file reads
+/// would each be a hop to that pool and back, and the parsing would hold a runtime
+/// worker.
 pub async fn replay_with(
     path: &Path,
     options: &ReplayOptions,
@@ -168,9 +186,6 @@ pub async fn replay_with(
 /// Stored batches the writer hands back to the replay thread to be freed there.
 pub const SPENT_BATCHES: usize = 4;
 
-/// Bytes read from the replay file at a time.
-pub const REPLAY_READ_BUFFER: usize = 1 << 20;
-
 /// Sets its flag when dropped.
 struct StopOnDrop(Arc<AtomicBool>);
 
@@ -194,8 +209,7 @@ fn replay_blocking(
     let mut stats = ReplayStats::default();
     let rate = options.rate.filter(|r| *r > 0.0 && r.is_finite());
     let started = Instant::now();
-    let mut line = String::new();
-    // Batches the writer stored, handed back to be freed on this thread, which made them.
+    // Batches the writer stored, handed back to be freed on this thread.
     let (spent_tx, spent) = std::sync::mpsc::sync_channel::<Vec<Flow>>(SPENT_BATCHES);
     let push = |batch: Vec<Flow>| {
         while let Ok(stored) = spent.try_recv() {
@@ -203,64 +217,67 @@ fn replay_blocking(
         }
         ingest.push_flows_returning(batch, &spent_tx)
     };
+    // Each line: `None` when blank, else what it holds.
+    let parse = |line: &mut [u8], scratch: &mut proto::json::ReadScratch| {
+        (!line.iter().all(u8::is_ascii_whitespace)).then(|| parse_line_bytes(line, scratch))
+    };
     loop {
         let file = std::fs::File::open(path).map_err(io_err)?;
-        let mut lines = std::io::BufReader::with_capacity(REPLAY_READ_BUFFER, file);
         let mut batch = Vec::with_capacity(REPLAY_BATCH);
-        let mut scratch = proto::json::ReadScratch::default();
         let mut number = 0u64;
         let flows_before = stats.flows;
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Err(ReplayError::Closed);
-            }
-            line.clear();
-            if lines.read_line(&mut line).map_err(io_err)? == 0 {
-                break;
-            }
-            number += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let mut flow = match parse_line_in(&line, &mut scratch) {
-                Ok(Some(flow)) => flow,
-                Ok(None) => continue,
-                Err(reason) => {
-                    stats.bad_lines += 1;
-                    let error = LineError {
-                        line: number,
-                        reason,
-                    };
-                    tracing::warn!(file = %path.display(), "skipping replay {error}");
-                    if stats.errors.len() < MAX_REPORTED_ERRORS {
-                        stats.errors.push(error);
-                    }
-                    continue;
+        let mut each = |lines: &mut Vec<Option<Result<Option<Flow>, String>>>| {
+            for line in lines.iter_mut() {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(Stop::Replay(ReplayError::Closed));
                 }
-            };
-            if let Some(rate) = rate {
-                let due = started + Duration::from_secs_f64(stats.flows as f64 / rate);
-                let now = Instant::now();
-                if due > now + REPLAY_PACING_SLACK {
-                    if !push(std::mem::take(&mut batch)) {
-                        return Err(ReplayError::Closed);
+                number += 1;
+                let mut flow = match line.take() {
+                    None | Some(Ok(None)) => continue,
+                    Some(Ok(Some(flow))) => flow,
+                    Some(Err(reason)) => {
+                        stats.bad_lines += 1;
+                        let error = LineError {
+                            line: number,
+                            reason,
+                        };
+                        tracing::warn!(file = %path.display(), "skipping replay {error}");
+                        if stats.errors.len() < MAX_REPORTED_ERRORS {
+                            stats.errors.push(error);
+                        }
+                        continue;
                     }
-                    std::thread::sleep(due - now);
+                };
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(stats.flows as f64 / rate);
+                    let now = Instant::now();
+                    if due > now + REPLAY_PACING_SLACK {
+                        if !push(std::mem::take(&mut batch)) {
+                            return Err(Stop::Replay(ReplayError::Closed));
+                        }
+                        std::thread::sleep(due - now);
+                    }
+                }
+                if options.retimestamp {
+                    flow.time = Some(now_timestamp());
+                }
+                batch.push(on_flow(flow));
+                stats.flows += 1;
+                if batch.len() >= REPLAY_BATCH
+                    && !push(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(REPLAY_BATCH),
+                    ))
+                {
+                    return Err(Stop::Replay(ReplayError::Closed));
                 }
             }
-            if options.retimestamp {
-                flow.time = Some(now_timestamp());
-            }
-            batch.push(on_flow(flow));
-            stats.flows += 1;
-            if batch.len() >= REPLAY_BATCH
-                && !push(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(REPLAY_BATCH),
-                ))
-            {
-                return Err(ReplayError::Closed);
-            }
+            Ok(true)
+        };
+        match proto::json::lines::parse_in_order(file, parse, &mut each) {
+            Ok(()) => {}
+            Err(Stop::Io(e)) => return Err(io_err(e)),
+            Err(Stop::Replay(e)) => return Err(e),
         }
         if !push(std::mem::take(&mut batch)) {
             return Err(ReplayError::Closed);
@@ -277,6 +294,18 @@ fn replay_blocking(
         if !options.repeat {
             return Ok(stats);
         }
+    }
+}
+
+/// Why reading the lines stopped early.
+enum Stop {
+    Io(std::io::Error),
+    Replay(ReplayError),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Io(e)
     }
 }
 

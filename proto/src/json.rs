@@ -348,5 +348,6 @@ fn base64_into(out: &mut String, data: &[u8]) {
     base64::engine::general_purpose::STANDARD.encode_string(data, out);
 }
 
+pub mod lines;
 #[cfg(test)]
 mod tests;

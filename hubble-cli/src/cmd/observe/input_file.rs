@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::sync::mpsc;
 
 use proto::filter::FilterSet;
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlowsResponse};
@@ -107,112 +106,8 @@ impl InputFilter {
     }
 }
 
-/// Bytes read at once and cut into lines parsed together, on the parsing thread or on
-/// the reading one (a batch holds the whole lines of one read; a line longer than
-/// this makes its batch as long as the line).
-pub const BATCH_BYTES: usize = 512 * 1024;
-/// Batches queued for the parsing thread, and parsed batches it has not handed back
-/// (each channel's bound; when the first is full this thread parses the batch itself,
-/// nothing is dropped).
-pub const IN_FLIGHT_BATCHES: usize = 2;
-/// Batches read and not yet printed; at the limit this thread waits for the parsing
-/// thread before reading more.
-pub const MAX_PENDING_BATCHES: usize = 8;
-/// Printed batches handed back to the parsing thread, which frees what it allocated
-/// (a free on the allocating thread is the allocator's fast path); beyond it this
-/// thread frees them itself.
-pub const SPENT_BATCHES: usize = 4;
-
 /// One line as a response, or the warning printed for it.
 type ParsedLine = Result<GetFlowsResponse, String>;
-
-/// Lines of the input, one after the other in one buffer.
-#[derive(Default)]
-struct Batch {
-    /// The buffer, all of it initialised (the lines are in its first part): buffers
-    /// are handed back to the reader and filled again without being cleared.
-    bytes: Vec<u8>,
-    /// Where each line starts and ends in `bytes` (without its line break).
-    ends: Vec<(usize, usize)>,
-}
-
-/// The input, read in blocks of `batch_bytes` straight into the batches' buffers and
-/// cut into lines; the part of a line a block ends in is carried into the next batch.
-struct Lines<R> {
-    input: R,
-    batch_bytes: usize,
-    carry: Vec<u8>,
-    ended: bool,
-}
-
-impl<R: Read> Lines<R> {
-    fn new(input: R, batch_bytes: usize) -> Self {
-        Self {
-            input,
-            batch_bytes: batch_bytes.max(1),
-            carry: Vec::new(),
-            ended: false,
-        }
-    }
-
-    /// The next batch of whole lines, in `bytes` (a buffer handed back, or a new one
-    /// when empty); an empty batch means the input ended.
-    fn batch(&mut self, mut bytes: Vec<u8>) -> std::io::Result<Batch> {
-        let mut filled = self.carry.len();
-        if bytes.len() < filled {
-            bytes.resize(filled, 0);
-        }
-        bytes[..filled].copy_from_slice(&self.carry);
-        let mut ends = Vec::new();
-        let mut start = 0;
-        while !self.ended {
-            if bytes.len() < filled + self.batch_bytes {
-                bytes.resize(filled + self.batch_bytes, 0);
-            }
-            let n = loop {
-                match self.input.read(&mut bytes[filled..filled + self.batch_bytes]) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    other => break other?,
-                }
-            };
-            self.ended = n == 0;
-            for newline in memchr::memchr_iter(b'\n', &bytes[filled..filled + n]) {
-                let end = filled + newline;
-                let line_end = if end > start && bytes[end - 1] == b'\r' {
-                    end - 1
-                } else {
-                    end
-                };
-                ends.push((start, line_end));
-                start = end + 1;
-            }
-            filled += n;
-            if !ends.is_empty() {
-                break;
-            }
-        }
-        if self.ended && start < filled {
-            // The last line, without a line break.
-            ends.push((start, filled));
-            start = filled;
-        }
-        self.carry.clear();
-        self.carry.extend_from_slice(&bytes[start..filled]);
-        Ok(Batch { bytes, ends })
-    }
-}
-
-impl Batch {
-    /// Parses the lines; returns them and the buffer, to be filled again.
-    fn parse(self, scratch: &mut proto::json::ReadScratch) -> (Vec<ParsedLine>, Vec<u8>) {
-        let Batch { mut bytes, ends } = self;
-        let lines = ends
-            .iter()
-            .map(|&(start, end)| parse_line(&mut bytes[start..end], scratch))
-            .collect();
-        (lines, bytes)
-    }
-}
 
 /// One line as a response, or the warning upstream prints for it.
 fn parse_line(text: &mut [u8], scratch: &mut proto::json::ReadScratch) -> ParsedLine {
@@ -227,18 +122,21 @@ fn parse_line(text: &mut [u8], scratch: &mut proto::json::ReadScratch) -> Parsed
 
 /// Reads `input` to the end (or until `--first` is satisfied) and prints the selected
 /// flows. Lines that are not valid responses are reported on `warnings` and skipped.
-///
-/// Two cores share the parsing: each batch read goes to a parsing thread when its
-/// queue has room, else this thread parses it; this thread filters and prints
-/// everything in the input's order, and hands the parsing thread's batches back to it
-/// to be freed.
+/// Two cores share the parsing (`proto::json::lines`); this thread filters and prints
+/// everything in the input's order.
 pub fn process<R: Read, W: Write, E: Write, L: Write>(
     req: &GetFlowsRequest,
     input: R,
     printer: &mut Printer<W, E>,
     warnings: &mut L,
 ) -> anyhow::Result<()> {
-    process_in_batches(req, input, printer, warnings, BATCH_BYTES)
+    process_in_batches(
+        req,
+        input,
+        printer,
+        warnings,
+        proto::json::lines::BATCH_BYTES,
+    )
 }
 
 /// [`process`], reading `batch_bytes` at a time.
@@ -250,91 +148,20 @@ fn process_in_batches<R: Read, W: Write, E: Write, L: Write>(
     batch_bytes: usize,
 ) -> anyhow::Result<()> {
     let mut filter = InputFilter::new(req)?;
-    let mut input = Lines::new(input, batch_bytes);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (to_parser, batches) = mpsc::sync_channel::<Batch>(IN_FLIGHT_BATCHES);
-        let (parsed_tx, parsed) = mpsc::sync_channel(IN_FLIGHT_BATCHES);
-        let (spent_tx, spent) = mpsc::sync_channel::<Vec<ParsedLine>>(SPENT_BATCHES);
-        // Read buffers the parsing thread is done with, to be filled again.
-        let (buffers_tx, buffers) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT_BATCHES);
-        scope.spawn(move || {
-            let mut scratch = proto::json::ReadScratch::default();
-            for batch in batches {
-                while let Ok(lines) = spent.try_recv() {
-                    drop(lines);
-                }
-                let (lines, buffer) = batch.parse(&mut scratch);
-                let _ = buffers_tx.try_send(buffer);
-                if parsed_tx.send(lines).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut scratch = proto::json::ReadScratch::default();
-        // A read buffer this thread is done with.
-        let mut own_buffer = Vec::new();
-        let stopped = || anyhow::anyhow!("the parsing thread stopped");
-        // Batches read and not yet printed, in order: `None` is parsed by the thread.
-        let mut pending: VecDeque<Option<Vec<ParsedLine>>> = VecDeque::new();
-        let mut ended = false;
-        while !filter.done() {
-            if !ended && pending.len() < MAX_PENDING_BATCHES {
-                let buffer = match buffers.try_recv() {
-                    Ok(buffer) => buffer,
-                    Err(_) => std::mem::take(&mut own_buffer),
-                };
-                let batch = input.batch(buffer)?;
-                ended = batch.ends.is_empty();
-                if !ended {
-                    match to_parser.try_send(batch) {
-                        Ok(()) => pending.push_back(None),
-                        Err(mpsc::TrySendError::Full(batch)) => {
-                            let (lines, buffer) = batch.parse(&mut scratch);
-                            own_buffer = buffer;
-                            pending.push_back(Some(lines));
-                        }
-                        Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
-                    }
-                }
-            }
-            // The batch to print, and whether the parsing thread made it.
-            let (lines, theirs) = match pending.front_mut() {
-                None => break,
-                Some(Some(_)) => (pending.pop_front().flatten(), false),
-                Some(None) => {
-                    let must_wait = ended || pending.len() >= MAX_PENDING_BATCHES;
-                    let ready = if must_wait {
-                        Some(parsed.recv().map_err(|_| stopped())?)
-                    } else {
-                        match parsed.try_recv() {
-                            Ok(lines) => Some(lines),
-                            Err(mpsc::TryRecvError::Empty) => None,
-                            Err(mpsc::TryRecvError::Disconnected) => return Err(stopped()),
-                        }
-                    };
-                    if ready.is_some() {
-                        pending.pop_front();
-                    }
-                    (ready, true)
-                }
-            };
-            let Some(mut lines) = lines else {
-                continue;
-            };
-            for line in &mut lines {
+    proto::json::lines::parse_in_batches(
+        input,
+        batch_bytes,
+        parse_line,
+        |lines: &mut Vec<ParsedLine>| -> anyhow::Result<bool> {
+            for line in lines.iter_mut() {
                 if filter.done() {
                     break;
                 }
                 take(line, &mut filter, printer, warnings)?;
             }
-            if theirs {
-                // A full queue (or a stopped thread) leaves them to be freed here.
-                let _ = spent_tx.try_send(lines);
-            }
-        }
-        drop(to_parser);
-        Ok(())
-    })?;
+            Ok(!filter.done())
+        },
+    )?;
     for res in filter.finish() {
         printer.write_get_flows_response(&res)?;
     }
