@@ -121,20 +121,25 @@ pub fn ip_text(kind: u64, hi: u64, lo: u64) -> String {
 /// without the formatter machinery: flows carry addresses as text, and the ingest
 /// and GetFlows paths make one per address).
 pub fn ipv4_text(ip: Ipv4Addr) -> String {
-    let mut text = String::with_capacity(15);
+    let mut text = [0u8; 15];
+    let mut n = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            text.push('.');
+            text[n] = b'.';
+            n += 1;
         }
         if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
+            text[n] = b'0' + octet / 100;
+            n += 1;
         }
         if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
+            text[n] = b'0' + octet / 10 % 10;
+            n += 1;
         }
-        text.push(char::from(b'0' + octet % 10));
+        text[n] = b'0' + octet % 10;
+        n += 1;
     }
-    text
+    ascii_text(&text[..n])
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
@@ -166,16 +171,13 @@ pub fn pack_mac(text: &str) -> Option<u64> {
 
 /// The text of a MAC packed by [`pack_mac`].
 pub fn mac_text(value: u64) -> String {
-    let mut out = String::with_capacity(17);
-    for i in (0..6).rev() {
+    let mut out = [b':'; 17];
+    for (k, i) in (0..6).rev().enumerate() {
         let byte = (value >> (i * 8)) as u8;
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 15)] as char);
-        if i > 0 {
-            out.push(':');
-        }
+        out[3 * k] = HEX[usize::from(byte >> 4)];
+        out[3 * k + 1] = HEX[usize::from(byte & 15)];
     }
-    out
+    ascii_text(&out)
 }
 
 /// Dash positions of a canonical UUID text.
@@ -204,23 +206,24 @@ fn push_hex(bits: u128, digits: &[u8]) -> Option<u128> {
 
 /// Writes the UUID packed by [`pack_uuid`] into `out`.
 pub fn uuid_bytes(hi: u64, lo: u64) -> [u8; 36] {
-    let bits = u128::from(hi) << 64 | u128::from(lo);
+    let digits = trace_id_bytes(hi, lo);
     let mut out = [b'-'; 36];
-    let mut nibble = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if UUID_DASHES.contains(&i) {
-            continue;
-        }
-        let shift = 124 - 4 * nibble;
-        *slot = HEX[((bits >> shift) & 15) as usize];
-        nibble += 1;
-    }
+    out[..8].copy_from_slice(&digits[..8]);
+    out[9..13].copy_from_slice(&digits[8..12]);
+    out[14..18].copy_from_slice(&digits[12..16]);
+    out[19..23].copy_from_slice(&digits[16..20]);
+    out[24..].copy_from_slice(&digits[20..]);
     out
 }
 
 /// The text of a UUID packed by [`pack_uuid`].
 pub fn uuid_text(hi: u64, lo: u64) -> String {
-    uuid_bytes(hi, lo).iter().map(|&b| b as char).collect()
+    ascii_text(&uuid_bytes(hi, lo))
+}
+
+/// ASCII bytes as a `String` (one copy; not char by char).
+fn ascii_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Hex digits of a W3C trace id.
@@ -245,7 +248,7 @@ pub fn trace_id_bytes(hi: u64, lo: u64) -> [u8; TRACE_ID_DIGITS] {
 
 /// The text of a trace id packed by [`pack_trace_id`], as a string.
 pub fn trace_id_text(hi: u64, lo: u64) -> String {
-    trace_id_bytes(hi, lo).iter().map(|&b| b as char).collect()
+    ascii_text(&trace_id_bytes(hi, lo))
 }
 
 #[cfg(test)]
