@@ -10,7 +10,9 @@ use crate::compact::{self, Encoded, Encoder, Extra, Head, Rest, StoredFlow, Tabl
 use crate::ring::{CapacityError, Ring, RingReader, RingWriter, SlotData};
 
 /// A ring slot: the record as atomics and the optional extra behind a lock that is held
-/// only to swap or clone an `Arc`.
+/// only to swap or clone an `Arc`. The words first, right after the ring's stamp (a
+/// reader copies the stamp and the record's head).
+#[repr(C)]
 pub struct FlowSlot {
     words: [AtomicU64; WORDS],
     extra: Mutex<Option<Arc<Extra>>>,
