@@ -214,3 +214,32 @@ fn documents_read_as_serde_json_reads_them() {
         assert_eq!(bytes, bad, "left as it was");
     }
 }
+
+#[test]
+fn the_word_check_finds_what_the_byte_table_finds() {
+    let by_table = |b: &[u8]| b.iter().any(|&c| super::MAY_ESCAPE[c as usize]);
+    // Every byte value at every position of a 17-byte string of plain letters.
+    for at in 0..17 {
+        for byte in 0..=255u8 {
+            let mut text = *b"abcdefghijklmnopq";
+            text[at] = byte;
+            assert_eq!(super::may_escape(&text), by_table(&text), "{byte:#x} at {at}");
+        }
+    }
+    // Pseudo-random strings of every length up to 40.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = (state % 41) as usize;
+        let text: Vec<u8> = (0..len)
+            .map(|i| {
+                let v = state.rotate_left(i as u32 * 5) as u8;
+                // Mostly printable, sometimes anything.
+                if v % 7 == 0 { v } else { 0x20 + v % 0x5f }
+            })
+            .collect();
+        assert_eq!(super::may_escape(&text), by_table(&text), "{text:?}");
+    }
+}
