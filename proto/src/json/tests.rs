@@ -223,7 +223,11 @@ fn the_word_check_finds_what_the_byte_table_finds() {
         for byte in 0..=255u8 {
             let mut text = *b"abcdefghijklmnopq";
             text[at] = byte;
-            assert_eq!(super::may_escape(&text), by_table(&text), "{byte:#x} at {at}");
+            assert_eq!(
+                super::may_escape(&text),
+                by_table(&text),
+                "{byte:#x} at {at}"
+            );
         }
     }
     // Pseudo-random strings of every length up to 40.
@@ -237,7 +241,11 @@ fn the_word_check_finds_what_the_byte_table_finds() {
             .map(|i| {
                 let v = state.rotate_left(i as u32 * 5) as u8;
                 // Mostly printable, sometimes anything.
-                if v % 7 == 0 { v } else { 0x20 + v % 0x5f }
+                if v.is_multiple_of(7) {
+                    v
+                } else {
+                    0x20 + v % 0x5f
+                }
             })
             .collect();
         assert_eq!(super::may_escape(&text), by_table(&text), "{text:?}");
