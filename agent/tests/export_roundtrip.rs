@@ -167,11 +167,15 @@ fn wait_for_export(agent: &mut Agent, port: u16, export: &Path, compress: bool) 
         if let Some(metrics) = scrape(port) {
             let processed = total(&metrics, "hubble_flows_processed_total");
             let written = total(&metrics, "hubble_export_events_total");
-            let settled = !compress
-                || export_files(export)
-                    .iter()
-                    .all(|f| f == export || f.extension().is_some_and(|e| e == "gz"));
-            if processed == f64::from(FLOWS) && written == f64::from(FLOWS) && settled {
+            // Looked at once every flow is written: the exporter makes its directory
+            // with its first file.
+            let settled = || {
+                !compress
+                    || export_files(export)
+                        .iter()
+                        .all(|f| f == export || f.extension().is_some_and(|e| e == "gz"))
+            };
+            if processed == f64::from(FLOWS) && written == f64::from(FLOWS) && settled() {
                 return metrics;
             }
             last = metrics;

@@ -70,8 +70,9 @@ impl<R: Read> Lines<R> {
     /// come.
     fn batch(&mut self, mut bytes: Vec<u8>) -> std::io::Result<Batch> {
         let mut filled = self.carry.len();
-        if bytes.len() < filled {
-            bytes.resize(filled, 0);
+        if bytes.len() < filled + self.batch_bytes {
+            // A new buffer comes zeroed from the allocator (no pass over it here).
+            bytes = vec![0; filled + self.batch_bytes];
         }
         bytes[..filled].copy_from_slice(&self.carry);
         let mut ends = Vec::new();
