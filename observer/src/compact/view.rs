@@ -170,8 +170,8 @@ impl<'a> StoredFlow<'a> {
         }
     }
 
-    /// The ring slot was overwritten before the flow's extra was read from it: what
-    /// was read of the flow is not whole, and the flow counts as overwritten.
+    /// The ring slot was overwritten before the flow's rest or extra was read from it:
+    /// what was read of the flow is not whole, and the flow counts as overwritten.
     pub fn torn(&self) -> bool {
         self.torn.get()
     }
