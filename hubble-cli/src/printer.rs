@@ -117,6 +117,11 @@ impl<W: Write, E: Write> Printer<W, E> {
         }
     }
 
+    /// Flushes what was written so far (the table format's rows wait for `close`).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     /// Aligns and writes what the table format buffered, and flushes.
     pub fn close(&mut self) -> io::Result<()> {
         if self.opts.output == Output::Table {

@@ -30,6 +30,10 @@ pub const MAX_PENDING_BATCHES: usize = 8;
 /// Handed-over batches going back to the parsing thread to be freed; beyond it the
 /// calling thread frees them.
 pub const SPENT_BATCHES: usize = 4;
+/// A read shorter than this (a pipe's whole buffer) means the input has no more for
+/// now (a live `hubble observe -o jsonpb -f` piped in): what was read is handed over
+/// before reading again, instead of waiting behind the next read.
+pub const CAUGHT_UP_BELOW: usize = 64 * 1024;
 
 /// Lines of the input, one after the other in one buffer.
 struct Batch {
@@ -61,6 +65,10 @@ struct Lines<R> {
     batch_bytes: usize,
     carry: Vec<u8>,
     ended: bool,
+    /// The last read returned less than [`CAUGHT_UP_BELOW`]: the input (a pipe, a
+    /// terminal) has no more for now, so what was read is handed over before reading
+    /// again.
+    caught_up: bool,
 }
 
 impl<R: Read> Lines<R> {
@@ -91,6 +99,7 @@ impl<R: Read> Lines<R> {
                 }
             };
             self.ended = n == 0;
+            self.caught_up = n < self.batch_bytes.min(CAUGHT_UP_BELOW);
             for newline in memchr::memchr_iter(b'\n', &bytes[filled..filled + n]) {
                 let end = filled + newline;
                 let line_end = if end > start && bytes[end - 1] == b'\r' {
@@ -151,6 +160,7 @@ where
         batch_bytes: batch_bytes.max(1),
         carry: Vec::new(),
         ended: false,
+        caught_up: false,
     };
     let parse = &parse;
     let stopped = || std::io::Error::other("the parsing thread stopped");
@@ -203,7 +213,8 @@ where
                 None => break,
                 Some(Some(_)) => (pending.pop_front().flatten(), false),
                 Some(None) => {
-                    let must_wait = ended || pending.len() >= MAX_PENDING_BATCHES;
+                    let must_wait =
+                        ended || input.caught_up || pending.len() >= MAX_PENDING_BATCHES;
                     let ready = if must_wait {
                         Some(parsed.recv().map_err(|_| stopped())?)
                     } else {
@@ -304,6 +315,50 @@ mod tests {
         assert!(lines("", 3, 2, usize::MAX).is_empty());
         // Stopping early.
         assert_eq!(lines(&input, 100, 50, 17), want[..17].to_vec());
+    }
+
+    #[test]
+    fn lines_piped_in_slowly_are_handed_over_before_the_next_read() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        /// One line per read; records how many lines had been handed over by then.
+        struct Slow {
+            left: usize,
+            seen: Arc<AtomicUsize>,
+            seen_at_reads: Vec<usize>,
+        }
+        impl Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.seen_at_reads.push(self.seen.load(Ordering::SeqCst));
+                if self.left == 0 {
+                    return Ok(0);
+                }
+                self.left -= 1;
+                buf[..2].copy_from_slice(b"x\n");
+                Ok(2)
+            }
+        }
+        let seen = Arc::new(AtomicUsize::new(0));
+        let mut input = Slow {
+            left: 20,
+            seen: Arc::clone(&seen),
+            seen_at_reads: Vec::new(),
+        };
+        parse_in_batches(
+            &mut input,
+            BATCH_BYTES,
+            |line, _| line.to_vec(),
+            |batch: &mut Vec<Vec<u8>>| -> std::io::Result<bool> {
+                seen.fetch_add(batch.len(), Ordering::SeqCst);
+                Ok(true)
+            },
+        )
+        .expect("read");
+        assert_eq!(seen.load(Ordering::SeqCst), 20);
+        // Read k (from 0) comes after the k lines read before it were handed over.
+        let want: Vec<usize> = (0..=20).collect();
+        assert_eq!(input.seen_at_reads, want);
     }
 
     #[test]

@@ -159,6 +159,8 @@ fn process_in_batches<R: Read, W: Write, E: Write, L: Write>(
                 }
                 take(line, &mut filter, printer, warnings)?;
             }
+            // A batch is all that was read at once: piped in live, its flows show now.
+            printer.flush()?;
             Ok(!filter.done())
         },
     )?;
