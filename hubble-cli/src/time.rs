@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use proto::json::push_digits;
 
 mod duration;
 mod parse;
@@ -92,14 +93,6 @@ pub fn write_timestamp(out: &mut String, layout: TimeLayout, ts: Option<&pbjson_
     write_time(out, layout, &t);
 }
 
-/// Appends the last `width` decimal digits of `value`, zero-padded.
-fn push_zero_padded(out: &mut String, value: u32, width: u32) {
-    for place in (0..width).rev() {
-        let digit = value / 10u32.pow(place) % 10;
-        out.push(char::from(b'0' + digit as u8));
-    }
-}
-
 /// Appends `t` (UTC) in `layout`.
 pub fn write_time(out: &mut String, layout: TimeLayout, t: &DateTime<Utc>) {
     let nanos = t.nanosecond() % 1_000_000_000;
@@ -114,18 +107,16 @@ pub fn write_time(out: &mut String, layout: TimeLayout, t: &DateTime<Utc>) {
             out.push(' ');
             if t.day() < 10 {
                 out.push(' ');
-                push_zero_padded(out, t.day(), 1);
-            } else {
-                push_zero_padded(out, t.day(), 2);
             }
+            out.push_str(itoa::Buffer::new().format(t.day()));
             out.push(' ');
-            push_zero_padded(out, t.hour(), 2);
+            push_digits(out, i64::from(t.hour()), 2);
             out.push(':');
-            push_zero_padded(out, t.minute(), 2);
+            push_digits(out, i64::from(t.minute()), 2);
             out.push(':');
-            push_zero_padded(out, t.second(), 2);
+            push_digits(out, i64::from(t.second()), 2);
             out.push('.');
-            push_zero_padded(out, nanos / 1_000_000, 3);
+            push_digits(out, i64::from(nanos / 1_000_000), 3);
         }
         TimeLayout::YearMonthDay => date(out),
         TimeLayout::YearMonthDayHour => {

@@ -35,10 +35,10 @@ const DRAIN_BATCH: usize = 1024;
 enum IngestEvent {
     Flow(Box<Flow>),
     /// A replay's batch: one queue slot and one wake-up for many flows; stored by
-    /// reference and handed back on the channel, when there is one, to be freed by the
-    /// thread that made them (the allocator's fast path; a free from another thread
-    /// costs several times more).
-    Flows(Vec<Flow>, Option<SyncSender<Vec<Flow>>>),
+    /// reference and handed back on the channel to be freed by the thread that made
+    /// them (the allocator's fast path; a free from another thread costs several
+    /// times more).
+    Flows(Vec<Flow>, SyncSender<Vec<Flow>>),
     Lost(LostEvent),
     Agent(Box<AgentEvent>),
     Debug(Box<DebugEvent>),
@@ -111,18 +111,13 @@ impl IngestHandle {
 
     /// A batch of flows, stored in order (one queue slot and one wake-up of the writer
     /// for many flows), from a thread outside the runtime: blocks until the queue has
-    /// room. False once the writer is gone.
-    pub fn push_flows_blocking(&self, flows: Vec<Flow>) -> bool {
-        flows.is_empty() || self.tx.send(IngestEvent::Flows(flows, None)).is_ok()
-    }
-
-    /// [`IngestHandle::push_flows_blocking`], the stored batch handed back on `spent`
-    /// (when it has room; else the writer frees it).
+    /// room. The stored batch comes back on `spent` when it has room (else the writer
+    /// frees it). False once the writer is gone.
     pub fn push_flows_returning(&self, flows: Vec<Flow>, spent: &SyncSender<Vec<Flow>>) -> bool {
         flows.is_empty()
             || self
                 .tx
-                .send(IngestEvent::Flows(flows, Some(spent.clone())))
+                .send(IngestEvent::Flows(flows, spent.clone()))
                 .is_ok()
     }
 
@@ -231,12 +226,7 @@ fn run(rx: mpsc::Receiver<IngestEvent>, mut writers: Writers, ctx: WriterContext
 fn handle(writers: &mut Writers, ctx: &WriterContext, event: IngestEvent) {
     match event {
         IngestEvent::Flow(flow) => store_flow(writers, ctx, *flow),
-        IngestEvent::Flows(flows, None) => {
-            for flow in flows {
-                store_flow(writers, ctx, flow);
-            }
-        }
-        IngestEvent::Flows(flows, Some(spent)) => {
+        IngestEvent::Flows(flows, spent) => {
             for flow in &flows {
                 note_namespaces(ctx, flow);
                 writers.flows.push_flow_ref(flow, &mut |_| {});

@@ -267,7 +267,7 @@ pub fn format_timestamp(out: &mut String, seconds: i64, nanos: i32) {
 }
 
 /// The last `width` decimal digits of `value` (not negative), zero-padded.
-fn push_digits(out: &mut String, value: i64, width: u32) {
+pub fn push_digits(out: &mut String, value: i64, width: u32) {
     let mut divisor = 10i64.pow(width - 1);
     while divisor > 0 {
         out.push(char::from(b'0' + (value / divisor % 10) as u8));
