@@ -60,9 +60,21 @@ fn server_answer(query: &[u8]) -> Option<Vec<u8>> {
 
 /// A DNS server on UDP and TCP at one loopback address; counts the queries it got.
 async fn start_server() -> (SocketAddr, Arc<AtomicU64>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let address = udp.local_addr().expect("address");
-    let tcp = TcpListener::bind(address).await.expect("bind tcp");
+    // The UDP port the kernel picks may be taken for TCP (another test's connection):
+    // pick again.
+    let mut attempts = 0;
+    let (udp, tcp, address) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let address = udp.local_addr().expect("address");
+        match TcpListener::bind(address).await {
+            Ok(tcp) => break (udp, tcp, address),
+            Err(e) if attempts < 20 => {
+                attempts += 1;
+                eprintln!("{address} taken for TCP ({e}); another port");
+            }
+            Err(e) => panic!("bind tcp: {e}"),
+        }
+    };
     let count = Arc::new(AtomicU64::new(0));
     let udp_count = count.clone();
     tokio::spawn(async move {
