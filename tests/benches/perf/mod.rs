@@ -144,12 +144,16 @@ impl Options {
 }
 
 /// A source (`src/`, `build.rs`, BPF C) or manifest of a crate binary `name` is built
-/// from, changed after `built`, if any.
+/// from, changed after `built`, if any. Unit-test files (`tests.rs`, `tests/` under
+/// `src/`) are not part of the binary and do not count.
 fn newest_source_after(name: &str, built: std::time::SystemTime) -> Option<PathBuf> {
     fn walk(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
         for entry in std::fs::read_dir(dir).ok()?.flatten() {
             let path = entry.path();
             let name = entry.file_name();
+            if name == "tests" || name == "tests.rs" {
+                continue;
+            }
             if path.is_dir() {
                 if name == "target" || name.to_string_lossy().starts_with('.') {
                     continue;
