@@ -23,6 +23,7 @@ mod rare;
 pub mod table;
 pub mod text;
 mod view;
+mod wire;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -642,7 +643,7 @@ pub fn to_flow(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flo
             _ => None,
         };
     }
-    let mut flow = own_parts(r, extra, true)?;
+    let mut flow = own_parts(r, extra)?;
     let ep = r[W_EP];
     flow.source = tables.endpoints.get(ep as u32).cloned();
     flow.destination = tables.endpoints.get((ep >> 32) as u32).cloned();
@@ -682,11 +683,11 @@ pub fn shared_fields<'t>(
 pub type SharedEndpoint<'t> = Option<&'t [u8]>;
 
 /// A compact flow without its shared parts (endpoints and context): the fields the
-/// record and its extra hold, the L7 record only `with_l7` (it is kept encoded). `None`
+/// record and its extra hold ([`wire`] writes the same fields as protobuf bytes). `None`
 /// for a record that is not a compact flow.
-pub fn own_parts(r: &Record, extra: Option<&Extra>, with_l7: bool) -> Option<Flow> {
+fn own_parts(r: &Record, extra: Option<&Extra>) -> Option<Flow> {
     let mut flow = match (kind(r), extra) {
-        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.to_flow(with_l7),
+        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.to_flow(),
         (KIND_COMPACT, None) => Flow::default(),
         _ => return None,
     };

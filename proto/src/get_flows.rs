@@ -13,7 +13,6 @@ use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::server::{NamedService, ServerStreamingService};
 use tonic::Status;
 
-use crate::flow::Flow;
 use crate::observer::observer_server::{Observer, ObserverServer};
 use crate::observer::{GetFlowsRequest, GetFlowsResponse};
 
@@ -33,13 +32,11 @@ impl EncodedResponse {
         Self(bytes.into())
     }
 
-    /// A flow response written from the flow's own fields and fields kept encoded
-    /// elsewhere: `flow`'s fields followed by each of `fields` form the `Flow` message.
-    /// Protobuf readers take a message's fields in any order, so the response decodes
-    /// as the flow with those fields set would. `node_name` and `time` are the
-    /// response's own.
-    pub fn from_flow_fields(
-        flow: &Flow,
+    /// A flow response written from fields kept encoded: each of `fields` in turn
+    /// forms the `Flow` message. Protobuf readers take a message's fields in any order,
+    /// so the response decodes as the flow with those fields set would. `node_name` and
+    /// `time` are the response's own.
+    pub fn from_fields(
         fields: &[EncodedField<'_>],
         node_name: &str,
         time: Option<&pbjson_types::Timestamp>,
@@ -51,11 +48,18 @@ impl EncodedResponse {
             }
             EncodedField::Fields(b) => b.len(),
         };
-        let flow_len = flow.encoded_len() + fields.iter().map(field_len).sum::<usize>();
-        let mut bytes = Vec::with_capacity(flow_len + node_name.len() + 32);
+        let flow_len = fields.iter().map(field_len).sum::<usize>();
+        let node_len = match node_name.len() {
+            0 => 0,
+            n => key_len(1000) + encoded_len_varint(n as u64) + n,
+        };
+        let time_len = time.map_or(0, |t| prost::encoding::message::encoded_len(1001, t));
+        // Exactly as long as the response: a vector filled to its capacity becomes
+        // `Bytes` without another allocation.
+        let len = key_len(1) + encoded_len_varint(flow_len as u64) + flow_len + node_len + time_len;
+        let mut bytes = Vec::with_capacity(len);
         encode_key(1, WireType::LengthDelimited, &mut bytes);
         encode_varint(flow_len as u64, &mut bytes);
-        flow.encode_raw(&mut bytes);
         for field in fields {
             match *field {
                 EncodedField::Message(tag, b) => {
@@ -74,6 +78,7 @@ impl EncodedResponse {
         if let Some(time) = time {
             prost::encoding::message::encode(1001, time, &mut bytes);
         }
+        debug_assert_eq!(bytes.len(), len);
         Self(bytes.into())
     }
 
@@ -88,7 +93,7 @@ impl EncodedResponse {
     }
 }
 
-/// Encoded protobuf fields that [`EncodedResponse::from_flow_fields`] writes into a
+/// Encoded protobuf fields that [`EncodedResponse::from_fields`] writes into a
 /// flow as they are.
 #[derive(Debug, Clone, Copy)]
 pub enum EncodedField<'a> {

@@ -166,10 +166,10 @@ impl Rare {
     }
 
     /// A `Flow` with the rare parts and nothing else (the record's parts are filled in
-    /// by the caller); its L7 record only `with_l7`.
-    pub fn to_flow(&self, with_l7: bool) -> Flow {
+    /// by the caller).
+    pub fn to_flow(&self) -> Flow {
         let mut flow = Flow {
-            l7: if with_l7 { self.l7() } else { None },
+            l7: self.l7(),
             trace_context: self.trace_context.clone(),
             ..Flow::default()
         };

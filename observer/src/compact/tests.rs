@@ -316,9 +316,26 @@ fn arb_flow() -> impl Strategy<Value = Flow> {
         (any::<u32>(), any::<u32>(), 0u8..6),
         prop::option::of(any::<[u8; 16]>()),
         "[a-z0-9:.]{0,12}",
+        (
+            0i32..4,
+            0i32..4,
+            any::<bool>(),
+            0i32..300,
+            0u32..300,
+            0u32..70_000,
+            0u32..300,
+        ),
     )
-        .prop_map(|(n, time, enums, reply, (a, b, l4), ip6, text)| {
+        .prop_map(|(n, time, enums, reply, (a, b, l4), ip6, text, more)| {
             let mut f = sample::flow(n % 5000);
+            let (auth, kind, old_reply, trace_reason, match_type, proxy_port, drop_reason) = more;
+            f.auth_type = auth;
+            f.r#type = kind;
+            f.reply = old_reply;
+            f.trace_reason = trace_reason;
+            f.policy_match_type = match_type;
+            f.proxy_port = proxy_port;
+            f.drop_reason = drop_reason;
             f.time = time.map(|(seconds, nanos)| pbjson_types::Timestamp { seconds, nanos });
             f.verdict = enums[0] % 400;
             f.drop_reason_desc = enums[1] % 300;

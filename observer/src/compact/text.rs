@@ -11,7 +11,7 @@ pub const IP_V4: u64 = 1;
 pub const IP_V6: u64 = 2;
 
 /// A small stack buffer implementing `fmt::Write`.
-struct StackText {
+pub struct StackText {
     buf: [u8; 64],
     len: usize,
 }
@@ -24,7 +24,8 @@ impl StackText {
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    /// The text written.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
@@ -110,10 +111,30 @@ pub fn unpack_ip(kind: u64, hi: u64, lo: u64) -> Option<IpAddr> {
 
 /// The text of an address packed by [`pack_ip`].
 pub fn ip_text(kind: u64, hi: u64, lo: u64) -> String {
+    ascii_text(ip_bytes(kind, hi, lo).as_bytes())
+}
+
+/// The text of an address packed by [`pack_ip`], in a stack buffer (empty for
+/// none).
+pub fn ip_bytes(kind: u64, hi: u64, lo: u64) -> StackText {
+    let mut out = StackText::new();
     match unpack_ip(kind, hi, lo) {
-        Some(IpAddr::V4(v4)) => ipv4_text(v4),
-        Some(v6) => v6.to_string(),
-        None => String::new(),
+        Some(IpAddr::V4(v4)) => out.len = ipv4_bytes(v4, &mut out.buf),
+        // An IPv6 text is at most 45 bytes: it fits the 64.
+        Some(v6) if write!(out, "{v6}").is_err() => out.len = 0,
+        _ => {}
+    }
+    out
+}
+
+/// Appends the text of an address packed by [`pack_ip`] (nothing for none).
+pub fn push_ip(kind: u64, hi: u64, lo: u64, out: &mut Vec<u8>) {
+    if kind == IP_V4 {
+        let mut text = [0u8; 15];
+        let n = ipv4_bytes(Ipv4Addr::from(hi as u32), &mut text);
+        out.extend_from_slice(&text[..n]);
+    } else {
+        out.extend_from_slice(ip_bytes(kind, hi, lo).as_bytes());
     }
 }
 
@@ -122,6 +143,12 @@ pub fn ip_text(kind: u64, hi: u64, lo: u64) -> String {
 /// and GetFlows paths make one per address).
 pub fn ipv4_text(ip: Ipv4Addr) -> String {
     let mut text = [0u8; 15];
+    let n = ipv4_bytes(ip, &mut text);
+    ascii_text(&text[..n])
+}
+
+/// Writes `ip` as dotted decimal text at the start of `text`; returns its length.
+fn ipv4_bytes(ip: Ipv4Addr, text: &mut [u8]) -> usize {
     let mut n = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
@@ -139,7 +166,7 @@ pub fn ipv4_text(ip: Ipv4Addr) -> String {
         text[n] = b'0' + octet % 10;
         n += 1;
     }
-    ascii_text(&text[..n])
+    n
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
@@ -149,8 +176,6 @@ fn hex_digit(c: u8) -> Option<u8> {
         _ => None,
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Packs `aa:bb:cc:dd:ee:ff` (lowercase, as upstream prints MACs) into 48 bits.
 pub fn pack_mac(text: &str) -> Option<u64> {
@@ -169,15 +194,25 @@ pub fn pack_mac(text: &str) -> Option<u64> {
     Some(value)
 }
 
+/// The length of a MAC's text.
+pub const MAC_LEN: usize = 17;
+
 /// The text of a MAC packed by [`pack_mac`].
 pub fn mac_text(value: u64) -> String {
-    let mut out = [b':'; 17];
-    for (k, i) in (0..6).rev().enumerate() {
-        let byte = (value >> (i * 8)) as u8;
-        out[3 * k] = HEX[usize::from(byte >> 4)];
-        out[3 * k + 1] = HEX[usize::from(byte & 15)];
+    let mut out = Vec::with_capacity(MAC_LEN);
+    push_mac(value, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the text of a MAC packed by [`pack_mac`].
+pub fn push_mac(value: u64, out: &mut Vec<u8>) {
+    // The last 12 of the 16 digits are the 48 bits'.
+    let digits = hex_digits(value);
+    out.extend_from_slice(&digits[4..6]);
+    for pair in digits[6..].chunks_exact(2) {
+        out.push(b':');
+        out.extend_from_slice(pair);
     }
-    ascii_text(&out)
 }
 
 /// Dash positions of a canonical UUID text.
@@ -216,6 +251,23 @@ pub fn uuid_bytes(hi: u64, lo: u64) -> [u8; 36] {
     out
 }
 
+/// The length of a UUID's text.
+pub const UUID_LEN: usize = 36;
+
+/// Appends the text of a UUID packed by [`pack_uuid`].
+pub fn push_uuid(hi: u64, lo: u64, out: &mut Vec<u8>) {
+    let (hi, lo) = (hex_digits(hi), hex_digits(lo));
+    for (i, part) in [&hi[..8], &hi[8..12], &hi[12..], &lo[..4], &lo[4..]]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(part);
+    }
+}
+
 /// The text of a UUID packed by [`pack_uuid`].
 pub fn uuid_text(hi: u64, lo: u64) -> String {
     ascii_text(&uuid_bytes(hi, lo))
@@ -227,7 +279,7 @@ fn ascii_text(bytes: &[u8]) -> String {
 }
 
 /// Hex digits of a W3C trace id.
-const TRACE_ID_DIGITS: usize = 32;
+pub const TRACE_ID_DIGITS: usize = 32;
 
 /// Packs a trace id of 32 lowercase hex digits (the W3C `traceparent` form) into two
 /// words.
@@ -240,10 +292,36 @@ pub fn pack_trace_id(text: &str) -> Option<(u64, u64)> {
     Some(((bits >> 64) as u64, bits as u64))
 }
 
+/// Appends the text of a trace id packed by [`pack_trace_id`].
+pub fn push_trace_id(hi: u64, lo: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&hex_digits(hi));
+    out.extend_from_slice(&hex_digits(lo));
+}
+
 /// The text of a trace id packed by [`pack_trace_id`].
 pub fn trace_id_bytes(hi: u64, lo: u64) -> [u8; TRACE_ID_DIGITS] {
-    let bits = u128::from(hi) << 64 | u128::from(lo);
-    std::array::from_fn(|i| HEX[((bits >> (124 - 4 * i)) & 15) as usize])
+    let mut out = [0; TRACE_ID_DIGITS];
+    out[..16].copy_from_slice(&hex_digits(hi));
+    out[16..].copy_from_slice(&hex_digits(lo));
+    out
+}
+
+/// The 16 lowercase hex digits of `value`, computed in registers: each nibble spread
+/// into a byte of its own, then all 16 turned into digits at once (a table lookup
+/// per byte, stored byte by byte, stalled the response writer's reads of the text).
+fn hex_digits(value: u64) -> [u8; 16] {
+    const fn repeat(byte: u8) -> u128 {
+        u128::from_ne_bytes([byte; 16])
+    }
+    let mut v = u128::from(value);
+    v = (v | v << 32) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+    v = (v | v << 16) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+    v = (v | v << 8) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff;
+    v = (v | v << 4) & repeat(0x0f);
+    // Byte i holds nibble i; a byte of 10 or more gets bit 4 set by adding 6.
+    let letters = ((v + repeat(6)) >> 4) & repeat(1);
+    let digits = v + repeat(b'0') + letters * u128::from(b'a' - b'0' - 10);
+    digits.to_be_bytes()
 }
 
 /// The text of a trace id packed by [`pack_trace_id`], as a string.
@@ -302,6 +380,41 @@ mod tests {
                 text.parse::<Ipv4Addr>().ok(),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn hex_digits_are_what_format_prints() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let edges = [0, 1, 9, 10, 15, 16, 0xa0, u64::MAX, u64::MAX / 3, 1 << 63];
+        for value in edges.into_iter().chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })) {
+            assert_eq!(hex_digits(value), format!("{value:016x}").as_bytes());
+            let digits = format!("{value:016x}{:016x}", !value);
+            assert_eq!(trace_id_bytes(value, !value), digits.as_bytes());
+            let mut pushed = Vec::new();
+            push_trace_id(value, !value, &mut pushed);
+            assert_eq!(pushed, digits.as_bytes());
+            let uuid = format!(
+                "{}-{}-{}-{}-{}",
+                &digits[..8],
+                &digits[8..12],
+                &digits[12..16],
+                &digits[16..20],
+                &digits[20..]
+            );
+            assert_eq!(uuid_text(value, !value), uuid);
+            pushed.clear();
+            push_uuid(value, !value, &mut pushed);
+            assert_eq!(pushed, uuid.as_bytes());
+            let mac = value & 0xffff_ffff_ffff;
+            let octets = &mac.to_be_bytes()[2..];
+            let expected: Vec<String> = octets.iter().map(|o| format!("{o:02x}")).collect();
+            assert_eq!(mac_text(mac), expected.join(":"));
         }
     }
 

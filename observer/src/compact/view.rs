@@ -15,8 +15,8 @@ use crate::store::FlowSlot;
 use proto::get_flows::{EncodedField, EncodedResponse};
 
 use super::{
-    bits, kind, own_parts, packed_trace, shared_fields, text, to_flow, Extra, Head, Rare, Record,
-    Rest, Tables, F_EVENT_TYPE, F_EXTRA, F_IP, HEAD, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4,
+    bits, kind, packed_trace, shared_fields, text, time, to_flow, wire, Extra, Head, Record, Rest,
+    Tables, F_EVENT_TYPE, F_EXTRA, F_IP, HEAD, KIND_COMPACT, KIND_FULL, L4_EXTRA, L4_ICMPV4,
     L4_ICMPV6, L4_NONE, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, WORDS, W_CTX, W_DST_IP,
     W_ENUMS, W_EP, W_FLAGS, W_L4, W_SRC_IP, W_UUID,
 };
@@ -41,8 +41,15 @@ pub struct StoredFlow<'a> {
     l7: OnceCell<Option<Box<flow::Layer7>>>,
 }
 
-/// The field number of `Flow.l7`.
-const FLOW_L7_FIELD: u32 = 15;
+thread_local! {
+    /// The flow's own fields of the response being written (one buffer per thread:
+    /// a response writes them here first, as their length comes before them).
+    static OWN_FIELDS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest buffer [`OWN_FIELDS`] keeps between responses (a flow with a larger
+/// L7 record gets one of its own).
+const OWN_FIELDS_KEPT: usize = 64 * 1024;
 
 static EMPTY: Flow = Flow {
     time: None,
@@ -204,36 +211,43 @@ impl<'a> StoredFlow<'a> {
     }
 
     /// The flow's GetFlows response, written from the record, its extra and the
-    /// tables' encoded endpoints and context, without building or encoding those
-    /// shared parts again. `None` for a flow stored whole (it goes the way of
+    /// tables' encoded endpoints and context, without building a `Flow` or encoding
+    /// those shared parts again. `None` for a flow stored whole (it goes the way of
     /// [`StoredFlow::to_flow`]). Decodes as the response made from `to_flow` does.
     pub fn encode_response(&self) -> Option<EncodedResponse> {
         let record = self.record();
         let (source, destination, context) = shared_fields(self.tables, &record)?;
-        let own = own_parts(&record, self.extra(), false)?;
-        let mut fields = [EncodedField::Fields(&[]); 4];
-        let mut n = 0;
-        if let Some(Extra::Rare(Rare { l7: Some(l7), .. })) = self.extra() {
-            fields[n] = EncodedField::Message(FLOW_L7_FIELD, l7);
-            n += 1;
-        }
-        for (tag, endpoint) in [(8, source), (9, destination)] {
-            if let Some(bytes) = endpoint {
-                fields[n] = EncodedField::Message(tag, bytes);
+        let rare = match self.extra() {
+            None => None,
+            Some(Extra::Rare(rare)) => Some(rare),
+            Some(_) => return None,
+        };
+        OWN_FIELDS.with_borrow_mut(|own| {
+            own.clear();
+            wire::record_fields(&record, own);
+            if let Some(rare) = rare {
+                wire::rare_fields(rare, own);
+            }
+            let mut fields = [EncodedField::Fields(own); 4];
+            let mut n = 1;
+            for (tag, endpoint) in [(8, source), (9, destination)] {
+                if let Some(bytes) = endpoint {
+                    fields[n] = EncodedField::Message(tag, bytes);
+                    n += 1;
+                }
+            }
+            if !context.is_empty() {
+                fields[n] = EncodedField::Fields(context);
                 n += 1;
             }
-        }
-        if !context.is_empty() {
-            fields[n] = EncodedField::Fields(context);
-            n += 1;
-        }
-        let node_name = FlowView::node_name(self);
-        Some(EncodedResponse::from_flow_fields(
-            &own,
-            &fields[..n],
-            node_name,
-            own.time.as_ref(),
-        ))
+            let node_name = FlowView::node_name(self);
+            let response =
+                EncodedResponse::from_fields(&fields[..n], node_name, time(&record).as_ref());
+            if own.capacity() > OWN_FIELDS_KEPT {
+                *own = Vec::new();
+            }
+            Some(response)
+        })
     }
 
     /// Rebuilds the whole flow.

@@ -1,0 +1,270 @@
+//! A compact flow's own fields written as protobuf bytes straight from its record and
+//! rare parts: what [`super::own_parts`] would build as a `Flow` for prost to encode,
+//! without the `Flow` or a string of it. GetFlows serves every compact flow this way
+//! (with the tables' encoded endpoints and context beside it).
+//!
+//! The bytes are the fields prost writes for the same values (proto3: a field at its
+//! default is left out, a present message is written even when empty), so they decode
+//! as the rebuilt flow does; the tests compare the two on every sample flow.
+
+use prost::encoding::{encode_varint, message, string, WireType};
+
+use super::{
+    bits, packed_trace, text, Rare, Record, F_ETHERNET, F_EVENT_TYPE, F_IP, F_TIME, L4_EMPTY,
+    L4_ICMPV4, L4_ICMPV6, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP,
+    W_ENUMS, W_FLAGS, W_L4, W_MAC_DST, W_MAC_SRC, W_SECS, W_SRC_IP, W_UUID,
+};
+
+// `Flow` field numbers (flow.proto).
+const TIME: u32 = 1;
+const VERDICT: u32 = 2;
+const DROP_REASON: u32 = 3;
+const ETHERNET: u32 = 4;
+const IP: u32 = 5;
+const L4: u32 = 6;
+const TYPE: u32 = 10;
+const SOURCE_NAMES: u32 = 13;
+const DESTINATION_NAMES: u32 = 14;
+const L7: u32 = 15;
+const REPLY: u32 = 16;
+const EVENT_TYPE: u32 = 19;
+const TRAFFIC_DIRECTION: u32 = 22;
+const POLICY_MATCH_TYPE: u32 = 23;
+const TRACE_OBSERVATION_POINT: u32 = 24;
+const DROP_REASON_DESC: u32 = 25;
+const IS_REPLY: u32 = 26;
+const PROXY_PORT: u32 = 29;
+const TRACE_CONTEXT: u32 = 30;
+const SOCKET_COOKIE: u32 = 32;
+const CGROUP_ID: u32 = 33;
+const UUID: u32 = 34;
+const AUTH_TYPE: u32 = 35;
+const TRACE_REASON: u32 = 36;
+const FILE: u32 = 38;
+const TUNNEL: u32 = 39;
+const IP_TRACE_ID: u32 = 40;
+const EXTENSIONS: u32 = 150_000;
+const AGGREGATE: u32 = 21_007;
+
+/// The most bytes [`record_fields`] writes (every field at its longest: an IPv6
+/// pair's texts, a negative nanosecond count, ...), well above.
+const RECORD_FIELDS_MAX: usize = 512;
+
+/// Writes the `Flow` fields a compact record holds: every field [`super::own_parts`]
+/// sets from the record (none of the extra's).
+pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
+    out.reserve(RECORD_FIELDS_MAX);
+    let flags = r[W_FLAGS];
+    if flags & F_TIME != 0 {
+        // int32 nanos are written sign-extended, as prost writes an `int32`.
+        let nanos = i64::from((r[W_CTX] >> 32) as u32 as i32) as u64;
+        short_message(TIME, out, |out| {
+            varint(1, r[W_SECS], out);
+            varint(2, nanos, out);
+        });
+    }
+    if bits(flags, UUID_SHIFT, 2) == UUID_PACKED {
+        key(UUID, WireType::LengthDelimited, out);
+        out.push(text::UUID_LEN as u8);
+        text::push_uuid(r[W_UUID], r[W_UUID + 1], out);
+    }
+    if let Some((hi, lo)) = packed_trace(r) {
+        short_message(TRACE_CONTEXT, out, |out| {
+            short_message(1, out, |out| {
+                key(1, WireType::LengthDelimited, out);
+                out.push(text::TRACE_ID_DIGITS as u8);
+                text::push_trace_id(hi, lo, out);
+            });
+        });
+    }
+    let l4w = r[W_L4];
+    if flags & F_IP != 0 {
+        short_message(IP, out, |out| {
+            for (tag, shift, word) in [(1, 50, W_SRC_IP), (2, 52, W_DST_IP)] {
+                let kind = bits(l4w, shift, 2);
+                if kind != text::IP_EMPTY {
+                    short_message(tag, out, |out| {
+                        text::push_ip(kind, r[word], r[word + 1], out);
+                    });
+                }
+            }
+            varint(3, bits(l4w, 48, 2), out);
+            varint(4, bits(l4w, 54, 1), out);
+        });
+    }
+    if flags & F_ETHERNET != 0 {
+        short_message(ETHERNET, out, |out| {
+            for (tag, word) in [(1, W_MAC_SRC), (2, W_MAC_DST)] {
+                key(tag, WireType::LengthDelimited, out);
+                out.push(text::MAC_LEN as u8);
+                text::push_mac(bits(r[word], 0, 48), out);
+            }
+        });
+    }
+    varint(PROXY_PORT, bits(r[W_MAC_SRC], 48, 16), out);
+    varint(POLICY_MATCH_TYPE, bits(r[W_MAC_DST], 48, 8), out);
+    varint(DROP_REASON, bits(r[W_MAC_DST], 56, 8), out);
+    layer4(l4w, out);
+    let e = r[W_ENUMS];
+    varint(VERDICT, bits(e, 0, 8), out);
+    varint(DROP_REASON_DESC, bits(e, 8, 8), out);
+    if flags & F_EVENT_TYPE != 0 {
+        short_message(EVENT_TYPE, out, |out| {
+            varint(1, bits(e, 16, 8), out);
+            varint(2, bits(e, 24, 8), out);
+        });
+    }
+    varint(TRACE_OBSERVATION_POINT, bits(e, 32, 8), out);
+    varint(TRACE_REASON, bits(e, 40, 8), out);
+    varint(TRAFFIC_DIRECTION, bits(e, 48, 2), out);
+    match bits(e, 50, 2) {
+        0 => {}
+        v => short_message(IS_REPLY, out, |out| varint(1, u64::from(v == 2), out)),
+    }
+    varint(REPLY, bits(e, 52, 1), out);
+    varint(TYPE, bits(e, 53, 2), out);
+    varint(AUTH_TYPE, bits(e, 55, 2), out);
+}
+
+/// The `Layer4` message of the packed L4 bits (nothing when there is none, or when
+/// the extra holds it).
+fn layer4(w: u64, out: &mut Vec<u8>) {
+    let tag = match bits(w, 0, 4) {
+        L4_EMPTY => {
+            short_message(L4, out, |_| {});
+            return;
+        }
+        L4_TCP => 1,
+        L4_UDP => 2,
+        L4_ICMPV4 => 3,
+        L4_ICMPV6 => 4,
+        L4_SCTP => 5,
+        _ => return,
+    };
+    short_message(L4, out, |out| {
+        short_message(tag, out, |out| {
+            varint(1, bits(w, 16, 16), out);
+            varint(2, bits(w, 32, 16), out);
+            if tag == 1 && bits(w, 4, 1) == 1 {
+                let flag_bits = bits(w, 5, 9);
+                short_message(3, out, |out| {
+                    for i in 0..9 {
+                        varint(i + 1, flag_bits >> i & 1, out);
+                    }
+                });
+            }
+        });
+    });
+}
+
+/// Writes the rare parts' `Flow` fields (the L7 record as it is kept encoded).
+pub(super) fn rare_fields(rare: &Rare, out: &mut Vec<u8>) {
+    if let Some(l7) = rare.l7.as_deref() {
+        bytes_always(L7, l7, out);
+    }
+    if let Some(tc) = &rare.trace_context {
+        message::encode(TRACE_CONTEXT, tc, out);
+    }
+    if let Some(names) = rare.names.as_deref() {
+        string::encode_repeated(SOURCE_NAMES, &names.source_names, out);
+        string::encode_repeated(DESTINATION_NAMES, &names.destination_names, out);
+    }
+    let Some(other) = rare.other.as_deref() else {
+        return;
+    };
+    bytes(UUID, other.uuid.as_bytes(), out);
+    if let Some(ip) = &other.ip {
+        message::encode(IP, ip, out);
+    }
+    if let Some(ethernet) = &other.ethernet {
+        message::encode(ETHERNET, ethernet, out);
+    }
+    if let Some(l4) = &other.l4 {
+        message::encode(L4, l4, out);
+    }
+    if let Some(tunnel) = &other.tunnel {
+        message::encode(TUNNEL, tunnel, out);
+    }
+    if let Some(file) = &other.file {
+        message::encode(FILE, file, out);
+    }
+    if let Some(id) = &other.ip_trace_id {
+        message::encode(IP_TRACE_ID, id, out);
+    }
+    varint(SOCKET_COOKIE, other.socket_cookie, out);
+    varint(CGROUP_ID, other.cgroup_id, out);
+    if let Some(extensions) = &other.extensions {
+        message::encode(EXTENSIONS, extensions, out);
+    }
+    if let Some(aggregate) = &other.aggregate {
+        message::encode(AGGREGATE, aggregate, out);
+    }
+}
+
+/// A varint field, left out at 0.
+#[inline]
+fn varint(tag: u32, value: u64, out: &mut Vec<u8>) {
+    if value != 0 {
+        key(tag, WireType::Varint, out);
+        put_varint(value, out);
+    }
+}
+
+/// A field's key (what `prost::encoding::encode_key` writes), one byte for the
+/// fields numbered below 16 without a call.
+#[inline(always)]
+fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+    put_varint(u64::from(tag << 3 | wire_type as u32), out);
+}
+
+/// A varint (what `prost::encoding::encode_varint` writes), without a call: a
+/// record's values are short (one byte for nearly all, five for the seconds).
+#[inline(always)]
+fn put_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A string or bytes field, left out when empty.
+#[inline]
+fn bytes(tag: u32, value: &[u8], out: &mut Vec<u8>) {
+    if !value.is_empty() {
+        bytes_always(tag, value, out);
+    }
+}
+
+#[inline]
+fn bytes_always(tag: u32, value: &[u8], out: &mut Vec<u8>) {
+    message_head(tag, value.len(), out);
+    out.extend_from_slice(value);
+}
+
+/// An embedded message whose fields `body` writes, its length written before them
+/// in one byte: every message of a record's fields is shorter than 128 bytes (an IP
+/// message, the longest, at most 98). A longer one, were there any, would still be
+/// written exactly.
+#[inline(always)]
+fn short_message(tag: u32, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    key(tag, WireType::LengthDelimited, out);
+    let at = out.len();
+    out.push(0);
+    body(out);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut head = Vec::with_capacity(2);
+        encode_varint(len as u64, &mut head);
+        out.splice(at..=at, head);
+    }
+}
+
+/// The key and length of an embedded message of `len` bytes.
+#[inline]
+fn message_head(tag: u32, len: usize, out: &mut Vec<u8>) {
+    key(tag, WireType::LengthDelimited, out);
+    put_varint(len as u64, out);
+}
