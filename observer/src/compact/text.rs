@@ -170,11 +170,8 @@ fn ipv4_bytes(ip: Ipv4Addr, text: &mut [u8]) -> usize {
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
+    let v = HEX_VALUES[usize::from(c)];
+    (v != NOT_HEX).then_some(v)
 }
 
 /// Packs `aa:bb:cc:dd:ee:ff` (lowercase, as upstream prints MACs) into 48 bits.
@@ -224,20 +221,44 @@ pub fn pack_uuid(text: &str) -> Option<(u64, u64)> {
     if b.len() != 36 || UUID_DASHES.iter().any(|&i| b[i] != b'-') {
         return None;
     }
-    let groups = [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]];
-    let bits = groups
-        .iter()
-        .try_fold(0, |bits, group| push_hex(bits, group))?;
-    Some(((bits >> 64) as u64, bits as u64))
+    let mut digits = [0u8; TRACE_ID_DIGITS];
+    digits[..8].copy_from_slice(&b[0..8]);
+    digits[8..12].copy_from_slice(&b[9..13]);
+    digits[12..16].copy_from_slice(&b[14..18]);
+    digits[16..20].copy_from_slice(&b[19..23]);
+    digits[20..].copy_from_slice(&b[24..36]);
+    Some((hex_word(&digits[..16])?, hex_word(&digits[16..])?))
 }
 
-/// `bits` followed by the lowercase hex digits of `digits`, 4 bits each; `None` if one
-/// is not such a digit.
-fn push_hex(bits: u128, digits: &[u8]) -> Option<u128> {
-    digits
-        .iter()
-        .try_fold(bits, |bits, &c| Some(bits << 4 | u128::from(hex_digit(c)?)))
+/// The value of up to 16 lowercase hex digits; `None` if one is not such a digit.
+/// Every flow's UUID and trace id is packed this way on ingest: one table lookup per
+/// digit and one check at the end, no branch per digit.
+#[inline]
+fn hex_word(digits: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    let mut bad = 0u8;
+    for &c in digits {
+        let v = HEX_VALUES[usize::from(c)];
+        bad |= v;
+        value = value << 4 | u64::from(v & 15);
+    }
+    (bad & NOT_HEX == 0).then_some(value)
 }
+
+/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUES`].
+const NOT_HEX: u8 = 0x10;
+
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`].
+static HEX_VALUES: [u8; 256] = {
+    let mut values = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 16 {
+        let digit = if i < 10 { b'0' + i } else { b'a' + i - 10 };
+        values[digit as usize] = i;
+        i += 1;
+    }
+    values
+};
 
 /// Writes the UUID packed by [`pack_uuid`] into `out`.
 pub fn uuid_bytes(hi: u64, lo: u64) -> [u8; 36] {
@@ -288,8 +309,7 @@ pub fn pack_trace_id(text: &str) -> Option<(u64, u64)> {
     if b.len() != TRACE_ID_DIGITS {
         return None;
     }
-    let bits = push_hex(0, b)?;
-    Some(((bits >> 64) as u64, bits as u64))
+    Some((hex_word(&b[..16])?, hex_word(&b[16..])?))
 }
 
 /// Appends the text of a trace id packed by [`pack_trace_id`].
@@ -453,6 +473,36 @@ mod tests {
             "",
         ] {
             assert_eq!(pack_trace_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_byte_that_is_not_a_lowercase_hex_digit_is_refused_anywhere() {
+        let trace = *b"4bf92f3577b34da6a3ce929d0e0e4736";
+        let uuid = *b"8d0c4d7a-2a46-4a8f-9f0e-0123456789ab";
+        for byte in 0..=255u8 {
+            let hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+            for at in 0..trace.len() {
+                let mut text = trace;
+                text[at] = byte;
+                let text = String::from_utf8_lossy(&text);
+                let packed = pack_trace_id(&text);
+                assert_eq!(packed.is_some(), hex, "{text:?}");
+                if let Some((hi, lo)) = packed {
+                    assert_eq!(trace_id_text(hi, lo), text);
+                }
+            }
+            for at in (0..uuid.len()).filter(|at| !UUID_DASHES.contains(at)) {
+                let mut text = uuid;
+                text[at] = byte;
+                let text = String::from_utf8_lossy(&text);
+                let packed = pack_uuid(&text);
+                assert_eq!(packed.is_some(), hex, "{text:?}");
+                if let Some((hi, lo)) = packed {
+                    assert_eq!(uuid_text(hi, lo), text);
+                }
+            }
+            assert_eq!(hex_digit(byte).is_some(), hex);
         }
     }
 }
