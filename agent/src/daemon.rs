@@ -211,6 +211,8 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
             .with_devices(&config.devices)?
             .with_l7_proxies(l7)
             .with_reader()?;
+        // Loading parsed the kernel's BTF; what it freed goes back now.
+        crate::memory::release_freed_memory();
         let getters = StateGetters::new(state.clone(), links.clone())
             .with_remote_endpoints(remote.clone())
             .with_cgroup_root(config.socket_lb.as_ref().map(|lb| lb.cgroup_root.clone()));
@@ -279,6 +281,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
                 Ok(stats) => tracing::info!(?stats, path = %path.display(), "replay finished"),
                 Err(e) => tracing::error!("replay of {} failed: {e}", path.display()),
             }
+            crate::memory::release_freed_memory();
         });
     }
 

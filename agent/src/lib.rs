@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod kvstore;
 pub mod labels;
+pub mod memory;
 pub mod monitor;
 pub mod policy;
 pub mod services;
