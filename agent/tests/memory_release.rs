@@ -6,12 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Anonymous resident memory of this process, in KiB.
 fn rss_anon_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("RssAnon:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("RssAnon in /proc/self/status")
+    tests::own_memory_kib("RssAnon")
 }
 
 #[test]

@@ -6,12 +6,7 @@ use agent::policy::{parse_policy, PolicyError};
 
 /// Peak resident memory of this process in KiB (`VmHWM`).
 fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
+    tests::own_memory_kib("VmHWM")
 }
 
 /// The bound checked: far under what an unchecked expansion takes.

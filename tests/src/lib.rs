@@ -21,6 +21,17 @@ pub fn require_root(test: &str) -> bool {
     skip::require_root(test, "network namespaces, eBPF programs")
 }
 
+/// A memory figure of this process from `/proc/self/status`, in KiB: `field` is its
+/// name without the colon (`VmRSS`, `VmHWM`, `RssAnon`, ...).
+pub fn own_memory_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
+}
+
 /// The directory holding the workspace's binaries (`target/debug` for `cargo test`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();

@@ -162,9 +162,7 @@ pub(super) fn rare_fields(rare: &Rare, out: &mut Vec<u8>) {
     if let Some(l7) = rare.l7.as_deref() {
         bytes_always(L7, l7, out);
     }
-    if let Some(tc) = &rare.trace_context {
-        message::encode(TRACE_CONTEXT, tc, out);
-    }
+    optional(TRACE_CONTEXT, rare.trace_context.as_ref(), out);
     if let Some(names) = rare.names.as_deref() {
         string::encode_repeated(SOURCE_NAMES, &names.source_names, out);
         string::encode_repeated(DESTINATION_NAMES, &names.destination_names, out);
@@ -173,31 +171,23 @@ pub(super) fn rare_fields(rare: &Rare, out: &mut Vec<u8>) {
         return;
     };
     bytes(UUID, other.uuid.as_bytes(), out);
-    if let Some(ip) = &other.ip {
-        message::encode(IP, ip, out);
-    }
-    if let Some(ethernet) = &other.ethernet {
-        message::encode(ETHERNET, ethernet, out);
-    }
-    if let Some(l4) = &other.l4 {
-        message::encode(L4, l4, out);
-    }
-    if let Some(tunnel) = &other.tunnel {
-        message::encode(TUNNEL, tunnel, out);
-    }
-    if let Some(file) = &other.file {
-        message::encode(FILE, file, out);
-    }
-    if let Some(id) = &other.ip_trace_id {
-        message::encode(IP_TRACE_ID, id, out);
-    }
+    optional(IP, other.ip.as_ref(), out);
+    optional(ETHERNET, other.ethernet.as_ref(), out);
+    optional(L4, other.l4.as_ref(), out);
+    optional(TUNNEL, other.tunnel.as_ref(), out);
+    optional(FILE, other.file.as_ref(), out);
+    optional(IP_TRACE_ID, other.ip_trace_id.as_ref(), out);
     varint(SOCKET_COOKIE, other.socket_cookie, out);
     varint(CGROUP_ID, other.cgroup_id, out);
-    if let Some(extensions) = &other.extensions {
-        message::encode(EXTENSIONS, extensions, out);
-    }
-    if let Some(aggregate) = &other.aggregate {
-        message::encode(AGGREGATE, aggregate, out);
+    optional(EXTENSIONS, other.extensions.as_ref(), out);
+    optional(AGGREGATE, other.aggregate.as_ref(), out);
+}
+
+/// An embedded message field when present (written even when empty, as prost does).
+#[inline]
+fn optional<M: prost::Message>(tag: u32, value: Option<&M>, out: &mut Vec<u8>) {
+    if let Some(value) = value {
+        message::encode(tag, value, out);
     }
 }
 
