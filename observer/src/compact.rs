@@ -598,21 +598,6 @@ pub(crate) fn proto_flag_bits(f: &flow::TcpFlags) -> u16 {
         .fold(0, |acc, (i, set)| acc | u16::from(*set) << i)
 }
 
-fn flags_from_bits(b: u64) -> flow::TcpFlags {
-    let bit = |i: u32| b >> i & 1 == 1;
-    flow::TcpFlags {
-        fin: bit(0),
-        syn: bit(1),
-        rst: bit(2),
-        psh: bit(3),
-        ack: bit(4),
-        urg: bit(5),
-        ece: bit(6),
-        cwr: bit(7),
-        ns: bit(8),
-    }
-}
-
 /// Whether `flow` has anything the record and tables do not hold.
 fn has_rare(flow: &Flow, r: &Record) -> bool {
     let flags = r[W_FLAGS];
@@ -683,100 +668,23 @@ pub fn shared_fields<'t>(
 pub type SharedEndpoint<'t> = Option<&'t [u8]>;
 
 /// A compact flow without its shared parts (endpoints and context): the fields the
-/// record and its extra hold ([`wire`] writes the same fields as protobuf bytes). `None`
-/// for a record that is not a compact flow.
+/// record and its extra hold, read back from what [`wire`] writes of them for GetFlows
+/// (one reading of the record's bits for both). `None` for a record that is not a
+/// compact flow.
 fn own_parts(r: &Record, extra: Option<&Extra>) -> Option<Flow> {
-    let mut flow = match (kind(r), extra) {
-        (KIND_COMPACT, Some(Extra::Rare(rare))) => rare.to_flow(),
-        (KIND_COMPACT, None) => Flow::default(),
+    let rare = match (kind(r), extra) {
+        (KIND_COMPACT, Some(Extra::Rare(rare))) => Some(rare),
+        (KIND_COMPACT, None) => None,
         _ => return None,
     };
-    let flags = r[W_FLAGS];
-    flow.time = time(r);
-    if bits(flags, UUID_SHIFT, 2) == UUID_PACKED {
-        flow.uuid = text::uuid_text(r[W_UUID], r[W_UUID + 1]);
+    let mut bytes = Vec::new();
+    wire::record_fields(r, &mut bytes);
+    if let Some(rare) = rare {
+        wire::rare_fields(rare, &mut bytes);
     }
-    if let Some((hi, lo)) = packed_trace(r) {
-        flow.trace_context = Some(flow::TraceContext {
-            parent: Some(flow::TraceParent {
-                trace_id: text::trace_id_text(hi, lo),
-            }),
-        });
-    }
-    let l4w = r[W_L4];
-    if flags & F_IP != 0 {
-        flow.ip = Some(flow::Ip {
-            source: text::ip_text(bits(l4w, 50, 2), r[W_SRC_IP], r[W_SRC_IP + 1]),
-            destination: text::ip_text(bits(l4w, 52, 2), r[W_DST_IP], r[W_DST_IP + 1]),
-            ip_version: bits(l4w, 48, 2) as i32,
-            encrypted: bits(l4w, 54, 1) == 1,
-            source_xlated: String::new(),
-        });
-    }
-    if flags & F_ETHERNET != 0 {
-        flow.ethernet = Some(flow::Ethernet {
-            source: text::mac_text(bits(r[W_MAC_SRC], 0, 48)),
-            destination: text::mac_text(bits(r[W_MAC_DST], 0, 48)),
-        });
-    }
-    flow.proxy_port = bits(r[W_MAC_SRC], 48, 16) as u32;
-    flow.policy_match_type = bits(r[W_MAC_DST], 48, 8) as u32;
-    flow.drop_reason = bits(r[W_MAC_DST], 56, 8) as u32;
-    if let Some(l4) = unpack_l4(l4w) {
-        flow.l4 = l4;
-    }
-    let e = r[W_ENUMS];
-    flow.verdict = bits(e, 0, 8) as i32;
-    flow.drop_reason_desc = bits(e, 8, 8) as i32;
-    if flags & F_EVENT_TYPE != 0 {
-        flow.event_type = Some(flow::CiliumEventType {
-            r#type: bits(e, 16, 8) as i32,
-            sub_type: bits(e, 24, 8) as i32,
-        });
-    }
-    flow.trace_observation_point = bits(e, 32, 8) as i32;
-    flow.trace_reason = bits(e, 40, 8) as i32;
-    flow.traffic_direction = bits(e, 48, 2) as i32;
-    flow.is_reply = match bits(e, 50, 2) {
-        0 => None,
-        v => Some(pbjson_types::BoolValue { value: v == 2 }),
-    };
-    flow.reply = bits(e, 52, 1) == 1;
-    flow.r#type = bits(e, 53, 2) as i32;
-    flow.auth_type = bits(e, 55, 2) as i32;
-    Some(flow)
-}
-
-/// The L4 message of packed bits; `None` when it is kept in the extra.
-fn unpack_l4(w: u64) -> Option<Option<flow::Layer4>> {
-    let (a, b) = (bits(w, 16, 16) as u32, bits(w, 32, 16) as u32);
-    let protocol = match bits(w, 0, 4) {
-        L4_NONE => return Some(None),
-        L4_EMPTY => None,
-        L4_TCP => Some(layer4::Protocol::Tcp(flow::Tcp {
-            source_port: a,
-            destination_port: b,
-            flags: (bits(w, 4, 1) == 1).then(|| flags_from_bits(bits(w, 5, 9))),
-        })),
-        L4_UDP => Some(layer4::Protocol::Udp(flow::Udp {
-            source_port: a,
-            destination_port: b,
-        })),
-        L4_SCTP => Some(layer4::Protocol::Sctp(flow::Sctp {
-            source_port: a,
-            destination_port: b,
-        })),
-        L4_ICMPV4 => Some(layer4::Protocol::IcmPv4(flow::IcmPv4 {
-            r#type: a,
-            code: b,
-        })),
-        L4_ICMPV6 => Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
-            r#type: a,
-            code: b,
-        })),
-        _ => return None,
-    };
-    Some(Some(flow::Layer4 { protocol }))
+    // Bytes written by this crate's writer decode (tested on every sample flow
+    // against the flow it stored).
+    <Flow as prost::Message>::decode(bytes.as_slice()).ok()
 }
 
 #[cfg(test)]

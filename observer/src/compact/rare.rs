@@ -164,35 +164,6 @@ impl Rare {
             .as_deref()
             .and_then(|bytes| prost::Message::decode(bytes).ok())
     }
-
-    /// A `Flow` with the rare parts and nothing else (the record's parts are filled in
-    /// by the caller).
-    pub fn to_flow(&self) -> Flow {
-        let mut flow = Flow {
-            l7: self.l7(),
-            trace_context: self.trace_context.clone(),
-            ..Flow::default()
-        };
-        if let Some(names) = self.names.as_deref() {
-            flow.source_names = names.source_names.clone();
-            flow.destination_names = names.destination_names.clone();
-        }
-        if let Some(other) = self.other.as_deref() {
-            let other = other.clone();
-            flow.uuid = other.uuid;
-            flow.ip = other.ip;
-            flow.ethernet = other.ethernet;
-            flow.l4 = other.l4;
-            flow.tunnel = other.tunnel;
-            flow.file = other.file;
-            flow.ip_trace_id = other.ip_trace_id;
-            flow.socket_cookie = other.socket_cookie;
-            flow.cgroup_id = other.cgroup_id;
-            flow.extensions = other.extensions;
-            flow.aggregate = other.aggregate;
-        }
-        flow
-    }
 }
 
 /// The rare parts a stored flow's view reads: a compact flow's [`Rare`], or a flow

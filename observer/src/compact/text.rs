@@ -109,11 +109,6 @@ pub fn unpack_ip(kind: u64, hi: u64, lo: u64) -> Option<IpAddr> {
     }
 }
 
-/// The text of an address packed by [`pack_ip`].
-pub fn ip_text(kind: u64, hi: u64, lo: u64) -> String {
-    ascii_text(ip_bytes(kind, hi, lo).as_bytes())
-}
-
 /// The text of an address packed by [`pack_ip`], in a stack buffer (empty for
 /// none).
 pub fn ip_bytes(kind: u64, hi: u64, lo: u64) -> StackText {
@@ -125,17 +120,6 @@ pub fn ip_bytes(kind: u64, hi: u64, lo: u64) -> StackText {
         _ => {}
     }
     out
-}
-
-/// Appends the text of an address packed by [`pack_ip`] (nothing for none).
-pub fn push_ip(kind: u64, hi: u64, lo: u64, out: &mut Vec<u8>) {
-    if kind == IP_V4 {
-        let mut text = [0u8; 15];
-        let n = ipv4_bytes(Ipv4Addr::from(hi as u32), &mut text);
-        out.extend_from_slice(&text[..n]);
-    } else {
-        out.extend_from_slice(ip_bytes(kind, hi, lo).as_bytes());
-    }
 }
 
 /// An IPv4 address as dotted decimal text (what `Ipv4Addr`'s `Display` prints,
@@ -191,25 +175,20 @@ pub fn pack_mac(text: &str) -> Option<u64> {
     Some(value)
 }
 
-/// The length of a MAC's text.
-pub const MAC_LEN: usize = 17;
-
 /// The text of a MAC packed by [`pack_mac`].
 pub fn mac_text(value: u64) -> String {
-    let mut out = Vec::with_capacity(MAC_LEN);
-    push_mac(value, &mut out);
-    String::from_utf8(out).unwrap_or_default()
+    ascii_text(&mac_bytes(value))
 }
 
-/// Appends the text of a MAC packed by [`pack_mac`].
-pub fn push_mac(value: u64, out: &mut Vec<u8>) {
+/// The text of a MAC packed by [`pack_mac`], as bytes.
+pub fn mac_bytes(value: u64) -> [u8; 17] {
     // The last 12 of the 16 digits are the 48 bits'.
     let digits = hex_digits(value);
-    out.extend_from_slice(&digits[4..6]);
-    for pair in digits[6..].chunks_exact(2) {
-        out.push(b':');
-        out.extend_from_slice(pair);
+    let mut out = [b':'; 17];
+    for (k, pair) in digits[4..].chunks_exact(2).enumerate() {
+        out[3 * k..3 * k + 2].copy_from_slice(pair);
     }
+    out
 }
 
 /// Dash positions of a canonical UUID text.
@@ -260,38 +239,16 @@ static HEX_VALUES: [u8; 256] = {
     values
 };
 
-/// Writes the UUID packed by [`pack_uuid`] into `out`.
-pub fn uuid_bytes(hi: u64, lo: u64) -> [u8; 36] {
-    let digits = trace_id_bytes(hi, lo);
-    let mut out = [b'-'; 36];
-    out[..8].copy_from_slice(&digits[..8]);
-    out[9..13].copy_from_slice(&digits[8..12]);
-    out[14..18].copy_from_slice(&digits[12..16]);
-    out[19..23].copy_from_slice(&digits[16..20]);
-    out[24..].copy_from_slice(&digits[20..]);
-    out
-}
-
-/// The length of a UUID's text.
-pub const UUID_LEN: usize = 36;
-
-/// Appends the text of a UUID packed by [`pack_uuid`].
-pub fn push_uuid(hi: u64, lo: u64, out: &mut Vec<u8>) {
-    let (hi, lo) = (hex_digits(hi), hex_digits(lo));
-    for (i, part) in [&hi[..8], &hi[8..12], &hi[12..], &lo[..4], &lo[4..]]
-        .into_iter()
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(b'-');
-        }
-        out.extend_from_slice(part);
-    }
-}
-
 /// The text of a UUID packed by [`pack_uuid`].
-pub fn uuid_text(hi: u64, lo: u64) -> String {
-    ascii_text(&uuid_bytes(hi, lo))
+pub fn uuid_bytes(hi: u64, lo: u64) -> [u8; 36] {
+    let (hi, lo) = (hex_digits(hi), hex_digits(lo));
+    let mut out = [b'-'; 36];
+    out[..8].copy_from_slice(&hi[..8]);
+    out[9..13].copy_from_slice(&hi[8..12]);
+    out[14..18].copy_from_slice(&hi[12..]);
+    out[19..23].copy_from_slice(&lo[..4]);
+    out[24..].copy_from_slice(&lo[4..]);
+    out
 }
 
 /// ASCII bytes as a `String` (one copy; not char by char).
@@ -310,12 +267,6 @@ pub fn pack_trace_id(text: &str) -> Option<(u64, u64)> {
         return None;
     }
     Some((hex_word(&b[..16])?, hex_word(&b[16..])?))
-}
-
-/// Appends the text of a trace id packed by [`pack_trace_id`].
-pub fn push_trace_id(hi: u64, lo: u64, out: &mut Vec<u8>) {
-    out.extend_from_slice(&hex_digits(hi));
-    out.extend_from_slice(&hex_digits(lo));
 }
 
 /// The text of a trace id packed by [`pack_trace_id`].
@@ -342,11 +293,6 @@ fn hex_digits(value: u64) -> [u8; 16] {
     let letters = ((v + repeat(6)) >> 4) & repeat(1);
     let digits = v + repeat(b'0') + letters * u128::from(b'a' - b'0' - 10);
     digits.to_be_bytes()
-}
-
-/// The text of a trace id packed by [`pack_trace_id`], as a string.
-pub fn trace_id_text(hi: u64, lo: u64) -> String {
-    ascii_text(&trace_id_bytes(hi, lo))
 }
 
 #[cfg(test)]
@@ -416,9 +362,6 @@ mod tests {
             assert_eq!(hex_digits(value), format!("{value:016x}").as_bytes());
             let digits = format!("{value:016x}{:016x}", !value);
             assert_eq!(trace_id_bytes(value, !value), digits.as_bytes());
-            let mut pushed = Vec::new();
-            push_trace_id(value, !value, &mut pushed);
-            assert_eq!(pushed, digits.as_bytes());
             let uuid = format!(
                 "{}-{}-{}-{}-{}",
                 &digits[..8],
@@ -427,10 +370,7 @@ mod tests {
                 &digits[16..20],
                 &digits[20..]
             );
-            assert_eq!(uuid_text(value, !value), uuid);
-            pushed.clear();
-            push_uuid(value, !value, &mut pushed);
-            assert_eq!(pushed, uuid.as_bytes());
+            assert_eq!(uuid_bytes(value, !value), uuid.as_bytes());
             let mac = value & 0xffff_ffff_ffff;
             let octets = &mac.to_be_bytes()[2..];
             let expected: Vec<String> = octets.iter().map(|o| format!("{o:02x}")).collect();
@@ -442,7 +382,7 @@ mod tests {
     fn texts_round_trip_or_are_refused() {
         for ip in ["10.0.0.1", "fd00::1", "::", "2001:db8::8:800:200c:417a", ""] {
             let (kind, hi, lo) = pack_ip(ip).unwrap_or_else(|| panic!("{ip}"));
-            assert_eq!(ip_text(kind, hi, lo), ip);
+            assert_eq!(ip_bytes(kind, hi, lo).as_bytes(), ip.as_bytes());
         }
         for bad in ["010.0.0.1", "FD00::1", "fd00:0::1", "1.2.3.4 ", "x"] {
             assert_eq!(pack_ip(bad), None, "{bad}");
@@ -453,7 +393,7 @@ mod tests {
         assert_eq!(pack_mac("0a-1b-2c-3d-4e-5f"), None);
         let uuid = "8d0c4d7a-2a46-4a8f-9f0e-0123456789ab";
         let (hi, lo) = pack_uuid(uuid).unwrap_or_default();
-        assert_eq!(uuid_text(hi, lo), uuid);
+        assert_eq!(uuid_bytes(hi, lo), uuid.as_bytes());
         assert_eq!(pack_uuid("8D0C4D7A-2a46-4a8f-9f0e-0123456789ab"), None);
         assert_eq!(pack_uuid("8d0c4d7a2a464a8f9f0e0123456789ab"), None);
         assert_eq!(pack_uuid("8d0c4d7a-2a46-4a8f-9f0e-0123456789a-"), None);
@@ -463,7 +403,7 @@ mod tests {
             "00000000000000000000000000000000",
         ] {
             let (hi, lo) = pack_trace_id(trace).unwrap_or_default();
-            assert_eq!(trace_id_text(hi, lo), trace);
+            assert_eq!(trace_id_bytes(hi, lo), trace.as_bytes());
         }
         for bad in [
             "4BF92F3577B34DA6A3CE929D0E0E4736",
@@ -478,28 +418,33 @@ mod tests {
 
     #[test]
     fn every_byte_that_is_not_a_lowercase_hex_digit_is_refused_anywhere() {
-        let trace = *b"4bf92f3577b34da6a3ce929d0e0e4736";
-        let uuid = *b"8d0c4d7a-2a46-4a8f-9f0e-0123456789ab";
+        type Packed = fn(&str) -> Option<(u64, u64)>;
+        type Printed = fn(u64, u64) -> Vec<u8>;
+        let forms: [(&str, Packed, Printed); 2] = [
+            (
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                pack_trace_id,
+                |hi, lo| trace_id_bytes(hi, lo).to_vec(),
+            ),
+            (
+                "8d0c4d7a-2a46-4a8f-9f0e-0123456789ab",
+                pack_uuid,
+                |hi, lo| uuid_bytes(hi, lo).to_vec(),
+            ),
+        ];
         for byte in 0..=255u8 {
             let hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
-            for at in 0..trace.len() {
-                let mut text = trace;
-                text[at] = byte;
-                let text = String::from_utf8_lossy(&text);
-                let packed = pack_trace_id(&text);
-                assert_eq!(packed.is_some(), hex, "{text:?}");
-                if let Some((hi, lo)) = packed {
-                    assert_eq!(trace_id_text(hi, lo), text);
-                }
-            }
-            for at in (0..uuid.len()).filter(|at| !UUID_DASHES.contains(at)) {
-                let mut text = uuid;
-                text[at] = byte;
-                let text = String::from_utf8_lossy(&text);
-                let packed = pack_uuid(&text);
-                assert_eq!(packed.is_some(), hex, "{text:?}");
-                if let Some((hi, lo)) = packed {
-                    assert_eq!(uuid_text(hi, lo), text);
+            for (form, pack, print) in forms {
+                // Every position but the UUID's dashes.
+                for at in (0..form.len()).filter(|&at| form.as_bytes()[at] != b'-') {
+                    let mut text = form.as_bytes().to_vec();
+                    text[at] = byte;
+                    let text = String::from_utf8_lossy(&text);
+                    let packed = pack(&text);
+                    assert_eq!(packed.is_some(), hex, "{text:?}");
+                    if let Some((hi, lo)) = packed {
+                        assert_eq!(print(hi, lo), text.as_bytes());
+                    }
                 }
             }
             assert_eq!(hex_digit(byte).is_some(), hex);

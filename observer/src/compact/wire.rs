@@ -1,11 +1,12 @@
 //! A compact flow's own fields written as protobuf bytes straight from its record and
-//! rare parts: what [`super::own_parts`] would build as a `Flow` for prost to encode,
-//! without the `Flow` or a string of it. GetFlows serves every compact flow this way
-//! (with the tables' encoded endpoints and context beside it).
+//! rare parts, without a `Flow` or a string of it: the one reading of the record's
+//! bits. GetFlows serves every compact flow this way (with the tables' encoded
+//! endpoints and context beside it), and [`super::own_parts`] decodes these bytes to
+//! rebuild a flow.
 //!
 //! The bytes are the fields prost writes for the same values (proto3: a field at its
 //! default is left out, a present message is written even when empty), so they decode
-//! as the rebuilt flow does; the tests compare the two on every sample flow.
+//! as the stored flow; the tests compare them with it on every sample flow.
 
 use prost::encoding::{encode_varint, message, string, WireType};
 
@@ -50,8 +51,7 @@ const AGGREGATE: u32 = 21_007;
 /// pair's texts, a negative nanosecond count, ...), well above.
 const RECORD_FIELDS_MAX: usize = 512;
 
-/// Writes the `Flow` fields a compact record holds: every field [`super::own_parts`]
-/// sets from the record (none of the extra's).
+/// Writes the `Flow` fields a compact record holds (none of the extra's).
 pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
     out.reserve(RECORD_FIELDS_MAX);
     let flags = r[W_FLAGS];
@@ -64,17 +64,11 @@ pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
         });
     }
     if bits(flags, UUID_SHIFT, 2) == UUID_PACKED {
-        key(UUID, WireType::LengthDelimited, out);
-        out.push(text::UUID_LEN as u8);
-        text::push_uuid(r[W_UUID], r[W_UUID + 1], out);
+        bytes(UUID, &text::uuid_bytes(r[W_UUID], r[W_UUID + 1]), out);
     }
     if let Some((hi, lo)) = packed_trace(r) {
         short_message(TRACE_CONTEXT, out, |out| {
-            short_message(1, out, |out| {
-                key(1, WireType::LengthDelimited, out);
-                out.push(text::TRACE_ID_DIGITS as u8);
-                text::push_trace_id(hi, lo, out);
-            });
+            short_message(1, out, |out| bytes(1, &text::trace_id_bytes(hi, lo), out));
         });
     }
     let l4w = r[W_L4];
@@ -82,11 +76,11 @@ pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
         short_message(IP, out, |out| {
             for (tag, shift, word) in [(1, 50, W_SRC_IP), (2, 52, W_DST_IP)] {
                 let kind = bits(l4w, shift, 2);
-                if kind != text::IP_EMPTY {
-                    short_message(tag, out, |out| {
-                        text::push_ip(kind, r[word], r[word + 1], out);
-                    });
-                }
+                bytes(
+                    tag,
+                    text::ip_bytes(kind, r[word], r[word + 1]).as_bytes(),
+                    out,
+                );
             }
             varint(3, bits(l4w, 48, 2), out);
             varint(4, bits(l4w, 54, 1), out);
@@ -95,9 +89,7 @@ pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
     if flags & F_ETHERNET != 0 {
         short_message(ETHERNET, out, |out| {
             for (tag, word) in [(1, W_MAC_SRC), (2, W_MAC_DST)] {
-                key(tag, WireType::LengthDelimited, out);
-                out.push(text::MAC_LEN as u8);
-                text::push_mac(bits(r[word], 0, 48), out);
+                bytes(tag, &text::mac_bytes(bits(r[word], 0, 48)), out);
             }
         });
     }
@@ -257,4 +249,29 @@ fn short_message(tag: u32, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
 fn message_head(tag: u32, len: usize, out: &mut Vec<u8>) {
     key(tag, WireType::LengthDelimited, out);
     put_varint(len as u64, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of 128 bytes or more (none of the record's is) still gets its whole
+    /// length: it decodes as prost writes it.
+    #[test]
+    fn a_long_message_gets_its_whole_length() {
+        for len in [0, 1, 126, 127, 128, 300, 20_000] {
+            let text = "x".repeat(len);
+            let mut out = Vec::new();
+            short_message(1, &mut out, |out| bytes(1, text.as_bytes(), out));
+            let mut expected = Vec::new();
+            message::encode(
+                1,
+                &proto::flow::TraceParent {
+                    trace_id: text.clone(),
+                },
+                &mut expected,
+            );
+            assert_eq!(out, expected, "{len}");
+        }
+    }
 }
