@@ -384,6 +384,9 @@ struct event_meta {
 	__u32 dst_identity;
 	__u8 reason;
 	__u8 flags;
+	/* When the program started handling the packet; 0: read the clock
+	 * when the event is written. */
+	__u64 ktime_ns;
 };
 
 static __always_inline void count_lost(void)
@@ -404,7 +407,7 @@ static __always_inline void fill_header(struct event_header *h,
 	h->subtype = subtype;
 	h->source = m->source;
 	h->ifindex = skb->ifindex;
-	h->ktime_ns = bpf_ktime_get_ns();
+	h->ktime_ns = m->ktime_ns ? m->ktime_ns : bpf_ktime_get_ns();
 	h->orig_len = skb->len;
 	h->cap_len = 0;
 	h->dst_endpoint = m->dst_endpoint;
@@ -431,14 +434,22 @@ static __always_inline __u16 copy_packet(struct __sk_buff *skb, __u8 *dst)
 	return len;
 }
 
-/* Commits a record, waking the reader only once the backlog reaches the
- * configured size: one wake-up per batch instead of one per event. */
-static __always_inline void submit_event(void *event,
+/* Commits a record of `size` bytes. The reader is woken by the record that
+ * brings the backlog to wakeup_bytes, not by every record after it: each
+ * wake-up is an interrupt on this CPU, and a woken reader drains everything
+ * before it sleeps again. Records reserved at once on two CPUs can step over
+ * the mark together; the reader's poll interval covers that. A wakeup_bytes of
+ * 0 wakes it for every record. */
+static __always_inline void submit_event(void *event, __u64 size,
 					 const struct datapath_config *cfg)
 {
 	__u64 backlog = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
+	__u64 mark = cfg->wakeup_bytes;
+	/* The ring's length of this record: an 8-byte header, 8-byte aligned. */
+	__u64 len = (size + 8 + 7) & ~7ULL;
+	__u64 before = backlog > len ? backlog - len : 0;
 
-	if (backlog >= cfg->wakeup_bytes)
+	if (mark == 0 || (backlog >= mark && before < mark))
 		bpf_ringbuf_submit(event, BPF_RB_FORCE_WAKEUP);
 	else
 		bpf_ringbuf_submit(event, BPF_RB_NO_WAKEUP);
@@ -457,7 +468,7 @@ static __always_inline void emit_trace(struct __sk_buff *skb,
 	}
 	fill_header(&e->hdr, skb, MSG_TYPE_TRACE, point, m);
 	e->hdr.cap_len = copy_packet(skb, e->packet);
-	submit_event(e, cfg);
+	submit_event(e, sizeof(*e), cfg);
 }
 
 static __always_inline void emit_drop(struct __sk_buff *skb,
@@ -473,7 +484,7 @@ static __always_inline void emit_drop(struct __sk_buff *skb,
 	}
 	fill_header(&e->hdr, skb, MSG_TYPE_DROP, reason, m);
 	e->hdr.cap_len = copy_packet(skb, e->packet);
-	submit_event(e, cfg);
+	submit_event(e, sizeof(*e), cfg);
 }
 
 static __always_inline void emit_verdict(struct __sk_buff *skb,
@@ -491,7 +502,7 @@ static __always_inline void emit_verdict(struct __sk_buff *skb,
 	fill_header(&e->hdr, skb, MSG_TYPE_POLICY_VERDICT, 0, m);
 	e->verdict = *v;
 	e->hdr.cap_len = copy_packet(skb, e->packet);
-	submit_event(e, cfg);
+	submit_event(e, sizeof(*e), cfg);
 }
 
 /* --------------------------------------------------------- conntrack */
@@ -767,6 +778,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 
 	now = bpf_ktime_get_ns();
+	meta.ktime_ns = now;
 	state = ct_classify(&p, dir, ifindex, now, &k);
 	meta.reason = state;
 	if (state == CT_STATE_REPLY)

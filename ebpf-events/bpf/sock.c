@@ -128,7 +128,7 @@ static __always_inline void emit_sock(struct bpf_sock_addr *ctx,
 	e->sock.dst_port = bpf_ntohs(port_be);
 	e->sock.l4_proto = sock_l4_proto(ctx->protocol);
 	__builtin_memcpy(e->dst_addr, addr, 16);
-	submit_event(e, cfg);
+	submit_event(e, sizeof(*e), cfg);
 }
 
 /* Slot 1..count of the backend a new connection gets: random for TCP,

@@ -394,3 +394,60 @@ fn policy_verdicts_drops_and_conntrack() -> Result<()> {
     drop(topology);
     Ok(())
 }
+
+/// The programs wake the reader when the ring's backlog reaches `wakeup_bytes`,
+/// once, not again for each record written while it stays above (each wake-up is
+/// an interrupt; a woken reader drains everything anyway). The reader here never
+/// drains, so the backlog only grows.
+#[test]
+fn one_wake_up_when_the_backlog_reaches_the_mark() -> Result<()> {
+    if !tests::skip::require_root(
+        "one_wake_up_when_the_backlog_reaches_the_mark",
+        "network namespaces, eBPF",
+    ) {
+        return Ok(());
+    }
+    const MARK: u32 = 4096;
+    const PACKETS: usize = 40;
+    let topology = Topology::create("w", 2)?;
+    let (mut datapath, _) = setup(&topology, false)?;
+    datapath.set_config(DatapathConfig {
+        wakeup_bytes: MARK,
+        ..DatapathConfig::default()
+    })?;
+    let (client, server) = (topology.pods[0].clone(), topology.pods[1].clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _guard = runtime.enter();
+    let mut reader = datapath.take_event_reader()?;
+    let to = SocketAddr::new(server.ipv4.into(), 9999);
+    let mut woken_after = Vec::new();
+    for packet in 1..=PACKETS {
+        udp_send(&client, to)?;
+        if runtime.block_on(reader.wait_for_wakeup(Duration::from_millis(50)))? {
+            woken_after.push(packet);
+        }
+    }
+    let mut bytes = 0;
+    let mut records = 0;
+    reader.drain(usize::MAX, |record| {
+        bytes += record.len();
+        records += 1;
+    });
+    // Two trace records per datagram (leaving the client, reaching the server),
+    // each well under MARK / PACKETS * 2 bytes: the mark is passed on the way.
+    ensure!(
+        records >= 2 * PACKETS && bytes > 2 * MARK as usize,
+        "{records} records of {bytes} bytes: the mark was never passed"
+    );
+    assert_eq!(
+        woken_after.len(),
+        1,
+        "woken after packets {woken_after:?} (one wake-up expected)"
+    );
+    assert_eq!(datapath.kernel_lost()?, 0);
+    drop(datapath);
+    drop(topology);
+    Ok(())
+}

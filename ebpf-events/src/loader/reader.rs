@@ -121,12 +121,21 @@ impl EventReader {
     /// Waits for a wake-up from the kernel or the poll interval, whichever
     /// comes first.
     async fn wait(&mut self) -> io::Result<()> {
-        if let Ok(guard) = tokio::time::timeout(self.poll_interval, self.ring.readable_mut()).await
-        {
-            guard?.clear_ready();
-            self.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+        self.wait_for_wakeup(self.poll_interval).await.map(drop)
+    }
+
+    /// Waits up to `timeout` for the kernel to wake the reader, reading nothing;
+    /// true when it did. The programs wake it when the ring's backlog reaches
+    /// the configured size, not for each record after that.
+    pub async fn wait_for_wakeup(&mut self, timeout: Duration) -> io::Result<bool> {
+        match tokio::time::timeout(timeout, self.ring.readable_mut()).await {
+            Ok(guard) => {
+                guard?.clear_ready();
+                self.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
         }
-        Ok(())
     }
 
     /// Copies every record into `sender` until the receiver is dropped. The
