@@ -49,13 +49,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for package in ["flow", "observer", "peer", "relay"] {
         let path = out_dir.join(format!("{package}.serde.rs"));
         let generated = std::fs::read_to_string(&path)?;
-        let patched = open_enums(&generated.replace(
+        let mut patched = open_enums(&generated.replace(
             "::pbjson::private::NumberDeserialize",
             "crate::number::NumberDeserialize",
         ));
+        if package == "flow" {
+            patched = read_labels(&patched, "Endpoint", "labels");
+            patched = read_labels(&patched, "Flow", "node_labels");
+        }
         std::fs::write(&path, patched)?;
     }
     Ok(())
+}
+
+/// `message.field` (a list of labels) is read through `crate::json::Labels`, which a
+/// reader that prints and filters on no labels can tell to check them without keeping
+/// them. Fails the build if the generated reader no longer has the expected shape.
+fn read_labels(generated: &str, message: &str, field: &str) -> String {
+    let start_marker = format!("impl<'de> serde::Deserialize<'de> for {message} {{");
+    let start = generated
+        .find(&start_marker)
+        .unwrap_or_else(|| panic!("no generated reader of {message}"));
+    let end = generated[start + start_marker.len()..]
+        .find("\nimpl ")
+        .map_or(generated.len(), |at| start + start_marker.len() + at);
+    let read = format!("{field}__ = Some(map_.next_value()?);");
+    let reader = &generated[start..end];
+    assert_eq!(
+        reader.matches(&read).count(),
+        1,
+        "the generated reader of {message}.{field} changed shape"
+    );
+    let patched = reader.replace(
+        &read,
+        &format!("{field}__ = Some(map_.next_value::<crate::json::Labels>()?.0);"),
+    );
+    format!("{}{patched}{}", &generated[..start], &generated[end..])
 }
 
 /// Singular enum fields are read through `crate::number::OpenEnum` (unknown names are

@@ -102,6 +102,12 @@ impl<W: Write, E: Write> Printer<W, E> {
         }
     }
 
+    /// Whether flows are printed with their labels (the JSON formats print every
+    /// field; the others print none of the endpoints' or the node's labels).
+    pub fn prints_labels(&self) -> bool {
+        matches!(self.opts.output, Output::JsonLegacy | Output::JsonPb)
+    }
+
     /// The output writer.
     pub fn out_mut(&mut self) -> &mut W {
         &mut self.out

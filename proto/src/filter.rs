@@ -219,6 +219,18 @@ impl FilterSet {
         self.allow.is_empty() && self.deny.is_empty()
     }
 
+    /// Whether a condition may read the endpoints' or the node's labels (a label
+    /// selector, or a CEL expression, which may read anything): when none does, flows
+    /// read only to be filtered and printed without labels need not keep them.
+    pub fn reads_labels(&self) -> bool {
+        self.allow.iter().chain(&self.deny).any(|f| {
+            f.predicates
+                .iter()
+                .chain(f.on_parts.iter().flat_map(|part| &part.predicates))
+                .any(|p| matches!(p, Predicate::Labels(..) | Predicate::Cel(_)))
+        })
+    }
+
     /// Whether `flow` passes: it matches one allow filter (or there are none) and no
     /// deny filter.
     pub fn matches<F: FlowView + ?Sized>(&self, flow: &F) -> bool {

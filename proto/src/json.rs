@@ -18,11 +18,94 @@ pub trait ToJson {
 include!(concat!(env!("OUT_DIR"), "/hubble_json.rs"));
 
 /// What [`from_slice`] keeps from one document to the next: its copy of the document
-/// and the parser's buffers.
+/// and the parser's buffers, and whether labels are read.
 #[derive(Default)]
 pub struct ReadScratch {
     copy: Vec<u8>,
     buffers: simd_json::Buffers,
+    skip_labels: bool,
+}
+
+impl ReadScratch {
+    /// When `skip` is true, documents read with this scratch leave the endpoints' and
+    /// the node's labels (`Endpoint.labels`, `Flow.node_labels`) empty: they are checked
+    /// as they would be read (a list of strings; anything else is refused with the same
+    /// error) but not kept. A reader that prints no labels and filters on none (see
+    /// `FilterSet::reads_labels`) saves their allocations; they are a third of a
+    /// captured flow's text.
+    pub fn skip_labels(&mut self, skip: bool) {
+        self.skip_labels = skip;
+    }
+}
+
+std::thread_local! {
+    /// [`ReadScratch::skip_labels`] of the document this thread is reading.
+    static SKIP_LABELS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the simd-json parse of `document` with `skip` in force for [`Labels`].
+fn parse_simd<T: serde::de::DeserializeOwned>(
+    document: &mut [u8],
+    buffers: &mut simd_json::Buffers,
+    skip: bool,
+) -> simd_json::Result<T> {
+    SKIP_LABELS.with(|flag| flag.set(skip));
+    let parsed = simd_json::serde::from_slice_with_buffers::<T>(document, buffers);
+    SKIP_LABELS.with(|flag| flag.set(false));
+    parsed
+}
+
+/// The type the generated readers of `Endpoint.labels` and `Flow.node_labels` read
+/// (`build.rs` patches them): a list of strings, kept unless the reading thread skips
+/// labels ([`ReadScratch::skip_labels`]).
+pub struct Labels(pub Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if SKIP_LABELS.with(std::cell::Cell::get) {
+            deserializer.deserialize_seq(CheckedStrings)?;
+            Ok(Labels(Vec::new()))
+        } else {
+            Vec::<String>::deserialize(deserializer).map(Labels)
+        }
+    }
+}
+
+/// Accepts what `Vec<String>` accepts, keeping nothing; refuses with its words.
+struct CheckedStrings;
+
+impl<'de> serde::de::Visitor<'de> for CheckedStrings {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<CheckedString>()?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One string, not kept.
+struct CheckedString;
+
+impl<'de> serde::Deserialize<'de> for CheckedString {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(CheckedString)
+    }
+}
+
+impl serde::de::Visitor<'_> for CheckedString {
+    type Value = CheckedString;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<CheckedString, E> {
+        Ok(CheckedString)
+    }
 }
 
 /// Reads one JSON document (a line of `hubble observe -o jsonpb` output, say) into
@@ -36,7 +119,7 @@ pub fn from_slice<T: serde::de::DeserializeOwned>(
 ) -> serde_json::Result<T> {
     scratch.copy.clear();
     scratch.copy.extend_from_slice(document);
-    match simd_json::serde::from_slice_with_buffers::<T>(&mut scratch.copy, &mut scratch.buffers) {
+    match parse_simd::<T>(&mut scratch.copy, &mut scratch.buffers, scratch.skip_labels) {
         Ok(value) => Ok(value),
         Err(_) => serde_json::from_slice(document),
     }
@@ -53,7 +136,7 @@ pub fn from_mut_slice<T: serde::de::DeserializeOwned>(
     if memchr::memchr(b'\\', document).is_some() {
         return from_slice(document, scratch);
     }
-    match simd_json::serde::from_slice_with_buffers::<T>(document, &mut scratch.buffers) {
+    match parse_simd::<T>(document, &mut scratch.buffers, scratch.skip_labels) {
         Ok(value) => Ok(value),
         Err(_) => serde_json::from_slice(document),
     }

@@ -469,3 +469,34 @@ fn cel_expressions_read_the_flow_as_upstream() {
     let err = FilterSet::compile(&[cel(&["_flow.verdict =="])], &[]).unwrap_err();
     assert!(err.to_string().contains("\"_flow.verdict ==\""), "{err}");
 }
+
+#[test]
+fn reads_labels_only_with_a_label_selector_or_cel() {
+    let compiled = |allow: Vec<FlowFilter>, deny: Vec<FlowFilter>| {
+        FilterSet::compile(&allow, &deny).expect("compiles")
+    };
+    let pod = FlowFilter {
+        source_pod: vec!["default/xwing".into()],
+        ..Default::default()
+    };
+    let labels = FlowFilter {
+        destination_label: vec!["k8s:org=empire".into()],
+        ..Default::default()
+    };
+    let node_labels = FlowFilter {
+        node_labels: vec!["zone=a".into()],
+        ..Default::default()
+    };
+    let cel = FlowFilter {
+        experimental: Some(crate::flow::flow_filter::Experimental {
+            cel_expression: vec!["_flow.verdict == Verdict.DROPPED".into()],
+        }),
+        ..Default::default()
+    };
+    assert!(!compiled(vec![], vec![]).reads_labels());
+    assert!(!compiled(vec![pod.clone()], vec![pod.clone()]).reads_labels());
+    assert!(compiled(vec![pod.clone(), labels.clone()], vec![]).reads_labels());
+    assert!(compiled(vec![], vec![labels]).reads_labels());
+    assert!(compiled(vec![node_labels], vec![]).reads_labels());
+    assert!(compiled(vec![pod], vec![cel]).reads_labels());
+}

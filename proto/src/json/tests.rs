@@ -216,6 +216,59 @@ fn documents_read_as_serde_json_reads_them() {
 }
 
 #[test]
+fn skipped_labels_are_checked_but_not_kept() {
+    let doc = r#"{"flow":{"verdict":"FORWARDED","source":{"pod_name":"xwing","labels":["k8s:org=alliance","k8s:\u00e9"]},"destination":{"pod_name":"deathstar","labels":[]},"node_labels":["kubernetes.io/os=linux"],"Summary":"s"},"node_name":"n"}"#;
+    let mut want: GetFlowsResponse = serde_json::from_str(doc).expect("serde_json reads it");
+    let mut scratch = crate::json::ReadScratch::default();
+    scratch.skip_labels(true);
+    let got: GetFlowsResponse =
+        crate::json::from_slice(doc.as_bytes(), &mut scratch).expect("read");
+    let mut bytes = doc.as_bytes().to_vec();
+    let got_in_place: GetFlowsResponse =
+        crate::json::from_mut_slice(&mut bytes, &mut scratch).expect("read in place");
+    let Some(get_flows_response::ResponseTypes::Flow(flow)) = want.response_types.as_mut() else {
+        panic!("a flow");
+    };
+    assert_eq!(flow.source.as_ref().expect("source").labels.len(), 2);
+    for ep in [flow.source.as_mut(), flow.destination.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        ep.labels.clear();
+    }
+    flow.node_labels.clear();
+    assert_eq!(got, want);
+    assert_eq!(got_in_place, want);
+    // Labels that are not a list of strings are refused with the words used when they
+    // are kept; filters' lists of labels (FlowFilter.node_labels) are always kept.
+    for bad in [
+        r#"{"flow":{"source":{"labels":"k8s:a=b"}}}"#,
+        r#"{"flow":{"source":{"labels":[1]}}}"#,
+        r#"{"flow":{"source":{"labels":null}}}"#,
+        r#"{"flow":{"node_labels":[["x"]]}}"#,
+        r#"{"flow":{"node_labels":{}}}"#,
+    ] {
+        let want = serde_json::from_str::<GetFlowsResponse>(bad)
+            .expect_err("serde_json refuses it")
+            .to_string();
+        let got = crate::json::from_slice::<GetFlowsResponse>(bad.as_bytes(), &mut scratch)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(got, want, "{bad}");
+    }
+    let filter = r#"{"node_labels":["a=b"],"source_label":["k8s:c=d"]}"#;
+    let read: crate::flow::FlowFilter =
+        crate::json::from_slice(filter.as_bytes(), &mut scratch).expect("a filter");
+    assert_eq!(read.node_labels, ["a=b"]);
+    assert_eq!(read.source_label, ["k8s:c=d"]);
+    // The next document read without skipping keeps its labels.
+    scratch.skip_labels(false);
+    let kept: GetFlowsResponse =
+        crate::json::from_slice(doc.as_bytes(), &mut scratch).expect("read");
+    assert_ne!(kept, got);
+}
+
+#[test]
 fn the_word_check_finds_what_the_byte_table_finds() {
     let by_table = |b: &[u8]| b.iter().any(|&c| super::MAY_ESCAPE[c as usize]);
     // Every byte value at every position of a 17-byte string of plain letters.

@@ -148,10 +148,15 @@ fn process_in_batches<R: Read, W: Write, E: Write, L: Write>(
     batch_bytes: usize,
 ) -> anyhow::Result<()> {
     let mut filter = InputFilter::new(req)?;
+    // Labels neither printed nor filtered on are checked but not kept.
+    let skip_labels = !printer.prints_labels() && !filter.filters.reads_labels();
     proto::json::lines::parse_in_batches(
         input,
         batch_bytes,
-        parse_line,
+        |text: &mut [u8], scratch: &mut proto::json::ReadScratch| {
+            scratch.skip_labels(skip_labels);
+            parse_line(text, scratch)
+        },
         |lines: &mut Vec<ParsedLine>| -> anyhow::Result<bool> {
             for line in lines.iter_mut() {
                 if filter.done() {
@@ -301,5 +306,71 @@ mod tests {
             let trimmed = input.trim_end_matches(['\r', '\n']);
             assert_eq!(run(&all, trimmed).0, good, "{count} lines, no last break");
         }
+    }
+
+    /// Labels are read only when something needs them: printed (JSON) or filtered on
+    /// (a label selector or a CEL expression). Either way the printed flows are the
+    /// same as upstream prints them.
+    #[test]
+    fn labels_are_kept_when_printed_or_filtered_on() {
+        let input = concat!(
+            r#"{"flow":{"source":{"pod_name":"xwing","labels":["k8s:org=alliance"]},"node_labels":["zone=a"],"node_name":"n1"}}"#,
+            "\n",
+            r#"{"flow":{"source":{"pod_name":"tiefighter","labels":["k8s:org=empire"]},"node_labels":["zone=b"],"node_name":"n2"}}"#,
+            "\n",
+        );
+        let print = |output: Output, filter: proto::flow::FlowFilter| -> String {
+            let req = GetFlowsRequest {
+                whitelist: vec![filter],
+                ..GetFlowsRequest::default()
+            };
+            let opts = PrinterOptions {
+                output,
+                node_name: true,
+                ..PrinterOptions::default()
+            };
+            let mut printer = Printer::new(opts, Vec::new(), None::<Vec<u8>>);
+            process(&req, input.as_bytes(), &mut printer, &mut Vec::new()).expect("process");
+            String::from_utf8(printer.out_mut().clone()).expect("utf-8")
+        };
+        let label = |labels: &[&str]| proto::flow::FlowFilter {
+            source_label: labels.iter().map(|l| l.to_string()).collect(),
+            ..Default::default()
+        };
+        let empire = print(Output::Compact, label(&["k8s:org=empire"]));
+        assert!(
+            empire.contains("[n2]") && !empire.contains("[n1]"),
+            "{empire}"
+        );
+        let zone_a = print(
+            Output::Compact,
+            proto::flow::FlowFilter {
+                node_labels: vec!["zone=a".into()],
+                ..Default::default()
+            },
+        );
+        assert!(
+            zone_a.contains("[n1]") && !zone_a.contains("[n2]"),
+            "{zone_a}"
+        );
+        let cel = print(
+            Output::Compact,
+            proto::flow::FlowFilter {
+                experimental: Some(proto::flow::flow_filter::Experimental {
+                    cel_expression: vec!["'k8s:org=alliance' in _flow.source.labels".into()],
+                }),
+                ..Default::default()
+            },
+        );
+        assert!(cel.contains("[n1]") && !cel.contains("[n2]"), "{cel}");
+        let json = print(Output::JsonPb, proto::flow::FlowFilter::default());
+        assert!(
+            json.contains(r#""labels":["k8s:org=alliance"]"#)
+                && json.contains(r#""node_labels":["zone=b"]"#),
+            "{json}"
+        );
+        // Unfiltered compact output reads no labels and prints both flows.
+        let all = print(Output::Compact, proto::flow::FlowFilter::default());
+        assert!(all.contains("[n1]") && all.contains("[n2]"), "{all}");
     }
 }
