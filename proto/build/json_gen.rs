@@ -63,7 +63,7 @@ fn generate_message(out: &mut String, scope: &str, message: &DescriptorProto) {
     writeln!(out, "impl crate::json::ToJson for {path} {{").ok();
     writeln!(
         out,
-        "    #[allow(deprecated, unused_variables, clippy::unnecessary_cast)]\n    fn write_json(&self, w: &mut crate::json::Writer) {{\n        w.begin_object();"
+        "    #[allow(deprecated, unused_variables, unused_mut, clippy::unnecessary_cast)]\n    fn write_json(&self, w: &mut crate::json::Writer) {{\n        w.raw(\"{{\");\n        let mut first = true;"
     )
     .ok();
     for field in &message.field {
@@ -86,7 +86,7 @@ fn generate_message(out: &mut String, scope: &str, message: &DescriptorProto) {
             let variant = field.name().to_upper_camel_case();
             writeln!(
                 out,
-                "        if let Some({oneof_type}::{variant}(v)) = &self.{oneof_ident} {{ w.key(\"{json_name}\"); {} }}",
+                "        if let Some({oneof_type}::{variant}(v)) = &self.{oneof_ident} {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); {} }}",
                 value_expr(field, "v", true)
             )
             .ok();
@@ -95,7 +95,7 @@ fn generate_message(out: &mut String, scope: &str, message: &DescriptorProto) {
         if repeated {
             writeln!(
                 out,
-                "        if !self.{ident}.is_empty() {{ w.key(\"{json_name}\"); w.begin_array(); for v in &self.{ident} {{ w.comma(); {} }} w.end_array(); }}",
+                "        if !self.{ident}.is_empty() {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); w.raw(\"[\"); let mut first_item = true; for v in &self.{ident} {{ w.item(&mut first_item); {} }} w.raw(\"]\"); }}",
                 value_expr(field, "v", true)
             )
             .ok();
@@ -104,34 +104,34 @@ fn generate_message(out: &mut String, scope: &str, message: &DescriptorProto) {
         match field.r#type() {
             Type::Message => writeln!(
                 out,
-                "        if let Some(v) = &self.{ident} {{ w.key(\"{json_name}\"); {} }}",
+                "        if let Some(v) = &self.{ident} {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); {} }}",
                 value_expr(field, "v", true)
             ),
             Type::String => writeln!(
                 out,
-                "        if !self.{ident}.is_empty() {{ w.key(\"{json_name}\"); w.string(&self.{ident}); }}"
+                "        if !self.{ident}.is_empty() {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); w.string(&self.{ident}); }}"
             ),
             Type::Bool => writeln!(
                 out,
-                "        if self.{ident} {{ w.key(\"{json_name}\"); w.raw(\"true\"); }}"
+                "        if self.{ident} {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); w.raw(\"true\"); }}"
             ),
             Type::Bytes => writeln!(
                 out,
-                "        if !self.{ident}.is_empty() {{ w.key(\"{json_name}\"); w.bytes(&self.{ident}); }}"
+                "        if !self.{ident}.is_empty() {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); w.bytes(&self.{ident}); }}"
             ),
             Type::Double | Type::Float => writeln!(
                 out,
-                "        if self.{ident} != 0.0 {{ w.key(\"{json_name}\"); w.float(self.{ident} as f64); }}"
+                "        if self.{ident} != 0.0 {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); w.float(self.{ident} as f64); }}"
             ),
             _ => writeln!(
                 out,
-                "        if self.{ident} != 0 {{ w.key(\"{json_name}\"); {} }}",
+                "        if self.{ident} != 0 {{ w.field(&mut first, \",\\\"{json_name}\\\":\"); {} }}",
                 value_expr(field, &format!("self.{ident}"), false)
             ),
         }
         .ok();
     }
-    writeln!(out, "        w.end_object();\n    }}\n}}\n").ok();
+    writeln!(out, "        w.raw(\"}}\");\n    }}\n}}\n").ok();
 }
 
 /// The statement that writes one value of `field`, held in `var` (a reference when

@@ -224,6 +224,26 @@ impl Writer {
         }
     }
 
+    /// Writes a generated message's field name, given as `,"name":` (a literal, so the
+    /// copy is a few fixed moves), without its comma for the message's first field.
+    /// Generated messages keep their own `first` flag instead of the writer's stack.
+    #[inline(always)]
+    pub fn field(&mut self, first: &mut bool, key: &'static str) {
+        if std::mem::take(first) {
+            self.buf.push_str(&key[1..]);
+        } else {
+            self.buf.push_str(key);
+        }
+    }
+
+    /// Writes the separator before a generated array's element unless it is the first.
+    #[inline(always)]
+    pub fn item(&mut self, first: &mut bool) {
+        if !std::mem::take(first) {
+            self.buf.push(',');
+        }
+    }
+
     /// Writes `"name":` (names are proto field names and need no escaping).
     pub fn key(&mut self, name: &str) {
         self.comma();
@@ -232,6 +252,7 @@ impl Writer {
         self.buf.push_str("\":");
     }
 
+    #[inline(always)]
     pub fn raw(&mut self, text: &str) {
         self.buf.push_str(text);
     }
