@@ -115,6 +115,7 @@ impl Parser {
         }
         let header = *event.header();
         let packet = decode_packet(event.packet());
+        let (source_ip, destination_ip) = (packet.source_ip, packet.destination_ip);
         let mut flow = Flow {
             time: Some(timestamp(self.clock.to_unix_ns(header.ktime_ns))),
             uuid: new_uuid(),
@@ -124,12 +125,12 @@ impl Parser {
                 r#type: i32::from(header.msg_type),
                 sub_type: i32::from(header.subtype),
             }),
-            summary: packet.summary.clone(),
+            summary: packet.summary,
+            ethernet: packet.ethernet,
+            ip: packet.ip,
+            l4: packet.l4,
             ..Default::default()
         };
-        flow.ethernet = packet.ethernet.clone();
-        flow.ip = packet.ip.clone();
-        flow.l4 = packet.l4.clone();
 
         // Identities as the datapath saw them; policy verdicts carry only the remote one.
         let (src_identity, dst_identity) = match event {
@@ -139,8 +140,8 @@ impl Parser {
             DatapathEvent::PolicyVerdict(pv) => (0, pv.verdict.remote_identity),
             _ => (header.src_identity, header.dst_identity),
         };
-        let source = self.resolve_endpoint(packet.source_ip, src_identity);
-        let destination = self.resolve_endpoint(packet.destination_ip, dst_identity);
+        let source = self.resolve_endpoint(source_ip, src_identity);
+        let destination = self.resolve_endpoint(destination_ip, dst_identity);
         let source_id = source.id;
 
         match event {
@@ -221,8 +222,8 @@ impl Parser {
         }
         flow.source = Some(source);
         flow.destination = Some(destination);
-        self.fill_services(&mut flow, false);
-        self.fill_names(&mut flow);
+        self.fill_services_at(&mut flow, source_ip, destination_ip, false);
+        self.fill_names_at(&mut flow, source_ip, destination_ip);
         flow
     }
 
@@ -230,24 +231,23 @@ impl Parser {
     /// destination endpoint looked up for the source address, and those the source
     /// endpoint looked up for the destination address.
     pub fn fill_names(&self, flow: &mut Flow) {
+        let (source, destination) = flow_addresses(flow);
+        self.fill_names_at(flow, source, destination);
+    }
+
+    /// [`Self::fill_names`] with the flow's addresses already at hand.
+    fn fill_names_at(&self, flow: &mut Flow, source: Option<IpAddr>, destination: Option<IpAddr>) {
         let Some(dns) = self.getters.dns.as_ref() else {
-            return;
-        };
-        let Some(ip) = flow.ip.as_ref() else {
             return;
         };
         let endpoint_id = |endpoint: &Option<flow::Endpoint>| endpoint.as_ref().map_or(0, |e| e.id);
         let source_id = endpoint_id(&flow.source);
         let destination_id = endpoint_id(&flow.destination);
-        if destination_id != 0 {
-            if let Ok(source) = ip.source.parse::<IpAddr>() {
-                flow.source_names = dns.names_of(destination_id, source);
-            }
+        if let Some(source) = source.filter(|_| destination_id != 0) {
+            flow.source_names = dns.names_of(destination_id, source);
         }
-        if source_id != 0 {
-            if let Ok(destination) = ip.destination.parse::<IpAddr>() {
-                flow.destination_names = dns.names_of(source_id, destination);
-            }
+        if let Some(destination) = destination.filter(|_| source_id != 0) {
+            flow.destination_names = dns.names_of(source_id, destination);
         }
     }
 
@@ -257,17 +257,24 @@ impl Parser {
     /// event, whose destination is the chosen backend) the destination is also looked
     /// up as a backend.
     pub fn fill_services(&self, flow: &mut Flow, translated: bool) {
+        let (source, destination) = flow_addresses(flow);
+        self.fill_services_at(flow, source, destination, translated);
+    }
+
+    /// [`Self::fill_services`] with the flow's addresses already at hand.
+    fn fill_services_at(
+        &self,
+        flow: &mut Flow,
+        source: Option<IpAddr>,
+        destination: Option<IpAddr>,
+        translated: bool,
+    ) {
         let Some(services) = self.getters.services.as_ref() else {
             return;
         };
         let Some((protocol, source_port, destination_port)) = l4_ports(flow) else {
             return;
         };
-        let Some(ip) = flow.ip.as_ref() else {
-            return;
-        };
-        let source = ip.source.parse::<IpAddr>().ok();
-        let destination = ip.destination.parse::<IpAddr>().ok();
         flow.source_service =
             source.and_then(|ip| services.service_by_frontend(ip, source_port, protocol));
         flow.destination_service = destination.and_then(|ip| {
@@ -314,6 +321,13 @@ impl Parser {
         labels.sort();
         Some(labels)
     }
+}
+
+/// The flow's source and destination addresses, read from its text.
+fn flow_addresses(flow: &Flow) -> (Option<IpAddr>, Option<IpAddr>) {
+    flow.ip.as_ref().map_or((None, None), |ip| {
+        (ip.source.parse().ok(), ip.destination.parse().ok())
+    })
 }
 
 /// The IANA protocol number and the source and destination ports of a TCP or UDP flow.
