@@ -154,7 +154,7 @@ fn decode_l4(protocol: u8, data: &[u8], ipv6: bool, out: &mut DecodedPacket) {
                 cwr: f & 0x80 != 0,
                 ns: data[12] & 0x01 != 0,
             };
-            out.summary = format!("TCP Flags: {}", tcp_flag_names(&flags));
+            out.summary = tcp_summary(&flags);
             P::Tcp(flow::Tcp {
                 source_port,
                 destination_port,
@@ -197,7 +197,10 @@ fn decode_l4(protocol: u8, data: &[u8], ipv6: bool, out: &mut DecodedPacket) {
 }
 
 /// TCP flag names in Hubble's summary order.
-pub fn tcp_flag_names(flags: &flow::TcpFlags) -> String {
+/// Hubble's summary of a TCP segment: `TCP Flags: SYN, ACK` (set flags in this order),
+/// written into one string.
+fn tcp_summary(flags: &flow::TcpFlags) -> String {
+    const PREFIX: &str = "TCP Flags: ";
     let names = [
         (flags.syn, "SYN"),
         (flags.ack, "ACK"),
@@ -209,17 +212,46 @@ pub fn tcp_flag_names(flags: &flow::TcpFlags) -> String {
         (flags.cwr, "CWR"),
         (flags.ns, "NS"),
     ];
-    names
-        .iter()
-        .filter(|(set, _)| *set)
-        .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut summary = String::with_capacity(PREFIX.len() + 16);
+    summary.push_str(PREFIX);
+    for (_, name) in names.iter().filter(|(set, _)| *set) {
+        if summary.len() > PREFIX.len() {
+            summary.push_str(", ");
+        }
+        summary.push_str(name);
+    }
+    summary
 }
 
 #[cfg(test)]
 mod mac_tests {
     use super::*;
+
+    #[test]
+    fn tcp_summary_names_set_flags_in_hubbles_order() {
+        let all = flow::TcpFlags {
+            fin: true,
+            syn: true,
+            rst: true,
+            psh: true,
+            ack: true,
+            urg: true,
+            ece: true,
+            cwr: true,
+            ns: true,
+        };
+        assert_eq!(
+            tcp_summary(&all),
+            "TCP Flags: SYN, ACK, RST, FIN, PSH, URG, ECE, CWR, NS"
+        );
+        let fin_ack = flow::TcpFlags {
+            fin: true,
+            ack: true,
+            ..Default::default()
+        };
+        assert_eq!(tcp_summary(&fin_ack), "TCP Flags: ACK, FIN");
+        assert_eq!(tcp_summary(&flow::TcpFlags::default()), "TCP Flags: ");
+    }
 
     #[test]
     fn mac_is_lower_case_hex_pairs() {
