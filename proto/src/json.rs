@@ -58,7 +58,7 @@ fn parse_simd<T: serde::de::DeserializeOwned>(
 /// The type the generated readers of `Endpoint.labels` and `Flow.node_labels` read
 /// (`build.rs` patches them): a list of strings, kept unless the reading thread skips
 /// labels ([`ReadScratch::skip_labels`]).
-pub struct Labels(pub Vec<String>);
+pub(crate) struct Labels(pub(crate) Vec<String>);
 
 impl<'de> serde::Deserialize<'de> for Labels {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
