@@ -51,6 +51,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
+    agent::memory::configure_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Admin(cmd)) => run_admin_command(cmd, &cli.daemon.admin_socket).await,
