@@ -6,11 +6,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Anonymous resident memory of this process, in KiB.
-fn rss_anon_kib() -> u64 {
-    tests::own_memory_kib("RssAnon")
-}
-
 #[test]
 fn memory_freed_by_a_finished_burst_goes_back_within_the_purge_delay() {
     const BLOCKS: usize = 256;
@@ -24,7 +19,7 @@ fn memory_freed_by_a_finished_burst_goes_back_within_the_purge_delay() {
     // touched and freed.
     let touched = std::thread::spawn(|| {
         let blocks: Vec<Vec<u8>> = (0..BLOCKS).map(|i| vec![i as u8 | 1; BLOCK]).collect();
-        let touched = rss_anon_kib();
+        let touched = tests::own_memory_kib("RssAnon");
         drop(blocks);
         touched
     })
@@ -41,7 +36,7 @@ fn memory_freed_by_a_finished_burst_goes_back_within_the_purge_delay() {
             .collect();
         drop(blocks);
     }
-    let after = rss_anon_kib();
+    let after = tests::own_memory_kib("RssAnon");
     let burst = (BLOCKS * BLOCK / 1024) as u64;
     assert!(
         touched.saturating_sub(after) > burst / 2,

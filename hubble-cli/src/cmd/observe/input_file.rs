@@ -333,36 +333,44 @@ mod tests {
             process(&req, input.as_bytes(), &mut printer, &mut Vec::new()).expect("process");
             String::from_utf8(printer.out_mut().clone()).expect("utf-8")
         };
-        let label = |labels: &[&str]| proto::flow::FlowFilter {
-            source_label: labels.iter().map(|l| l.to_string()).collect(),
-            ..Default::default()
-        };
-        let empire = print(Output::Compact, label(&["k8s:org=empire"]));
-        assert!(
-            empire.contains("[n2]") && !empire.contains("[n1]"),
-            "{empire}"
-        );
-        let zone_a = print(
-            Output::Compact,
-            proto::flow::FlowFilter {
-                node_labels: vec!["zone=a".into()],
-                ..Default::default()
-            },
-        );
-        assert!(
-            zone_a.contains("[n1]") && !zone_a.contains("[n2]"),
-            "{zone_a}"
-        );
-        let cel = print(
-            Output::Compact,
-            proto::flow::FlowFilter {
-                experimental: Some(proto::flow::flow_filter::Experimental {
-                    cel_expression: vec!["'k8s:org=alliance' in _flow.source.labels".into()],
-                }),
-                ..Default::default()
-            },
-        );
-        assert!(cel.contains("[n1]") && !cel.contains("[n2]"), "{cel}");
+        let filters = [
+            (
+                "source label",
+                proto::flow::FlowFilter {
+                    source_label: vec!["k8s:org=empire".into()],
+                    ..Default::default()
+                },
+                "[n2]",
+                "[n1]",
+            ),
+            (
+                "node label",
+                proto::flow::FlowFilter {
+                    node_labels: vec!["zone=a".into()],
+                    ..Default::default()
+                },
+                "[n1]",
+                "[n2]",
+            ),
+            (
+                "CEL",
+                proto::flow::FlowFilter {
+                    experimental: Some(proto::flow::flow_filter::Experimental {
+                        cel_expression: vec!["'k8s:org=alliance' in _flow.source.labels".into()],
+                    }),
+                    ..Default::default()
+                },
+                "[n1]",
+                "[n2]",
+            ),
+        ];
+        for (what, filter, kept, dropped) in filters {
+            let out = print(Output::Compact, filter);
+            assert!(
+                out.contains(kept) && !out.contains(dropped),
+                "{what} filter: {out}"
+            );
+        }
         let json = print(Output::JsonPb, proto::flow::FlowFilter::default());
         assert!(
             json.contains(r#""labels":["k8s:org=alliance"]"#)
