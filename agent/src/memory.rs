@@ -6,8 +6,9 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long, in milliseconds, memory the agent freed stays resident before mimalloc
 /// hands it back: mimalloc v2's default. v3, which the agent is built with, waits a
-/// second, which kept 15-25 MiB more resident in an agent replaying into a full ring of
-/// 1,048,575 flows (291-309 MiB against 283-284 with this delay; 0 gave 277-279).
+/// second, which kept 10-25 MiB more resident in an agent replaying into a full ring of
+/// 1,048,575 flows (284.6-301.3 MiB against 275.9-277.0 with this delay; 0 gave
+/// 270.5-272.5).
 pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// Sets the allocator's options for a long-running agent (see [`PURGE_DELAY_MS`]).
