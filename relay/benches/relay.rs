@@ -419,15 +419,7 @@ async fn added_latency() -> anyhow::Result<()> {
 }
 
 fn rss_kib_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    tests::memory_kib(&pid.to_string(), "VmRSS").unwrap_or(0)
 }
 
 /// Kills the child relay when dropped.

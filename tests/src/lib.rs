@@ -21,15 +21,20 @@ pub fn require_root(test: &str) -> bool {
     skip::require_root(test, "network namespaces, eBPF programs")
 }
 
-/// A memory figure of this process from `/proc/self/status`, in KiB: `field` is its
-/// name without the colon (`VmRSS`, `VmHWM`, `RssAnon`, ...).
-pub fn own_memory_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+/// A memory figure of process `pid` (`self` for this one) from `/proc/<pid>/status`, in
+/// KiB: `field` is its name without the colon (`VmRSS`, `VmHWM`, `RssAnon`, ...). None
+/// when the process or the field is not there.
+pub fn memory_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
+}
+
+/// [`memory_kib`] of this process, which always has the field.
+pub fn own_memory_kib(field: &str) -> u64 {
+    memory_kib("self", field).unwrap_or_else(|| panic!("{field} in /proc/self/status"))
 }
 
 /// The directory holding the workspace's binaries (`target/debug` for `cargo test`).

@@ -296,7 +296,7 @@ fn agent_memory(options: &Options, capture: &Path, dir: &Path) -> Result<()> {
 
 /// Resident memory of a process now, in KiB (VmRSS from /proc).
 fn rss_kib(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmRSS:")
+    proc_status_kib(pid, "VmRSS")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -403,20 +403,12 @@ fn cpu_time(pid: u32) -> Duration {
 
 /// Peak resident memory of a process so far, in KiB (VmHWM from /proc).
 fn peak_rss_kib(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmHWM:")
+    proc_status_kib(pid, "VmHWM")
 }
 
 /// A `kB` line of /proc/<pid>/status, 0 when it cannot be read.
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    ::tests::memory_kib(&pid.to_string(), field).unwrap_or(0)
 }
 
 /// What one measured command did.
