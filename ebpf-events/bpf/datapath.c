@@ -7,7 +7,8 @@
  *   to_container:   attached to the host veth's EGRESS hook, so it sees
  *                   every packet delivered into the endpoint (its ingress).
  *
- * Both parse the packet with bpf_skb_load_bytes (non-linear skbs work),
+ * Both parse the packet from its linear part, or with bpf_skb_load_bytes
+ * where the headers are not in it (non-linear skbs work),
  * resolve identities through IPCACHE, track connections per endpoint and
  * direction in CT, enforce POLICY for new connections and report trace,
  * drop and policy verdict records through the EVENTS ring buffer.
@@ -36,6 +37,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define CT_TIMEOUT_TCP_OPENING (60ULL * NSEC_PER_SEC)
 #define CT_TIMEOUT_NON_TCP (60ULL * NSEC_PER_SEC)
 #define CT_TIMEOUT_CLOSING (10ULL * NSEC_PER_SEC)
+
+/* Headers further into a packet than this are read through the helper. */
+#define PKT_DIRECT_MAX_OFF 255
 
 /* Most IPv6 extension headers skipped before giving up. */
 #define MAX_IPV6_EXT_HEADERS 6
@@ -133,6 +137,22 @@ struct packet_info {
 	__u8 related_daddr[16];
 };
 
+/* Reads `len` (a constant) bytes at `off` straight from the packet when
+ * they are in its linear part, as the headers of most packets are, and
+ * through bpf_skb_load_bytes otherwise (a helper call per read). */
+static __always_inline int pkt_load(struct __sk_buff *skb, __u32 off,
+				    void *dst, __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	if (off <= PKT_DIRECT_MAX_OFF && data + off + len <= end) {
+		__builtin_memcpy(dst, data + off, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, dst, len);
+}
+
 /* parse_packet results besides 0 (parsed) and a positive drop reason. */
 #define PARSE_PASS_UNTOUCHED (-1)
 
@@ -158,14 +178,14 @@ static __always_inline int parse_quoted_l4(struct __sk_buff *skb, __u32 off,
 	if (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
 		struct l4_ports ports;
 
-		if (bpf_skb_load_bytes(skb, off, &ports, sizeof(ports)) < 0)
+		if (pkt_load(skb, off, &ports, sizeof(ports)) < 0)
 			return -1;
 		p->related_sport_be = ports.source;
 		p->related_dport_be = ports.dest;
 	} else if (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) {
 		struct icmp_head icmp;
 
-		if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
+		if (pkt_load(skb, off, &icmp, sizeof(icmp)) < 0)
 			return -1;
 		if (icmp.type == echo_request) {
 			p->related_sport_be = icmp.id;
@@ -189,7 +209,7 @@ static __always_inline void parse_quoted_ipv4(struct __sk_buff *skb, __u32 off,
 {
 	struct iphdr inner;
 
-	if (bpf_skb_load_bytes(skb, off, &inner, sizeof(inner)) < 0)
+	if (pkt_load(skb, off, &inner, sizeof(inner)) < 0)
 		return;
 	if (inner.version != 4 || inner.ihl < 5)
 		return;
@@ -204,7 +224,7 @@ static __always_inline void parse_quoted_ipv6(struct __sk_buff *skb, __u32 off,
 {
 	struct ipv6hdr inner;
 
-	if (bpf_skb_load_bytes(skb, off, &inner, sizeof(inner)) < 0)
+	if (pkt_load(skb, off, &inner, sizeof(inner)) < 0)
 		return;
 	__builtin_memcpy(p->related_saddr, &inner.saddr, 16);
 	__builtin_memcpy(p->related_daddr, &inner.daddr, 16);
@@ -225,7 +245,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 		/* The fixed TCP header must be present in full. */
 		if (off + 20 > skb->len)
 			return DROP_CT_INVALID_HEADER;
-		if (bpf_skb_load_bytes(skb, off, head, sizeof(head)) < 0)
+		if (pkt_load(skb, off, head, sizeof(head)) < 0)
 			return DROP_CT_INVALID_HEADER;
 		__builtin_memcpy(&p->sport_be, &head[0], 2);
 		__builtin_memcpy(&p->dport_be, &head[2], 2);
@@ -236,7 +256,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 
 		if (off + 8 > skb->len)
 			return DROP_CT_INVALID_HEADER;
-		if (bpf_skb_load_bytes(skb, off, &ports, sizeof(ports)) < 0)
+		if (pkt_load(skb, off, &ports, sizeof(ports)) < 0)
 			return DROP_CT_INVALID_HEADER;
 		p->sport_be = ports.source;
 		p->dport_be = ports.dest;
@@ -244,7 +264,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 	} else if (p->protocol == IPPROTO_ICMP && p->family == IPCACHE_FAMILY_IPV4) {
 		struct icmp_head icmp;
 
-		if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
+		if (pkt_load(skb, off, &icmp, sizeof(icmp)) < 0)
 			return DROP_CT_INVALID_HEADER;
 		p->policy_dport = icmp.type;
 		if (icmp.type == ICMP_ECHO) {
@@ -259,7 +279,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 	} else if (p->protocol == IPPROTO_ICMPV6 && p->family == IPCACHE_FAMILY_IPV6) {
 		struct icmp_head icmp;
 
-		if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
+		if (pkt_load(skb, off, &icmp, sizeof(icmp)) < 0)
 			return DROP_CT_INVALID_HEADER;
 		/* Neighbour discovery is link plumbing, like ARP. */
 		if (icmp.type >= ICMPV6_ND_FIRST && icmp.type <= ICMPV6_ND_LAST)
@@ -285,7 +305,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb,
 	struct iphdr ip;
 	__u32 hdr_len;
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+	if (pkt_load(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
 		return DROP_INVALID_PACKET;
 	if (ip.version != 4 || ip.ihl < 5)
 		return DROP_INVALID_PACKET;
@@ -316,7 +336,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb,
 	__u8 nexthdr;
 	int i;
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+	if (pkt_load(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
 		return DROP_INVALID_PACKET;
 	if (ip.version != 6)
 		return DROP_INVALID_PACKET;
@@ -335,7 +355,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb,
 		    nexthdr != NEXTHDR_FRAGMENT && nexthdr != NEXTHDR_AUTH &&
 		    nexthdr != NEXTHDR_DEST)
 			break;
-		if (bpf_skb_load_bytes(skb, off, &ext, sizeof(ext)) < 0)
+		if (pkt_load(skb, off, &ext, sizeof(ext)) < 0)
 			return DROP_INVALID_IPV6_EXTENSION_HEADER;
 		if (nexthdr == NEXTHDR_FRAGMENT) {
 			if (bpf_ntohs(ext.frag_off) & 0xfff8)
@@ -365,7 +385,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb,
 {
 	__be16 proto;
 
-	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
+	if (pkt_load(skb, 12, &proto, sizeof(proto)) < 0)
 		return DROP_INVALID_PACKET;
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(skb, p);
@@ -566,22 +586,30 @@ ct_lookup(const struct ct_key *k, const struct packet_info *p, __u64 now,
 }
 
 /* Classifies the packet as new, established, reply or related for the
- * endpoint on `ifindex` in direction `dir`. */
+ * endpoint on `ifindex` in direction `dir`; `flags` gets the flags of the
+ * entry an established packet or a reply matched (else 0). */
 static __always_inline __u8 ct_classify(const struct packet_info *p,
 					__u8 dir, __u32 ifindex, __u64 now,
-					struct ct_key *k)
+					struct ct_key *k, __u32 *flags)
 {
 	__u8 reverse = dir == DIR_INGRESS ? DIR_EGRESS : DIR_INGRESS;
+	struct ct_entry *e;
 
 	ct_fill_key(k, p->saddr, p->daddr, p->sport_be, p->dport_be,
 		    p->protocol, dir, p->family, ifindex);
-	if (ct_lookup(k, p, now, 0))
+	e = ct_lookup(k, p, now, 0);
+	if (e) {
+		*flags = e->flags;
 		return CT_STATE_ESTABLISHED;
+	}
 
 	ct_fill_key(k, p->daddr, p->saddr, p->dport_be, p->sport_be,
 		    p->protocol, reverse, p->family, ifindex);
-	if (ct_lookup(k, p, now, CT_F_SEEN_REPLY))
+	e = ct_lookup(k, p, now, CT_F_SEEN_REPLY);
+	if (e) {
+		*flags = e->flags;
 		return CT_STATE_REPLY;
+	}
 
 	if (p->has_related) {
 		ct_fill_key(k, p->related_saddr, p->related_daddr,
@@ -595,17 +623,28 @@ static __always_inline __u8 ct_classify(const struct packet_info *p,
 
 static __always_inline void ct_create(const struct packet_info *p, __u8 dir,
 				      __u32 ifindex, __u64 now,
-				      __u32 remote_identity, struct ct_key *k)
+				      __u32 remote_identity, __u32 flags,
+				      struct ct_key *k)
 {
 	struct ct_entry entry = {};
 
 	ct_fill_key(k, p->saddr, p->daddr, p->sport_be, p->dport_be,
 		    p->protocol, dir, p->family, ifindex);
+	entry.flags = flags;
 	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
-		entry.flags = CT_F_CLOSING;
+		entry.flags |= CT_F_CLOSING;
 	entry.expires_ns = now + ct_timeout(p, entry.flags);
 	entry.remote_identity = remote_identity;
 	bpf_map_update_elem(&CT, k, &entry, BPF_ANY);
+}
+
+/* Adds flags to the entry `k` names, when it is there. */
+static __always_inline void ct_add_flags(const struct ct_key *k, __u32 flags)
+{
+	struct ct_entry *e = bpf_map_lookup_elem(&CT, k);
+
+	if (e)
+		e->flags |= flags;
 }
 
 /* ------------------------------------------------------------ policy */
@@ -694,6 +733,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	__u32 zero = 0;
 	__u32 remote_identity = IDENTITY_WORLD;
 	__u32 proxy_identity = 0;
+	__u32 ct_flags = 0;
 	__u16 egress_port = 0;
 	__u8 from_ingress_proxy = 0;
 	__u8 drop_reason = DROP_POLICY_DENIED;
@@ -779,7 +819,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 	now = bpf_ktime_get_ns();
 	meta.ktime_ns = now;
-	state = ct_classify(&p, dir, ifindex, now, &k);
+	state = ct_classify(&p, dir, ifindex, now, &k, &ct_flags);
 	meta.reason = state;
 	if (state == CT_STATE_REPLY)
 		meta.flags |= EVENT_FLAG_IS_REPLY;
@@ -827,21 +867,32 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			}
 			egress_port = verdict.proxy_port;
 		}
-		ct_create(&p, dir, ifindex, now, remote_identity, &k);
-		if (proxy_identity)
-			proxy_flag_ct(&k);
+		/* Replies to connections opened from outside or not
+		 * translated need no reverse translation; those the
+		 * ingress proxy opened go back to it. */
+		ct_create(&p, dir, ifindex, now, remote_identity,
+			  (dir == DIR_INGRESS || !lb.translated ?
+				   CT_F_NO_LB_NAT : 0) |
+				  (proxy_identity ? CT_F_FROM_PROXY : 0),
+			  &k);
 	}
 
 	if (dir == DIR_EGRESS) {
 		if (state == CT_STATE_REPLY) {
-			proxy_steer_reply(skb, &k);
+			proxy_steer_reply(skb, ct_flags);
 		} else if (state == CT_STATE_NEW ||
-			   state == CT_STATE_ESTABLISHED) {
+			   (state == CT_STATE_ESTABLISHED &&
+			    !(ct_flags & CT_F_NO_REDIRECT))) {
 			ret = proxy_from_endpoint(skb, cfg, &p, &meta, ep,
 						  remote, state, egress_port,
 						  now);
 			if (ret != PROXY_PASS)
 				return ret;
+			/* Redirect entries are only made for new
+			 * connections: this one's packets skip the
+			 * lookup from now on. */
+			if (state == CT_STATE_NEW)
+				ct_add_flags(&k, CT_F_NO_REDIRECT);
 		}
 	}
 
@@ -869,7 +920,7 @@ trace:
 out:
 	/* Replies of connections the tc load balancer translated get their
 	 * frontend back, after they were traced with the backend. */
-	if (dir == DIR_INGRESS)
+	if (dir == DIR_INGRESS && !(ct_flags & CT_F_NO_LB_NAT))
 		lb_tc_xlate_rev(skb, &p);
 	return TC_ACT_OK;
 }

@@ -257,6 +257,14 @@ struct ct_key {
 #define CT_F_FROM_PROXY (1 << 2)
 /* Redirect entry serving the client's egress policy (else ingress). */
 #define CT_F_REDIRECT_EGRESS (1 << 3)
+/* Endpoint entry opened at from_container with no redirect entry found or
+ * made for it: its established packets need no redirect lookup (redirect
+ * entries of an endpoint are only made for new connections). */
+#define CT_F_NO_REDIRECT (1 << 4)
+/* Endpoint entry of a connection the tc load balancer did not translate
+ * (or one opened from outside): its packets arriving at to_container need
+ * no reverse translation lookup. */
+#define CT_F_NO_LB_NAT (1 << 5)
 /* Redirect entries keep their proxy port in the upper 16 bits of flags. */
 #define CT_F_PROXY_PORT_SHIFT 16
 

@@ -285,24 +285,13 @@ proxy_from_endpoint(struct __sk_buff *skb, const struct datapath_config *cfg,
 }
 
 /* from_container, for a reply: a reply on a connection the ingress proxy
- * opened goes back to the proxy's socket. `k` is the entry ct_classify
- * matched. */
+ * opened goes back to the proxy's socket. `ct_flags` are those of the entry
+ * ct_classify matched. */
 static __always_inline void proxy_steer_reply(struct __sk_buff *skb,
-					      const struct ct_key *k)
+					      __u32 ct_flags)
 {
-	struct ct_entry *e = bpf_map_lookup_elem(&CT, k);
-
-	if (e && (e->flags & CT_F_FROM_PROXY))
+	if (ct_flags & CT_F_FROM_PROXY)
 		skb->mark = MARK_MAGIC_TO_PROXY;
-}
-
-/* to_container, after ct_create for a connection the proxy opened. */
-static __always_inline void proxy_flag_ct(const struct ct_key *k)
-{
-	struct ct_entry *e = bpf_map_lookup_elem(&CT, k);
-
-	if (e)
-		e->flags |= CT_F_FROM_PROXY;
 }
 
 /* Uplink ingress: connections from other nodes to local endpoints whose

@@ -50,10 +50,11 @@ const FROM_CONTAINER: &str = "from_container";
 const TO_CONTAINER: &str = "to_container";
 const FROM_NETDEV: &str = "from_netdev";
 
-/// Default ring backlog at which the programs wake the reader: about 390
-/// trace records, so a busy node pays one wake-up per few hundred events
-/// while the reader's poll interval bounds the latency of sparse ones.
-pub const DEFAULT_WAKEUP_BYTES: u32 = 64 * 1024;
+/// Default ring backlog at which the programs wake the reader: about 1,500
+/// trace records (a sixteenth of the ring), so a busy node pays one wake-up
+/// (an interrupt) per thousand-odd events while the reader's poll interval
+/// bounds the latency of sparse ones.
+pub const DEFAULT_WAKEUP_BYTES: u32 = 256 * 1024;
 
 // SAFETY: plain `#[repr(C)]` structs of integers and byte arrays with
 // explicit padding fields; every bit pattern is valid.

@@ -455,3 +455,89 @@ fn one_wake_up_when_the_backlog_reaches_the_mark() -> Result<()> {
     drop(topology);
     Ok(())
 }
+
+/// Sends a UDP datagram over IPv6 from `pod` to `to` with a destination options
+/// header of 256 bytes, so its UDP header starts 310 bytes into the frame.
+#[allow(unsafe_code)]
+fn udp6_send_with_long_options(pod: &Pod, to: SocketAddr) -> Result<()> {
+    in_netns(&pod.netns, move || {
+        use std::os::fd::AsRawFd;
+        let socket = UdpSocket::bind("[::]:0")?;
+        // Next header (the kernel fills it in), length in 8-byte units after the
+        // first 8, then one PadN option filling the remaining 254 bytes.
+        let mut options = [0u8; 256];
+        options[1] = 31;
+        options[2] = 1;
+        options[3] = 252;
+        // SAFETY: setsockopt reads `options.len()` bytes from a live buffer.
+        let rc = unsafe {
+            nix::libc::setsockopt(
+                socket.as_raw_fd(),
+                nix::libc::IPPROTO_IPV6,
+                nix::libc::IPV6_DSTOPTS,
+                options.as_ptr().cast(),
+                options.len() as nix::libc::socklen_t,
+            )
+        };
+        ensure!(rc == 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());
+        socket.send_to(b"hello", to)?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("udp thread panicked"))?
+}
+
+/// Headers past the part the programs read straight from the packet (255 bytes)
+/// are read through the helper: policy still sees the ports of a datagram whose
+/// UDP header sits behind a 256-byte IPv6 destination options header.
+#[test]
+fn ports_behind_long_extension_headers() -> Result<()> {
+    if !tests::skip::require_root(
+        "ports_behind_long_extension_headers",
+        "network namespaces, eBPF",
+    ) {
+        return Ok(());
+    }
+    let topology = Topology::create("x", 2)?;
+    let (mut datapath, [client_if, _]) = setup(&topology, true)?;
+    let client = topology.pods[0].clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _guard = runtime.enter();
+    let mut events = Collector::new(datapath.take_event_reader()?);
+    datapath.sync_policy(&[(
+        PolicyKey::new(
+            ID_CLIENT,
+            identity::HOST,
+            7777,
+            IPPROTO_UDP,
+            Direction::Egress,
+        ),
+        PolicyValue::allow(7),
+    )])?;
+
+    for (port, action, match_type) in [
+        (7777, policy_action::ALLOWED, policy_match::L3_L4),
+        (7778, policy_action::DENIED, policy_match::NONE),
+    ] {
+        udp6_send_with_long_options(&client, SocketAddr::new(client.host_ipv6.into(), port))?;
+        let verdict = events
+            .wait_for("verdict of the datagram with long options", |e| {
+                e.msg_type == message_type::POLICY_VERDICT
+                    && e.header.ifindex == client_if
+                    && e.verdict.is_some_and(|v| v.protocol == IPPROTO_UDP)
+                    && e.verdict.is_some_and(|v| v.dport == port)
+            })?
+            .verdict
+            .context("verdict fields")?;
+        assert_eq!(
+            (verdict.action, verdict.match_type, verdict.remote_identity),
+            (action, match_type, identity::HOST),
+            "datagram to port {port}"
+        );
+    }
+    drop(datapath);
+    drop(topology);
+    Ok(())
+}
