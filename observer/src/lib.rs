@@ -15,6 +15,7 @@
 //! - `sample` and `fuzzing` (feature `test-support`, for tests, benchmarks and the fuzz
 //!   targets only): demo-like flows, and the fuzz targets' entry points.
 
+mod arc_cell;
 pub mod compact;
 pub mod error;
 pub mod event_rings;

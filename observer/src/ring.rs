@@ -77,6 +77,29 @@ pub trait SlotData: Default + Send + Sync + 'static {
     fn load(&self, pos: u64) -> Self::Raw;
 }
 
+/// Slots a read asks the CPU to fetch ahead of the one it reads. A scan reads the
+/// first line of each slot only; with 128-byte slots that is every other line, a
+/// pattern the hardware's own prefetching leaves at half the speed of a dense one
+/// (`cargo bench -p observer --bench ring`, 1 M slots: with a pod filter 78-79 M
+/// slots/s without this, 96-98 with it, 91-98 with the 136-byte slots of before;
+/// without a filter 83-85, 115-122 and 130-162).
+const PREFETCH_AHEAD: u64 = 16;
+
+/// Asks the CPU to bring `slot`'s first line into its caches (a hint: nothing is read).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch<T>(slot: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault; SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (slot as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slot;
+}
+
 /// The stamp first: a reader that copies only the first words of `data` touches one
 /// cache line for most slots.
 #[repr(C)]
@@ -177,6 +200,7 @@ impl<D: SlotData> Ring<D> {
             return Read::Overwritten { oldest };
         }
         let slot = &self.slots[(pos & self.mask) as usize];
+        prefetch(&self.slots[((pos + PREFETCH_AHEAD) & self.mask) as usize]);
         let expected = 2 * pos + 2;
         let before = slot.stamp.load(Ordering::Acquire);
         if before != expected {
@@ -200,6 +224,7 @@ impl<D: SlotData> Ring<D> {
     /// torn or someone else's. For parts of an entry read after the entry itself.
     pub fn load_checked<R>(&self, pos: u64, f: impl FnOnce(&D) -> R) -> Option<R> {
         let slot = &self.slots[(pos & self.mask) as usize];
+        prefetch(&self.slots[((pos + PREFETCH_AHEAD) & self.mask) as usize]);
         let expected = 2 * pos + 2;
         if slot.stamp.load(Ordering::Acquire) != expected {
             return None;

@@ -2,27 +2,28 @@
 //! to. [`FlowStoreWriter`] is the single writer; [`FlowStore`] is the shared read side.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use proto::flow::{Endpoint, Flow, LostEvent};
 
+use crate::arc_cell::ArcCell;
 use crate::compact::{self, Encoded, Encoder, Extra, Head, Rest, StoredFlow, Tables, HEAD, WORDS};
 use crate::ring::{CapacityError, Ring, RingReader, RingWriter, SlotData};
 
-/// A ring slot: the record as atomics and the optional extra behind a lock that is held
-/// only to swap or clone an `Arc`. The words first, right after the ring's stamp (a
-/// reader copies the stamp and the record's head).
+/// A ring slot: the record as atomics and the optional extra in one word
+/// ([`ArcCell`]): 128 bytes with the ring's stamp. The words first, right after the
+/// stamp (a reader copies the stamp and the record's head).
 #[repr(C)]
 pub struct FlowSlot {
     words: [AtomicU64; WORDS],
-    extra: Mutex<Option<Arc<Extra>>>,
+    extra: ArcCell<Extra>,
 }
 
 impl Default for FlowSlot {
     fn default() -> Self {
         Self {
             words: std::array::from_fn(|_| AtomicU64::new(0)),
-            extra: Mutex::new(None),
+            extra: ArcCell::default(),
         }
     }
 }
@@ -48,11 +49,7 @@ impl SlotData for FlowSlot {
             word.store(v, Ordering::Relaxed);
         }
         if had_extra || value.extra.is_some() {
-            let old = {
-                let mut guard = self.extra.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::replace(&mut *guard, value.extra)
-            };
-            drop(old);
+            drop(self.extra.replace(value.extra));
         }
     }
 
@@ -74,7 +71,7 @@ impl FlowSlot {
 
     /// The slot's extra (validate with [`Ring::load_checked`]).
     pub(crate) fn extra(&self) -> Option<Arc<Extra>> {
-        self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.extra.get()
     }
 }
 

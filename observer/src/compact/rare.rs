@@ -4,7 +4,7 @@
 //!
 //! A `Flow` is 1,400 bytes however empty; flows of real captures often have some rare
 //! part (an L7 record, DNS names), so this type, not a `Flow`, is what the ring keeps
-//! for them: 56 bytes, with what is there behind a pointer or two. The L7 record is
+//! for them: 32 bytes, with what is there behind a pointer or two. The L7 record is
 //! kept as its protobuf encoding: a fifth to a half of its decoded size (strings,
 //! header lists and the message's own 170 bytes).
 
@@ -15,15 +15,14 @@ use super::{
     bits, Record, F_ETHERNET, F_IP, F_TRACE, L4_EXTRA, UUID_EXTRA, UUID_SHIFT, W_FLAGS, W_L4,
 };
 
-/// What of a flow the record did not pack, as its `Flow` fields have it: the parts
-/// real captures have often (an L7 record, a trace context the record could not
-/// pack) at hand, names and the seldom-present rest behind one pointer each. 56 bytes
-/// when empty.
+/// What of a flow the record did not pack, as its `Flow` fields have it: the part
+/// real captures have often (an L7 record) at hand, names and the seldom-present rest
+/// behind one pointer each. 32 bytes, so an extra in its `Arc` is 56 (a trace context
+/// the record could not pack, mostly IPv6 flows', is with the rest).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rare {
     /// The L7 record's protobuf encoding (a `Layer7` message's fields).
     pub l7: Option<Box<[u8]>>,
-    pub trace_context: Option<flow::TraceContext>,
     pub names: Option<Box<Names>>,
     pub other: Option<Box<Other>>,
 }
@@ -40,10 +39,11 @@ pub struct Names {
     pub destination_names: Vec<String>,
 }
 
-/// The seldom-present rare parts, and any UUID, IP, Ethernet or L4 part the record
-/// could not pack.
+/// The seldom-present rare parts, and any trace context, UUID, IP, Ethernet or L4 part
+/// the record could not pack.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Other {
+    pub trace_context: Option<flow::TraceContext>,
     pub uuid: String,
     pub ip: Option<flow::Ip>,
     pub ethernet: Option<flow::Ethernet>,
@@ -88,6 +88,11 @@ impl Rare {
             destination_names: std::mem::take(&mut flow.destination_names),
         };
         let other = Other {
+            trace_context: if unpacked.trace {
+                flow.trace_context.take()
+            } else {
+                None
+            },
             uuid: if unpacked.uuid {
                 std::mem::take(&mut flow.uuid)
             } else {
@@ -110,11 +115,6 @@ impl Rare {
         };
         Rare {
             l7: flow.l7.take().as_ref().map(encode_l7),
-            trace_context: if unpacked.trace {
-                flow.trace_context.take()
-            } else {
-                None
-            },
             names: (names != Names::default()).then(|| Box::new(names)),
             other: (other != Other::default()).then(|| Box::new(other)),
         }
@@ -237,7 +237,7 @@ impl<'a> RareView<'a> {
     }
     pub(super) fn trace_id(self) -> &'a str {
         parts::trace_id(match self {
-            RareView::Parts(r) => r.trace_context.as_ref(),
+            RareView::Parts(r) => r.other.as_deref().and_then(|o| o.trace_context.as_ref()),
             RareView::Whole(f) => f.trace_context.as_ref(),
             RareView::None => None,
         })

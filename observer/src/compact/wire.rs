@@ -154,12 +154,17 @@ pub(super) fn rare_fields(rare: &Rare, out: &mut Vec<u8>) {
     if let Some(l7) = rare.l7.as_deref() {
         bytes_always(L7, l7, out);
     }
-    optional(TRACE_CONTEXT, rare.trace_context.as_ref(), out);
+    let other = rare.other.as_deref();
+    optional(
+        TRACE_CONTEXT,
+        other.and_then(|o| o.trace_context.as_ref()),
+        out,
+    );
     if let Some(names) = rare.names.as_deref() {
         string::encode_repeated(SOURCE_NAMES, &names.source_names, out);
         string::encode_repeated(DESTINATION_NAMES, &names.destination_names, out);
     }
-    let Some(other) = rare.other.as_deref() else {
+    let Some(other) = other else {
         return;
     };
     bytes(UUID, other.uuid.as_bytes(), out);

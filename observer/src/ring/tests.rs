@@ -152,3 +152,14 @@ proptest! {
         }
     }
 }
+
+/// A flow's slot is its stamp, its record and its extra's one word: 128 bytes, two
+/// to a 256-byte stretch of the ring's memory.
+#[test]
+fn a_flow_slot_is_128_bytes() {
+    assert_eq!(
+        std::mem::size_of::<Slot<crate::store::FlowSlot>>(),
+        8 + 8 * crate::compact::WORDS + 8
+    );
+    assert_eq!(std::mem::size_of::<Slot<crate::store::FlowSlot>>(), 128);
+}
