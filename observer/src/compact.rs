@@ -19,6 +19,7 @@
 
 #![allow(deprecated)]
 
+mod l7;
 mod rare;
 pub mod table;
 pub mod text;
@@ -176,6 +177,8 @@ pub struct Tables {
     pub endpoint_wire: Table<Box<[u8]>>,
     /// Each interned context's protobuf encoding (its fields as `Flow` fields).
     pub context_wire: Table<Box<[u8]>>,
+    /// Strings that repeat across L7 records (see `l7`).
+    pub l7_strings: Table<Box<str>>,
 }
 
 impl Default for Tables {
@@ -187,6 +190,7 @@ impl Default for Tables {
             contexts: Table::default(),
             endpoint_wire: Table::default(),
             context_wire: Table::default(),
+            l7_strings: Table::default(),
         }
     }
 }
@@ -299,6 +303,7 @@ pub struct Encoder {
     tables: Arc<Tables>,
     endpoints: Interner,
     contexts: Interner,
+    l7_strings: l7::L7Strings,
     scratch: Vec<u8>,
     full_fallbacks: u64,
     /// Recently used endpoints by `(ID, identity)`, checked for equality before use:
@@ -318,6 +323,7 @@ impl Encoder {
             tables,
             endpoints: Interner::default(),
             contexts: Interner::default(),
+            l7_strings: l7::L7Strings::default(),
             scratch: Vec::with_capacity(512),
             full_fallbacks: 0,
             endpoint_cache: HashMap::default(),
@@ -363,7 +369,9 @@ impl Encoder {
         };
         let extra = has_rare(&flow, &record).then(|| {
             record[W_FLAGS] |= F_EXTRA;
-            Arc::new(Extra::Rare(Rare::take(&mut flow, &record)))
+            let mut rare = Rare::take(&mut flow, &record);
+            self.pack_l7(&mut rare);
+            Arc::new(Extra::Rare(rare))
         });
         Encoded { record, extra }
     }
@@ -379,12 +387,27 @@ impl Encoder {
         };
         let extra = has_rare(flow, &record).then(|| {
             record[W_FLAGS] |= F_EXTRA;
-            Rare::copy(flow, &record)
+            let mut rare = Rare::copy(flow, &record);
+            self.pack_l7(&mut rare);
+            rare
         });
         Encoded {
             record,
             extra: extra.map(|rare| Arc::new(Extra::Rare(rare))),
         }
+    }
+
+    /// Replaces the strings of the rare parts' L7 record that repeat across flows by
+    /// their numbers in the tables (see `l7`).
+    fn pack_l7(&mut self, rare: &mut Rare) {
+        if let Some(encoded) = rare.l7.take() {
+            rare.l7 = Some(self.l7_strings.pack(&self.tables.l7_strings, &encoded));
+        }
+    }
+
+    /// Bytes the interned L7 strings take (bounded by `l7::L7_STRINGS_MAX_BYTES`).
+    pub fn l7_string_bytes(&self) -> usize {
+        self.l7_strings.bytes()
     }
 
     /// Packs the record and interns shared values; `None` if the flow must be stored
@@ -628,7 +651,7 @@ pub fn to_flow(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flo
             _ => None,
         };
     }
-    let mut flow = own_parts(r, extra)?;
+    let mut flow = own_parts(tables, r, extra)?;
     let ep = r[W_EP];
     flow.source = tables.endpoints.get(ep as u32).cloned();
     flow.destination = tables.endpoints.get((ep >> 32) as u32).cloned();
@@ -671,7 +694,7 @@ pub type SharedEndpoint<'t> = Option<&'t [u8]>;
 /// record and its extra hold, read back from what [`wire`] writes of them for GetFlows
 /// (one reading of the record's bits for both). `None` for a record that is not a
 /// compact flow.
-fn own_parts(r: &Record, extra: Option<&Extra>) -> Option<Flow> {
+fn own_parts(tables: &Tables, r: &Record, extra: Option<&Extra>) -> Option<Flow> {
     let rare = match (kind(r), extra) {
         (KIND_COMPACT, Some(Extra::Rare(rare))) => Some(rare),
         (KIND_COMPACT, None) => None,
@@ -680,7 +703,7 @@ fn own_parts(r: &Record, extra: Option<&Extra>) -> Option<Flow> {
     let mut bytes = Vec::new();
     wire::record_fields(r, &mut bytes);
     if let Some(rare) = rare {
-        wire::rare_fields(rare, &mut bytes);
+        wire::rare_fields(tables, rare, &mut bytes);
     }
     // Bytes written by this crate's writer decode (tested on every sample flow
     // against the flow it stored).

@@ -21,13 +21,15 @@ use super::{
 /// the record could not pack, mostly IPv6 flows', is with the rest).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rare {
-    /// The L7 record's protobuf encoding (a `Layer7` message's fields).
+    /// The L7 record's protobuf encoding (a `Layer7` message's fields), its strings
+    /// that repeat across flows replaced by their numbers (see `l7`).
     pub l7: Option<Box<[u8]>>,
     pub names: Option<Box<Names>>,
     pub other: Option<Box<Other>>,
 }
 
-/// The protobuf encoding of an L7 record, as [`Rare`] keeps it.
+/// The protobuf encoding of an L7 record (the encoder then replaces its repeating
+/// strings by their numbers, see `l7`).
 fn encode_l7(l7: &flow::Layer7) -> Box<[u8]> {
     prost::Message::encode_to_vec(l7).into_boxed_slice()
 }
@@ -157,12 +159,12 @@ impl Rare {
         rare
     }
 
-    /// The L7 record, decoded.
-    pub fn l7(&self) -> Option<flow::Layer7> {
-        // The bytes are this type's own encoding of a `Layer7`: they decode.
+    /// The L7 record, decoded (its interned strings from `tables`).
+    pub fn l7(&self, tables: &super::Tables) -> Option<flow::Layer7> {
+        // The bytes are this crate's stored form of a `Layer7`: they decode.
         self.l7
             .as_deref()
-            .and_then(|bytes| prost::Message::decode(bytes).ok())
+            .and_then(|bytes| super::l7::decode(tables, bytes))
     }
 }
 

@@ -56,7 +56,7 @@ impl<T> Table<T> {
         self.chunks[chunk].get()?.get(offset)?.get()
     }
 
-    fn set(&self, index: usize, value: T) {
+    pub(super) fn set(&self, index: usize, value: T) {
         let (chunk, offset) = locate(index);
         let entries = self.chunks[chunk]
             .get_or_init(|| (0..FIRST_CHUNK << chunk).map(|_| OnceLock::new()).collect());

@@ -226,7 +226,7 @@ impl<'a> StoredFlow<'a> {
             own.clear();
             wire::record_fields(&record, own);
             if let Some(rare) = rare {
-                wire::rare_fields(rare, own);
+                wire::rare_fields(self.tables, rare, own);
             }
             let mut fields = [EncodedField::Fields(own); 4];
             let mut n = 1;
@@ -290,7 +290,10 @@ impl<'a> StoredFlow<'a> {
     /// The L7 record: a compact flow's decoded once, a whole flow's as it is.
     fn l7(&self) -> Option<&flow::Layer7> {
         match self.rare() {
-            RareView::Parts(rare) => self.l7.get_or_init(|| rare.l7().map(Box::new)).as_deref(),
+            RareView::Parts(rare) => self
+                .l7
+                .get_or_init(|| rare.l7(self.tables).map(Box::new))
+                .as_deref(),
             RareView::Whole(f) => f.l7.as_ref(),
             RareView::None => None,
         }

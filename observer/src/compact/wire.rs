@@ -11,9 +11,9 @@
 use prost::encoding::{encode_varint, message, string, WireType};
 
 use super::{
-    bits, packed_trace, text, Rare, Record, F_ETHERNET, F_EVENT_TYPE, F_IP, F_TIME, L4_EMPTY,
-    L4_ICMPV4, L4_ICMPV6, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX, W_DST_IP,
-    W_ENUMS, W_FLAGS, W_L4, W_MAC_DST, W_MAC_SRC, W_SECS, W_SRC_IP, W_UUID,
+    bits, l7, packed_trace, text, Rare, Record, Tables, F_ETHERNET, F_EVENT_TYPE, F_IP, F_TIME,
+    L4_EMPTY, L4_ICMPV4, L4_ICMPV6, L4_SCTP, L4_TCP, L4_UDP, UUID_PACKED, UUID_SHIFT, W_CTX,
+    W_DST_IP, W_ENUMS, W_FLAGS, W_L4, W_MAC_DST, W_MAC_SRC, W_SECS, W_SRC_IP, W_UUID,
 };
 
 // `Flow` field numbers (flow.proto).
@@ -149,10 +149,19 @@ fn layer4(w: u64, out: &mut Vec<u8>) {
     });
 }
 
-/// Writes the rare parts' `Flow` fields (the L7 record as it is kept encoded).
-pub(super) fn rare_fields(rare: &Rare, out: &mut Vec<u8>) {
+/// Writes the rare parts' `Flow` fields (the L7 record with its interned strings in
+/// place; a record that does not expand, which this crate's writer never stores, is
+/// left out).
+pub(super) fn rare_fields(tables: &Tables, rare: &Rare, out: &mut Vec<u8>) {
     if let Some(l7) = rare.l7.as_deref() {
-        bytes_always(L7, l7, out);
+        key(L7, WireType::LengthDelimited, out);
+        out.push(0);
+        let at = out.len();
+        if l7::expand(&tables.l7_strings, l7, out).is_ok() {
+            l7::set_len(out, at);
+        } else {
+            out.truncate(at - 1 - key_len(L7));
+        }
     }
     let other = rare.other.as_deref();
     optional(
@@ -195,6 +204,11 @@ fn varint(tag: u32, value: u64, out: &mut Vec<u8>) {
         key(tag, WireType::Varint, out);
         put_varint(value, out);
     }
+}
+
+/// Bytes of a length-delimited field's key.
+fn key_len(tag: u32) -> usize {
+    prost::encoding::key_len(tag)
 }
 
 /// A field's key (what `prost::encoding::encode_key` writes), one byte for the
