@@ -51,7 +51,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    agent::memory::configure_allocator();
+    if let Err(e) = agent::memory::configure_allocator() {
+        eprintln!("hubble-agent: transparent huge pages stay on (prctl PR_SET_THP_DISABLE: {e})");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Admin(cmd)) => run_admin_command(cmd, &cli.daemon.admin_socket).await,

@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn memory_freed_by_a_finished_burst_goes_back_within_the_purge_delay() {
     const BLOCKS: usize = 256;
     const BLOCK: usize = 256 * 1024;
-    agent::memory::configure_allocator();
+    agent::memory::configure_allocator().expect("configures the allocator");
     assert_eq!(
         agent::memory::purge_delay_ms(),
         agent::memory::PURGE_DELAY_MS
