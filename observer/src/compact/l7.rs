@@ -18,6 +18,7 @@ use prost::encoding::{decode_key, decode_varint, WireType};
 use proto::flow;
 
 use super::table::{Ref, Table, TABLE_CAPACITY};
+use super::wire::{key, put_varint, set_len};
 use super::Tables;
 
 /// Bytes the interned L7 strings may take, counted as the table's copy, the writer's
@@ -104,7 +105,7 @@ where
                 let (value, rest) = input.split_at(len);
                 input = rest;
                 if let Some(inner) = child(msg, field) {
-                    put_key(field, WireType::LengthDelimited, out);
+                    key(field, WireType::LengthDelimited, out);
                     // One byte for the length, as most nested messages need.
                     out.push(0);
                     let at = out.len();
@@ -113,7 +114,7 @@ where
                 } else if is_string(msg, field) {
                     string(field, Found::Text(value), out)?;
                 } else {
-                    put_key(field, WireType::LengthDelimited, out);
+                    key(field, WireType::LengthDelimited, out);
                     put_varint(len as u64, out);
                     out.extend_from_slice(value);
                 }
@@ -123,7 +124,7 @@ where
                 if is_string(msg, field) {
                     string(field, Found::Number(value), out)?;
                 } else {
-                    put_key(field, WireType::Varint, out);
+                    key(field, WireType::Varint, out);
                     put_varint(value, out);
                 }
             }
@@ -136,7 +137,7 @@ where
                 if input.len() < len {
                     return Err(Malformed("fixed-size field past the end"));
                 }
-                put_key(field, wire_type, out);
+                key(field, wire_type, out);
                 out.extend_from_slice(&input[..len]);
                 input.advance(len);
             }
@@ -158,49 +159,8 @@ fn varint(input: &mut &[u8]) -> Option<u64> {
     }
 }
 
-/// A field's key.
-#[inline(always)]
-fn put_key(field: u32, wire_type: WireType, out: &mut Vec<u8>) {
-    put_varint(u64::from(field << 3 | wire_type as u32), out);
-}
-
-/// A varint.
-#[inline(always)]
-fn put_varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// Writes the length of what was written to `out` after `at` into the one byte
-/// before it, making room when it takes more.
-#[inline]
-pub(super) fn set_len(out: &mut Vec<u8>, at: usize) {
-    let len = out.len() - at;
-    if len < 0x80 {
-        out[at - 1] = len as u8;
-        return;
-    }
-    let mut head = [0u8; 10];
-    let mut n = 0;
-    let mut rest = len as u64;
-    while rest >= 0x80 {
-        head[n] = rest as u8 | 0x80;
-        rest >>= 7;
-        n += 1;
-    }
-    head[n] = rest as u8;
-    n += 1;
-    let end = out.len();
-    out.resize(end + n - 1, 0);
-    out.copy_within(at..end, at + n - 1);
-    out[at - 1..at - 1 + n].copy_from_slice(&head[..n]);
-}
-
 fn write_text(field: u32, text: &[u8], out: &mut Vec<u8>) {
-    put_key(field, WireType::LengthDelimited, out);
+    key(field, WireType::LengthDelimited, out);
     put_varint(text.len() as u64, out);
     out.extend_from_slice(text);
 }
@@ -263,7 +223,7 @@ impl L7Strings {
             };
             match self.number(strings, text) {
                 Some(r) => {
-                    put_key(field, WireType::Varint, out);
+                    key(field, WireType::Varint, out);
                     put_varint(u64::from(r), out);
                 }
                 None => write_text(field, text, out),

@@ -8,7 +8,7 @@
 //! default is left out, a present message is written even when empty), so they decode
 //! as the stored flow; the tests compare them with it on every sample flow.
 
-use prost::encoding::{encode_varint, message, string, WireType};
+use prost::encoding::{message, string, WireType};
 
 use super::{
     bits, l7, packed_trace, text, Rare, Record, Tables, F_ETHERNET, F_EVENT_TYPE, F_IP, F_TIME,
@@ -158,7 +158,7 @@ pub(super) fn rare_fields(tables: &Tables, rare: &Rare, out: &mut Vec<u8>) {
         out.push(0);
         let at = out.len();
         if l7::expand(&tables.l7_strings, l7, out).is_ok() {
-            l7::set_len(out, at);
+            set_len(out, at);
         } else {
             out.truncate(at - 1 - key_len(L7));
         }
@@ -214,14 +214,14 @@ fn key_len(tag: u32) -> usize {
 /// A field's key (what `prost::encoding::encode_key` writes), one byte for the
 /// fields numbered below 16 without a call.
 #[inline(always)]
-fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+pub(super) fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
     put_varint(u64::from(tag << 3 | wire_type as u32), out);
 }
 
 /// A varint (what `prost::encoding::encode_varint` writes), without a call: a
 /// record's values are short (one byte for nearly all, five for the seconds).
 #[inline(always)]
-fn put_varint(mut value: u64, out: &mut Vec<u8>) {
+pub(super) fn put_varint(mut value: u64, out: &mut Vec<u8>) {
     while value >= 0x80 {
         out.push(value as u8 | 0x80);
         value >>= 7;
@@ -250,17 +250,35 @@ fn bytes_always(tag: u32, value: &[u8], out: &mut Vec<u8>) {
 #[inline(always)]
 fn short_message(tag: u32, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     key(tag, WireType::LengthDelimited, out);
-    let at = out.len();
     out.push(0);
+    let at = out.len();
     body(out);
-    let len = out.len() - at - 1;
+    set_len(out, at);
+}
+
+/// Writes the length of what was written to `out` after `at` into the one byte
+/// before it, making room when it takes more.
+#[inline]
+pub(super) fn set_len(out: &mut Vec<u8>, at: usize) {
+    let len = out.len() - at;
     if len < 0x80 {
-        out[at] = len as u8;
-    } else {
-        let mut head = Vec::with_capacity(2);
-        encode_varint(len as u64, &mut head);
-        out.splice(at..=at, head);
+        out[at - 1] = len as u8;
+        return;
     }
+    let mut head = [0u8; 10];
+    let mut n = 0;
+    let mut rest = len as u64;
+    while rest >= 0x80 {
+        head[n] = rest as u8 | 0x80;
+        rest >>= 7;
+        n += 1;
+    }
+    head[n] = rest as u8;
+    n += 1;
+    let end = out.len();
+    out.resize(end + n - 1, 0);
+    out.copy_within(at..end, at + n - 1);
+    out[at - 1..at - 1 + n].copy_from_slice(&head[..n]);
 }
 
 /// The key and length of an embedded message of `len` bytes.
