@@ -107,8 +107,19 @@ fn tcp_client(pod: &Pod, addr: SocketAddr) -> Result<()> {
 }
 
 fn udp_send(pod: &Pod, to: SocketAddr) -> Result<()> {
+    udp_send_with(pod, to, |_| Ok(()))
+}
+
+/// Sends one datagram from `pod` to `to` from a socket `configure` set up first.
+fn udp_send_with(
+    pod: &Pod,
+    to: SocketAddr,
+    configure: impl FnOnce(&UdpSocket) -> Result<()> + Send + 'static,
+) -> Result<()> {
     in_netns(&pod.netns, move || {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        let any = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let socket = UdpSocket::bind(any)?;
+        configure(&socket)?;
         socket.send_to(b"hello", to)?;
         Ok(())
     })
@@ -460,9 +471,8 @@ fn one_wake_up_when_the_backlog_reaches_the_mark() -> Result<()> {
 /// header of 256 bytes, so its UDP header starts 310 bytes into the frame.
 #[allow(unsafe_code)]
 fn udp6_send_with_long_options(pod: &Pod, to: SocketAddr) -> Result<()> {
-    in_netns(&pod.netns, move || {
+    udp_send_with(pod, to, |socket| {
         use std::os::fd::AsRawFd;
-        let socket = UdpSocket::bind("[::]:0")?;
         // Next header (the kernel fills it in), length in 8-byte units after the
         // first 8, then one PadN option filling the remaining 254 bytes.
         let mut options = [0u8; 256];
@@ -480,11 +490,8 @@ fn udp6_send_with_long_options(pod: &Pod, to: SocketAddr) -> Result<()> {
             )
         };
         ensure!(rc == 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());
-        socket.send_to(b"hello", to)?;
         Ok(())
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("udp thread panicked"))?
 }
 
 /// Headers past the part the programs read straight from the packet (255 bytes)
