@@ -405,11 +405,6 @@ impl Encoder {
         }
     }
 
-    /// Bytes the interned L7 strings take (bounded by `l7::L7_STRINGS_MAX_BYTES`).
-    pub fn l7_string_bytes(&self) -> usize {
-        self.l7_strings.bytes()
-    }
-
     /// Packs the record and interns shared values; `None` if the flow must be stored
     /// whole.
     fn pack(&mut self, flow: &Flow, on_new_endpoint: &mut dyn FnMut(&Endpoint)) -> Option<Record> {

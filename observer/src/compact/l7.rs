@@ -198,6 +198,7 @@ pub struct L7Strings {
     by_text: HashMap<Box<[u8]>, Ref, foldhash::fast::RandomState>,
     recent: Box<[u64]>,
     hasher: foldhash::fast::RandomState,
+    /// Bytes the interned strings take, as counted against [`L7_STRINGS_MAX_BYTES`].
     bytes: usize,
 }
 
@@ -263,11 +264,6 @@ impl L7Strings {
         self.by_text.insert(text.into(), r);
         self.bytes += cost;
         Some(r)
-    }
-
-    /// Bytes the interned strings take, as counted against [`L7_STRINGS_MAX_BYTES`].
-    pub fn bytes(&self) -> usize {
-        self.bytes
     }
 }
 
@@ -345,7 +341,7 @@ mod tests {
         let long = |n: usize| format!("{n:0>2000}");
         let mut n = 0;
         // Each string twice: interned until the budget is spent, inline after.
-        while writer.bytes() + 2 * 2000 + ENTRY_OVERHEAD <= L7_STRINGS_MAX_BYTES {
+        while writer.bytes + 2 * 2000 + ENTRY_OVERHEAD <= L7_STRINGS_MAX_BYTES {
             for _ in 0..2 {
                 writer.number(&tables.l7_strings, long(n).as_bytes());
             }
@@ -357,7 +353,7 @@ mod tests {
             assert_eq!(writer.number(&tables.l7_strings, long(n).as_bytes()), None);
         }
         assert_eq!(writer.by_text.len(), interned);
-        assert!(writer.bytes() <= L7_STRINGS_MAX_BYTES);
+        assert!(writer.bytes <= L7_STRINGS_MAX_BYTES);
         // What is interned is still found.
         assert!(writer
             .number(&tables.l7_strings, long(0).as_bytes())
