@@ -17,8 +17,8 @@ pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
 /// mimalloc asks for huge pages for its arenas; the kernel then backs each 2 MiB of
 /// them that is touched at all with a whole huge page, and memory freed inside one
 /// cannot be handed back in part. An agent's many small allocations (per-thread heaps,
-/// tables, buffers) left 27 MiB more resident that way: 48 MiB idle with a 4,095-flow
-/// ring against 21 MiB without huge pages, 232-246 against 208-212 MiB holding
+/// tables, buffers) left 21-26 MiB more resident that way: 43-47 MiB idle with a 4,095-flow
+/// ring against 21-22 MiB without huge pages, 232-246 against 208-213 MiB holding
 /// 1,048,575 corpus flows. What huge pages bought: a ring scan with a pod filter at
 /// 95-97 M slots/s instead of 77-86 (fewer TLB misses over 128 MiB of slots). An error
 /// says why huge pages stay on (a kernel without the switch).
