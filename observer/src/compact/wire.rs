@@ -154,13 +154,14 @@ fn layer4(w: u64, out: &mut Vec<u8>) {
 /// left out).
 pub(super) fn rare_fields(tables: &Tables, rare: &Rare, out: &mut Vec<u8>) {
     if let Some(l7) = rare.l7.as_deref() {
+        let start = out.len();
         key(L7, WireType::LengthDelimited, out);
         out.push(0);
         let at = out.len();
         if l7::expand(&tables.l7_strings, l7, out).is_ok() {
             set_len(out, at);
         } else {
-            out.truncate(at - 1 - key_len(L7));
+            out.truncate(start);
         }
     }
     let other = rare.other.as_deref();
@@ -204,11 +205,6 @@ fn varint(tag: u32, value: u64, out: &mut Vec<u8>) {
         key(tag, WireType::Varint, out);
         put_varint(value, out);
     }
-}
-
-/// Bytes of a length-delimited field's key.
-fn key_len(tag: u32) -> usize {
-    prost::encoding::key_len(tag)
 }
 
 /// A field's key (what `prost::encoding::encode_key` writes), one byte for the
