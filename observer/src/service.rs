@@ -21,12 +21,14 @@ use crate::error::ObserverError;
 use crate::observer::LocalObserver;
 
 pub mod agent_debug_events;
+pub mod batches;
 pub mod flows;
 pub mod limit;
 pub mod scan;
 pub mod start;
 pub mod window;
 
+use batches::Batched;
 use limit::{Limited, StreamLimit};
 use window::Window;
 
@@ -55,7 +57,10 @@ impl ObserverService {
     }
 
     /// Opens a GetFlows stream of encoded responses.
-    async fn flows(&self, req: GetFlowsRequest) -> Result<Stream<EncodedResponse>, Status> {
+    async fn flows(
+        &self,
+        req: GetFlowsRequest,
+    ) -> Result<Limited<Batched<EncodedResponse>>, Status> {
         let slot = self.streams.acquire()?;
         // Compiling a request at the budget's limits takes real CPU: do it on the scan
         // pool so status and other streams keep answering.
@@ -63,7 +68,7 @@ impl ObserverService {
             .await
             .map_err(|e| ObserverError::CompileTask(e.to_string()))??;
         let rx = flows::stream(Arc::clone(&self.observer), query);
-        Ok(Limited::new(ReceiverStream::new(rx), slot))
+        Ok(Limited::new(Batched::new(rx), slot))
     }
 }
 
@@ -73,7 +78,7 @@ pub struct GetFlowsCall(ObserverService);
 
 impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlowsCall {
     type Response = EncodedResponse;
-    type ResponseStream = Stream<EncodedResponse>;
+    type ResponseStream = Limited<Batched<EncodedResponse>>;
     type Future = tonic::codegen::BoxFuture<Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<GetFlowsRequest>) -> Self::Future {

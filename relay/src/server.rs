@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use observer::listener::{incoming, server_builder};
+use observer::service::batches::Batched;
 use observer::service::limit::{Limited, StreamLimit};
 use proto::observer::observer_server::{Observer, ObserverServer};
 use proto::observer::{
@@ -17,7 +18,6 @@ use proto::observer::{
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxFuture;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
@@ -71,8 +71,8 @@ impl Observer for RelayObserver {
         );
         // Served by `ObserverService`, which forwards node responses without decoding
         // them; this decoding path answers anyone calling the trait directly.
-        let stream = flatten(ReceiverStream::new(receiver))
-            .map(|result| result.and_then(RelayResponse::into_message));
+        let stream =
+            Batched::new(receiver).map(|result| result.and_then(RelayResponse::into_message));
         Ok(Response::new(Box::pin(Limited::new(
             Box::pin(stream),
             slot,
@@ -118,31 +118,17 @@ impl Observer for RelayObserver {
     }
 }
 
-/// One stream item per response of the merger's batches: the encoder then writes a whole
-/// batch before it flushes.
-fn flatten(
-    batches: ReceiverStream<Result<Vec<RelayResponse>, Status>>,
-) -> impl Stream<Item = Result<RelayResponse, Status>> + Send {
-    batches.flat_map(|batch| {
-        let (responses, error) = match batch {
-            Ok(responses) => (responses, None),
-            Err(status) => (Vec::new(), Some(status)),
-        };
-        futures::stream::iter(responses.into_iter().map(Ok).chain(error.map(Err)))
-    })
-}
-
 impl RelayObserver {
     // Status is the error type of the gRPC method this serves.
     #[allow(clippy::result_large_err)]
     fn flows(&self, request: GetFlowsRequest) -> Result<EventStream<RelayResponse>, Status> {
         let slot = self.streams.acquire()?;
-        let stream = flatten(ReceiverStream::new(get_flows(
+        let stream = Batched::new(get_flows(
             self.pool.clone(),
             self.flows.clone(),
             self.metrics.clone(),
             request,
-        )));
+        ));
         Ok(Box::pin(Limited::new(Box::pin(stream), slot)))
     }
 }

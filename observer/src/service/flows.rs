@@ -15,8 +15,8 @@ use proto::flow::{LostEvent, LostEventSource};
 use proto::get_flows::EncodedResponse;
 use proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlowsResponse};
 use tokio::sync::mpsc;
-use tonic::Status;
 
+use super::batches::Batch;
 use super::scan::{self, INLINE_SCAN_ENTRIES, SCAN_JOB_ENTRIES};
 use super::start::{start_position, Back};
 use super::window::Window;
@@ -29,7 +29,15 @@ use crate::store::{FlowSlot, FlowStore, StoredEvent};
 
 /// Responses buffered per GetFlows stream between the reading task and gRPC. Small:
 /// the ring is the buffer; this only smooths the hand-off to the transport.
-pub const STREAM_BUFFER: usize = 256;
+pub const STREAM_BUFFER: usize = STREAM_BATCH * STREAM_BATCHES;
+
+/// Most responses one scan hands to gRPC at once ([`super::batches`]).
+pub const STREAM_BATCH: usize = 128;
+
+/// Batches queued per GetFlows stream. With the batch gRPC is writing and the one being
+/// scanned, a stream holds at most twice [`STREAM_BUFFER`] responses, as it did when
+/// they were queued one by one.
+pub const STREAM_BATCHES: usize = 2;
 
 /// Ring-overrun notices are sent at most this often (upstream's default interval).
 pub const LOST_EVENT_SEND_INTERVAL: Duration = Duration::from_secs(1);
@@ -118,12 +126,12 @@ fn lost_response(
     }
 }
 
-/// Starts streaming flows for `query` into a bounded channel.
+/// Starts streaming flows for `query` into a bounded channel, in batches.
 pub fn stream(
     observer: Arc<LocalObserver>,
     query: FlowsQuery,
-) -> mpsc::Receiver<Result<EncodedResponse, Status>> {
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+) -> mpsc::Receiver<Batch<EncodedResponse>> {
+    let (tx, rx) = mpsc::channel(STREAM_BATCHES);
     tokio::spawn(async move {
         run(observer, Arc::new(query), &tx).await;
     });
@@ -162,7 +170,7 @@ fn start_of(observer: &LocalObserver, query: &FlowsQuery) -> u64 {
 }
 
 /// Reads at most `entries` entries from the cursor, filtering them and rebuilding the
-/// matching flows into `out` (at most [`STREAM_BUFFER`] responses), encoded: the scan
+/// matching flows into `out` (at most [`STREAM_BATCH`] responses), encoded: the scan
 /// builds, encodes and frees each response on its own thread.
 fn scan(
     observer: &LocalObserver,
@@ -178,7 +186,7 @@ fn scan(
         if window.done(cursor.count) {
             return Stop::Done;
         }
-        if out.len() >= STREAM_BUFFER {
+        if out.len() >= STREAM_BATCH {
             return Stop::Paused;
         }
         let raw = match cursor.reader.next_now() {
@@ -256,7 +264,7 @@ async fn scan_step(
     observer: &Arc<LocalObserver>,
     query: &Arc<FlowsQuery>,
     mut cursor: Cursor,
-    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
+    tx: &mpsc::Sender<Batch<EncodedResponse>>,
 ) -> Option<Result<(Cursor, Vec<EncodedResponse>, Stop), ObserverError>> {
     let backlog = observer
         .flows()
@@ -289,7 +297,7 @@ async fn scan_step(
 async fn run(
     observer: Arc<LocalObserver>,
     query: Arc<FlowsQuery>,
-    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
+    tx: &mpsc::Sender<Batch<EncodedResponse>>,
 ) {
     let node_name = observer.config().node_name.clone();
     let start = {
@@ -321,16 +329,18 @@ async fn run(
             }
         };
         cursor = next;
-        for resp in batch {
-            if tx.send(Ok(resp)).await.is_err() {
-                return;
-            }
+        if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+            return;
         }
         match stop {
             Stop::Paused => {}
             Stop::End if query.window.follow => {
                 if let Some(resp) = cursor.loss.take(true, &node_name) {
-                    if tx.send(Ok(EncodedResponse::new(&resp))).await.is_err() {
+                    if tx
+                        .send(Ok(vec![EncodedResponse::new(&resp)]))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -348,6 +358,6 @@ async fn run(
         }
     }
     if let Some(resp) = cursor.loss.take(true, &node_name) {
-        let _ = tx.send(Ok(EncodedResponse::new(&resp))).await;
+        let _ = tx.send(Ok(vec![EncodedResponse::new(&resp)])).await;
     }
 }
