@@ -85,19 +85,24 @@ pub trait SlotData: Default + Send + Sync + 'static {
 /// without a filter 83-85, 115-122 and 130-162).
 const PREFETCH_AHEAD: u64 = 16;
 
-/// Asks the CPU to bring `slot`'s first line into its caches (a hint: nothing is read).
+/// Asks the CPU to bring `slot`'s first two lines into its caches (a hint: nothing
+/// is read). The second holds a flow slot's rest and extra, which a match reads;
+/// a scan that reads only the first lines is also faster with both asked for (without
+/// a filter 152-154 M slots/s against 121-123; with a filter 86-93 either way).
 #[inline(always)]
 #[allow(unsafe_code)]
 fn prefetch<T>(slot: &T) {
+    let at: *const u8 = (slot as *const T).cast();
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing and cannot fault; SSE is part of x86-64.
+    // SAFETY: a prefetch reads nothing and cannot fault (an address past the slot
+    // is only a hint); SSE is part of x86-64.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (slot as *const T).cast(),
-        );
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
+        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64).cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
+    let _ = at;
 }
 
 /// The stamp first: a reader that copies only the first words of `data` touches one

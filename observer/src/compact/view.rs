@@ -42,14 +42,15 @@ pub struct StoredFlow<'a> {
 }
 
 thread_local! {
-    /// The flow's own fields of the response being written (one buffer per thread:
-    /// a response writes them here first, as their length comes before them).
-    static OWN_FIELDS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The rare parts' fields of the response being written (one buffer per thread:
+    /// a response writes them here first, as their length comes before them; the
+    /// record's own fields go to a stack buffer).
+    static RARE_FIELDS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The largest buffer [`OWN_FIELDS`] keeps between responses (a flow with a larger
+/// The largest buffer [`RARE_FIELDS`] keeps between responses (a flow with a larger
 /// L7 record gets one of its own).
-const OWN_FIELDS_KEPT: usize = 64 * 1024;
+const RARE_FIELDS_KEPT: usize = 64 * 1024;
 
 static EMPTY: Flow = Flow {
     time: None,
@@ -222,14 +223,14 @@ impl<'a> StoredFlow<'a> {
             Some(Extra::Rare(rare)) => Some(rare),
             Some(_) => return None,
         };
-        OWN_FIELDS.with_borrow_mut(|own| {
-            own.clear();
-            wire::record_fields(&record, own);
-            if let Some(rare) = rare {
-                wire::rare_fields(self.tables, rare, own);
-            }
-            let mut fields = [EncodedField::Fields(own); 4];
+        let own = wire::RecordBuf::of(&record);
+        let respond = |rare: &[u8]| {
+            let mut fields = [EncodedField::Fields(own.as_bytes()); 5];
             let mut n = 1;
+            if !rare.is_empty() {
+                fields[n] = EncodedField::Fields(rare);
+                n += 1;
+            }
             for (tag, endpoint) in [(8, source), (9, destination)] {
                 if let Some(bytes) = endpoint {
                     fields[n] = EncodedField::Message(tag, bytes);
@@ -241,10 +242,17 @@ impl<'a> StoredFlow<'a> {
                 n += 1;
             }
             let node_name = FlowView::node_name(self);
-            let response =
-                EncodedResponse::from_fields(&fields[..n], node_name, time(&record).as_ref());
-            if own.capacity() > OWN_FIELDS_KEPT {
-                *own = Vec::new();
+            EncodedResponse::from_fields(&fields[..n], node_name, time(&record).as_ref())
+        };
+        let Some(rare) = rare else {
+            return Some(respond(&[]));
+        };
+        RARE_FIELDS.with_borrow_mut(|buf| {
+            buf.clear();
+            wire::rare_fields(self.tables, rare, buf);
+            let response = respond(buf);
+            if buf.capacity() > RARE_FIELDS_KEPT {
+                *buf = Vec::new();
             }
             Some(response)
         })

@@ -53,7 +53,11 @@ const RECORD_FIELDS_MAX: usize = 512;
 
 /// Writes the `Flow` fields a compact record holds (none of the extra's).
 pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
-    out.reserve(RECORD_FIELDS_MAX);
+    out.extend_from_slice(RecordBuf::of(r).as_bytes());
+}
+
+/// [`record_fields`] into its stack buffer.
+fn write_record(r: &Record, out: &mut RecordBuf) {
     let flags = r[W_FLAGS];
     if flags & F_TIME != 0 {
         // int32 nanos are written sign-extended, as prost writes an `int32`.
@@ -120,7 +124,7 @@ pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
 
 /// The `Layer4` message of the packed L4 bits (nothing when there is none, or when
 /// the extra holds it).
-fn layer4(w: u64, out: &mut Vec<u8>) {
+fn layer4(w: u64, out: &mut RecordBuf) {
     let tag = match bits(w, 0, 4) {
         L4_EMPTY => {
             short_message(L4, out, |_| {});
@@ -198,9 +202,104 @@ fn optional<M: prost::Message>(tag: u32, value: Option<&M>, out: &mut Vec<u8>) {
     }
 }
 
+/// Where the fields are written: a vector (the rare parts, the L7 record, whose
+/// lengths have no bound) or a record's stack buffer ([`RecordBuf`]).
+pub(super) trait Sink {
+    /// Appends one byte.
+    fn put(&mut self, byte: u8);
+    /// Appends `bytes`.
+    fn put_slice(&mut self, bytes: &[u8]);
+    /// Bytes written so far.
+    fn written(&self) -> usize;
+    /// Overwrites the byte at `at`.
+    fn set(&mut self, at: usize, byte: u8);
+    /// Moves what was written from `at` on `n` bytes further, leaving room at `at`.
+    fn open(&mut self, at: usize, n: usize);
+}
+
+impl Sink for Vec<u8> {
+    #[inline(always)]
+    fn put(&mut self, byte: u8) {
+        self.push(byte);
+    }
+    #[inline(always)]
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline(always)]
+    fn written(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn set(&mut self, at: usize, byte: u8) {
+        self[at] = byte;
+    }
+    fn open(&mut self, at: usize, n: usize) {
+        let end = self.len();
+        self.resize(end + n, 0);
+        self.copy_within(at..end, at + n);
+    }
+}
+
+/// A record's fields as they are written: a stack buffer with room for the longest
+/// ([`RECORD_FIELDS_MAX`]). Its bytes and length are the writer's own, so a byte
+/// written does not make the compiler reload a vector's length and capacity, as a
+/// `Vec<u8>` push does (a byte store may alias them).
+pub(super) struct RecordBuf {
+    bytes: [u8; RECORD_FIELDS_MAX],
+    len: usize,
+}
+
+impl RecordBuf {
+    fn new() -> Self {
+        Self {
+            bytes: [0; RECORD_FIELDS_MAX],
+            len: 0,
+        }
+    }
+
+    /// The `Flow` fields the record `r` holds, as [`record_fields`] writes them.
+    pub(super) fn of(r: &Record) -> Self {
+        let mut fields = Self::new();
+        write_record(r, &mut fields);
+        fields
+    }
+
+    /// The bytes written.
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Sink for RecordBuf {
+    #[inline(always)]
+    fn put(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+    #[inline(always)]
+    fn put_slice(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+    #[inline(always)]
+    fn written(&self) -> usize {
+        self.len
+    }
+    #[inline(always)]
+    fn set(&mut self, at: usize, byte: u8) {
+        self.bytes[at] = byte;
+    }
+    fn open(&mut self, at: usize, n: usize) {
+        self.bytes.copy_within(at..self.len, at + n);
+        self.len += n;
+    }
+}
+
 /// A varint field, left out at 0.
-#[inline]
-fn varint(tag: u32, value: u64, out: &mut Vec<u8>) {
+#[inline(always)]
+fn varint(tag: u32, value: u64, out: &mut impl Sink) {
     if value != 0 {
         key(tag, WireType::Varint, out);
         put_varint(value, out);
@@ -210,33 +309,33 @@ fn varint(tag: u32, value: u64, out: &mut Vec<u8>) {
 /// A field's key (what `prost::encoding::encode_key` writes), one byte for the
 /// fields numbered below 16 without a call.
 #[inline(always)]
-pub(super) fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+pub(super) fn key(tag: u32, wire_type: WireType, out: &mut impl Sink) {
     put_varint(u64::from(tag << 3 | wire_type as u32), out);
 }
 
 /// A varint (what `prost::encoding::encode_varint` writes), without a call: a
 /// record's values are short (one byte for nearly all, five for the seconds).
 #[inline(always)]
-pub(super) fn put_varint(mut value: u64, out: &mut Vec<u8>) {
+pub(super) fn put_varint(mut value: u64, out: &mut impl Sink) {
     while value >= 0x80 {
-        out.push(value as u8 | 0x80);
+        out.put(value as u8 | 0x80);
         value >>= 7;
     }
-    out.push(value as u8);
+    out.put(value as u8);
 }
 
 /// A string or bytes field, left out when empty.
-#[inline]
-fn bytes(tag: u32, value: &[u8], out: &mut Vec<u8>) {
+#[inline(always)]
+fn bytes(tag: u32, value: &[u8], out: &mut impl Sink) {
     if !value.is_empty() {
         bytes_always(tag, value, out);
     }
 }
 
-#[inline]
-fn bytes_always(tag: u32, value: &[u8], out: &mut Vec<u8>) {
+#[inline(always)]
+fn bytes_always(tag: u32, value: &[u8], out: &mut impl Sink) {
     message_head(tag, value.len(), out);
-    out.extend_from_slice(value);
+    out.put_slice(value);
 }
 
 /// An embedded message whose fields `body` writes, its length written before them
@@ -244,23 +343,29 @@ fn bytes_always(tag: u32, value: &[u8], out: &mut Vec<u8>) {
 /// message, the longest, at most 98). A longer one, were there any, would still be
 /// written exactly.
 #[inline(always)]
-fn short_message(tag: u32, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+fn short_message<S: Sink>(tag: u32, out: &mut S, body: impl FnOnce(&mut S)) {
     key(tag, WireType::LengthDelimited, out);
-    out.push(0);
-    let at = out.len();
+    out.put(0);
+    let at = out.written();
     body(out);
     set_len(out, at);
 }
 
 /// Writes the length of what was written to `out` after `at` into the one byte
 /// before it, making room when it takes more.
-#[inline]
-pub(super) fn set_len(out: &mut Vec<u8>, at: usize) {
-    let len = out.len() - at;
+#[inline(always)]
+pub(super) fn set_len(out: &mut impl Sink, at: usize) {
+    let len = out.written() - at;
     if len < 0x80 {
-        out[at - 1] = len as u8;
-        return;
+        out.set(at - 1, len as u8);
+    } else {
+        set_long_len(out, at, len);
     }
+}
+
+/// [`set_len`] for a length of two bytes or more.
+#[cold]
+fn set_long_len(out: &mut impl Sink, at: usize, len: usize) {
     let mut head = [0u8; 10];
     let mut n = 0;
     let mut rest = len as u64;
@@ -271,15 +376,15 @@ pub(super) fn set_len(out: &mut Vec<u8>, at: usize) {
     }
     head[n] = rest as u8;
     n += 1;
-    let end = out.len();
-    out.resize(end + n - 1, 0);
-    out.copy_within(at..end, at + n - 1);
-    out[at - 1..at - 1 + n].copy_from_slice(&head[..n]);
+    out.open(at, n - 1);
+    for (k, byte) in head[..n].iter().enumerate() {
+        out.set(at - 1 + k, *byte);
+    }
 }
 
 /// The key and length of an embedded message of `len` bytes.
-#[inline]
-fn message_head(tag: u32, len: usize, out: &mut Vec<u8>) {
+#[inline(always)]
+fn message_head(tag: u32, len: usize, out: &mut impl Sink) {
     key(tag, WireType::LengthDelimited, out);
     put_varint(len as u64, out);
 }
@@ -287,6 +392,7 @@ fn message_head(tag: u32, len: usize, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compact::WORDS;
 
     /// A message of 128 bytes or more (none of the record's is) still gets its whole
     /// length: it decodes as prost writes it.
@@ -305,6 +411,32 @@ mod tests {
                 &mut expected,
             );
             assert_eq!(out, expected, "{len}");
+            if len + 4 <= RECORD_FIELDS_MAX {
+                let mut buf = RecordBuf::new();
+                short_message(1, &mut buf, |out| bytes(1, text.as_bytes(), out));
+                assert_eq!(buf.as_bytes(), expected, "{len}");
+            }
         }
+    }
+
+    /// A record with every bit set writes every field it can hold at its longest
+    /// (IPv6 pairs at each address kind, the longest varints, a TCP flags message):
+    /// all within the stack buffer, which would panic past it.
+    #[test]
+    fn the_longest_record_fits_the_buffer() {
+        let mut longest = 0;
+        for kinds in [0u64, 0b0101, 0b1010, 0b1111] {
+            let mut r: Record = [u64::MAX; WORDS];
+            // The two address kinds (bits 50-53 of the L4 word).
+            r[W_L4] = r[W_L4] & !(0b1111 << 50) | kinds << 50;
+            for l4 in [L4_TCP, L4_UDP, L4_SCTP] {
+                r[W_L4] = r[W_L4] & !0b1111 | l4;
+                let mut out = Vec::new();
+                record_fields(&r, &mut out);
+                longest = longest.max(out.len());
+            }
+        }
+        assert!(longest > 200, "{longest}");
+        assert!(longest <= RECORD_FIELDS_MAX, "{longest}");
     }
 }
