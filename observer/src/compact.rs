@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use proto::flow::{self, layer4, Endpoint, Flow, LostEvent};
 
-pub use self::rare::{Names, Other, Rare};
+pub use self::rare::{Other, Packed, PackedParts, Rare};
 use self::table::{FastHasher, Interner, Ref, Table};
 pub use self::view::StoredFlow;
 
@@ -397,11 +397,11 @@ impl Encoder {
         }
     }
 
-    /// Replaces the strings of the rare parts' L7 record that repeat across flows by
-    /// their numbers in the tables (see `l7`).
+    /// Replaces the strings of the rare parts' names and L7 record that repeat across
+    /// flows by their numbers in the tables (see `l7`).
     fn pack_l7(&mut self, rare: &mut Rare) {
-        if let Some(encoded) = rare.l7.take() {
-            rare.l7 = Some(self.l7_strings.pack(&self.tables.l7_strings, &encoded));
+        if let Some(encoded) = rare.packed.take() {
+            rare.packed = Some(self.l7_strings.pack(&self.tables.l7_strings, &encoded));
         }
     }
 

@@ -15,8 +15,8 @@ use std::hash::BuildHasher;
 
 use prost::bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
-use proto::flow;
 
+use super::rare::{Packed, PackedParts};
 use super::table::{Ref, Table, TABLE_CAPACITY};
 use super::wire::{key, put_varint, set_len};
 use super::Tables;
@@ -37,9 +37,11 @@ pub const RECENT_SLOTS: usize = 1 << 16;
 /// What a table entry costs besides its bytes (two boxes and a map slot).
 const ENTRY_OVERHEAD: usize = 48;
 
-/// The messages of an L7 record.
+/// The messages of the packed parts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Msg {
+    /// The `Flow` fields packed: names (13, 14) and the L7 record (15).
+    Parts,
     Layer7,
     Dns,
     Http,
@@ -50,6 +52,7 @@ enum Msg {
 /// The message a field of `msg` holds, if it holds one (flow.proto).
 fn child(msg: Msg, field: u32) -> Option<Msg> {
     match (msg, field) {
+        (Msg::Parts, 15) => Some(Msg::Layer7),
         (Msg::Layer7, 100) => Some(Msg::Dns),
         (Msg::Layer7, 101) => Some(Msg::Http),
         (Msg::Layer7, 102) => Some(Msg::Kafka),
@@ -61,6 +64,7 @@ fn child(msg: Msg, field: u32) -> Option<Msg> {
 /// Whether a field of `msg` is a string (flow.proto).
 fn is_string(msg: Msg, field: u32) -> bool {
     match msg {
+        Msg::Parts => matches!(field, 13 | 14),
         Msg::Layer7 => false,
         Msg::Dns => matches!(field, 1 | 2 | 4 | 5 | 7 | 8),
         Msg::Http => matches!(field, 2..=4),
@@ -171,7 +175,7 @@ pub fn expand(
     packed: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), Malformed> {
-    walk(Msg::Layer7, packed, out, &mut |field, found, out| {
+    walk(Msg::Parts, packed, out, &mut |field, found, out| {
         match found {
             Found::Text(text) => write_text(field, text, out),
             Found::Number(n) => {
@@ -186,8 +190,8 @@ pub fn expand(
     })
 }
 
-/// The record `packed`, decoded.
-pub fn decode(tables: &Tables, packed: &[u8]) -> Option<flow::Layer7> {
+/// The parts `packed`, decoded.
+pub fn decode(tables: &Tables, packed: &[u8]) -> Option<PackedParts> {
     let mut bytes = Vec::with_capacity(packed.len() * 2);
     expand(&tables.l7_strings, packed, &mut bytes).ok()?;
     prost::Message::decode(bytes.as_slice()).ok()
@@ -200,7 +204,12 @@ pub struct L7Strings {
     hasher: foldhash::fast::RandomState,
     /// Bytes the interned strings take, as counted against [`L7_STRINGS_MAX_BYTES`].
     bytes: usize,
+    /// The buffer a record is packed in before it is stored.
+    scratch: Vec<u8>,
 }
+
+/// The largest packing buffer [`L7Strings`] keeps between records.
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 impl Default for L7Strings {
     fn default() -> Self {
@@ -209,6 +218,7 @@ impl Default for L7Strings {
             recent: vec![0; RECENT_SLOTS].into_boxed_slice(),
             hasher: foldhash::fast::RandomState::default(),
             bytes: 0,
+            scratch: Vec::new(),
         }
     }
 }
@@ -216,9 +226,10 @@ impl Default for L7Strings {
 impl L7Strings {
     /// The stored form of an L7 record `encoded` as prost writes it (a `Layer7`'s
     /// fields); the bytes as they are if they are not one.
-    pub fn pack(&mut self, strings: &Table<Box<str>>, encoded: &[u8]) -> Box<[u8]> {
-        let mut out = Vec::with_capacity(encoded.len());
-        let packed = walk(Msg::Layer7, encoded, &mut out, &mut |field, found, out| {
+    pub fn pack(&mut self, strings: &Table<Box<str>>, encoded: &[u8]) -> Packed {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let packed = walk(Msg::Parts, encoded, &mut out, &mut |field, found, out| {
             let Found::Text(text) = found else {
                 return Err(Malformed("a number where prost writes a string"));
             };
@@ -231,11 +242,15 @@ impl L7Strings {
             }
             Ok(())
         });
-        match packed {
-            Ok(()) => out.into_boxed_slice(),
+        let stored = match packed {
+            Ok(()) => Packed::new(&out),
             // Never for prost's own encoding; kept whole, `expand` copies it as it is.
-            Err(_) => encoded.into(),
+            Err(_) => Packed::new(encoded),
+        };
+        if out.capacity() <= SCRATCH_KEPT {
+            self.scratch = out;
         }
+        stored
     }
 
     /// The number of `text`, interning it if it was seen lately and there is room.
@@ -271,6 +286,7 @@ impl L7Strings {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use proto::flow;
 
     fn http(url: &str, request_id: &str) -> flow::Layer7 {
         flow::Layer7 {
@@ -299,8 +315,21 @@ mod tests {
         writer: &mut L7Strings,
         tables: &Tables,
         l7: &flow::Layer7,
-    ) -> (Box<[u8]>, Option<flow::Layer7>) {
-        let encoded = prost::Message::encode_to_vec(l7);
+    ) -> (Packed, Option<flow::Layer7>) {
+        let parts = PackedParts {
+            l7: Some(l7.clone()),
+            ..Default::default()
+        };
+        let (packed, back) = parts_round_trip(writer, tables, &parts);
+        (packed, back.and_then(|parts| parts.l7))
+    }
+
+    fn parts_round_trip(
+        writer: &mut L7Strings,
+        tables: &Tables,
+        parts: &PackedParts,
+    ) -> (Packed, Option<PackedParts>) {
+        let encoded = prost::Message::encode_to_vec(parts);
         let packed = writer.pack(&tables.l7_strings, &encoded);
         let mut expanded = Vec::new();
         expand(&tables.l7_strings, &packed, &mut expanded).expect("expands");
@@ -363,14 +392,14 @@ mod tests {
     #[test]
     fn bad_numbers_and_bytes_are_refused() {
         let tables = Tables::default();
-        // Http (101) { url (3) = number 7 }: no such string.
-        let packed = [0xaa, 0x06, 0x02, 0x18, 0x07];
+        // L7 (15) { Http (101) { url (3) = number 7 } }: no such string.
+        let packed = [0x7a, 0x05, 0xaa, 0x06, 0x02, 0x18, 0x07];
         assert_eq!(
             expand(&tables.l7_strings, &packed, &mut Vec::new()),
             Err(Malformed("unknown string number"))
         );
         assert_eq!(decode(&tables, &packed), None);
-        let truncated = [0xaa, 0x06, 0x09, 0x1a];
+        let truncated = [0x7a, 0x04, 0xaa, 0x06, 0x09, 0x1a];
         assert!(expand(&tables.l7_strings, &truncated, &mut Vec::new()).is_err());
     }
 
@@ -461,6 +490,33 @@ mod tests {
                 for l7 in &records {
                     let (_, back) = round_trip(&mut writer, &tables, l7);
                     prop_assert_eq!(back.as_ref(), Some(l7));
+                }
+            }
+        }
+
+        /// Names with or without an L7 record read back as written too.
+        #[test]
+        fn names_read_back_as_written(
+            parts in prop::collection::vec(
+                (
+                    prop::collection::vec(any_text(), 0..3),
+                    prop::collection::vec(any_text(), 0..3),
+                    prop::option::of(any_l7()),
+                ),
+                1..12,
+            )
+        ) {
+            let tables = Tables::default();
+            let mut writer = L7Strings::default();
+            for _ in 0..3 {
+                for (source_names, destination_names, l7) in &parts {
+                    let parts = PackedParts {
+                        source_names: source_names.clone(),
+                        destination_names: destination_names.clone(),
+                        l7: l7.clone(),
+                    };
+                    let (_, back) = parts_round_trip(&mut writer, &tables, &parts);
+                    prop_assert_eq!(back, Some(parts));
                 }
             }
         }

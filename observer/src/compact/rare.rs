@@ -15,30 +15,97 @@ use super::{
     bits, Record, F_ETHERNET, F_IP, F_TRACE, L4_EXTRA, UUID_EXTRA, UUID_SHIFT, W_FLAGS, W_L4,
 };
 
-/// What of a flow the record did not pack, as its `Flow` fields have it: the part
-/// real captures have often (an L7 record) at hand, names and the seldom-present rest
-/// behind one pointer each. 32 bytes, so an extra in its `Arc` is 56 (a trace context
-/// the record could not pack, mostly IPv6 flows', is with the rest).
+/// What of a flow the record did not pack, as its `Flow` fields have it: the parts
+/// real captures have often (an L7 record, DNS names) packed in place, the
+/// seldom-present rest behind one pointer. 64 bytes, so an extra in its `Arc` is 80, an
+/// allocator size class (a trace context the record could not pack, mostly IPv6
+/// flows', is with the rest).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rare {
-    /// The L7 record's protobuf encoding (a `Layer7` message's fields), its strings
-    /// that repeat across flows replaced by their numbers (see `l7`).
-    pub l7: Option<Box<[u8]>>,
-    pub names: Option<Box<Names>>,
+    /// The flow's names and L7 record as protobuf `Flow` fields (13, 14 and 15), their
+    /// strings that repeat across flows replaced by their numbers (see `l7`).
+    pub packed: Option<Packed>,
     pub other: Option<Box<Other>>,
 }
 
-/// The protobuf encoding of an L7 record (the encoder then replaces its repeating
-/// strings by their numbers, see `l7`).
-fn encode_l7(l7: &flow::Layer7) -> Box<[u8]> {
-    prost::Message::encode_to_vec(l7).into_boxed_slice()
+/// Bytes of the packed parts kept in the extra itself. A corpus flow's packs to 8-56
+/// bytes (its repeating strings numbers): in place, the extra is one allocation, and
+/// a response reads it without a second pointer (a cache miss per such flow in a scan
+/// of a large ring). 54 makes [`Packed`] 56 bytes and the extra in its `Arc` 80.
+pub const PACKED_INLINE: usize = 54;
+
+/// The packed parts' bytes: in place when at most [`PACKED_INLINE`] long, else on the
+/// heap.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Packed {
+    Inline { len: u8, bytes: [u8; PACKED_INLINE] },
+    Heap(Box<[u8]>),
 }
 
-/// DNS names of a flow's ends.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Names {
+impl Packed {
+    /// `bytes`, in place if they fit.
+    pub fn new(bytes: &[u8]) -> Self {
+        if bytes.len() <= PACKED_INLINE {
+            let mut inline = [0; PACKED_INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Self::Inline {
+                len: bytes.len() as u8,
+                bytes: inline,
+            }
+        } else {
+            Self::Heap(bytes.into())
+        }
+    }
+}
+
+impl std::ops::Deref for Packed {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Packed").field(&&**self).finish()
+    }
+}
+
+/// The parts [`Rare::packed`] holds, decoded: the `Flow` fields of the same numbers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PackedParts {
+    #[prost(string, repeated, tag = "13")]
     pub source_names: Vec<String>,
+    #[prost(string, repeated, tag = "14")]
     pub destination_names: Vec<String>,
+    #[prost(message, optional, tag = "15")]
+    pub l7: Option<flow::Layer7>,
+}
+
+/// The protobuf encoding of a flow's names and L7 record as the `Flow` fields they are
+/// (the encoder then replaces their repeating strings by their numbers, see `l7`);
+/// `None` when the flow has none.
+fn encode_packed(
+    source_names: &[String],
+    destination_names: &[String],
+    l7: Option<&flow::Layer7>,
+) -> Option<Vec<u8>> {
+    use prost::encoding::{message, string};
+    if source_names.is_empty() && destination_names.is_empty() && l7.is_none() {
+        return None;
+    }
+    let mut out = Vec::new();
+    string::encode_repeated(13, source_names, &mut out);
+    string::encode_repeated(14, destination_names, &mut out);
+    if let Some(l7) = l7 {
+        message::encode(15, l7, &mut out);
+    }
+    Some(out)
 }
 
 /// The seldom-present rare parts, and any trace context, UUID, IP, Ethernet or L4 part
@@ -85,10 +152,11 @@ impl Rare {
     /// Moves out of `flow` everything record `r` and the tables do not hold.
     pub fn take(flow: &mut Flow, r: &Record) -> Self {
         let unpacked = Unpacked::of(r);
-        let names = Names {
-            source_names: std::mem::take(&mut flow.source_names),
-            destination_names: std::mem::take(&mut flow.destination_names),
-        };
+        let packed = encode_packed(
+            &flow.source_names,
+            &flow.destination_names,
+            flow.l7.as_ref(),
+        );
         let other = Other {
             trace_context: if unpacked.trace {
                 flow.trace_context.take()
@@ -116,8 +184,7 @@ impl Rare {
             aggregate: flow.aggregate.take(),
         };
         Rare {
-            l7: flow.l7.take().as_ref().map(encode_l7),
-            names: (names != Names::default()).then(|| Box::new(names)),
+            packed: packed.as_deref().map(Packed::new),
             other: (other != Other::default()).then(|| Box::new(other)),
         }
     }
@@ -131,8 +198,6 @@ impl Rare {
             } else {
                 None
             },
-            source_names: flow.source_names.clone(),
-            destination_names: flow.destination_names.clone(),
             uuid: if unpacked.uuid {
                 flow.uuid.clone()
             } else {
@@ -155,14 +220,20 @@ impl Rare {
             ..Flow::default()
         };
         let mut rare = Rare::take(&mut parts, r);
-        rare.l7 = flow.l7.as_ref().map(encode_l7);
+        rare.packed = encode_packed(
+            &flow.source_names,
+            &flow.destination_names,
+            flow.l7.as_ref(),
+        )
+        .as_deref()
+        .map(Packed::new);
         rare
     }
 
-    /// The L7 record, decoded (its interned strings from `tables`).
-    pub fn l7(&self, tables: &super::Tables) -> Option<flow::Layer7> {
-        // The bytes are this crate's stored form of a `Layer7`: they decode.
-        self.l7
+    /// The packed parts, decoded (their interned strings from `tables`).
+    pub fn unpack(&self, tables: &super::Tables) -> Option<PackedParts> {
+        // The bytes are this crate's stored form of these fields: they decode.
+        self.packed
             .as_deref()
             .and_then(|bytes| super::l7::decode(tables, bytes))
     }
@@ -197,20 +268,6 @@ impl<'a> RareView<'a> {
             RareView::Parts(r) => r.other.as_deref().and_then(|o| o.l4.as_ref()),
             RareView::Whole(f) => f.l4.as_ref(),
             RareView::None => None,
-        }
-    }
-    pub(super) fn source_names(self) -> &'a [String] {
-        match self {
-            RareView::Parts(r) => r.names.as_deref().map_or(&[], |n| &n.source_names),
-            RareView::Whole(f) => &f.source_names,
-            RareView::None => &[],
-        }
-    }
-    pub(super) fn destination_names(self) -> &'a [String] {
-        match self {
-            RareView::Parts(r) => r.names.as_deref().map_or(&[], |n| &n.destination_names),
-            RareView::Whole(f) => &f.destination_names,
-            RareView::None => &[],
         }
     }
     pub(super) fn source_ip(self) -> Option<FlowIp<'a>> {
@@ -250,5 +307,31 @@ impl<'a> RareView<'a> {
             RareView::Whole(f) => f.ip_trace_id.as_ref(),
             RareView::None => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_bytes_stay_in_place_up_to_the_limit_and_go_to_the_heap_beyond() {
+        for len in [
+            0,
+            1,
+            PACKED_INLINE - 1,
+            PACKED_INLINE,
+            PACKED_INLINE + 1,
+            4096,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|k| k as u8).collect();
+            let stored = Packed::new(&bytes);
+            assert_eq!(&*stored, &bytes[..], "{len}");
+            assert_eq!(
+                matches!(stored, Packed::Inline { .. }),
+                len <= PACKED_INLINE,
+                "{len}"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use proto::filter::{parts, FlowIp, FlowView, Interned, L4Protocol, TcpFlagBits};
 use proto::flow::{self, Flow};
 
-use super::rare::RareView;
+use super::rare::{PackedParts, Rare, RareView};
 use crate::ring::Ring;
 use crate::store::FlowSlot;
 
@@ -36,9 +36,9 @@ pub struct StoredFlow<'a> {
     torn: Cell<bool>,
     uuid: OnceCell<[u8; 36]>,
     trace_id: OnceCell<[u8; 32]>,
-    /// The L7 record, decoded the first time a filter asks for it (boxed: scans
-    /// make a view per flow, and few flows are asked for theirs).
-    l7: OnceCell<Option<Box<flow::Layer7>>>,
+    /// The packed parts (names, L7 record), decoded the first time a filter asks for
+    /// them (boxed: scans make a view per flow, and few flows are asked for theirs).
+    packed: OnceCell<Option<Box<PackedParts>>>,
 }
 
 thread_local! {
@@ -128,7 +128,7 @@ impl<'a> StoredFlow<'a> {
                 torn: Cell::new(false),
                 uuid: OnceCell::new(),
                 trace_id: OnceCell::new(),
-                l7: OnceCell::new(),
+                packed: OnceCell::new(),
             }),
             _ => None,
         }
@@ -295,13 +295,17 @@ impl<'a> StoredFlow<'a> {
             .unwrap_or(&EMPTY)
     }
 
+    /// The packed parts of a compact flow, decoded once.
+    fn packed(&self, rare: &Rare) -> Option<&PackedParts> {
+        self.packed
+            .get_or_init(|| rare.unpack(self.tables).map(Box::new))
+            .as_deref()
+    }
+
     /// The L7 record: a compact flow's decoded once, a whole flow's as it is.
     fn l7(&self) -> Option<&flow::Layer7> {
         match self.rare() {
-            RareView::Parts(rare) => self
-                .l7
-                .get_or_init(|| rare.l7(self.tables).map(Box::new))
-                .as_deref(),
+            RareView::Parts(rare) => self.packed(rare).and_then(|p| p.l7.as_ref()),
             RareView::Whole(f) => f.l7.as_ref(),
             RareView::None => None,
         }
@@ -376,11 +380,19 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn source_names(&self) -> &[String] {
-        self.rare().source_names()
+        match self.rare() {
+            RareView::Parts(rare) => self.packed(rare).map_or(&[], |p| &p.source_names),
+            RareView::Whole(f) => &f.source_names,
+            RareView::None => &[],
+        }
     }
 
     fn destination_names(&self) -> &[String] {
-        self.rare().destination_names()
+        match self.rare() {
+            RareView::Parts(rare) => self.packed(rare).map_or(&[], |p| &p.destination_names),
+            RareView::Whole(f) => &f.destination_names,
+            RareView::None => &[],
+        }
     }
 
     fn source_service(&self) -> Option<&flow::Service> {

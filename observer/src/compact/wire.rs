@@ -8,7 +8,7 @@
 //! default is left out, a present message is written even when empty), so they decode
 //! as the stored flow; the tests compare them with it on every sample flow.
 
-use prost::encoding::{message, string, WireType};
+use prost::encoding::{message, WireType};
 
 use super::{
     bits, l7, packed_trace, text, Rare, Record, Tables, F_ETHERNET, F_EVENT_TYPE, F_IP, F_TIME,
@@ -24,9 +24,6 @@ const ETHERNET: u32 = 4;
 const IP: u32 = 5;
 const L4: u32 = 6;
 const TYPE: u32 = 10;
-const SOURCE_NAMES: u32 = 13;
-const DESTINATION_NAMES: u32 = 14;
-const L7: u32 = 15;
 const REPLY: u32 = 16;
 const EVENT_TYPE: u32 = 19;
 const TRAFFIC_DIRECTION: u32 = 22;
@@ -153,18 +150,13 @@ fn layer4(w: u64, out: &mut RecordBuf) {
     });
 }
 
-/// Writes the rare parts' `Flow` fields (the L7 record with its interned strings in
-/// place; a record that does not expand, which this crate's writer never stores, is
-/// left out).
+/// Writes the rare parts' `Flow` fields (the names and L7 record with their interned
+/// strings in place; packed parts that do not expand, which this crate's writer never
+/// stores, are left out).
 pub(super) fn rare_fields(tables: &Tables, rare: &Rare, out: &mut Vec<u8>) {
-    if let Some(l7) = rare.l7.as_deref() {
+    if let Some(packed) = rare.packed.as_deref() {
         let start = out.len();
-        key(L7, WireType::LengthDelimited, out);
-        out.push(0);
-        let at = out.len();
-        if l7::expand(&tables.l7_strings, l7, out).is_ok() {
-            set_len(out, at);
-        } else {
+        if l7::expand(&tables.l7_strings, packed, out).is_err() {
             out.truncate(start);
         }
     }
@@ -174,10 +166,6 @@ pub(super) fn rare_fields(tables: &Tables, rare: &Rare, out: &mut Vec<u8>) {
         other.and_then(|o| o.trace_context.as_ref()),
         out,
     );
-    if let Some(names) = rare.names.as_deref() {
-        string::encode_repeated(SOURCE_NAMES, &names.source_names, out);
-        string::encode_repeated(DESTINATION_NAMES, &names.destination_names, out);
-    }
     let Some(other) = other else {
         return;
     };
