@@ -316,6 +316,10 @@ pub struct Encoder {
 /// Entries in each lookup cache before it is cleared (bounds its memory).
 const CACHE_LIMIT: usize = 4096;
 
+/// The largest scratch buffer an encoder keeps between flows (a flow with a longer
+/// L7 record gets one of its own).
+const SCRATCH_KEPT: usize = 64 * 1024;
+
 impl Encoder {
     /// Creates an encoder filling `tables`.
     pub fn new(tables: Arc<Tables>) -> Self {
@@ -369,8 +373,9 @@ impl Encoder {
         };
         let extra = has_rare(&flow, &record).then(|| {
             record[W_FLAGS] |= F_EXTRA;
+            let packed = self.packed_parts(&flow);
             let mut rare = Rare::take(&mut flow, &record);
-            self.pack_l7(&mut rare);
+            rare.packed = packed;
             Arc::new(Extra::Rare(rare))
         });
         Encoded { record, extra }
@@ -388,7 +393,7 @@ impl Encoder {
         let extra = has_rare(flow, &record).then(|| {
             record[W_FLAGS] |= F_EXTRA;
             let mut rare = Rare::copy(flow, &record);
-            self.pack_l7(&mut rare);
+            rare.packed = self.packed_parts(flow);
             rare
         });
         Encoded {
@@ -397,12 +402,19 @@ impl Encoder {
         }
     }
 
-    /// Replaces the strings of the rare parts' names and L7 record that repeat across
-    /// flows by their numbers in the tables (see `l7`).
-    fn pack_l7(&mut self, rare: &mut Rare) {
-        if let Some(encoded) = rare.packed.take() {
-            rare.packed = Some(self.l7_strings.pack(&self.tables.l7_strings, &encoded));
+    /// The flow's names and L7 record as a compact flow keeps them: encoded, their
+    /// strings that repeat across flows replaced by their numbers in the tables (see
+    /// `l7`). `None` when it has neither.
+    fn packed_parts(&mut self, flow: &Flow) -> Option<Packed> {
+        self.scratch.clear();
+        if !rare::encode_packed(flow, &mut self.scratch) {
+            return None;
         }
+        let packed = self.l7_strings.pack(&self.tables.l7_strings, &self.scratch);
+        if self.scratch.capacity() > SCRATCH_KEPT {
+            self.scratch = Vec::new();
+        }
+        Some(packed)
     }
 
     /// Packs the record and interns shared values; `None` if the flow must be stored

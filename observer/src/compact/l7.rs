@@ -1,9 +1,10 @@
-//! The L7 record as a compact flow keeps it: its protobuf encoding, with the strings
-//! that repeat across flows (URLs, methods, header names and values, DNS names,
-//! answers and types) replaced by their number in [`Tables::l7_strings`]. A replaced
-//! string is its field with the varint wire type holding the number, where the
-//! `.proto` has a length-delimited string: the record stays one walk from the bytes a
-//! client reads ([`expand`]), which GetFlows writes without building a `Layer7`.
+//! A flow's DNS names and L7 record as a compact flow keeps them (its packed parts):
+//! the protobuf encoding of the `Flow` fields they are (13, 14, 15), with the strings
+//! that repeat across flows (names, URLs, methods, header names and values, DNS
+//! queries, answers and types) replaced by their number in [`Tables::l7_strings`]. A
+//! replaced string is its field with the varint wire type holding the number, where
+//! the `.proto` has a length-delimited string: the parts stay one walk from the bytes
+//! a client reads ([`expand`]), which GetFlows writes without building a `Layer7`.
 //!
 //! A string is interned the second time the writer sees it within a while (a table of
 //! recent hashes, [`RECENT_SLOTS`]): values seen once (request ids, random names) stay
@@ -169,7 +170,7 @@ fn write_text(field: u32, text: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(text);
 }
 
-/// Writes the record `packed` as a client reads it (every string in place) to `out`.
+/// Writes the parts `packed` as a client reads them (every string in place) to `out`.
 pub fn expand(
     strings: &Table<Box<str>>,
     packed: &[u8],
@@ -224,8 +225,8 @@ impl Default for L7Strings {
 }
 
 impl L7Strings {
-    /// The stored form of an L7 record `encoded` as prost writes it (a `Layer7`'s
-    /// fields); the bytes as they are if they are not one.
+    /// The stored form of the packed parts `encoded` as prost writes them (the `Flow`
+    /// fields 13, 14 and 15); the bytes as they are if they are not those.
     pub fn pack(&mut self, strings: &Table<Box<str>>, encoded: &[u8]) -> Packed {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();

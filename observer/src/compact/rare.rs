@@ -87,25 +87,20 @@ pub struct PackedParts {
     pub l7: Option<flow::Layer7>,
 }
 
-/// The protobuf encoding of a flow's names and L7 record as the `Flow` fields they are
-/// (the encoder then replaces their repeating strings by their numbers, see `l7`);
-/// `None` when the flow has none.
-fn encode_packed(
-    source_names: &[String],
-    destination_names: &[String],
-    l7: Option<&flow::Layer7>,
-) -> Option<Vec<u8>> {
+/// Writes the protobuf encoding of a flow's names and L7 record, as the `Flow` fields
+/// they are, to `out` (the encoder then replaces their repeating strings by their
+/// numbers, see `l7`); false when the flow has none.
+pub(super) fn encode_packed(flow: &Flow, out: &mut Vec<u8>) -> bool {
     use prost::encoding::{message, string};
-    if source_names.is_empty() && destination_names.is_empty() && l7.is_none() {
-        return None;
+    if flow.source_names.is_empty() && flow.destination_names.is_empty() && flow.l7.is_none() {
+        return false;
     }
-    let mut out = Vec::new();
-    string::encode_repeated(13, source_names, &mut out);
-    string::encode_repeated(14, destination_names, &mut out);
-    if let Some(l7) = l7 {
-        message::encode(15, l7, &mut out);
+    string::encode_repeated(13, &flow.source_names, out);
+    string::encode_repeated(14, &flow.destination_names, out);
+    if let Some(l7) = &flow.l7 {
+        message::encode(15, l7, out);
     }
-    Some(out)
+    true
 }
 
 /// The seldom-present rare parts, and any trace context, UUID, IP, Ethernet or L4 part
@@ -149,14 +144,10 @@ impl Unpacked {
 }
 
 impl Rare {
-    /// Moves out of `flow` everything record `r` and the tables do not hold.
+    /// Moves out of `flow` everything record `r` and the tables do not hold, but for
+    /// the packed parts (the encoder packs them, see [`encode_packed`]).
     pub fn take(flow: &mut Flow, r: &Record) -> Self {
         let unpacked = Unpacked::of(r);
-        let packed = encode_packed(
-            &flow.source_names,
-            &flow.destination_names,
-            flow.l7.as_ref(),
-        );
         let other = Other {
             trace_context: if unpacked.trace {
                 flow.trace_context.take()
@@ -184,12 +175,13 @@ impl Rare {
             aggregate: flow.aggregate.take(),
         };
         Rare {
-            packed: packed.as_deref().map(Packed::new),
+            packed: None,
             other: (other != Other::default()).then(|| Box::new(other)),
         }
     }
 
-    /// Copies out of `flow` everything record `r` and the tables do not hold.
+    /// Copies out of `flow` everything record `r` and the tables do not hold, but for
+    /// the packed parts.
     pub fn copy(flow: &Flow, r: &Record) -> Self {
         let unpacked = Unpacked::of(r);
         let mut parts = Flow {
@@ -219,15 +211,7 @@ impl Rare {
             aggregate: flow.aggregate,
             ..Flow::default()
         };
-        let mut rare = Rare::take(&mut parts, r);
-        rare.packed = encode_packed(
-            &flow.source_names,
-            &flow.destination_names,
-            flow.l7.as_ref(),
-        )
-        .as_deref()
-        .map(Packed::new);
-        rare
+        Rare::take(&mut parts, r)
     }
 
     /// The packed parts, decoded (their interned strings from `tables`).
