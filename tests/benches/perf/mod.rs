@@ -3,7 +3,8 @@
 //! (`hubble-relay`). Each figure is printed with upstream's beside it and their ratio.
 //!
 //! - `hubble observe --input-file` over a capture of the corpus mix, `-o compact` and
-//!   `-o json`: wall clock, peak RSS, and whether the two outputs are byte-identical;
+//!   `-o json`: wall clock, peak RSS (medians of alternating pairs of runs, and the
+//!   median of the pairs' ratios), and whether the two outputs are byte-identical;
 //! - history through the relay: every agent replays the capture (`hubble-agent
 //!   --replay`), then one `hubble observe --all -o jsonpb` client reads the whole
 //!   history through the relay and, for reference, straight from one agent: wall
@@ -37,6 +38,9 @@ pub const AGENTS: usize = 8;
 pub const AGENT_RING_FLOWS: usize = 1_048_575;
 /// The figures `--only` picks from.
 const FIGURES: [&str; 4] = ["cli", "relay", "follow", "agent"];
+/// Alternating pairs of runs (ours, then upstream's) of each `--input-file` figure in a
+/// full run; the medians and the median of the pairs' ratios are printed.
+const CLI_PAIRS: usize = 5;
 /// Longest any one measured command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -563,6 +567,7 @@ fn ratio(upstream: Duration, ours: Duration) -> f64 {
 
 fn cli_input_file(options: &Options, capture: &Path, dir: &Path) -> Result<()> {
     let ours = options.ours("hubble")?;
+    let pairs = if options.quick { 1 } else { CLI_PAIRS };
     for format in ["compact", "json"] {
         let command = |binary: &Path| {
             let mut command = Command::new(binary);
@@ -575,45 +580,90 @@ fn cli_input_file(options: &Options, capture: &Path, dir: &Path) -> Result<()> {
             command
         };
         let our_out = dir.join(format!("ours.{format}"));
-        let mine = measure(
-            command(&ours),
-            "hubble observe --input-file",
-            Some(&our_out),
-        )?;
+        let their_out = dir.join(format!("upstream.{format}"));
+        let mut mine = Vec::new();
+        let mut theirs = Vec::new();
+        let mut same = None;
+        for pair in 0..pairs {
+            let run = measure(
+                command(&ours),
+                "hubble observe --input-file",
+                Some(&our_out),
+            )?;
+            ensure!(
+                run.lines == options.flows as u64,
+                "hubble observe --input-file -o {format} printed {} lines for {} flows",
+                run.lines,
+                options.flows
+            );
+            mine.push(run);
+            if let Some(upstream) = &options.upstream_cli {
+                theirs.push(measure(
+                    command(upstream),
+                    "upstream hubble",
+                    Some(&their_out),
+                )?);
+                if pair == 0 {
+                    same = Some(first_difference(&our_out, &their_out)?);
+                }
+                let _ = std::fs::remove_file(&their_out);
+            }
+            let _ = std::fs::remove_file(&our_out);
+        }
+        let ours_median = Median::of(&mine);
         let mut line = format!(
-            "hubble observe --input-file ({} flows) -o {format}: ours {:.2?} (CPU {:.2?}, {:.0} k flows/s), peak RSS {:.1} MiB, {} lines",
+            "hubble observe --input-file ({} flows) -o {format}, median of {pairs}: ours {:.2?} (CPU {:.2?}, {:.0} k flows/s), peak RSS {:.1} MiB, {} lines",
             options.flows,
-            mine.elapsed,
-            mine.cpu,
-            options.flows as f64 / mine.elapsed.as_secs_f64() / 1e3,
-            mib(mine.peak_rss_kib),
-            mine.lines
+            ours_median.elapsed,
+            ours_median.cpu,
+            options.flows as f64 / ours_median.elapsed.as_secs_f64() / 1e3,
+            mib(ours_median.peak_rss_kib),
+            mine[0].lines
         );
-        if let Some(upstream) = &options.upstream_cli {
-            let their_out = dir.join(format!("upstream.{format}"));
-            let theirs = measure(command(upstream), "upstream hubble", Some(&their_out))?;
-            let same = first_difference(&our_out, &their_out)?;
+        if let Some(same) = same {
+            let upstream_median = Median::of(&theirs);
+            let mut ratios: Vec<f64> = mine
+                .iter()
+                .zip(&theirs)
+                .map(|(ours, theirs)| ratio(theirs.elapsed, ours.elapsed))
+                .collect();
+            ratios.sort_by(f64::total_cmp);
             line.push_str(&format!(
-                "; upstream {:.2?} (CPU {:.2?}), peak RSS {:.1} MiB, {} lines; {:.1}x faster; output {}",
-                theirs.elapsed,
-                theirs.cpu,
-                mib(theirs.peak_rss_kib),
-                theirs.lines,
-                ratio(theirs.elapsed, mine.elapsed),
+                "; upstream {:.2?} (CPU {:.2?}), peak RSS {:.1} MiB, {} lines; {:.1}x faster (pairs {:.1}-{:.1}x); output {}",
+                upstream_median.elapsed,
+                upstream_median.cpu,
+                mib(upstream_median.peak_rss_kib),
+                theirs[0].lines,
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1],
                 same.unwrap_or_else(|| "byte-identical".to_string())
             ));
-            let _ = std::fs::remove_file(&their_out);
         }
-        let _ = std::fs::remove_file(&our_out);
         println!("{line}");
-        ensure!(
-            mine.lines == options.flows as u64,
-            "hubble observe --input-file -o {format} printed {} lines for {} flows",
-            mine.lines,
-            options.flows
-        );
     }
     Ok(())
+}
+
+/// The median of each figure over runs of one command (the upper one of an even count).
+struct Median {
+    elapsed: Duration,
+    cpu: Duration,
+    peak_rss_kib: u64,
+}
+
+impl Median {
+    fn of(runs: &[Measured]) -> Median {
+        fn median<T: Ord + Copy>(mut values: Vec<T>) -> T {
+            values.sort();
+            values[values.len() / 2]
+        }
+        Median {
+            elapsed: median(runs.iter().map(|run| run.elapsed).collect()),
+            cpu: median(runs.iter().map(|run| run.cpu).collect()),
+            peak_rss_kib: median(runs.iter().map(|run| run.peak_rss_kib).collect()),
+        }
+    }
 }
 
 /// `None` when both files hold the same bytes, else where they first differ.
