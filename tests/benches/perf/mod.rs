@@ -287,13 +287,17 @@ fn agent_memory(options: &Options, capture: &Path, dir: &Path) -> Result<()> {
     let mut agents = start_agents_with(options, 1, capacity, capture, dir, &["--replay-loop"])?;
     let filled = wait_for_replays(&mut agents, capacity as u64)?;
     let pid = agents.agents[0].pid();
+    // Read at once: the replay goes on in its loop (its CPU until now includes start-up).
+    let cpu = cpu_time(pid);
     let rss = rss_kib(pid);
     println!(
-        "agent holding {capacity} corpus flows: RSS {:.1} MiB = {:.0} bytes/flow (peak {:.1} MiB); ring filled in {filled:.2?} ({:.0} k flows/s, replay of the capture in a loop)",
+        "agent holding {capacity} corpus flows: RSS {:.1} MiB = {:.0} bytes/flow (peak {:.1} MiB); ring filled in {filled:.2?} ({:.0} k flows/s, replay of the capture in a loop), agent CPU {:.2?} = {:.2} us/flow",
         mib(rss),
         rss as f64 * 1024.0 / capacity as f64,
         mib(peak_rss_kib(pid)),
-        capacity as f64 / filled.as_secs_f64() / 1e3
+        capacity as f64 / filled.as_secs_f64() / 1e3,
+        cpu,
+        cpu.as_secs_f64() * 1e6 / capacity as f64
     );
     Ok(())
 }
