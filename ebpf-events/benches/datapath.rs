@@ -12,7 +12,8 @@
 //! - records drained per second under a 64-byte UDP flood, with the kernel's
 //!   reserve failures and the channel's discards;
 //! - iperf3 TCP throughput across the endpoint veths with and without the
-//!   programs attached, as a ratio.
+//!   programs attached, as a ratio: `IPERF_ROUNDS` rounds, the median of each
+//!   configuration's ratios to the run without programs in its round.
 
 #[allow(dead_code)]
 #[path = "../tests/datapath/topology.rs"]
@@ -38,6 +39,15 @@ const COST_PACKETS: u64 = 200_000;
 const FLOOD: Duration = Duration::from_secs(3);
 /// Length of each iperf3 run.
 const IPERF_SECONDS: u32 = 4;
+/// Rounds of iperf3 runs (one without programs, then one per configuration): single
+/// runs on a shared 2-core machine vary by a tenth either way.
+const IPERF_ROUNDS: usize = 5;
+
+/// The median of `values`, which it sorts (the upper one of an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
 
 fn main() -> Result<()> {
     bench_decode();
@@ -156,26 +166,46 @@ fn main() -> Result<()> {
         events_enabled: false,
         ..DatapathConfig::default()
     };
-    println!("iperf3 TCP, {IPERF_SECONDS} s per run, Gbit/s (ratio to no programs):");
-    for pod in &topology.pods {
-        datapath.detach(&pod.host_veth)?;
-    }
-    let without = iperf(client_ns, server_ns, &server)?;
-    println!("  {:44} {:6.2}", "no programs", without / 1e9);
-    for pod in &topology.pods {
-        datapath.attach(&pod.host_veth)?;
-    }
-    for (name, config) in [
+    println!(
+        "iperf3 TCP, {IPERF_SECONDS} s per run, {IPERF_ROUNDS} rounds, Gbit/s (median; ratio to no programs in the same round: median, min-max):"
+    );
+    let configs = [
         (
             "programs, events for every packet",
             DatapathConfig::default(),
         ),
         ("programs, monitor aggregation medium", aggregation_medium),
         ("programs, events off", off),
-    ] {
-        datapath.set_config(config)?;
-        let with = iperf(client_ns, server_ns, &server)?;
-        println!("  {name:44} {:6.2} ({:.3})", with / 1e9, with / without);
+    ];
+    let mut without = Vec::new();
+    let mut with = vec![Vec::new(); configs.len()];
+    let mut ratios = vec![Vec::new(); configs.len()];
+    for _ in 0..IPERF_ROUNDS {
+        for pod in &topology.pods {
+            datapath.detach(&pod.host_veth)?;
+        }
+        let bare = iperf(client_ns, server_ns, &server)?;
+        without.push(bare);
+        for pod in &topology.pods {
+            datapath.attach(&pod.host_veth)?;
+        }
+        for (i, (_, config)) in configs.iter().enumerate() {
+            datapath.set_config(*config)?;
+            let rate = iperf(client_ns, server_ns, &server)?;
+            with[i].push(rate);
+            ratios[i].push(rate / bare);
+        }
+    }
+    println!("  {:44} {:6.2}", "no programs", median(&mut without) / 1e9);
+    for (i, (name, _)) in configs.iter().enumerate() {
+        let rate = median(&mut with[i]);
+        let ratio = median(&mut ratios[i]);
+        println!(
+            "  {name:44} {:6.2} ({ratio:.3}, {:.3}-{:.3})",
+            rate / 1e9,
+            ratios[i][0],
+            ratios[i][ratios[i].len() - 1]
+        );
     }
     drop(datapath);
     runtime.shutdown_timeout(Duration::from_secs(1));
