@@ -21,6 +21,7 @@
 
 mod l7;
 mod rare;
+mod same;
 pub mod table;
 pub mod text;
 mod view;
@@ -263,20 +264,23 @@ fn context_key(flow: &Flow, buf: &mut Vec<u8>) {
 
 /// Whether the context fields of `a` and `b` are equal.
 fn context_eq(a: &Flow, b: &Flow) -> bool {
-    a.node_name == b.node_name
-        && a.interface == b.interface
-        && a.node_labels == b.node_labels
-        && a.emitter == b.emitter
-        && a.source_service == b.source_service
-        && a.destination_service == b.destination_service
-        && a.summary == b.summary
-        && a.egress_allowed_by == b.egress_allowed_by
-        && a.ingress_allowed_by == b.ingress_allowed_by
-        && a.egress_denied_by == b.egress_denied_by
-        && a.ingress_denied_by == b.ingress_denied_by
-        && a.policy_log == b.policy_log
-        && a.sock_xlate_point == b.sock_xlate_point
+    a.sock_xlate_point == b.sock_xlate_point
         && a.debug_capture_point == b.debug_capture_point
+        && same::str(&a.summary, &b.summary)
+        && same::str(&a.node_name, &b.node_name)
+        && same::interface(a.interface.as_ref(), b.interface.as_ref())
+        && same::service(a.source_service.as_ref(), b.source_service.as_ref())
+        && same::service(
+            a.destination_service.as_ref(),
+            b.destination_service.as_ref(),
+        )
+        && same::policies(&a.egress_allowed_by, &b.egress_allowed_by)
+        && same::policies(&a.ingress_allowed_by, &b.ingress_allowed_by)
+        && same::policies(&a.egress_denied_by, &b.egress_denied_by)
+        && same::policies(&a.ingress_denied_by, &b.ingress_denied_by)
+        && same::strs(&a.policy_log, &b.policy_log)
+        && same::emitter(a.emitter.as_ref(), b.emitter.as_ref())
+        && same::strs(&a.node_labels, &b.node_labels)
 }
 
 fn context_is_empty(flow: &Flow) -> bool {
@@ -450,7 +454,12 @@ impl Encoder {
         };
         let cache_key = (endpoint.id, endpoint.identity);
         if let Some(&r) = self.endpoint_cache.get(&cache_key) {
-            if self.tables.endpoints.get(r) == Some(endpoint) {
+            if self
+                .tables
+                .endpoints
+                .get(r)
+                .is_some_and(|interned| same::endpoint(interned, endpoint))
+            {
                 return Some(r);
             }
         }
