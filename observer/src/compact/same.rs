@@ -215,42 +215,46 @@ mod tests {
             })
     }
 
-    /// An endpoint and a copy of it with at most one field drawn anew.
-    fn endpoint_pair() -> impl Strategy<Value = (Endpoint, Endpoint)> {
-        (endpoint_strategy(), endpoint_strategy(), 0usize..8).prop_map(|(a, other, field)| {
+    /// A value `values` draws and a copy of it whose field `n` (of `fields`, or none) is
+    /// another value's, as `take_field` moves it over.
+    fn pair<T: Clone + std::fmt::Debug, S: Strategy<Value = T>>(
+        values: fn() -> S,
+        fields: usize,
+        take_field: fn(&mut T, T, usize),
+    ) -> impl Strategy<Value = (T, T)> {
+        (values(), values(), 0..=fields).prop_map(move |(a, other, n)| {
             let mut b = a.clone();
-            match field {
-                0 => b.id = other.id,
-                1 => b.identity = other.identity,
-                2 => b.cluster_name = other.cluster_name,
-                3 => b.namespace = other.namespace,
-                4 => b.labels = other.labels,
-                5 => b.pod_name = other.pod_name,
-                6 => b.workloads = other.workloads,
-                _ => {}
-            }
+            take_field(&mut b, other, n);
             (a, b)
         })
     }
 
-    /// A policy and a copy of it with at most one field drawn anew.
+    fn endpoint_pair() -> impl Strategy<Value = (Endpoint, Endpoint)> {
+        pair(endpoint_strategy, 7, |b, other, n| match n {
+            0 => b.id = other.id,
+            1 => b.identity = other.identity,
+            2 => b.cluster_name = other.cluster_name,
+            3 => b.namespace = other.namespace,
+            4 => b.labels = other.labels,
+            5 => b.pod_name = other.pod_name,
+            6 => b.workloads = other.workloads,
+            _ => {}
+        })
+    }
+
     fn policy_pair() -> impl Strategy<Value = (Policy, Policy)> {
-        (policy_strategy(), policy_strategy(), 0usize..6).prop_map(|(a, other, field)| {
-            let mut b = a.clone();
-            match field {
-                0 => b.name = other.name,
-                1 => b.namespace = other.namespace,
-                2 => b.labels = other.labels,
-                3 => b.revision = other.revision,
-                4 => b.kind = other.kind,
-                _ => {}
-            }
-            (a, b)
+        pair(policy_strategy, 5, |b, other, n| match n {
+            0 => b.name = other.name,
+            1 => b.namespace = other.namespace,
+            2 => b.labels = other.labels,
+            3 => b.revision = other.revision,
+            4 => b.kind = other.kind,
+            _ => {}
         })
     }
 
     /// A flow's context (the fields `context_of` copies) and a copy of it with at
-    /// most one of them drawn anew.
+    /// most one of them drawn anew; endpoints and policies alike ([`pair`]).
     fn context_pair() -> impl Strategy<Value = (Flow, Flow)> {
         fn context() -> impl Strategy<Value = Flow> {
             (
@@ -295,26 +299,22 @@ mod tests {
                     }
                 })
         }
-        (context(), context(), 0usize..15).prop_map(|(a, other, field)| {
-            let mut b = a.clone();
-            match field {
-                0 => b.node_name = other.node_name,
-                1 => b.node_labels = other.node_labels,
-                2 => b.emitter = other.emitter,
-                3 => b.interface = other.interface,
-                4 => b.source_service = other.source_service,
-                5 => b.destination_service = other.destination_service,
-                6 => b.summary = other.summary,
-                7 => b.egress_allowed_by = other.egress_allowed_by,
-                8 => b.ingress_allowed_by = other.ingress_allowed_by,
-                9 => b.egress_denied_by = other.egress_denied_by,
-                10 => b.ingress_denied_by = other.ingress_denied_by,
-                11 => b.policy_log = other.policy_log,
-                12 => b.sock_xlate_point = other.sock_xlate_point,
-                13 => b.debug_capture_point = other.debug_capture_point,
-                _ => {}
-            }
-            (a, b)
+        pair(context, 14, |b, other, n| match n {
+            0 => b.node_name = other.node_name,
+            1 => b.node_labels = other.node_labels,
+            2 => b.emitter = other.emitter,
+            3 => b.interface = other.interface,
+            4 => b.source_service = other.source_service,
+            5 => b.destination_service = other.destination_service,
+            6 => b.summary = other.summary,
+            7 => b.egress_allowed_by = other.egress_allowed_by,
+            8 => b.ingress_allowed_by = other.ingress_allowed_by,
+            9 => b.egress_denied_by = other.egress_denied_by,
+            10 => b.ingress_denied_by = other.ingress_denied_by,
+            11 => b.policy_log = other.policy_log,
+            12 => b.sock_xlate_point = other.sock_xlate_point,
+            13 => b.debug_capture_point = other.debug_capture_point,
+            _ => {}
         })
     }
 
