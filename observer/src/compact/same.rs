@@ -10,7 +10,15 @@ use proto::flow::{Emitter, Endpoint, NetworkInterface, Policy, Service, Workload
 /// The longest string compared in place; longer ones go to `==`.
 const IN_PLACE_MAX: usize = 64;
 
-/// Eight bytes of `s` from `at` (the caller checks the length).
+/// Sixteen bytes of `s` from `at` (the caller checks the length).
+#[inline(always)]
+fn wide(s: &[u8], at: usize) -> u128 {
+    let mut w = [0u8; 16];
+    w.copy_from_slice(&s[at..at + 16]);
+    u128::from_ne_bytes(w)
+}
+
+/// Eight bytes of `s` from `at`.
 #[inline(always)]
 fn word(s: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
@@ -26,31 +34,27 @@ fn half(s: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes(w)
 }
 
-/// `a == b`.
+/// `a == b`: a fixed number of loads for each range of lengths, the last load of a
+/// range ending at the last byte (overlapping the ones before it).
 #[inline(always)]
 pub(super) fn bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
-    if n > IN_PLACE_MAX {
-        return a == b;
-    }
-    if n >= 8 {
-        // Whole words, then the last eight bytes (overlapping what was compared).
-        let mut at = 0;
-        while at + 8 < n {
-            if word(a, at) != word(b, at) {
-                return false;
-            }
-            at += 8;
+    match n {
+        0..=3 => (0..n).all(|i| a[i] == b[i]),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        17..=32 => wide(a, 0) == wide(b, 0) && wide(a, n - 16) == wide(b, n - 16),
+        33..=IN_PLACE_MAX => {
+            wide(a, 0) == wide(b, 0)
+                && wide(a, 16) == wide(b, 16)
+                && wide(a, n - 32) == wide(b, n - 32)
+                && wide(a, n - 16) == wide(b, n - 16)
         }
-        return word(a, n - 8) == word(b, n - 8);
+        _ => a == b,
     }
-    if n >= 4 {
-        return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
-    }
-    (0..n).all(|i| a[i] == b[i])
 }
 
 #[inline(always)]
