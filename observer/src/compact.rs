@@ -320,8 +320,8 @@ pub struct Encoder {
 /// Entries in each lookup cache before it is cleared (bounds its memory).
 const CACHE_LIMIT: usize = 4096;
 
-/// The largest scratch buffer an encoder keeps between flows (a flow with a longer
-/// L7 record gets one of its own).
+/// The largest scratch buffer an encoder (and its L7 packer) keeps between flows (a
+/// flow with a longer L7 record gets one of its own).
 const SCRATCH_KEPT: usize = 64 * 1024;
 
 impl Encoder {

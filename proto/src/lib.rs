@@ -50,6 +50,7 @@ pub mod names;
 #[doc(hidden)]
 pub mod number;
 pub mod transport;
+pub mod wire;
 
 /// Encoded `FileDescriptorSet` of the whole API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

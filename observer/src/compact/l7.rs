@@ -16,11 +16,12 @@ use std::hash::BuildHasher;
 
 use prost::bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
+use proto::wire::{key, put_varint};
 
 use super::rare::{Packed, PackedParts};
 use super::table::{Ref, Table, TABLE_CAPACITY};
-use super::wire::{key, put_varint, set_len};
-use super::Tables;
+use super::wire::set_len;
+use super::{Tables, SCRATCH_KEPT};
 
 /// Bytes the interned L7 strings may take, counted as the table's copy, the writer's
 /// key and a map entry each. Distinct repeating values (URLs, names, answers) in a
@@ -208,9 +209,6 @@ pub struct L7Strings {
     /// The buffer a record is packed in before it is stored.
     scratch: Vec<u8>,
 }
-
-/// The largest packing buffer [`L7Strings`] keeps between records.
-const SCRATCH_KEPT: usize = 64 * 1024;
 
 impl Default for L7Strings {
     fn default() -> Self {

@@ -43,7 +43,7 @@ pub struct StoredFlow<'a> {
 
 /// [`StoredFlow::packed`]'s cell. Dropping one that was never filled is a test in
 /// place: the compiler's own drop of a cell of `PackedParts` was a call for every
-/// flow a scan read, a tenth of a scan without a filter.
+/// flow a scan read, a sixth of the time of a scan without a filter.
 #[derive(Default)]
 struct LazyParts(OnceCell<Option<Box<PackedParts>>>);
 
@@ -244,7 +244,7 @@ impl<'a> StoredFlow<'a> {
             Some(Extra::Rare(rare)) => Some(rare),
             Some(_) => return None,
         };
-        let own = wire::RecordBuf::of(&record);
+        let own = wire::record_buf(&record);
         let respond = |rare: &[u8]| {
             let mut fields = [EncodedField::Fields(own.as_bytes()); 5];
             let mut n = 1;
@@ -314,6 +314,17 @@ impl<'a> StoredFlow<'a> {
             .contexts
             .get(self.w(W_CTX) as u32)
             .unwrap_or(&EMPTY)
+    }
+
+    /// The DNS names of the source and the destination.
+    fn names(&self) -> (&[String], &[String]) {
+        match self.rare() {
+            RareView::Parts(rare) => self
+                .packed(rare)
+                .map_or((&[], &[]), |p| (&p.source_names, &p.destination_names)),
+            RareView::Whole(f) => (&f.source_names, &f.destination_names),
+            RareView::None => (&[], &[]),
+        }
     }
 
     /// The packed parts of a compact flow, decoded once.
@@ -402,19 +413,11 @@ impl FlowView for StoredFlow<'_> {
     }
 
     fn source_names(&self) -> &[String] {
-        match self.rare() {
-            RareView::Parts(rare) => self.packed(rare).map_or(&[], |p| &p.source_names),
-            RareView::Whole(f) => &f.source_names,
-            RareView::None => &[],
-        }
+        self.names().0
     }
 
     fn destination_names(&self) -> &[String] {
-        match self.rare() {
-            RareView::Parts(rare) => self.packed(rare).map_or(&[], |p| &p.destination_names),
-            RareView::Whole(f) => &f.destination_names,
-            RareView::None => &[],
-        }
+        self.names().1
     }
 
     fn source_service(&self) -> Option<&flow::Service> {

@@ -9,6 +9,7 @@
 //! as the stored flow; the tests compare them with it on every sample flow.
 
 use prost::encoding::{message, WireType};
+use proto::wire::{key, length_delimited, put_varint, varint_field, Sink, StackBuf};
 
 use super::{
     bits, l7, packed_trace, text, Rare, Record, Tables, F_ETHERNET, F_EVENT_TYPE, F_IP, F_TIME,
@@ -50,7 +51,7 @@ const RECORD_FIELDS_MAX: usize = 512;
 
 /// Writes the `Flow` fields a compact record holds (none of the extra's).
 pub(super) fn record_fields(r: &Record, out: &mut Vec<u8>) {
-    out.extend_from_slice(RecordBuf::of(r).as_bytes());
+    out.extend_from_slice(record_buf(r).as_bytes());
 }
 
 /// [`record_fields`] into its stack buffer.
@@ -60,8 +61,8 @@ fn write_record(r: &Record, out: &mut RecordBuf) {
         // int32 nanos are written sign-extended, as prost writes an `int32`.
         let nanos = i64::from((r[W_CTX] >> 32) as u32 as i32) as u64;
         short_message(TIME, out, |out| {
-            varint(1, r[W_SECS], out);
-            varint(2, nanos, out);
+            varint_field(1, r[W_SECS], out);
+            varint_field(2, nanos, out);
         });
     }
     if bits(flags, UUID_SHIFT, 2) == UUID_PACKED {
@@ -83,8 +84,8 @@ fn write_record(r: &Record, out: &mut RecordBuf) {
                     out,
                 );
             }
-            varint(3, bits(l4w, 48, 2), out);
-            varint(4, bits(l4w, 54, 1), out);
+            varint_field(3, bits(l4w, 48, 2), out);
+            varint_field(4, bits(l4w, 54, 1), out);
         });
     }
     if flags & F_ETHERNET != 0 {
@@ -94,29 +95,29 @@ fn write_record(r: &Record, out: &mut RecordBuf) {
             }
         });
     }
-    varint(PROXY_PORT, bits(r[W_MAC_SRC], 48, 16), out);
-    varint(POLICY_MATCH_TYPE, bits(r[W_MAC_DST], 48, 8), out);
-    varint(DROP_REASON, bits(r[W_MAC_DST], 56, 8), out);
+    varint_field(PROXY_PORT, bits(r[W_MAC_SRC], 48, 16), out);
+    varint_field(POLICY_MATCH_TYPE, bits(r[W_MAC_DST], 48, 8), out);
+    varint_field(DROP_REASON, bits(r[W_MAC_DST], 56, 8), out);
     layer4(l4w, out);
     let e = r[W_ENUMS];
-    varint(VERDICT, bits(e, 0, 8), out);
-    varint(DROP_REASON_DESC, bits(e, 8, 8), out);
+    varint_field(VERDICT, bits(e, 0, 8), out);
+    varint_field(DROP_REASON_DESC, bits(e, 8, 8), out);
     if flags & F_EVENT_TYPE != 0 {
         short_message(EVENT_TYPE, out, |out| {
-            varint(1, bits(e, 16, 8), out);
-            varint(2, bits(e, 24, 8), out);
+            varint_field(1, bits(e, 16, 8), out);
+            varint_field(2, bits(e, 24, 8), out);
         });
     }
-    varint(TRACE_OBSERVATION_POINT, bits(e, 32, 8), out);
-    varint(TRACE_REASON, bits(e, 40, 8), out);
-    varint(TRAFFIC_DIRECTION, bits(e, 48, 2), out);
+    varint_field(TRACE_OBSERVATION_POINT, bits(e, 32, 8), out);
+    varint_field(TRACE_REASON, bits(e, 40, 8), out);
+    varint_field(TRAFFIC_DIRECTION, bits(e, 48, 2), out);
     match bits(e, 50, 2) {
         0 => {}
-        v => short_message(IS_REPLY, out, |out| varint(1, u64::from(v == 2), out)),
+        v => short_message(IS_REPLY, out, |out| varint_field(1, u64::from(v == 2), out)),
     }
-    varint(REPLY, bits(e, 52, 1), out);
-    varint(TYPE, bits(e, 53, 2), out);
-    varint(AUTH_TYPE, bits(e, 55, 2), out);
+    varint_field(REPLY, bits(e, 52, 1), out);
+    varint_field(TYPE, bits(e, 53, 2), out);
+    varint_field(AUTH_TYPE, bits(e, 55, 2), out);
 }
 
 /// The `Layer4` message of the packed L4 bits (nothing when there is none, or when
@@ -136,13 +137,13 @@ fn layer4(w: u64, out: &mut RecordBuf) {
     };
     short_message(L4, out, |out| {
         short_message(tag, out, |out| {
-            varint(1, bits(w, 16, 16), out);
-            varint(2, bits(w, 32, 16), out);
+            varint_field(1, bits(w, 16, 16), out);
+            varint_field(2, bits(w, 32, 16), out);
             if tag == 1 && bits(w, 4, 1) == 1 {
                 let flag_bits = bits(w, 5, 9);
                 short_message(3, out, |out| {
                     for i in 0..9 {
-                        varint(i + 1, flag_bits >> i & 1, out);
+                        varint_field(i + 1, flag_bits >> i & 1, out);
                     }
                 });
             }
@@ -176,8 +177,8 @@ pub(super) fn rare_fields(tables: &Tables, rare: &Rare, out: &mut Vec<u8>) {
     optional(TUNNEL, other.tunnel.as_ref(), out);
     optional(FILE, other.file.as_ref(), out);
     optional(IP_TRACE_ID, other.ip_trace_id.as_ref(), out);
-    varint(SOCKET_COOKIE, other.socket_cookie, out);
-    varint(CGROUP_ID, other.cgroup_id, out);
+    varint_field(SOCKET_COOKIE, other.socket_cookie, out);
+    varint_field(CGROUP_ID, other.cgroup_id, out);
     optional(EXTENSIONS, other.extensions.as_ref(), out);
     optional(AGGREGATE, other.aggregate.as_ref(), out);
 }
@@ -190,126 +191,16 @@ fn optional<M: prost::Message>(tag: u32, value: Option<&M>, out: &mut Vec<u8>) {
     }
 }
 
-/// Where the fields are written: a vector (the rare parts, the L7 record, whose
-/// lengths have no bound) or a record's stack buffer ([`RecordBuf`]).
-pub(super) trait Sink {
-    /// Appends one byte.
-    fn put(&mut self, byte: u8);
-    /// Appends `bytes`.
-    fn put_slice(&mut self, bytes: &[u8]);
-    /// Bytes written so far.
-    fn written(&self) -> usize;
-    /// Overwrites the byte at `at`.
-    fn set(&mut self, at: usize, byte: u8);
-    /// Moves what was written from `at` on `n` bytes further, leaving room at `at`.
-    fn open(&mut self, at: usize, n: usize);
-}
-
-impl Sink for Vec<u8> {
-    #[inline(always)]
-    fn put(&mut self, byte: u8) {
-        self.push(byte);
-    }
-    #[inline(always)]
-    fn put_slice(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-    #[inline(always)]
-    fn written(&self) -> usize {
-        self.len()
-    }
-    #[inline(always)]
-    fn set(&mut self, at: usize, byte: u8) {
-        self[at] = byte;
-    }
-    fn open(&mut self, at: usize, n: usize) {
-        let end = self.len();
-        self.resize(end + n, 0);
-        self.copy_within(at..end, at + n);
-    }
-}
-
 /// A record's fields as they are written: a stack buffer with room for the longest
-/// ([`RECORD_FIELDS_MAX`]). Its bytes and length are the writer's own, so a byte
-/// written does not make the compiler reload a vector's length and capacity, as a
-/// `Vec<u8>` push does (a byte store may alias them).
-pub(super) struct RecordBuf {
-    bytes: [u8; RECORD_FIELDS_MAX],
-    len: usize,
-}
+/// ([`RECORD_FIELDS_MAX`]; the rare parts and the L7 record, whose lengths have no
+/// bound, are written to a vector).
+pub(super) type RecordBuf = StackBuf<RECORD_FIELDS_MAX>;
 
-impl RecordBuf {
-    fn new() -> Self {
-        Self {
-            bytes: [0; RECORD_FIELDS_MAX],
-            len: 0,
-        }
-    }
-
-    /// The `Flow` fields the record `r` holds, as [`record_fields`] writes them.
-    pub(super) fn of(r: &Record) -> Self {
-        let mut fields = Self::new();
-        write_record(r, &mut fields);
-        fields
-    }
-
-    /// The bytes written.
-    pub(super) fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-impl Sink for RecordBuf {
-    #[inline(always)]
-    fn put(&mut self, byte: u8) {
-        self.bytes[self.len] = byte;
-        self.len += 1;
-    }
-    #[inline(always)]
-    fn put_slice(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        self.bytes[self.len..end].copy_from_slice(bytes);
-        self.len = end;
-    }
-    #[inline(always)]
-    fn written(&self) -> usize {
-        self.len
-    }
-    #[inline(always)]
-    fn set(&mut self, at: usize, byte: u8) {
-        self.bytes[at] = byte;
-    }
-    fn open(&mut self, at: usize, n: usize) {
-        self.bytes.copy_within(at..self.len, at + n);
-        self.len += n;
-    }
-}
-
-/// A varint field, left out at 0.
-#[inline(always)]
-fn varint(tag: u32, value: u64, out: &mut impl Sink) {
-    if value != 0 {
-        key(tag, WireType::Varint, out);
-        put_varint(value, out);
-    }
-}
-
-/// A field's key (what `prost::encoding::encode_key` writes), one byte for the
-/// fields numbered below 16 without a call.
-#[inline(always)]
-pub(super) fn key(tag: u32, wire_type: WireType, out: &mut impl Sink) {
-    put_varint(u64::from(tag << 3 | wire_type as u32), out);
-}
-
-/// A varint (what `prost::encoding::encode_varint` writes), without a call: a
-/// record's values are short (one byte for nearly all, five for the seconds).
-#[inline(always)]
-pub(super) fn put_varint(mut value: u64, out: &mut impl Sink) {
-    while value >= 0x80 {
-        out.put(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.put(value as u8);
+/// The `Flow` fields the record `r` holds, as [`record_fields`] writes them.
+pub(super) fn record_buf(r: &Record) -> RecordBuf {
+    let mut fields = RecordBuf::default();
+    write_record(r, &mut fields);
+    fields
 }
 
 /// A string or bytes field, left out when empty.
@@ -322,7 +213,7 @@ fn bytes(tag: u32, value: &[u8], out: &mut impl Sink) {
 
 #[inline(always)]
 fn bytes_always(tag: u32, value: &[u8], out: &mut impl Sink) {
-    message_head(tag, value.len(), out);
+    length_delimited(tag, value.len(), out);
     out.put_slice(value);
 }
 
@@ -354,27 +245,13 @@ pub(super) fn set_len(out: &mut impl Sink, at: usize) {
 /// [`set_len`] for a length of two bytes or more.
 #[cold]
 fn set_long_len(out: &mut impl Sink, at: usize, len: usize) {
-    let mut head = [0u8; 10];
-    let mut n = 0;
-    let mut rest = len as u64;
-    while rest >= 0x80 {
-        head[n] = rest as u8 | 0x80;
-        rest >>= 7;
-        n += 1;
-    }
-    head[n] = rest as u8;
-    n += 1;
-    out.open(at, n - 1);
-    for (k, byte) in head[..n].iter().enumerate() {
+    let mut head = StackBuf::<10>::default();
+    put_varint(len as u64, &mut head);
+    let head = head.as_bytes();
+    out.open(at, head.len() - 1);
+    for (k, byte) in head.iter().enumerate() {
         out.set(at - 1 + k, *byte);
     }
-}
-
-/// The key and length of an embedded message of `len` bytes.
-#[inline(always)]
-fn message_head(tag: u32, len: usize, out: &mut impl Sink) {
-    key(tag, WireType::LengthDelimited, out);
-    put_varint(len as u64, out);
 }
 
 #[cfg(test)]
@@ -400,7 +277,7 @@ mod tests {
             );
             assert_eq!(out, expected, "{len}");
             if len + 4 <= RECORD_FIELDS_MAX {
-                let mut buf = RecordBuf::new();
+                let mut buf = RecordBuf::default();
                 short_message(1, &mut buf, |out| bytes(1, text.as_bytes(), out));
                 assert_eq!(buf.as_bytes(), expected, "{len}");
             }
